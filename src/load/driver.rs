@@ -1,0 +1,154 @@
+//! The open-model driver: orders arrive on schedule whether or not earlier ones finished.
+//!
+//! Each arrival is dispatched at its due time into its own task; the latency of everything
+//! downstream is measured from the due time, so a stalled broker or a late generator shows up
+//! in the numbers (coordinated omission corrected by construction, as wrk2 does). In-flight
+//! checkouts are capped; an order that cannot get a slot and an ack within
+//! `checkout_timeout` of its due time is a failed checkout, counted, never skipped. How late the
+//! driver itself dispatched each arrival is its *send lag*, recorded so a run whose generator
+//! fell behind can be declared invalid instead of passing.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::RngExt;
+use tokio::sync::{Semaphore, watch};
+
+use crate::clock::{RunTime, duration_ns};
+use crate::events::Topic;
+use crate::load::Schedule;
+use crate::observe::{Checkout, Observer};
+use crate::orders::OrderFactory;
+use crate::publisher::{Cause, Publisher};
+use crate::scenario::model::{Load, Stage};
+
+/// A resubmit follows its first submission after this long (seeded, uniform).
+const RESUBMIT_DELAY_MS: std::ops::RangeInclusive<u64> = 200..=2_000;
+
+pub struct Driver {
+    pub publisher: Publisher,
+    pub factory: Arc<OrderFactory>,
+    pub schedule: Arc<Schedule>,
+    pub load: Load,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverOutcome {
+    /// Arrivals dispatched (orders attempted).
+    pub dispatched: usize,
+    /// The driver was stopped before the schedule ended.
+    pub stopped_early: bool,
+}
+
+impl Driver {
+    fn observer(&self) -> &Observer {
+        &self.publisher.observer
+    }
+
+    /// Dispatches every scheduled arrival, or until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> DriverOutcome {
+        let slots = Arc::new(Semaphore::new(self.load.max_in_flight));
+        let clock = self.observer().clock;
+        for (id, &due) in self.schedule.due.iter().enumerate() {
+            if *stop.borrow() {
+                return DriverOutcome {
+                    dispatched: id,
+                    stopped_early: true,
+                };
+            }
+            if due > clock.now() {
+                tokio::select! {
+                    _ = clock.sleep_until(due) => {}
+                    _ = stopped(&mut stop) => {
+                        return DriverOutcome { dispatched: id, stopped_early: true };
+                    }
+                }
+            }
+            let o = self.observer();
+            o.send_lag.record_ns(clock.now().saturating_sub(due));
+            o.counters.attempted.fetch_add(1, Relaxed);
+            o.counters.open_checkouts.fetch_add(1, Relaxed);
+            tokio::spawn(self.clone().checkout(id as u64, due, slots.clone()));
+        }
+        DriverOutcome {
+            dispatched: self.schedule.due.len(),
+            stopped_early: false,
+        }
+    }
+
+    async fn checkout(self: Arc<Self>, id: u64, due: RunTime, slots: Arc<Semaphore>) {
+        self.submit(id, due, slots).await;
+        self.observer()
+            .counters
+            .open_checkouts
+            .fetch_sub(1, Relaxed);
+    }
+
+    async fn submit(&self, id: u64, due: RunTime, slots: Arc<Semaphore>) {
+        let o = self.observer();
+        let deadline = o
+            .clock
+            .instant_at(due + duration_ns(self.load.checkout_timeout));
+        let slot = match tokio::time::timeout_at(deadline, slots.acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            // No slot in time (or the semaphore closed): the shopper saw a failed checkout.
+            _ => {
+                o.ledger.set_checkout(id, Checkout::Failed);
+                o.counters.failed.fetch_add(1, Relaxed);
+                return;
+            }
+        };
+        let wall = o.clock.wall_ns(due);
+        let order = self.factory.make(id, wall);
+        let cause = Cause {
+            order_id: id,
+            intended_at: due,
+            intended_wall_ns: wall,
+            idempotency_key: Bytes::from(order.idempotency_key.clone()),
+        };
+        let payload = order.to_json();
+        let envelope = self
+            .publisher
+            .envelope(Topic::OrderCreated, &cause, payload.clone());
+        let accepted = matches!(
+            tokio::time::timeout_at(deadline, self.publisher.publish(envelope)).await,
+            Ok(Ok(_))
+        );
+        drop(slot);
+        if accepted {
+            o.reached(Stage::Checkout, due);
+            o.ledger.set_checkout(id, Checkout::Accepted);
+            o.counters.accepted.fetch_add(1, Relaxed);
+        } else {
+            o.ledger.set_checkout(id, Checkout::Failed);
+            o.counters.failed.fetch_add(1, Relaxed);
+        }
+        if self.factory.plan(id).resubmit {
+            // The shopper clicks "buy" again: same order, same idempotency key, new event.
+            let mut rng = crate::rng::for_item(self.seed, "load.resubmit", id);
+            let delay = Duration::from_millis(rng.random_range(RESUBMIT_DELAY_MS));
+            tokio::time::sleep(delay).await;
+            o.counters.resubmits.fetch_add(1, Relaxed);
+            let envelope = self
+                .publisher
+                .envelope(Topic::OrderCreated, &cause, payload);
+            let timeout = self.load.checkout_timeout;
+            if !matches!(
+                tokio::time::timeout(timeout, self.publisher.publish(envelope)).await,
+                Ok(Ok(_))
+            ) {
+                o.finding(format!("resubmit of order {id} was not acked"));
+            }
+        }
+    }
+}
+
+/// Resolves once `stop` turns true; never, if its sender is gone without saying so.
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,5 @@
+//! Load: the arrival schedule and the open-model driver that keeps to it.
+pub mod driver;
+pub mod schedule;
+
+pub use schedule::{PlannedPhase, Schedule};

@@ -1,0 +1,233 @@
+//! Arrival schedules: when each order is due, planned before the run starts.
+//!
+//! The phases define a rate curve r(t); its integral Λ(t) counts expected arrivals. Arrival
+//! i is due at Λ⁻¹(sᵢ), with sᵢ = i for uniform arrivals and sᵢ a unit-rate Poisson process
+//! for Poisson arrivals (time rescaling), so ramps get exactly the planned shape either way.
+//! The schedule is pure: same scenario and seed, same instants.
+
+use std::time::Duration;
+
+use rand_distr::{Distribution, Exp1};
+
+use crate::clock::{RunTime, duration_ns};
+use crate::scenario::model::{Arrivals, Load, PhaseKind};
+
+/// One phase on the run's clock.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PlannedPhase {
+    pub kind: PhaseKind,
+    pub start: RunTime,
+    pub end: RunTime,
+    /// Expected arrivals in the phase (Λ over the phase).
+    pub expected: f64,
+}
+
+impl PlannedPhase {
+    fn rates(&self) -> (f64, f64) {
+        match self.kind {
+            PhaseKind::Ramp { from, to } => (from.per_sec(), to.per_sec()),
+            PhaseKind::Hold { rate } | PhaseKind::Spike { rate } => {
+                (rate.per_sec(), rate.per_sec())
+            }
+            PhaseKind::Pause => (0.0, 0.0),
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        (self.end - self.start) as f64 / 1e9
+    }
+
+    /// Planned rate at run time `t` (inside the phase).
+    pub fn rate_at(&self, t: RunTime) -> f64 {
+        let (from, to) = self.rates();
+        let d = self.seconds();
+        if d <= 0.0 {
+            return from;
+        }
+        let x = (t.saturating_sub(self.start)) as f64 / 1e9;
+        from + (to - from) * (x / d).min(1.0)
+    }
+
+    /// Seconds into the phase at which Λ (from its start) reaches `c`.
+    fn inverse(&self, c: f64) -> f64 {
+        let (from, to) = self.rates();
+        let d = self.seconds();
+        let a = (to - from) / (2.0 * d);
+        // Solves a·τ² + from·τ = c in the form that stays exact when a → 0.
+        let disc = (from * from + 4.0 * a * c).max(0.0);
+        let denom = from + disc.sqrt();
+        if denom <= 0.0 { 0.0 } else { 2.0 * c / denom }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Schedule {
+    pub phases: Vec<PlannedPhase>,
+    /// Due time of each order, ascending; order id = index.
+    #[serde(skip)]
+    pub due: Vec<RunTime>,
+    /// End of the last phase.
+    pub end: RunTime,
+}
+
+impl Schedule {
+    pub fn plan(load: &Load, seed: u64) -> Schedule {
+        let mut phases = Vec::with_capacity(load.phases.len());
+        let mut start = 0;
+        for phase in &load.phases {
+            let end = start + duration_ns(phase.duration);
+            let mut p = PlannedPhase {
+                kind: phase.kind,
+                start,
+                end,
+                expected: 0.0,
+            };
+            let (from, to) = p.rates();
+            p.expected = (from + to) / 2.0 * p.seconds();
+            phases.push(p);
+            start = end;
+        }
+        let mut due = Vec::new();
+        let mut rng = crate::rng::for_component(seed, "load.arrivals");
+        let mut s = match load.arrivals {
+            Arrivals::Uniform => 0.0,
+            Arrivals::Poisson => Exp1.sample(&mut rng),
+        };
+        let mut base = 0.0; // Λ at the start of the current phase
+        for p in &phases {
+            while s < base + p.expected {
+                let tau = p.inverse(s - base).clamp(0.0, p.seconds());
+                let at = p.start + duration_ns(Duration::from_secs_f64(tau));
+                due.push(at.min(p.end.saturating_sub(1)).max(p.start));
+                s += match load.arrivals {
+                    Arrivals::Uniform => 1.0,
+                    Arrivals::Poisson => Exp1.sample(&mut rng),
+                };
+            }
+            base += p.expected;
+        }
+        Schedule {
+            phases,
+            due,
+            end: start,
+        }
+    }
+
+    pub fn orders(&self) -> usize {
+        self.due.len()
+    }
+
+    /// The phase running at `t`, if any.
+    pub fn phase_at(&self, t: RunTime) -> Option<(usize, &PlannedPhase)> {
+        self.phases
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.start <= t && t < p.end)
+    }
+
+    /// Planned arrivals per second of run time (from the due times).
+    pub fn planned_per_second(&self) -> Vec<u64> {
+        let seconds = self.end.div_ceil(1_000_000_000) as usize;
+        let mut v = vec![0u64; seconds];
+        for &at in &self.due {
+            if let Some(slot) = v.get_mut((at / 1_000_000_000) as usize) {
+                *slot += 1;
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::model::{Phase, Rate};
+    use proptest::prelude::*;
+
+    fn load(arrivals: Arrivals, phases: Vec<Phase>) -> Load {
+        Load {
+            arrivals,
+            checkout_timeout: Duration::from_secs(2),
+            max_in_flight: 10_000,
+            phases,
+            drain: Duration::from_secs(30),
+            max_send_lag: Duration::from_millis(100),
+        }
+    }
+
+    fn black_friday() -> Vec<Phase> {
+        let s = Duration::from_secs;
+        vec![
+            Phase {
+                kind: PhaseKind::Ramp {
+                    from: Rate(50.0),
+                    to: Rate(500.0),
+                },
+                duration: s(30),
+            },
+            Phase {
+                kind: PhaseKind::Hold { rate: Rate(500.0) },
+                duration: s(40),
+            },
+            Phase {
+                kind: PhaseKind::Spike { rate: Rate(1500.0) },
+                duration: s(15),
+            },
+            Phase {
+                kind: PhaseKind::Pause,
+                duration: s(5),
+            },
+            Phase {
+                kind: PhaseKind::Hold { rate: Rate(300.0) },
+                duration: s(20),
+            },
+        ]
+    }
+
+    #[test]
+    fn uniform_arrivals_hit_the_planned_count_exactly() {
+        let s = Schedule::plan(&load(Arrivals::Uniform, black_friday()), 7);
+        // 8 250 in the ramp + 20 000 + 22 500 + 0 + 6 000.
+        assert_eq!(s.orders(), 56_750);
+        let per_sec = s.planned_per_second();
+        // First second of the ramp: the rate climbs 50 -> 65/s, Λ(1) = 57.5, so 58 arrivals.
+        assert_eq!(per_sec[0], 58);
+        assert_eq!(per_sec[40], 500);
+        assert_eq!(per_sec[80], 1500);
+        assert_eq!(per_sec[87], 0); // the pause
+        assert_eq!(per_sec[100], 300);
+    }
+
+    #[test]
+    fn poisson_arrivals_follow_the_curve_and_the_seed() {
+        let l = load(Arrivals::Poisson, black_friday());
+        let a = Schedule::plan(&l, 7);
+        assert_eq!(a.due, Schedule::plan(&l, 7).due);
+        assert_ne!(a.due, Schedule::plan(&l, 8).due);
+        // Within 1 % of the expectation (sd of a Poisson count of 56 750 is ~238).
+        assert!((56_000..57_500).contains(&a.orders()), "{}", a.orders());
+        let spike: u64 = a.planned_per_second()[70..85].iter().sum();
+        assert!((21_800..23_200).contains(&spike), "{spike}");
+    }
+
+    proptest! {
+        #[test]
+        fn due_times_are_sorted_and_inside_their_phases(
+            from in 0.0f64..2_000.0, to in 0.0f64..2_000.0, secs in 1u64..20, seed: u64,
+            poisson: bool,
+        ) {
+            let phases = vec![
+                Phase { kind: PhaseKind::Ramp { from: Rate(from), to: Rate(to) }, duration: Duration::from_secs(secs) },
+                Phase { kind: PhaseKind::Hold { rate: Rate(10.0) }, duration: Duration::from_secs(1) },
+            ];
+            let arrivals = if poisson { Arrivals::Poisson } else { Arrivals::Uniform };
+            let s = Schedule::plan(&load(arrivals, phases), seed);
+            prop_assert!(s.due.windows(2).all(|w| w[0] <= w[1]));
+            prop_assert!(s.due.iter().all(|&t| t < s.end));
+            if !poisson {
+                let expected = (from + to) / 2.0 * secs as f64 + 10.0;
+                prop_assert!((s.orders() as f64 - expected).abs() <= 2.0, "{} vs {}", s.orders(), expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The ledger: per order, what was attempted, acked, delivered and applied.
+//!
+//! Attempted / acked / delivered / effects are kept apart (the Jepsen discipline): a publish
+//! the broker acked is a promise, a delivery is one arrival at one service, an effect is what
+//! a service did about it. Every slot is a handful of atomics so recording from many tasks
+//! needs no lock: 44 bytes per order for all five services together (under 9 per service).
+//!
+//! Events of one order on one topic are told apart by their `seq` (0 for the first
+//! `order.created`, 1 for a resubmit, ...); up to 8 per (order, topic) are tracked exactly,
+//! later ones share the last bit.
+
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, Ordering::Relaxed};
+
+use crate::events::{EventMeta, Topic};
+use crate::topology::SUBSCRIPTIONS;
+
+const TOPICS: usize = Topic::ALL.len();
+const SUBS: usize = SUBSCRIPTIONS.len();
+
+/// What happened to a checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[repr(u8)]
+pub enum Checkout {
+    /// Not yet answered (or never sent, for a run that was interrupted).
+    Pending = 0,
+    /// `order.created` acked within `checkout_timeout`.
+    Accepted = 1,
+    /// Refused, or not acked within `checkout_timeout`.
+    Failed = 2,
+}
+
+/// How an order ended, as the services reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[repr(u8)]
+pub enum Terminal {
+    None = 0,
+    Fulfilled = 1,
+    /// Declined for a business reason (the card): an outcome, not a failure.
+    Declined = 2,
+    /// The payment provider failed after the last retry.
+    Failed = 3,
+}
+
+/// Side effects a service applies at most once per order when idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Effect {
+    /// A confirmation email sent (email service).
+    EmailSent = 0,
+    /// Stock decremented for the order's items (inventory service).
+    StockReserved = 1,
+    /// A shipment created (warehouse service).
+    Shipped = 2,
+    /// Revenue booked (analytics service).
+    RevenueBooked = 3,
+}
+
+impl Effect {
+    pub const ALL: [Effect; 4] = [
+        Effect::EmailSent,
+        Effect::StockReserved,
+        Effect::Shipped,
+        Effect::RevenueBooked,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Effect::EmailSent => "email sent",
+            Effect::StockReserved => "stock decremented",
+            Effect::Shipped => "shipment created",
+            Effect::RevenueBooked => "revenue booked",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    checkout: AtomicU8,
+    terminal: AtomicU8,
+    /// Events published per topic (the next `seq`).
+    published: [AtomicU8; TOPICS],
+    /// Bit `seq` set once that event was acked by the broker.
+    acked: [AtomicU8; TOPICS],
+    /// Per subscription: bit `seq` set once that event was delivered.
+    delivered: [AtomicU8; SUBS],
+    effects: [AtomicU8; Effect::ALL.len()],
+    /// Milliseconds from intended time to the terminal state; `u32::MAX` = none yet.
+    terminal_ms: AtomicU32,
+    /// Deliveries per subscription, counting redeliveries (saturating).
+    deliveries: [AtomicU16; SUBS],
+}
+
+/// The outcome of recording a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryNote {
+    /// The first delivery of this event to this subscription.
+    pub first: bool,
+    /// A later event of the same order on this topic was delivered before this one.
+    pub out_of_order: bool,
+}
+
+pub struct Ledger {
+    slots: Box<[Slot]>,
+}
+
+// The budget: at most 32 bytes per order per service, for the five services.
+const _: () = assert!(std::mem::size_of::<Slot>() <= 32 * crate::topology::ServiceKind::ALL.len());
+const _: () = assert!(std::mem::size_of::<Slot>() == 44);
+
+fn bit(seq: u8) -> u8 {
+    1 << seq.min(7)
+}
+
+impl Ledger {
+    /// A ledger for order ids `0..orders`.
+    pub fn new(orders: usize) -> Ledger {
+        Ledger {
+            slots: (0..orders).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Bytes of ledger per order (all services).
+    pub const BYTES_PER_ORDER: usize = std::mem::size_of::<Slot>();
+
+    fn slot(&self, order: u64) -> Option<&Slot> {
+        self.slots.get(usize::try_from(order).ok()?)
+    }
+
+    pub fn set_checkout(&self, order: u64, outcome: Checkout) {
+        if let Some(s) = self.slot(order) {
+            s.checkout.store(outcome as u8, Relaxed);
+        }
+    }
+
+    pub fn checkout(&self, order: u64) -> Checkout {
+        match self.slot(order).map(|s| s.checkout.load(Relaxed)) {
+            Some(1) => Checkout::Accepted,
+            Some(2) => Checkout::Failed,
+            _ => Checkout::Pending,
+        }
+    }
+
+    /// The `seq` for the next event of `order` on `topic`.
+    pub fn next_seq(&self, order: u64, topic: Topic) -> u8 {
+        self.slot(order).map_or(0, |s| {
+            s.published[topic.index()]
+                .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
+                .unwrap_or(0)
+        })
+    }
+
+    /// Records a broker ack; returns true if it is the first acked event of the order on
+    /// this topic (the moment the order reached that stage).
+    pub fn acked(&self, topic: Topic, meta: &EventMeta) -> bool {
+        self.slot(meta.order_id)
+            .is_some_and(|s| s.acked[topic.index()].fetch_or(bit(meta.seq), Relaxed) == 0)
+    }
+
+    pub fn acked_mask(&self, order: u64, topic: Topic) -> u8 {
+        self.slot(order)
+            .map_or(0, |s| s.acked[topic.index()].load(Relaxed))
+    }
+
+    /// Records one delivery to subscription `sub` (an index into `topology::SUBSCRIPTIONS`).
+    pub fn delivered(&self, sub: usize, meta: &EventMeta) -> DeliveryNote {
+        let Some(s) = self.slot(meta.order_id) else {
+            return DeliveryNote {
+                first: false,
+                out_of_order: false,
+            };
+        };
+        let _ = s.deliveries[sub].fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)));
+        let b = bit(meta.seq);
+        let before = s.delivered[sub].fetch_or(b, Relaxed);
+        let first = before & b == 0;
+        // Bits above `b` mean a later event of this key arrived first.
+        let later = before & !(b | (b - 1));
+        DeliveryNote {
+            first,
+            out_of_order: first && later != 0,
+        }
+    }
+
+    pub fn delivered_mask(&self, order: u64, sub: usize) -> u8 {
+        self.slot(order)
+            .map_or(0, |s| s.delivered[sub].load(Relaxed))
+    }
+
+    pub fn deliveries(&self, order: u64, sub: usize) -> u16 {
+        self.slot(order)
+            .map_or(0, |s| s.deliveries[sub].load(Relaxed))
+    }
+
+    /// Records an applied effect; returns how many times it was applied before.
+    pub fn effect(&self, order: u64, effect: Effect) -> u8 {
+        self.slot(order).map_or(0, |s| {
+            s.effects[effect as usize]
+                .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
+                .unwrap_or(0)
+        })
+    }
+
+    pub fn effects(&self, order: u64, effect: Effect) -> u8 {
+        self.slot(order)
+            .map_or(0, |s| s.effects[effect as usize].load(Relaxed))
+    }
+
+    /// Records the order's end; the first report wins. `after_ms` is from the intended time.
+    pub fn set_terminal(&self, order: u64, terminal: Terminal, after_ms: u32) {
+        if let Some(s) = self.slot(order)
+            && s.terminal
+                .compare_exchange(0, terminal as u8, Relaxed, Relaxed)
+                .is_ok()
+        {
+            s.terminal_ms.store(after_ms.min(u32::MAX - 1), Relaxed);
+        }
+    }
+
+    pub fn terminal(&self, order: u64) -> (Terminal, Option<u32>) {
+        let Some(s) = self.slot(order) else {
+            return (Terminal::None, None);
+        };
+        let t = match s.terminal.load(Relaxed) {
+            1 => Terminal::Fulfilled,
+            2 => Terminal::Declined,
+            3 => Terminal::Failed,
+            _ => return (Terminal::None, None),
+        };
+        (t, Some(s.terminal_ms.load(Relaxed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn meta(order: u64, seq: u8) -> EventMeta {
+        EventMeta {
+            event_id: 0,
+            order_id: order,
+            seq,
+            intended_at: 0,
+            intended_wall_ns: 0,
+            sent_at: 0,
+            idempotency_key: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn deliveries_tell_first_duplicate_and_out_of_order_apart() {
+        let ledger = Ledger::new(2);
+        assert_eq!(
+            ledger.delivered(0, &meta(1, 1)),
+            DeliveryNote {
+                first: true,
+                out_of_order: false
+            }
+        );
+        // seq 0 arrives after seq 1: out of order.
+        assert_eq!(
+            ledger.delivered(0, &meta(1, 0)),
+            DeliveryNote {
+                first: true,
+                out_of_order: true
+            }
+        );
+        // A redelivery of seq 0 is a duplicate, not another violation.
+        assert_eq!(
+            ledger.delivered(0, &meta(1, 0)),
+            DeliveryNote {
+                first: false,
+                out_of_order: false
+            }
+        );
+        assert_eq!(ledger.deliveries(1, 0), 3);
+        assert_eq!(ledger.delivered_mask(1, 0), 0b11);
+    }
+
+    #[test]
+    fn first_terminal_wins_and_unknown_orders_are_ignored() {
+        let ledger = Ledger::new(1);
+        ledger.set_terminal(0, Terminal::Declined, 5);
+        ledger.set_terminal(0, Terminal::Fulfilled, 9);
+        assert_eq!(ledger.terminal(0), (Terminal::Declined, Some(5)));
+        ledger.set_terminal(99, Terminal::Fulfilled, 1);
+        assert_eq!(ledger.effect(99, Effect::EmailSent), 0);
+    }
+
+    #[test]
+    fn seq_and_ack_bits() {
+        let ledger = Ledger::new(1);
+        assert_eq!(ledger.next_seq(0, Topic::OrderCreated), 0);
+        assert_eq!(ledger.next_seq(0, Topic::OrderCreated), 1);
+        assert!(ledger.acked(Topic::OrderCreated, &meta(0, 1)));
+        assert!(!ledger.acked(Topic::OrderCreated, &meta(0, 0)));
+        assert_eq!(ledger.acked_mask(0, Topic::OrderCreated), 0b11);
+    }
+}

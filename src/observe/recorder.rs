@@ -1,0 +1,125 @@
+//! Latency recorders: one HdrHistogram per stage or subscription, overall and per second.
+//!
+//! Tasks record into the current interval's histogram; once a second the ticker folds the
+//! interval into the total and keeps its percentiles as a time-series point (what wrk2 and
+//! HdrHistogram's interval logs do). Values are microseconds, 1 µs .. 1 h, 3 significant
+//! digits, as DESIGN.md §5 fixes.
+
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+
+use crate::sync::lock;
+
+pub const LOWEST_US: u64 = 1;
+pub const HIGHEST_US: u64 = 3_600_000_000;
+
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants within hdrhistogram's limits, so this cannot fail.
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, 3).expect("valid histogram bounds")
+}
+
+/// Percentiles of one second (or of a whole run), in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SeriesPoint {
+    /// The second (of run time) this point covers: `[second, second + 1)`.
+    pub second: u32,
+    #[serde(flatten)]
+    pub percentiles: Percentiles,
+}
+
+pub struct Recorder {
+    interval: Mutex<Histogram<u64>>,
+    total: Mutex<Histogram<u64>>,
+    series: Mutex<Vec<SeriesPoint>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            interval: Mutex::new(new_histogram()),
+            total: Mutex::new(new_histogram()),
+            series: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Recorder {
+    /// Records a latency given in nanoseconds (clamped into the histogram's range).
+    pub fn record_ns(&self, ns: u64) {
+        let us = (ns / 1_000).clamp(LOWEST_US, HIGHEST_US);
+        // `saturating_record` cannot fail for a value inside the bounds.
+        lock(&self.interval).saturating_record(us);
+    }
+
+    /// Closes the interval that ends at `second + 1`.
+    pub fn tick(&self, second: u32) {
+        let interval = std::mem::replace(&mut *lock(&self.interval), new_histogram());
+        if interval.is_empty() {
+            return;
+        }
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = lock(&self.total).add(&interval);
+        lock(&self.series).push(SeriesPoint {
+            second,
+            percentiles: Percentiles::of(&interval),
+        });
+    }
+
+    /// The whole run so far (call after the last tick).
+    pub fn total(&self) -> Histogram<u64> {
+        lock(&self.total).clone()
+    }
+
+    pub fn series(&self) -> Vec<SeriesPoint> {
+        lock(&self.series).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_fold_intervals_into_the_total() {
+        let r = Recorder::default();
+        for ms in 1..=100 {
+            r.record_ns(ms * 1_000_000);
+        }
+        r.tick(0);
+        r.record_ns(500_000_000);
+        r.tick(1);
+        r.tick(2); // an empty second leaves no point
+        let total = r.total();
+        assert_eq!(total.len(), 101);
+        let series = r.series();
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].percentiles.count, 100);
+        // 3 significant digits: p50 of 1..=100 ms is 50 ms within 0.1 %.
+        assert!((49_950..=50_050).contains(&series[0].percentiles.p50_us));
+        assert_eq!(series[1].second, 1);
+    }
+}

@@ -1,0 +1,34 @@
+//! Reports: one [`Summary`](summary::Summary) model, rendered per format (one file each).
+//!
+//! Rendering never changes a verdict; it only shows it. Files land in one folder per run.
+
+pub mod progress;
+pub mod summary;
+pub mod terminal;
+
+use std::path::{Path, PathBuf};
+
+use summary::Summary;
+
+/// `reports/<scenario>-<UTC date-time>-seed<N>`.
+pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(crate::clock::wall_now()).to_string();
+    let stamp: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect::<String>()
+        .replace('T', "-");
+    PathBuf::from("reports").join(format!("{scenario}-{stamp}-seed{seed}"))
+}
+
+/// Writes every report format into `dir`.
+pub fn write_all(dir: &Path, summary: &Summary) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("summary.json"), json)?;
+    std::fs::write(
+        dir.join("reproduce.txt"),
+        format!("{}\n", summary.reproduce),
+    )?;
+    Ok(())
+}

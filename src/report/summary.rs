@@ -1,0 +1,270 @@
+//! `summary.json`: the stable, versioned record of a run that CI scripts rely on
+//! (DESIGN.md §8), and the model every other format renders.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::load::{PlannedPhase, Schedule};
+use crate::observe::{Checkout, Finding, Observer, Percentiles, Sample, SeriesPoint, Terminal};
+use crate::orders::OrderFactory;
+use crate::scenario::model::{Scenario, Stage};
+use crate::services::analytics::AnalyticsState;
+use crate::services::provider::{ProviderCore, ProviderStats};
+use crate::topology::SUBSCRIPTIONS;
+use crate::transport::TransportInfo;
+use crate::verify::{CheckResult, Verdict};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunVerdict {
+    Pass,
+    Fail,
+    Invalid,
+    Interrupted,
+}
+
+impl RunVerdict {
+    pub fn decide(interrupted: bool, invalid: bool, checks: &[CheckResult]) -> RunVerdict {
+        if interrupted {
+            RunVerdict::Interrupted
+        } else if invalid {
+            RunVerdict::Invalid
+        } else if checks.iter().all(|c| c.verdict == Verdict::Pass) {
+            RunVerdict::Pass
+        } else {
+            RunVerdict::Fail
+        }
+    }
+
+    /// The process exit code for this verdict (DESIGN.md §8).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunVerdict::Pass => 0,
+            RunVerdict::Fail => 1,
+            RunVerdict::Invalid => 3,
+            RunVerdict::Interrupted => 130,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OrderCounts {
+    pub planned: u64,
+    pub attempted: u64,
+    pub accepted: u64,
+    pub failed: u64,
+    /// Reached the terminal state their ground truth calls for (fulfilled or declined).
+    pub completed: u64,
+    pub fulfilled: u64,
+    /// Declined cards: business outcomes.
+    pub declined: u64,
+    /// Payment failed after the provider's last retry.
+    pub payment_failed: u64,
+    pub resubmits: u64,
+    pub backordered: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StageLatency {
+    pub stage: String,
+    #[serde(flatten)]
+    pub percentiles: Percentiles,
+    pub series: Vec<SeriesPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SubscriptionStats {
+    pub subscription: String,
+    pub deliveries: u64,
+    pub duplicate_deliveries: u64,
+    /// Publish -> first delivery.
+    pub latency: Percentiles,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Deliveries {
+    pub total: u64,
+    /// Deliveries beyond the first of an event to a service: expected under at-least-once.
+    pub duplicates: u64,
+    pub redelivered_flags: u64,
+    pub publish_errors: u64,
+    pub per_subscription: Vec<SubscriptionStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rates {
+    /// Arrivals planned per second of run time.
+    pub planned_per_second: Vec<u64>,
+    /// Checkouts acked per second.
+    pub achieved_per_second: Vec<u64>,
+    pub phases: Vec<PlannedPhase>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub doorbuster_version: &'static str,
+    pub scenario: String,
+    pub description: String,
+    pub seed: u64,
+    pub reproduce: String,
+    pub verdict: RunVerdict,
+    pub exit_code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<String>,
+    pub started_unix_ms: u64,
+    pub duration_s: f64,
+    pub target: TransportInfo,
+    pub orders: OrderCounts,
+    pub checks: Vec<CheckResult>,
+    pub rates: Rates,
+    pub latency: Vec<StageLatency>,
+    /// How late the generator dispatched arrivals: the run's own validity.
+    pub send_lag: Percentiles,
+    pub deliveries: Deliveries,
+    pub provider: ProviderStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analytics: Option<AnalyticsState>,
+    pub samples: Vec<Sample>,
+    pub findings: Vec<Finding>,
+    pub ledger_bytes_per_order: usize,
+}
+
+pub struct SummaryInput<'a> {
+    pub scenario: &'a Scenario,
+    pub seed: u64,
+    pub run_arg: &'a str,
+    pub schedule: &'a Schedule,
+    pub observer: &'a Observer,
+    pub transport: TransportInfo,
+    pub provider: &'a ProviderCore,
+    pub factory: &'a OrderFactory,
+    pub attempted: u64,
+    pub checks: Vec<CheckResult>,
+    pub verdict: RunVerdict,
+    pub invalid_reason: Option<String>,
+    pub analytics: Option<AnalyticsState>,
+}
+
+pub fn reproduce_command(run_arg: &str, seed: u64) -> String {
+    format!("doorbuster run {run_arg} --seed {seed}")
+}
+
+impl Summary {
+    pub fn build(i: SummaryInput<'_>) -> Summary {
+        let o = i.observer;
+        let orders = order_counts(&i, o);
+        let samples = o.samples();
+        let mut achieved = Vec::with_capacity(samples.len());
+        let mut previous = 0;
+        for s in &samples {
+            achieved.push(s.accepted - previous);
+            previous = s.accepted;
+        }
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            doorbuster_version: env!("CARGO_PKG_VERSION"),
+            scenario: i.scenario.name.clone(),
+            description: i.scenario.description.clone(),
+            seed: i.seed,
+            reproduce: reproduce_command(i.run_arg, i.seed),
+            verdict: i.verdict,
+            exit_code: i.verdict.exit_code(),
+            invalid_reason: i.invalid_reason,
+            started_unix_ms: o.clock.wall_start_unix_ns() / 1_000_000,
+            duration_s: o.now() as f64 / 1e9,
+            target: i.transport,
+            orders,
+            checks: i.checks,
+            rates: Rates {
+                planned_per_second: i.schedule.planned_per_second(),
+                achieved_per_second: achieved,
+                phases: i.schedule.phases.clone(),
+            },
+            latency: Stage::ALL
+                .iter()
+                .map(|&stage| StageLatency {
+                    stage: stage.label().to_owned(),
+                    percentiles: Percentiles::of(&o.stage(stage).total()),
+                    series: o.stage(stage).series(),
+                })
+                .collect(),
+            send_lag: Percentiles::of(&o.send_lag.total()),
+            deliveries: deliveries(o, i.attempted),
+            provider: i.provider.stats(),
+            analytics: i.analytics,
+            samples,
+            findings: o.findings(),
+            ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,
+        }
+    }
+
+    pub fn check(&self, name: &str) -> Option<&CheckResult> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+fn order_counts(i: &SummaryInput<'_>, o: &Observer) -> OrderCounts {
+    let mut c = OrderCounts {
+        planned: i.schedule.orders() as u64,
+        attempted: i.attempted,
+        accepted: 0,
+        failed: 0,
+        completed: 0,
+        fulfilled: 0,
+        declined: 0,
+        payment_failed: 0,
+        resubmits: o.counters.resubmits.load(Relaxed),
+        backordered: o.counters.backorders.load(Relaxed),
+    };
+    for order in 0..i.attempted {
+        match o.ledger.checkout(order) {
+            Checkout::Accepted => c.accepted += 1,
+            Checkout::Failed => c.failed += 1,
+            Checkout::Pending => {}
+        }
+        let declines = i.factory.plan(order).declines;
+        match o.ledger.terminal(order).0 {
+            Terminal::Fulfilled => {
+                c.fulfilled += 1;
+                c.completed += u64::from(!declines);
+            }
+            Terminal::Declined => {
+                c.declined += 1;
+                c.completed += u64::from(declines);
+            }
+            Terminal::Failed => c.payment_failed += 1,
+            Terminal::None => {}
+        }
+    }
+    c
+}
+
+fn deliveries(o: &Observer, attempted: u64) -> Deliveries {
+    let per_subscription = SUBSCRIPTIONS
+        .iter()
+        .enumerate()
+        .map(|(sub, s)| {
+            let (mut total, mut firsts) = (0u64, 0u64);
+            for order in 0..attempted {
+                total += u64::from(o.ledger.deliveries(order, sub));
+                firsts += u64::from(o.ledger.delivered_mask(order, sub).count_ones());
+            }
+            SubscriptionStats {
+                subscription: s.label(),
+                deliveries: total,
+                duplicate_deliveries: total - firsts.min(total),
+                latency: Percentiles::of(&o.subscriptions[sub].total()),
+            }
+        })
+        .collect();
+    let c = &o.counters;
+    Deliveries {
+        total: c.deliveries.load(Relaxed),
+        duplicates: c.duplicate_deliveries.load(Relaxed),
+        redelivered_flags: c.redelivered_flags.load(Relaxed),
+        publish_errors: c.publish_errors.load(Relaxed),
+        per_subscription,
+    }
+}

@@ -1,0 +1,69 @@
+//! The verdict table printed at the end of a run (comfy-table), as a string the binary
+//! prints. Plain text, so it reads the same in a terminal and in a CI log.
+
+use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+
+use super::summary::Summary;
+use crate::verify::Verdict;
+
+pub fn verdict_table(summary: &Summary) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(120)
+        .set_header(vec!["check", "verdict", "observed", "threshold"]);
+    for check in &summary.checks {
+        let verdict = match check.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Unknown => "UNKNOWN",
+        };
+        table.add_row(vec![
+            Cell::new(&check.name),
+            Cell::new(verdict),
+            Cell::new(&check.observed),
+            Cell::new(&check.threshold),
+        ]);
+    }
+    let mut out = table.to_string();
+    for check in summary.checks.iter().filter(|c| c.verdict != Verdict::Pass) {
+        if !check.evidence.is_empty() {
+            out.push_str(&format!("\n{}:\n", check.name));
+            for e in &check.evidence {
+                out.push_str(&format!("  - {e}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The lines after the table: counts, verdict, reproduce command.
+pub fn closing_lines(summary: &Summary) -> String {
+    let o = &summary.orders;
+    let d = &summary.deliveries;
+    let mut out = format!(
+        "orders: {} planned, {} attempted, {} accepted, {} failed checkouts, {} completed \
+         ({} fulfilled, {} declined), {} payment failures, {} resubmits\n\
+         deliveries: {} ({} duplicates, expected under at-least-once)\n",
+        o.planned,
+        o.attempted,
+        o.accepted,
+        o.failed,
+        o.completed,
+        o.fulfilled,
+        o.declined,
+        o.payment_failed,
+        o.resubmits,
+        d.total,
+        d.duplicates,
+    );
+    if let Some(reason) = &summary.invalid_reason {
+        out.push_str(&format!("INVALID: {reason}\n"));
+    }
+    out.push_str(&format!(
+        "verdict: {:?} (exit {})\nreproduce: {}\n",
+        summary.verdict, summary.exit_code, summary.reproduce
+    ));
+    out
+}

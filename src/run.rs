@@ -1,0 +1,378 @@
+//! One run, start to verdict: plan, start the provider and the services, drive the load,
+//! drain, check, report.
+//!
+//! This is the only place that wires the parts together. It owns the run's shutdown: the
+//! driver stops on the schedule's end or an interrupt, the drain waits (bounded) until the
+//! pipeline is quiet, then services stop and the checks read the observations.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::clock::{Clock, duration_ns};
+use crate::load::Schedule;
+use crate::load::driver::{Driver, DriverOutcome};
+use crate::observe::Observer;
+use crate::orders::OrderFactory;
+use crate::publisher::Publisher;
+use crate::report::progress::Progress;
+use crate::report::summary::{RunVerdict, Summary};
+use crate::scenario::model::{ProviderVia, Scenario, Service as ServiceConfig};
+use crate::services::analytics::{Analytics, AnalyticsState};
+use crate::services::email::Email;
+use crate::services::inventory::Inventory;
+use crate::services::payment::Payment;
+use crate::services::provider::{ProviderClient, ProviderCore};
+use crate::services::runner::Runner;
+use crate::services::warehouse::Warehouse;
+use crate::services::{Idempotency, Processed, Service, ServiceEnv};
+use crate::topology::ServiceKind;
+use crate::transport::{Transport, TransportError};
+use crate::verify::{CheckInput, checks_for, evaluate_all};
+
+/// After an interrupt the drain is cut to this.
+const INTERRUPTED_DRAIN_MAX: Duration = Duration::from_secs(3);
+/// How often the drain looks whether the pipeline is quiet.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot start the payment-provider mock: {0}")]
+    Provider(std::io::Error),
+    #[error("cannot write the report to {path}: {source}")]
+    Report {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to run, beyond the scenario itself.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+    /// Where the run folder goes; `None` = `reports/<scenario>-<time>-seed<N>`.
+    pub out_dir: Option<PathBuf>,
+    /// Write no files (tests that only need the result).
+    pub no_files: bool,
+    /// Show live progress on the terminal.
+    pub progress: bool,
+    /// What to type after `doorbuster run` to repeat this run.
+    pub run_arg: String,
+    /// Replaces the scenario's transport (sabotage wrappers in tests).
+    pub transport: Option<Arc<dyn Transport>>,
+    /// Turns true on Ctrl-C.
+    pub interrupt: Option<watch::Receiver<bool>>,
+}
+
+/// Everything a run leaves behind, for the binary and for tests.
+pub struct RunResult {
+    pub summary: Summary,
+    pub dir: Option<PathBuf>,
+    pub observer: Arc<Observer>,
+    pub provider: Arc<ProviderCore>,
+    pub analytics: Option<AnalyticsState>,
+    pub stock: Option<Vec<u32>>,
+}
+
+struct Pipeline {
+    tasks: JoinSet<()>,
+    enabled: Vec<ServiceKind>,
+    groups: Vec<ServiceKind>,
+    analytics: Option<Arc<Analytics>>,
+    inventory: Option<Arc<Inventory>>,
+}
+
+pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, RunError> {
+    let seed = opts.seed.unwrap_or(scenario.seed);
+    let clock = Clock::start();
+    let schedule = Arc::new(Schedule::plan(&scenario.load, seed));
+    let observer = Arc::new(Observer::new(clock, schedule.orders()));
+    let transport = match &opts.transport {
+        Some(t) => t.clone(),
+        None => crate::transport::connect(&scenario.target, clock)?,
+    };
+    let factory = Arc::new(OrderFactory::new(seed, &scenario.orders));
+    let publisher = Publisher {
+        transport: transport.clone(),
+        observer: observer.clone(),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock));
+    let client = Arc::new(provider_client(scenario, &provider, stop_rx.clone()).await?);
+    let mut pipeline = start_services(
+        scenario,
+        seed,
+        &publisher,
+        &factory,
+        client,
+        stop_rx.clone(),
+    )
+    .await?;
+
+    let progress = Progress::new(opts.progress, scenario, &schedule);
+    let ticker = tokio::spawn(tick(
+        observer.clone(),
+        transport.clone(),
+        pipeline.groups.clone(),
+        schedule.clone(),
+        progress.clone(),
+        stop_rx.clone(),
+    ));
+
+    let interrupt = opts
+        .interrupt
+        .clone()
+        .unwrap_or_else(|| watch::channel(false).1);
+    let driver = Arc::new(Driver {
+        publisher: publisher.clone(),
+        factory: factory.clone(),
+        schedule: schedule.clone(),
+        load: scenario.load.clone(),
+        seed,
+    });
+    let outcome: DriverOutcome = driver.run(interrupt.clone()).await;
+
+    let drain = if outcome.stopped_early {
+        scenario.load.drain.min(INTERRUPTED_DRAIN_MAX)
+    } else {
+        scenario.load.drain
+    };
+    progress.draining();
+    drain_until_quiet(&observer, &transport, &pipeline.groups, drain, &interrupt).await;
+    let interrupted = outcome.stopped_early || *interrupt.borrow();
+
+    let _ = stop_tx.send(true);
+    let _ = ticker.await;
+    while pipeline.tasks.join_next().await.is_some() {}
+    progress.finish();
+
+    let captures: HashMap<u64, u32> = provider.captures_per_order();
+    let input = CheckInput {
+        scenario,
+        observer: &observer,
+        factory: &factory,
+        attempted: outcome.dispatched as u64,
+        captures_per_order: &captures,
+        enabled: &pipeline.enabled,
+    };
+    let checks = evaluate_all(&checks_for(scenario), &input);
+    let send_lag_p99 = observer.send_lag.total().value_at_quantile(0.99);
+    let invalid = (send_lag_p99 > scenario.load.max_send_lag.as_micros() as u64).then(|| {
+        format!(
+            "the generator fell behind its schedule: send lag p99 {} exceeds max_send_lag {}",
+            crate::verify::latency_slo::fmt_us(send_lag_p99),
+            humantime::format_duration(scenario.load.max_send_lag)
+        )
+    });
+    let verdict = RunVerdict::decide(interrupted, invalid.is_some(), &checks);
+    let summary = Summary::build(crate::report::summary::SummaryInput {
+        scenario,
+        seed,
+        run_arg: &opts.run_arg,
+        schedule: &schedule,
+        observer: &observer,
+        transport: transport.info(),
+        provider: &provider,
+        factory: &factory,
+        attempted: outcome.dispatched as u64,
+        checks,
+        verdict,
+        invalid_reason: invalid,
+        analytics: pipeline.analytics.as_ref().map(|a| a.state()),
+    });
+    let dir = if opts.no_files {
+        None
+    } else {
+        let dir = opts
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed));
+        crate::report::write_all(&dir, &summary).map_err(|source| RunError::Report {
+            path: dir.clone(),
+            source,
+        })?;
+        Some(dir)
+    };
+    Ok(RunResult {
+        summary,
+        dir,
+        observer,
+        provider,
+        analytics: pipeline.analytics.as_ref().map(|a| a.state()),
+        stock: pipeline.inventory.as_ref().map(|i| i.stock()),
+    })
+}
+
+async fn provider_client(
+    scenario: &Scenario,
+    core: &Arc<ProviderCore>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<ProviderClient, RunError> {
+    match scenario.provider.via {
+        ProviderVia::InProcess => Ok(ProviderClient::InProcess(core.clone())),
+        ProviderVia::Http => {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let (addr, _server) = crate::services::provider::serve(core.clone(), shutdown)
+                .await
+                .map_err(RunError::Provider)?;
+            ProviderClient::http(format!("http://{addr}"), &scenario.provider)
+                .map_err(|e| RunError::Provider(std::io::Error::other(e.to_string())))
+        }
+    }
+}
+
+async fn start_services(
+    scenario: &Scenario,
+    seed: u64,
+    publisher: &Publisher,
+    factory: &OrderFactory,
+    client: Arc<ProviderClient>,
+    stop: watch::Receiver<bool>,
+) -> Result<Pipeline, RunError> {
+    let env = ServiceEnv {
+        publisher: publisher.clone(),
+    };
+    let s = &scenario.services;
+    let analytics = Arc::new(Analytics::new(env.clone(), s.analytics.idempotent));
+    let inventory = Arc::new(Inventory::new(
+        env.clone(),
+        s.inventory.idempotent,
+        factory.initial_stock(),
+    ));
+    let all: [(&ServiceConfig, Arc<dyn Service>); 5] = [
+        (
+            &s.payment,
+            Arc::new(Payment::new(
+                env.clone(),
+                client,
+                s.payment.idempotent,
+                scenario.provider.retries,
+            )),
+        ),
+        (&s.inventory, inventory.clone()),
+        (
+            &s.email,
+            Arc::new(Email {
+                env: env.clone(),
+                idempotency: Idempotency::new(s.email.idempotent),
+            }),
+        ),
+        (
+            &s.warehouse,
+            Arc::new(Warehouse {
+                env: env.clone(),
+                idempotency: Idempotency::new(s.warehouse.idempotent),
+                announced: Processed::default(),
+            }),
+        ),
+        (&s.analytics, analytics.clone()),
+    ];
+    let mut tasks = JoinSet::new();
+    let mut enabled = Vec::new();
+    for (config, service) in all {
+        if !config.enabled {
+            continue;
+        }
+        enabled.push(service.kind());
+        let runner = Arc::new(Runner {
+            service,
+            config: config.clone(),
+            transport: publisher.transport.clone(),
+            observer: publisher.observer.clone(),
+            seed,
+        });
+        runner.start(stop.clone(), &mut tasks).await?;
+    }
+    Ok(Pipeline {
+        tasks,
+        groups: enabled.clone(),
+        analytics: enabled
+            .contains(&ServiceKind::Analytics)
+            .then_some(analytics),
+        inventory: enabled
+            .contains(&ServiceKind::Inventory)
+            .then_some(inventory),
+        enabled,
+    })
+}
+
+async fn lags(
+    transport: &Arc<dyn Transport>,
+    groups: &[ServiceKind],
+) -> Vec<(ServiceKind, Option<u64>)> {
+    let mut out = Vec::with_capacity(groups.len());
+    for &g in groups {
+        out.push((g, transport.lag(g.name()).await.ok()));
+    }
+    out
+}
+
+/// Closes each second of the run until `stop`.
+async fn tick(
+    observer: Arc<Observer>,
+    transport: Arc<dyn Transport>,
+    groups: Vec<ServiceKind>,
+    schedule: Arc<Schedule>,
+    progress: Progress,
+    mut stop: watch::Receiver<bool>,
+) {
+    let clock = observer.clock;
+    let mut second: u32 = 0;
+    loop {
+        let end = u64::from(second + 1) * 1_000_000_000;
+        tokio::select! {
+            _ = clock.sleep_until(end) => {}
+            _ = crate::load::driver::stopped(&mut stop) => break,
+        }
+        let lag = lags(&transport, &groups).await;
+        observer.tick(second, lag);
+        progress.update(&observer, &schedule, second);
+        second += 1;
+    }
+    // The last, partial second.
+    let lag = lags(&transport, &groups).await;
+    observer.tick(second, lag);
+}
+
+/// Waits until every checkout is answered, no service is handling anything and every group
+/// has committed everything, or until `limit`, or until an interrupt.
+async fn drain_until_quiet(
+    observer: &Observer,
+    transport: &Arc<dyn Transport>,
+    groups: &[ServiceKind],
+    limit: Duration,
+    interrupt: &watch::Receiver<bool>,
+) {
+    let clock = observer.clock;
+    let deadline = clock.now() + duration_ns(limit);
+    let interrupted_before = *interrupt.borrow();
+    loop {
+        let c = &observer.counters;
+        let quiet = c.open_checkouts.load(Relaxed) == 0 && c.processing.load(Relaxed) == 0;
+        // A lag the broker cannot tell counts as not drained.
+        if quiet
+            && lags(transport, groups)
+                .await
+                .iter()
+                .all(|(_, lag)| *lag == Some(0))
+        {
+            return;
+        }
+        if clock.now() >= deadline || (!interrupted_before && *interrupt.borrow()) {
+            return;
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+}

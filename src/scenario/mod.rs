@@ -1,0 +1,116 @@
+//! Scenarios: a YAML file (or a bundled name) in, a validated [`Scenario`] out.
+//!
+//! The pipeline is `text -> raw.rs (serde shapes, positions) -> validate.rs (pure, every
+//! problem at once) -> model.rs`; `units.rs` reads human units, `error.rs` renders problems
+//! as `file:line:col: path: message` with a hint. This module is the only part of doorbuster
+//! that reads scenario files; everything downstream consumes the checked model and never
+//! sees YAML.
+
+mod bundled;
+mod error;
+pub mod model;
+mod raw;
+mod template;
+pub mod units;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use bundled::bundled;
+pub use error::{Problem, ScenarioError};
+pub use model::*;
+pub use template::template;
+
+/// A scenario file is read whole; anything this large is not a hand-written scenario.
+const FILE_SIZE_MAX: usize = 1 << 20;
+
+/// Where a scenario came from, for error messages and the reproduce command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Bundled(&'static str),
+}
+
+impl Source {
+    /// The file path as given, or the bundled name (`black-friday`).
+    pub fn display_name(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Bundled(name) => (*name).to_owned(),
+        }
+    }
+
+    /// What to type after `doorbuster run` to load the same scenario again.
+    pub fn run_arg(&self) -> String {
+        self.display_name()
+    }
+}
+
+/// Loads a scenario: `arg` is a path if it exists or ends with `.yaml`/`.yml`, else the
+/// name of a bundled scenario.
+pub fn load(arg: &str) -> Result<(Scenario, Source), ScenarioError> {
+    let path = Path::new(arg);
+    let looks_like_file = arg.ends_with(".yaml") || arg.ends_with(".yml");
+    if path.exists() || looks_like_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let hint = (e.kind() == std::io::ErrorKind::NotFound)
+                .then(|| format!("check the path; bundled scenarios are {}", bundled_names()));
+            ScenarioError::whole_file(arg, format!("cannot read the scenario file: {e}"), hint)
+        })?;
+        let scenario = parse(arg, &text)?;
+        return Ok((scenario, Source::File(path.to_path_buf())));
+    }
+    match bundled().iter().find(|(name, _)| *name == arg) {
+        Some((name, text)) => Ok((parse(name, text)?, Source::Bundled(name))),
+        None => {
+            let names: Vec<&str> = bundled().iter().map(|(n, _)| *n).collect();
+            let hint = match error::did_you_mean(arg, &names) {
+                Some(name) => format!(
+                    "did you mean {name:?}? bundled scenarios are {}",
+                    bundled_names()
+                ),
+                None => format!(
+                    "bundled scenarios are {}; or give a path to a .yaml file",
+                    bundled_names()
+                ),
+            };
+            Err(ScenarioError::whole_file(
+                arg,
+                format!("there is no scenario file {arg:?} and no bundled scenario by that name"),
+                Some(hint),
+            ))
+        }
+    }
+}
+
+fn bundled_names() -> String {
+    bundled()
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses and validates scenario text; `origin` is the file name used in messages.
+pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    if text.len() > FILE_SIZE_MAX {
+        return Err(ScenarioError::whole_file(
+            origin,
+            format!(
+                "the file is {} bytes, above the limit of 1 MiB for a scenario",
+                text.len()
+            ),
+            None,
+        ));
+    }
+    let raw = raw::from_str(text)
+        .map_err(|e| ScenarioError::new(origin, vec![error::from_raw_error(&e, text)]))?;
+    let Some(raw) = raw else {
+        return Err(ScenarioError::whole_file(
+            origin,
+            "the file is empty; a scenario needs at least `name` and `load`".to_owned(),
+            Some("`doorbuster init NAME` writes a commented scenario to start from".to_owned()),
+        ));
+    };
+    validate::validate(&raw).map_err(|problems| ScenarioError::new(origin, problems))
+}

@@ -1,0 +1,254 @@
+//! The validated scenario: what the rest of the pipeline consumes.
+//!
+//! Everything here is already checked (rates positive, shares within 0..=1, ranges ordered),
+//! with units in types. Nothing in this module parses text or reads files; `raw.rs` and
+//! `validate.rs` turn YAML into these types.
+
+use std::time::Duration;
+
+/// Arrivals per second. Always finite and non-negative once validated.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Rate(pub f64);
+
+impl Rate {
+    pub fn per_sec(self) -> f64 {
+        self.0
+    }
+}
+
+/// A share between 0 and 1 (written `2.5%` in YAML).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Share(pub f64);
+
+impl Share {
+    pub const ZERO: Share = Share(0.0);
+    pub fn fraction(self) -> f64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub target: Target,
+    pub load: Load,
+    pub orders: Orders,
+    pub services: Services,
+    pub provider: Provider,
+    pub checks: Checks,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// The in-process broker (the default).
+    Embedded(EmbeddedTarget),
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EmbeddedTarget {
+    /// Partitions per topic (default 12).
+    pub partitions: u32,
+    /// Events kept per partition before the oldest are dropped (default 1_000_000).
+    pub retention: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrivals {
+    Uniform,
+    Poisson,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Load {
+    pub arrivals: Arrivals,
+    /// An order whose `order.created` is not acked within this time is a failed checkout.
+    pub checkout_timeout: Duration,
+    /// At most this many checkouts in flight (default 10_000).
+    pub max_in_flight: usize,
+    pub phases: Vec<Phase>,
+    /// After the last phase, how long the run may wait for the pipeline to settle.
+    pub drain: Duration,
+    /// The run is INVALID when the generator's own send lag p99 exceeds this (default 100ms).
+    pub max_send_lag: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Phase {
+    pub kind: PhaseKind,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum PhaseKind {
+    /// Rate changes linearly from `from` to `to` over the phase.
+    Ramp { from: Rate, to: Rate },
+    /// A constant rate.
+    Hold { rate: Rate },
+    /// A constant rate, marked as a spike in reports.
+    Spike { rate: Rate },
+    /// No arrivals.
+    Pause,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Orders {
+    pub catalog: Catalog,
+    /// Line items per order, inclusive bounds (default 1..=5).
+    pub items_min: u32,
+    pub items_max: u32,
+    /// Locale for fake data; only `en_US` is supported for now.
+    pub locale: String,
+    /// Share of orders paid with a card the provider declines.
+    pub declines: Share,
+    /// Share of checkouts submitted twice with the same idempotency key.
+    pub resubmits: Share,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Catalog {
+    pub products: u32,
+    /// Zipf exponent of product popularity (`zipf(1.1)`).
+    pub zipf_exponent: f64,
+    /// Units in stock per product at the start.
+    pub stock: u32,
+}
+
+/// A processing-time or response-time distribution.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(tag = "dist", rename_all = "snake_case")]
+pub enum LatencyDist {
+    /// `5ms`
+    Fixed(Duration),
+    /// `5ms..20ms`
+    Uniform { low: Duration, high: Duration },
+    /// `normal(10ms, 2ms)`: mean, standard deviation; clamped at zero.
+    Normal { mean: Duration, std_dev: Duration },
+    /// `lognormal(120ms, 0.4)`: median and sigma of the underlying normal.
+    LogNormal { median: Duration, sigma: f64 },
+}
+
+impl LatencyDist {
+    pub const ZERO: LatencyDist = LatencyDist::Fixed(Duration::ZERO);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitPolicy {
+    /// Commit (ack) after the effect is applied: at-least-once.
+    AfterEffect,
+    /// Commit as soon as the delivery arrives: at-most-once, loses work on a crash.
+    OnReceive,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Service {
+    pub enabled: bool,
+    pub replicas: u32,
+    /// Deliveries a replica processes concurrently (per-key order is kept regardless).
+    pub concurrency: u32,
+    pub latency: LatencyDist,
+    pub idempotent: bool,
+    pub commit: CommitPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Services {
+    pub payment: Service,
+    pub inventory: Service,
+    pub email: Service,
+    pub warehouse: Service,
+    pub analytics: Service,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderVia {
+    Http,
+    InProcess,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Provider {
+    pub via: ProviderVia,
+    pub latency: LatencyDist,
+    /// The payment service's client timeout per call.
+    pub timeout: Duration,
+    /// Retries after a provider error (not after a decline), with exponential backoff.
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    AtLeast,
+    AtMost,
+    LessThan,
+    GreaterThan,
+}
+
+/// `">= 99.5%"`
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ShareThreshold {
+    pub comparison: Comparison,
+    pub share: Share,
+}
+
+/// A stage the latency SLOs and histograms name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// `order.created` acked by the broker (the checkout latency).
+    Checkout,
+    /// `order.created -> order.payment.succeeded`
+    PaymentSucceeded,
+    /// `order.created -> order.fulfilled`
+    Fulfilled,
+    /// `order.created -> email.sent`
+    EmailSent,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [
+        Stage::Checkout,
+        Stage::PaymentSucceeded,
+        Stage::Fulfilled,
+        Stage::EmailSent,
+    ];
+
+    /// The name used in scenario files and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Checkout => "order.created",
+            Stage::PaymentSucceeded => "order.created -> order.payment.succeeded",
+            Stage::Fulfilled => "order.created -> order.fulfilled",
+            Stage::EmailSent => "order.created -> email.sent",
+        }
+    }
+}
+
+/// `order.created -> order.fulfilled: { p99: "< 3s" }`
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LatencySlo {
+    pub stage: Stage,
+    /// 0..=100, e.g. 99.9
+    pub percentile: f64,
+    pub comparison: Comparison,
+    pub bound: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Checks {
+    pub checkout_success_rate: Option<ShareThreshold>,
+    pub completion_rate: Option<ShareThreshold>,
+    /// An accepted order must reach a terminal state within this time of its intended time.
+    pub settle_within: Duration,
+    pub latency: Vec<LatencySlo>,
+    pub no_loss: bool,
+    pub no_duplicate_effects: bool,
+    pub per_key_order: bool,
+}

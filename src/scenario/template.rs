@@ -1,0 +1,65 @@
+//! The commented starting point `doorbuster init NAME` writes: every section of a scenario
+//! with its default spelled out, so a user edits values instead of looking up keys. It is
+//! plain text with the name substituted; a test checks that it parses to the defaults.
+
+const TEMPLATE: &str = r#"# A doorbuster scenario. Run it with `doorbuster run THIS_FILE`.
+# Durations: 250ms, 90s, 2m, 1m30s. Rates: 500/s, 30000/m. Shares: 2.5%.
+# Every section except `name` and `load` is optional; the values below are the defaults.
+
+name: __NAME__              # lowercase letters, digits and dashes
+description: ""
+seed: 1                     # one seed drives the whole run; failures print it
+
+target: embedded            # the in-process broker
+
+load:
+  arrivals: poisson         # or uniform
+  checkout_timeout: 2s      # a checkout not acked within this time has failed
+  max_in_flight: 10000
+  max_send_lag: 100ms       # the run is invalid if the generator itself lags more
+  phases:                   # one kind per phase: ramp, hold, spike or pause
+    - { ramp: 10s, from: 10/s, to: 100/s }
+    - { hold: 20s, rate: 100/s }
+    - { spike: 5s, rate: 300/s }
+    - { pause: 2s }
+  drain: 30s                # after the last phase, time for the pipeline to settle
+
+orders:
+  catalog: { products: 5000, popularity: zipf(1.1), stock: 200 }
+  items: 1..5               # line items per order
+  locale: en_US
+  declines: 2%              # cards the provider refuses: business outcomes
+  resubmits: 0.5%           # shoppers clicking "buy" twice: same idempotency key
+
+services:                   # the standard topology; override only what differs
+  payment:   { replicas: 4, latency: 5ms..20ms }
+  inventory: { replicas: 2, latency: 1ms..5ms }
+  email:     { replicas: 2, latency: 30ms }
+  warehouse: { replicas: 2, latency: 10ms..50ms }
+  analytics: { replicas: 1, latency: 1ms }
+  # each service also takes: concurrency: 256, idempotent: true,
+  # commit: after_effect (or on_receive), enabled: true
+
+provider:                   # the card API the payment service calls
+  via: http                 # or in_process
+  latency: lognormal(120ms, 0.4)
+  timeout: 2s
+  retries: 3
+
+checks:
+  checkout_success_rate: ">= 99.5%"   # or off
+  completion_rate: ">= 99%"
+  settle_within: 30s
+  latency:
+    order.created -> order.fulfilled: { p99: "< 3s" }
+    order.created -> email.sent:      { p99: "< 5s" }
+    order.created:                    { p99: "< 250ms" }   # the checkout (publish ack)
+  no_loss: true
+  no_duplicate_effects: true
+  per_key_order: true
+"#;
+
+/// A commented scenario named `name`, ready to edit.
+pub fn template(name: &str) -> String {
+    TEMPLATE.replacen("__NAME__", name, 1)
+}

@@ -1,0 +1,936 @@
+//! Validation: the pure step from the raw serde shapes (`raw.rs`) to the checked model
+//! (`model.rs`), filling in the standard topology's defaults.
+//!
+//! It parses every leaf with `units.rs`, checks ranges and the rules that span several keys
+//! (a phase has exactly one kind, a ramp needs `from` and `to`), and collects every problem
+//! in the file instead of stopping at the first, each with its position and field path.
+//! It reads no files and no clock; the same raw input always gives the same result.
+
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::error::{Problem, did_you_mean, push_key};
+use super::model::*;
+use super::raw::*;
+use super::units::{self, UnitError, quoted};
+
+/// The longest a single phase, a drain or the whole load may last. Runs are meant to be
+/// minutes; a day means a typo such as `2M` (two months in humantime).
+const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
+const PHASES_MAX: usize = 1000;
+const NAME_LEN_MAX: usize = 64;
+
+/// Target kinds the design names but this version cannot drive yet.
+const PLANNED_TARGETS: [&str; 5] = ["kafka", "nats", "rabbitmq", "redis", "http"];
+const SERVICE_NAMES: [&str; 5] = ["payment", "inventory", "email", "warehouse", "analytics"];
+
+/// The standard topology: what each service looks like when the file does not say.
+fn default_service(name: &str) -> Service {
+    let ms = Duration::from_millis;
+    let (replicas, latency) = match name {
+        "payment" => (
+            4,
+            LatencyDist::Uniform {
+                low: ms(5),
+                high: ms(20),
+            },
+        ),
+        "inventory" => (
+            2,
+            LatencyDist::Uniform {
+                low: ms(1),
+                high: ms(5),
+            },
+        ),
+        "email" => (2, LatencyDist::Fixed(ms(30))),
+        "warehouse" => (
+            2,
+            LatencyDist::Uniform {
+                low: ms(10),
+                high: ms(50),
+            },
+        ),
+        _ => (1, LatencyDist::Fixed(ms(1))),
+    };
+    Service {
+        enabled: true,
+        replicas,
+        concurrency: 256,
+        latency,
+        idempotent: true,
+        commit: CommitPolicy::AfterEffect,
+    }
+}
+
+/// Checks a whole scenario; `Err` holds every problem, in file order.
+pub fn validate(raw: &Spanned<RawScenario>) -> Result<Scenario, Vec<Problem>> {
+    let mut v = Validator::default();
+    let scenario = v.scenario(raw);
+    if v.problems.is_empty() {
+        Ok(scenario)
+    } else {
+        // Missing keys are found after their siblings; file order reads best.
+        v.problems.sort_by_key(|p| (p.line, p.column));
+        Err(v.problems)
+    }
+}
+
+/// A field path under construction: `load.phases[2].rate`.
+#[derive(Clone)]
+struct Path(String);
+
+impl Path {
+    fn key(&self, key: &str) -> Path {
+        let mut out = self.0.clone();
+        push_key(&mut out, key);
+        Path(out)
+    }
+
+    fn index(&self, i: usize) -> Path {
+        Path(format!("{}[{i}]", self.0))
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+fn pos(location: &Location) -> (u32, u32) {
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    (clamp(location.line()), clamp(location.column()))
+}
+
+impl Validator {
+    fn report(&mut self, at: &Location, path: &Path, message: String, hint: Option<String>) {
+        let (line, column) = pos(at);
+        self.problems.push(Problem {
+            line,
+            column,
+            path: path.0.clone(),
+            message,
+            hint,
+        });
+    }
+
+    /// Parses one present value; on failure records the problem and returns `None`.
+    fn parse<T>(
+        &mut self,
+        text: &Text,
+        path: &Path,
+        parse: impl FnOnce(&str) -> Result<T, UnitError>,
+    ) -> Option<T> {
+        match parse(&text.value) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.report(&text.referenced, path, e.message, e.hint);
+                None
+            }
+        }
+    }
+
+    /// An optional key: its parsed value, or `default` when absent (or invalid, in which
+    /// case the problem is recorded and the result is never used).
+    fn or_default<T>(
+        &mut self,
+        text: &Option<Text>,
+        path: &Path,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, UnitError>,
+    ) -> T {
+        match text {
+            Some(text) => self.parse(text, path, parse).unwrap_or(default),
+            None => default,
+        }
+    }
+
+    /// A required key; a missing one is reported at its parent mapping.
+    fn required<T>(
+        &mut self,
+        text: &Option<Text>,
+        parent: &Location,
+        path: &Path,
+        example: &str,
+        parse: impl FnOnce(&str) -> Result<T, UnitError>,
+    ) -> Option<T> {
+        match text {
+            Some(text) => self.parse(text, path, parse),
+            None => {
+                self.missing(parent, path, example);
+                None
+            }
+        }
+    }
+
+    fn missing(&mut self, parent: &Location, path: &Path, example: &str) {
+        self.report(
+            parent,
+            path,
+            "this required key is missing".to_owned(),
+            Some(format!("add it, e.g. `{example}`")),
+        );
+    }
+
+    fn scenario(&mut self, raw: &Spanned<RawScenario>) -> Scenario {
+        let root = Path(String::new());
+        let at = &raw.referenced;
+        let raw = &raw.value;
+        let name = self
+            .required(
+                &raw.name,
+                at,
+                &root.key("name"),
+                "name: black-friday",
+                parse_name,
+            )
+            .unwrap_or_default();
+        let description = raw
+            .description
+            .as_ref()
+            .map(|d| d.value.clone())
+            .unwrap_or_default();
+        let seed = self.or_default(&raw.seed, &root.key("seed"), 1, units::parse_integer);
+        let target = self.target(raw.target.as_ref(), &root.key("target"));
+        let load = match &raw.load {
+            Some(load) => self.load(load, &root.key("load")),
+            None => {
+                self.missing(
+                    at,
+                    &root.key("load"),
+                    "load: { phases: [ { hold: 10s, rate: 100/s } ] }",
+                );
+                placeholder_load()
+            }
+        };
+        let orders = self.orders(raw.orders.as_ref(), &root.key("orders"));
+        let services = self.services(raw.services.as_ref(), &root.key("services"));
+        let provider = self.provider(raw.provider.as_ref(), &root.key("provider"));
+        let checks = self.checks(raw.checks.as_ref(), &root.key("checks"));
+        Scenario {
+            name,
+            description,
+            seed,
+            target,
+            load,
+            orders,
+            services,
+            provider,
+            checks,
+        }
+    }
+
+    fn target(&mut self, raw: Option<&Spanned<RawTarget>>, path: &Path) -> Target {
+        let mut target = EmbeddedTarget {
+            partitions: 12,
+            retention: 1_000_000,
+        };
+        let Some(raw) = raw else {
+            return Target::Embedded(target);
+        };
+        match &raw.value {
+            RawTarget::Kind(kind) => self.target_kind(kind, &raw.referenced, path),
+            RawTarget::Map(map) => {
+                let kind_path = path.key("kind");
+                match &map.kind {
+                    Some(kind) => self.target_kind(&kind.value, &kind.referenced, &kind_path),
+                    None => self.missing(&raw.referenced, &kind_path, "kind: embedded"),
+                }
+                target.partitions =
+                    self.or_default(&map.partitions, &path.key("partitions"), 12, |t| {
+                        int_in(t, 1, 1024).map(|n| n as u32)
+                    });
+                target.retention =
+                    self.or_default(&map.retention, &path.key("retention"), 1_000_000, |t| {
+                        int_in(t, 1000, u64::MAX)
+                    });
+            }
+        }
+        Target::Embedded(target)
+    }
+
+    fn target_kind(&mut self, kind: &str, at: &Location, path: &Path) {
+        if kind == "embedded" {
+            return;
+        }
+        let (message, hint) = if PLANNED_TARGETS.contains(&kind) {
+            (
+                format!(
+                    "target kind {} is not supported yet; supported kinds: embedded",
+                    quoted(kind)
+                ),
+                "use `target: embedded`, the in-process broker".to_owned(),
+            )
+        } else {
+            (
+                format!(
+                    "{} is not a target kind; expected one of embedded",
+                    quoted(kind)
+                ),
+                did_you_mean(kind, &["embedded"])
+                    .map_or("use `target: embedded`".to_owned(), |s| {
+                        format!("did you mean {s:?}?")
+                    }),
+            )
+        };
+        self.report(at, path, message, Some(hint));
+    }
+
+    fn load(&mut self, raw: &Spanned<RawLoad>, path: &Path) -> Load {
+        let at = &raw.referenced;
+        let raw = &raw.value;
+        let arrivals = self.or_default(
+            &raw.arrivals,
+            &path.key("arrivals"),
+            Arrivals::Poisson,
+            |t| {
+                choice(
+                    t,
+                    "an arrival process",
+                    &[
+                        ("poisson", Arrivals::Poisson),
+                        ("uniform", Arrivals::Uniform),
+                    ],
+                )
+            },
+        );
+        let checkout_timeout = self.or_default(
+            &raw.checkout_timeout,
+            &path.key("checkout_timeout"),
+            Duration::from_secs(2),
+            |t| duration_in(t, true, units::LATENCY_MAX),
+        );
+        let max_in_flight = self.or_default(
+            &raw.max_in_flight,
+            &path.key("max_in_flight"),
+            10_000,
+            |t| int_in(t, 1, 1_000_000).map(|n| n as usize),
+        );
+        let max_send_lag = self.or_default(
+            &raw.max_send_lag,
+            &path.key("max_send_lag"),
+            Duration::from_millis(100),
+            |t| duration_in(t, true, units::LATENCY_MAX),
+        );
+        let drain = self.or_default(
+            &raw.drain,
+            &path.key("drain"),
+            Duration::from_secs(30),
+            |t| duration_in(t, true, DURATION_MAX),
+        );
+        let phases_path = path.key("phases");
+        let phases = match &raw.phases {
+            Some(phases) => self.phases(phases, &phases_path),
+            None => {
+                self.missing(at, &phases_path, "phases: [ { hold: 10s, rate: 100/s } ]");
+                Vec::new()
+            }
+        };
+        Load {
+            arrivals,
+            checkout_timeout,
+            max_in_flight,
+            phases,
+            drain,
+            max_send_lag,
+        }
+    }
+
+    fn phases(&mut self, raw: &Spanned<Vec<Spanned<RawPhase>>>, path: &Path) -> Vec<Phase> {
+        let hint = Some("write phases like `- { hold: 40s, rate: 500/s }`".to_owned());
+        if raw.value.is_empty() {
+            self.report(
+                &raw.referenced,
+                path,
+                "needs at least one phase".to_owned(),
+                hint,
+            );
+            return Vec::new();
+        }
+        if raw.value.len() > PHASES_MAX {
+            let message = format!(
+                "has {} phases, above the limit of {PHASES_MAX}",
+                raw.value.len()
+            );
+            self.report(&raw.referenced, path, message, None);
+            return Vec::new();
+        }
+        let phases: Vec<Phase> = raw
+            .value
+            .iter()
+            .enumerate()
+            .filter_map(|(i, phase)| self.phase(phase, &path.index(i)))
+            .collect();
+        let total: Duration = phases.iter().map(|p| p.duration).sum();
+        if total > DURATION_MAX {
+            let message = format!(
+                "the phases add up to {}, above the limit of 24h",
+                humantime::format_duration(total)
+            );
+            self.report(&raw.referenced, path, message, None);
+        }
+        phases
+    }
+
+    fn phase(&mut self, raw: &Spanned<RawPhase>, path: &Path) -> Option<Phase> {
+        let at = &raw.referenced;
+        let p = &raw.value;
+        let kinds: Vec<(&str, &Text)> = [
+            ("ramp", &p.ramp),
+            ("hold", &p.hold),
+            ("spike", &p.spike),
+            ("pause", &p.pause),
+        ]
+        .into_iter()
+        .filter_map(|(name, text)| text.as_ref().map(|t| (name, t)))
+        .collect();
+        let (kind, duration_text) = match kinds.as_slice() {
+            [] => {
+                self.report(
+                    at,
+                    path,
+                    "a phase needs one of ramp, hold, spike or pause".to_owned(),
+                    Some("write a phase like `{ hold: 40s, rate: 500/s }`".to_owned()),
+                );
+                return None;
+            }
+            [one] => *one,
+            [first, second, ..] => {
+                self.report(
+                    &second.1.referenced,
+                    &path.key(second.0),
+                    format!(
+                        "a phase has exactly one kind, but this one has both `{}` and `{}`",
+                        first.0, second.0
+                    ),
+                    Some("split it into two phases, one after the other".to_owned()),
+                );
+                return None;
+            }
+        };
+        let duration = self.parse(duration_text, &path.key(kind), |t| {
+            duration_in(t, true, DURATION_MAX)
+        });
+        let (needs, forbids): (&[&str], &[&str]) = match kind {
+            "ramp" => (&["from", "to"], &["rate"]),
+            "pause" => (&[], &["from", "to", "rate"]),
+            _ => (&["rate"], &["from", "to"]),
+        };
+        let example = match kind {
+            "ramp" => "{ ramp: 30s, from: 50/s, to: 500/s }",
+            "pause" => "{ pause: 5s }",
+            "spike" => "{ spike: 15s, rate: 1500/s }",
+            _ => "{ hold: 40s, rate: 500/s }",
+        };
+        let companions = [("from", &p.from), ("to", &p.to), ("rate", &p.rate)];
+        let mut complete = true;
+        for (name, text) in companions {
+            match text {
+                Some(t) if forbids.contains(&name) => {
+                    complete = false;
+                    let message = match needs {
+                        [] => format!("a pause has no `{name}`: no orders arrive during a pause"),
+                        [one] => format!("a {kind} takes `{one}`, not `{name}`"),
+                        _ => format!("a {kind} takes `{}`, not `{name}`", needs.join("` and `")),
+                    };
+                    self.report(
+                        &t.referenced,
+                        &path.key(name),
+                        message,
+                        Some(format!("write a {kind} like `{example}`")),
+                    );
+                }
+                None if needs.contains(&name) => {
+                    complete = false;
+                    self.report(
+                        at,
+                        &path.key(name),
+                        format!("a {kind} needs `{name}`"),
+                        Some(format!("write a {kind} like `{example}`")),
+                    );
+                }
+                _ => {}
+            }
+        }
+        // Rates are checked even when a companion is wrong, so every bad value is reported.
+        let rate_of = |v: &mut Self, name: &str, text: &Option<Text>, positive: bool| {
+            let text = text.as_ref()?;
+            let parse = if positive {
+                units::parse_positive_rate
+            } else {
+                units::parse_rate
+            };
+            v.parse(text, &path.key(name), parse)
+        };
+        let kind = match kind {
+            "ramp" => {
+                let from = rate_of(self, "from", &p.from, false);
+                let to = rate_of(self, "to", &p.to, false);
+                PhaseKind::Ramp {
+                    from: from?,
+                    to: to?,
+                }
+            }
+            "hold" => PhaseKind::Hold {
+                rate: rate_of(self, "rate", &p.rate, true)?,
+            },
+            "spike" => PhaseKind::Spike {
+                rate: rate_of(self, "rate", &p.rate, true)?,
+            },
+            _ => PhaseKind::Pause,
+        };
+        complete.then_some(Phase {
+            kind,
+            duration: duration?,
+        })
+    }
+
+    fn orders(&mut self, raw: Option<&Spanned<RawOrders>>, path: &Path) -> Orders {
+        let empty = RawOrders {
+            catalog: None,
+            items: None,
+            locale: None,
+            declines: None,
+            resubmits: None,
+        };
+        let raw = raw.map_or(&empty, |r| &r.value);
+        let catalog = self.catalog(raw.catalog.as_ref(), &path.key("catalog"));
+        let (items_min, items_max) =
+            self.or_default(&raw.items, &path.key("items"), (1, 5), units::parse_items);
+        let locale = self.or_default(&raw.locale, &path.key("locale"), "en_US".to_owned(), |t| {
+            choice(t, "a supported locale", &[("en_US", "en_US".to_owned())])
+        });
+        let declines = self.or_default(
+            &raw.declines,
+            &path.key("declines"),
+            Share(0.02),
+            units::parse_share,
+        );
+        let resubmits = self.or_default(
+            &raw.resubmits,
+            &path.key("resubmits"),
+            Share(0.005),
+            units::parse_share,
+        );
+        Orders {
+            catalog,
+            items_min,
+            items_max,
+            locale,
+            declines,
+            resubmits,
+        }
+    }
+
+    fn catalog(&mut self, raw: Option<&Spanned<RawCatalog>>, path: &Path) -> Catalog {
+        let empty = RawCatalog {
+            products: None,
+            popularity: None,
+            stock: None,
+        };
+        let raw = raw.map_or(&empty, |r| &r.value);
+        Catalog {
+            products: self.or_default(&raw.products, &path.key("products"), 5000, |t| {
+                int_in(t, 1, 1_000_000).map(|n| n as u32)
+            }),
+            zipf_exponent: self.or_default(
+                &raw.popularity,
+                &path.key("popularity"),
+                1.1,
+                units::parse_popularity,
+            ),
+            stock: self.or_default(&raw.stock, &path.key("stock"), 200, |t| {
+                int_in(t, 0, u64::from(u32::MAX)).map(|n| n as u32)
+            }),
+        }
+    }
+
+    fn services(&mut self, raw: Option<&Spanned<RawServices>>, path: &Path) -> Services {
+        let service = |v: &mut Self, name: &str, raw: Option<&Spanned<RawService>>| {
+            let default = default_service(name);
+            match raw {
+                Some(raw) => v.service(&raw.value, default, &path.key(name)),
+                None => default,
+            }
+        };
+        let raw = raw.map(|r| &r.value);
+        Services {
+            payment: service(self, SERVICE_NAMES[0], raw.and_then(|r| r.payment.as_ref())),
+            inventory: service(
+                self,
+                SERVICE_NAMES[1],
+                raw.and_then(|r| r.inventory.as_ref()),
+            ),
+            email: service(self, SERVICE_NAMES[2], raw.and_then(|r| r.email.as_ref())),
+            warehouse: service(
+                self,
+                SERVICE_NAMES[3],
+                raw.and_then(|r| r.warehouse.as_ref()),
+            ),
+            analytics: service(
+                self,
+                SERVICE_NAMES[4],
+                raw.and_then(|r| r.analytics.as_ref()),
+            ),
+        }
+    }
+
+    fn service(&mut self, raw: &RawService, default: Service, path: &Path) -> Service {
+        Service {
+            enabled: self.or_default(
+                &raw.enabled,
+                &path.key("enabled"),
+                default.enabled,
+                units::parse_bool,
+            ),
+            replicas: self.or_default(
+                &raw.replicas,
+                &path.key("replicas"),
+                default.replicas,
+                |t| int_in(t, 1, 64).map(|n| n as u32),
+            ),
+            concurrency: self.or_default(
+                &raw.concurrency,
+                &path.key("concurrency"),
+                default.concurrency,
+                |t| int_in(t, 1, 100_000).map(|n| n as u32),
+            ),
+            latency: self.or_default(
+                &raw.latency,
+                &path.key("latency"),
+                default.latency,
+                units::parse_latency,
+            ),
+            idempotent: self.or_default(
+                &raw.idempotent,
+                &path.key("idempotent"),
+                default.idempotent,
+                units::parse_bool,
+            ),
+            commit: self.or_default(&raw.commit, &path.key("commit"), default.commit, |t| {
+                choice(
+                    t,
+                    "a commit policy",
+                    &[
+                        ("after_effect", CommitPolicy::AfterEffect),
+                        ("on_receive", CommitPolicy::OnReceive),
+                    ],
+                )
+            }),
+        }
+    }
+
+    fn provider(&mut self, raw: Option<&Spanned<RawProvider>>, path: &Path) -> Provider {
+        let empty = RawProvider {
+            via: None,
+            latency: None,
+            timeout: None,
+            retries: None,
+        };
+        let raw = raw.map_or(&empty, |r| &r.value);
+        Provider {
+            via: self.or_default(&raw.via, &path.key("via"), ProviderVia::Http, |t| {
+                choice(
+                    t,
+                    "a provider transport",
+                    &[
+                        ("http", ProviderVia::Http),
+                        ("in_process", ProviderVia::InProcess),
+                    ],
+                )
+            }),
+            latency: self.or_default(
+                &raw.latency,
+                &path.key("latency"),
+                LatencyDist::LogNormal {
+                    median: Duration::from_millis(120),
+                    sigma: 0.4,
+                },
+                units::parse_latency,
+            ),
+            timeout: self.or_default(
+                &raw.timeout,
+                &path.key("timeout"),
+                Duration::from_secs(2),
+                |t| duration_in(t, true, units::LATENCY_MAX),
+            ),
+            retries: self.or_default(&raw.retries, &path.key("retries"), 3, |t| {
+                int_in(t, 0, 20).map(|n| n as u32)
+            }),
+        }
+    }
+
+    fn checks(&mut self, raw: Option<&Spanned<RawChecks>>, path: &Path) -> Checks {
+        let empty = RawChecks {
+            checkout_success_rate: None,
+            completion_rate: None,
+            settle_within: None,
+            latency: None,
+            no_loss: None,
+            no_duplicate_effects: None,
+            per_key_order: None,
+        };
+        let raw = raw.map_or(&empty, |r| &r.value);
+        let at_least = |percent: f64| ShareThreshold {
+            comparison: Comparison::AtLeast,
+            share: Share(percent / 100.0),
+        };
+        Checks {
+            checkout_success_rate: self.or_default(
+                &raw.checkout_success_rate,
+                &path.key("checkout_success_rate"),
+                Some(at_least(99.5)),
+                threshold_or_off,
+            ),
+            completion_rate: self.or_default(
+                &raw.completion_rate,
+                &path.key("completion_rate"),
+                Some(at_least(99.0)),
+                threshold_or_off,
+            ),
+            settle_within: self.or_default(
+                &raw.settle_within,
+                &path.key("settle_within"),
+                Duration::from_secs(30),
+                |t| duration_in(t, true, DURATION_MAX),
+            ),
+            latency: match &raw.latency {
+                Some(latency) => self.latency_slos(&latency.value, &path.key("latency")),
+                None => Vec::new(),
+            },
+            no_loss: self.or_default(&raw.no_loss, &path.key("no_loss"), true, units::parse_bool),
+            no_duplicate_effects: self.or_default(
+                &raw.no_duplicate_effects,
+                &path.key("no_duplicate_effects"),
+                true,
+                units::parse_bool,
+            ),
+            per_key_order: self.or_default(
+                &raw.per_key_order,
+                &path.key("per_key_order"),
+                true,
+                units::parse_bool,
+            ),
+        }
+    }
+
+    fn latency_slos(&mut self, raw: &Entries<Spanned<Node>>, path: &Path) -> Vec<LatencySlo> {
+        let mut slos = Vec::new();
+        let mut seen: Vec<Stage> = Vec::new();
+        for (stage_text, percentiles) in &raw.0 {
+            // An unknown key is reported at its mapping's path: the message names the key.
+            let Some(stage) = self.parse(stage_text, path, parse_stage) else {
+                continue;
+            };
+            let stage_path = path.key(stage.label());
+            if seen.contains(&stage) {
+                self.report(
+                    &stage_text.referenced,
+                    &stage_path,
+                    format!("stage {} is listed twice", quoted(stage.label())),
+                    Some("merge the two entries into one mapping".to_owned()),
+                );
+                continue;
+            }
+            seen.push(stage);
+            let example = r#"write it like `{ p99: "< 3s" }`"#.to_owned();
+            let entries = match &percentiles.value {
+                Node::Map(entries) if entries.0.is_empty() => {
+                    let message = "lists no percentiles".to_owned();
+                    self.report(&percentiles.referenced, &stage_path, message, Some(example));
+                    continue;
+                }
+                Node::Map(entries) => entries,
+                other => {
+                    let message = format!(
+                        "expected a mapping of percentiles to bounds, found {}",
+                        other.describe()
+                    );
+                    self.report(&percentiles.referenced, &stage_path, message, Some(example));
+                    continue;
+                }
+            };
+            for (key, bound) in &entries.0 {
+                let percentile = self.parse(key, &stage_path, units::parse_percentile);
+                let bound_path = stage_path.key(&key.value);
+                let bound = match &bound.value {
+                    Node::Scalar(text) => match units::parse_latency_bound(text) {
+                        Ok(bound) => Some(bound),
+                        Err(e) => {
+                            self.report(&bound.referenced, &bound_path, e.message, e.hint);
+                            None
+                        }
+                    },
+                    other => {
+                        let message =
+                            format!("expected a bound like \"< 3s\", found {}", other.describe());
+                        self.report(&bound.referenced, &bound_path, message, None);
+                        None
+                    }
+                };
+                if let (Some(percentile), Some((comparison, bound))) = (percentile, bound) {
+                    slos.push(LatencySlo {
+                        stage,
+                        percentile,
+                        comparison,
+                        bound,
+                    });
+                }
+            }
+        }
+        // A stable order for reports and snapshots, whatever order the file used.
+        slos.sort_by(|a, b| {
+            a.stage
+                .cmp(&b.stage)
+                .then(a.percentile.total_cmp(&b.percentile))
+        });
+        slos
+    }
+}
+
+/// Stands in for a missing `load` so the rest of the file is still checked.
+fn placeholder_load() -> Load {
+    Load {
+        arrivals: Arrivals::Poisson,
+        checkout_timeout: Duration::from_secs(2),
+        max_in_flight: 10_000,
+        phases: Vec::new(),
+        drain: Duration::from_secs(30),
+        max_send_lag: Duration::from_millis(100),
+    }
+}
+
+/// A scenario name: lowercase letters, digits and dashes, since it names report folders.
+fn parse_name(text: &str) -> Result<String, UnitError> {
+    let valid = !text.is_empty()
+        && text.len() <= NAME_LEN_MAX
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        return Ok(text.to_owned());
+    }
+    let slug: String = text
+        .to_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let example = if slug.is_empty() || slug.len() > NAME_LEN_MAX {
+        "black-friday".to_owned()
+    } else {
+        slug
+    };
+    Err(UnitError {
+        message: format!(
+            "{} is not a valid name: use 1 to {NAME_LEN_MAX} lowercase letters, digits and dashes",
+            quoted(text)
+        ),
+        hint: Some(format!("write a name like {example:?}")),
+    })
+}
+
+/// A whole number within inclusive bounds.
+fn int_in(text: &str, min: u64, max: u64) -> Result<u64, UnitError> {
+    let expected = if max == u64::MAX || (max == u64::from(u32::MAX) && min == 0) {
+        format!("at least {min}")
+    } else {
+        format!("{min} to {max}")
+    };
+    let out_of_range = || UnitError {
+        message: format!("{} is out of range: expected {expected}", quoted(text)),
+        hint: None,
+    };
+    match units::parse_integer(text) {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(out_of_range()),
+        // "-1" is a number, just outside the range; "four" is not a number at all.
+        Err(_) if text.trim().starts_with('-') => Err(out_of_range()),
+        Err(e) => Err(UnitError {
+            message: format!(
+                "expected a whole number ({expected}), found {}",
+                quoted(text)
+            ),
+            hint: e.hint,
+        }),
+    }
+}
+
+/// A duration, optionally above zero, at most `max`.
+fn duration_in(text: &str, positive: bool, max: Duration) -> Result<Duration, UnitError> {
+    let d = units::parse_duration(text)?;
+    if positive && d.is_zero() {
+        return Err(UnitError {
+            message: format!("{} must be longer than zero", quoted(text)),
+            hint: Some(units::DURATION_HINT.to_owned()),
+        });
+    }
+    if d > max {
+        return Err(UnitError {
+            message: format!(
+                "{} is above the limit of {}",
+                quoted(text),
+                humantime::format_duration(max)
+            ),
+            hint: None,
+        });
+    }
+    Ok(d)
+}
+
+/// One of a closed set of words; the error lists them and suggests the nearest.
+fn choice<T: Clone>(text: &str, what: &str, options: &[(&str, T)]) -> Result<T, UnitError> {
+    if let Some((_, value)) = options.iter().find(|(name, _)| *name == text) {
+        return Ok(value.clone());
+    }
+    let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+    Err(UnitError {
+        message: format!(
+            "{} is not {what}; expected one of {}",
+            quoted(text),
+            names.join(", ")
+        ),
+        hint: did_you_mean(text, &names).map(|s| format!("did you mean {s:?}?")),
+    })
+}
+
+/// A success-rate threshold, or `off` (or `false`) to disable the check.
+fn threshold_or_off(text: &str) -> Result<Option<ShareThreshold>, UnitError> {
+    match text.trim() {
+        "off" | "false" => Ok(None),
+        _ => units::parse_share_threshold(text)
+            .map(Some)
+            .map_err(|mut e| {
+                e.hint = Some(
+                    r#"write a threshold like ">= 99.5%", or `off` to disable the check"#
+                        .to_owned(),
+                );
+                e
+            }),
+    }
+}
+
+/// A stage label, with any spacing around `->`.
+fn parse_stage(text: &str) -> Result<Stage, UnitError> {
+    let normalized = text
+        .split("->")
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    if let Some(stage) = Stage::ALL.into_iter().find(|s| s.label() == normalized) {
+        return Ok(stage);
+    }
+    let labels: Vec<&str> = Stage::ALL.iter().map(|s| s.label()).collect();
+    Err(UnitError {
+        message: format!(
+            "unknown stage {}; expected one of {}",
+            quoted(text),
+            labels
+                .iter()
+                .map(|l| quoted(l))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        hint: did_you_mean(&normalized, &labels).map(|s| format!("did you mean {s:?}?")),
+    })
+}

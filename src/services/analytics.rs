@@ -1,0 +1,87 @@
+//! Analytics: consumes `order.*` and keeps the revenue and count ledger a dashboard shows.
+//!
+//! Idempotent per (order, topic) by default: a fact counts once however often it arrives.
+//! Its state is what a replay must rebuild (the replay check compares it with ground truth).
+
+use std::sync::Mutex;
+
+use super::payment::PaymentFact;
+use super::{Idempotency, Service, ServiceEnv, ServiceError};
+use crate::events::{Envelope, Topic};
+use crate::observe::Effect;
+use crate::sync::lock;
+use crate::topology::ServiceKind;
+use crate::transport::BoxFuture;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AnalyticsState {
+    pub orders_created: u64,
+    pub payments_succeeded: u64,
+    pub payments_failed: u64,
+    pub fulfilled: u64,
+    pub revenue_cents: u64,
+}
+
+pub struct Analytics {
+    pub env: ServiceEnv,
+    pub idempotency: Idempotency,
+    state: Mutex<AnalyticsState>,
+}
+
+impl Analytics {
+    pub fn new(env: ServiceEnv, idempotent: bool) -> Analytics {
+        Analytics {
+            env,
+            idempotency: Idempotency::new(idempotent),
+            state: Mutex::new(AnalyticsState::default()),
+        }
+    }
+
+    pub fn state(&self) -> AnalyticsState {
+        lock(&self.state).clone()
+    }
+
+    fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
+        let order = event.meta.order_id;
+        let fact_key = (order << 3) | event.topic.index() as u64;
+        if !self.idempotency.first_time(fact_key) {
+            return Ok(());
+        }
+        let mut state = lock(&self.state);
+        match event.topic {
+            Topic::OrderCreated => state.orders_created += 1,
+            Topic::PaymentFailed => state.payments_failed += 1,
+            Topic::Fulfilled => state.fulfilled += 1,
+            Topic::PaymentSucceeded => {
+                let fact: PaymentFact = serde_json::from_slice(&event.payload).map_err(|e| {
+                    ServiceError::Malformed {
+                        service: ServiceKind::Analytics,
+                        what: "order.payment.succeeded payload",
+                        order,
+                        reason: e.to_string(),
+                    }
+                })?;
+                state.payments_succeeded += 1;
+                state.revenue_cents += fact.amount_cents;
+                drop(state);
+                self.env
+                    .publisher
+                    .observer
+                    .ledger
+                    .effect(order, Effect::RevenueBooked);
+            }
+            Topic::PaymentAttempted => {}
+        }
+        Ok(())
+    }
+}
+
+impl Service for Analytics {
+    fn kind(&self) -> ServiceKind {
+        ServiceKind::Analytics
+    }
+
+    fn handle<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move { self.process(event) })
+    }
+}

@@ -1,0 +1,77 @@
+//! Inventory: consumes `order.created` and reserves stock for the order's items, all or
+//! nothing (the effect `stock decremented`). An order whose items are not all in stock is
+//! backordered: counted, stock untouched. Idempotent per order by default; with
+//! `idempotent: false` a redelivered or resubmitted order decrements stock again.
+
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{Idempotency, Service, ServiceEnv, ServiceError};
+use crate::events::Envelope;
+use crate::observe::Effect;
+use crate::sync::lock;
+use crate::topology::ServiceKind;
+use crate::transport::BoxFuture;
+
+pub struct Inventory {
+    pub env: ServiceEnv,
+    pub idempotency: Idempotency,
+    /// Units left per product id.
+    stock: Mutex<Vec<u32>>,
+}
+
+impl Inventory {
+    pub fn new(env: ServiceEnv, idempotent: bool, initial: Vec<u32>) -> Inventory {
+        Inventory {
+            env,
+            idempotency: Idempotency::new(idempotent),
+            stock: Mutex::new(initial),
+        }
+    }
+
+    /// Units left per product id, now.
+    pub fn stock(&self) -> Vec<u32> {
+        lock(&self.stock).clone()
+    }
+
+    fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
+        let order = event.meta.order_id;
+        let view =
+            crate::orders::parse_view(&event.payload).map_err(|e| ServiceError::Malformed {
+                service: ServiceKind::Inventory,
+                what: "order.created payload",
+                order,
+                reason: e.to_string(),
+            })?;
+        if !self.idempotency.first_time(order) {
+            return Ok(());
+        }
+        let o = &self.env.publisher.observer;
+        let mut stock = lock(&self.stock);
+        let available = view.items.iter().all(|item| {
+            stock
+                .get(item.product_id as usize)
+                .is_some_and(|&left| left >= item.quantity)
+        });
+        if !available {
+            o.counters.backorders.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+        for item in &view.items {
+            stock[item.product_id as usize] -= item.quantity;
+        }
+        drop(stock);
+        o.ledger.effect(order, Effect::StockReserved);
+        Ok(())
+    }
+}
+
+impl Service for Inventory {
+    fn kind(&self) -> ServiceKind {
+        ServiceKind::Inventory
+    }
+
+    fn handle<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move { self.process(event) })
+    }
+}

@@ -1,0 +1,98 @@
+//! The simulated services of the standard topology (DESIGN.md §2).
+//!
+//! Each service is a consumer group on the target transport: `runner.rs` owns the replicas,
+//! their subscriptions, concurrency, per-key ordering and commit policy, and records every
+//! delivery; a [`Service`] only says what one event means to it. Services know events, never
+//! each other. Idempotency is on by default and can be switched off per service, which is how
+//! negative controls double-charge or send a second email on purpose.
+
+pub mod analytics;
+pub mod email;
+pub mod inventory;
+pub mod payment;
+pub mod provider;
+pub mod runner;
+pub mod warehouse;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use crate::events::Envelope;
+use crate::publisher::Publisher;
+use crate::sync::lock;
+use crate::topology::ServiceKind;
+use crate::transport::{BoxFuture, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The event could not be understood; it is acked and reported (retrying cannot help).
+    #[error("{service}: malformed {what} in order {order}: {reason}")]
+    Malformed {
+        service: ServiceKind,
+        what: &'static str,
+        order: u64,
+        reason: String,
+    },
+    /// A publish failed; the delivery is nacked and comes back.
+    #[error("{service}: {source}")]
+    Publish {
+        service: ServiceKind,
+        #[source]
+        source: TransportError,
+    },
+}
+
+pub trait Service: Send + Sync + 'static {
+    fn kind(&self) -> ServiceKind;
+
+    /// Handles one delivery. `Ok` means done (ack); `Err(Publish)` means try again (nack).
+    fn handle<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), ServiceError>>;
+}
+
+/// What every service gets: the way to publish and the run's observer.
+#[derive(Clone)]
+pub struct ServiceEnv {
+    pub publisher: Publisher,
+}
+
+/// The set of keys a service has already handled: its idempotency store. `claim` is the
+/// unique-constraint insert a real service does before applying an effect.
+#[derive(Default)]
+pub struct Processed {
+    keys: Mutex<HashSet<u64>>,
+}
+
+impl Processed {
+    /// True the first time `key` is claimed.
+    pub fn claim(&self, key: u64) -> bool {
+        lock(&self.keys).insert(key)
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        lock(&self.keys).contains(&key)
+    }
+}
+
+/// A service's idempotency, decided by its configuration.
+pub struct Idempotency {
+    enabled: bool,
+    processed: Processed,
+}
+
+impl Idempotency {
+    pub fn new(enabled: bool) -> Idempotency {
+        Idempotency {
+            enabled,
+            processed: Processed::default(),
+        }
+    }
+
+    /// Should the effect for `key` be applied now? Always yes when idempotency is off.
+    pub fn first_time(&self, key: u64) -> bool {
+        !self.enabled || self.processed.claim(key)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+}

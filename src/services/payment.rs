@@ -1,0 +1,182 @@
+//! Payment: consumes `order.created`, charges the card at the payment provider, and publishes
+//! `order.payment.attempted`, then `order.payment.succeeded` or `order.payment.failed`.
+//!
+//! Idempotent (the default), it sends the order's idempotency key with every call, so the
+//! provider captures once however often the order arrives. With `idempotent: false` it treats
+//! every delivery as a new payment with a fresh key: the double charge a negative control
+//! needs, provable from the provider's own capture records. Provider errors are retried with
+//! exponential backoff (honouring Retry-After) under the same key, as a real client would;
+//! after the last retry the order fails (a failure, unlike a decline).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::provider::{ChargeRequest, ChargeResponse, ProviderClient};
+use super::{Idempotency, Service, ServiceEnv, ServiceError};
+use crate::events::{Envelope, Topic};
+use crate::observe::Terminal;
+use crate::publisher::Cause;
+use crate::scenario::model::Stage;
+use crate::topology::ServiceKind;
+use crate::transport::BoxFuture;
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The body of `order.payment.*` events.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PaymentFact {
+    pub order_id: u64,
+    pub amount_cents: u64,
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_id: Option<String>,
+    /// `card_declined` (a business outcome) or `provider_error` (a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl PaymentFact {
+    fn to_bytes(&self) -> Bytes {
+        // Serialising plain strings and integers cannot fail.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+pub struct Payment {
+    pub env: ServiceEnv,
+    pub provider: Arc<ProviderClient>,
+    pub idempotency: Idempotency,
+    pub retries: u32,
+    /// Numbers the fresh keys of a non-idempotent payment service.
+    attempts: AtomicU64,
+}
+
+impl Payment {
+    pub fn new(
+        env: ServiceEnv,
+        provider: Arc<ProviderClient>,
+        idempotent: bool,
+        retries: u32,
+    ) -> Payment {
+        Payment {
+            env,
+            provider,
+            idempotency: Idempotency::new(idempotent),
+            retries,
+            attempts: AtomicU64::new(0),
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: Topic,
+        cause: &Cause,
+        fact: &PaymentFact,
+    ) -> Result<bool, ServiceError> {
+        let p = &self.env.publisher;
+        let envelope = p.envelope(topic, cause, fact.to_bytes());
+        p.publish(envelope)
+            .await
+            .map(|published| published.first)
+            .map_err(|source| ServiceError::Publish {
+                service: ServiceKind::Payment,
+                source,
+            })
+    }
+
+    async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
+        let order = event.meta.order_id;
+        let view =
+            crate::orders::parse_view(&event.payload).map_err(|e| ServiceError::Malformed {
+                service: ServiceKind::Payment,
+                what: "order.created payload",
+                order,
+                reason: e.to_string(),
+            })?;
+        let cause = Cause::of(&event.meta);
+        let key = if self.idempotency.enabled() {
+            String::from_utf8_lossy(&event.meta.idempotency_key).into_owned()
+        } else {
+            format!("pay_{order}_{}", self.attempts.fetch_add(1, Relaxed))
+        };
+        let mut fact = PaymentFact {
+            order_id: order,
+            amount_cents: view.total_cents,
+            currency: view.currency.to_string(),
+            charge_id: None,
+            reason: None,
+            code: None,
+        };
+        self.publish(Topic::PaymentAttempted, &cause, &fact).await?;
+        let request = ChargeRequest {
+            order_id: order,
+            amount_cents: view.total_cents,
+            currency: view.currency.to_string(),
+            card_token: view.card_token.to_string(),
+        };
+        let o = &self.env.publisher.observer;
+        let mut backoff = BACKOFF_FIRST;
+        for attempt in 0..=self.retries {
+            let wait = match self.provider.charge(&key, &request).await {
+                Ok(ChargeResponse::Captured { charge_id }) => {
+                    fact.charge_id = Some(charge_id);
+                    if self.publish(Topic::PaymentSucceeded, &cause, &fact).await? {
+                        o.reached(Stage::PaymentSucceeded, cause.intended_at);
+                    }
+                    return Ok(());
+                }
+                Ok(ChargeResponse::Declined { code }) => {
+                    fact.reason = Some("card_declined".into());
+                    fact.code = Some(code);
+                    self.publish(Topic::PaymentFailed, &cause, &fact).await?;
+                    o.ledger.set_terminal(
+                        order,
+                        Terminal::Declined,
+                        since_ms(o, cause.intended_at),
+                    );
+                    return Ok(());
+                }
+                Ok(ChargeResponse::Error { retry_after, .. }) => retry_after,
+                Ok(ChargeResponse::IdempotencyConflict) => {
+                    o.finding(format!("payment: idempotency conflict for order {order}"));
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(order, attempt, error = %e, "provider call failed");
+                    None
+                }
+            };
+            o.counters.provider_errors.fetch_add(1, Relaxed);
+            if attempt < self.retries {
+                tokio::time::sleep(wait.unwrap_or(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        fact.reason = Some("provider_error".into());
+        self.publish(Topic::PaymentFailed, &cause, &fact).await?;
+        o.ledger
+            .set_terminal(order, Terminal::Failed, since_ms(o, cause.intended_at));
+        Ok(())
+    }
+}
+
+/// Milliseconds from an intended time to now.
+pub(crate) fn since_ms(o: &crate::observe::Observer, intended_at: u64) -> u32 {
+    u32::try_from(o.now().saturating_sub(intended_at) / 1_000_000).unwrap_or(u32::MAX)
+}
+
+impl Service for Payment {
+    fn kind(&self) -> ServiceKind {
+        ServiceKind::Payment
+    }
+
+    fn handle<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(self.process(event))
+    }
+}

@@ -1,0 +1,470 @@
+//! The payment provider's behaviour: a card API with Stripe's idempotency rules.
+//!
+//! The payment service charges orders here (in process, or through `http.rs` when a real
+//! payment service points at the mock). Every capture is recorded, so a double charge is
+//! provable from the records alone, and the outage seam lets the chaos timeline make calls
+//! fail. It may not read time except through the run's `Clock`, make generators except
+//! through `rng.rs`, or know about events and brokers.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, RunTime};
+use crate::latency;
+use crate::orders::cards::{self, CardOutcome};
+use crate::rng;
+use crate::scenario::model::{self, LatencyDist};
+
+/// The body of `POST /v1/charges`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeRequest {
+    pub order_id: u64,
+    pub amount_cents: u64,
+    pub currency: String,
+    pub card_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeResponse {
+    /// The money moved (a first call, or the replay of one).
+    Captured { charge_id: String },
+    /// A business outcome, not a failure: the card said no.
+    Declined { code: String },
+    /// The key was used before with different parameters; nothing was charged.
+    IdempotencyConflict,
+    /// The provider failed (an injected outage); nothing was charged, a retry may succeed.
+    Error {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// One capture: money taken from a card. Two for one order is a double charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    pub charge_id: String,
+    pub order_id: u64,
+    pub idempotency_key: String,
+    pub amount_cents: u64,
+    pub at: RunTime,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProviderStats {
+    pub calls: u64,
+    pub captures: u64,
+    pub declines: u64,
+    /// Calls answered from a stored result (a reused key with the same parameters).
+    pub replays: u64,
+    pub conflicts: u64,
+    /// Calls failed by an outage.
+    pub errors: u64,
+}
+
+/// A provider outage while it is switched on: a share of calls fail with `status`, and
+/// every call takes `latency` instead of the usual distribution when it is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outage {
+    pub error_share: f64,
+    pub status: u16,
+    pub latency: Option<LatencyDist>,
+    pub retry_after: Option<Duration>,
+}
+
+/// What a key's first call decided, kept to answer the key's later calls. Small on purpose:
+/// one entry lives per idempotency key for the whole run.
+#[derive(Debug)]
+struct Stored {
+    order_id: u64,
+    amount_cents: u64,
+    /// Hash of currency and card token, to detect a reused key with other parameters.
+    details: u64,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// Index into `State::captures`.
+    Captured(usize),
+    Declined(&'static str),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    keys: HashMap<String, Stored>,
+    captures: Vec<Capture>,
+    stats: ProviderStats,
+}
+
+#[derive(Debug)]
+pub struct ProviderCore {
+    seed: u64,
+    latency: LatencyDist,
+    timeout: Duration,
+    clock: Clock,
+    /// One lock for keys, captures and counters: the decision per call is a few map
+    /// operations, never held across an await, so a finer scheme would buy nothing.
+    state: Mutex<State>,
+    /// The fault seam: `None` is a healthy provider.
+    outage: RwLock<Option<Outage>>,
+}
+
+impl ProviderCore {
+    pub fn new(seed: u64, cfg: &model::Provider, clock: Clock) -> ProviderCore {
+        ProviderCore {
+            seed,
+            latency: cfg.latency,
+            timeout: cfg.timeout,
+            clock,
+            state: Mutex::new(State::default()),
+            outage: RwLock::new(None),
+        }
+    }
+
+    /// The payment service's per-call timeout from the scenario; the in-process client
+    /// applies it so both client paths mean the same thing.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Charges a card, honouring the idempotency key.
+    ///
+    /// The charge is decided (and a capture recorded) when the call arrives, then the
+    /// response takes the sampled latency. A caller that gives up during that time has still
+    /// been charged, as with a real provider: that ambiguity is what retries with the same
+    /// key exist for.
+    pub async fn charge(&self, idempotency_key: &str, req: &ChargeRequest) -> ChargeResponse {
+        let key_hash = fnv1a(FNV_OFFSET, idempotency_key);
+        let outage = self.outage();
+        let (response, call) = self.decide(idempotency_key, key_hash, req, outage.as_ref());
+        let dist = outage.and_then(|o| o.latency).unwrap_or(self.latency);
+        let mut rng = rng::for_item(self.seed, "provider.latency", key_hash ^ call);
+        tokio::time::sleep(latency::sample(&dist, &mut rng)).await;
+        response
+    }
+
+    /// The synchronous part of a call, under the lock: concurrent first calls with one key
+    /// cannot both capture, because the second finds the first one's entry.
+    fn decide(
+        &self,
+        key: &str,
+        key_hash: u64,
+        req: &ChargeRequest,
+        outage: Option<&Outage>,
+    ) -> (ChargeResponse, u64) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.stats.calls += 1;
+        let call = state.stats.calls;
+
+        if let Some(outage) = outage {
+            let draw = rng::unit_for_item(self.seed, "provider.outage", key_hash ^ call);
+            if draw < outage.error_share {
+                // Failed calls store nothing, like a provider that never started the work.
+                state.stats.errors += 1;
+                let response = ChargeResponse::Error {
+                    status: outage.status,
+                    retry_after: outage.retry_after,
+                };
+                return (response, call);
+            }
+        }
+
+        let details = fnv1a(fnv1a(FNV_OFFSET, &req.currency), &req.card_token);
+        if let Some(stored) = state.keys.get(key) {
+            let same = stored.order_id == req.order_id
+                && stored.amount_cents == req.amount_cents
+                && stored.details == details;
+            if !same {
+                state.stats.conflicts += 1;
+                return (ChargeResponse::IdempotencyConflict, call);
+            }
+            state.stats.replays += 1;
+            let response = match stored.outcome {
+                Outcome::Captured(index) => ChargeResponse::Captured {
+                    charge_id: state.captures[index].charge_id.clone(),
+                },
+                Outcome::Declined(code) => ChargeResponse::Declined { code: code.into() },
+            };
+            return (response, call);
+        }
+
+        let card_outcome = cards::lookup(&req.card_token)
+            .map_or(CardOutcome::Decline(cards::INVALID_CARD), |card| {
+                card.outcome
+            });
+        let (outcome, response) = match card_outcome {
+            CardOutcome::Approve => {
+                let charge_id = self.charge_id(key_hash, call);
+                state.captures.push(Capture {
+                    charge_id: charge_id.clone(),
+                    order_id: req.order_id,
+                    idempotency_key: key.to_owned(),
+                    amount_cents: req.amount_cents,
+                    at: self.clock.now(),
+                });
+                state.stats.captures += 1;
+                (
+                    Outcome::Captured(state.captures.len() - 1),
+                    ChargeResponse::Captured { charge_id },
+                )
+            }
+            CardOutcome::Decline(code) => {
+                state.stats.declines += 1;
+                (
+                    Outcome::Declined(code),
+                    ChargeResponse::Declined { code: code.into() },
+                )
+            }
+        };
+        state.keys.insert(
+            key.to_owned(),
+            Stored {
+                order_id: req.order_id,
+                amount_cents: req.amount_cents,
+                details,
+                outcome,
+            },
+        );
+        (response, call)
+    }
+
+    /// `ch_` and 24 hex digits, like a provider's opaque charge id.
+    fn charge_id(&self, key_hash: u64, call: u64) -> String {
+        let mut rng = rng::for_item(self.seed, "provider.charge_id", key_hash ^ call);
+        format!("ch_{:024x}", rng.random::<u128>() >> 32)
+    }
+
+    /// Every capture so far, in the order they happened.
+    pub fn captures(&self) -> Vec<Capture> {
+        self.lock().captures.clone()
+    }
+
+    /// Captures per order id: more than one is a double charge.
+    pub fn captures_per_order(&self) -> HashMap<u64, u32> {
+        let mut per_order = HashMap::new();
+        for capture in &self.lock().captures {
+            *per_order.entry(capture.order_id).or_insert(0) += 1;
+        }
+        per_order
+    }
+
+    pub fn stats(&self) -> ProviderStats {
+        self.lock().stats
+    }
+
+    pub fn set_outage(&self, outage: Outage) {
+        *self.outage.write().unwrap_or_else(PoisonError::into_inner) = Some(outage);
+    }
+
+    pub fn clear_outage(&self) {
+        *self.outage.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    pub fn outage(&self) -> Option<Outage> {
+        *self.outage.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A panic while holding the lock leaves the state consistent (each call's updates are
+    /// plain field writes), so a poisoned lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over a string, continuing from `start` (`FNV_OFFSET` for a fresh hash): stable,
+/// unlike std's hasher, which is not promised to stay the same across Rust releases, and
+/// seeds must reproduce runs.
+fn fnv1a(start: u64, s: &str) -> u64 {
+    let mut hash = start;
+    for b in s.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // A separator, so ("ab", "c") and ("a", "bc") differ when hashes are chained.
+    (hash ^ 0xff).wrapping_mul(0x0100_0000_01b3)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    pub(crate) fn cfg(latency: LatencyDist, timeout: Duration) -> model::Provider {
+        model::Provider {
+            via: model::ProviderVia::InProcess,
+            latency,
+            timeout,
+            retries: 0,
+        }
+    }
+
+    pub(crate) fn req(order_id: u64, amount_cents: u64, card_token: &str) -> ChargeRequest {
+        ChargeRequest {
+            order_id,
+            amount_cents,
+            currency: "USD".into(),
+            card_token: card_token.into(),
+        }
+    }
+
+    fn core(latency: LatencyDist) -> ProviderCore {
+        ProviderCore::new(7, &cfg(latency, Duration::from_secs(2)), Clock::start())
+    }
+
+    fn ms(n: u64) -> LatencyDist {
+        LatencyDist::Fixed(Duration::from_millis(n))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replayed_key_gives_one_capture() {
+        let core = core(ms(20));
+        let first = core.charge("ik_1", &req(1, 4_999, "tok_visa")).await;
+        let again = core.charge("ik_1", &req(1, 4_999, "tok_visa")).await;
+        assert!(matches!(first, ChargeResponse::Captured { .. }));
+        assert_eq!(first, again, "the replay returns the same charge id");
+        assert_eq!(core.captures().len(), 1);
+        let stats = core.stats();
+        assert_eq!((stats.calls, stats.captures, stats.replays), (2, 1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_keys_for_one_order_are_a_double_charge() {
+        let core = core(ms(20));
+        let a = core.charge("ik_a", &req(9, 100, "tok_mastercard")).await;
+        let b = core.charge("ik_b", &req(9, 100, "tok_mastercard")).await;
+        assert_ne!(a, b, "a new key is a new charge");
+        assert_eq!(core.captures_per_order().get(&9), Some(&2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn declining_and_unknown_cards_decline_without_capture() {
+        let core = core(ms(5));
+        let declined = core.charge("k1", &req(1, 100, "tok_chargeDeclined")).await;
+        let funds = core
+            .charge("k2", &req(2, 100, "tok_4000000000009995"))
+            .await;
+        let unknown = core.charge("k3", &req(3, 100, "tok_garbage")).await;
+        let code = |c: &str| ChargeResponse::Declined { code: c.into() };
+        assert_eq!(declined, code("generic_decline"));
+        assert_eq!(funds, code("insufficient_funds"));
+        assert_eq!(unknown, code("invalid_card"));
+        // A declined key replays its decline.
+        let again = core.charge("k1", &req(1, 100, "tok_chargeDeclined")).await;
+        assert_eq!(again, code("generic_decline"));
+        assert!(core.captures().is_empty());
+        assert_eq!(core.stats().declines, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reused_key_with_other_parameters_conflicts() {
+        let core = core(ms(5));
+        core.charge("k", &req(1, 100, "tok_visa")).await;
+        let other_amount = core.charge("k", &req(1, 101, "tok_visa")).await;
+        let other_card = core.charge("k", &req(1, 100, "tok_amex")).await;
+        assert_eq!(other_amount, ChargeResponse::IdempotencyConflict);
+        assert_eq!(other_card, ChargeResponse::IdempotencyConflict);
+        assert_eq!(core.captures().len(), 1);
+        assert_eq!(core.stats().conflicts, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_first_calls_with_one_key_capture_once() {
+        let core = Arc::new(core(LatencyDist::Uniform {
+            low: Duration::from_millis(1),
+            high: Duration::from_millis(50),
+        }));
+        let calls: Vec<_> = (0..50)
+            .map(|_| {
+                let core = Arc::clone(&core);
+                tokio::spawn(async move { core.charge("same", &req(5, 700, "tok_visa")).await })
+            })
+            .collect();
+        let mut responses = Vec::new();
+        for call in calls {
+            responses.push(call.await.expect("task finished"));
+        }
+        assert!(responses.iter().all(|r| *r == responses[0]));
+        assert!(matches!(responses[0], ChargeResponse::Captured { .. }));
+        assert_eq!(core.captures().len(), 1);
+        assert_eq!(core.stats().replays, 49);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_call_takes_the_sampled_latency() {
+        let clock = Clock::start();
+        let core = ProviderCore::new(1, &cfg(ms(250), Duration::from_secs(1)), clock);
+        let before = clock.now();
+        core.charge("k", &req(1, 1, "tok_visa")).await;
+        let took = clock.now() - before;
+        assert!((250_000_000..252_000_000).contains(&took), "{took}");
+        assert_eq!(core.captures()[0].at, before, "captured on arrival");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_fails_calls_without_capture_until_cleared() {
+        let core = core(ms(5));
+        core.set_outage(Outage {
+            error_share: 1.0,
+            status: 503,
+            latency: None,
+            retry_after: Some(Duration::from_secs(3)),
+        });
+        for i in 0..20 {
+            let r = core
+                .charge(&format!("k{i}"), &req(i, 100, "tok_visa"))
+                .await;
+            let expected = ChargeResponse::Error {
+                status: 503,
+                retry_after: Some(Duration::from_secs(3)),
+            };
+            assert_eq!(r, expected);
+        }
+        assert!(core.captures().is_empty());
+        core.clear_outage();
+        // The same key that failed is charged now: errors store no result.
+        let r = core.charge("k0", &req(0, 100, "tok_visa")).await;
+        assert!(matches!(r, ChargeResponse::Captured { .. }));
+        assert_eq!(core.stats().errors, 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_outage_fails_about_its_share() {
+        let core = core(ms(1));
+        core.set_outage(Outage {
+            error_share: 0.3,
+            status: 500,
+            latency: None,
+            retry_after: None,
+        });
+        for i in 0..2_000 {
+            core.charge(&format!("k{i}"), &req(i, 100, "tok_visa"))
+                .await;
+        }
+        let stats = core.stats();
+        assert!((500..700).contains(&stats.errors), "{stats:?}");
+        assert_eq!(stats.errors + stats.captures, 2_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_latency_replaces_the_usual_one() {
+        let clock = Clock::start();
+        let core = ProviderCore::new(1, &cfg(ms(10), Duration::from_secs(1)), clock);
+        core.set_outage(Outage {
+            error_share: 0.0,
+            status: 500,
+            latency: Some(ms(4_000)),
+            retry_after: None,
+        });
+        let before = clock.now();
+        core.charge("k", &req(1, 1, "tok_visa")).await;
+        assert!(clock.now() - before >= 4_000_000_000);
+    }
+}

@@ -1,0 +1,15 @@
+//! The payment-provider mock: a Stripe-shaped card API with idempotency keys and outages.
+//!
+//! The payment service charges orders through a `ProviderClient`, either in process or over
+//! HTTP to the mock `serve` runs on loopback (which is also what a user's own payment service
+//! points at in observe mode). `ProviderCore` decides every call and records every capture,
+//! so the checks can prove a double charge from the records alone; `set_outage` is the seam
+//! the chaos timeline drives. Nothing here consumes or publishes events.
+
+pub mod client;
+pub mod core;
+pub mod http;
+
+pub use self::client::{ProviderClient, ProviderError};
+pub use self::core::{Capture, ChargeRequest, ChargeResponse, Outage, ProviderCore, ProviderStats};
+pub use self::http::{IDEMPOTENCY_KEY, router, serve};

@@ -1,0 +1,188 @@
+//! Consumer-group state of the embedded broker: membership, partition ownership, committed
+//! offsets and the window of handed-out, not-yet-acked offsets of each partition.
+//!
+//! Rebalancing is eager, as in Kafka's classic protocol: any join, leave or rewind bumps the
+//! generation, every partition restarts from its committed offset, and acks carrying an old
+//! generation are ignored. That is what turns a crashed member's unacked work into
+//! redeliveries elsewhere.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+pub(crate) use crate::sync::lock;
+
+use crate::events::Topic;
+
+/// A topic-partition the group consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tp {
+    pub topic: Topic,
+    pub partition: u32,
+}
+
+pub(crate) struct TpState {
+    pub tp: Tp,
+    /// Everything below is acked (and was delivered); the group's committed position.
+    pub committed: u64,
+    /// Next offset to hand out.
+    pub next_fetch: u64,
+    /// One past the highest offset ever handed out: below it a delivery is a redelivery.
+    pub delivered_end: u64,
+    /// Ack flags for offsets `committed..next_fetch`.
+    pub window: VecDeque<bool>,
+    /// Nacked offsets waiting to be handed out again.
+    pub retry: VecDeque<u64>,
+    pub owner: Option<u64>,
+    pub generation: u64,
+}
+
+impl TpState {
+    fn reset_to_committed(&mut self, owner: Option<u64>, generation: u64) {
+        self.next_fetch = self.committed;
+        self.window.clear();
+        self.retry.clear();
+        self.owner = owner;
+        self.generation = generation;
+    }
+
+    /// Marks `offset` acked and advances the committed position past every acked prefix.
+    pub fn ack(&mut self, offset: u64) {
+        let Some(i) = offset.checked_sub(self.committed) else {
+            return;
+        };
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| self.window.get_mut(i)) {
+            *slot = true;
+        }
+        self.compact();
+    }
+
+    /// Skips offsets that retention already dropped: they can no longer be delivered, so
+    /// nothing waits for their acks (the ledger reports them as lost).
+    pub fn skip_to(&mut self, base: u64) {
+        if self.next_fetch >= base {
+            return;
+        }
+        if self.window.is_empty() {
+            self.committed = base;
+        } else {
+            self.window
+                .extend(std::iter::repeat_n(true, (base - self.next_fetch) as usize));
+        }
+        self.next_fetch = base;
+        self.compact();
+    }
+
+    fn compact(&mut self) {
+        while self.window.front() == Some(&true) {
+            self.window.pop_front();
+            self.committed += 1;
+        }
+    }
+}
+
+pub(crate) struct Group {
+    pub topics: Vec<Topic>,
+    pub tps: Vec<Mutex<TpState>>,
+    pub generation: AtomicU64,
+    members: Mutex<Vec<u64>>,
+    next_member: AtomicU64,
+    /// Woken on publish to one of the group's topics, on acks and on rebalances.
+    pub wake: Notify,
+}
+
+impl Group {
+    pub fn new(topics: &[Topic], partitions: u32) -> Group {
+        let mut tps = Vec::new();
+        for &topic in topics {
+            for partition in 0..partitions {
+                tps.push(Mutex::new(TpState {
+                    tp: Tp { topic, partition },
+                    committed: 0,
+                    next_fetch: 0,
+                    delivered_end: 0,
+                    window: VecDeque::new(),
+                    retry: VecDeque::new(),
+                    owner: None,
+                    generation: 0,
+                }));
+            }
+        }
+        Group {
+            topics: topics.to_vec(),
+            tps,
+            generation: AtomicU64::new(0),
+            members: Mutex::new(Vec::new()),
+            next_member: AtomicU64::new(1),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn join(&self) -> u64 {
+        let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let mut members = lock(&self.members);
+        members.push(id);
+        self.rebalance(&members, None);
+        id
+    }
+
+    pub fn leave(&self, member: u64) {
+        let mut members = lock(&self.members);
+        members.retain(|m| *m != member);
+        self.rebalance(&members, None);
+    }
+
+    /// Moves every partition's committed position to `position(tp)` and restarts the group.
+    pub fn rewind(&self, position: impl Fn(Tp) -> u64) {
+        let members = lock(&self.members);
+        self.rebalance(&members, Some(&position));
+    }
+
+    /// Round-robin assignment under a new generation; every partition restarts from its
+    /// committed offset (after an optional rewind).
+    fn rebalance(&self, members: &[u64], rewind: Option<&dyn Fn(Tp) -> u64>) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        for (i, state) in self.tps.iter().enumerate() {
+            let mut state = lock(state);
+            if let Some(position) = rewind {
+                state.committed = position(state.tp);
+            }
+            let owner = (!members.is_empty()).then(|| members[i % members.len()]);
+            state.reset_to_committed(owner, generation);
+        }
+        self.wake.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_advances_only_over_an_acked_prefix() {
+        let group = Group::new(&[Topic::OrderCreated], 1);
+        let mut s = lock(&group.tps[0]);
+        s.window.extend([false, false, false]);
+        s.next_fetch = 3;
+        s.ack(1);
+        assert_eq!(s.committed, 0);
+        s.ack(0);
+        assert_eq!(s.committed, 2);
+        s.ack(2);
+        assert_eq!((s.committed, s.window.len()), (3, 0));
+    }
+
+    #[test]
+    fn partitions_spread_over_members_and_move_when_one_leaves() {
+        let group = Group::new(&[Topic::OrderCreated], 4);
+        let a = group.join();
+        let b = group.join();
+        let owners =
+            |g: &Group| -> Vec<Option<u64>> { g.tps.iter().map(|s| lock(s).owner).collect() };
+        assert_eq!(owners(&group), vec![Some(a), Some(b), Some(a), Some(b)]);
+        group.leave(a);
+        assert_eq!(owners(&group), vec![Some(b); 4]);
+    }
+}

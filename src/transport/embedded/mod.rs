@@ -1,0 +1,377 @@
+//! The embedded broker: the default transport, in-process, with Kafka's semantics.
+//!
+//! Guarantees (DESIGN.md §6):
+//! - publish ack = the event is appended to its partition (key = order id), in order;
+//! - consumer groups own partitions (eager rebalancing), commit offsets on ack, and a member
+//!   that stops (a dropped [`Subscription`]) leaves without committing what it held: those
+//!   events are redelivered to the remaining members, flagged `redelivered`;
+//! - a nacked delivery is handed out again by its partition's owner;
+//! - rewind moves a group's committed offsets back (to the earliest retained event or to a
+//!   time); lag = published and not committed; retention keeps the newest N per partition.
+//!
+//! It exists so the main job runs with nothing installed and so tests are deterministic. It
+//! is not a product broker: nothing is persisted and there is one process.
+
+mod group;
+mod log;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use group::{Group, Tp, lock};
+use log::PartitionLog;
+
+use super::{
+    Ack, AckHandle, BoxFuture, Delivery, RewindTo, Subscription, Transport, TransportError,
+    TransportInfo,
+};
+use crate::clock::Clock;
+use crate::events::{Envelope, Topic};
+
+/// Handed-out, unacked events a member may hold per partition before it must wait.
+const WINDOW_MAX: usize = 2048;
+/// Events taken from one partition per fetch, so members rotate over their partitions.
+const FETCH_BATCH: usize = 64;
+
+pub struct EmbeddedBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    partitions: u32,
+    retention: u64,
+    clock: Clock,
+    logs: Vec<Vec<Mutex<PartitionLog>>>,
+    groups: Mutex<HashMap<String, Arc<Group>>>,
+    /// Groups per topic, to wake on publish.
+    readers: Vec<RwLock<Vec<Arc<Group>>>>,
+}
+
+impl EmbeddedBroker {
+    pub fn new(partitions: u32, retention: u64, clock: Clock) -> EmbeddedBroker {
+        let partitions = partitions.max(1);
+        let logs = Topic::ALL
+            .iter()
+            .map(|_| {
+                (0..partitions)
+                    .map(|_| Mutex::new(PartitionLog::new(retention)))
+                    .collect()
+            })
+            .collect();
+        EmbeddedBroker {
+            inner: Arc::new(Inner {
+                partitions,
+                retention,
+                clock,
+                logs,
+                groups: Mutex::new(HashMap::new()),
+                readers: Topic::ALL.iter().map(|_| RwLock::new(Vec::new())).collect(),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn log(&self, tp: Tp) -> &Mutex<PartitionLog> {
+        &self.logs[tp.topic.index()][tp.partition as usize]
+    }
+
+    fn partition_for(&self, key: u64) -> u32 {
+        // Fibonacci hashing: consecutive order ids spread over partitions.
+        let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        ((h >> 32) % u64::from(self.partitions)) as u32
+    }
+
+    fn append(&self, envelope: Envelope) -> Ack {
+        let topic = envelope.topic;
+        let partition = self.partition_for(envelope.key());
+        let at = self.clock.now();
+        let offset = lock(self.log(Tp { topic, partition })).append(Arc::new(envelope), at);
+        for group in self.readers[topic.index()]
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            group.wake.notify_waiters();
+        }
+        Ack { partition, offset }
+    }
+
+    fn group(&self, name: &str, topics: &[Topic]) -> Result<Arc<Group>, TransportError> {
+        let mut groups = lock(&self.groups);
+        if let Some(group) = groups.get(name) {
+            if group.topics != topics {
+                return Err(TransportError::Group {
+                    group: name.to_owned(),
+                    reason: format!(
+                        "members must consume the same topics: {:?} vs {:?}",
+                        group.topics, topics
+                    ),
+                });
+            }
+            return Ok(group.clone());
+        }
+        let group = Arc::new(Group::new(topics, self.partitions));
+        for topic in topics {
+            self.readers[topic.index()]
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(group.clone());
+        }
+        groups.insert(name.to_owned(), group.clone());
+        Ok(group)
+    }
+
+    fn existing_group(&self, name: &str) -> Result<Arc<Group>, TransportError> {
+        lock(&self.groups)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TransportError::Group {
+                group: name.to_owned(),
+                reason: "no such group".to_owned(),
+            })
+    }
+}
+
+impl Transport for EmbeddedBroker {
+    fn info(&self) -> TransportInfo {
+        TransportInfo {
+            kind: "embedded",
+            settings: vec![
+                ("publish ack".into(), "appended to the partition log".into()),
+                ("partitions".into(), self.inner.partitions.to_string()),
+                (
+                    "retention".into(),
+                    format!("{} events per partition", self.inner.retention),
+                ),
+                (
+                    "commit".into(),
+                    "offset committed on ack (contiguous)".into(),
+                ),
+                (
+                    "rebalance".into(),
+                    "eager, uncommitted work redelivered".into(),
+                ),
+            ],
+        }
+    }
+
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<Ack, TransportError>> {
+        let ack = self.inner.append(envelope);
+        Box::pin(async move { Ok(ack) })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [Topic],
+    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
+        Box::pin(async move {
+            let group = self.inner.group(group, topics)?;
+            let member = group.join();
+            Ok(Box::new(EmbeddedSubscription {
+                broker: self.inner.clone(),
+                group,
+                member,
+                generation: 0,
+                owned: Vec::new(),
+                cursor: 0,
+                buffer: VecDeque::new(),
+            }) as Box<dyn Subscription>)
+        })
+    }
+
+    fn rewind<'a>(
+        &'a self,
+        group: &'a str,
+        to: RewindTo,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            let group = self.inner.existing_group(group)?;
+            group.rewind(|tp| {
+                let log = lock(self.inner.log(tp));
+                match to {
+                    RewindTo::Earliest => log.base(),
+                    RewindTo::Time(at) => log.offset_at(at),
+                }
+            });
+            Ok(())
+        })
+    }
+
+    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(async move {
+            let group = self.inner.existing_group(group)?;
+            let lag = group
+                .tps
+                .iter()
+                .map(|state| {
+                    let state = lock(state);
+                    let end = lock(self.inner.log(state.tp)).end();
+                    end.saturating_sub(state.committed)
+                })
+                .sum();
+            Ok(lag)
+        })
+    }
+}
+
+struct EmbeddedSubscription {
+    broker: Arc<Inner>,
+    group: Arc<Group>,
+    member: u64,
+    /// The generation `owned` was computed for.
+    generation: u64,
+    owned: Vec<usize>,
+    cursor: usize,
+    buffer: VecDeque<(u64, Delivery)>,
+}
+
+impl EmbeddedSubscription {
+    fn refresh_ownership(&mut self, generation: u64) {
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        self.owned = (0..self.group.tps.len())
+            .filter(|&i| lock(&self.group.tps[i]).owner == Some(self.member))
+            .collect();
+        // Fetched under the old generation: the new owner re-reads them from the commit.
+        self.buffer.clear();
+    }
+
+    /// Takes a batch from the next owned partition that has something to hand out.
+    fn fill(&mut self) {
+        let generation = self
+            .group
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        self.refresh_ownership(generation);
+        for _ in 0..self.owned.len() {
+            let index = self.owned[self.cursor % self.owned.len()];
+            self.cursor = self.cursor.wrapping_add(1);
+            self.fetch_from(index);
+            if !self.buffer.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn fetch_from(&mut self, index: usize) {
+        let mut state = lock(&self.group.tps[index]);
+        if state.owner != Some(self.member) {
+            return;
+        }
+        let generation = state.generation;
+        let log = lock(self.broker.log(state.tp));
+        state.skip_to(log.base());
+        let mut offsets = Vec::new();
+        while offsets.len() < FETCH_BATCH {
+            if let Some(offset) = state.retry.pop_front() {
+                offsets.push(offset);
+            } else if state.next_fetch < log.end() && state.window.len() < WINDOW_MAX {
+                offsets.push(state.next_fetch);
+                state.window.push_back(false);
+                state.next_fetch += 1;
+            } else {
+                break;
+            }
+        }
+        for offset in offsets {
+            let Some(stored) = log.get(offset) else {
+                // Dropped by retention after being handed out once: it cannot come back.
+                state.ack(offset);
+                continue;
+            };
+            let redelivered = offset < state.delivered_end;
+            state.delivered_end = state.delivered_end.max(offset + 1);
+            let ack = EmbeddedAck {
+                group: self.group.clone(),
+                index,
+                offset,
+                generation,
+            };
+            self.buffer.push_back((
+                generation,
+                Delivery {
+                    envelope: stored.envelope.clone(),
+                    redelivered,
+                    ack: Box::new(ack),
+                },
+            ));
+        }
+    }
+}
+
+impl Subscription for EmbeddedSubscription {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<Delivery>, TransportError>> {
+        Box::pin(async move {
+            loop {
+                let current = self
+                    .group
+                    .generation
+                    .load(std::sync::atomic::Ordering::Acquire);
+                while let Some((generation, delivery)) = self.buffer.pop_front() {
+                    if generation == current {
+                        return Ok(Some(delivery));
+                    }
+                }
+                // Register for wake-ups before looking, so a publish in between is not missed.
+                let group = self.group.clone();
+                let wake = group.wake.notified();
+                tokio::pin!(wake);
+                wake.as_mut().enable();
+                self.fill();
+                if self.buffer.is_empty() {
+                    wake.await;
+                }
+            }
+        })
+    }
+}
+
+impl Drop for EmbeddedSubscription {
+    fn drop(&mut self) {
+        // A stop without commit: the group rebalances and re-reads from committed offsets.
+        self.group.leave(self.member);
+    }
+}
+
+struct EmbeddedAck {
+    group: Arc<Group>,
+    index: usize,
+    offset: u64,
+    generation: u64,
+}
+
+impl EmbeddedAck {
+    fn settle(self, ack: bool) {
+        let mut state = lock(&self.group.tps[self.index]);
+        if state.generation != self.generation {
+            // The partition moved on (rebalance or rewind): this ack is stale.
+            return;
+        }
+        let was_full = state.window.len() >= WINDOW_MAX;
+        if ack {
+            state.ack(self.offset);
+        } else {
+            state.retry.push_back(self.offset);
+        }
+        drop(state);
+        if was_full || !ack {
+            self.group.wake.notify_waiters();
+        }
+    }
+}
+
+impl AckHandle for EmbeddedAck {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.settle(true);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.settle(false);
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,196 @@
+//! Checks: each one a small unit that reads the observations and returns a verdict with
+//! evidence. Pass / Fail / Unknown, as Jepsen's checkers do: a check that cannot decide (no
+//! data, or it crashed) is Unknown, never Pass, and an Unknown fails the run's gate.
+//!
+//! Checks read; they never change what they judge. Ground truth comes from the order factory
+//! (which orders were planned to decline) and from the payment provider's own records.
+
+pub mod checkout_success_rate;
+pub mod completion_rate;
+pub mod latency_slo;
+pub mod no_duplicate_effects;
+pub mod no_loss;
+pub mod per_key_order;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+use crate::observe::Observer;
+use crate::orders::OrderFactory;
+use crate::scenario::model::{Comparison, Scenario, ShareThreshold};
+use crate::topology::ServiceKind;
+
+/// Evidence lists are cut to this many examples.
+pub const EXAMPLES_MAX: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub verdict: Verdict,
+    pub observed: String,
+    pub threshold: String,
+    pub evidence: Vec<String>,
+}
+
+/// Everything a check may read.
+pub struct CheckInput<'a> {
+    pub scenario: &'a Scenario,
+    pub observer: &'a Observer,
+    pub factory: &'a OrderFactory,
+    /// Orders actually attempted: ids `0..attempted` (fewer than planned if interrupted).
+    pub attempted: u64,
+    /// Captures per order from the payment provider's own records.
+    pub captures_per_order: &'a HashMap<u64, u32>,
+    pub enabled: &'a [ServiceKind],
+}
+
+pub trait Check {
+    fn name(&self) -> String;
+    fn evaluate(&self, input: &CheckInput<'_>) -> CheckResult;
+}
+
+/// The checks a scenario asks for, in report order.
+pub fn checks_for(scenario: &Scenario) -> Vec<Box<dyn Check>> {
+    let c = &scenario.checks;
+    let mut checks: Vec<Box<dyn Check>> = Vec::new();
+    if let Some(t) = c.checkout_success_rate {
+        checks.push(Box::new(checkout_success_rate::CheckoutSuccessRate {
+            threshold: t,
+        }));
+    }
+    if let Some(t) = c.completion_rate {
+        checks.push(Box::new(completion_rate::CompletionRate {
+            threshold: t,
+            settle_within: c.settle_within,
+        }));
+    }
+    for slo in &c.latency {
+        checks.push(Box::new(latency_slo::LatencySloCheck { slo: *slo }));
+    }
+    if c.no_loss {
+        checks.push(Box::new(no_loss::NoLoss));
+    }
+    if c.no_duplicate_effects {
+        checks.push(Box::new(no_duplicate_effects::NoDuplicateEffects));
+    }
+    if c.per_key_order {
+        checks.push(Box::new(per_key_order::PerKeyOrder));
+    }
+    checks
+}
+
+/// Runs every check; one that panics is reported Unknown with the panic message.
+pub fn evaluate_all(checks: &[Box<dyn Check>], input: &CheckInput<'_>) -> Vec<CheckResult> {
+    checks
+        .iter()
+        .map(|check| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| check.evaluate(input))).unwrap_or_else(
+                |panic| {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    CheckResult {
+                        name: check.name(),
+                        verdict: Verdict::Unknown,
+                        observed: format!("the check crashed: {why}"),
+                        threshold: String::new(),
+                        evidence: Vec::new(),
+                    }
+                },
+            )
+        })
+        .collect()
+}
+
+pub fn comparison_symbol(c: Comparison) -> &'static str {
+    match c {
+        Comparison::AtLeast => ">=",
+        Comparison::AtMost => "<=",
+        Comparison::LessThan => "<",
+        Comparison::GreaterThan => ">",
+    }
+}
+
+pub fn compare(c: Comparison, observed: f64, bound: f64) -> bool {
+    match c {
+        Comparison::AtLeast => observed >= bound,
+        Comparison::AtMost => observed <= bound,
+        Comparison::LessThan => observed < bound,
+        Comparison::GreaterThan => observed > bound,
+    }
+}
+
+/// A ratio check shared by the rate checks: `part / whole` against a share threshold.
+pub fn ratio_result(
+    name: &str,
+    threshold: ShareThreshold,
+    part: u64,
+    whole: u64,
+    evidence: Vec<String>,
+) -> CheckResult {
+    let threshold_text = format!(
+        "{} {}",
+        comparison_symbol(threshold.comparison),
+        percent(threshold.share.fraction())
+    );
+    if whole == 0 {
+        return CheckResult {
+            name: name.to_owned(),
+            verdict: Verdict::Unknown,
+            observed: "no orders to judge".to_owned(),
+            threshold: threshold_text,
+            evidence,
+        };
+    }
+    let share = part as f64 / whole as f64;
+    let pass = compare(threshold.comparison, share, threshold.share.fraction());
+    CheckResult {
+        name: name.to_owned(),
+        verdict: if pass { Verdict::Pass } else { Verdict::Fail },
+        observed: format!("{} ({part} of {whole})", percent(share)),
+        threshold: threshold_text,
+        evidence,
+    }
+}
+
+/// `0.99873` -> `"99.87%"`; never rounds a miss up to 100 %.
+pub fn percent(fraction: f64) -> String {
+    let p = (fraction * 10_000.0).floor() / 100.0;
+    format!("{p:.2}%")
+}
+
+/// Collects up to [`EXAMPLES_MAX`] examples.
+#[derive(Default)]
+pub struct Examples {
+    pub items: Vec<String>,
+}
+
+impl Examples {
+    pub fn push(&mut self, f: impl FnOnce() -> String) {
+        if self.items.len() < EXAMPLES_MAX {
+            self.items.push(f());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_never_rounds_a_miss_up() {
+        assert_eq!(percent(0.99999), "99.99%");
+        assert_eq!(percent(1.0), "100.00%");
+        assert_eq!(percent(0.995), "99.50%");
+    }
+}

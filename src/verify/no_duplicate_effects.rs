@@ -1,0 +1,57 @@
+//! `no_duplicate_effects`: no side effect applied twice for one order: a second capture at
+//! the payment provider (from the provider's own records), a second confirmation email, stock
+//! decremented twice, a second shipment, revenue booked twice. Duplicate *deliveries* are
+//! expected under at-least-once and are not judged here.
+
+use super::{Check, CheckInput, CheckResult, Examples, Verdict};
+use crate::observe::Effect;
+
+pub struct NoDuplicateEffects;
+
+impl Check for NoDuplicateEffects {
+    fn name(&self) -> String {
+        "no_duplicate_effects".into()
+    }
+
+    fn evaluate(&self, input: &CheckInput<'_>) -> CheckResult {
+        let mut examples = Examples::default();
+        let mut double_charged: Vec<u64> = input
+            .captures_per_order
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(order, _)| *order)
+            .collect();
+        double_charged.sort_unstable();
+        for order in &double_charged {
+            let n = input.captures_per_order[order];
+            examples.push(|| format!("order {order}: charged {n} times"));
+        }
+        let mut counts = [0u64; Effect::ALL.len()];
+        let ledger = &input.observer.ledger;
+        for order in 0..input.attempted {
+            for effect in Effect::ALL {
+                let n = ledger.effects(order, effect);
+                if n > 1 {
+                    counts[effect as usize] += 1;
+                    examples.push(|| format!("order {order}: {} {n} times", effect.name()));
+                }
+            }
+        }
+        let total = double_charged.len() as u64 + counts.iter().sum::<u64>();
+        let mut observed = vec![format!("{} double charges", double_charged.len())];
+        for effect in Effect::ALL {
+            observed.push(format!("{} x {}", counts[effect as usize], effect.name()));
+        }
+        CheckResult {
+            name: self.name(),
+            verdict: if total == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
+            observed: observed.join(", "),
+            threshold: "0 orders with a repeated effect".into(),
+            evidence: examples.items,
+        }
+    }
+}

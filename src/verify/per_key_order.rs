@@ -1,0 +1,44 @@
+//! `per_key_order`: for each order, the events of a topic reach each consuming service in
+//! the order they were published (first deliveries; redeliveries are duplicates, not
+//! reorders). Violations are counted per subscription.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{Check, CheckInput, CheckResult, Verdict};
+use crate::topology::SUBSCRIPTIONS;
+
+pub struct PerKeyOrder;
+
+impl Check for PerKeyOrder {
+    fn name(&self) -> String {
+        "per_key_order".into()
+    }
+
+    fn evaluate(&self, input: &CheckInput<'_>) -> CheckResult {
+        let o = input.observer;
+        let mut total = 0;
+        let mut evidence = Vec::new();
+        for (sub, s) in SUBSCRIPTIONS.iter().enumerate() {
+            let n = o.counters.out_of_order[sub].load(Relaxed);
+            if n > 0 {
+                total += n;
+                let orders = o.out_of_order_examples(sub);
+                evidence.push(format!(
+                    "{}: {n} out of order, e.g. orders {orders:?}",
+                    s.label()
+                ));
+            }
+        }
+        CheckResult {
+            name: self.name(),
+            verdict: if total == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
+            observed: format!("{total} out-of-order deliveries"),
+            threshold: "0".into(),
+            evidence,
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Scenario loading end to end: bundled scenarios and the template parse, a minimal file
+//! gets the standard defaults, and every broken file in `tests/fixtures/broken/` produces
+//! the exact error a user would read (insta snapshots under `tests/snapshots/`).
+
+// The only line that differs between the scratch crate and doorbuster itself.
+use doorbuster as crate_under_test;
+
+use std::time::Duration;
+
+use crate_under_test::scenario::{self, *};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const MINIMAL: &str = "\
+name: minimal
+load:
+  phases:
+    - { ramp: 10s, from: 0/s, to: 100/s }
+    - { hold: 20s, rate: 100/s }
+";
+
+#[test]
+fn every_bundled_scenario_parses() {
+    // A bundled scenario that does not parse would break `doorbuster run NAME` for everyone.
+    assert_eq!(scenario::bundled().len(), 3);
+    for (name, text) in scenario::bundled() {
+        let parsed = scenario::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.name, *name);
+    }
+}
+
+#[test]
+fn bundled_scenarios_say_what_the_brief_promises() {
+    // The headline numbers of each bundled scenario, which docs and CI rely on.
+    let (bf, source) = scenario::load("black-friday").unwrap();
+    assert_eq!(source, Source::Bundled("black-friday"));
+    assert_eq!(source.run_arg(), "black-friday");
+    assert_eq!(bf.seed, 7);
+    let load_secs: u64 = bf.load.phases.iter().map(|p| p.duration.as_secs()).sum();
+    assert_eq!(load_secs, 105);
+    assert_eq!(
+        bf.load.phases[2].kind,
+        PhaseKind::Spike { rate: Rate(1500.0) }
+    );
+    assert_eq!(bf.checks.latency.len(), 3);
+    assert_eq!(bf.checks.latency[0].stage, Stage::Checkout);
+
+    let (smoke, _) = scenario::load("smoke").unwrap();
+    let smoke_secs: u64 = smoke.load.phases.iter().map(|p| p.duration.as_secs()).sum();
+    assert_eq!(smoke_secs, 15);
+    assert_eq!(smoke.load.drain, Duration::from_secs(15));
+
+    let (dc, _) = scenario::load("double-charge").unwrap();
+    assert!(!dc.services.payment.idempotent);
+    assert_eq!(dc.orders.resubmits, Share(0.05));
+    assert_eq!(dc.provider.via, ProviderVia::InProcess);
+}
+
+#[test]
+fn template_parses_to_the_defaults() {
+    // `doorbuster init` must write a file that runs as is, and says the real defaults.
+    let text = scenario::template("my-shop");
+    let from_template = scenario::parse("my-shop.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let minimal = scenario::parse("minimal.yaml", MINIMAL).unwrap();
+    assert_eq!(from_template.name, "my-shop");
+    assert_eq!(from_template.orders, minimal.orders);
+    assert_eq!(from_template.services, minimal.services);
+    assert_eq!(from_template.provider, minimal.provider);
+    assert_eq!(from_template.target, minimal.target);
+    assert_eq!(from_template.load.drain, minimal.load.drain);
+    assert_eq!(from_template.load.max_send_lag, minimal.load.max_send_lag);
+    assert_eq!(
+        from_template.checks.checkout_success_rate,
+        minimal.checks.checkout_success_rate
+    );
+}
+
+#[test]
+fn minimal_scenario_gets_the_standard_defaults() {
+    // A ten-line file describes a whole run; everything else is the standard topology.
+    let s = scenario::parse("minimal.yaml", MINIMAL).unwrap();
+    assert_eq!(s.description, "");
+    assert_eq!(s.seed, 1);
+    assert_eq!(
+        s.target,
+        Target::Embedded(EmbeddedTarget {
+            partitions: 12,
+            retention: 1_000_000
+        })
+    );
+    assert_eq!(s.load.arrivals, Arrivals::Poisson);
+    assert_eq!(s.load.checkout_timeout, Duration::from_secs(2));
+    assert_eq!(s.load.max_in_flight, 10_000);
+    assert_eq!(s.load.max_send_lag, ms(100));
+    assert_eq!(s.load.drain, Duration::from_secs(30));
+    assert_eq!(
+        s.load.phases,
+        vec![
+            Phase {
+                kind: PhaseKind::Ramp {
+                    from: Rate(0.0),
+                    to: Rate(100.0)
+                },
+                duration: Duration::from_secs(10)
+            },
+            Phase {
+                kind: PhaseKind::Hold { rate: Rate(100.0) },
+                duration: Duration::from_secs(20)
+            },
+        ]
+    );
+    assert_eq!((s.orders.items_min, s.orders.items_max), (1, 5));
+    assert_eq!(s.orders.locale, "en_US");
+    assert_eq!(s.orders.catalog.products, 5000);
+    assert_eq!(s.orders.catalog.zipf_exponent, 1.1);
+    assert_eq!(s.orders.declines, Share(0.02));
+    assert_eq!(s.services.payment.replicas, 4);
+    assert_eq!(
+        s.services.payment.latency,
+        LatencyDist::Uniform {
+            low: ms(5),
+            high: ms(20)
+        }
+    );
+    assert_eq!(s.services.email.latency, LatencyDist::Fixed(ms(30)));
+    assert_eq!(s.services.analytics.replicas, 1);
+    assert!(s.services.warehouse.idempotent && s.services.warehouse.enabled);
+    assert_eq!(s.services.inventory.commit, CommitPolicy::AfterEffect);
+    assert_eq!(s.services.inventory.concurrency, 256);
+    assert_eq!(s.provider.via, ProviderVia::Http);
+    assert_eq!(
+        s.provider.latency,
+        LatencyDist::LogNormal {
+            median: ms(120),
+            sigma: 0.4
+        }
+    );
+    assert_eq!(s.provider.retries, 3);
+    assert_eq!(
+        s.checks.checkout_success_rate.map(|t| t.comparison),
+        Some(Comparison::AtLeast)
+    );
+    assert_eq!(s.checks.settle_within, Duration::from_secs(30));
+    assert!(s.checks.latency.is_empty());
+    assert!(s.checks.no_loss && s.checks.no_duplicate_effects && s.checks.per_key_order);
+}
+
+#[test]
+fn overrides_replace_only_what_they_name() {
+    // A service override keeps the other defaults of that service; `off` disables a check.
+    let text = format!(
+        "{MINIMAL}services:\n  payment: {{ replicas: 8, commit: on_receive }}\nchecks:\n  completion_rate: off\n  latency:\n    order.created->email.sent: {{ p99: \"< 5s\", p50: \"< 1s\" }}\n    order.created: {{ max: \"<= 1s\" }}\n"
+    );
+    let s = scenario::parse("overrides.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.services.payment.replicas, 8);
+    assert_eq!(s.services.payment.commit, CommitPolicy::OnReceive);
+    assert_eq!(
+        s.services.payment.latency,
+        LatencyDist::Uniform {
+            low: ms(5),
+            high: ms(20)
+        }
+    );
+    assert_eq!(s.checks.completion_rate, None);
+    // Sorted by stage, then percentile, whatever the file's order.
+    let order: Vec<(Stage, f64)> = s
+        .checks
+        .latency
+        .iter()
+        .map(|l| (l.stage, l.percentile))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (Stage::Checkout, 100.0),
+            (Stage::EmailSent, 50.0),
+            (Stage::EmailSent, 99.0)
+        ]
+    );
+}
+
+#[test]
+fn load_tells_files_from_bundled_names() {
+    // A path that does not exist but ends in .yaml is a file error, not a bundled lookup.
+    let missing = scenario::load("no/such/dir/x.yaml").unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .starts_with("no/such/dir/x.yaml: cannot read the scenario file")
+    );
+    let unknown = scenario::load("blak-friday").unwrap_err().to_string();
+    assert!(
+        unknown.contains("did you mean \"black-friday\"?"),
+        "{unknown}"
+    );
+    assert!(
+        unknown.contains("black-friday, smoke, double-charge"),
+        "{unknown}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("doorbuster-scenario-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("minimal.yaml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    let arg = path.to_str().unwrap();
+    let (s, source) = scenario::load(arg).unwrap();
+    assert_eq!(s.name, "minimal");
+    assert_eq!(source.display_name(), arg);
+    assert_eq!(source.run_arg(), arg);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn several_errors_are_all_reported() {
+    // One run of the validator reports every semantic mistake, not just the first.
+    let text = include_str!("fixtures/broken/26-several-errors.yaml");
+    let err = scenario::parse("26-several-errors.yaml", text).unwrap_err();
+    assert!(err.problems.len() >= 12, "{err}");
+    let lines: Vec<u32> = err.problems.iter().map(|p| p.line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "problems come in file order");
+}
+
+#[test]
+fn miette_report_renders_every_problem() {
+    // The fancy report is optional for the CLI, but must carry each message.
+    let text = include_str!("fixtures/broken/04-negative-rate.yaml");
+    let err = scenario::parse("04-negative-rate.yaml", text).unwrap_err();
+    let report = format!("{:?}", err.to_report(text));
+    assert!(report.contains("must be positive"), "{report}");
+}
+
+#[test]
+fn broken_files_have_readable_errors() {
+    // Each broken file is one kind of mistake; its rendered error is reviewed by a human
+    // in the snapshot, and must name file, line, column, path, expectation and a hint.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 24, "only {} broken files", paths.len());
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let origin = path.file_name().unwrap().to_str().unwrap();
+        let err = scenario::parse(origin, &text)
+            .expect_err("a file under fixtures/broken must not parse");
+        assert!(!err.problems.is_empty());
+        let mut settings = insta::Settings::clone_current();
+        settings.set_input_file(&path);
+        settings.set_prepend_module_to_snapshot(false);
+        let name = format!("broken-{}", origin.trim_end_matches(".yaml"));
+        settings.bind(|| insta::assert_snapshot!(name, err.to_string()));
+    }
+}
+
+mod never_panics {
+    use super::crate_under_test::scenario;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn on_arbitrary_text(text in any::<String>()) {
+            // Whatever a user feeds in, the answer is a scenario or a list of problems.
+            let _ = scenario::parse("fuzz.yaml", &text);
+        }
+
+        #[test]
+        fn on_a_damaged_bundled_scenario(at in 0usize..2000, byte in 0usize..12) {
+            // One character changed in a real file: every problem still points into the file.
+            let (_, text) = scenario::bundled()[0];
+            let replacement = [" ", "\t", ":", "-", "{", "}", "[", "\"", "0", "x", "\n", "%"][byte];
+            let start = text.char_indices().nth(at).map_or(text.len(), |(i, _)| i);
+            let end = text[start..].chars().next().map_or(start, |c| start + c.len_utf8());
+            let damaged = format!("{}{replacement}{}", &text[..start], &text[end..]);
+            if let Err(e) = scenario::parse("damaged.yaml", &damaged) {
+                let lines = u32::try_from(damaged.lines().count()).unwrap() + 1;
+                prop_assert!(!e.problems.is_empty());
+                for p in &e.problems {
+                    prop_assert!(p.line <= lines, "{e}");
+                }
+            }
+        }
+    }
+}

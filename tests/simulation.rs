@@ -1,0 +1,396 @@
+//! Whole runs on the embedded broker under tokio's paused clock: exact expectations for a
+//! clean Black Friday, and a negative control for every check: a transport or service broken
+//! on purpose that the check must catch, next to the clean run it must pass.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use doorbuster::events::{Envelope, Topic};
+use doorbuster::load::Schedule;
+use doorbuster::observe::Effect;
+use doorbuster::orders::OrderFactory;
+use doorbuster::report::summary::RunVerdict;
+use doorbuster::run::{RunOptions, RunResult, execute};
+use doorbuster::scenario::model::{ProviderVia, Scenario};
+use doorbuster::transport::{
+    Ack, BoxFuture, RewindTo, Subscription, Transport, TransportError, TransportInfo,
+};
+use doorbuster::verify::{CheckResult, Verdict};
+
+fn bundled(name: &str) -> Scenario {
+    doorbuster::scenario::load(name)
+        .expect("bundled scenario")
+        .0
+}
+
+/// About 1 000 orders in 10 s, 5 % resubmitted, a fast in-process provider.
+fn control() -> Scenario {
+    doorbuster::scenario::parse(
+        "control.yaml",
+        r#"
+name: control
+seed: 3
+load:
+  arrivals: uniform
+  phases:
+    - { hold: 10s, rate: 100/s }
+  drain: 30s
+orders:
+  resubmits: 5%
+provider:
+  via: in_process
+  latency: 1ms..5ms
+checks:
+  latency:
+    order.created -> order.fulfilled: { p99: "< 3s" }
+"#,
+    )
+    .expect("control scenario parses")
+}
+
+async fn run_with(s: &Scenario, transport: Option<Arc<dyn Transport>>) -> RunResult {
+    let options = RunOptions {
+        no_files: true,
+        run_arg: "test".into(),
+        transport,
+        ..RunOptions::default()
+    };
+    execute(s, options).await.expect("the run completes")
+}
+
+fn check<'a>(r: &'a RunResult, name: &str) -> &'a CheckResult {
+    r.summary
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with(name))
+        .unwrap_or_else(|| panic!("no check {name}"))
+}
+
+fn assert_all_pass(r: &RunResult) {
+    for c in &r.summary.checks {
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    }
+    assert_eq!(r.summary.verdict, RunVerdict::Pass);
+}
+
+#[tokio::test(start_paused = true)]
+async fn black_friday_runs_exactly_under_a_paused_clock() {
+    let mut s = bundled("black-friday");
+    // Sockets and a paused clock do not mix; the provider logic is the same in process.
+    s.provider.via = ProviderVia::InProcess;
+    let r = run_with(&s, None).await;
+
+    let schedule = Schedule::plan(&s.load, s.seed);
+    let factory = OrderFactory::new(s.seed, &s.orders);
+    let planned = schedule.orders() as u64;
+    let declining: Vec<u64> = (0..planned).filter(|&i| factory.plan(i).declines).collect();
+    let resubmitted = (0..planned).filter(|&i| factory.plan(i).resubmit).count() as u64;
+    let approved = planned - declining.len() as u64;
+
+    let o = &r.summary.orders;
+    assert_eq!(o.planned, planned);
+    assert_eq!(o.attempted, planned);
+    assert_eq!(o.accepted, planned);
+    assert_eq!(o.failed, 0);
+    assert_eq!(o.declined, declining.len() as u64);
+    assert_eq!(o.fulfilled, approved);
+    assert_eq!(o.completed, planned);
+    assert_eq!(o.payment_failed, 0);
+    assert_eq!(o.resubmits, resubmitted);
+    assert_all_pass(&r);
+    // No faults, so no duplicate deliveries; resubmits are new events, not duplicates.
+    assert_eq!(r.summary.deliveries.duplicates, 0);
+
+    // The provider's own records: one capture per approved order, none for declines.
+    let captures = r.provider.captures_per_order();
+    assert_eq!(captures.len() as u64, approved);
+    assert!(captures.values().all(|&n| n == 1));
+    assert!(declining.iter().all(|id| !captures.contains_key(id)));
+
+    // Analytics equals the ground truth.
+    let a = r.analytics.clone().expect("analytics ran");
+    assert_eq!(a.orders_created, planned);
+    assert_eq!(a.payments_succeeded, approved);
+    assert_eq!(a.payments_failed, declining.len() as u64);
+    assert_eq!(a.fulfilled, approved);
+    let revenue: u64 = (0..planned)
+        .filter(|&i| !factory.plan(i).declines)
+        .map(|i| factory.make(i, 0).totals.total_cents)
+        .sum();
+    assert_eq!(a.revenue_cents, revenue);
+
+    // Inventory: stock used equals the items of the orders whose reservation applied.
+    let initial = factory.initial_stock();
+    let left = r.stock.clone().expect("inventory ran");
+    let mut used = vec![0u64; initial.len()];
+    for id in 0..planned {
+        if r.observer.ledger.effects(id, Effect::StockReserved) == 1 {
+            for item in factory.items(id) {
+                used[item.product_id as usize] += u64::from(item.quantity);
+            }
+        }
+    }
+    for p in 0..initial.len() {
+        assert_eq!(u64::from(initial[p] - left[p]), used[p], "product {p}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_clean_control_passes_every_check() {
+    let r = run_with(&control(), None).await;
+    assert_all_pass(&r);
+    assert_eq!(r.summary.orders.attempted, 1_000);
+}
+
+// ---- Transports broken on purpose -------------------------------------------------------
+
+#[derive(Clone)]
+enum Fault {
+    /// Acks the first publish of `topic` for `order` without storing it.
+    DropAcked { topic: Topic, order: u64 },
+    /// Acks `order.created` of every order id divisible by `every` only after `delay`.
+    SlowAck { every: u64, delay: Duration },
+    /// Holds the first `order.created` of `order` until its next one, then sends both
+    /// in reverse.
+    Reorder { order: u64 },
+    /// Stores every event of `topic` twice (a duplicate delivery at the broker).
+    Duplicate { topic: Topic },
+}
+
+struct Sabotage {
+    inner: Arc<dyn Transport>,
+    fault: Fault,
+    done: Mutex<bool>,
+    held: Mutex<Option<Envelope>>,
+}
+
+fn sabotage(s: &Scenario, fault: Fault) -> Arc<dyn Transport> {
+    let clock = doorbuster::clock::Clock::start();
+    Arc::new(Sabotage {
+        inner: doorbuster::transport::connect(&s.target, clock).expect("embedded"),
+        fault,
+        done: Mutex::new(false),
+        held: Mutex::new(None),
+    })
+}
+
+impl Transport for Sabotage {
+    fn info(&self) -> TransportInfo {
+        self.inner.info()
+    }
+
+    fn publish(&self, e: Envelope) -> BoxFuture<'_, Result<Ack, TransportError>> {
+        Box::pin(async move {
+            let fake_ack = Ack {
+                partition: 0,
+                offset: 0,
+            };
+            match self.fault.clone() {
+                Fault::DropAcked { topic, order }
+                    if e.topic == topic && e.meta.order_id == order =>
+                {
+                    let mut done = self.done.lock().unwrap();
+                    if !*done {
+                        *done = true;
+                        return Ok(fake_ack);
+                    }
+                }
+                Fault::SlowAck { every, delay }
+                    if e.topic == Topic::OrderCreated && e.meta.order_id.is_multiple_of(every) =>
+                {
+                    let ack = self.inner.publish(e).await;
+                    tokio::time::sleep(delay).await;
+                    return ack;
+                }
+                Fault::Reorder { order }
+                    if e.topic == Topic::OrderCreated && e.meta.order_id == order =>
+                {
+                    let held = self.held.lock().unwrap().take();
+                    match held {
+                        None if !*self.done.lock().unwrap() => {
+                            *self.done.lock().unwrap() = true;
+                            *self.held.lock().unwrap() = Some(e);
+                            return Ok(fake_ack);
+                        }
+                        Some(first) => {
+                            let ack = self.inner.publish(e).await;
+                            self.inner.publish(first).await?;
+                            return ack;
+                        }
+                        None => {}
+                    }
+                }
+                Fault::Duplicate { topic } if e.topic == topic => {
+                    self.inner.publish(e.clone()).await?;
+                }
+                _ => {}
+            }
+            self.inner.publish(e).await
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [Topic],
+    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
+        self.inner.subscribe(group, topics)
+    }
+
+    fn rewind<'a>(
+        &'a self,
+        group: &'a str,
+        to: RewindTo,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        self.inner.rewind(group, to)
+    }
+
+    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        self.inner.lag(group)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_loss_catches_an_acked_event_that_was_never_stored() {
+    let s = control();
+    let fault = Fault::DropAcked {
+        topic: Topic::OrderCreated,
+        order: 17,
+    };
+    let r = run_with(&s, Some(sabotage(&s, fault))).await;
+    let c = check(&r, "no_loss");
+    assert_eq!(c.verdict, Verdict::Fail);
+    // payment, inventory and analytics each expected order 17's order.created.
+    assert!(c.observed.starts_with("3 of "), "{}", c.observed);
+    assert_eq!(c.evidence.len(), 3);
+    assert!(
+        c.evidence.iter().all(|e| e.starts_with("order 17:")),
+        "{:?}",
+        c.evidence
+    );
+    assert_eq!(r.summary.verdict, RunVerdict::Fail);
+    assert_eq!(r.summary.exit_code, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn checkout_success_rate_catches_acks_slower_than_the_timeout() {
+    let s = control();
+    let fault = Fault::SlowAck {
+        every: 10,
+        delay: Duration::from_secs(3),
+    };
+    let r = run_with(&s, Some(sabotage(&s, fault))).await;
+    let c = check(&r, "checkout_success_rate");
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert_eq!(c.observed, "90.00% (900 of 1000)");
+    assert_eq!(r.summary.orders.failed, 100);
+    // The late acks were stored: nothing is lost, the shopper just gave up.
+    assert_eq!(check(&r, "no_loss").verdict, Verdict::Pass);
+}
+
+#[tokio::test(start_paused = true)]
+async fn completion_rate_catches_a_warehouse_that_never_fulfils() {
+    let mut s = control();
+    s.services.warehouse.enabled = false;
+    let r = run_with(&s, None).await;
+    let c = check(&r, "completion_rate");
+    assert_eq!(c.verdict, Verdict::Fail);
+    // Only the declined cards reached their terminal state.
+    let declines = r.summary.orders.declined;
+    assert!(
+        c.observed.contains(&format!("({declines} of 1000)")),
+        "{}",
+        c.observed
+    );
+    assert_eq!(check(&r, "checkout_success_rate").verdict, Verdict::Pass);
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_slo_catches_a_slow_warehouse() {
+    let mut s = control();
+    s.services.warehouse.latency =
+        doorbuster::scenario::model::LatencyDist::Fixed(Duration::from_secs(4));
+    let r = run_with(&s, None).await;
+    let c = check(&r, "latency order.created -> order.fulfilled p99");
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(check(&r, "no_loss").verdict, Verdict::Pass);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_duplicate_effects_names_every_double_charged_order() {
+    let mut s = bundled("double-charge");
+    s.provider.via = ProviderVia::InProcess;
+    let r = run_with(&s, None).await;
+    let c = check(&r, "no_duplicate_effects");
+    assert_eq!(c.verdict, Verdict::Fail);
+    // A non-idempotent payment service charges every resubmitted order twice, and only those.
+    let factory = OrderFactory::new(s.seed, &s.orders);
+    let expected: HashSet<u64> = (0..r.summary.orders.attempted)
+        .filter(|&i| factory.plan(i).resubmit && !factory.plan(i).declines)
+        .collect();
+    let charged: HashMap<u64, u32> = r.provider.captures_per_order();
+    let doubled: HashSet<u64> = charged
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(o, _)| *o)
+        .collect();
+    assert_eq!(doubled, expected);
+    assert!(!expected.is_empty());
+    assert!(
+        c.observed
+            .starts_with(&format!("{} double charges", expected.len())),
+        "{}",
+        c.observed
+    );
+    let first = expected.iter().min().unwrap();
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e == &format!("order {first}: charged 2 times")),
+        "{:?}",
+        c.evidence
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn duplicate_deliveries_are_counted_and_a_non_idempotent_email_is_caught() {
+    let s = control();
+    let fault = Fault::Duplicate {
+        topic: Topic::PaymentSucceeded,
+    };
+    // Idempotent email: duplicates delivered, counted, and no second email.
+    let r = run_with(&s, Some(sabotage(&s, fault.clone()))).await;
+    assert!(r.summary.deliveries.duplicates > 0);
+    assert_eq!(check(&r, "no_duplicate_effects").verdict, Verdict::Pass);
+    // The same duplicates into an email service without idempotency: second emails.
+    let mut broken = s.clone();
+    broken.services.email.idempotent = false;
+    let r = run_with(&broken, Some(sabotage(&broken, fault))).await;
+    let c = check(&r, "no_duplicate_effects");
+    assert_eq!(c.verdict, Verdict::Fail);
+    assert!(
+        c.evidence.iter().any(|e| e.ends_with("email sent 2 times")),
+        "{:?}",
+        c.evidence
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_key_order_catches_a_reordered_key() {
+    let s = control();
+    let factory = OrderFactory::new(s.seed, &s.orders);
+    let order = (0..1_000)
+        .find(|&i| factory.plan(i).resubmit)
+        .expect("a resubmitted order");
+    let r = run_with(&s, Some(sabotage(&s, Fault::Reorder { order }))).await;
+    let c = check(&r, "per_key_order");
+    assert_eq!(c.verdict, Verdict::Fail);
+    // payment, inventory and analytics all saw the resubmit before the first submission.
+    assert_eq!(c.observed, "3 out-of-order deliveries");
+    assert!(
+        c.evidence.iter().all(|e| e.contains(&format!("[{order}]"))),
+        "{:?}",
+        c.evidence
+    );
+}

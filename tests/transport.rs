@@ -1,0 +1,236 @@
+//! Transport conformance: the contract every transport keeps (src/transport/mod.rs), run
+//! against each one. The embedded broker runs here always; networked brokers join this file
+//! as they are added, each behind a `fn connect() -> Arc<dyn Transport>`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use doorbuster::clock::Clock;
+use doorbuster::events::{Envelope, EventMeta, Topic};
+use doorbuster::transport::embedded::EmbeddedBroker;
+use doorbuster::transport::{Delivery, RewindTo, Subscription, Transport};
+
+fn embedded() -> Arc<dyn Transport> {
+    Arc::new(EmbeddedBroker::new(4, 100_000, Clock::start()))
+}
+
+fn event(order: u64, seq: u8) -> Envelope {
+    Envelope {
+        topic: Topic::OrderCreated,
+        meta: EventMeta {
+            event_id: order * 10 + u64::from(seq),
+            order_id: order,
+            seq,
+            intended_at: 0,
+            intended_wall_ns: 0,
+            sent_at: 0,
+            idempotency_key: Bytes::from(format!("ik_{order}")),
+        },
+        payload: Bytes::from(format!("{{\"order\":{order},\"seq\":{seq}}}")),
+    }
+}
+
+async fn publish_all(t: &Arc<dyn Transport>, events: impl IntoIterator<Item = Envelope>) {
+    for e in events {
+        t.publish(e).await.expect("publish acked");
+    }
+}
+
+/// Takes deliveries until `n` arrived or nothing came for a while.
+async fn take(sub: &mut Box<dyn Subscription>, n: usize) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+            Ok(Ok(Some(d))) => out.push(d),
+            _ => break,
+        }
+    }
+    out
+}
+
+async fn ack_all(deliveries: Vec<Delivery>) {
+    for d in deliveries {
+        d.ack.ack().await.expect("ack");
+    }
+}
+
+fn ids(deliveries: &[Delivery]) -> Vec<(u64, u8)> {
+    deliveries
+        .iter()
+        .map(|d| (d.envelope.meta.order_id, d.envelope.meta.seq))
+        .collect()
+}
+
+async fn publish_and_deliver_once(t: Arc<dyn Transport>) {
+    // Every acked event reaches the group exactly once when nothing fails.
+    let mut sub = t.subscribe("c1", &[Topic::OrderCreated]).await.unwrap();
+    publish_all(&t, (0..100).map(|o| event(o, 0))).await;
+    let got = take(&mut sub, 100).await;
+    let unique: HashSet<_> = ids(&got).into_iter().collect();
+    assert_eq!(unique.len(), 100);
+    assert!(got.iter().all(|d| !d.redelivered));
+    ack_all(got).await;
+    assert_eq!(t.lag("c1").await.unwrap(), 0);
+    assert!(
+        take(&mut sub, 1).await.is_empty(),
+        "nothing more after all acked"
+    );
+}
+
+async fn group_members_share_the_work(t: Arc<dyn Transport>) {
+    // Two members of one group split the events; together they see each once.
+    let mut a = t.subscribe("c2", &[Topic::OrderCreated]).await.unwrap();
+    let mut b = t.subscribe("c2", &[Topic::OrderCreated]).await.unwrap();
+    publish_all(&t, (0..200).map(|o| event(o, 0))).await;
+    let got_a = take(&mut a, 200).await;
+    let got_b = take(&mut b, 200).await;
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "both members got work"
+    );
+    let mut all = ids(&got_a);
+    all.extend(ids(&got_b));
+    let unique: HashSet<_> = all.iter().copied().collect();
+    assert_eq!((all.len(), unique.len()), (200, 200));
+    // A second group gets everything independently.
+    let mut other = t
+        .subscribe("c2-other", &[Topic::OrderCreated])
+        .await
+        .unwrap();
+    assert_eq!(take(&mut other, 200).await.len(), 200);
+}
+
+async fn unacked_work_is_redelivered_after_a_crash(t: Arc<dyn Transport>) {
+    // A member that stops without acking leaves its events to the others, flagged.
+    let mut a = t.subscribe("c3", &[Topic::OrderCreated]).await.unwrap();
+    publish_all(&t, (0..50).map(|o| event(o, 0))).await;
+    let first = take(&mut a, 50).await;
+    assert_eq!(first.len(), 50);
+    let (acked, held): (Vec<_>, Vec<_>) = first.into_iter().partition(|d| d.envelope.key() < 25);
+    let held_ids: HashSet<_> = ids(&held).into_iter().collect();
+    ack_all(acked).await;
+    let mut b = t.subscribe("c3", &[Topic::OrderCreated]).await.unwrap();
+    drop(a); // the crash: `held` is never acked
+    drop(held);
+    let again = take(&mut b, 50).await;
+    let again_ids: HashSet<_> = ids(&again).into_iter().collect();
+    assert!(
+        held_ids.is_subset(&again_ids),
+        "every unacked event came back"
+    );
+    assert!(
+        again
+            .iter()
+            .filter(|d| held_ids.contains(&(d.envelope.meta.order_id, 0)))
+            .all(|d| d.redelivered)
+    );
+    ack_all(again).await;
+    assert_eq!(t.lag("c3").await.unwrap(), 0);
+}
+
+async fn nacked_events_come_back(t: Arc<dyn Transport>) {
+    let mut a = t.subscribe("c4", &[Topic::OrderCreated]).await.unwrap();
+    publish_all(&t, [event(1, 0)]).await;
+    let d = take(&mut a, 1).await.pop().expect("one delivery");
+    d.ack.nack().await.unwrap();
+    let again = take(&mut a, 1).await.pop().expect("redelivered after nack");
+    assert_eq!(again.envelope.meta.order_id, 1);
+    assert!(again.redelivered);
+}
+
+async fn lag_counts_published_not_committed(t: Arc<dyn Transport>) {
+    let mut a = t.subscribe("c5", &[Topic::OrderCreated]).await.unwrap();
+    publish_all(&t, (0..30).map(|o| event(o, 0))).await;
+    assert_eq!(t.lag("c5").await.unwrap(), 30);
+    let got = take(&mut a, 30).await;
+    assert_eq!(t.lag("c5").await.unwrap(), 30, "delivered is not committed");
+    let (first, rest): (Vec<_>, Vec<_>) = got.into_iter().partition(|d| d.envelope.key() < 10);
+    ack_all(first).await;
+    // Orders 0..9 were published first, so they are a prefix of every partition: acking
+    // them commits exactly 10.
+    assert_eq!(t.lag("c5").await.unwrap(), 20);
+    ack_all(rest).await;
+    assert_eq!(t.lag("c5").await.unwrap(), 0);
+}
+
+async fn rewind_rereads_everything(t: Arc<dyn Transport>) {
+    let mut a = t.subscribe("c6", &[Topic::OrderCreated]).await.unwrap();
+    publish_all(&t, (0..40).map(|o| event(o, 0))).await;
+    ack_all(take(&mut a, 40).await).await;
+    assert_eq!(t.lag("c6").await.unwrap(), 0);
+    t.rewind("c6", RewindTo::Earliest).await.unwrap();
+    assert_eq!(t.lag("c6").await.unwrap(), 40);
+    let again = take(&mut a, 40).await;
+    assert_eq!(again.len(), 40);
+    assert!(again.iter().all(|d| d.redelivered));
+    ack_all(again).await;
+    assert!(t.rewind("no-such-group", RewindTo::Earliest).await.is_err());
+}
+
+async fn per_key_order_is_kept(t: Arc<dyn Transport>) {
+    // Events of one key arrive in publish order, whatever the interleaving of keys.
+    let mut a = t.subscribe("c7", &[Topic::OrderCreated]).await.unwrap();
+    let events = (0..5u8).flat_map(|seq| (0..20).map(move |o| event(o, seq)));
+    publish_all(&t, events).await;
+    let got = take(&mut a, 100).await;
+    let mut per_key: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    for (order, seq) in ids(&got) {
+        per_key.entry(order).or_default().push(seq);
+    }
+    assert_eq!(per_key.len(), 20);
+    for seqs in per_key.values() {
+        assert_eq!(seqs, &vec![0, 1, 2, 3, 4]);
+    }
+}
+
+macro_rules! conformance {
+    ($module:ident, $connect:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test]
+            async fn publish_and_deliver_once() {
+                super::publish_and_deliver_once($connect).await;
+            }
+            #[tokio::test]
+            async fn group_members_share_the_work() {
+                super::group_members_share_the_work($connect).await;
+            }
+            #[tokio::test]
+            async fn unacked_work_is_redelivered_after_a_crash() {
+                super::unacked_work_is_redelivered_after_a_crash($connect).await;
+            }
+            #[tokio::test]
+            async fn nacked_events_come_back() {
+                super::nacked_events_come_back($connect).await;
+            }
+            #[tokio::test]
+            async fn lag_counts_published_not_committed() {
+                super::lag_counts_published_not_committed($connect).await;
+            }
+            #[tokio::test]
+            async fn rewind_rereads_everything() {
+                super::rewind_rereads_everything($connect).await;
+            }
+            #[tokio::test]
+            async fn per_key_order_is_kept() {
+                super::per_key_order_is_kept($connect).await;
+            }
+        }
+    };
+}
+
+conformance!(embedded_broker, embedded());
+
+#[tokio::test]
+async fn retention_drops_the_oldest_events_and_lag_skips_them() {
+    // Embedded-specific: a group that falls behind retention loses the oldest events.
+    let t: Arc<dyn Transport> = Arc::new(EmbeddedBroker::new(1, 10, Clock::start()));
+    let mut a = t.subscribe("r", &[Topic::OrderCreated]).await.unwrap();
+    publish_all(&t, (0..25).map(|o| event(o, 0))).await;
+    let got = take(&mut a, 25).await;
+    assert_eq!(ids(&got).first(), Some(&(15, 0)));
+    assert_eq!(got.len(), 10);
+}
