@@ -6,6 +6,9 @@ use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED}
 use super::summary::Summary;
 use crate::verify::Verdict;
 
+/// Evidence lines shown per failed check; summary.json keeps them all.
+const TERMINAL_EXAMPLES: usize = 10;
+
 pub fn verdict_table(summary: &Summary) -> String {
     let mut table = Table::new();
     table
@@ -30,8 +33,14 @@ pub fn verdict_table(summary: &Summary) -> String {
     for check in summary.checks.iter().filter(|c| c.verdict != Verdict::Pass) {
         if !check.evidence.is_empty() {
             out.push_str(&format!("\n{}:\n", check.name));
-            for e in &check.evidence {
+            for e in check.evidence.iter().take(TERMINAL_EXAMPLES) {
                 out.push_str(&format!("  - {e}\n"));
+            }
+            if check.evidence.len() > TERMINAL_EXAMPLES {
+                out.push_str(&format!(
+                    "  ... and {} more in summary.json\n",
+                    check.evidence.len() - TERMINAL_EXAMPLES
+                ));
             }
         }
     }

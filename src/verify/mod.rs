@@ -20,8 +20,8 @@ use crate::orders::OrderFactory;
 use crate::scenario::model::{Comparison, Scenario, ShareThreshold};
 use crate::topology::ServiceKind;
 
-/// Evidence lists are cut to this many examples.
-pub const EXAMPLES_MAX: usize = 10;
+/// Evidence lists are cut to this many examples (the terminal shows fewer).
+pub const EXAMPLES_MAX: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

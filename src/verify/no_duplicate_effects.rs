@@ -38,9 +38,23 @@ impl Check for NoDuplicateEffects {
             }
         }
         let total = double_charged.len() as u64 + counts.iter().sum::<u64>();
-        let mut observed = vec![format!("{} double charges", double_charged.len())];
-        for effect in Effect::ALL {
-            observed.push(format!("{} x {}", counts[effect as usize], effect.name()));
+        let mut observed = format!("{} orders charged more than once", double_charged.len());
+        let repeated: Vec<String> = Effect::ALL
+            .iter()
+            .filter(|e| counts[**e as usize] > 0)
+            .map(|e| {
+                format!(
+                    "{} orders with {} more than once",
+                    counts[*e as usize],
+                    e.name()
+                )
+            })
+            .collect();
+        if repeated.is_empty() {
+            observed.push_str("; no other effect repeated");
+        } else {
+            observed.push_str("; ");
+            observed.push_str(&repeated.join("; "));
         }
         CheckResult {
             name: self.name(),
@@ -49,7 +63,7 @@ impl Check for NoDuplicateEffects {
             } else {
                 Verdict::Fail
             },
-            observed: observed.join(", "),
+            observed,
             threshold: "0 orders with a repeated effect".into(),
             evidence: examples.items,
         }

@@ -1,0 +1,210 @@
+//! The `doorbuster` binary end to end: every exit code, the files a run leaves, and the
+//! commands around `run`. Real time, bounded: the longest run here is the 15 s smoke.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn doorbuster() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_doorbuster"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    doorbuster().args(args).output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    let raw = std::fs::read(dir.join("summary.json")).expect("summary.json written");
+    serde_json::from_slice(&raw).expect("summary.json is JSON")
+}
+
+#[test]
+fn help_shows_examples_and_exit_codes() {
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(help.contains("Examples:"), "{help}");
+    assert!(
+        help.contains("doorbuster run scenarios/black-friday.yaml"),
+        "{help}"
+    );
+    assert!(help.contains("130 interrupted"), "{help}");
+}
+
+#[test]
+fn scenarios_lists_the_bundled_ones() {
+    let out = run(&["scenarios"]);
+    assert_eq!(out.status.code(), Some(0));
+    let list = text(&out.stdout);
+    for name in ["black-friday", "smoke", "double-charge"] {
+        assert!(list.lines().any(|l| l.starts_with(name)), "{list}");
+    }
+}
+
+#[test]
+fn init_writes_a_template_that_validates_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = |extra: &[&str]| {
+        doorbuster()
+            .current_dir(dir.path())
+            .args(["init", "flash-sale"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(init(&[]).status.code(), Some(0));
+    let file = dir.path().join("flash-sale.yaml");
+    let out = run(&["validate", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let again = init(&[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("--force"));
+    assert_eq!(init(&["--force"]).status.code(), Some(0));
+    assert_eq!(run(&["init", "Bad Name"]).status.code(), Some(2));
+}
+
+#[test]
+fn invalid_input_exits_2_with_file_line_and_column() {
+    let out = run(&["validate", "tests/fixtures/broken/04-negative-rate.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("tests/fixtures/broken/04-negative-rate.yaml:6:26: load.phases[2].rate:"),
+        "{err}"
+    );
+    assert!(err.contains("must be positive"), "{err}");
+    // The same file given to `run` is refused before anything starts.
+    let out = run(&["run", "tests/fixtures/broken/04-negative-rate.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    // An unknown bundled name and an unknown flag are bad input too.
+    let out = run(&["run", "cyber-monday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("black-friday"),
+        "lists the bundled names"
+    );
+    assert_eq!(run(&["run", "smoke", "--sed", "3"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_passing_run_exits_0_and_writes_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("smoke");
+    let out = run(&[
+        "run",
+        "smoke",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("verdict: Pass (exit 0)"), "{stdout}");
+    let s = summary(&out_dir);
+    assert_eq!(s["schema_version"], 1);
+    assert_eq!(s["scenario"], "smoke");
+    assert_eq!(s["verdict"], "pass");
+    assert_eq!(s["reproduce"], "doorbuster run smoke --seed 1");
+    assert_eq!(s["orders"]["attempted"], s["orders"]["accepted"]);
+    assert!(
+        s["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["verdict"] == "pass")
+    );
+    let reproduce = std::fs::read_to_string(out_dir.join("reproduce.txt")).unwrap();
+    assert_eq!(reproduce.trim(), "doorbuster run smoke --seed 1");
+}
+
+#[test]
+fn a_failing_check_exits_1_and_names_the_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "run",
+        "scenarios/double-charge.yaml",
+        "-q",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("no_duplicate_effects"), "{stdout}");
+    assert!(stdout.contains(": charged 2 times"), "{stdout}");
+    assert!(
+        stdout.contains("reproduce: doorbuster run scenarios/double-charge.yaml --seed"),
+        "{stdout}"
+    );
+    let s = summary(dir.path());
+    assert_eq!(s["verdict"], "fail");
+    assert_eq!(s["exit_code"], 1);
+}
+
+#[test]
+fn a_generator_behind_its_bound_makes_the_run_invalid_exit_3() {
+    // A send-lag bound of 1 µs no scheduler meets: the run must be INVALID, never a pass.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("strict.yaml");
+    std::fs::write(
+        &file,
+        "name: strict\nload:\n  max_send_lag: 1us\n  phases:\n    - { hold: 2s, rate: 200/s }\n  drain: 5s\nprovider: { via: in_process, latency: 1ms }\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("INVALID: the generator fell behind"),
+        "{stdout}"
+    );
+    assert_eq!(summary(&out_dir)["verdict"], "invalid");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_writes_a_partial_report_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("interrupted");
+    let child = doorbuster()
+        .args(["run", "smoke", "-q", "--out", out_dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded wait: the smoke scenario is 15 s long; interrupt it a few seconds in. A real
+    // process in real time, so the paused-clock rule of clippy.toml does not apply.
+    #[allow(clippy::disallowed_methods)]
+    std::thread::sleep(Duration::from_secs(4));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let s = summary(&out_dir);
+    assert_eq!(s["verdict"], "interrupted");
+    let attempted = s["orders"]["attempted"].as_u64().unwrap();
+    let planned = s["orders"]["planned"].as_u64().unwrap();
+    assert!(
+        attempted > 0 && attempted < planned,
+        "{attempted} of {planned}"
+    );
+}
