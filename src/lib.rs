@@ -8,6 +8,7 @@
 //!   observe + ground truth --> verify (checks) --> report + exit code
 //! ```
 
+pub mod bench;
 pub mod clock;
 pub mod events;
 pub mod latency;

@@ -7,8 +7,8 @@
 //! redeliveries elsewhere.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -36,15 +36,18 @@ pub(crate) struct TpState {
     /// Nacked offsets waiting to be handed out again.
     pub retry: VecDeque<u64>,
     pub owner: Option<u64>,
+    /// The owner's wake-up: a publish to this partition wakes only the member that reads it.
+    pub owner_wake: Option<Arc<Notify>>,
     pub generation: u64,
 }
 
 impl TpState {
-    fn reset_to_committed(&mut self, owner: Option<u64>, generation: u64) {
+    fn reset_to_committed(&mut self, owner: Option<&Member>, generation: u64) {
         self.next_fetch = self.committed;
         self.window.clear();
         self.retry.clear();
-        self.owner = owner;
+        self.owner = owner.map(|m| m.id);
+        self.owner_wake = owner.map(|m| m.wake.clone());
         self.generation = generation;
     }
 
@@ -83,14 +86,21 @@ impl TpState {
     }
 }
 
+/// A member as the group sees it. Its `wake` holds a permit once something is there for it
+/// (a publish to a partition it owns, an ack that frees its window, a rebalance), so a
+/// wake-up sent while it was busy is not lost.
+pub(crate) struct Member {
+    pub id: u64,
+    pub wake: Arc<Notify>,
+}
+
 pub(crate) struct Group {
     pub topics: Vec<Topic>,
+    partitions: u32,
     pub tps: Vec<Mutex<TpState>>,
     pub generation: AtomicU64,
-    members: Mutex<Vec<u64>>,
+    members: Mutex<Vec<Member>>,
     next_member: AtomicU64,
-    /// Woken on publish to one of the group's topics, on acks and on rebalances.
-    pub wake: Notify,
 }
 
 impl Group {
@@ -106,32 +116,53 @@ impl Group {
                     window: VecDeque::new(),
                     retry: VecDeque::new(),
                     owner: None,
+                    owner_wake: None,
                     generation: 0,
                 }));
             }
         }
         Group {
             topics: topics.to_vec(),
+            partitions,
             tps,
             generation: AtomicU64::new(0),
             members: Mutex::new(Vec::new()),
             next_member: AtomicU64::new(1),
-            wake: Notify::new(),
         }
     }
 
-    pub fn join(&self) -> u64 {
+    /// Joins a new member; returns its id and its wake-up.
+    pub fn join(&self) -> (u64, Arc<Notify>) {
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let wake = Arc::new(Notify::new());
         let mut members = lock(&self.members);
-        members.push(id);
+        members.push(Member {
+            id,
+            wake: wake.clone(),
+        });
         self.rebalance(&members, None);
-        id
+        (id, wake)
     }
 
     pub fn leave(&self, member: u64) {
         let mut members = lock(&self.members);
-        members.retain(|m| *m != member);
+        members.retain(|m| m.id != member);
         self.rebalance(&members, None);
+    }
+
+    /// Wakes the member that owns `(topic, partition)`, if the group reads it.
+    pub fn wake_owner(&self, topic: Topic, partition: u32) {
+        if let Some(t) = self.topics.iter().position(|x| *x == topic) {
+            self.wake_index(t * self.partitions as usize + partition as usize);
+        }
+    }
+
+    /// Wakes the member that owns the partition at `index` in `tps`.
+    pub fn wake_index(&self, index: usize) {
+        let wake = self.tps.get(index).and_then(|s| lock(s).owner_wake.clone());
+        if let Some(wake) = wake {
+            wake.notify_one();
+        }
     }
 
     /// Moves every partition's committed position to `position(tp)` and restarts the group.
@@ -142,17 +173,19 @@ impl Group {
 
     /// Round-robin assignment under a new generation; every partition restarts from its
     /// committed offset (after an optional rewind).
-    fn rebalance(&self, members: &[u64], rewind: Option<&dyn Fn(Tp) -> u64>) {
+    fn rebalance(&self, members: &[Member], rewind: Option<&dyn Fn(Tp) -> u64>) {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         for (i, state) in self.tps.iter().enumerate() {
             let mut state = lock(state);
             if let Some(position) = rewind {
                 state.committed = position(state.tp);
             }
-            let owner = (!members.is_empty()).then(|| members[i % members.len()]);
+            let owner = (!members.is_empty()).then(|| &members[i % members.len()]);
             state.reset_to_committed(owner, generation);
         }
-        self.wake.notify_waiters();
+        for member in members {
+            member.wake.notify_one();
+        }
     }
 }
 
@@ -177,8 +210,8 @@ mod tests {
     #[test]
     fn partitions_spread_over_members_and_move_when_one_leaves() {
         let group = Group::new(&[Topic::OrderCreated], 4);
-        let a = group.join();
-        let b = group.join();
+        let (a, _) = group.join();
+        let (b, _) = group.join();
         let owners =
             |g: &Group| -> Vec<Option<u64>> { g.tps.iter().map(|s| lock(s).owner).collect() };
         assert_eq!(owners(&group), vec![Some(a), Some(b), Some(a), Some(b)]);

@@ -92,7 +92,7 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            group.wake.notify_waiters();
+            group.wake_owner(topic, partition);
         }
         Ack { partition, offset }
     }
@@ -168,11 +168,12 @@ impl Transport for EmbeddedBroker {
     ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
         Box::pin(async move {
             let group = self.inner.group(group, topics)?;
-            let member = group.join();
+            let (member, wake) = group.join();
             Ok(Box::new(EmbeddedSubscription {
                 broker: self.inner.clone(),
                 group,
                 member,
+                wake,
                 generation: 0,
                 owned: Vec::new(),
                 cursor: 0,
@@ -220,6 +221,7 @@ struct EmbeddedSubscription {
     broker: Arc<Inner>,
     group: Arc<Group>,
     member: u64,
+    wake: Arc<tokio::sync::Notify>,
     /// The generation `owned` was computed for.
     generation: u64,
     owned: Vec<usize>,
@@ -240,21 +242,20 @@ impl EmbeddedSubscription {
         self.buffer.clear();
     }
 
-    /// Takes a batch from the next owned partition that has something to hand out.
+    /// Takes a batch from every owned partition that has something to hand out, starting at
+    /// a rotating partition so none is favoured. One pass serves many deliveries.
     fn fill(&mut self) {
         let generation = self
             .group
             .generation
             .load(std::sync::atomic::Ordering::Acquire);
         self.refresh_ownership(generation);
-        for _ in 0..self.owned.len() {
-            let index = self.owned[self.cursor % self.owned.len()];
-            self.cursor = self.cursor.wrapping_add(1);
+        let n = self.owned.len();
+        for i in 0..n {
+            let index = self.owned[(self.cursor + i) % n];
             self.fetch_from(index);
-            if !self.buffer.is_empty() {
-                return;
-            }
         }
+        self.cursor = self.cursor.wrapping_add(1);
     }
 
     fn fetch_from(&mut self, index: usize) {
@@ -316,14 +317,10 @@ impl Subscription for EmbeddedSubscription {
                         return Ok(Some(delivery));
                     }
                 }
-                // Register for wake-ups before looking, so a publish in between is not missed.
-                let group = self.group.clone();
-                let wake = group.wake.notified();
-                tokio::pin!(wake);
-                wake.as_mut().enable();
                 self.fill();
                 if self.buffer.is_empty() {
-                    wake.await;
+                    // A publish after `fill` looked left a permit, so this cannot miss it.
+                    self.wake.clone().notified().await;
                 }
             }
         })
@@ -359,7 +356,7 @@ impl EmbeddedAck {
         }
         drop(state);
         if was_full || !ack {
-            self.group.wake.notify_waiters();
+            self.group.wake_index(self.index);
         }
     }
 }
