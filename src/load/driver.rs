@@ -49,7 +49,45 @@ impl Driver {
     }
 
     /// Dispatches every scheduled arrival, or until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> DriverOutcome {
+    ///
+    /// On a multi-thread runtime the dispatch loop gets a thread of its own (the checkouts
+    /// still run on the caller's runtime): a generator queued behind thousands of service
+    /// tasks would fall behind its schedule because of the system under test, which is
+    /// exactly what its send lag must not measure. Under a current-thread runtime (the
+    /// paused-clock tests) it runs inline.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> DriverOutcome {
+        let handle = tokio::runtime::Handle::current();
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return self.dispatch(stop, handle).await;
+        }
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let driver = self.clone();
+        let dispatch_stop = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("doorbuster-driver".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build();
+                if let Ok(runtime) = runtime {
+                    let _ = done_tx.send(runtime.block_on(driver.dispatch(dispatch_stop, handle)));
+                }
+            });
+        match spawned {
+            Ok(_) => match done_rx.await {
+                Ok(outcome) => outcome,
+                // The thread could not build its runtime: dispatch here instead.
+                Err(_) => self.dispatch(stop, tokio::runtime::Handle::current()).await,
+            },
+            Err(_) => self.dispatch(stop, tokio::runtime::Handle::current()).await,
+        }
+    }
+
+    async fn dispatch(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+        checkouts: tokio::runtime::Handle,
+    ) -> DriverOutcome {
         let slots = Arc::new(Semaphore::new(self.load.max_in_flight));
         let clock = self.observer().clock;
         for (id, &due) in self.schedule.due.iter().enumerate() {
@@ -71,7 +109,7 @@ impl Driver {
             o.send_lag.record_ns(clock.now().saturating_sub(due));
             o.counters.attempted.fetch_add(1, Relaxed);
             o.counters.open_checkouts.fetch_add(1, Relaxed);
-            tokio::spawn(self.clone().checkout(id as u64, due, slots.clone()));
+            checkouts.spawn(self.clone().checkout(id as u64, due, slots.clone()));
         }
         DriverOutcome {
             dispatched: self.schedule.due.len(),

@@ -80,6 +80,8 @@ pub struct SubscriptionStats {
     pub duplicate_deliveries: u64,
     /// Publish -> first delivery.
     pub latency: Percentiles,
+    /// The same, per second of the run.
+    pub series: Vec<SeriesPoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -256,6 +258,7 @@ fn deliveries(o: &Observer, attempted: u64) -> Deliveries {
                 deliveries: total,
                 duplicate_deliveries: total - firsts.min(total),
                 latency: Percentiles::of(&o.subscriptions[sub].total()),
+                series: o.subscriptions[sub].series(),
             }
         })
         .collect();
