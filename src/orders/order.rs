@@ -290,7 +290,7 @@ fn rfc3339_nanos(unix_ns: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::scenario::model::{Catalog as CatalogCfg, Share};
 

@@ -248,24 +248,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for OrderView<'a> {
 mod tests {
     use super::*;
     use crate::orders::OrderFactory;
-    use crate::scenario::model;
 
     fn factory(seed: u64) -> OrderFactory {
-        OrderFactory::new(
-            seed,
-            &model::Orders {
-                catalog: model::Catalog {
-                    products: 5_000,
-                    zipf_exponent: 1.1,
-                    stock: 1_000,
-                },
-                items_min: 1,
-                items_max: 5,
-                locale: "en_US".into(),
-                declines: model::Share(0.02),
-                resubmits: model::Share(0.01),
-            },
-        )
+        OrderFactory::new(seed, &crate::orders::order::tests::cfg())
     }
 
     const WALL_NS: u64 = 1_764_320_400_000_000_000;

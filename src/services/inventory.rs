@@ -36,13 +36,7 @@ impl Inventory {
 
     fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
         let order = event.meta.order_id;
-        let view =
-            crate::orders::parse_view(&event.payload).map_err(|e| ServiceError::Malformed {
-                service: ServiceKind::Inventory,
-                what: "order.created payload",
-                order,
-                reason: e.to_string(),
-            })?;
+        let view = super::order_view(ServiceKind::Inventory, event)?;
         if !self.idempotency.first_time(order) {
             return Ok(());
         }

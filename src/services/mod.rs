@@ -43,6 +43,20 @@ pub enum ServiceError {
     },
 }
 
+/// Parses the `order.created` payload a service needs; a payload that does not parse is a
+/// malformed event (acked and reported, since retrying cannot help).
+pub fn order_view(
+    service: ServiceKind,
+    event: &Envelope,
+) -> Result<crate::orders::OrderView<'_>, ServiceError> {
+    crate::orders::parse_view(&event.payload).map_err(|e| ServiceError::Malformed {
+        service,
+        what: "order.created payload",
+        order: event.meta.order_id,
+        reason: e.to_string(),
+    })
+}
+
 pub trait Service: Send + Sync + 'static {
     fn kind(&self) -> ServiceKind;
 

@@ -92,13 +92,7 @@ impl Payment {
 
     async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
         let order = event.meta.order_id;
-        let view =
-            crate::orders::parse_view(&event.payload).map_err(|e| ServiceError::Malformed {
-                service: ServiceKind::Payment,
-                what: "order.created payload",
-                order,
-                reason: e.to_string(),
-            })?;
+        let view = super::order_view(ServiceKind::Payment, event)?;
         let cause = Cause::of(&event.meta);
         let key = if self.idempotency.enabled() {
             String::from_utf8_lossy(&event.meta.idempotency_key).into_owned()

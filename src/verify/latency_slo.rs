@@ -52,7 +52,7 @@ impl Check for LatencySloCheck {
         );
         CheckResult {
             name: self.name(),
-            verdict: if pass { Verdict::Pass } else { Verdict::Fail },
+            verdict: Verdict::holds(pass),
             observed: format!("{} over {} samples", fmt_us(us), histogram.len()),
             threshold,
             evidence: vec![],

@@ -31,6 +31,13 @@ pub enum Verdict {
     Unknown,
 }
 
+impl Verdict {
+    /// Pass when the property holds, Fail when it does not.
+    pub fn holds(pass: bool) -> Verdict {
+        if pass { Verdict::Pass } else { Verdict::Fail }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CheckResult {
     pub name: String,
@@ -156,7 +163,7 @@ pub fn ratio_result(
     let pass = compare(threshold.comparison, share, threshold.share.fraction());
     CheckResult {
         name: name.to_owned(),
-        verdict: if pass { Verdict::Pass } else { Verdict::Fail },
+        verdict: Verdict::holds(pass),
         observed: format!("{} ({part} of {whole})", percent(share)),
         threshold: threshold_text,
         evidence,

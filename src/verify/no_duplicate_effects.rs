@@ -58,11 +58,7 @@ impl Check for NoDuplicateEffects {
         }
         CheckResult {
             name: self.name(),
-            verdict: if total == 0 {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            },
+            verdict: Verdict::holds(total == 0),
             observed,
             threshold: "0 orders with a repeated effect".into(),
             evidence: examples.items,

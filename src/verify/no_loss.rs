@@ -36,11 +36,7 @@ impl Check for NoLoss {
         }
         CheckResult {
             name: self.name(),
-            verdict: if lost == 0 {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            },
+            verdict: Verdict::holds(lost == 0),
             observed: format!("{lost} of {expected} expected deliveries lost"),
             threshold: "0 lost".into(),
             evidence: examples.items,

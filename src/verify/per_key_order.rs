@@ -31,11 +31,7 @@ impl Check for PerKeyOrder {
         }
         CheckResult {
             name: self.name(),
-            verdict: if total == 0 {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            },
+            verdict: Verdict::holds(total == 0),
             observed: format!("{total} out-of-order deliveries"),
             threshold: "0".into(),
             evidence,
