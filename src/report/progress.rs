@@ -55,8 +55,8 @@ impl Progress {
         let fulfilled_p99 = o.stage(Stage::Fulfilled).total().value_at_quantile(0.99);
         bar.set_position(u64::from(second) + 1);
         bar.set_message(format!(
-            "{phase} | planned {planned:.0}/s achieved {achieved}/s | in flight {in_flight} | \
-             p99 checkout {} fulfilled {} | failed checkouts {}",
+            "{phase} | {planned:.0}/s planned, {achieved}/s acked | in flight {in_flight} | \
+             p99 checkout {} fulfilled {} | failed {}",
             fmt_us(p99),
             fmt_us(fulfilled_p99),
             c.failed.load(Relaxed)
