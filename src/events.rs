@@ -9,7 +9,9 @@ use std::fmt;
 use bytes::Bytes;
 
 /// The topics of the standard commerce topology (DESIGN.md §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Topic {
     #[serde(rename = "order.created")]
     OrderCreated,

@@ -7,7 +7,9 @@ use std::fmt;
 
 use crate::events::Topic;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceKind {
     Payment,
@@ -58,7 +60,9 @@ impl fmt::Display for ServiceKind {
 }
 
 /// A (service, topic) pair: one stream of deliveries the ledger tracks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Subscription {
     pub service: ServiceKind,
     pub topic: Topic,

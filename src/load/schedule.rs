@@ -13,7 +13,7 @@ use crate::clock::{RunTime, duration_ns};
 use crate::scenario::model::{Arrivals, Load, PhaseKind};
 
 /// One phase on the run's clock.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlannedPhase {
     pub kind: PhaseKind,
     pub start: RunTime,
@@ -60,7 +60,7 @@ impl PlannedPhase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     pub phases: Vec<PlannedPhase>,
     /// Due time of each order, ascending; order id = index.

@@ -18,7 +18,7 @@ const TOPICS: usize = Topic::ALL.len();
 const SUBS: usize = SUBSCRIPTIONS.len();
 
 /// What happened to a checkout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Checkout {
     /// Not yet answered (or never sent, for a run that was interrupted).
@@ -30,7 +30,7 @@ pub enum Checkout {
 }
 
 /// How an order ended, as the services reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Terminal {
     None = 0,
@@ -42,7 +42,7 @@ pub enum Terminal {
 }
 
 /// Side effects a service applies at most once per order when idempotent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Effect {

@@ -46,7 +46,7 @@ pub struct Counters {
 }
 
 /// Counter totals and lags at the end of one second.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub second: u32,
     pub attempted: u64,
@@ -60,7 +60,7 @@ pub struct Sample {
 
 /// A misbehaviour worth reporting that is not a check result (a broker error, a stalled
 /// publish): findings go to the report; they never panic the run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub at_ms: u64,
     pub what: String,

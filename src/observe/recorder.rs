@@ -20,7 +20,7 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Percentiles of one second (or of a whole run), in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub p50_us: u64,
@@ -43,7 +43,7 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SeriesPoint {
     /// The second (of run time) this point covers: `[second, second + 1)`.
     pub second: u32,

@@ -15,7 +15,7 @@ use crate::verify::{CheckResult, Verdict};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunVerdict {
     Pass,
@@ -48,7 +48,7 @@ impl RunVerdict {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrderCounts {
     pub planned: u64,
     pub attempted: u64,
@@ -65,15 +65,46 @@ pub struct OrderCounts {
     pub backordered: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageLatency {
     pub stage: String,
     #[serde(flatten)]
     pub percentiles: Percentiles,
+    /// The whole run's percentile distribution (HdrHistogram's percentile plot points).
+    pub distribution: Vec<PercentilePoint>,
     pub series: Vec<SeriesPoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// One point of a percentile distribution: `percentile` % of samples were at most `value_us`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PercentilePoint {
+    pub percentile: f64,
+    pub value_us: u64,
+}
+
+/// A fault's window on the run's clock (the chaos timeline fills these).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FaultWindow {
+    pub kind: String,
+    pub target: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+/// HdrHistogram's percentile distribution, 5 ticks per half distance to 100 %.
+pub fn distribution(h: &hdrhistogram::Histogram<u64>) -> Vec<PercentilePoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_quantiles(5)
+        .map(|v| PercentilePoint {
+            percentile: v.quantile_iterated_to() * 100.0,
+            value_us: v.value_iterated_to(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionStats {
     pub subscription: String,
     pub deliveries: u64,
@@ -84,7 +115,7 @@ pub struct SubscriptionStats {
     pub series: Vec<SeriesPoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Deliveries {
     pub total: u64,
     /// Deliveries beyond the first of an event to a service: expected under at-least-once.
@@ -94,7 +125,7 @@ pub struct Deliveries {
     pub per_subscription: Vec<SubscriptionStats>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rates {
     /// Arrivals planned per second of run time.
     pub planned_per_second: Vec<u64>,
@@ -103,10 +134,10 @@ pub struct Rates {
     pub phases: Vec<PlannedPhase>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub schema_version: u32,
-    pub doorbuster_version: &'static str,
+    pub doorbuster_version: String,
     pub scenario: String,
     pub description: String,
     pub seed: u64,
@@ -129,6 +160,9 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analytics: Option<AnalyticsState>,
     pub samples: Vec<Sample>,
+    /// Fault windows, shaded on every time chart.
+    #[serde(default)]
+    pub faults: Vec<FaultWindow>,
     pub findings: Vec<Finding>,
     pub ledger_bytes_per_order: usize,
 }
@@ -166,7 +200,7 @@ impl Summary {
         }
         Summary {
             schema_version: SCHEMA_VERSION,
-            doorbuster_version: env!("CARGO_PKG_VERSION"),
+            doorbuster_version: env!("CARGO_PKG_VERSION").into(),
             scenario: i.scenario.name.clone(),
             description: i.scenario.description.clone(),
             seed: i.seed,
@@ -186,10 +220,14 @@ impl Summary {
             },
             latency: Stage::ALL
                 .iter()
-                .map(|&stage| StageLatency {
-                    stage: stage.label().to_owned(),
-                    percentiles: Percentiles::of(&o.stage(stage).total()),
-                    series: o.stage(stage).series(),
+                .map(|&stage| {
+                    let total = o.stage(stage).total();
+                    StageLatency {
+                        stage: stage.label().to_owned(),
+                        percentiles: Percentiles::of(&total),
+                        distribution: distribution(&total),
+                        series: o.stage(stage).series(),
+                    }
                 })
                 .collect(),
             send_lag: Percentiles::of(&o.send_lag.total()),
@@ -197,6 +235,7 @@ impl Summary {
             provider: i.provider.stats(),
             analytics: i.analytics,
             samples,
+            faults: Vec::new(),
             findings: o.findings(),
             ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,
         }

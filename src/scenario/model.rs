@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 /// Arrivals per second. Always finite and non-negative once validated.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rate(pub f64);
 
 impl Rate {
@@ -17,7 +17,7 @@ impl Rate {
 }
 
 /// A share between 0 and 1 (written `2.5%` in YAML).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Share(pub f64);
 
 impl Share {
@@ -27,7 +27,7 @@ impl Share {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scenario {
     pub name: String,
     pub description: String,
@@ -40,14 +40,14 @@ pub struct Scenario {
     pub checks: Checks,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// The in-process broker (the default).
     Embedded(EmbeddedTarget),
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EmbeddedTarget {
     /// Partitions per topic (default 12).
     pub partitions: u32,
@@ -55,14 +55,14 @@ pub struct EmbeddedTarget {
     pub retention: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arrivals {
     Uniform,
     Poisson,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Load {
     pub arrivals: Arrivals,
     /// An order whose `order.created` is not acked within this time is a failed checkout.
@@ -76,13 +76,13 @@ pub struct Load {
     pub max_send_lag: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Phase {
     pub kind: PhaseKind,
     pub duration: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum PhaseKind {
     /// Rate changes linearly from `from` to `to` over the phase.
@@ -95,7 +95,7 @@ pub enum PhaseKind {
     Pause,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Orders {
     pub catalog: Catalog,
     /// Line items per order, inclusive bounds (default 1..=5).
@@ -109,7 +109,7 @@ pub struct Orders {
     pub resubmits: Share,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
     pub products: u32,
     /// Zipf exponent of product popularity (`zipf(1.1)`).
@@ -119,7 +119,7 @@ pub struct Catalog {
 }
 
 /// A processing-time or response-time distribution.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "dist", rename_all = "snake_case")]
 pub enum LatencyDist {
     /// `5ms`
@@ -136,7 +136,7 @@ impl LatencyDist {
     pub const ZERO: LatencyDist = LatencyDist::Fixed(Duration::ZERO);
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommitPolicy {
     /// Commit (ack) after the effect is applied: at-least-once.
@@ -145,7 +145,7 @@ pub enum CommitPolicy {
     OnReceive,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Service {
     pub enabled: bool,
     pub replicas: u32,
@@ -156,7 +156,7 @@ pub struct Service {
     pub commit: CommitPolicy,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Services {
     pub payment: Service,
     pub inventory: Service,
@@ -165,14 +165,14 @@ pub struct Services {
     pub analytics: Service,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderVia {
     Http,
     InProcess,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Provider {
     pub via: ProviderVia,
     pub latency: LatencyDist,
@@ -182,7 +182,7 @@ pub struct Provider {
     pub retries: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Comparison {
     AtLeast,
@@ -192,14 +192,16 @@ pub enum Comparison {
 }
 
 /// `">= 99.5%"`
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ShareThreshold {
     pub comparison: Comparison,
     pub share: Share,
 }
 
 /// A stage the latency SLOs and histograms name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// `order.created` acked by the broker (the checkout latency).
@@ -232,7 +234,7 @@ impl Stage {
 }
 
 /// `order.created -> order.fulfilled: { p99: "< 3s" }`
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencySlo {
     pub stage: Stage,
     /// 0..=100, e.g. 99.9
@@ -241,7 +243,7 @@ pub struct LatencySlo {
     pub bound: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Checks {
     pub checkout_success_rate: Option<ShareThreshold>,
     pub completion_rate: Option<ShareThreshold>,

@@ -13,7 +13,7 @@ use crate::sync::lock;
 use crate::topology::ServiceKind;
 use crate::transport::BoxFuture;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AnalyticsState {
     pub orders_created: u64,
     pub payments_succeeded: u64,

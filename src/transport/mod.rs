@@ -43,9 +43,9 @@ pub struct Ack {
 }
 
 /// What a report states about the delivery settings in use.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransportInfo {
-    pub kind: &'static str,
+    pub kind: String,
     /// Human-readable settings: acks, commit policy, partitions, retention, ...
     pub settings: Vec<(String, String)>,
 }

@@ -23,7 +23,7 @@ use crate::topology::ServiceKind;
 /// Evidence lists are cut to this many examples (the terminal shows fewer).
 pub const EXAMPLES_MAX: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -38,7 +38,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckResult {
     pub name: String,
     pub verdict: Verdict,

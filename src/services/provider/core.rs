@@ -53,7 +53,7 @@ pub struct Capture {
     pub at: RunTime,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderStats {
     pub calls: u64,
     pub captures: u64,

@@ -136,7 +136,7 @@ impl Inner {
 impl Transport for EmbeddedBroker {
     fn info(&self) -> TransportInfo {
         TransportInfo {
-            kind: "embedded",
+            kind: "embedded".into(),
             settings: vec![
                 ("publish ack".into(), "appended to the partition log".into()),
                 ("partitions".into(), self.inner.partitions.to_string()),
