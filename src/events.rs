@@ -10,7 +10,17 @@ use bytes::Bytes;
 
 /// The topics of the standard commerce topology (DESIGN.md §2).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum Topic {
     #[serde(rename = "order.created")]

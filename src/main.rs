@@ -1,12 +1,13 @@
 //! The `doorbuster` command: parse arguments, call the library, print, map to exit codes.
 //! Nothing else lives here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use doorbuster::bench::{BenchOptions, MARKDOWN_HEADER, markdown_row, search};
+use doorbuster::report::compare::{Tolerances, compare, render as render_comparison};
 use doorbuster::report::terminal::{closing_lines, verdict_table};
 use doorbuster::run::{RunError, RunOptions, execute};
 use doorbuster::scenario;
@@ -24,6 +25,9 @@ Examples:
   doorbuster validate scenarios/*.yaml            check files without running them
   doorbuster scenarios                            list the bundled scenarios
   doorbuster init flash-sale                      write a commented flash-sale.yaml
+  doorbuster compare reports/base reports/new     exit 1 if the new run regressed
+  doorbuster report reports/black-friday-...      re-render the reports of a run
+  doorbuster schema > scenario.schema.json        editor completion and validation
 
 Exit codes: 0 every check passed, 1 a check failed, 2 invalid scenario or command line,
 3 the run could not be carried out or is not valid, 130 interrupted (partial report written).";
@@ -77,6 +81,36 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         refine: u32,
     },
+    /// Re-render every report format of a run from its saved summary.json.
+    Report {
+        /// The run folder (or its summary.json).
+        run_dir: PathBuf,
+    },
+    /// Compare two runs; exit 1 when the candidate regressed beyond the tolerances.
+    Compare {
+        /// The reference run (folder or summary.json).
+        baseline: PathBuf,
+        /// The run under judgement.
+        candidate: PathBuf,
+        /// Relative growth allowed for gated latency percentiles, e.g. 10%.
+        #[arg(long, default_value = "10%", value_parser = parse_share)]
+        latency_increase: f64,
+        /// Latency growth below this is never a regression.
+        #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+        latency_floor: std::time::Duration,
+        /// Percentage points the checkout-success or completion rate may fall.
+        #[arg(long, default_value_t = 0.1)]
+        rate_drop: f64,
+        /// Percentiles that gate (p50, p90, p99, p99.9, max).
+        #[arg(long, value_delimiter = ',', default_value = "p50,p90,p99")]
+        gate: Vec<String>,
+    },
+    /// Print a JSON Schema: of scenario files (default) or of summary.json.
+    Schema {
+        /// The summary.json schema instead of the scenario one.
+        #[arg(long)]
+        summary: bool,
+    },
     /// Write a commented scenario template to NAME.yaml.
     Init {
         name: String,
@@ -123,6 +157,32 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Init { name, force } => init(&name, force),
+        Command::Report { run_dir } => rerender(&run_dir),
+        Command::Compare {
+            baseline,
+            candidate,
+            latency_increase,
+            latency_floor,
+            rate_drop,
+            gate,
+        } => compare_runs(
+            &baseline,
+            &candidate,
+            &Tolerances {
+                latency_increase,
+                latency_floor,
+                rate_drop_pp: rate_drop,
+                gated: gate,
+            },
+        ),
+        Command::Schema { summary } => {
+            if summary {
+                println!("{}", doorbuster::report::summary_schema());
+            } else {
+                println!("{}", scenario::schema::json());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             provider,
             seconds,
@@ -219,6 +279,7 @@ fn run(
                 if let Some(dir) = &result.dir {
                     println!("report: {}", dir.join("summary.json").display());
                 }
+                step_summary(&result.summary);
                 Ok(ExitCode::from(result.summary.exit_code as u8))
             }
             Err(e @ (RunError::Transport(_) | RunError::Provider(_) | RunError::Report { .. })) => {
@@ -227,6 +288,81 @@ fn run(
             }
         }
     })
+}
+
+/// Appends the Markdown summary to GitHub Actions' job page when running there.
+fn step_summary(summary: &doorbuster::report::summary::Summary) {
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let markdown = doorbuster::report::markdown::render(summary);
+        if let Err(e) = doorbuster::report::markdown::append_to(Path::new(&path), &markdown) {
+            eprintln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
+        }
+    }
+}
+
+fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
+    let summary = match doorbuster::report::load_summary(run_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("report: {e}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    let dir = if run_dir.is_dir() {
+        run_dir.to_path_buf()
+    } else {
+        run_dir.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    doorbuster::report::write_all(&dir, &summary)
+        .with_context(|| format!("cannot write the reports to {}", dir.display()))?;
+    println!("re-rendered the reports in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare_runs(
+    baseline: &Path,
+    candidate: &Path,
+    tolerances: &Tolerances,
+) -> anyhow::Result<ExitCode> {
+    let load = |p: &Path| doorbuster::report::load_summary(p);
+    let (base, cand) = match (load(baseline), load(candidate)) {
+        (Ok(b), Ok(c)) => (b, c),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("compare: {e}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    let comparison = compare(&base, &cand, tolerances);
+    println!("{}", render_comparison(&comparison));
+    let regressions: Vec<_> = comparison.regressions().collect();
+    if regressions.is_empty() {
+        println!("no regression beyond the tolerances");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} regressions:", regressions.len());
+        for r in regressions {
+            println!(
+                "  - {}: {} -> {} ({})",
+                r.what, r.baseline, r.candidate, r.change
+            );
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `10%` -> 0.10, for the command line.
+fn parse_share(text: &str) -> Result<f64, String> {
+    let number = text
+        .trim()
+        .strip_suffix('%')
+        .ok_or("write a share like 10%")?;
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v / 100.0)
+        .ok_or_else(|| format!("{text:?} is not a share like 10%"))
 }
 
 fn validate(files: &[String]) -> ExitCode {

@@ -18,6 +18,7 @@ use crate::clock::{Clock, duration_ns};
 use crate::load::Schedule;
 use crate::load::driver::{Driver, DriverOutcome};
 use crate::observe::Observer;
+use crate::observe::hlog::IntervalLogs;
 use crate::orders::OrderFactory;
 use crate::publisher::Publisher;
 use crate::report::progress::Progress;
@@ -95,7 +96,22 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let seed = opts.seed.unwrap_or(scenario.seed);
     let clock = Clock::start();
     let schedule = Arc::new(Schedule::plan(&scenario.load, seed));
-    let observer = Arc::new(Observer::new(clock, schedule.orders()));
+    let dir = (!opts.no_files).then(|| {
+        opts.out_dir
+            .clone()
+            .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed))
+    });
+    let mut observer = Observer::new(clock, schedule.orders());
+    if let Some(dir) = &dir {
+        let logs = IntervalLogs::create(dir, clock.wall_start_unix_ns()).map_err(|source| {
+            RunError::Report {
+                path: dir.clone(),
+                source,
+            }
+        })?;
+        observer = observer.with_interval_logs(logs);
+    }
+    let observer = Arc::new(observer);
     let transport = match &opts.transport {
         Some(t) => t.clone(),
         None => crate::transport::connect(&scenario.target, clock)?,
@@ -190,19 +206,12 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         invalid_reason: invalid,
         analytics: pipeline.analytics.as_ref().map(|a| a.state()),
     });
-    let dir = if opts.no_files {
-        None
-    } else {
-        let dir = opts
-            .out_dir
-            .clone()
-            .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed));
-        crate::report::write_all(&dir, &summary).map_err(|source| RunError::Report {
+    if let Some(dir) = &dir {
+        crate::report::write_all(dir, &summary).map_err(|source| RunError::Report {
             path: dir.clone(),
             source,
         })?;
-        Some(dir)
-    };
+    }
     Ok(RunResult {
         summary,
         dir,

@@ -19,9 +19,28 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Reads a run's summary.json and holds it to the committed schema.
 fn summary(dir: &Path) -> serde_json::Value {
     let raw = std::fs::read(dir.join("summary.json")).expect("summary.json written");
-    serde_json::from_slice(&raw).expect("summary.json is JSON")
+    let doc: serde_json::Value = serde_json::from_slice(&raw).expect("summary.json is JSON");
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schemas/summary.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "summary.json breaks its schema: {errors:?}"
+    );
+    doc
+}
+
+/// The intervals in one stage's HdrHistogram log, read with the crate's own reader.
+fn intervals(dir: &Path, stage: &str) -> usize {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let text = std::fs::read(dir.join(format!("latency-{stage}.hlog"))).expect("the log exists");
+    IntervalLogIterator::new(&text)
+        .filter(|e| matches!(e, Ok(LogEntry::Interval(_))))
+        .count()
 }
 
 #[test]
@@ -96,13 +115,18 @@ fn invalid_input_exits_2_with_file_line_and_column() {
 fn a_passing_run_exits_0_and_writes_its_report() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("smoke");
-    let out = run(&[
-        "run",
-        "smoke",
-        "--quiet",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let step_summary = dir.path().join("step-summary.md");
+    let out = doorbuster()
+        .args([
+            "run",
+            "smoke",
+            "--quiet",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("GITHUB_STEP_SUMMARY", &step_summary)
+        .output()
+        .unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -126,6 +150,35 @@ fn a_passing_run_exits_0_and_writes_its_report() {
     );
     let reproduce = std::fs::read_to_string(out_dir.join("reproduce.txt")).unwrap();
     assert_eq!(reproduce.trim(), "doorbuster run smoke --seed 1");
+    for file in ["summary.md", "junit.xml"] {
+        assert!(out_dir.join(file).exists(), "{file}");
+    }
+    // One interval per second of the run, at least the 15 s of load.
+    assert!(intervals(&out_dir, "order-created-to-order-fulfilled") >= 15);
+    let md = std::fs::read_to_string(&step_summary).expect("appended to $GITHUB_STEP_SUMMARY");
+    assert!(md.starts_with("## doorbuster: smoke PASS"), "{md}");
+}
+
+#[test]
+fn a_killed_run_still_leaves_its_interval_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("killed");
+    let mut child = doorbuster()
+        .args(["run", "smoke", "-q", "--out", out_dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A real process in real time; see the Ctrl-C test.
+    #[allow(clippy::disallowed_methods)]
+    std::thread::sleep(Duration::from_secs(4));
+    child.kill().unwrap(); // SIGKILL: no chance to write anything at exit
+    child.wait().unwrap();
+    assert!(!out_dir.join("summary.json").exists());
+    assert!(
+        intervals(&out_dir, "order-created") >= 2,
+        "flushed every second"
+    );
 }
 
 #[test]

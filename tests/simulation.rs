@@ -56,7 +56,22 @@ async fn run_with(s: &Scenario, transport: Option<Arc<dyn Transport>>) -> RunRes
         transport,
         ..RunOptions::default()
     };
-    execute(s, options).await.expect("the run completes")
+    let result = execute(s, options).await.expect("the run completes");
+    assert_valid_summary(&result);
+    result
+}
+
+/// Every summary a test produces must satisfy the committed schema of summary.json.
+fn assert_valid_summary(r: &RunResult) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schemas/summary.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let doc = serde_json::to_value(&r.summary).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "summary.json breaks its schema: {errors:?}"
+    );
 }
 
 fn check<'a>(r: &'a RunResult, name: &str) -> &'a CheckResult {

@@ -13,7 +13,9 @@ use crate::clock::{RunTime, duration_ns};
 use crate::scenario::model::{Arrivals, Load, PhaseKind};
 
 /// One phase on the run's clock.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct PlannedPhase {
     pub kind: PhaseKind,
     pub start: RunTime,
@@ -60,7 +62,7 @@ impl PlannedPhase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Schedule {
     pub phases: Vec<PlannedPhase>,
     /// Due time of each order, ascending; order id = index.

@@ -4,6 +4,7 @@
 //! effect; transports never do. A ticker closes each second (latency intervals, counters,
 //! lag samples), so time series survive an interrupted run. Nothing here decides a verdict.
 
+pub mod hlog;
 pub mod ledger;
 pub mod recorder;
 
@@ -46,7 +47,7 @@ pub struct Counters {
 }
 
 /// Counter totals and lags at the end of one second.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Sample {
     pub second: u32,
     pub attempted: u64,
@@ -60,7 +61,7 @@ pub struct Sample {
 
 /// A misbehaviour worth reporting that is not a check result (a broker error, a stalled
 /// publish): findings go to the report; they never panic the run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Finding {
     pub at_ms: u64,
     pub what: String,
@@ -83,6 +84,8 @@ pub struct Observer {
     /// Example order ids of out-of-order deliveries, per subscription.
     out_of_order_examples: Mutex<Vec<(usize, u64)>>,
     next_event_id: AtomicU64,
+    /// Per-stage interval logs, written every second when the run writes files.
+    logs: Option<hlog::IntervalLogs>,
 }
 
 impl Observer {
@@ -98,7 +101,14 @@ impl Observer {
             findings: Mutex::new(Vec::new()),
             out_of_order_examples: Mutex::new(Vec::new()),
             next_event_id: AtomicU64::new(0),
+            logs: None,
         }
+    }
+
+    /// Writes each stage's per-second histograms to these logs as the run goes.
+    pub fn with_interval_logs(mut self, logs: hlog::IntervalLogs) -> Observer {
+        self.logs = Some(logs);
+        self
     }
 
     pub fn now(&self) -> RunTime {
@@ -153,10 +163,20 @@ impl Observer {
 
     /// Closes `second`: latency intervals become points, counters and lags a sample.
     pub fn tick(&self, second: u32, lag: Vec<(ServiceKind, Option<u64>)>) {
+        for (stage, recorder) in Stage::ALL.iter().zip(&self.stages) {
+            let interval = recorder.tick(second);
+            if let Some(logs) = &self.logs
+                && let Err(e) = logs.write(*stage, second, &interval)
+            {
+                self.finding(format!(
+                    "cannot write the {} interval log: {e}",
+                    stage.label()
+                ));
+            }
+        }
         for r in self
-            .stages
+            .subscriptions
             .iter()
-            .chain(self.subscriptions.iter())
             .chain(std::iter::once(&self.send_lag))
         {
             r.tick(second);

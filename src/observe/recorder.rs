@@ -20,7 +20,9 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Percentiles of one second (or of a whole run), in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Percentiles {
     pub count: u64,
     pub p50_us: u64,
@@ -43,7 +45,9 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct SeriesPoint {
     /// The second (of run time) this point covers: `[second, second + 1)`.
     pub second: u32,
@@ -75,18 +79,18 @@ impl Recorder {
         lock(&self.interval).saturating_record(us);
     }
 
-    /// Closes the interval that ends at `second + 1`.
-    pub fn tick(&self, second: u32) {
+    /// Closes the interval that ends at `second + 1` and returns it.
+    pub fn tick(&self, second: u32) -> Histogram<u64> {
         let interval = std::mem::replace(&mut *lock(&self.interval), new_histogram());
-        if interval.is_empty() {
-            return;
+        if !interval.is_empty() {
+            // Same bounds on both sides, so `add` cannot fail.
+            let _ = lock(&self.total).add(&interval);
+            lock(&self.series).push(SeriesPoint {
+                second,
+                percentiles: Percentiles::of(&interval),
+            });
         }
-        // Same bounds on both sides, so `add` cannot fail.
-        let _ = lock(&self.total).add(&interval);
-        lock(&self.series).push(SeriesPoint {
-            second,
-            percentiles: Percentiles::of(&interval),
-        });
+        interval
     }
 
     /// The whole run so far (call after the last tick).

@@ -2,6 +2,9 @@
 //!
 //! Rendering never changes a verdict; it only shows it. Files land in one folder per run.
 
+pub mod compare;
+pub mod junit;
+pub mod markdown;
 pub mod progress;
 pub mod summary;
 pub mod terminal;
@@ -30,5 +33,45 @@ pub fn write_all(dir: &Path, summary: &Summary) -> std::io::Result<()> {
         dir.join("reproduce.txt"),
         format!("{}\n", summary.reproduce),
     )?;
+    std::fs::write(dir.join("summary.md"), markdown::render(summary))?;
+    let junit = junit::render(summary).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("junit.xml"), junit)?;
     Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a doorbuster summary: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Reads a run's `summary.json`, given the run folder or the file itself.
+pub fn load_summary(path: &Path) -> Result<Summary, LoadError> {
+    let file = if path.is_dir() {
+        path.join("summary.json")
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = std::fs::read(&file).map_err(|source| LoadError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| LoadError::Parse { path: file, source })
+}
+
+/// The JSON Schema of `summary.json` (committed as schemas/summary.schema.json).
+pub fn summary_schema() -> String {
+    let schema = schemars::schema_for!(Summary);
+    // A generated schema always serialises.
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
 }

@@ -15,7 +15,9 @@ use crate::verify::{CheckResult, Verdict};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RunVerdict {
     Pass,
@@ -48,7 +50,7 @@ impl RunVerdict {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct OrderCounts {
     pub planned: u64,
     pub attempted: u64,
@@ -65,7 +67,7 @@ pub struct OrderCounts {
     pub backordered: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StageLatency {
     pub stage: String,
     #[serde(flatten)]
@@ -76,14 +78,16 @@ pub struct StageLatency {
 }
 
 /// One point of a percentile distribution: `percentile` % of samples were at most `value_us`.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct PercentilePoint {
     pub percentile: f64,
     pub value_us: u64,
 }
 
 /// A fault's window on the run's clock (the chaos timeline fills these).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FaultWindow {
     pub kind: String,
     pub target: String,
@@ -104,7 +108,7 @@ pub fn distribution(h: &hdrhistogram::Histogram<u64>) -> Vec<PercentilePoint> {
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SubscriptionStats {
     pub subscription: String,
     pub deliveries: u64,
@@ -115,7 +119,7 @@ pub struct SubscriptionStats {
     pub series: Vec<SeriesPoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Deliveries {
     pub total: u64,
     /// Deliveries beyond the first of an event to a service: expected under at-least-once.
@@ -125,7 +129,7 @@ pub struct Deliveries {
     pub per_subscription: Vec<SubscriptionStats>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Rates {
     /// Arrivals planned per second of run time.
     pub planned_per_second: Vec<u64>,
@@ -134,7 +138,7 @@ pub struct Rates {
     pub phases: Vec<PlannedPhase>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     pub schema_version: u32,
     pub doorbuster_version: String,

@@ -10,6 +10,7 @@ mod bundled;
 mod error;
 pub mod model;
 mod raw;
+pub mod schema;
 mod template;
 pub mod units;
 mod validate;

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 /// Arrivals per second. Always finite and non-negative once validated.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Rate(pub f64);
 
 impl Rate {
@@ -17,7 +19,9 @@ impl Rate {
 }
 
 /// A share between 0 and 1 (written `2.5%` in YAML).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Share(pub f64);
 
 impl Share {
@@ -27,7 +31,7 @@ impl Share {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Scenario {
     pub name: String,
     pub description: String,
@@ -40,14 +44,14 @@ pub struct Scenario {
     pub checks: Checks,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// The in-process broker (the default).
     Embedded(EmbeddedTarget),
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct EmbeddedTarget {
     /// Partitions per topic (default 12).
     pub partitions: u32,
@@ -55,14 +59,16 @@ pub struct EmbeddedTarget {
     pub retention: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Arrivals {
     Uniform,
     Poisson,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Load {
     pub arrivals: Arrivals,
     /// An order whose `order.created` is not acked within this time is a failed checkout.
@@ -76,13 +82,17 @@ pub struct Load {
     pub max_send_lag: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Phase {
     pub kind: PhaseKind,
     pub duration: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum PhaseKind {
     /// Rate changes linearly from `from` to `to` over the phase.
@@ -95,7 +105,7 @@ pub enum PhaseKind {
     Pause,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Orders {
     pub catalog: Catalog,
     /// Line items per order, inclusive bounds (default 1..=5).
@@ -109,7 +119,7 @@ pub struct Orders {
     pub resubmits: Share,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Catalog {
     pub products: u32,
     /// Zipf exponent of product popularity (`zipf(1.1)`).
@@ -119,7 +129,9 @@ pub struct Catalog {
 }
 
 /// A processing-time or response-time distribution.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "dist", rename_all = "snake_case")]
 pub enum LatencyDist {
     /// `5ms`
@@ -136,7 +148,9 @@ impl LatencyDist {
     pub const ZERO: LatencyDist = LatencyDist::Fixed(Duration::ZERO);
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CommitPolicy {
     /// Commit (ack) after the effect is applied: at-least-once.
@@ -145,7 +159,7 @@ pub enum CommitPolicy {
     OnReceive,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Service {
     pub enabled: bool,
     pub replicas: u32,
@@ -156,7 +170,7 @@ pub struct Service {
     pub commit: CommitPolicy,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Services {
     pub payment: Service,
     pub inventory: Service,
@@ -165,14 +179,16 @@ pub struct Services {
     pub analytics: Service,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderVia {
     Http,
     InProcess,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Provider {
     pub via: ProviderVia,
     pub latency: LatencyDist,
@@ -182,7 +198,9 @@ pub struct Provider {
     pub retries: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Comparison {
     AtLeast,
@@ -192,7 +210,9 @@ pub enum Comparison {
 }
 
 /// `">= 99.5%"`
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct ShareThreshold {
     pub comparison: Comparison,
     pub share: Share,
@@ -200,7 +220,17 @@ pub struct ShareThreshold {
 
 /// A stage the latency SLOs and histograms name.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -234,7 +264,9 @@ impl Stage {
 }
 
 /// `order.created -> order.fulfilled: { p99: "< 3s" }`
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct LatencySlo {
     pub stage: Stage,
     /// 0..=100, e.g. 99.9
@@ -243,7 +275,7 @@ pub struct LatencySlo {
     pub bound: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Checks {
     pub checkout_success_rate: Option<ShareThreshold>,
     pub completion_rate: Option<ShareThreshold>,

@@ -13,7 +13,9 @@ use crate::sync::lock;
 use crate::topology::ServiceKind;
 use crate::transport::BoxFuture;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct AnalyticsState {
     pub orders_created: u64,
     pub payments_succeeded: u64,

@@ -43,7 +43,9 @@ pub struct Ack {
 }
 
 /// What a report states about the delivery settings in use.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct TransportInfo {
     pub kind: String,
     /// Human-readable settings: acks, commit policy, partitions, retention, ...

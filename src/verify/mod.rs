@@ -23,7 +23,9 @@ use crate::topology::ServiceKind;
 /// Evidence lists are cut to this many examples (the terminal shows fewer).
 pub const EXAMPLES_MAX: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -38,7 +40,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CheckResult {
     pub name: String,
     pub verdict: Verdict,

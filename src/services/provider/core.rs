@@ -53,7 +53,9 @@ pub struct Capture {
     pub at: RunTime,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ProviderStats {
     pub calls: u64,
     pub captures: u64,

@@ -1,0 +1,138 @@
+//! HdrHistogram interval logs (the V2 log format), one file per stage, one interval per
+//! second, flushed as they are written so a killed run still leaves them.
+//!
+//! The files read back with HdrHistogram's own tools (Java's `HistogramLogProcessor`, the
+//! Rust crate's `IntervalLogIterator`): the header is the one Java's `HistogramLogWriter`
+//! writes, values are microseconds, timestamps are seconds since the run's start (BaseTime).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+
+use crate::scenario::model::Stage;
+use crate::sync::lock;
+
+/// The file a stage's log goes to, inside the run folder.
+pub fn file_name(stage: Stage) -> String {
+    let slug: String = stage
+        .label()
+        .replace(" -> ", "-to-")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("latency-{slug}.hlog")
+}
+
+pub struct IntervalLogs {
+    files: Vec<(Stage, PathBuf, Mutex<BufWriter<File>>)>,
+    serializer: Mutex<V2DeflateSerializer>,
+}
+
+impl IntervalLogs {
+    /// Creates one log per stage in `dir` and writes the headers.
+    pub fn create(dir: &Path, wall_start_unix_ns: u64) -> io::Result<IntervalLogs> {
+        std::fs::create_dir_all(dir)?;
+        let start = UNIX_EPOCH + Duration::from_nanos(wall_start_unix_ns);
+        let mut serializer = V2DeflateSerializer::new();
+        let mut files = Vec::new();
+        for stage in Stage::ALL {
+            let path = dir.join(file_name(stage));
+            let mut out = BufWriter::new(File::create(&path)?);
+            writeln!(out, "#[Histogram log format version 1.3]")?;
+            IntervalLogWriterBuilder::new()
+                .add_comment(&format!(
+                    "doorbuster latency, {}, microseconds",
+                    stage.label()
+                ))
+                .with_start_time(start)
+                .with_base_time(start)
+                .begin_log_with(&mut out, &mut serializer)?;
+            writeln!(
+                out,
+                "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+            )?;
+            out.flush()?;
+            files.push((stage, path, Mutex::new(out)));
+        }
+        Ok(IntervalLogs {
+            files,
+            serializer: Mutex::new(serializer),
+        })
+    }
+
+    /// Appends the interval `[second, second + 1)` of `stage` and flushes it.
+    pub fn write(&self, stage: Stage, second: u32, interval: &Histogram<u64>) -> io::Result<()> {
+        let Some((_, _, file)) = self.files.iter().find(|(s, _, _)| *s == stage) else {
+            return Ok(());
+        };
+        let mut out = lock(file);
+        let mut serializer = lock(&self.serializer);
+        let mut writer =
+            IntervalLogWriterBuilder::new().begin_log_with(&mut *out, &mut *serializer)?;
+        writer
+            .write_histogram(
+                interval,
+                Duration::from_secs(u64::from(second)),
+                Duration::from_secs(1),
+                None,
+            )
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        out.flush()
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(_, p, _)| p.as_path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    #[test]
+    fn logs_read_back_with_hdrhistograms_own_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = IntervalLogs::create(dir.path(), 1_700_000_000_000_000_000).unwrap();
+        let mut h = crate::observe::recorder::new_histogram();
+        for us in [100, 200, 300, 50_000] {
+            h.record(us).unwrap();
+        }
+        logs.write(Stage::Fulfilled, 0, &h).unwrap();
+        logs.write(Stage::Fulfilled, 1, &h).unwrap();
+        let text = std::fs::read(dir.path().join(file_name(Stage::Fulfilled))).unwrap();
+        let mut intervals = Vec::new();
+        for entry in IntervalLogIterator::new(&text) {
+            if let LogEntry::Interval(i) = entry.expect("a valid log line") {
+                intervals.push((i.start_timestamp(), i.encoded_histogram().to_owned()));
+            }
+        }
+        assert_eq!(intervals.len(), 2);
+        assert_eq!(intervals[1].0, Duration::from_secs(1));
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &intervals[0].1)
+                .unwrap();
+        let back: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .unwrap();
+        assert_eq!(back.len(), 4);
+        assert_eq!(back.max(), h.max());
+        assert_eq!(
+            file_name(Stage::Fulfilled),
+            "latency-order-created-to-order-fulfilled.hlog"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! `summary.md`: the verdict as a Markdown page, for a CI job's summary
+//! (`$GITHUB_STEP_SUMMARY`) or a pull-request comment. Everything comes from the summary.
+
+use std::fmt::Write;
+
+use super::summary::Summary;
+use crate::verify::Verdict;
+use crate::verify::latency_slo::fmt_us;
+
+/// Evidence lines per failed check (summary.json keeps them all).
+const EVIDENCE_SHOWN: usize = 10;
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn render(s: &Summary) -> String {
+    let mut md = String::new();
+    let verdict = format!("{:?}", s.verdict).to_uppercase();
+    let _ = writeln!(md, "## doorbuster: {} {verdict}\n", s.scenario);
+    if let Some(reason) = &s.invalid_reason {
+        let _ = writeln!(md, "**Invalid run:** {}\n", cell(reason));
+    }
+    let _ = writeln!(
+        md,
+        "| check | verdict | observed | threshold |\n|---|---|---|---|"
+    );
+    for c in &s.checks {
+        let v = match c.verdict {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "**FAIL**",
+            Verdict::Unknown => "**UNKNOWN**",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {v} | {} | {} |",
+            cell(&c.name),
+            cell(&c.observed),
+            cell(&c.threshold)
+        );
+    }
+    for c in s
+        .checks
+        .iter()
+        .filter(|c| c.verdict != Verdict::Pass && !c.evidence.is_empty())
+    {
+        let _ = writeln!(
+            md,
+            "\n<details><summary>{} evidence</summary>\n",
+            cell(&c.name)
+        );
+        for e in c.evidence.iter().take(EVIDENCE_SHOWN) {
+            let _ = writeln!(md, "- {}", cell(e));
+        }
+        if c.evidence.len() > EVIDENCE_SHOWN {
+            let _ = writeln!(md, "- ... and {} more", c.evidence.len() - EVIDENCE_SHOWN);
+        }
+        let _ = writeln!(md, "\n</details>");
+    }
+    let o = &s.orders;
+    let _ = writeln!(
+        md,
+        "\n**Orders:** {} planned, {} attempted, {} accepted, {} failed checkouts, {} completed \
+         ({} fulfilled, {} declined), {} payment failures, {} resubmits.\n",
+        o.planned,
+        o.attempted,
+        o.accepted,
+        o.failed,
+        o.completed,
+        o.fulfilled,
+        o.declined,
+        o.payment_failed,
+        o.resubmits
+    );
+    let _ = writeln!(
+        md,
+        "| stage | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|"
+    );
+    for l in &s.latency {
+        let p = &l.percentiles;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            cell(&l.stage),
+            p.count,
+            fmt_us(p.p50_us),
+            fmt_us(p.p90_us),
+            fmt_us(p.p99_us),
+            fmt_us(p.p999_us),
+            fmt_us(p.max_us)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nDeliveries: {} ({} duplicates, expected under at-least-once). Target: {}. \
+         Generator send-lag p99: {}.\n",
+        s.deliveries.total,
+        s.deliveries.duplicates,
+        s.target.kind,
+        fmt_us(s.send_lag.p99_us)
+    );
+    let _ = writeln!(md, "Reproduce: `{}`", s.reproduce);
+    md
+}
+
+/// Appends `markdown` to the file GitHub Actions names in `$GITHUB_STEP_SUMMARY`.
+pub fn append_to(path: &std::path::Path, markdown: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(file, "{markdown}")
+}

@@ -1,0 +1,241 @@
+//! The JSON Schema of scenario files, for editors (completion, hover text, red squiggles)
+//! and for `doorbuster schema`.
+//!
+//! These types describe the YAML a user writes; they are never deserialised. The parser in
+//! `raw.rs` keeps spans and the validator in `validate.rs` gives the authoritative errors;
+//! this schema only has to agree with them, which the tests hold it to: every bundled
+//! scenario and the full `init` template validate, and misspelt keys and malformed units
+//! are rejected.
+
+#![allow(dead_code)] // fields exist to be described, not read
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+
+const DURATION: &str = r"^\s*([0-9]+(\.[0-9]+)?\s*(ns|us|µs|ms|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days)\s*)+$";
+const RATE: &str = r"^\s*[0-9]+(\.[0-9]+)?\s*/\s*(s|m|h)\s*$";
+const SHARE: &str = r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$";
+const LATENCY: &str = r"^\s*(\S+(\s*\.\.\s*\S+)?|normal\(.*\)|lognormal\(.*\))\s*$";
+const THRESHOLD: &str = r"^\s*((>=|<=|>|<)\s*)?[0-9]+(\.[0-9]+)?\s*%\s*$|^off$";
+const BOUND: &str = r"^\s*(<=|<)?\s*[0-9].*$";
+const NAME: &str = r"^[a-z0-9-]{1,64}$";
+
+/// A doorbuster scenario: load, orders, services, the payment provider and the checks, on
+/// one clock. Only `name` and `load.phases` are required.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields, title = "doorbuster scenario")]
+struct Scenario {
+    /// Lowercase letters, digits and dashes, e.g. `black-friday`.
+    #[schemars(regex(pattern = NAME))]
+    name: String,
+    description: Option<String>,
+    /// One seed drives the whole run; every report prints it. Default 1.
+    seed: Option<u64>,
+    target: Option<Target>,
+    load: Load,
+    orders: Option<Orders>,
+    services: Option<Services>,
+    provider: Option<Provider>,
+    checks: Option<Checks>,
+}
+
+/// Where the orders go: `embedded` (the in-process broker, the default).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum Target {
+    Name(TargetName),
+    Block(TargetBlock),
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum TargetName {
+    Embedded,
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct TargetBlock {
+    kind: TargetName,
+    /// Partitions per topic (1..=1024, default 12).
+    #[schemars(range(min = 1, max = 1024))]
+    partitions: Option<u32>,
+    /// Events kept per partition (default 1000000).
+    #[schemars(range(min = 1000))]
+    retention: Option<u64>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum Arrivals {
+    Uniform,
+    Poisson,
+}
+
+/// The arrival schedule: orders arrive on it whether or not earlier ones finished.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Load {
+    /// `poisson` (default) or `uniform`.
+    arrivals: Option<Arrivals>,
+    /// A checkout not acked within this time has failed (default `2s`).
+    #[schemars(regex(pattern = DURATION))]
+    checkout_timeout: Option<String>,
+    /// At most this many checkouts in flight (default 10000).
+    #[schemars(range(min = 1, max = 1_000_000))]
+    max_in_flight: Option<u64>,
+    /// The run is INVALID when the generator's own send-lag p99 exceeds this (default `100ms`).
+    #[schemars(regex(pattern = DURATION))]
+    max_send_lag: Option<String>,
+    /// One kind per phase: `{ ramp: 30s, from: 50/s, to: 500/s }`, `{ hold: 40s, rate: 500/s }`,
+    /// `{ spike: 15s, rate: 1500/s }`, `{ pause: 5s }`.
+    #[schemars(length(min = 1, max = 1000))]
+    phases: Vec<Phase>,
+    /// After the last phase, time for the pipeline to settle before the checks (default `30s`).
+    #[schemars(regex(pattern = DURATION))]
+    drain: Option<String>,
+}
+
+/// A load phase. Exactly one of `ramp`, `hold`, `spike`, `pause` (its duration).
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Phase {
+    #[schemars(regex(pattern = DURATION))]
+    ramp: Option<String>,
+    #[schemars(regex(pattern = DURATION))]
+    hold: Option<String>,
+    #[schemars(regex(pattern = DURATION))]
+    spike: Option<String>,
+    #[schemars(regex(pattern = DURATION))]
+    pause: Option<String>,
+    /// Ramp start rate, e.g. `50/s`.
+    #[schemars(regex(pattern = RATE))]
+    from: Option<String>,
+    /// Ramp end rate, e.g. `500/s`.
+    #[schemars(regex(pattern = RATE))]
+    to: Option<String>,
+    /// Hold or spike rate, e.g. `500/s`.
+    #[schemars(regex(pattern = RATE))]
+    rate: Option<String>,
+}
+
+/// The fake orders: catalog, line items, declines and resubmits.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Orders {
+    catalog: Option<Catalog>,
+    /// Line items per order: `1..5` or `3` (default `1..5`).
+    #[schemars(regex(pattern = r"^\s*[0-9]+(\s*\.\.\s*[0-9]+)?\s*$"))]
+    items: Option<String>,
+    /// Only `en_US` for now.
+    locale: Option<String>,
+    /// Share of cards the provider declines (business outcomes), e.g. `2%`.
+    #[schemars(regex(pattern = SHARE))]
+    declines: Option<String>,
+    /// Share of shoppers who click "buy" twice (same idempotency key), e.g. `0.5%`.
+    #[schemars(regex(pattern = SHARE))]
+    resubmits: Option<String>,
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Catalog {
+    #[schemars(range(min = 1, max = 1_000_000))]
+    products: Option<u32>,
+    /// `zipf(1.1)` or `uniform`.
+    #[schemars(regex(pattern = r"^\s*(uniform|zipf\(\s*[0-9]+(\.[0-9]+)?\s*\))\s*$"))]
+    popularity: Option<String>,
+    /// Units in stock per product at the start.
+    stock: Option<u32>,
+}
+
+/// The standard topology; override only what differs.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Services {
+    payment: Option<Service>,
+    inventory: Option<Service>,
+    email: Option<Service>,
+    warehouse: Option<Service>,
+    analytics: Option<Service>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum Commit {
+    AfterEffect,
+    OnReceive,
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Service {
+    #[schemars(range(min = 1, max = 64))]
+    replicas: Option<u32>,
+    /// Deliveries a replica handles at once (per-key order is kept regardless).
+    #[schemars(range(min = 1, max = 100_000))]
+    concurrency: Option<u32>,
+    /// `5ms`, `5ms..20ms`, `normal(10ms, 2ms)` or `lognormal(120ms, 0.4)`.
+    #[schemars(regex(pattern = LATENCY))]
+    latency: Option<String>,
+    /// `false` for negative controls: every delivery applies its effect again.
+    idempotent: Option<bool>,
+    /// `after_effect` (at-least-once, default) or `on_receive` (at-most-once).
+    commit: Option<Commit>,
+    enabled: Option<bool>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum Via {
+    Http,
+    InProcess,
+}
+
+/// The card API the payment service calls.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Provider {
+    /// `http` (a real server on loopback, default) or `in_process`.
+    via: Option<Via>,
+    #[schemars(regex(pattern = LATENCY))]
+    latency: Option<String>,
+    #[schemars(regex(pattern = DURATION))]
+    timeout: Option<String>,
+    #[schemars(range(max = 20))]
+    retries: Option<u32>,
+}
+
+/// What the run is judged on.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Checks {
+    /// e.g. `">= 99.5%"`, or `off`.
+    #[schemars(regex(pattern = THRESHOLD))]
+    checkout_success_rate: Option<String>,
+    /// e.g. `">= 99%"`, or `off`.
+    #[schemars(regex(pattern = THRESHOLD))]
+    completion_rate: Option<String>,
+    #[schemars(regex(pattern = DURATION))]
+    settle_within: Option<String>,
+    /// Per stage (`order.created`, `order.created -> order.payment.succeeded`,
+    /// `order.created -> order.fulfilled`, `order.created -> email.sent`), per percentile
+    /// (`p50`, `p90`, `p95`, `p99`, `p99.9`, `p99.99`, `max`): a bound like `"< 3s"`.
+    latency: Option<BTreeMap<String, BTreeMap<String, Bound>>>,
+    no_loss: Option<bool>,
+    no_duplicate_effects: Option<bool>,
+    per_key_order: Option<bool>,
+}
+
+/// `"< 3s"`, `"<= 250ms"` or a bare duration (meaning `<=`).
+#[derive(JsonSchema)]
+#[schemars(transparent)]
+struct Bound(#[schemars(regex(pattern = BOUND))] String);
+
+/// The scenario-file schema as pretty JSON.
+pub fn json() -> String {
+    let schema = schemars::schema_for!(Scenario);
+    // A generated schema always serialises.
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
