@@ -2,7 +2,9 @@
 //! with its default spelled out, so a user edits values instead of looking up keys. It is
 //! plain text with the name substituted; a test checks that it parses to the defaults.
 
-const TEMPLATE: &str = r#"# A doorbuster scenario. Run it with `doorbuster run THIS_FILE`.
+const TEMPLATE: &str = r#"# yaml-language-server: $schema=scenario.schema.json
+# A doorbuster scenario. Run it with `doorbuster run THIS_FILE`.
+# Completion and validation in your editor: `doorbuster schema > scenario.schema.json`.
 # Durations: 250ms, 90s, 2m, 1m30s. Rates: 500/s, 30000/m. Shares: 2.5%.
 # Every section except `name` and `load` is optional; the values below are the defaults.
 
