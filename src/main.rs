@@ -92,15 +92,16 @@ enum Command {
         baseline: PathBuf,
         /// The run under judgement.
         candidate: PathBuf,
-        /// Relative growth allowed for gated latency percentiles, e.g. 10%.
-        #[arg(long, default_value = "10%", value_parser = parse_share)]
-        latency_increase: f64,
-        /// Latency growth below this is never a regression.
-        #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
-        latency_floor: std::time::Duration,
-        /// Percentage points the checkout-success or completion rate may fall.
-        #[arg(long, default_value_t = 0.1)]
-        rate_drop: f64,
+        /// Relative growth allowed for gated latency percentiles, e.g. 10%
+        /// (default: the candidate scenario's `checks.compare`, else 10%).
+        #[arg(long, value_parser = parse_share)]
+        latency_increase: Option<f64>,
+        /// Latency growth below this is never a regression (default 1ms).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        latency_floor: Option<std::time::Duration>,
+        /// Percentage points the checkout-success or completion rate may fall (default 0.1).
+        #[arg(long)]
+        rate_drop: Option<f64>,
         /// Percentiles that gate (p50, p90, p99, p99.9, max).
         #[arg(long, value_delimiter = ',', default_value = "p50,p90,p99")]
         gate: Vec<String>,
@@ -168,11 +169,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => compare_runs(
             &baseline,
             &candidate,
-            &Tolerances {
+            ToleranceFlags {
                 latency_increase,
                 latency_floor,
-                rate_drop_pp: rate_drop,
-                gated: gate,
+                rate_drop,
+                gate,
             },
         ),
         Command::Schema { summary } => {
@@ -319,10 +320,18 @@ fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Tolerances given on the command line; each one overrides the candidate scenario's.
+struct ToleranceFlags {
+    latency_increase: Option<f64>,
+    latency_floor: Option<std::time::Duration>,
+    rate_drop: Option<f64>,
+    gate: Vec<String>,
+}
+
 fn compare_runs(
     baseline: &Path,
     candidate: &Path,
-    tolerances: &Tolerances,
+    flags: ToleranceFlags,
 ) -> anyhow::Result<ExitCode> {
     let load = |p: &Path| doorbuster::report::load_summary(p);
     let (base, cand) = match (load(baseline), load(candidate)) {
@@ -332,7 +341,18 @@ fn compare_runs(
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
-    let comparison = compare(&base, &cand, tolerances);
+    let mut tolerances = Tolerances::from_scenario(&cand.tolerances);
+    tolerances.gated = flags.gate;
+    if let Some(v) = flags.latency_increase {
+        tolerances.latency_increase = v;
+    }
+    if let Some(v) = flags.latency_floor {
+        tolerances.latency_floor = v;
+    }
+    if let Some(v) = flags.rate_drop {
+        tolerances.rate_drop_pp = v;
+    }
+    let comparison = compare(&base, &cand, &tolerances);
     println!("{}", render_comparison(&comparison));
     let regressions: Vec<_> = comparison.regressions().collect();
     if regressions.is_empty() {

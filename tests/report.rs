@@ -200,3 +200,41 @@ fn compare_passes_a_run_against_itself_and_catches_a_regression() {
         Some(2)
     );
 }
+
+#[test]
+fn compare_uses_the_candidate_scenarios_tolerances_unless_a_flag_overrides_them() {
+    let base = fixture(PASS);
+    // p99 of fulfilment grows by 15 % (about 13 ms): beyond the default 10 %, within 20 %.
+    let mut worse = base.clone();
+    let stage = worse
+        .latency
+        .iter_mut()
+        .find(|l| l.stage == "order.created -> order.fulfilled")
+        .unwrap();
+    stage.percentiles.p99_us = stage.percentiles.p99_us * 115 / 100;
+    worse.tolerances.latency_increase = doorbuster::scenario::model::Share(0.20);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("candidate.json");
+    std::fs::write(&path, serde_json::to_vec(&worse).unwrap()).unwrap();
+    let candidate = path.to_str().unwrap();
+    assert_eq!(
+        doorbuster(&["compare", PASS, candidate]).status.code(),
+        Some(0)
+    );
+    let strict = doorbuster(&["compare", PASS, candidate, "--latency-increase", "10%"]);
+    assert_eq!(strict.status.code(), Some(1));
+    // And the scenario file is where that tolerance is written.
+    let scenario = doorbuster::scenario::parse(
+        "t.yaml",
+        "name: t\nload:\n  phases:\n    - { hold: 1s, rate: 5/s }\nchecks:\n  compare: { latency_increase: 20%, rate_drop: 0.5% }\n",
+    )
+    .unwrap();
+    assert_eq!(scenario.checks.compare.latency_increase.fraction(), 0.20);
+    assert!(
+        doorbuster::scenario::parse(
+            "t.yaml",
+            "name: t\nload:\n  phases:\n    - { hold: 1s, rate: 5/s }\nchecks:\n  compare: { latency_increase: 20 }\n",
+        )
+        .is_err()
+    );
+}

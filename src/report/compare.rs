@@ -11,6 +11,7 @@ use std::time::Duration;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use super::summary::Summary;
+use crate::scenario::model::CompareTolerances;
 use crate::verify::Verdict;
 use crate::verify::latency_slo::fmt_us;
 
@@ -28,10 +29,17 @@ pub struct Tolerances {
 
 impl Default for Tolerances {
     fn default() -> Self {
+        Tolerances::from_scenario(&CompareTolerances::default())
+    }
+}
+
+impl Tolerances {
+    /// The tolerances a scenario set (`checks.compare`), gating p50, p90 and p99.
+    pub fn from_scenario(t: &CompareTolerances) -> Tolerances {
         Tolerances {
-            latency_increase: 0.10,
-            latency_floor: Duration::from_millis(1),
-            rate_drop_pp: 0.1,
+            latency_increase: t.latency_increase.fraction(),
+            latency_floor: t.latency_floor,
+            rate_drop_pp: t.rate_drop.fraction() * 100.0,
             gated: vec!["p50".into(), "p90".into(), "p99".into()],
         }
     }

@@ -164,6 +164,9 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analytics: Option<AnalyticsState>,
     pub samples: Vec<Sample>,
+    /// What `doorbuster compare` tolerates when this run is the candidate.
+    #[serde(default)]
+    pub tolerances: crate::scenario::model::CompareTolerances,
     /// Fault windows, shaded on every time chart.
     #[serde(default)]
     pub faults: Vec<FaultWindow>,
@@ -239,6 +242,7 @@ impl Summary {
             provider: i.provider.stats(),
             analytics: i.analytics,
             samples,
+            tolerances: i.scenario.checks.compare,
             faults: Vec::new(),
             findings: o.findings(),
             ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,

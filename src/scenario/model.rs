@@ -285,4 +285,29 @@ pub struct Checks {
     pub no_loss: bool,
     pub no_duplicate_effects: bool,
     pub per_key_order: bool,
+    pub compare: CompareTolerances,
+}
+
+/// How far a run of this scenario may fall behind a baseline before `doorbuster compare`
+/// calls it a regression (command-line flags override these).
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct CompareTolerances {
+    /// Relative growth allowed for the gated latency percentiles (`10%`).
+    pub latency_increase: Share,
+    /// Latency growth below this is never a regression (`1ms`).
+    pub latency_floor: Duration,
+    /// Percentage points the checkout-success or completion rate may fall (`0.1%`).
+    pub rate_drop: Share,
+}
+
+impl Default for CompareTolerances {
+    fn default() -> Self {
+        CompareTolerances {
+            latency_increase: Share(0.10),
+            latency_floor: Duration::from_millis(1),
+            rate_drop: Share(0.001),
+        }
+    }
 }

@@ -181,6 +181,16 @@ pub struct RawChecks {
     pub no_loss: Option<Text>,
     pub no_duplicate_effects: Option<Text>,
     pub per_key_order: Option<Text>,
+    pub compare: Option<Spanned<RawCompare>>,
+}
+
+/// Tolerances `doorbuster compare` applies when this scenario's run is the candidate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompare {
+    pub latency_increase: Option<Text>,
+    pub latency_floor: Option<Text>,
+    pub rate_drop: Option<Text>,
 }
 
 /// A mapping with free-form keys, kept in file order with each key's position, so that an

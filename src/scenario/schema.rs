@@ -226,6 +226,22 @@ struct Checks {
     no_loss: Option<bool>,
     no_duplicate_effects: Option<bool>,
     per_key_order: Option<bool>,
+    compare: Option<Compare>,
+}
+
+/// Tolerances `doorbuster compare` applies when this scenario's run is the candidate.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Compare {
+    /// Relative growth allowed for gated latency percentiles (default `10%`).
+    #[schemars(regex(pattern = SHARE))]
+    latency_increase: Option<String>,
+    /// Latency growth below this is never a regression (default `1ms`).
+    #[schemars(regex(pattern = DURATION))]
+    latency_floor: Option<String>,
+    /// Percentage points a rate may fall (default `0.1%`).
+    #[schemars(regex(pattern = SHARE))]
+    rate_drop: Option<String>,
 }
 
 /// `"< 3s"`, `"<= 250ms"` or a bare duration (meaning `<=`).

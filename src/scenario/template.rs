@@ -59,6 +59,10 @@ checks:
   no_loss: true
   no_duplicate_effects: true
   per_key_order: true
+  compare:                  # what `doorbuster compare` tolerates when this run is the candidate
+    latency_increase: 10%   # growth of p50/p90/p99 per stage
+    latency_floor: 1ms      # growth below this is noise
+    rate_drop: 0.1%         # percentage points of checkout success or completion
 "#;
 
 /// A commented scenario named `name`, ready to edit.

@@ -669,6 +669,7 @@ impl Validator {
             no_loss: None,
             no_duplicate_effects: None,
             per_key_order: None,
+            compare: None,
         };
         let raw = raw.map_or(&empty, |r| &r.value);
         let at_least = |percent: f64| ShareThreshold {
@@ -710,6 +711,34 @@ impl Validator {
                 &path.key("per_key_order"),
                 true,
                 units::parse_bool,
+            ),
+            compare: self.compare(raw.compare.as_ref(), &path.key("compare")),
+        }
+    }
+
+    fn compare(&mut self, raw: Option<&Spanned<RawCompare>>, path: &Path) -> CompareTolerances {
+        let defaults = CompareTolerances::default();
+        let Some(raw) = raw.map(|r| &r.value) else {
+            return defaults;
+        };
+        CompareTolerances {
+            latency_increase: self.or_default(
+                &raw.latency_increase,
+                &path.key("latency_increase"),
+                defaults.latency_increase,
+                units::parse_share,
+            ),
+            latency_floor: self.or_default(
+                &raw.latency_floor,
+                &path.key("latency_floor"),
+                defaults.latency_floor,
+                |t| duration_in(t, false, units::LATENCY_MAX),
+            ),
+            rate_drop: self.or_default(
+                &raw.rate_drop,
+                &path.key("rate_drop"),
+                defaults.rate_drop,
+                units::parse_share,
             ),
         }
     }
