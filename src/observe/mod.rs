@@ -59,6 +59,20 @@ pub struct Sample {
     pub lag: Vec<(ServiceKind, Option<u64>)>,
 }
 
+/// A fault's window on the run's clock, as it actually happened (start and stop are
+/// recorded when the timeline applied them, not copied from the plan).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct FaultWindow {
+    pub kind: String,
+    pub target: String,
+    pub start_ms: u64,
+    /// `None` while the fault lasts (or for one that never ends, like a crash without restart).
+    pub end_ms: Option<u64>,
+    /// What applying it did or found (e.g. events to re-read after a replay).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
 /// A misbehaviour worth reporting that is not a check result (a broker error, a stalled
 /// publish): findings go to the report; they never panic the run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -86,6 +100,8 @@ pub struct Observer {
     next_event_id: AtomicU64,
     /// Per-stage interval logs, written every second when the run writes files.
     logs: Option<hlog::IntervalLogs>,
+    /// Fault windows, indexed like the scenario's `faults`.
+    faults: Mutex<Vec<Option<FaultWindow>>>,
 }
 
 impl Observer {
@@ -102,7 +118,42 @@ impl Observer {
             out_of_order_examples: Mutex::new(Vec::new()),
             next_event_id: AtomicU64::new(0),
             logs: None,
+            faults: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records that fault `index` started now.
+    pub fn fault_started(&self, index: usize, kind: &str, target: &str) {
+        let start_ms = self.now() / 1_000_000;
+        let mut faults = lock(&self.faults);
+        if faults.len() <= index {
+            faults.resize(index + 1, None);
+        }
+        faults[index] = Some(FaultWindow {
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            start_ms,
+            end_ms: None,
+            notes: Vec::new(),
+        });
+    }
+
+    /// Records that fault `index` stopped now.
+    pub fn fault_stopped(&self, index: usize) {
+        let end_ms = self.now() / 1_000_000;
+        if let Some(Some(w)) = lock(&self.faults).get_mut(index) {
+            w.end_ms = Some(end_ms);
+        }
+    }
+
+    pub fn fault_note(&self, index: usize, note: String) {
+        if let Some(Some(w)) = lock(&self.faults).get_mut(index) {
+            w.notes.push(note);
+        }
+    }
+
+    pub fn fault_windows(&self) -> Vec<FaultWindow> {
+        lock(&self.faults).iter().flatten().cloned().collect()
     }
 
     /// Writes each stage's per-second histograms to these logs as the run goes.

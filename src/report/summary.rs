@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::load::{PlannedPhase, Schedule};
+pub use crate::observe::FaultWindow;
 use crate::observe::{Checkout, Finding, Observer, Percentiles, Sample, SeriesPoint, Terminal};
 use crate::orders::OrderFactory;
 use crate::scenario::model::{Scenario, Stage};
@@ -84,15 +85,6 @@ pub struct StageLatency {
 pub struct PercentilePoint {
     pub percentile: f64,
     pub value_us: u64,
-}
-
-/// A fault's window on the run's clock (the chaos timeline fills these).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct FaultWindow {
-    pub kind: String,
-    pub target: String,
-    pub start_ms: u64,
-    pub end_ms: u64,
 }
 
 /// HdrHistogram's percentile distribution, 5 ticks per half distance to 100 %.
@@ -243,7 +235,7 @@ impl Summary {
             analytics: i.analytics,
             samples,
             tolerances: i.scenario.checks.compare,
-            faults: Vec::new(),
+            faults: o.fault_windows(),
             findings: o.findings(),
             ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,
         }

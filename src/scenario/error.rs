@@ -304,12 +304,7 @@ fn unknown_key(
         "unknown {what} {field:?}; valid {what}s here are {}",
         expected.join(", ")
     );
-    let hint = did_you_mean(field, expected)
-        .map(|s| format!("did you mean {s:?}?"))
-        .or_else(|| {
-            (segments.is_empty() && field == "faults")
-                .then(|| "faults are not supported by this version yet".to_owned())
-        });
+    let hint = did_you_mean(field, expected).map(|s| format!("did you mean {s:?}?"));
     (message, hint)
 }
 

@@ -42,6 +42,90 @@ pub struct Scenario {
     pub services: Services,
     pub provider: Provider,
     pub checks: Checks,
+    /// Faults on the scenario's clock, in file order.
+    pub faults: Vec<Fault>,
+}
+
+/// One fault: what goes wrong, when, for how long, and for which deliveries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Fault {
+    /// Start, on the run's clock.
+    pub at: Duration,
+    /// How long it lasts; `None` for instant faults (replay, exec) and a crash without
+    /// restart.
+    pub duration: Option<Duration>,
+    pub kind: FaultKind,
+    /// Which deliveries a service fault touches (latency, errors, duplicate).
+    pub scope: FaultScope,
+}
+
+/// A share of deliveries (`share`, decided per delivery) of a share of orders (`keys`,
+/// decided per order id), both seeded. 100 % / 100 % touches everything.
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct FaultScope {
+    pub share: Share,
+    pub keys: Share,
+}
+
+impl FaultScope {
+    pub const ALL: FaultScope = FaultScope {
+        share: Share(1.0),
+        keys: Share(1.0),
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The service's consumers stop without committing, and restart after `restart_after`.
+    Crash {
+        service: crate::topology::ServiceKind,
+        restart_after: Option<Duration>,
+    },
+    /// The service stops consuming and keeps its partitions and state.
+    Pause {
+        service: crate::topology::ServiceKind,
+    },
+    /// Added processing time.
+    Latency {
+        service: crate::topology::ServiceKind,
+        add: LatencyDist,
+    },
+    /// The service fails deliveries (nack), so they come back.
+    Errors {
+        service: crate::topology::ServiceKind,
+    },
+    /// Deliveries arrive twice at the service (application-level duplicate delivery).
+    Duplicate {
+        service: crate::topology::ServiceKind,
+    },
+    /// The payment provider fails a share of calls, optionally slower, with a status.
+    ProviderOutage {
+        errors: Share,
+        status: u16,
+        latency: Option<LatencyDist>,
+        retry_after: Option<Duration>,
+    },
+    /// Rewind the service's consumer group.
+    Replay {
+        service: crate::topology::ServiceKind,
+        to: ReplayTo,
+    },
+    /// Run a command (`sh -c`); its output goes to the run folder.
+    Exec { command: String },
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayTo {
+    /// The oldest retained event.
+    Earliest,
+    /// The first event published at or after this run time.
+    Time(Duration),
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]

@@ -36,6 +36,40 @@ pub struct RawScenario {
     pub services: Option<Spanned<RawServices>>,
     pub provider: Option<Spanned<RawProvider>>,
     pub checks: Option<Spanned<RawChecks>>,
+    pub faults: Option<Spanned<Vec<Spanned<RawFault>>>>,
+}
+
+/// One fault on the timeline. Exactly one kind key (`crash`, `pause`, `latency`, `errors`,
+/// `duplicate`, `provider_outage`, `replay`, `exec`), its companions, and `at`/`for`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub at: Option<Text>,
+    #[serde(rename = "for")]
+    pub for_: Option<Text>,
+    pub crash: Option<Text>,
+    pub restart_after: Option<Text>,
+    pub pause: Option<Text>,
+    pub latency: Option<Text>,
+    pub add: Option<Text>,
+    pub errors: Option<Text>,
+    pub duplicate: Option<Text>,
+    pub share: Option<Text>,
+    pub keys: Option<Text>,
+    pub provider_outage: Option<Spanned<RawOutage>>,
+    pub replay: Option<Text>,
+    pub to: Option<Text>,
+    pub exec: Option<Text>,
+}
+
+/// `provider_outage: { errors: 30%, latency: 2s, status: 503, retry_after: 1s }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutage {
+    pub errors: Option<Text>,
+    pub latency: Option<Text>,
+    pub status: Option<Text>,
+    pub retry_after: Option<Text>,
 }
 
 /// `target: embedded` or `target: { kind: embedded, partitions: 12 }`.

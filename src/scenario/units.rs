@@ -19,7 +19,7 @@ pub struct UnitError {
 }
 
 impl UnitError {
-    fn new(message: impl Into<String>, hint: Option<&str>) -> UnitError {
+    pub(crate) fn new(message: impl Into<String>, hint: Option<&str>) -> UnitError {
         UnitError {
             message: message.into(),
             hint: hint.map(str::to_owned),

@@ -15,6 +15,8 @@ use super::model::*;
 use super::raw::*;
 use super::units::{self, UnitError, quoted};
 
+mod faults;
+
 /// The longest a single phase, a drain or the whole load may last. Runs are meant to be
 /// minutes; a day means a typo such as `2M` (two months in humantime).
 const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
@@ -207,6 +209,8 @@ impl Validator {
         let services = self.services(raw.services.as_ref(), &root.key("services"));
         let provider = self.provider(raw.provider.as_ref(), &root.key("provider"));
         let checks = self.checks(raw.checks.as_ref(), &root.key("checks"));
+        let run_end = load.phases.iter().map(|p| p.duration).sum::<Duration>() + load.drain;
+        let faults = self.faults(raw.faults.as_ref(), &root.key("faults"), run_end);
         Scenario {
             name,
             description,
@@ -217,6 +221,7 @@ impl Validator {
             services,
             provider,
             checks,
+            faults,
         }
     }
 

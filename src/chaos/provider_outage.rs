@@ -1,0 +1,34 @@
+//! `provider_outage`: the payment-provider mock answers a share of calls with an error
+//! status (5xx, or 429 with Retry-After) and may be slow; nothing is captured for a failed
+//! call. The payment service retries with backoff and the same idempotency key.
+
+use std::time::Duration;
+
+use super::{ChaosCtx, FaultAction};
+use crate::scenario::model::{LatencyDist, Share};
+use crate::services::provider::Outage;
+use crate::transport::BoxFuture;
+
+pub struct ProviderOutage {
+    pub errors: Share,
+    pub status: u16,
+    pub latency: Option<LatencyDist>,
+    pub retry_after: Option<Duration>,
+}
+
+impl FaultAction for ProviderOutage {
+    fn start<'a>(&'a self, _: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        ctx.provider.set_outage(Outage {
+            error_share: self.errors.fraction(),
+            status: self.status,
+            latency: self.latency,
+            retry_after: self.retry_after,
+        });
+        Box::pin(async {})
+    }
+
+    fn stop<'a>(&'a self, _: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        ctx.provider.clear_outage();
+        Box::pin(async {})
+    }
+}

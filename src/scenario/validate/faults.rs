@@ -1,0 +1,296 @@
+//! Validation of `faults:`: one kind per entry, the companions that kind takes, `at` inside
+//! the run and `for` where the fault is a window. Part of the pure validation step: every
+//! problem is collected, nothing is read or run.
+
+use super::*;
+use crate::topology::ServiceKind;
+
+const SERVICES: [(&str, ServiceKind); 5] = [
+    ("payment", ServiceKind::Payment),
+    ("inventory", ServiceKind::Inventory),
+    ("email", ServiceKind::Email),
+    ("warehouse", ServiceKind::Warehouse),
+    ("analytics", ServiceKind::Analytics),
+];
+
+const EXAMPLE: &str = "write a fault like `{ at: 80s, crash: email, restart_after: 10s }`";
+
+/// Kinds that last a window and so need `for`.
+const WINDOWED: [&str; 5] = ["pause", "latency", "errors", "duplicate", "provider_outage"];
+
+impl Validator {
+    pub(super) fn faults(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<RawFault>>>>,
+        path: &Path,
+        run_end: Duration,
+    ) -> Vec<Fault> {
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        raw.value
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| self.fault(f, &path.index(i), run_end))
+            .collect()
+    }
+
+    fn fault(&mut self, raw: &Spanned<RawFault>, path: &Path, run_end: Duration) -> Option<Fault> {
+        let at_fault = &raw.referenced;
+        let f = &raw.value;
+        let mut kinds: Vec<(&str, &Location)> = [
+            ("crash", &f.crash),
+            ("pause", &f.pause),
+            ("latency", &f.latency),
+            ("errors", &f.errors),
+            ("duplicate", &f.duplicate),
+            ("replay", &f.replay),
+            ("exec", &f.exec),
+        ]
+        .into_iter()
+        .filter_map(|(name, text)| text.as_ref().map(|t| (name, &t.referenced)))
+        .collect();
+        if let Some(outage) = &f.provider_outage {
+            kinds.push(("provider_outage", &outage.referenced));
+        }
+        let kind = match kinds.as_slice() {
+            [] => {
+                self.report(
+                    at_fault,
+                    path,
+                    "a fault needs one of crash, pause, latency, errors, duplicate, \
+                     provider_outage, replay or exec"
+                        .to_owned(),
+                    Some(EXAMPLE.to_owned()),
+                );
+                return None;
+            }
+            [(one, _)] => *one,
+            [(first, _), (second, at), ..] => {
+                self.report(
+                    at,
+                    &path.key(second),
+                    format!(
+                        "a fault has exactly one kind, but this one has both `{first}` and `{second}`"
+                    ),
+                    Some("split it into two faults".to_owned()),
+                );
+                return None;
+            }
+        };
+        let at = self.required(&f.at, at_fault, &path.key("at"), "at: 30s", |t| {
+            duration_in(t, false, DURATION_MAX)
+        });
+        let duration = f
+            .for_
+            .as_ref()
+            .and_then(|t| self.parse(t, &path.key("for"), |t| duration_in(t, true, DURATION_MAX)));
+        let windowed = WINDOWED.contains(&kind);
+        match &f.for_ {
+            None if windowed => self.missing(at_fault, &path.key("for"), "for: 20s"),
+            Some(t) if !windowed => {
+                let hint = if kind == "crash" {
+                    "a crash ends when the service restarts: write `restart_after: 10s`"
+                } else {
+                    "it happens at one instant"
+                };
+                self.report(
+                    &t.referenced,
+                    &path.key("for"),
+                    format!("a {kind} fault takes no `for`"),
+                    Some(hint.to_owned()),
+                );
+            }
+            _ => {}
+        }
+        self.companions(f, kind, path);
+        let scope = FaultScope {
+            share: self.or_default(&f.share, &path.key("share"), Share(1.0), units::parse_share),
+            keys: self.or_default(&f.keys, &path.key("keys"), Share(1.0), units::parse_share),
+        };
+        let kind = self.fault_kind(f, kind, at_fault, path)?;
+        let at = at?;
+        if at > run_end {
+            if let Some(t) = &f.at {
+                self.report(
+                    &t.referenced,
+                    &path.key("at"),
+                    format!(
+                        "the fault starts at {} but the run ends at {} (phases and drain)",
+                        humantime::format_duration(at),
+                        humantime::format_duration(run_end)
+                    ),
+                    Some("move it inside the run, or lengthen the phases or the drain".to_owned()),
+                );
+            }
+            return None;
+        }
+        // A crash's window is its downtime: until the restart, or open-ended.
+        let duration = match &kind {
+            FaultKind::Crash { restart_after, .. } => *restart_after,
+            _ => duration,
+        };
+        Some(Fault {
+            at,
+            duration,
+            kind,
+            scope,
+        })
+    }
+
+    /// Reports companions the kind does not take (`add` on a crash, `to` on a pause...).
+    fn companions(&mut self, f: &RawFault, kind: &str, path: &Path) {
+        let allowed: &[&str] = match kind {
+            "crash" => &["restart_after"],
+            "latency" => &["add", "share", "keys"],
+            "errors" | "duplicate" => &["share", "keys"],
+            "replay" => &["to"],
+            _ => &[],
+        };
+        for (name, text) in [
+            ("restart_after", &f.restart_after),
+            ("add", &f.add),
+            ("share", &f.share),
+            ("keys", &f.keys),
+            ("to", &f.to),
+        ] {
+            if let Some(t) = text
+                && !allowed.contains(&name)
+            {
+                let hint = if allowed.is_empty() {
+                    format!(
+                        "a {kind} fault takes only `at`{}",
+                        if WINDOWED.contains(&kind) {
+                            " and `for`"
+                        } else {
+                            ""
+                        }
+                    )
+                } else {
+                    format!("a {kind} fault takes {}", allowed.join(", "))
+                };
+                self.report(
+                    &t.referenced,
+                    &path.key(name),
+                    format!("a {kind} fault takes no `{name}`"),
+                    Some(hint),
+                );
+            }
+        }
+    }
+
+    fn fault_kind(
+        &mut self,
+        f: &RawFault,
+        kind: &str,
+        at_fault: &Location,
+        path: &Path,
+    ) -> Option<FaultKind> {
+        let service = |v: &mut Validator, text: &Option<Text>| {
+            text.as_ref()
+                .and_then(|t| v.parse(t, &path.key(kind), |t| choice(t, "a service", &SERVICES)))
+        };
+        Some(match kind {
+            "crash" => {
+                let service = service(self, &f.crash)?;
+                let restart_after = f.restart_after.as_ref().and_then(|t| {
+                    self.parse(t, &path.key("restart_after"), |t| {
+                        duration_in(t, false, DURATION_MAX)
+                    })
+                });
+                FaultKind::Crash {
+                    service,
+                    restart_after,
+                }
+            }
+            "pause" => FaultKind::Pause {
+                service: service(self, &f.pause)?,
+            },
+            "latency" => {
+                let service = service(self, &f.latency);
+                let add = self.required(
+                    &f.add,
+                    at_fault,
+                    &path.key("add"),
+                    "add: lognormal(200ms, 0.3)",
+                    units::parse_latency,
+                );
+                FaultKind::Latency {
+                    service: service?,
+                    add: add?,
+                }
+            }
+            "errors" => FaultKind::Errors {
+                service: service(self, &f.errors)?,
+            },
+            "duplicate" => FaultKind::Duplicate {
+                service: service(self, &f.duplicate)?,
+            },
+            "replay" => {
+                let service = service(self, &f.replay);
+                let to = self.or_default(&f.to, &path.key("to"), ReplayTo::Earliest, |t| {
+                    if t.trim() == "earliest" {
+                        Ok(ReplayTo::Earliest)
+                    } else {
+                        duration_in(t, false, DURATION_MAX)
+                            .map(ReplayTo::Time)
+                            .map_err(|_| {
+                                UnitError::new(
+                                    format!("{} is neither `earliest` nor a run time", quoted(t)),
+                                    Some("write `to: earliest` or `to: 30s`"),
+                                )
+                            })
+                    }
+                });
+                FaultKind::Replay {
+                    service: service?,
+                    to,
+                }
+            }
+            "exec" => {
+                let command = f.exec.as_ref()?;
+                if command.value.trim().is_empty() {
+                    self.report(
+                        &command.referenced,
+                        &path.key("exec"),
+                        "the command is empty".to_owned(),
+                        Some("write a command like `exec: \"redis-cli ping\"`".to_owned()),
+                    );
+                    return None;
+                }
+                FaultKind::Exec {
+                    command: command.value.clone(),
+                }
+            }
+            _ => self.outage(f.provider_outage.as_ref()?, &path.key("provider_outage"))?,
+        })
+    }
+
+    fn outage(&mut self, raw: &Spanned<RawOutage>, path: &Path) -> Option<FaultKind> {
+        let o = &raw.value;
+        let errors = self.or_default(
+            &o.errors,
+            &path.key("errors"),
+            Share(1.0),
+            units::parse_share,
+        );
+        let latency = o
+            .latency
+            .as_ref()
+            .and_then(|t| self.parse(t, &path.key("latency"), units::parse_latency));
+        let status = self.or_default(&o.status, &path.key("status"), 503, |t| {
+            int_in(t, 400, 599).map(|n| n as u16)
+        });
+        let retry_after = o.retry_after.as_ref().and_then(|t| {
+            self.parse(t, &path.key("retry_after"), |t| {
+                duration_in(t, false, units::LATENCY_MAX)
+            })
+        });
+        Some(FaultKind::ProviderOutage {
+            errors,
+            status,
+            latency,
+            retry_after,
+        })
+    }
+}
