@@ -5,6 +5,9 @@
 //! come from a file someone edited, so nothing here panics on odd data: empty series become
 //! a "no data" placeholder, and a drawing error becomes a placeholder that names it. Text
 //! stays SVG `<text>` (no font files, no bitmaps), so a chart is a few kilobytes of markup.
+//!
+//! One invariant the browser test relies on: a `<polyline>` in a colour other than black is
+//! plotted data. Axes are black; grid lines, legend marks and fault shading are rectangles.
 
 use std::fmt::Write as _;
 
@@ -12,7 +15,7 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::summary::{FaultWindow, StageLatency, Summary};
+use super::summary::{FaultWindow, PercentilePoint, StageLatency, Summary};
 
 /// The drawn size; the page scales charts down to its width (the SVG keeps its viewBox).
 const WIDTH: u32 = 960;
@@ -33,6 +36,7 @@ const PURPLE: RGBColor = RGBColor(0xB0, 0x7A, 0xA1);
 const TEAL: RGBColor = RGBColor(0x76, 0xB7, 0xB2);
 const BROWN: RGBColor = RGBColor(0x9C, 0x75, 0x5F);
 const GREY: RGBColor = RGBColor(0x79, 0x70, 0x6E);
+const PLANNED: RGBColor = RGBColor(0xC9, 0xC4, 0xC2);
 const GRID: RGBColor = RGBColor(0xE4, 0xE4, 0xE4);
 const PALETTE: [RGBColor; 6] = [BLUE_, ORANGE, GREEN_, PURPLE, TEAL, BROWN];
 /// Fault shading: a light red no series uses.
@@ -44,10 +48,28 @@ const FAULT_SWATCH: RGBColor = RGBColor(0xF6, 0xCD, 0xCD);
 pub struct Series {
     pub name: String,
     pub colour: RGBColor,
+    pub line: Line,
     pub points: Vec<(f64, Option<f64>)>,
 }
 
+/// How a series is stroked. Series that often coincide with another (planned and achieved
+/// rate, p99 and max in a quiet second) need a different stroke to stay visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    Solid { width: u32 },
+    Dashed,
+}
+
 impl Series {
+    pub fn new(name: &str, colour: RGBColor, points: Vec<(f64, Option<f64>)>) -> Series {
+        Series {
+            name: name.into(),
+            colour,
+            line: Line::Solid { width: 2 },
+            points,
+        }
+    }
+
     fn has_data(&self) -> bool {
         self.points
             .iter()
@@ -114,19 +136,29 @@ pub fn rate(summary: &Summary) -> String {
             .map(|(i, &v)| (i as f64 + 0.5, Some(v as f64)))
             .collect()
     };
+    // Planned is drawn first, wide and light, so an achieved rate on plan lies on it
+    // instead of hiding it.
     let series = vec![
         Series {
-            name: "planned".into(),
-            colour: GREY,
-            points: per_second(&summary.rates.planned_per_second),
+            line: Line::Solid { width: 7 },
+            ..Series::new(
+                "planned",
+                PLANNED,
+                per_second(&summary.rates.planned_per_second),
+            )
         },
-        Series {
-            name: "achieved (acked)".into(),
-            colour: BLUE_,
-            points: per_second(&summary.rates.achieved_per_second),
-        },
+        Series::new(
+            "achieved (acked)",
+            BLUE_,
+            per_second(&summary.rates.achieved_per_second),
+        ),
     ];
-    time_chart("chart-rate", "orders/s", &series, &TimeAxis::of(summary))
+    time_chart(
+        "chart-rate",
+        Y::Count("orders/s"),
+        &series,
+        &TimeAxis::of(summary),
+    )
 }
 
 /// p50, p90, p99 and max of one stage, per second, in milliseconds.
@@ -141,22 +173,30 @@ pub fn latency_over_time(stage: &StageLatency, axis: &TimeAxis<'_>) -> String {
     let series: Vec<Series> = lines
         .iter()
         .map(|&(name, colour, pick)| Series {
-            name: name.into(),
-            colour,
-            points: stage
-                .series
-                .iter()
-                .map(|s| {
-                    (
-                        f64::from(s.second) + 0.5,
-                        Some(pick(&s.percentiles) as f64 / 1000.0),
-                    )
-                })
-                .collect(),
+            // In a quiet second max equals p99; dashed and drawn last, it leaves p99 visible.
+            line: if name == "max" {
+                Line::Dashed
+            } else {
+                Line::Solid { width: 2 }
+            },
+            ..Series::new(
+                name,
+                colour,
+                stage
+                    .series
+                    .iter()
+                    .map(|s| {
+                        (
+                            f64::from(s.second) + 0.5,
+                            Some(pick(&s.percentiles) as f64 / 1000.0),
+                        )
+                    })
+                    .collect(),
+            )
         })
         .collect();
     let id = format!("chart-latency-{}", slug(&stage.stage));
-    time_chart(&id, "latency (ms)", &series, axis)
+    time_chart(&id, Y::Milliseconds, &series, axis)
 }
 
 /// Consumer lag per service at the end of each second.
@@ -172,10 +212,8 @@ pub fn lag(summary: &Summary) -> String {
     let series: Vec<Series> = services
         .iter()
         .enumerate()
-        .map(|(i, service)| Series {
-            name: service.name().into(),
-            colour: PALETTE[i % PALETTE.len()],
-            points: summary
+        .map(|(i, service)| {
+            let points = summary
                 .samples
                 .iter()
                 .map(|s| {
@@ -186,12 +224,13 @@ pub fn lag(summary: &Summary) -> String {
                         .and_then(|(_, lag)| *lag);
                     (f64::from(s.second) + 0.5, lag.map(|l| l as f64))
                 })
-                .collect(),
+                .collect();
+            Series::new(service.name(), PALETTE[i % PALETTE.len()], points)
         })
         .collect();
     time_chart(
         "chart-lag",
-        "events behind",
+        Y::Count("events behind"),
         &series,
         &TimeAxis::of(summary),
     )
@@ -216,16 +255,12 @@ pub fn delivery_series(summary: &Summary) -> Vec<Series> {
             .collect()
     };
     vec![
-        Series {
-            name: "deliveries/s".into(),
-            colour: BLUE_,
-            points: per_second(|s| s.deliveries),
-        },
-        Series {
-            name: "duplicate deliveries/s".into(),
-            colour: ORANGE,
-            points: per_second(|s| s.duplicate_deliveries),
-        },
+        Series::new("deliveries/s", BLUE_, per_second(|s| s.deliveries)),
+        Series::new(
+            "duplicate deliveries/s",
+            ORANGE,
+            per_second(|s| s.duplicate_deliveries),
+        ),
     ]
 }
 
@@ -233,28 +268,42 @@ pub fn delivery_series(summary: &Summary) -> Vec<Series> {
 pub fn deliveries(summary: &Summary) -> String {
     time_chart(
         "chart-deliveries",
-        "deliveries/s",
+        Y::Count("deliveries/s"),
         &delivery_series(summary),
         &TimeAxis::of(summary),
     )
 }
 
 /// HdrHistogram's percentile plot of one stage: x is `log10(1 / (1 - p))`, so 90 %, 99 %,
-/// 99.9 % and 99.99 % are evenly spaced and the tail gets the room it deserves.
+/// 99.9 % and 99.99 % are evenly spaced and the tail gets the room it deserves. The axis
+/// reaches at least 99.99 % and as deep as the data goes; the 100 % point (the maximum) has
+/// no place on a log axis and sits at its right edge.
 pub fn distribution(stage: &StageLatency) -> String {
     let id = format!("chart-distribution-{}", slug(&stage.stage));
-    let points: Vec<(f64, Option<f64>)> = stage
+    let points: Vec<&PercentilePoint> = stage
         .distribution
         .iter()
-        .filter(|p| p.percentile.is_finite())
-        .map(|p| (percentile_x(p.percentile), Some(p.value_us as f64 / 1000.0)))
+        .filter(|p| p.percentile.is_finite() && p.percentile >= 0.0)
         .collect();
-    let series = [Series {
-        name: "latency at percentile".into(),
-        colour: BLUE_,
-        points,
-    }];
-    draw_or_placeholder(&id, &series, |root| draw_distribution(root, &series))
+    let deepest = points
+        .iter()
+        .filter(|p| p.percentile < 100.0)
+        .map(|p| percentile_x(p.percentile))
+        .fold(0.0f64, f64::max);
+    let nines = deepest.ceil().clamp(4.0, PERCENTILE_X_MAX);
+    let points = points
+        .iter()
+        .map(|p| {
+            let x = if p.percentile < 100.0 {
+                percentile_x(p.percentile)
+            } else {
+                nines
+            };
+            (x, Some(p.value_us as f64 / 1000.0))
+        })
+        .collect();
+    let series = [Series::new("latency at percentile", BLUE_, points)];
+    draw_or_placeholder(&id, &series, |root| draw_distribution(root, &series, nines))
 }
 
 /// The deepest percentile the axis shows: 99.9999 %; 100 % itself would be infinitely far.
@@ -356,8 +405,32 @@ fn finish(svg: String, id: &str, under: &str) -> String {
     format!("{head}\n{under}{body}")
 }
 
+/// What a time chart's y axis counts.
+#[derive(Debug, Clone, Copy)]
+enum Y {
+    Count(&'static str),
+    Milliseconds,
+}
+
+impl Y {
+    fn desc(self) -> &'static str {
+        match self {
+            Y::Count(desc) => desc,
+            Y::Milliseconds => "latency (ms)",
+        }
+    }
+
+    fn label(self, v: f64) -> String {
+        match self {
+            Y::Count(_) if v.fract() != 0.0 => String::new(),
+            _ => number(v),
+        }
+    }
+}
+
 /// A chart over run time: `series` as lines, faults shaded, a legend strip on top.
-fn time_chart(id: &str, y_desc: &str, series: &[Series], axis: &TimeAxis<'_>) -> String {
+/// `Y::Count` charts label only whole numbers: half an order per second is no tick.
+fn time_chart(id: &str, y: Y, series: &[Series], axis: &TimeAxis<'_>) -> String {
     draw_or_placeholder(id, series, |root| {
         let x_max = x_max(series, axis);
         let y_max = y_max(series);
@@ -366,36 +439,24 @@ fn time_chart(id: &str, y_desc: &str, series: &[Series], axis: &TimeAxis<'_>) ->
         chart
             .configure_mesh()
             .x_desc("run time (s)")
-            .y_desc(y_desc)
+            .y_desc(y.desc())
             .x_labels(12)
             .y_labels(8)
             .x_label_formatter(&|v| number(*v))
-            .y_label_formatter(&|v| number(*v))
+            .y_label_formatter(&|v| y.label(*v))
             .label_style((FONT, FONT_SIZE))
             .axis_desc_style((FONT, FONT_SIZE))
-            .light_line_style(WHITE)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .draw()?;
         let under = fault_shading(&chart, axis.faults, x_max);
         draw_lines(&mut chart, series)?;
-        let mut entries: Vec<(String, RGBColor, bool)> = series
-            .iter()
-            .map(|s| (s.name.clone(), s.colour, false))
-            .collect();
-        if !axis.faults.is_empty() {
-            entries.push(("fault window".into(), FAULT_SWATCH, true));
-        }
-        draw_legend(&legend, &entries)?;
+        draw_legend(&legend, &legend_entries(series, !axis.faults.is_empty()))?;
         Ok(under)
     })
 }
 
-fn draw_distribution(root: &Area<'_>, series: &[Series]) -> Result<String, DrawError> {
-    let data_x_max = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .fold(0.0f64, f64::max);
-    let nines = data_x_max.ceil().clamp(4.0, PERCENTILE_X_MAX);
+fn draw_distribution(root: &Area<'_>, series: &[Series], nines: f64) -> Result<String, DrawError> {
     let (legend, plot) = root.split_vertically(LEGEND_HEIGHT);
     let mut chart = build(&plot, 0.0..nines, 0.0..y_max(series))?;
     // plotters would pick "nice" decimal ticks; this axis wants one tick per nine, so the
@@ -409,7 +470,7 @@ fn draw_distribution(root: &Area<'_>, series: &[Series]) -> Result<String, DrawE
         .y_label_formatter(&|v| number(*v))
         .label_style((FONT, FONT_SIZE))
         .axis_desc_style((FONT, FONT_SIZE))
-        .light_line_style(WHITE)
+        .light_line_style(TRANSPARENT)
         .bold_line_style(GRID)
         .draw()?;
     let top = chart.y_range().end;
@@ -421,24 +482,17 @@ fn draw_distribution(root: &Area<'_>, series: &[Series]) -> Result<String, DrawE
         ));
     for tick in 0..=nines as i32 {
         let x = f64::from(tick);
-        chart.draw_series(std::iter::once(PathElement::new(
-            vec![(x, 0.0), (x, top)],
-            ShapeStyle::from(&GRID).stroke_width(1),
-        )))?;
         let (px, py) = chart.backend_coord(&(x, 0.0));
+        let (_, py_top) = chart.backend_coord(&(x, top));
+        // A one-pixel rectangle rather than a line, for the same reason as the legend.
+        root.draw(&Rectangle::new(
+            [(px, py_top), (px + 1, py)],
+            ShapeStyle::from(&GRID).filled(),
+        ))?;
         root.draw(&Text::new(percentile_label(x), (px, py + 8), label.clone()))?;
     }
-    for s in series {
-        for run in s.runs() {
-            let style = ShapeStyle::from(&s.colour).stroke_width(2);
-            chart.draw_series(LineSeries::new(run, style).point_size(2))?;
-        }
-    }
-    let entries: Vec<(String, RGBColor, bool)> = series
-        .iter()
-        .map(|s| (s.name.clone(), s.colour, false))
-        .collect();
-    draw_legend(&legend, &entries)?;
+    draw_lines(&mut chart, series)?;
+    draw_legend(&legend, &legend_entries(series, false))?;
     Ok(String::new())
 }
 
@@ -463,11 +517,56 @@ fn draw_lines(chart: &mut Chart<'_, '_>, series: &[Series]) -> Result<(), DrawEr
         let points: usize = runs.iter().map(Vec::len).sum();
         let dot = if points <= 40 { 3 } else { 0 };
         for run in runs {
-            let style = ShapeStyle::from(&s.colour).stroke_width(2);
-            chart.draw_series(LineSeries::new(run, style).point_size(dot))?;
+            match s.line {
+                Line::Solid { width } => {
+                    let style = ShapeStyle::from(&s.colour).stroke_width(width);
+                    chart.draw_series(LineSeries::new(run, style).point_size(dot))?;
+                }
+                Line::Dashed => {
+                    let style = ShapeStyle::from(&s.colour).stroke_width(2);
+                    chart.draw_series(DashedLineSeries::new(run.clone(), 6, 5, style))?;
+                    if dot > 0 {
+                        chart.draw_series(
+                            run.into_iter()
+                                .map(|p| Circle::new(p, dot, ShapeStyle::from(&s.colour))),
+                        )?;
+                    }
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// What the legend strip shows for `series`, plus the fault swatch when faults are shaded.
+fn legend_entries(series: &[Series], faults: bool) -> Vec<Legend> {
+    let mut entries: Vec<Legend> = series
+        .iter()
+        .map(|s| Legend {
+            name: s.name.clone(),
+            colour: s.colour,
+            mark: Mark::Line(s.line),
+        })
+        .collect();
+    if faults {
+        entries.push(Legend {
+            name: "fault window".into(),
+            colour: FAULT_SWATCH,
+            mark: Mark::Swatch,
+        });
+    }
+    entries
+}
+
+struct Legend {
+    name: String,
+    colour: RGBColor,
+    mark: Mark,
+}
+
+enum Mark {
+    Line(Line),
+    Swatch,
 }
 
 /// One `<rect class="fault-window">` per fault, in pixels of the plot, with a tooltip.
@@ -503,9 +602,9 @@ fn fault_shading(chart: &Chart<'_, '_>, faults: &[FaultWindow], x_max: f64) -> S
     out
 }
 
-/// Legend entries left to right in the strip above the plot: a line (or a swatch for
-/// shaded areas) and the name.
-fn draw_legend(area: &Area<'_>, entries: &[(String, RGBColor, bool)]) -> Result<(), DrawError> {
+/// Legend entries left to right in the strip above the plot: the series' stroke (or a
+/// swatch for shaded areas) and the name.
+fn draw_legend(area: &Area<'_>, entries: &[Legend]) -> Result<(), DrawError> {
     let mut x = 85;
     let y = LEGEND_HEIGHT as i32 / 2 + 2;
     let style = TextStyle::from((FONT, FONT_SIZE).into_font())
@@ -514,20 +613,35 @@ fn draw_legend(area: &Area<'_>, entries: &[(String, RGBColor, bool)]) -> Result<
             plotters::style::text_anchor::HPos::Left,
             plotters::style::text_anchor::VPos::Center,
         ));
-    for (name, colour, swatch) in entries {
-        if *swatch {
-            area.draw(&Rectangle::new(
-                [(x, y - 7), (x + 22, y + 7)],
-                ShapeStyle::from(colour).filled(),
-            ))?;
-        } else {
-            area.draw(&PathElement::new(
-                vec![(x, y), (x + 22, y)],
-                ShapeStyle::from(colour).stroke_width(3),
-            ))?;
+    for e in entries {
+        let colour = ShapeStyle::from(&e.colour);
+        match e.mark {
+            Mark::Swatch => {
+                area.draw(&Rectangle::new(
+                    [(x, y - 7), (x + 24, y + 7)],
+                    colour.filled(),
+                ))?;
+            }
+            // Legend strokes are thin filled rectangles, not lines: polylines in a series
+            // colour are the plotted data and nothing else (the browser test relies on it).
+            Mark::Line(Line::Solid { width }) => {
+                let half = (width.max(3) / 2) as i32;
+                area.draw(&Rectangle::new(
+                    [(x, y - half), (x + 24, y + half + 1)],
+                    colour.filled(),
+                ))?;
+            }
+            Mark::Line(Line::Dashed) => {
+                for dash in [0, 9, 18] {
+                    area.draw(&Rectangle::new(
+                        [(x + dash, y - 1), (x + dash + 6, y + 2)],
+                        colour.filled(),
+                    ))?;
+                }
+            }
         }
-        area.draw(&Text::new(name.clone(), (x + 28, y), style.clone()))?;
-        x += 28 + CHAR_WIDTH_PX * name.chars().count() as i32 + 24;
+        area.draw(&Text::new(e.name.clone(), (x + 30, y), style.clone()))?;
+        x += 30 + CHAR_WIDTH_PX * e.name.chars().count() as i32 + 24;
     }
     Ok(())
 }
@@ -601,16 +715,16 @@ mod tests {
     /// A gap (`None`) splits a line instead of bridging it.
     #[test]
     fn gaps_split_runs() {
-        let s = Series {
-            name: "x".into(),
-            colour: BLUE_,
-            points: vec![
+        let s = Series::new(
+            "x",
+            BLUE_,
+            vec![
                 (0.0, Some(1.0)),
                 (1.0, None),
                 (2.0, Some(2.0)),
                 (3.0, Some(f64::NAN)),
             ],
-        };
+        );
         assert_eq!(s.runs(), vec![vec![(0.0, 1.0)], vec![(2.0, 2.0)]]);
     }
 
@@ -619,7 +733,7 @@ mod tests {
     fn empty_series_render_a_placeholder() {
         let svg = time_chart(
             "chart-x",
-            "y",
+            Y::Milliseconds,
             &[],
             &TimeAxis {
                 seconds: 0.0,

@@ -441,6 +441,8 @@ mod tests {
             assert!(html.contains(&format!("<svg id=\"{id}\"")), "{id} missing");
         }
         assert!(html.contains("class=\"fault-window\""));
+        // The hand-made summary has no samples: lag and deliveries say so.
+        assert_eq!(html.matches("no data for this chart").count(), 2);
         assert!(!html.contains("http://") && !html.contains("https://"));
     }
 
