@@ -420,6 +420,13 @@ impl Y {
         }
     }
 
+    fn floor(self) -> f64 {
+        match self {
+            Y::Count(_) => COUNT_FLOOR,
+            Y::Milliseconds => MS_FLOOR,
+        }
+    }
+
     fn label(self, v: f64) -> String {
         match self {
             Y::Count(_) if v.fract() != 0.0 => String::new(),
@@ -433,7 +440,7 @@ impl Y {
 fn time_chart(id: &str, y: Y, series: &[Series], axis: &TimeAxis<'_>) -> String {
     draw_or_placeholder(id, series, |root| {
         let x_max = x_max(series, axis);
-        let y_max = y_max(series);
+        let y_max = y_max(series, y.floor());
         let (legend, plot) = root.split_vertically(LEGEND_HEIGHT);
         let mut chart = build(&plot, 0.0..x_max, 0.0..y_max)?;
         chart
@@ -458,7 +465,7 @@ fn time_chart(id: &str, y: Y, series: &[Series], axis: &TimeAxis<'_>) -> String 
 
 fn draw_distribution(root: &Area<'_>, series: &[Series], nines: f64) -> Result<String, DrawError> {
     let (legend, plot) = root.split_vertically(LEGEND_HEIGHT);
-    let mut chart = build(&plot, 0.0..nines, 0.0..y_max(series))?;
+    let mut chart = build(&plot, 0.0..nines, 0.0..y_max(series, MS_FLOOR))?;
     // plotters would pick "nice" decimal ticks; this axis wants one tick per nine, so the
     // x labels and grid lines are drawn here.
     chart
@@ -655,23 +662,29 @@ fn x_max(series: &[Series], axis: &TimeAxis<'_>) -> f64 {
     data.max(axis.seconds).max(1.0).ceil()
 }
 
-/// The top of the y axis: the largest value plus a tenth, at least 1 so a flat zero line
-/// still has an axis.
-fn y_max(series: &[Series]) -> f64 {
+/// The top of the y axis: the largest value plus a tenth, at least `floor` so a flat zero
+/// line still has an axis. Counts floor at 1; milliseconds at 2 µs, so a stage that takes
+/// the histogram's 1 µs minimum shows at its scale instead of flat on the axis.
+fn y_max(series: &[Series], floor: f64) -> f64 {
     let max = series
         .iter()
         .flat_map(|s| s.points.iter().filter_map(|p| p.1))
         .filter(|y| y.is_finite())
         .fold(0.0f64, f64::max);
-    (max * 1.1).max(1.0)
+    (max * 1.1).max(floor)
 }
 
-/// Axis numbers: no trailing zeros, fewer decimals as numbers grow.
+const MS_FLOOR: f64 = 0.002;
+const COUNT_FLOOR: f64 = 1.0;
+
+/// Axis numbers: no trailing zeros, fewer decimals as numbers grow, enough below 1 to tell
+/// ticks apart (0.0005, 0.001, ...).
 fn number(v: f64) -> String {
     let decimals = match v.abs() {
         a if a >= 100.0 => 0,
         a if a >= 10.0 => 1,
-        _ => 2,
+        a if a >= 1.0 || a == 0.0 || !a.is_finite() => 2,
+        a => ((-a.log10().floor()) as usize + 1).min(6),
     };
     let s = format!("{v:.decimals$}");
     if s.contains('.') {
@@ -700,6 +713,16 @@ mod tests {
         assert_eq!(percentile_x(100.0), PERCENTILE_X_MAX);
         let labels: Vec<String> = (0..=4).map(|x| percentile_label(f64::from(x))).collect();
         assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
+    }
+
+    /// Axis numbers stay short and distinct, small ones included.
+    #[test]
+    fn axis_numbers() {
+        let got: Vec<String> = [0.0, 0.0005, 0.2, 1.5, 12.25, 350.0]
+            .iter()
+            .map(|&v| number(v))
+            .collect();
+        assert_eq!(got, ["0", "0.0005", "0.2", "1.5", "12.2", "350"]);
     }
 
     /// Stage labels become ids with only letters, digits and single dashes.

@@ -305,11 +305,12 @@ fn wall_time(unix_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::{Finding, SeriesPoint};
+    use crate::observe::{Finding, Sample, SeriesPoint};
     use crate::report::summary::{
         Deliveries, FaultWindow, OrderCounts, PercentilePoint, Rates, SCHEMA_VERSION,
     };
     use crate::services::provider::ProviderStats;
+    use crate::topology::ServiceKind;
     use crate::transport::TransportInfo;
     use crate::verify::CheckResult;
 
@@ -444,6 +445,41 @@ mod tests {
         // The hand-made summary has no samples: lag and deliveries say so.
         assert_eq!(html.matches("no data for this chart").count(), 2);
         assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+
+    /// Odd data from an edited file (a fault ending before it starts or after the run, a
+    /// percentile past 100, a counter going down, huge values) renders instead of panicking.
+    #[test]
+    fn odd_summaries_render() {
+        let mut s = hostile_summary();
+        s.duration_s = -1.0;
+        s.faults.push(FaultWindow {
+            kind: "pause".into(),
+            target: "email".into(),
+            start_ms: 9_000_000,
+            end_ms: 10,
+        });
+        s.latency[0].distribution.push(PercentilePoint {
+            percentile: 250.0,
+            value_us: u64::MAX,
+        });
+        s.latency[0].series[0].percentiles.max_us = u64::MAX;
+        s.rates.achieved_per_second = vec![u64::MAX, 0];
+        s.samples = [(0, 10), (1, 4)]
+            .iter()
+            .map(|&(second, deliveries)| Sample {
+                second,
+                attempted: 0,
+                accepted: 0,
+                failed: 0,
+                deliveries,
+                duplicate_deliveries: 0,
+                lag: vec![(ServiceKind::Email, None), (ServiceKind::Payment, Some(3))],
+            })
+            .collect();
+        s.checks[0].evidence = (0..5000).map(|i| format!("order {i}")).collect();
+        let html = render(&s).expect("renders");
+        assert!(html.contains("4000 more in summary.json"));
     }
 
     /// A start time beyond what humantime can print stays a number.
