@@ -278,7 +278,8 @@ fn run(
                 println!("{}", verdict_table(&result.summary));
                 print!("{}", closing_lines(&result.summary));
                 if let Some(dir) = &result.dir {
-                    println!("report: {}", dir.join("summary.json").display());
+                    println!("report: {}", dir.join("report.html").display());
+                    println!("summary: {}", dir.join("summary.json").display());
                 }
                 step_summary(&result.summary);
                 Ok(ExitCode::from(result.summary.exit_code as u8))

@@ -1,13 +1,25 @@
 //! Report formats and the commands around them: the committed JSON Schemas stay in step with
 //! the code and judge real documents (and reject broken ones), Markdown and JUnit renderings
 //! are snapshot-tested, `report` re-renders a run, `compare` exits 1 on a regression.
-
-use std::path::Path;
-use std::process::Command;
+//!
+//! report.html opened in headless Chromium: a real run's page and a hand-made faulted,
+//! failing one must show every chart with plotted lines, the fault shading on every time
+//! chart, the check names in the verdict, no URL, and no console error; a page that throws
+//! proves the console check can fail.
+//!
+//! Without Chromium the tests try `apt-get install chromium` once; when that fails they
+//! print SKIP, or fail when `DOORBUSTER_REQUIRE_BROWSER=1`. Screenshots and pages are kept
+//! under `$CARGO_TARGET_TMPDIR/report/` for a human to look at.
 
 use doorbuster::report::compare::{Tolerances, compare};
-use doorbuster::report::summary::Summary;
+use doorbuster::report::summary::{FaultWindow, RunVerdict, Summary};
+use doorbuster::run::{RunOptions, execute};
+use doorbuster::scenario::model::Scenario;
+use doorbuster::verify::Verdict;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 const PASS: &str = "tests/fixtures/summaries/smoke-pass.json";
 const FAIL: &str = "tests/fixtures/summaries/double-charge-fail.json";
@@ -237,4 +249,337 @@ fn compare_uses_the_candidate_scenarios_tolerances_unless_a_flag_overrides_them(
         )
         .is_err()
     );
+}
+
+// ---- report.html in headless Chromium ----------------------------------------------------
+
+/// Seconds Chromium may take per page before the test gives up on it.
+const BROWSER_TIMEOUT_S: &str = "120";
+/// The time charts of every page; latency charts are added per stage.
+const TIME_CHARTS: [&str; 3] = ["chart-rate", "chart-lag", "chart-deliveries"];
+
+/// Three seconds of load at 50 orders/s, a fast in-process provider.
+fn small() -> Scenario {
+    doorbuster::scenario::parse(
+        "small.yaml",
+        r#"
+name: small
+description: "Three seconds of orders <script>alert('not run')</script>"
+seed: 11
+load:
+  arrivals: uniform
+  phases:
+    - { hold: 3s, rate: 50/s }
+  drain: 10s
+provider:
+  via: in_process
+  latency: 1ms..5ms
+checks:
+  latency:
+    order.created -> order.fulfilled: { p99: "< 3s" }
+"#,
+    )
+    .expect("the small scenario parses")
+}
+
+async fn real_summary() -> Summary {
+    let options = RunOptions {
+        no_files: true,
+        run_arg: "small.yaml".into(),
+        ..RunOptions::default()
+    };
+    execute(&small(), options)
+        .await
+        .expect("the run completes")
+        .summary
+}
+
+/// The real summary with a fault window, and its duplicate-effects check turned into a
+/// failure with a long evidence list.
+fn faulted(mut s: Summary) -> Summary {
+    s.faults = vec![FaultWindow {
+        kind: "provider_outage".into(),
+        target: "payment".into(),
+        start_ms: 1_000,
+        end_ms: Some(2_000),
+        notes: Vec::new(),
+    }];
+    let check = s
+        .checks
+        .iter_mut()
+        .find(|c| c.name == "no_duplicate_effects")
+        .expect("the run has a no_duplicate_effects check");
+    check.verdict = Verdict::Fail;
+    check.observed = "12 orders charged more than once".into();
+    check.evidence = (0..12)
+        .map(|i| format!("order {i} charged twice"))
+        .collect();
+    s.verdict = RunVerdict::Fail;
+    s.exit_code = 1;
+    s
+}
+
+/// Chromium's path, installing it once if needed; `None` means skip.
+fn chromium() -> Option<&'static Path> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        if let Some(p) = on_path() {
+            return Some(p);
+        }
+        visible("chromium not found: trying `apt-get update && apt-get install -y chromium`");
+        let installed = Command::new("sh")
+            .args([
+                "-c",
+                "apt-get -qq update && DEBIAN_FRONTEND=noninteractive apt-get -qq install -y chromium",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if installed { on_path() } else { None }
+    });
+    if found.is_none() {
+        let why = "Chromium is missing and could not be installed";
+        if std::env::var("DOORBUSTER_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("{why}, and DOORBUSTER_REQUIRE_BROWSER=1");
+        }
+        visible(&format!(
+            "SKIP: {why}; the report was not checked in a browser"
+        ));
+    }
+    found.as_deref()
+}
+
+/// Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip must show.
+fn visible(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+fn on_path() -> Option<PathBuf> {
+    ["chromium", "chromium-browser"].iter().find_map(|name| {
+        let out = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .ok()?;
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+    })
+}
+
+/// Runs Chromium headless on `page` with `extra` arguments, in a fresh profile, under
+/// `timeout` so a hung browser fails the test instead of stalling it.
+fn browse(browser: &Path, page: &Path, extra: &[String]) -> Output {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = Command::new("timeout")
+        .arg(BROWSER_TIMEOUT_S)
+        .arg(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium starts");
+    assert!(
+        out.status.success(),
+        "chromium failed on {}: {}\n{}",
+        page.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Lines of Chromium's log that come from the page's console.
+///
+/// Debian's Chromium 156 logs every console message, `console.error` and uncaught
+/// exceptions included, as `[pid:tid:date:INFO:CONSOLE:1] "Uncaught Error: x", source: ...`:
+/// the level in the prefix is the logger's, not the message's, so matching `ERROR:CONSOLE`
+/// alone would miss them all. The page has no script, so any console line is an error.
+/// The `ERROR:dbus/...` lines a container without D-Bus produces are not console lines.
+fn console_errors(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.contains("Uncaught") || l.contains(":CONSOLE"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The DOM after load, and the console errors logged while loading it.
+fn dump_dom(browser: &Path, page: &Path) -> (String, Vec<String>) {
+    let out = browse(browser, page, &["--dump-dom".into()]);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        console_errors(&out.stderr),
+    )
+}
+
+fn screenshot(browser: &Path, page: &Path, png: &Path) {
+    browse(
+        browser,
+        page,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1400,4000".into(),
+        ],
+    );
+    let size = std::fs::metadata(png).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "screenshot {} is {size} bytes",
+        png.display()
+    );
+}
+
+/// The markup of `<svg id="{id}" ...>...</svg>` in the DOM.
+fn svg<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("<svg id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no <svg id=\"{id}\"> in the DOM"));
+    let end = dom[start..].find("</svg>").expect("svg closes") + start;
+    &dom[start..end]
+}
+
+/// Plotted lines: polylines in a series colour. Axes are black polylines and grid lines
+/// are `<line>`, so neither counts.
+fn plotted_lines(svg: &str) -> usize {
+    svg.match_indices("<polyline")
+        .filter(|(i, _)| {
+            let tag_end = svg[*i..].find('>').map_or(svg.len(), |e| e + i);
+            !svg[*i..tag_end].contains("stroke=\"#000000\"")
+        })
+        .count()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Where pages and screenshots stay after the test, for a human to look at.
+fn keep(name: &str, from: &Path) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::copy(from, dir.join(name));
+}
+
+/// Writes the run folder, opens report.html, and checks what a reader would see.
+fn check_in_browser(browser: &Path, summary: &Summary, name: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    doorbuster::report::write_all(dir.path(), summary).expect("the report is written");
+    assert!(dir.path().join("summary.json").exists());
+    let page = dir.path().join("report.html");
+    let html = std::fs::read_to_string(&page).expect("report.html");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{name}: the page refers to a URL"
+    );
+    assert!(!html.contains("<script"), "{name}: the page has a script");
+
+    let (dom, errors) = dump_dom(browser, &page);
+    assert!(errors.is_empty(), "{name}: console errors: {errors:#?}");
+    assert!(!dom.contains("http://") && !dom.contains("https://"));
+
+    let stages: Vec<String> = summary
+        .latency
+        .iter()
+        .filter(|l| l.percentiles.count > 0)
+        .map(|l| doorbuster::report::charts::slug(&l.stage))
+        .collect();
+    assert!(!stages.is_empty(), "{name}: a real run has latency data");
+    let mut charts: Vec<String> = TIME_CHARTS.iter().map(|s| s.to_string()).collect();
+    charts.extend(stages.iter().map(|s| format!("chart-latency-{s}")));
+    let mut with_distribution = charts.clone();
+    with_distribution.extend(stages.iter().map(|s| format!("chart-distribution-{s}")));
+    for id in &with_distribution {
+        let lines = plotted_lines(svg(&dom, id));
+        assert!(lines > 0, "{name}: {id} has axes but no plotted line");
+    }
+    let shaded = charts
+        .iter()
+        .filter(|id| svg(&dom, id).contains("class=\"fault-window\""))
+        .count();
+    let expected = if summary.faults.is_empty() {
+        0
+    } else {
+        charts.len()
+    };
+    assert_eq!(shaded, expected, "{name}: time charts with fault shading");
+
+    let verdict_start = dom
+        .find("<section id=\"verdict\">")
+        .expect("verdict section");
+    let verdict_end = dom[verdict_start..].find("</section>").expect("closes") + verdict_start;
+    let verdict = &dom[verdict_start..verdict_end];
+    assert!(!summary.checks.is_empty());
+    for c in &summary.checks {
+        assert!(
+            verdict.contains(&escape(&c.name)),
+            "{name}: check {} missing from the verdict",
+            c.name
+        );
+    }
+    assert!(verdict.contains(&escape(&summary.reproduce)));
+
+    let png = dir.path().join(format!("{name}.png"));
+    screenshot(browser, &page, &png);
+    keep(&format!("{name}.png"), &png);
+    keep(&format!("{name}.html"), &page);
+    dom
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_real_run_reads_in_chromium() {
+    let summary = real_summary().await;
+    assert_eq!(summary.verdict, RunVerdict::Pass, "{:?}", summary.checks);
+    let Some(browser) = chromium() else { return };
+    let dom = check_in_browser(browser, &summary, "real");
+    assert!(dom.contains("class=\"badge run-verdict pass\""));
+    // The scenario's description is shown as text, not run.
+    assert!(dom.contains("&lt;script&gt;alert"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_faulted_failing_run_shades_every_time_chart() {
+    let summary = faulted(real_summary().await);
+    let Some(browser) = chromium() else { return };
+    let dom = check_in_browser(browser, &summary, "faulted");
+    assert!(dom.contains("class=\"badge run-verdict fail\""));
+    // Twelve evidence lines fold into a <details>.
+    assert!(dom.contains("<details><summary>12 items</summary>"));
+}
+
+/// The console check is real: a page whose script throws, and one that only logs a console
+/// error, are both caught by it.
+#[test]
+fn the_console_check_catches_a_throwing_page() {
+    let Some(browser) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, script) in [
+        ("throws", "throw new Error(\"x\")"),
+        ("logs", "console.error(\"x\")"),
+    ] {
+        let page = dir.path().join(format!("{name}.html"));
+        std::fs::write(
+            &page,
+            format!("<!DOCTYPE html><html><body><p>x</p><script>{script}</script></body></html>"),
+        )
+        .expect("write page");
+        let (dom, errors) = dump_dom(browser, &page);
+        assert!(dom.contains("<p>x</p>"), "{name}: the page loaded");
+        assert!(
+            !errors.is_empty(),
+            "{name}: the console error went unnoticed"
+        );
+    }
 }

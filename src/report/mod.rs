@@ -1,8 +1,12 @@
-//! Reports: one [`Summary`](summary::Summary) model, rendered per format (one file each).
+//! Reports: one [`Summary`](summary::Summary) model, rendered per format (one file each):
+//! `summary.json`, `reproduce.txt`, `summary.md`, `junit.xml`, `report.html` (`html.rs`,
+//! charts in `charts.rs`); `compare.rs` judges one summary against another.
 //!
 //! Rendering never changes a verdict; it only shows it. Files land in one folder per run.
 
+pub mod charts;
 pub mod compare;
+pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod progress;
@@ -25,6 +29,10 @@ pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
 }
 
 /// Writes every report format into `dir`.
+///
+/// summary.json, reproduce.txt, summary.md and junit.xml go first: they are what CI relies
+/// on, so a page that fails to render must not cost them. The rendering error is still returned, as an I/O error of
+/// kind `Other` wrapping the [`html::HtmlError`].
 pub fn write_all(dir: &Path, summary: &Summary) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
@@ -36,6 +44,8 @@ pub fn write_all(dir: &Path, summary: &Summary) -> std::io::Result<()> {
     std::fs::write(dir.join("summary.md"), markdown::render(summary))?;
     let junit = junit::render(summary).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("junit.xml"), junit)?;
+    let page = html::render(summary).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("report.html"), page)?;
     Ok(())
 }
 
