@@ -149,7 +149,13 @@ fn report_rerenders_every_format_from_a_saved_run() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for file in ["summary.json", "summary.md", "junit.xml", "reproduce.txt"] {
+    for file in [
+        "summary.json",
+        "summary.md",
+        "junit.xml",
+        "report.html",
+        "reproduce.txt",
+    ] {
         assert!(dir.path().join(file).exists(), "{file}");
     }
     // The re-rendered summary.json is the same document.
