@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::chaos::{Chaos, ChaosCtx, run_timeline};
 use crate::clock::{Clock, duration_ns};
 use crate::load::Schedule;
 use crate::load::driver::{Driver, DriverOutcome};
@@ -125,15 +126,29 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let (stop_tx, stop_rx) = watch::channel(false);
     let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock));
     let client = Arc::new(provider_client(scenario, &provider, stop_rx.clone()).await?);
+    let chaos = Arc::new(Chaos::default());
     let mut pipeline = start_services(
         scenario,
         seed,
         &publisher,
         &factory,
         client,
+        &chaos,
         stop_rx.clone(),
     )
     .await?;
+    let timeline = tokio::spawn(run_timeline(
+        scenario.faults.clone(),
+        ChaosCtx {
+            chaos,
+            transport: transport.clone(),
+            provider: provider.clone(),
+            observer: observer.clone(),
+            seed,
+            run_dir: dir.clone(),
+        },
+        stop_rx.clone(),
+    ));
 
     let progress = Progress::new(opts.progress, scenario, &schedule);
     let ticker = tokio::spawn(tick(
@@ -164,11 +179,28 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         scenario.load.drain
     };
     progress.draining();
-    drain_until_quiet(&observer, &transport, &pipeline.groups, drain, &interrupt).await;
+    // The drain never ends before the last fault has started and stopped.
+    let faults_end = scenario
+        .faults
+        .iter()
+        .map(|f| duration_ns(f.at + f.duration.unwrap_or_default()))
+        .max()
+        .filter(|_| !outcome.stopped_early)
+        .unwrap_or(0);
+    drain_until_quiet(
+        &observer,
+        &transport,
+        &pipeline.groups,
+        drain,
+        faults_end,
+        &interrupt,
+    )
+    .await;
     let interrupted = outcome.stopped_early || *interrupt.borrow();
 
     let _ = stop_tx.send(true);
     let _ = ticker.await;
+    let _ = timeline.await;
     while pipeline.tasks.join_next().await.is_some() {}
     progress.finish();
 
@@ -248,6 +280,7 @@ async fn start_services(
     publisher: &Publisher,
     factory: &OrderFactory,
     client: Arc<ProviderClient>,
+    chaos: &Arc<Chaos>,
     stop: watch::Receiver<bool>,
 ) -> Result<Pipeline, RunError> {
     let env = ServiceEnv {
@@ -301,6 +334,7 @@ async fn start_services(
             transport: publisher.transport.clone(),
             observer: publisher.observer.clone(),
             seed,
+            faults: chaos.clone(),
         });
         runner.start(stop.clone(), &mut tasks).await?;
     }
@@ -362,14 +396,17 @@ async fn drain_until_quiet(
     transport: &Arc<dyn Transport>,
     groups: &[ServiceKind],
     limit: Duration,
+    not_before: crate::clock::RunTime,
     interrupt: &watch::Receiver<bool>,
 ) {
     let clock = observer.clock;
-    let deadline = clock.now() + duration_ns(limit);
+    let deadline = (clock.now() + duration_ns(limit)).max(not_before);
     let interrupted_before = *interrupt.borrow();
     loop {
         let c = &observer.counters;
-        let quiet = c.open_checkouts.load(Relaxed) == 0 && c.processing.load(Relaxed) == 0;
+        let quiet = c.open_checkouts.load(Relaxed) == 0
+            && c.processing.load(Relaxed) == 0
+            && clock.now() >= not_before;
         // A lag the broker cannot tell counts as not drained.
         if quiet
             && lags(transport, groups)

@@ -38,6 +38,8 @@ pub struct Counters {
     pub processing: AtomicI64,
     /// Publishes the services attempted that the transport refused.
     pub publish_errors: AtomicU64,
+    /// Deliveries an `errors` fault failed on purpose.
+    pub fault_errors: AtomicU64,
     /// Provider calls that ended in an error (retried or not).
     pub provider_errors: AtomicU64,
     /// Orders whose stock could not be reserved (backordered).

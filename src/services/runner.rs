@@ -1,4 +1,5 @@
-//! Runs a service as a consumer group: replicas, concurrency, per-key order, commits.
+//! Runs a service as a consumer group: replicas, concurrency, per-key order, commits, and
+//! the faults the chaos timeline switches on.
 //!
 //! Each replica is one group member. It takes deliveries as fast as its concurrency allows
 //! and handles them in tasks, but never two events of the same order at once: a key's later
@@ -6,20 +7,31 @@
 //! order survives concurrency. With `commit: after_effect` a delivery is acked after it was
 //! handled (at-least-once); with `on_receive` it is acked on arrival (at-most-once: work in
 //! flight is lost if the replica stops).
+//!
+//! A supervisor per service owns the replicas. On a `crash` it aborts them: subscriptions
+//! and in-flight work are dropped without acks, as a killed process's are, and the broker
+//! redelivers; on restart it brings up fresh members. `pause` holds the replicas before
+//! their next delivery; `latency`, `errors` and `duplicate` act on the deliveries their
+//! scope picks.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::{Service, ServiceError};
+use crate::chaos::{ServiceFaults, scope};
+use crate::events::Envelope;
+use crate::load::driver::stopped;
 use crate::observe::Observer;
 use crate::scenario::model::{CommitPolicy, Service as ServiceConfig};
 use crate::sync::lock;
 use crate::topology::subscription_index;
-use crate::transport::{Delivery, Transport, TransportError};
+use crate::transport::{AckHandle, Delivery, Subscription, Transport, TransportError};
+
+type Busy = Arc<Mutex<HashMap<u64, VecDeque<Delivery>>>>;
 
 pub struct Runner {
     pub service: Arc<dyn Service>,
@@ -27,46 +39,117 @@ pub struct Runner {
     pub transport: Arc<dyn Transport>,
     pub observer: Arc<Observer>,
     pub seed: u64,
+    pub faults: Arc<crate::chaos::Chaos>,
+}
+
+/// Counts a handler as running until dropped, even when its task is aborted by a crash.
+struct Running<'a>(&'a AtomicI64);
+
+impl<'a> Running<'a> {
+    fn new(counter: &'a AtomicI64) -> Running<'a> {
+        counter.fetch_add(1, Relaxed);
+        Running(counter)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Runner {
+    fn faults(&self) -> &ServiceFaults {
+        self.faults.service(self.service.kind())
+    }
+
+    async fn subscribe_all(&self) -> Result<Vec<Box<dyn Subscription>>, TransportError> {
+        let kind = self.service.kind();
+        let mut subscriptions = Vec::new();
+        for _ in 0..self.config.replicas {
+            subscriptions.push(
+                self.transport
+                    .subscribe(kind.name(), kind.consumes())
+                    .await?,
+            );
+        }
+        Ok(subscriptions)
+    }
+
     /// Joins every replica to the group before returning, so the load never starts against
-    /// a group that is still assembling; replicas run until `stop` turns true.
+    /// a group that is still assembling; the service runs until `stop` turns true.
     pub async fn start(
         self: Arc<Self>,
         stop: watch::Receiver<bool>,
         tasks: &mut JoinSet<()>,
     ) -> Result<(), TransportError> {
-        let kind = self.service.kind();
-        for _ in 0..self.config.replicas {
-            let subscription = self
-                .transport
-                .subscribe(kind.name(), kind.consumes())
-                .await?;
-            tasks.spawn(self.clone().replica(subscription, stop.clone()));
-        }
+        let first = self.subscribe_all().await?;
+        tasks.spawn(self.supervise(first, stop));
         Ok(())
+    }
+
+    async fn supervise(
+        self: Arc<Self>,
+        mut subscriptions: Vec<Box<dyn Subscription>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut down = self.faults().down.subscribe();
+        loop {
+            let mut replicas = JoinSet::new();
+            for subscription in subscriptions.drain(..) {
+                replicas.spawn(self.clone().replica(subscription, stop.clone()));
+            }
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                _ = down.wait_for(|d| *d) => {}
+            }
+            // The crash: no acks, no commits, in-flight work gone.
+            replicas.abort_all();
+            while replicas.join_next().await.is_some() {}
+            tokio::select! {
+                _ = stopped(&mut stop) => return,
+                _ = down.wait_for(|d| !*d) => {}
+            }
+            match self.subscribe_all().await {
+                Ok(fresh) => subscriptions = fresh,
+                Err(e) => {
+                    self.observer
+                        .finding(format!("{}: restart failed: {e}", self.service.kind()));
+                    return;
+                }
+            }
+        }
     }
 
     async fn replica(
         self: Arc<Self>,
-        mut subscription: Box<dyn crate::transport::Subscription>,
+        mut subscription: Box<dyn Subscription>,
         mut stop: watch::Receiver<bool>,
     ) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency as usize));
-        let busy: Arc<Mutex<HashMap<u64, VecDeque<Delivery>>>> = Arc::default();
+        let busy: Busy = Arc::default();
+        let mut paused = self.faults().paused.subscribe();
+        // Owned here so that aborting the replica (a crash) aborts its work too.
+        let mut work = JoinSet::new();
         loop {
+            while work.try_join_next().is_some() {}
+            if *paused.borrow_and_update() {
+                tokio::select! {
+                    _ = paused.wait_for(|p| !*p) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
             // Backpressure: take a slot before taking a delivery.
             let slot = tokio::select! {
                 slot = slots.clone().acquire_owned() => match slot {
                     Ok(slot) => slot,
                     Err(_) => return,
                 },
-                _ = crate::load::driver::stopped(&mut stop) => return,
+                _ = stopped(&mut stop) => return,
             };
             let delivery = tokio::select! {
                 d = subscription.next() => d,
-                _ = crate::load::driver::stopped(&mut stop) => return,
+                _ = stopped(&mut stop) => return,
             };
             let delivery = match delivery {
                 Ok(Some(d)) => d,
@@ -77,7 +160,7 @@ impl Runner {
                     continue;
                 }
             };
-            self.observe(&delivery);
+            self.observe(&delivery.envelope, delivery.redelivered);
             let key = delivery.envelope.key();
             {
                 let mut busy = lock(&busy);
@@ -87,19 +170,19 @@ impl Runner {
                 }
                 busy.insert(key, VecDeque::new());
             }
-            tokio::spawn(self.clone().work_key(key, delivery, busy.clone(), slot));
+            work.spawn(self.clone().work_key(key, delivery, busy.clone(), slot));
         }
     }
 
-    /// Records the delivery in the ledger before anything is done with it.
-    fn observe(&self, delivery: &Delivery) {
+    /// Records a delivery in the ledger before anything is done with it.
+    fn observe(&self, envelope: &Envelope, redelivered: bool) {
         let o = &self.observer;
-        let meta = &delivery.envelope.meta;
+        let meta = &envelope.meta;
         o.counters.deliveries.fetch_add(1, Relaxed);
-        if delivery.redelivered {
+        if redelivered {
             o.counters.redelivered_flags.fetch_add(1, Relaxed);
         }
-        let Some(sub) = subscription_index(self.service.kind(), delivery.envelope.topic) else {
+        let Some(sub) = subscription_index(self.service.kind(), envelope.topic) else {
             return;
         };
         let note = o.ledger.delivered(sub, meta);
@@ -118,7 +201,7 @@ impl Runner {
         self: Arc<Self>,
         key: u64,
         first: Delivery,
-        busy: Arc<Mutex<HashMap<u64, VecDeque<Delivery>>>>,
+        busy: Busy,
         _slot: OwnedSemaphorePermit,
     ) {
         let mut next = Some(first);
@@ -132,27 +215,59 @@ impl Runner {
         }
     }
 
+    /// How many times this order was delivered to this subscription so far: redeliveries
+    /// draw the fault scope again.
+    fn attempt(&self, envelope: &Envelope) -> u16 {
+        subscription_index(self.service.kind(), envelope.topic).map_or(0, |sub| {
+            self.observer.ledger.deliveries(envelope.meta.order_id, sub)
+        })
+    }
+
     async fn handle(&self, delivery: Delivery) {
         let o = &self.observer;
         let Delivery { envelope, ack, .. } = delivery;
-        let mut ack = Some(ack);
+        let faults = self.faults();
+        let attempt = self.attempt(&envelope);
+        let picks = |index, scope| scope::applies(self.seed, index, scope, &envelope.meta, attempt);
+        if let Some(f) = faults.errors()
+            && picks(f.index, f.scope)
+        {
+            // The service fails this delivery: nothing applied, the broker sends it again.
+            o.counters.fault_errors.fetch_add(1, Relaxed);
+            settle(o, self.service.kind(), ack.nack().await);
+            return;
+        }
+        let mut ack: Option<Box<dyn AckHandle>> = Some(ack);
         if self.config.commit == CommitPolicy::OnReceive
             && let Some(a) = ack.take()
         {
-            let _ = a.ack().await;
+            settle(o, self.service.kind(), a.ack().await);
         }
-        o.counters.processing.fetch_add(1, Relaxed);
+        let running = Running::new(&o.counters.processing);
         let mut rng = crate::rng::for_item(
             self.seed,
             self.service.kind().name(),
             envelope.meta.event_id,
         );
-        let pause = crate::latency::sample(&self.config.latency, &mut rng);
+        let mut pause = crate::latency::sample(&self.config.latency, &mut rng);
+        if let Some(f) = faults.latency()
+            && picks(f.index, f.scope)
+        {
+            pause += crate::latency::sample(&f.what, &mut rng);
+        }
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
-        let result = self.service.handle(&envelope).await;
-        o.counters.processing.fetch_sub(1, Relaxed);
+        let mut result = self.service.handle(&envelope).await;
+        if let Some(f) = faults.duplicate()
+            && picks(f.index, f.scope)
+            && result.is_ok()
+        {
+            // The same event arrives again: the service sees a second delivery.
+            self.observe(&envelope, true);
+            result = self.service.handle(&envelope).await;
+        }
+        drop(running);
         let Some(ack) = ack else { return };
         let settled = match result {
             Ok(()) => ack.ack().await,
@@ -165,8 +280,12 @@ impl Runner {
                 ack.nack().await
             }
         };
-        if let Err(e) = settled {
-            o.finding(format!("{}: ack failed: {e}", self.service.kind()));
-        }
+        settle(o, self.service.kind(), settled);
+    }
+}
+
+fn settle(o: &Observer, kind: crate::topology::ServiceKind, result: Result<(), TransportError>) {
+    if let Err(e) = result {
+        o.finding(format!("{kind}: ack failed: {e}"));
     }
 }
