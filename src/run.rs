@@ -102,7 +102,12 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             .clone()
             .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed))
     });
-    let mut observer = Observer::new(clock, schedule.orders());
+    let mut observer = Observer::new(clock, schedule.orders()).with_fault_plan(
+        scenario
+            .faults
+            .iter()
+            .map(|f| (f.at, f.duration.map(|d| f.at + d))),
+    );
     if let Some(dir) = &dir {
         let logs = IntervalLogs::create(dir, clock.wall_start_unix_ns()).map_err(|source| {
             RunError::Report {

@@ -14,6 +14,10 @@ use doorbuster::verify::{CheckResult, Verdict};
 
 /// About 1 000 orders in 10 s, a fast in-process provider, then `faults` (YAML list items).
 fn scenario(faults: &str, services: &str) -> Scenario {
+    scenario_with(faults, services, "  no_loss: true")
+}
+
+fn scenario_with(faults: &str, services: &str, checks: &str) -> Scenario {
     let text = format!(
         r#"
 name: chaos
@@ -28,6 +32,8 @@ provider:
   latency: 1ms..5ms
 services:
 {services}
+checks:
+{checks}
 faults:
 {faults}
 "#
@@ -218,37 +224,52 @@ async fn a_pause_builds_a_backlog_that_drains_after() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn injected_latency_shows_in_the_window_within_10ms_at_p50() {
+async fn injected_latency_shows_in_the_during_histogram_within_10ms_at_p50() {
     let s = scenario(
         "  - { at: 3s, for: 4s, latency: email, add: 200ms }",
         "  email: { latency: 30ms }",
     );
     let r = run(&s).await;
     passes(&r);
-    let email = r
-        .summary
+    let split = window(&r, "latency")
         .latency
-        .iter()
-        .find(|l| l.stage == "order.created -> email.sent")
-        .unwrap();
-    let p50_at = |second: u32| {
-        email
-            .series
-            .iter()
-            .find(|p| p.second == second)
-            .unwrap()
-            .percentiles
-            .p50_us as i64
-    };
-    // Seconds fully inside the window against seconds well before it.
-    let before = p50_at(1);
-    for second in 4..=6 {
-        let added = p50_at(second) - before;
-        assert!(
-            (190_000..=210_000).contains(&added),
-            "second {second}: +{added} µs"
-        );
-    }
+        .into_iter()
+        .find(|l| l.stage.label() == "order.created -> email.sent")
+        .expect("a split for email.sent");
+    let added = split.during.p50_us as i64 - split.before.p50_us as i64;
+    assert!((190_000..=210_000).contains(&added), "+{added} µs");
+    // After the window the stage is back where it was.
+    let after = split.after.p50_us as i64 - split.before.p50_us as i64;
+    assert!(after.abs() <= 10_000, "{after} µs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_measures_the_backlog_and_gates_on_its_drain() {
+    let s = scenario_with(
+        "  - { at: 2s, for: 3s, pause: warehouse }",
+        "  warehouse: { latency: 1ms }",
+        "  recovery: { drain_within: 5s }",
+    );
+    let r = run(&s).await;
+    passes(&r);
+    let recovery = window(&r, "pause").recovery.expect("measured");
+    assert!(recovery.backlog_peak >= 250, "{recovery:?}");
+    assert!(
+        recovery
+            .lag_recovered_after_ms
+            .is_some_and(|ms| ms <= 2_000),
+        "{recovery:?}"
+    );
+    // Negative control: an email service that crashes and never comes back never drains.
+    let s = scenario_with(
+        "  - { at: 2s, crash: email }",
+        "  email: { latency: 1ms }",
+        "  recovery: { drain_within: 5s }",
+    );
+    let r = run(&s).await;
+    let c = check(&r, "recovery");
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert_eq!(c.observed, "lag never recovered");
 }
 
 #[tokio::test(start_paused = true)]

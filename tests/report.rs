@@ -309,6 +309,8 @@ fn faulted(mut s: Summary) -> Summary {
         start_ms: 1_000,
         end_ms: Some(2_000),
         notes: Vec::new(),
+        latency: Vec::new(),
+        recovery: None,
     }];
     let check = s
         .checks

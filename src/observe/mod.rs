@@ -73,6 +73,45 @@ pub struct FaultWindow {
     /// What applying it did or found (e.g. events to re-read after a replay).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Latency per stage before, during and after the window (whole seconds of run time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<StageSplit>,
+    /// Backlog and recovery after the window (filled in when the run is summarised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// How the pipeline came back from one fault window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Recovery {
+    /// Total consumer lag (all groups) in the last second before the fault.
+    pub lag_before: u64,
+    /// The highest total lag from the fault's start until it recovered.
+    pub backlog_peak: u64,
+    /// From the window's end until lag was back to its pre-fault level; `None`: never.
+    pub lag_recovered_after_ms: Option<u64>,
+    /// From the window's end until every latency SLO held again per second; `None`: never
+    /// (or no SLO to judge by).
+    pub latency_recovered_after_ms: Option<u64>,
+}
+
+/// One stage's latency around a fault window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct StageSplit {
+    pub stage: Stage,
+    pub before: Percentiles,
+    pub during: Percentiles,
+    pub after: Percentiles,
+}
+
+/// Accumulates each stage's per-second histograms into before / during / after one planned
+/// fault window, as the seconds close: exact percentiles, bounded memory.
+struct Split {
+    start_s: u32,
+    /// `None`: the window never closes (a crash without restart).
+    end_s: Option<u32>,
+    /// `[stage][before, during, after]`
+    parts: Vec<[hdrhistogram::Histogram<u64>; 3]>,
 }
 
 /// A misbehaviour worth reporting that is not a check result (a broker error, a stalled
@@ -104,6 +143,8 @@ pub struct Observer {
     logs: Option<hlog::IntervalLogs>,
     /// Fault windows, indexed like the scenario's `faults`.
     faults: Mutex<Vec<Option<FaultWindow>>>,
+    /// Latency splits, indexed like the scenario's `faults`.
+    splits: Mutex<Vec<Split>>,
 }
 
 impl Observer {
@@ -121,7 +162,28 @@ impl Observer {
             next_event_id: AtomicU64::new(0),
             logs: None,
             faults: Mutex::new(Vec::new()),
+            splits: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Plans the latency splits: one per fault, `(start, end)` in run time.
+    pub fn with_fault_plan(
+        self,
+        windows: impl IntoIterator<Item = (std::time::Duration, Option<std::time::Duration>)>,
+    ) -> Observer {
+        let secs = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        *lock(&self.splits) = windows
+            .into_iter()
+            .map(|(start, end)| Split {
+                start_s: secs(start),
+                end_s: end.map(|e| secs(e).max(secs(start) + 1)),
+                parts: Stage::ALL
+                    .iter()
+                    .map(|_| std::array::from_fn(|_| recorder::new_histogram()))
+                    .collect(),
+            })
+            .collect();
+        self
     }
 
     /// Records that fault `index` started now.
@@ -137,6 +199,8 @@ impl Observer {
             start_ms,
             end_ms: None,
             notes: Vec::new(),
+            latency: Vec::new(),
+            recovery: None,
         });
     }
 
@@ -154,8 +218,30 @@ impl Observer {
         }
     }
 
+    /// The windows as they happened, each with its latency split.
     pub fn fault_windows(&self) -> Vec<FaultWindow> {
-        lock(&self.faults).iter().flatten().cloned().collect()
+        let splits = lock(&self.splits);
+        lock(&self.faults)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let mut w = w.clone()?;
+                if let Some(split) = splits.get(i) {
+                    w.latency = Stage::ALL
+                        .iter()
+                        .zip(&split.parts)
+                        .filter(|(_, [b, d, a])| !(b.is_empty() && d.is_empty() && a.is_empty()))
+                        .map(|(stage, [b, d, a])| StageSplit {
+                            stage: *stage,
+                            before: Percentiles::of(b),
+                            during: Percentiles::of(d),
+                            after: Percentiles::of(a),
+                        })
+                        .collect();
+                }
+                Some(w)
+            })
+            .collect()
     }
 
     /// Writes each stage's per-second histograms to these logs as the run goes.
@@ -216,8 +302,20 @@ impl Observer {
 
     /// Closes `second`: latency intervals become points, counters and lags a sample.
     pub fn tick(&self, second: u32, lag: Vec<(ServiceKind, Option<u64>)>) {
-        for (stage, recorder) in Stage::ALL.iter().zip(&self.stages) {
+        let mut splits = lock(&self.splits);
+        for (i, (stage, recorder)) in Stage::ALL.iter().zip(&self.stages).enumerate() {
             let interval = recorder.tick(second);
+            for split in splits.iter_mut() {
+                let part = if second < split.start_s {
+                    0
+                } else if split.end_s.is_none_or(|end| second < end) {
+                    1
+                } else {
+                    2
+                };
+                // Same bounds everywhere, so `add` cannot fail.
+                let _ = split.parts[i][part].add(&interval);
+            }
             if let Some(logs) = &self.logs
                 && let Err(e) = logs.write(*stage, second, &interval)
             {
@@ -227,6 +325,7 @@ impl Observer {
                 ));
             }
         }
+        drop(splits);
         for r in self
             .subscriptions
             .iter()

@@ -405,6 +405,8 @@ mod tests {
                 start_ms: 1000,
                 end_ms: Some(2000),
                 notes: vec!["<note>".into()],
+                latency: Vec::new(),
+                recovery: None,
             }],
             findings: vec![Finding {
                 at_ms: 5,
@@ -463,6 +465,8 @@ mod tests {
             start_ms: 9_000_000,
             end_ms: Some(10),
             notes: Vec::new(),
+            latency: Vec::new(),
+            recovery: None,
         });
         s.latency[0].distribution.push(PercentilePoint {
             percentile: 250.0,

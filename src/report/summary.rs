@@ -190,7 +190,21 @@ impl Summary {
     pub fn build(i: SummaryInput<'_>) -> Summary {
         let o = i.observer;
         let orders = order_counts(&i, o);
+
         let samples = o.samples();
+        let faults: Vec<FaultWindow> = o
+            .fault_windows()
+            .into_iter()
+            .map(|mut w| {
+                w.recovery = Some(crate::verify::recovery::measure(
+                    &w,
+                    &samples,
+                    &i.scenario.checks.latency,
+                    |stage| o.stage(stage).series(),
+                ));
+                w
+            })
+            .collect();
         let mut achieved = Vec::with_capacity(samples.len());
         let mut previous = 0;
         for s in &samples {
@@ -235,7 +249,7 @@ impl Summary {
             analytics: i.analytics,
             samples,
             tolerances: i.scenario.checks.compare,
-            faults: o.fault_windows(),
+            faults,
             findings: o.findings(),
             ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,
         }

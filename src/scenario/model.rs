@@ -370,6 +370,9 @@ pub struct Checks {
     pub no_duplicate_effects: bool,
     pub per_key_order: bool,
     pub compare: CompareTolerances,
+    /// `recovery: { drain_within: 30s }`: after each fault window, consumer lag must be back
+    /// to its pre-fault level within this time.
+    pub recovery: Option<Duration>,
 }
 
 /// How far a run of this scenario may fall behind a baseline before `doorbuster compare`

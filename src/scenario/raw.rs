@@ -216,6 +216,14 @@ pub struct RawChecks {
     pub no_duplicate_effects: Option<Text>,
     pub per_key_order: Option<Text>,
     pub compare: Option<Spanned<RawCompare>>,
+    pub recovery: Option<Spanned<RawRecovery>>,
+}
+
+/// `recovery: { drain_within: 30s }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecovery {
+    pub drain_within: Option<Text>,
 }
 
 /// Tolerances `doorbuster compare` applies when this scenario's run is the candidate.

@@ -227,6 +227,16 @@ struct Checks {
     no_duplicate_effects: Option<bool>,
     per_key_order: Option<bool>,
     compare: Option<Compare>,
+    /// After each fault window, consumer lag must be back to its pre-fault level within
+    /// `drain_within`.
+    recovery: Option<Recovery>,
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Recovery {
+    #[schemars(regex(pattern = DURATION))]
+    drain_within: String,
 }
 
 /// Tolerances `doorbuster compare` applies when this scenario's run is the candidate.

@@ -59,6 +59,7 @@ checks:
   no_loss: true
   no_duplicate_effects: true
   per_key_order: true
+  # recovery: { drain_within: 30s }   # with faults: lag back to its pre-fault level in time
   compare:                  # what `doorbuster compare` tolerates when this run is the candidate
     latency_increase: 10%   # growth of p50/p90/p99 per stage
     latency_floor: 1ms      # growth below this is noise

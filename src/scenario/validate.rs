@@ -675,6 +675,7 @@ impl Validator {
             no_duplicate_effects: None,
             per_key_order: None,
             compare: None,
+            recovery: None,
         };
         let raw = raw.map_or(&empty, |r| &r.value);
         let at_least = |percent: f64| ShareThreshold {
@@ -718,6 +719,16 @@ impl Validator {
                 units::parse_bool,
             ),
             compare: self.compare(raw.compare.as_ref(), &path.key("compare")),
+            recovery: raw.recovery.as_ref().and_then(|r| {
+                let path = path.key("recovery");
+                self.required(
+                    &r.value.drain_within,
+                    &r.referenced,
+                    &path.key("drain_within"),
+                    "recovery: { drain_within: 30s }",
+                    |t| duration_in(t, true, DURATION_MAX),
+                )
+            }),
         }
     }
 

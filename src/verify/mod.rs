@@ -11,6 +11,7 @@ pub mod latency_slo;
 pub mod no_duplicate_effects;
 pub mod no_loss;
 pub mod per_key_order;
+pub mod recovery;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -92,6 +93,9 @@ pub fn checks_for(scenario: &Scenario) -> Vec<Box<dyn Check>> {
     }
     if c.per_key_order {
         checks.push(Box::new(per_key_order::PerKeyOrder));
+    }
+    if let Some(drain_within) = c.recovery {
+        checks.push(Box::new(recovery::RecoveryCheck { drain_within }));
     }
     checks
 }
