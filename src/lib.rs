@@ -9,6 +9,7 @@
 //! ```
 
 pub mod bench;
+pub mod chaos;
 pub mod clock;
 pub mod events;
 pub mod latency;
