@@ -17,6 +17,11 @@
 //! run_standalone(listen, upstream, toxics, seed, allow_remote, shutdown) -> Result<ProxyStats, ProxyError>
 //! ```
 //!
+//! Adding a toxic, as toxiproxy's CREATING_TOXICS.md has it: one file here implementing
+//! `Toxic` (decide one chunk's fate; never sleep, never check direction or share), one
+//! `LinkToxic` variant with its `ToxicSpec::problem` checks, one arm in `toxic::build`, a
+//! unit test beside it and a real-socket test in `tests/chaos.rs`.
+//!
 //! Limits: it listens on loopback only, and dials only loopback upstreams unless built with
 //! `allow_remote` (checked before any connection is made); at most `CONNECTIONS_MAX`
 //! connections at once, and a bounded buffer per direction (`link::CHUNKS_IN_FLIGHT_MAX`).
@@ -45,7 +50,8 @@ use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 
-pub use self::chain::ToxicSet;
+use self::chain::ToxicSet;
+
 pub use self::spec::{Direction, LATENCY_MAX, LinkToxic, ToxicSpec};
 pub use self::stats::ProxyStats;
 

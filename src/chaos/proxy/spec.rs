@@ -66,7 +66,7 @@ pub enum Direction {
 
 impl Direction {
     /// Whether a toxic set for `self` acts on the one-way `flow`.
-    pub fn covers(self, flow: Flow) -> bool {
+    pub(super) fn covers(self, flow: Flow) -> bool {
         matches!(
             (self, flow),
             (Direction::Both, _)
@@ -78,7 +78,7 @@ impl Direction {
 
 /// One of the two one-way byte streams of a proxied connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
+pub(super) enum Flow {
     Upstream,
     Downstream,
 }
