@@ -112,6 +112,44 @@ enum Command {
         #[arg(long)]
         summary: bool,
     },
+    /// Run the TCP fault proxy alone between a client and a loopback server, until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  doorbuster proxy --listen 127.0.0.1:16379 --upstream 127.0.0.1:6379 --latency 100ms --jitter 20ms"
+    )]
+    Proxy {
+        /// Where clients connect (loopback only).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The server to forward to (loopback unless --allow-remote).
+        #[arg(long)]
+        upstream: std::net::SocketAddr,
+        /// Added delay per chunk.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        latency: Option<std::time::Duration>,
+        /// Uniform jitter around --latency.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        jitter: Option<std::time::Duration>,
+        /// Bytes per second, per connection and direction.
+        #[arg(long, value_name = "BYTES_PER_SEC")]
+        bandwidth: Option<u64>,
+        /// Swallow traffic (a partition).
+        #[arg(long)]
+        blackhole: bool,
+        /// Reset connections.
+        #[arg(long)]
+        reset: bool,
+        /// Which way the toxics act.
+        #[arg(long, value_enum, default_value_t = Way::Both)]
+        direction: Way,
+        /// Share of connections the toxics apply to, e.g. 50%.
+        #[arg(long, default_value = "100%", value_parser = parse_share)]
+        share: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Allow an upstream outside loopback.
+        #[arg(long)]
+        allow_remote: bool,
+    },
     /// Write a commented scenario template to NAME.yaml.
     Init {
         name: String,
@@ -159,6 +197,51 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Init { name, force } => init(&name, force),
         Command::Report { run_dir } => rerender(&run_dir),
+        Command::Proxy {
+            listen,
+            upstream,
+            latency,
+            jitter,
+            bandwidth,
+            blackhole,
+            reset,
+            direction,
+            share,
+            seed,
+            allow_remote,
+        } => {
+            use doorbuster::chaos::proxy::{Direction, LinkToxic, ToxicSpec};
+            let mut toxics = Vec::new();
+            if latency.is_some() || jitter.is_some() {
+                toxics.push(LinkToxic::Latency {
+                    latency: latency.unwrap_or_default(),
+                    jitter: jitter.unwrap_or_default(),
+                });
+            }
+            if let Some(bytes_per_sec) = bandwidth {
+                toxics.push(LinkToxic::Bandwidth { bytes_per_sec });
+            }
+            if blackhole {
+                toxics.push(LinkToxic::Blackhole);
+            }
+            if reset {
+                toxics.push(LinkToxic::Reset);
+            }
+            let direction = match direction {
+                Way::Upstream => Direction::Upstream,
+                Way::Downstream => Direction::Downstream,
+                Way::Both => Direction::Both,
+            };
+            let specs = toxics
+                .into_iter()
+                .map(|t| {
+                    ToxicSpec::new(t)
+                        .direction(direction)
+                        .share(doorbuster::scenario::model::Share(share.min(1.0)))
+                })
+                .collect();
+            proxy(listen, upstream, specs, seed, allow_remote)
+        }
         Command::Compare {
             baseline,
             candidate,
@@ -200,6 +283,56 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             max_rate: max,
             refine,
         }),
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Way {
+    Upstream,
+    Downstream,
+    Both,
+}
+
+fn proxy(
+    listen: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    toxics: Vec<doorbuster::chaos::proxy::ToxicSpec>,
+    seed: u64,
+    allow_remote: bool,
+) -> anyhow::Result<ExitCode> {
+    use doorbuster::chaos::proxy::{ProxyError, run_standalone};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    eprintln!("proxying {listen} -> {upstream}; Ctrl-C stops");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match runtime.block_on(run_standalone(
+        listen,
+        upstream,
+        toxics,
+        seed,
+        allow_remote,
+        shutdown,
+    )) {
+        Ok(stats) => {
+            println!("{stats:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(
+            e @ (ProxyError::RemoteUpstream { .. }
+            | ProxyError::RemoteListen { .. }
+            | ProxyError::InvalidToxic { .. }),
+        ) => {
+            eprintln!("proxy: {e}");
+            Ok(ExitCode::from(EXIT_BAD_INPUT))
+        }
+        Err(e) => {
+            eprintln!("proxy: {e}");
+            Ok(ExitCode::from(EXIT_CANNOT_RUN))
+        }
     }
 }
 

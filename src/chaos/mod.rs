@@ -6,6 +6,10 @@
 //! services: they switch [`ServiceFaults`], which the service runner consults around every
 //! delivery, and [`scope::applies`] decides once, for every kind, which deliveries a fault
 //! touches (share of deliveries, share of order keys, seeded).
+//!
+//! `proxy/` is the TCP fault proxy for link faults (latency, jitter, bandwidth, reset,
+//! blackhole) between services and a networked broker, also runnable alone as
+//! `doorbuster proxy`.
 
 pub mod crash;
 pub mod duplicate;
@@ -14,6 +18,7 @@ pub mod exec;
 pub mod latency;
 pub mod pause;
 pub mod provider_outage;
+pub mod proxy;
 pub mod replay;
 pub mod scope;
 
