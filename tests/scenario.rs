@@ -24,7 +24,25 @@ load:
 #[test]
 fn every_bundled_scenario_parses() {
     // A bundled scenario that does not parse would break `doorbuster run NAME` for everyone.
-    assert_eq!(scenario::bundled().len(), 3);
+    // Every file in scenarios/ is bundled, and nothing else is.
+    let mut files: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+            .unwrap()
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".yaml")
+                    .map(str::to_owned)
+            })
+            .collect();
+    files.sort();
+    let mut names: Vec<String> = scenario::bundled()
+        .iter()
+        .map(|(n, _)| (*n).to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, files);
     for (name, text) in scenario::bundled() {
         let parsed = scenario::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(parsed.name, *name);

@@ -4,7 +4,7 @@
 
 /// (name, YAML) of every bundled scenario; the name is what `doorbuster run` accepts.
 pub fn bundled() -> &'static [(&'static str, &'static str)] {
-    const BUNDLED: [(&str, &str); 3] = [
+    const BUNDLED: [(&str, &str); 7] = [
         (
             "black-friday",
             include_str!(concat!(
@@ -21,6 +21,34 @@ pub fn bundled() -> &'static [(&'static str, &'static str)] {
             include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/scenarios/double-charge.yaml"
+            )),
+        ),
+        (
+            "subscriber-crash",
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scenarios/subscriber-crash.yaml"
+            )),
+        ),
+        (
+            "slow-warehouse",
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scenarios/slow-warehouse.yaml"
+            )),
+        ),
+        (
+            "duplicate-storm",
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scenarios/duplicate-storm.yaml"
+            )),
+        ),
+        (
+            "replay-analytics",
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scenarios/replay-analytics.yaml"
             )),
         ),
     ];

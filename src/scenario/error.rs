@@ -304,7 +304,16 @@ fn unknown_key(
         "unknown {what} {field:?}; valid {what}s here are {}",
         expected.join(", ")
     );
-    let hint = did_you_mean(field, expected).map(|s| format!("did you mean {s:?}?"));
+    let hint = did_you_mean(field, expected)
+        .map(|s| format!("did you mean {s:?}?"))
+        .or_else(|| {
+            // `{ add: lognormal(400ms, 0.3) }`: the comma ended the value and started a key.
+            (field.ends_with(')') || field.starts_with(|c: char| c.is_ascii_digit())).then(|| {
+                "inside `{ }` a comma separates keys: quote a value that contains one, \
+                 e.g. add: \"lognormal(400ms, 0.3)\""
+                    .to_owned()
+            })
+        });
     (message, hint)
 }
 

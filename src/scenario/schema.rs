@@ -38,6 +38,72 @@ struct Scenario {
     services: Option<Services>,
     provider: Option<Provider>,
     checks: Option<Checks>,
+    /// Faults on the scenario's clock, e.g. `{ at: 80s, crash: email, restart_after: 10s }`.
+    faults: Option<Vec<FaultEntry>>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum ServiceName {
+    Payment,
+    Inventory,
+    Email,
+    Warehouse,
+    Analytics,
+}
+
+/// One fault: `at`, `for` when it lasts, and exactly one kind key.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct FaultEntry {
+    /// Start, on the run's clock.
+    #[schemars(regex(pattern = DURATION))]
+    at: String,
+    /// How long it lasts (pause, latency, errors, duplicate, provider_outage).
+    #[serde(rename = "for")]
+    #[schemars(regex(pattern = DURATION))]
+    for_: Option<String>,
+    /// The service's consumers stop without committing.
+    crash: Option<ServiceName>,
+    #[schemars(regex(pattern = DURATION))]
+    restart_after: Option<String>,
+    /// The service stops consuming, keeping its partitions.
+    pause: Option<ServiceName>,
+    /// Added processing time for the service (with `add`).
+    latency: Option<ServiceName>,
+    /// The added time: quote it inside `{ }` when it has a comma.
+    #[schemars(regex(pattern = LATENCY))]
+    add: Option<String>,
+    /// The service fails deliveries (nack).
+    errors: Option<ServiceName>,
+    /// Deliveries arrive twice at the service.
+    duplicate: Option<ServiceName>,
+    /// Share of deliveries the fault touches (default 100%).
+    #[schemars(regex(pattern = SHARE))]
+    share: Option<String>,
+    /// Share of orders the fault touches (default 100%).
+    #[schemars(regex(pattern = SHARE))]
+    keys: Option<String>,
+    provider_outage: Option<Outage>,
+    /// Rewind the service's consumer group (`to: earliest` or a run time).
+    replay: Option<ServiceName>,
+    to: Option<String>,
+    /// A command run with `sh -c`; its output goes to the run folder.
+    exec: Option<String>,
+}
+
+/// The payment provider fails a share of calls.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Outage {
+    #[schemars(regex(pattern = SHARE))]
+    errors: Option<String>,
+    #[schemars(regex(pattern = LATENCY))]
+    latency: Option<String>,
+    #[schemars(range(min = 400, max = 599))]
+    status: Option<u16>,
+    #[schemars(regex(pattern = DURATION))]
+    retry_after: Option<String>,
 }
 
 /// Where the orders go: `embedded` (the in-process broker, the default).
