@@ -210,7 +210,9 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     progress.finish();
 
     let captures: HashMap<u64, u32> = provider.captures_per_order();
+    let analytics_state = pipeline.analytics.as_ref().map(|a| a.state());
     let input = CheckInput {
+        analytics: analytics_state.as_ref(),
         scenario,
         observer: &observer,
         factory: &factory,

@@ -137,6 +137,7 @@ async fn a_replay_rebuilds_analytics_and_is_caught_reapplying_effects_without_id
     let replay = "  - { at: 12s, replay: analytics, to: earliest }";
     let r = run(&scenario(replay, "  analytics: { latency: 1ms }")).await;
     passes(&r);
+    assert_eq!(check(&r, "replay").verdict, Verdict::Pass);
     let w = window(&r, "replay");
     assert!(
         w.notes.iter().any(|n| n.starts_with("rewound: ")),
@@ -154,6 +155,16 @@ async fn a_replay_rebuilds_analytics_and_is_caught_reapplying_effects_without_id
 
     let broken = scenario(replay, "  analytics: { latency: 1ms, idempotent: false }");
     let r = run(&broken).await;
+    let replay_check = check(&r, "replay");
+    assert_eq!(replay_check.verdict, Verdict::Fail);
+    assert!(
+        replay_check
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("analytics holds")),
+        "{:?}",
+        replay_check.evidence
+    );
     let c = check(&r, "no_duplicate_effects");
     assert_eq!(c.verdict, Verdict::Fail);
     assert!(

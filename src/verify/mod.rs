@@ -12,6 +12,7 @@ pub mod no_duplicate_effects;
 pub mod no_loss;
 pub mod per_key_order;
 pub mod recovery;
+pub mod replay;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -60,6 +61,8 @@ pub struct CheckInput<'a> {
     /// Captures per order from the payment provider's own records.
     pub captures_per_order: &'a HashMap<u64, u32>,
     pub enabled: &'a [ServiceKind],
+    /// The analytics service's state at the end, when it ran.
+    pub analytics: Option<&'a crate::services::analytics::AnalyticsState>,
 }
 
 pub trait Check {
@@ -93,6 +96,13 @@ pub fn checks_for(scenario: &Scenario) -> Vec<Box<dyn Check>> {
     }
     if c.per_key_order {
         checks.push(Box::new(per_key_order::PerKeyOrder));
+    }
+    let replays = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f.kind, crate::scenario::model::FaultKind::Replay { .. }));
+    if replays {
+        checks.push(Box::new(replay::ReplayCheck));
     }
     if let Some(drain_within) = c.recovery {
         checks.push(Box::new(recovery::RecoveryCheck { drain_within }));
