@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::chaos::reorder::ReorderTransport;
 use crate::chaos::{Chaos, ChaosCtx, run_timeline};
 use crate::clock::{Clock, duration_ns};
 use crate::load::Schedule;
@@ -122,6 +123,16 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         Some(t) => t.clone(),
         None => crate::transport::connect(&scenario.target, clock)?,
     };
+    let chaos = Arc::new(Chaos::default());
+    let reorders = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f.kind, crate::scenario::model::FaultKind::Reorder { .. }));
+    let transport: Arc<dyn Transport> = if reorders {
+        Arc::new(ReorderTransport::new(transport, chaos.clone(), seed))
+    } else {
+        transport
+    };
     let factory = Arc::new(OrderFactory::new(seed, &scenario.orders));
     let publisher = Publisher {
         transport: transport.clone(),
@@ -131,7 +142,6 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let (stop_tx, stop_rx) = watch::channel(false);
     let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock));
     let client = Arc::new(provider_client(scenario, &provider, stop_rx.clone()).await?);
-    let chaos = Arc::new(Chaos::default());
     let mut pipeline = start_services(
         scenario,
         seed,

@@ -306,6 +306,30 @@ async fn duplicates_are_counted_and_absorbed_by_an_idempotent_service() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reorder_fault_is_caught_by_per_key_order() {
+    // Resubmits give keys two `order.created` events, the ones a reorder can swap.
+    let text = |faults: &str| {
+        format!(
+            "name: reorder\nseed: 9\nload:\n  arrivals: uniform\n  phases:\n    - {{ hold: 10s, rate: 100/s }}\n  drain: 30s\norders: {{ resubmits: 30% }}\nprovider: {{ via: in_process, latency: 1ms }}\n{faults}"
+        )
+    };
+    let clean = doorbuster::scenario::parse("r.yaml", &text("")).unwrap();
+    let r = run(&clean).await;
+    assert_eq!(check(&r, "per_key_order").verdict, Verdict::Pass);
+    let faulted = doorbuster::scenario::parse(
+        "r.yaml",
+        &text("faults:\n  - { at: 1s, for: 8s, reorder: order.created, keys: 50% }\n"),
+    )
+    .unwrap();
+    let r = run(&faulted).await;
+    let c = check(&r, "per_key_order");
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    // Held events were released, never dropped.
+    assert_eq!(check(&r, "no_loss").verdict, Verdict::Pass);
+    assert_eq!(window(&r, "reorder").target, "order.created");
+}
+
+#[tokio::test(start_paused = true)]
 async fn exec_runs_a_command_and_keeps_its_output() {
     let dir = tempfile::tempdir().unwrap();
     let s = scenario(

@@ -19,6 +19,7 @@ pub mod latency;
 pub mod pause;
 pub mod provider_outage;
 pub mod proxy;
+pub mod reorder;
 pub mod replay;
 pub mod scope;
 
@@ -91,6 +92,8 @@ impl ServiceFaults {
 #[derive(Default)]
 pub struct Chaos {
     services: [ServiceFaults; ServiceKind::ALL.len()],
+    /// The topic whose events are being reordered, if any.
+    pub reorder: RwLock<Option<Active<crate::events::Topic>>>,
 }
 
 impl Chaos {
@@ -178,6 +181,14 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
             }),
             "replay",
             service.to_string(),
+        ),
+        FaultKind::Reorder { topic } => (
+            Box::new(reorder::Reorder {
+                topic: *topic,
+                scope,
+            }),
+            "reorder",
+            topic.to_string(),
         ),
         FaultKind::Exec { command } => (
             Box::new(exec::Exec {

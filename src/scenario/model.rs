@@ -108,6 +108,8 @@ pub enum FaultKind {
         latency: Option<LatencyDist>,
         retry_after: Option<Duration>,
     },
+    /// Events of one key delivered out of order on this topic.
+    Reorder { topic: crate::events::Topic },
     /// Rewind the service's consumer group.
     Replay {
         service: crate::topology::ServiceKind,

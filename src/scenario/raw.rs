@@ -57,6 +57,7 @@ pub struct RawFault {
     pub share: Option<Text>,
     pub keys: Option<Text>,
     pub provider_outage: Option<Spanned<RawOutage>>,
+    pub reorder: Option<Text>,
     pub replay: Option<Text>,
     pub to: Option<Text>,
     pub exec: Option<Text>,

@@ -78,6 +78,8 @@ struct FaultEntry {
     errors: Option<ServiceName>,
     /// Deliveries arrive twice at the service.
     duplicate: Option<ServiceName>,
+    /// Events of one key delivered out of order on this topic, e.g. `order.created`.
+    reorder: Option<String>,
     /// Share of deliveries the fault touches (default 100%).
     #[schemars(regex(pattern = SHARE))]
     share: Option<String>,

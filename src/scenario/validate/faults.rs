@@ -16,7 +16,14 @@ const SERVICES: [(&str, ServiceKind); 5] = [
 const EXAMPLE: &str = "write a fault like `{ at: 80s, crash: email, restart_after: 10s }`";
 
 /// Kinds that last a window and so need `for`.
-const WINDOWED: [&str; 5] = ["pause", "latency", "errors", "duplicate", "provider_outage"];
+const WINDOWED: [&str; 6] = [
+    "pause",
+    "latency",
+    "errors",
+    "duplicate",
+    "reorder",
+    "provider_outage",
+];
 
 impl Validator {
     pub(super) fn faults(
@@ -44,6 +51,7 @@ impl Validator {
             ("latency", &f.latency),
             ("errors", &f.errors),
             ("duplicate", &f.duplicate),
+            ("reorder", &f.reorder),
             ("replay", &f.replay),
             ("exec", &f.exec),
         ]
@@ -58,7 +66,7 @@ impl Validator {
                 self.report(
                     at_fault,
                     path,
-                    "a fault needs one of crash, pause, latency, errors, duplicate, \
+                    "a fault needs one of crash, pause, latency, errors, duplicate, reorder, \
                      provider_outage, replay or exec"
                         .to_owned(),
                     Some(EXAMPLE.to_owned()),
@@ -143,7 +151,7 @@ impl Validator {
         let allowed: &[&str] = match kind {
             "crash" => &["restart_after"],
             "latency" => &["add", "share", "keys"],
-            "errors" | "duplicate" => &["share", "keys"],
+            "errors" | "duplicate" | "reorder" => &["share", "keys"],
             "replay" => &["to"],
             _ => &[],
         };
@@ -226,6 +234,18 @@ impl Validator {
             "duplicate" => FaultKind::Duplicate {
                 service: service(self, &f.duplicate)?,
             },
+            "reorder" => {
+                let text = f.reorder.as_ref()?;
+                let topics: Vec<(&str, crate::events::Topic)> = crate::events::Topic::ALL
+                    .iter()
+                    .map(|t| (t.name(), *t))
+                    .collect();
+                FaultKind::Reorder {
+                    topic: self.parse(text, &path.key("reorder"), |t| {
+                        choice(t, "a topic", &topics)
+                    })?,
+                }
+            }
             "replay" => {
                 let service = service(self, &f.replay);
                 let to = self.or_default(&f.to, &path.key("to"), ReplayTo::Earliest, |t| {

@@ -1,0 +1,120 @@
+//! `reorder`: events of one key delivered out of order. A transport wrapper holds a picked
+//! event of the topic (publish is acked: the broker has it, it just delivers it late) until
+//! the next event of the same key arrives, then sends the newer one first. A held event is
+//! released after `HOLD_MAX` whatever happens, so nothing acked is ever dropped; `per_key_order`
+//! is the check that must notice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Active, Chaos, ChaosCtx, FaultAction, read, write};
+use crate::events::{Envelope, Topic};
+use crate::scenario::model::FaultScope;
+use crate::sync::lock;
+use crate::transport::{
+    Ack, BoxFuture, RewindTo, Subscription, Transport, TransportError, TransportInfo,
+};
+
+/// The longest an event is held back waiting for a later one of its key.
+pub const HOLD_MAX: Duration = Duration::from_secs(1);
+
+pub struct Reorder {
+    pub topic: Topic,
+    pub scope: FaultScope,
+}
+
+impl FaultAction for Reorder {
+    fn start<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        let active = Active {
+            index,
+            scope: self.scope,
+            what: self.topic,
+        };
+        write(&ctx.chaos.reorder, Some(active));
+        Box::pin(async {})
+    }
+
+    fn stop<'a>(&'a self, _: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        write(&ctx.chaos.reorder, None);
+        Box::pin(async {})
+    }
+}
+
+/// Wraps the run's transport; does nothing unless a reorder fault is on.
+pub struct ReorderTransport {
+    inner: Arc<dyn Transport>,
+    chaos: Arc<Chaos>,
+    seed: u64,
+    held: Arc<Mutex<HashMap<(Topic, u64), Envelope>>>,
+}
+
+impl ReorderTransport {
+    pub fn new(inner: Arc<dyn Transport>, chaos: Arc<Chaos>, seed: u64) -> ReorderTransport {
+        ReorderTransport {
+            inner,
+            chaos,
+            seed,
+            held: Arc::default(),
+        }
+    }
+}
+
+impl Transport for ReorderTransport {
+    fn info(&self) -> TransportInfo {
+        self.inner.info()
+    }
+
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<Ack, TransportError>> {
+        Box::pin(async move {
+            let key = (envelope.topic, envelope.key());
+            let earlier = lock(&self.held).remove(&key);
+            if let Some(earlier) = earlier {
+                // The newer event overtakes the one held back.
+                let ack = self.inner.publish(envelope).await;
+                self.inner.publish(earlier).await?;
+                return ack;
+            }
+            let picked = read(&self.chaos.reorder).filter(|a| {
+                a.what == envelope.topic
+                    && super::scope::applies(self.seed, a.index, a.scope, &envelope.meta, 0)
+            });
+            if picked.is_none() {
+                return self.inner.publish(envelope).await;
+            }
+            lock(&self.held).insert(key, envelope);
+            let (inner, held) = (self.inner.clone(), self.held.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(HOLD_MAX).await;
+                let late = lock(&held).remove(&key);
+                if let Some(late) = late {
+                    let _ = inner.publish(late).await;
+                }
+            });
+            Ok(Ack {
+                partition: 0,
+                offset: 0,
+            })
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [Topic],
+    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
+        self.inner.subscribe(group, topics)
+    }
+
+    fn rewind<'a>(
+        &'a self,
+        group: &'a str,
+        to: RewindTo,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        self.inner.rewind(group, to)
+    }
+
+    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        self.inner.lag(group)
+    }
+}
