@@ -47,7 +47,18 @@ async fn run(s: &Scenario) -> RunResult {
         run_arg: "test".into(),
         ..RunOptions::default()
     };
-    execute(s, options).await.expect("the run completes")
+    let result = execute(s, options).await.expect("the run completes");
+    // Every summary a test produces must satisfy the committed schema of summary.json.
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schemas/summary.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let doc = serde_json::to_value(&result.summary).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "summary.json breaks its schema: {errors:?}"
+    );
+    result
 }
 
 fn check<'a>(r: &'a RunResult, name: &str) -> &'a CheckResult {
@@ -352,6 +363,20 @@ async fn exec_runs_a_command_and_keeps_its_output() {
     let log = std::fs::read_to_string(dir.path().join("exec-0.log")).unwrap();
     assert_eq!(log.trim(), "broker restarted");
     assert_eq!(window(&r, "exec").start_ms, 2_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_windows_start_and_end_within_100ms_of_plan_in_real_time() {
+    // Real time, bounded: 3 s of load, the outage from 1 s to 2 s.
+    let text = "name: timing\nload:\n  phases:\n    - { hold: 3s, rate: 50/s }\n  drain: 5s\nprovider: { via: in_process, latency: 1ms }\nfaults:\n  - { at: 1s, for: 1s, provider_outage: { errors: 50% } }\n";
+    let s = doorbuster::scenario::parse("timing.yaml", text).unwrap();
+    let r = run(&s).await;
+    let w = window(&r, "provider_outage");
+    assert!((900..=1_100).contains(&w.start_ms), "{w:?}");
+    assert!(
+        w.end_ms.is_some_and(|end| (1_900..=2_100).contains(&end)),
+        "{w:?}"
+    );
 }
 
 #[test]

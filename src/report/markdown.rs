@@ -99,6 +99,28 @@ pub fn render(s: &Summary) -> String {
         s.target.kind,
         fmt_us(s.send_lag.p99_us)
     );
+    if !s.faults.is_empty() {
+        let _ = writeln!(
+            md,
+            "| fault | target | from | to | backlog peak | lag recovered after |\n|---|---|---|---|---|---|"
+        );
+        for f in &s.faults {
+            let recovery = f.recovery.as_ref();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} ms | {} | {} | {} |",
+                cell(&f.kind),
+                cell(&f.target),
+                f.start_ms,
+                f.end_ms.map_or("-".to_owned(), |e| format!("{e} ms")),
+                recovery.map_or("-".to_owned(), |r| r.backlog_peak.to_string()),
+                recovery
+                    .and_then(|r| r.lag_recovered_after_ms)
+                    .map_or("-".to_owned(), |ms| format!("{ms} ms")),
+            );
+        }
+        md.push('\n');
+    }
     let _ = writeln!(md, "Reproduce: `{}`", s.reproduce);
     md
 }

@@ -67,6 +67,24 @@ pub fn closing_lines(summary: &Summary) -> String {
         d.total,
         d.duplicates,
     );
+    for f in &summary.faults {
+        let end = f.end_ms.map_or("the end".to_owned(), |e| format!("{e} ms"));
+        out.push_str(&format!(
+            "fault: {} on {} from {} ms to {end}{}\n",
+            f.kind,
+            f.target,
+            f.start_ms,
+            f.recovery
+                .as_ref()
+                .map(|r| format!(
+                    ", backlog peak {}, lag recovered after {}",
+                    r.backlog_peak,
+                    r.lag_recovered_after_ms
+                        .map_or("never".to_owned(), |ms| format!("{ms} ms"))
+                ))
+                .unwrap_or_default()
+        ));
+    }
     if let Some(reason) = &summary.invalid_reason {
         out.push_str(&format!("INVALID: {reason}\n"));
     }
