@@ -4,6 +4,8 @@
 //! and crashes is caught losing orders, a replay into a non-idempotent service is caught
 //! re-applying effects. Each has its clean twin that passes.
 
+mod support;
+
 use std::time::Duration;
 
 use doorbuster::observe::FaultWindow;
@@ -48,16 +50,7 @@ async fn run(s: &Scenario) -> RunResult {
         ..RunOptions::default()
     };
     let result = execute(s, options).await.expect("the run completes");
-    // Every summary a test produces must satisfy the committed schema of summary.json.
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../schemas/summary.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let doc = serde_json::to_value(&result.summary).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
-    assert!(
-        errors.is_empty(),
-        "summary.json breaks its schema: {errors:?}"
-    );
+    support::assert_valid_summary(&serde_json::to_value(&result.summary).unwrap());
     result
 }
 

@@ -1,6 +1,8 @@
 //! The `doorbuster` binary end to end: every exit code, the files a run leaves, and the
 //! commands around `run`. Real time, bounded: the longest run here is the 15 s smoke.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -23,14 +25,7 @@ fn text(bytes: &[u8]) -> String {
 fn summary(dir: &Path) -> serde_json::Value {
     let raw = std::fs::read(dir.join("summary.json")).expect("summary.json written");
     let doc: serde_json::Value = serde_json::from_slice(&raw).expect("summary.json is JSON");
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../schemas/summary.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
-    assert!(
-        errors.is_empty(),
-        "summary.json breaks its schema: {errors:?}"
-    );
+    support::assert_valid_summary(&doc);
     doc
 }
 

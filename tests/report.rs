@@ -11,6 +11,8 @@
 //! print SKIP, or fail when `DOORBUSTER_REQUIRE_BROWSER=1`. Screenshots and pages are kept
 //! under `$CARGO_TARGET_TMPDIR/report/` for a human to look at.
 
+mod support;
+
 use doorbuster::report::compare::{Tolerances, compare};
 use doorbuster::report::summary::{FaultWindow, RunVerdict, Summary};
 use doorbuster::run::{RunOptions, execute};
@@ -294,10 +296,12 @@ async fn real_summary() -> Summary {
         run_arg: "small.yaml".into(),
         ..RunOptions::default()
     };
-    execute(&small(), options)
+    let summary = execute(&small(), options)
         .await
         .expect("the run completes")
-        .summary
+        .summary;
+    support::assert_valid_summary(&serde_json::to_value(&summary).unwrap());
+    summary
 }
 
 /// The real summary with a fault window, and its duplicate-effects check turned into a

@@ -2,6 +2,8 @@
 //! clean Black Friday, and a negative control for every check: a transport or service broken
 //! on purpose that the check must catch, next to the clean run it must pass.
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -57,21 +59,8 @@ async fn run_with(s: &Scenario, transport: Option<Arc<dyn Transport>>) -> RunRes
         ..RunOptions::default()
     };
     let result = execute(s, options).await.expect("the run completes");
-    assert_valid_summary(&result);
+    support::assert_valid_summary(&serde_json::to_value(&result.summary).unwrap());
     result
-}
-
-/// Every summary a test produces must satisfy the committed schema of summary.json.
-fn assert_valid_summary(r: &RunResult) {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../schemas/summary.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let doc = serde_json::to_value(&r.summary).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
-    assert!(
-        errors.is_empty(),
-        "summary.json breaks its schema: {errors:?}"
-    );
 }
 
 fn check<'a>(r: &'a RunResult, name: &str) -> &'a CheckResult {
