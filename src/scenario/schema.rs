@@ -38,6 +38,9 @@ struct Scenario {
     services: Option<Services>,
     provider: Option<Provider>,
     checks: Option<Checks>,
+    /// Faults on the run's clock, e.g. `{ at: 50s, for: 20s, provider_outage: { errors: 30% } }`.
+    #[schemars(length(max = 1000))]
+    faults: Option<Vec<Fault>>,
 }
 
 /// Where the orders go: `embedded` (the in-process broker, the default).
@@ -82,6 +85,8 @@ struct Load {
     /// A checkout not acked within this time has failed (default `2s`).
     #[schemars(regex(pattern = DURATION))]
     checkout_timeout: Option<String>,
+    /// What a checkout waits for: `{ mode: async }` (default) or `{ mode: sync }`.
+    checkout: Option<Checkout>,
     /// At most this many checkouts in flight (default 10000).
     #[schemars(range(min = 1, max = 1_000_000))]
     max_in_flight: Option<u64>,
@@ -95,6 +100,22 @@ struct Load {
     /// After the last phase, time for the pipeline to settle before the checks (default `30s`).
     #[schemars(regex(pattern = DURATION))]
     drain: Option<String>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum CheckoutMode {
+    Async,
+    Sync,
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Checkout {
+    /// `async` (default): the checkout ends at the `order.created` ack and payment happens
+    /// downstream. `sync`: the checkout also calls the payment provider once, inline, like a
+    /// monolith, and succeeds only if the provider answered within `checkout_timeout`.
+    mode: Option<CheckoutMode>,
 }
 
 /// A load phase. Exactly one of `ramp`, `hold`, `spike`, `pause` (its duration).
@@ -242,6 +263,71 @@ struct Compare {
     /// Percentage points a rate may fall (default `0.1%`).
     #[schemars(regex(pattern = SHARE))]
     rate_drop: Option<String>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum ServiceName {
+    Payment,
+    Inventory,
+    Email,
+    Warehouse,
+    Analytics,
+}
+
+/// One fault: `at`, one kind key (`crash`, `pause`, `latency`, `errors`, `duplicate`,
+/// `provider_outage`, `replay`, `exec`) with its companions, and `for` where it is a window.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Fault {
+    /// When it starts, on the run's clock.
+    #[schemars(regex(pattern = DURATION))]
+    at: String,
+    /// How long a window fault lasts (pause, latency, errors, duplicate, provider_outage).
+    #[serde(rename = "for")]
+    #[schemars(regex(pattern = DURATION))]
+    for_: Option<String>,
+    /// The service's consumers stop without committing.
+    crash: Option<ServiceName>,
+    #[schemars(regex(pattern = DURATION))]
+    restart_after: Option<String>,
+    pause: Option<ServiceName>,
+    /// Added processing time for the service; the amount goes in `add`.
+    latency: Option<ServiceName>,
+    #[schemars(regex(pattern = LATENCY))]
+    add: Option<String>,
+    errors: Option<ServiceName>,
+    duplicate: Option<ServiceName>,
+    /// Share of deliveries touched (latency, errors, duplicate), e.g. `20%`.
+    #[schemars(regex(pattern = SHARE))]
+    share: Option<String>,
+    /// Share of orders touched, e.g. `10%`.
+    #[schemars(regex(pattern = SHARE))]
+    keys: Option<String>,
+    provider_outage: Option<Outage>,
+    /// Rewind the service's consumer group; where to goes in `to`.
+    replay: Option<ServiceName>,
+    /// `earliest` or a run time such as `30s`.
+    to: Option<String>,
+    /// A shell command; its output goes to the run folder.
+    exec: Option<String>,
+}
+
+/// The payment provider fails a share of calls, optionally slower.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Outage {
+    /// Share of calls that fail, e.g. `30%` (default `100%`).
+    #[schemars(regex(pattern = SHARE))]
+    errors: Option<String>,
+    /// Response time during the outage, e.g. `2s` or `1s..3s`.
+    #[schemars(regex(pattern = LATENCY))]
+    latency: Option<String>,
+    /// HTTP status of the failed calls (default 503).
+    #[schemars(range(min = 400, max = 599))]
+    status: Option<u16>,
+    #[schemars(regex(pattern = DURATION))]
+    retry_after: Option<String>,
 }
 
 /// `"< 3s"`, `"<= 250ms"` or a bare duration (meaning `<=`).
