@@ -147,7 +147,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         seed,
         &publisher,
         &factory,
-        client,
+        client.clone(),
         &chaos,
         stop_rx.clone(),
     )
@@ -185,6 +185,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         schedule: schedule.clone(),
         load: scenario.load.clone(),
         seed,
+        provider: client,
     });
     let outcome: DriverOutcome = driver.run(interrupt.clone()).await;
 

@@ -56,7 +56,7 @@ fn scenarios_lists_the_bundled_ones() {
     let out = run(&["scenarios"]);
     assert_eq!(out.status.code(), Some(0));
     let list = text(&out.stdout);
-    for name in ["black-friday", "smoke", "double-charge"] {
+    for name in ["black-friday", "smoke", "double-charge", "payment-outage"] {
         assert!(list.lines().any(|l| l.starts_with(name)), "{list}");
     }
 }

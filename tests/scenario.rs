@@ -74,6 +74,18 @@ fn bundled_scenarios_say_what_the_brief_promises() {
     assert!(!dc.services.payment.idempotent);
     assert_eq!(dc.orders.resubmits, Share(0.05));
     assert_eq!(dc.provider.via, ProviderVia::InProcess);
+
+    let (po, _) = scenario::load("payment-outage").unwrap();
+    let po_secs: u64 = po.load.phases.iter().map(|p| p.duration.as_secs()).sum();
+    assert_eq!(po_secs, 60);
+    assert_eq!(po.load.checkout_mode, CheckoutMode::Async);
+    assert!(matches!(
+        po.faults[0].kind,
+        FaultKind::ProviderOutage {
+            errors: Share(0.3),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -214,7 +226,7 @@ fn load_tells_files_from_bundled_names() {
         "{unknown}"
     );
     assert!(
-        unknown.contains("black-friday, smoke, double-charge"),
+        unknown.contains("black-friday, smoke, double-charge, payment-outage"),
         "{unknown}"
     );
 
@@ -228,6 +240,22 @@ fn load_tells_files_from_bundled_names() {
     assert_eq!(source.display_name(), arg);
     assert_eq!(source.run_arg(), arg);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn checkout_mode_defaults_to_async_and_reads_sync() {
+    // The synchronous-checkout baseline is opt-in; leaving it out keeps today's behaviour.
+    let minimal = scenario::parse("minimal.yaml", MINIMAL).unwrap();
+    assert_eq!(minimal.load.checkout_mode, CheckoutMode::Async);
+    let sync = MINIMAL.replace("load:\n", "load:\n  checkout: { mode: sync }\n");
+    let s = scenario::parse("sync.yaml", &sync).unwrap();
+    assert_eq!(s.load.checkout_mode, CheckoutMode::Sync);
+    let empty = MINIMAL.replace("load:\n", "load:\n  checkout: {}\n");
+    let s = scenario::parse("empty.yaml", &empty).unwrap();
+    assert_eq!(s.load.checkout_mode, CheckoutMode::Async);
+    let typo = MINIMAL.replace("load:\n", "load:\n  checkout: { mood: sync }\n");
+    let e = scenario::parse("typo.yaml", &typo).unwrap_err().to_string();
+    assert!(e.contains("typo.yaml:3:") && e.contains("mode"), "{e}");
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! checkouts are capped; an order that cannot get a slot and an ack within
 //! `checkout_timeout` of its due time is a failed checkout, counted, never skipped. How late the
 //! driver itself dispatched each arrival is its *send lag*, recorded so a run whose generator
-//! fell behind can be declared invalid instead of passing.
+//! fell behind can be declared invalid instead of passing. In the synchronous-checkout
+//! baseline (`sync_checkout.rs`) a checkout also waits for one inline provider call.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,10 +20,12 @@ use tokio::sync::{Semaphore, watch};
 use crate::clock::{RunTime, duration_ns};
 use crate::events::Topic;
 use crate::load::Schedule;
+use crate::load::sync_checkout::pay_inline;
 use crate::observe::{Checkout, Observer};
 use crate::orders::OrderFactory;
 use crate::publisher::{Cause, Publisher};
-use crate::scenario::model::{Load, Stage};
+use crate::scenario::model::{CheckoutMode, Load, Stage};
+use crate::services::provider::ProviderClient;
 
 /// A resubmit follows its first submission after this long (seeded, uniform).
 const RESUBMIT_DELAY_MS: std::ops::RangeInclusive<u64> = 200..=2_000;
@@ -33,6 +36,8 @@ pub struct Driver {
     pub schedule: Arc<Schedule>,
     pub load: Load,
     pub seed: u64,
+    /// The payment service's client; the synchronous checkout calls the provider with it.
+    pub provider: Arc<ProviderClient>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,10 +156,22 @@ impl Driver {
         let envelope = self
             .publisher
             .envelope(Topic::OrderCreated, &cause, payload.clone());
-        let accepted = matches!(
+        let mut accepted = matches!(
             tokio::time::timeout_at(deadline, self.publisher.publish(envelope)).await,
             Ok(Ok(_))
         );
+        if accepted && self.load.checkout_mode == CheckoutMode::Sync {
+            // The shopper's spinner keeps turning (and the slot stays taken) until the card
+            // API answers; the order is already published, so payment still runs downstream.
+            let key = &order.idempotency_key;
+            if let Err(error) = pay_inline(&self.provider, key, &payload, deadline).await {
+                if error.is_harness_bug() {
+                    o.finding(format!("sync checkout of order {id}: {error}"));
+                }
+                tracing::debug!(order = id, %error, "sync checkout failed");
+                accepted = false;
+            }
+        }
         drop(slot);
         if accepted {
             o.reached(Stage::Checkout, due);

@@ -1,5 +1,6 @@
 //! Load: the arrival schedule and the open-model driver that keeps to it.
 pub mod driver;
 pub mod schedule;
+pub mod sync_checkout;
 
 pub use schedule::{PlannedPhase, Schedule};

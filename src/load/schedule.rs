@@ -150,6 +150,7 @@ mod tests {
         Load {
             arrivals,
             checkout_timeout: Duration::from_secs(2),
+            checkout_mode: crate::scenario::model::CheckoutMode::Async,
             max_in_flight: 10_000,
             phases,
             drain: Duration::from_secs(30),

@@ -345,6 +345,7 @@ mod tests {
                 kind: "embedded".into(),
                 settings: vec![("acks".into(), "<all>".into())],
             },
+            checkout_mode: Default::default(),
             orders: OrderCounts {
                 planned: 3,
                 attempted: 3,

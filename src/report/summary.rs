@@ -7,7 +7,7 @@ use crate::load::{PlannedPhase, Schedule};
 pub use crate::observe::FaultWindow;
 use crate::observe::{Checkout, Finding, Observer, Percentiles, Sample, SeriesPoint, Terminal};
 use crate::orders::OrderFactory;
-use crate::scenario::model::{Scenario, Stage};
+use crate::scenario::model::{CheckoutMode, Scenario, Stage};
 use crate::services::analytics::AnalyticsState;
 use crate::services::provider::{ProviderCore, ProviderStats};
 use crate::topology::SUBSCRIPTIONS;
@@ -145,6 +145,10 @@ pub struct Summary {
     pub started_unix_ms: u64,
     pub duration_s: f64,
     pub target: TransportInfo,
+    /// `async` (the checkout ends at the `order.created` ack) or `sync` (it also waits for
+    /// one inline provider call): what `orders.accepted` and the checkout success rate mean.
+    #[serde(default)]
+    pub checkout_mode: CheckoutMode,
     pub orders: OrderCounts,
     pub checks: Vec<CheckResult>,
     pub rates: Rates,
@@ -224,6 +228,7 @@ impl Summary {
             started_unix_ms: o.clock.wall_start_unix_ns() / 1_000_000,
             duration_s: o.now() as f64 / 1e9,
             target: i.transport,
+            checkout_mode: i.scenario.load.checkout_mode,
             orders,
             checks: i.checks,
             rates: Rates {

@@ -4,6 +4,7 @@
 use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::summary::Summary;
+use crate::scenario::model::CheckoutMode;
 use crate::verify::Verdict;
 
 /// Evidence lines shown per failed check; summary.json keeps them all.
@@ -47,14 +48,27 @@ pub fn verdict_table(summary: &Summary) -> String {
     out
 }
 
+/// Says what an accepted checkout meant in this run, so a sync baseline's numbers are never
+/// read as the asynchronous design's.
+fn checkout_line(mode: CheckoutMode) -> &'static str {
+    match mode {
+        CheckoutMode::Async => "async (accepted = order.created acked; payment runs downstream)",
+        CheckoutMode::Sync => {
+            "sync (accepted = order.created acked and the card API answered inline, one try)"
+        }
+    }
+}
+
 /// The lines after the table: counts, verdict, reproduce command.
 pub fn closing_lines(summary: &Summary) -> String {
     let o = &summary.orders;
     let d = &summary.deliveries;
     let mut out = format!(
-        "orders: {} planned, {} attempted, {} accepted, {} failed checkouts, {} completed \
+        "checkout: {}\n\
+         orders: {} planned, {} attempted, {} accepted, {} failed checkouts, {} completed \
          ({} fulfilled, {} declined), {} payment failures, {} resubmits\n\
          deliveries: {} ({} duplicates, expected under at-least-once)\n",
+        checkout_line(summary.checkout_mode),
         o.planned,
         o.attempted,
         o.accepted,

@@ -4,7 +4,7 @@
 
 /// (name, YAML) of every bundled scenario; the name is what `doorbuster run` accepts.
 pub fn bundled() -> &'static [(&'static str, &'static str)] {
-    const BUNDLED: [(&str, &str); 7] = [
+    const BUNDLED: [(&str, &str); 8] = [
         (
             "black-friday",
             include_str!(concat!(
@@ -21,6 +21,13 @@ pub fn bundled() -> &'static [(&'static str, &'static str)] {
             include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/scenarios/double-charge.yaml"
+            )),
+        ),
+        (
+            "payment-outage",
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scenarios/payment-outage.yaml"
             )),
         ),
         (

@@ -154,11 +154,47 @@ pub enum Arrivals {
     Poisson,
 }
 
+/// Where payment sits relative to the checkout.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckoutMode {
+    /// The checkout ends when `order.created` is acked; payment happens downstream, off the
+    /// shopper's path (the event-driven design under test).
+    #[default]
+    Async,
+    /// The checkout also calls the payment provider inline, once, like a monolith: it
+    /// succeeds only if the provider captured or declined within `checkout_timeout`. The
+    /// baseline the asynchronous design is measured against.
+    Sync,
+}
+
+impl CheckoutMode {
+    /// The name used in scenario files and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckoutMode::Async => "async",
+            CheckoutMode::Sync => "sync",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Load {
     pub arrivals: Arrivals,
-    /// An order whose `order.created` is not acked within this time is a failed checkout.
+    /// An order whose checkout is not answered within this time is a failed checkout.
     pub checkout_timeout: Duration,
+    /// What the checkout waits for before the shopper sees success.
+    pub checkout_mode: CheckoutMode,
     /// At most this many checkouts in flight (default 10_000).
     pub max_in_flight: usize,
     pub phases: Vec<Phase>,
@@ -320,7 +356,8 @@ pub struct ShareThreshold {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
-    /// `order.created` acked by the broker (the checkout latency).
+    /// `order.created` acked by the broker (the checkout latency); in the sync checkout
+    /// mode, the inline provider call's answer too.
     Checkout,
     /// `order.created -> order.payment.succeeded`
     PaymentSucceeded,

@@ -135,10 +135,19 @@ impl<'de> Deserialize<'de> for RawTarget {
 pub struct RawLoad {
     pub arrivals: Option<Text>,
     pub checkout_timeout: Option<Text>,
+    pub checkout: Option<Spanned<RawCheckout>>,
     pub max_in_flight: Option<Text>,
     pub max_send_lag: Option<Text>,
     pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
     pub drain: Option<Text>,
+}
+
+/// `checkout: { mode: sync }`: a mapping, so that later checkout settings (an HTTP
+/// checkout endpoint in observe mode) have a place next to the mode.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheckout {
+    pub mode: Option<Text>,
 }
 
 /// One phase; exactly one of `ramp`, `hold`, `spike`, `pause` must be present (checked in

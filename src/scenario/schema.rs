@@ -150,6 +150,8 @@ struct Load {
     /// A checkout not acked within this time has failed (default `2s`).
     #[schemars(regex(pattern = DURATION))]
     checkout_timeout: Option<String>,
+    /// What a checkout waits for: `{ mode: async }` (default) or `{ mode: sync }`.
+    checkout: Option<Checkout>,
     /// At most this many checkouts in flight (default 10000).
     #[schemars(range(min = 1, max = 1_000_000))]
     max_in_flight: Option<u64>,
@@ -163,6 +165,22 @@ struct Load {
     /// After the last phase, time for the pipeline to settle before the checks (default `30s`).
     #[schemars(regex(pattern = DURATION))]
     drain: Option<String>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum CheckoutMode {
+    Async,
+    Sync,
+}
+
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct Checkout {
+    /// `async` (default): the checkout ends at the `order.created` ack and payment happens
+    /// downstream. `sync`: the checkout also calls the payment provider once, inline, like a
+    /// monolith, and succeeds only if the provider answered within `checkout_timeout`.
+    mode: Option<CheckoutMode>,
 }
 
 /// A load phase. Exactly one of `ramp`, `hold`, `spike`, `pause` (its duration).

@@ -16,7 +16,11 @@ target: embedded            # the in-process broker
 
 load:
   arrivals: poisson         # or uniform
-  checkout_timeout: 2s      # a checkout not acked within this time has failed
+  checkout_timeout: 2s      # a checkout not answered within this time has failed
+  checkout:
+    mode: async             # answered at the order.created ack; payment runs downstream.
+                            # sync: the checkout also charges the card inline, once, like
+                            # a monolith (the baseline the event-driven design beats)
   max_in_flight: 10000
   max_send_lag: 100ms       # the run is invalid if the generator itself lags more
   phases:                   # one kind per phase: ramp, hold, spike or pause

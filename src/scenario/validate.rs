@@ -305,6 +305,10 @@ impl Validator {
             Duration::from_secs(2),
             |t| duration_in(t, true, units::LATENCY_MAX),
         );
+        let checkout_mode = match &raw.checkout {
+            Some(checkout) => self.checkout_mode(&checkout.value, &path.key("checkout")),
+            None => CheckoutMode::Async,
+        };
         let max_in_flight = self.or_default(
             &raw.max_in_flight,
             &path.key("max_in_flight"),
@@ -334,11 +338,22 @@ impl Validator {
         Load {
             arrivals,
             checkout_timeout,
+            checkout_mode,
             max_in_flight,
             phases,
             drain,
             max_send_lag,
         }
+    }
+
+    fn checkout_mode(&mut self, raw: &RawCheckout, path: &Path) -> CheckoutMode {
+        self.or_default(&raw.mode, &path.key("mode"), CheckoutMode::Async, |t| {
+            choice(
+                t,
+                "a checkout mode",
+                &[("async", CheckoutMode::Async), ("sync", CheckoutMode::Sync)],
+            )
+        })
     }
 
     fn phases(&mut self, raw: &Spanned<Vec<Spanned<RawPhase>>>, path: &Path) -> Vec<Phase> {
@@ -838,6 +853,7 @@ fn placeholder_load() -> Load {
     Load {
         arrivals: Arrivals::Poisson,
         checkout_timeout: Duration::from_secs(2),
+        checkout_mode: CheckoutMode::Async,
         max_in_flight: 10_000,
         phases: Vec::new(),
         drain: Duration::from_secs(30),

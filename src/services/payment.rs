@@ -18,6 +18,7 @@ use super::provider::{ChargeRequest, ChargeResponse, ProviderClient};
 use super::{Idempotency, Service, ServiceEnv, ServiceError};
 use crate::events::{Envelope, Topic};
 use crate::observe::Terminal;
+use crate::orders::OrderView;
 use crate::publisher::Cause;
 use crate::scenario::model::Stage;
 use crate::topology::ServiceKind;
@@ -108,12 +109,7 @@ impl Payment {
             code: None,
         };
         self.publish(Topic::PaymentAttempted, &cause, &fact).await?;
-        let request = ChargeRequest {
-            order_id: order,
-            amount_cents: view.total_cents,
-            currency: view.currency.to_string(),
-            card_token: view.card_token.to_string(),
-        };
+        let request = charge_request(order, &view);
         let o = &self.env.publisher.observer;
         let mut backoff = BACKOFF_FIRST;
         for attempt in 0..=self.retries {
@@ -157,6 +153,18 @@ impl Payment {
         o.ledger
             .set_terminal(order, Terminal::Failed, since_ms(o, cause.intended_at));
         Ok(())
+    }
+}
+
+/// The provider request for an order. The one place it is built: the synchronous checkout
+/// (`load/sync_checkout.rs`) sends the same request under the same key, and the provider
+/// replays a key only for identical parameters, so both callers must agree exactly.
+pub fn charge_request(order_id: u64, view: &OrderView<'_>) -> ChargeRequest {
+    ChargeRequest {
+        order_id,
+        amount_cents: view.total_cents,
+        currency: view.currency.to_string(),
+        card_token: view.card_token.to_string(),
     }
 }
 

@@ -1,5 +1,7 @@
 //! `checkout_success_rate`: orders whose `order.created` was acked within `checkout_timeout`,
-//! over orders attempted (DESIGN.md §5). What a shopper experiences.
+//! over orders attempted (DESIGN.md §5). What a shopper experiences. In the sync checkout
+//! baseline the driver marks an order accepted only once its inline provider call answered
+//! too; this check reads the ledger either way and does not need to know the mode.
 
 use super::{Check, CheckInput, CheckResult, Examples, ratio_result};
 use crate::observe::Checkout;
