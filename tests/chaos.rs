@@ -6,13 +6,19 @@
 
 mod support;
 
+use support::{assert_all_pass as passes, check};
+
+async fn run(s: &Scenario) -> RunResult {
+    support::run_with(s, None).await
+}
+
 use std::time::Duration;
 
 use doorbuster::observe::FaultWindow;
-use doorbuster::report::summary::RunVerdict;
+
 use doorbuster::run::{RunOptions, RunResult, execute};
 use doorbuster::scenario::model::{CheckoutMode, Scenario};
-use doorbuster::verify::{CheckResult, Verdict};
+use doorbuster::verify::Verdict;
 
 /// About 1 000 orders in 10 s, a fast in-process provider, then `faults` (YAML list items).
 fn scenario(faults: &str, services: &str) -> Scenario {
@@ -43,25 +49,6 @@ faults:
     doorbuster::scenario::parse("chaos.yaml", &text).expect("the chaos scenario parses")
 }
 
-async fn run(s: &Scenario) -> RunResult {
-    let options = RunOptions {
-        no_files: true,
-        run_arg: "test".into(),
-        ..RunOptions::default()
-    };
-    let result = execute(s, options).await.expect("the run completes");
-    support::assert_valid_summary(&serde_json::to_value(&result.summary).unwrap());
-    result
-}
-
-fn check<'a>(r: &'a RunResult, name: &str) -> &'a CheckResult {
-    r.summary
-        .checks
-        .iter()
-        .find(|c| c.name.starts_with(name))
-        .unwrap_or_else(|| panic!("no check {name}"))
-}
-
 fn window(r: &RunResult, kind: &str) -> FaultWindow {
     r.summary
         .faults
@@ -69,13 +56,6 @@ fn window(r: &RunResult, kind: &str) -> FaultWindow {
         .find(|f| f.kind == kind)
         .cloned()
         .unwrap_or_else(|| panic!("no {kind} window in {:?}", r.summary.faults))
-}
-
-fn passes(r: &RunResult) {
-    for c in &r.summary.checks {
-        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
-    }
-    assert_eq!(r.summary.verdict, RunVerdict::Pass);
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::{assert_all_pass, check, run_with};
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,12 +15,12 @@ use doorbuster::load::Schedule;
 use doorbuster::observe::Effect;
 use doorbuster::orders::OrderFactory;
 use doorbuster::report::summary::RunVerdict;
-use doorbuster::run::{RunOptions, RunResult, execute};
+
 use doorbuster::scenario::model::{ProviderVia, Scenario};
 use doorbuster::transport::{
     Ack, BoxFuture, RewindTo, Subscription, Transport, TransportError, TransportInfo,
 };
-use doorbuster::verify::{CheckResult, Verdict};
+use doorbuster::verify::Verdict;
 
 fn bundled(name: &str) -> Scenario {
     doorbuster::scenario::load(name)
@@ -49,33 +51,6 @@ checks:
 "#,
     )
     .expect("control scenario parses")
-}
-
-async fn run_with(s: &Scenario, transport: Option<Arc<dyn Transport>>) -> RunResult {
-    let options = RunOptions {
-        no_files: true,
-        run_arg: "test".into(),
-        transport,
-        ..RunOptions::default()
-    };
-    let result = execute(s, options).await.expect("the run completes");
-    support::assert_valid_summary(&serde_json::to_value(&result.summary).unwrap());
-    result
-}
-
-fn check<'a>(r: &'a RunResult, name: &str) -> &'a CheckResult {
-    r.summary
-        .checks
-        .iter()
-        .find(|c| c.name.starts_with(name))
-        .unwrap_or_else(|| panic!("no check {name}"))
-}
-
-fn assert_all_pass(r: &RunResult) {
-    for c in &r.summary.checks {
-        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
-    }
-    assert_eq!(r.summary.verdict, RunVerdict::Pass);
 }
 
 #[tokio::test(start_paused = true)]
