@@ -182,13 +182,7 @@ async fn errors_make_deliveries_come_back_and_still_complete() {
     let r = run(&s).await;
     passes(&r);
     // Nacked deliveries came back: more deliveries than first deliveries to inventory.
-    let inv = r
-        .summary
-        .deliveries
-        .per_subscription
-        .iter()
-        .find(|s| s.subscription == "inventory <- order.created")
-        .unwrap();
+    let inv = support::subscription(&r, "inventory <- order.created");
     assert!(inv.duplicate_deliveries > 20, "{inv:?}");
 }
 
@@ -275,13 +269,7 @@ async fn duplicates_are_counted_and_absorbed_by_an_idempotent_service() {
     );
     let r = run(&s).await;
     passes(&r);
-    let email = r
-        .summary
-        .deliveries
-        .per_subscription
-        .iter()
-        .find(|s| s.subscription == "email <- order.payment.succeeded")
-        .unwrap();
+    let email = support::subscription(&r, "email <- order.payment.succeeded");
     // Half of about 490 deliveries in the window arrived twice.
     assert!(
         (200..=300).contains(&email.duplicate_deliveries),

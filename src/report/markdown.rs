@@ -57,21 +57,7 @@ pub fn render(s: &Summary) -> String {
         }
         let _ = writeln!(md, "\n</details>");
     }
-    let o = &s.orders;
-    let _ = writeln!(
-        md,
-        "\n**Orders:** {} planned, {} attempted, {} accepted, {} failed checkouts, {} completed \
-         ({} fulfilled, {} declined), {} payment failures, {} resubmits.\n",
-        o.planned,
-        o.attempted,
-        o.accepted,
-        o.failed,
-        o.completed,
-        o.fulfilled,
-        o.declined,
-        o.payment_failed,
-        o.resubmits
-    );
+    let _ = writeln!(md, "\n**Orders:** {}.\n", s.orders.describe());
     let _ = writeln!(
         md,
         "| stage | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|"

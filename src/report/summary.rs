@@ -68,6 +68,25 @@ pub struct OrderCounts {
     pub backordered: u64,
 }
 
+impl OrderCounts {
+    /// `N planned, N attempted, ... N resubmits`: the orders line every format shows.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} planned, {} attempted, {} accepted, {} failed checkouts, {} completed \
+             ({} fulfilled, {} declined), {} payment failures, {} resubmits",
+            self.planned,
+            self.attempted,
+            self.accepted,
+            self.failed,
+            self.completed,
+            self.fulfilled,
+            self.declined,
+            self.payment_failed,
+            self.resubmits
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StageLatency {
     pub stage: String,

@@ -61,23 +61,11 @@ fn checkout_line(mode: CheckoutMode) -> &'static str {
 
 /// The lines after the table: counts, verdict, reproduce command.
 pub fn closing_lines(summary: &Summary) -> String {
-    let o = &summary.orders;
     let d = &summary.deliveries;
     let mut out = format!(
-        "checkout: {}\n\
-         orders: {} planned, {} attempted, {} accepted, {} failed checkouts, {} completed \
-         ({} fulfilled, {} declined), {} payment failures, {} resubmits\n\
-         deliveries: {} ({} duplicates, expected under at-least-once)\n",
+        "checkout: {}\norders: {}\ndeliveries: {} ({} duplicates, expected under at-least-once)\n",
         checkout_line(summary.checkout_mode),
-        o.planned,
-        o.attempted,
-        o.accepted,
-        o.failed,
-        o.completed,
-        o.fulfilled,
-        o.declined,
-        o.payment_failed,
-        o.resubmits,
+        summary.orders.describe(),
         d.total,
         d.duplicates,
     );

@@ -46,6 +46,19 @@ pub fn check<'a>(r: &'a RunResult, name: &str) -> &'a CheckResult {
         .unwrap_or_else(|| panic!("no check {name}"))
 }
 
+/// Deliveries to one subscription, by its label (`email <- order.payment.succeeded`).
+pub fn subscription<'a>(
+    r: &'a RunResult,
+    label: &str,
+) -> &'a doorbuster::report::summary::SubscriptionStats {
+    r.summary
+        .deliveries
+        .per_subscription
+        .iter()
+        .find(|s| s.subscription == label)
+        .unwrap_or_else(|| panic!("no subscription {label}"))
+}
+
 /// Every check passed and so did the run.
 pub fn assert_all_pass(r: &RunResult) {
     for c in &r.summary.checks {
