@@ -121,7 +121,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let observer = Arc::new(observer);
     let transport = match &opts.transport {
         Some(t) => t.clone(),
-        None => crate::transport::connect(&scenario.target, clock)?,
+        None => crate::transport::connect(&scenario.target, clock).await?,
     };
     let chaos = Arc::new(Chaos::default());
     let reorders = scenario

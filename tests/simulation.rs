@@ -147,7 +147,16 @@ struct Sabotage {
 fn sabotage(s: &Scenario, fault: Fault) -> Arc<dyn Transport> {
     let clock = doorbuster::clock::Clock::start();
     Arc::new(Sabotage {
-        inner: doorbuster::transport::connect(&s.target, clock).expect("embedded"),
+        inner: {
+            let doorbuster::scenario::model::Target::Embedded(cfg) = &s.target else {
+                panic!("the simulation runs on the embedded broker");
+            };
+            Arc::new(doorbuster::transport::embedded::EmbeddedBroker::new(
+                cfg.partitions,
+                cfg.retention,
+                clock,
+            ))
+        },
         fault,
         done: Mutex::new(false),
         held: Mutex::new(None),

@@ -1,6 +1,7 @@
 //! Transport conformance: the contract every transport keeps (src/transport/mod.rs), run
-//! against each one. The embedded broker runs here always; networked brokers join this file
-//! as they are added, each behind a `fn connect() -> Arc<dyn Transport>`.
+//! against each one. The embedded broker runs here always; each networked broker runs against
+//! its real server on loopback, and skips with a visible message when that server is not
+//! running (fails instead with DOORBUSTER_REQUIRE_BROKERS=1, as in CI).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -10,10 +11,71 @@ use bytes::Bytes;
 use doorbuster::clock::Clock;
 use doorbuster::events::{Envelope, EventMeta, Topic};
 use doorbuster::transport::embedded::EmbeddedBroker;
-use doorbuster::transport::{Delivery, RewindTo, Subscription, Transport};
+use doorbuster::transport::{
+    BrokerConfig, BrokerKind, BrokerOptions, Delivery, RewindTo, Subscription, Transport,
+    TransportError,
+};
 
-fn embedded() -> Arc<dyn Transport> {
-    Arc::new(EmbeddedBroker::new(4, 100_000, Clock::start()))
+async fn embedded() -> Option<Arc<dyn Transport>> {
+    Some(Arc::new(EmbeddedBroker::new(4, 100_000, Clock::start())))
+}
+
+/// The loopback server each networked broker's tests use; `DOORBUSTER_<KIND>_URL` overrides.
+fn broker_url(kind: BrokerKind) -> String {
+    let var = format!("DOORBUSTER_{}_URL", format!("{kind:?}").to_uppercase());
+    std::env::var(var).unwrap_or_else(|_| {
+        match kind {
+            BrokerKind::Kafka => "kafka://127.0.0.1:9092",
+            BrokerKind::Nats => "nats://127.0.0.1:4222",
+            BrokerKind::Rabbitmq => "amqp://guest:guest@127.0.0.1:5672/%2f",
+            BrokerKind::Redis => "redis://127.0.0.1:6379",
+        }
+        .to_owned()
+    })
+}
+
+/// A namespace no other test (or earlier run of this one) uses.
+fn fresh_namespace() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = doorbuster::clock::wall_now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("dbtest-{}-{nanos:x}-{n}", std::process::id())
+}
+
+fn broker_config(kind: BrokerKind, url: String) -> BrokerConfig {
+    BrokerConfig {
+        kind,
+        url,
+        namespace: fresh_namespace(),
+        partitions: 4,
+        options: BrokerOptions {
+            // Short, so a crashed member's events come back within a test's patience.
+            ack_wait: Duration::from_secs(1),
+            ..BrokerOptions::default()
+        },
+    }
+}
+
+fn brokers_required() -> bool {
+    std::env::var("DOORBUSTER_REQUIRE_BROKERS").is_ok_and(|v| v == "1")
+}
+
+/// Connects to the real server of `kind`; `None` with a visible SKIP when it is not running.
+async fn broker(kind: BrokerKind) -> Option<Arc<dyn Transport>> {
+    let cfg = broker_config(kind, broker_url(kind));
+    match doorbuster::transport::connect_broker(&cfg, Clock::start()).await {
+        Ok(t) => Some(t),
+        Err(e @ TransportError::Unreachable { .. }) if !brokers_required() => {
+            eprintln!(
+                "SKIP: {kind:?} conformance: {e} (set DOORBUSTER_REQUIRE_BROKERS=1 to fail instead)"
+            );
+            None
+        }
+        Err(e) => panic!("{kind:?} broker: {e}"),
+    }
 }
 
 fn event(order: u64, seq: u8) -> Envelope {
@@ -38,11 +100,12 @@ async fn publish_all(t: &Arc<dyn Transport>, events: impl IntoIterator<Item = En
     }
 }
 
-/// Takes deliveries until `n` arrived or nothing came for a while.
+/// Takes deliveries until `n` arrived or nothing came for a while (long enough for a
+/// networked broker's AckWait of 1 s plus its redelivery tick).
 async fn take(sub: &mut Box<dyn Subscription>, n: usize) -> Vec<Delivery> {
     let mut out = Vec::new();
     while out.len() < n {
-        match tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        match tokio::time::timeout(Duration::from_millis(2500), sub.next()).await {
             Ok(Ok(Some(d))) => out.push(d),
             _ => break,
         }
@@ -185,6 +248,35 @@ async fn per_key_order_is_kept(t: Arc<dyn Transport>) {
     }
 }
 
+/// Runs one conformance case on a fresh transport, then removes what it created.
+async fn case<F, Fut>(connect: impl Future<Output = Option<Arc<dyn Transport>>>, body: F)
+where
+    F: FnOnce(Arc<dyn Transport>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(t) = connect.await else { return };
+    body(t.clone()).await;
+    t.cleanup().await.expect("cleanup");
+}
+
+async fn unreachable_broker_is_a_clear_error(kind: BrokerKind, url: &str) {
+    // Nothing listens on port 1: connecting fails promptly, naming the broker's address.
+    let cfg = broker_config(kind, url.to_owned());
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        doorbuster::transport::connect_broker(&cfg, Clock::start()),
+    )
+    .await
+    .expect("connect gives up by itself");
+    match result {
+        Err(e @ TransportError::Unreachable { .. }) => {
+            assert!(e.to_string().contains("127.0.0.1:1"), "{e}");
+        }
+        Err(e) => panic!("expected Unreachable, got {e}"),
+        Ok(_) => panic!("connected to a port nothing listens on"),
+    }
+}
+
 macro_rules! conformance {
     ($module:ident, $connect:expr) => {
         mod $module {
@@ -192,37 +284,61 @@ macro_rules! conformance {
 
             #[tokio::test]
             async fn publish_and_deliver_once() {
-                super::publish_and_deliver_once($connect).await;
+                case($connect, super::publish_and_deliver_once).await;
             }
             #[tokio::test]
             async fn group_members_share_the_work() {
-                super::group_members_share_the_work($connect).await;
+                case($connect, super::group_members_share_the_work).await;
             }
             #[tokio::test]
             async fn unacked_work_is_redelivered_after_a_crash() {
-                super::unacked_work_is_redelivered_after_a_crash($connect).await;
+                case($connect, super::unacked_work_is_redelivered_after_a_crash).await;
             }
             #[tokio::test]
             async fn nacked_events_come_back() {
-                super::nacked_events_come_back($connect).await;
+                case($connect, super::nacked_events_come_back).await;
             }
             #[tokio::test]
             async fn lag_counts_published_not_committed() {
-                super::lag_counts_published_not_committed($connect).await;
+                case($connect, super::lag_counts_published_not_committed).await;
             }
             #[tokio::test]
             async fn rewind_rereads_everything() {
-                super::rewind_rereads_everything($connect).await;
+                case($connect, super::rewind_rereads_everything).await;
             }
             #[tokio::test]
             async fn per_key_order_is_kept() {
-                super::per_key_order_is_kept($connect).await;
+                case($connect, super::per_key_order_is_kept).await;
             }
         }
     };
 }
 
 conformance!(embedded_broker, embedded());
+
+macro_rules! broker_conformance {
+    ($module:ident, $kind:expr, $unreachable:literal) => {
+        mod $module {
+            use super::*;
+
+            conformance!(contract, broker($kind));
+
+            #[tokio::test]
+            async fn unreachable_broker_is_a_clear_error() {
+                super::unreachable_broker_is_a_clear_error($kind, $unreachable).await;
+            }
+        }
+    };
+}
+
+broker_conformance!(redis, BrokerKind::Redis, "redis://127.0.0.1:1");
+broker_conformance!(nats, BrokerKind::Nats, "nats://127.0.0.1:1");
+broker_conformance!(
+    rabbitmq,
+    BrokerKind::Rabbitmq,
+    "amqp://guest:guest@127.0.0.1:1/%2f"
+);
+broker_conformance!(kafka, BrokerKind::Kafka, "kafka://127.0.0.1:1");
 
 #[tokio::test]
 async fn retention_drops_the_oldest_events_and_lag_skips_them() {

@@ -106,6 +106,10 @@ impl Transport for ReorderTransport {
         self.inner.subscribe(group, topics)
     }
 
+    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        self.inner.cleanup()
+    }
+
     fn rewind<'a>(
         &'a self,
         group: &'a str,

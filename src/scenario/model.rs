@@ -135,6 +135,31 @@ pub enum ReplayTo {
 pub enum Target {
     /// The in-process broker (the default).
     Embedded(EmbeddedTarget),
+    /// A networked broker: Kafka, NATS JetStream, RabbitMQ or Redis Streams.
+    Broker(BrokerTarget),
+}
+
+/// A networked broker as the scenario (or `--target`) names it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct BrokerTarget {
+    pub kind: crate::transport::BrokerKind,
+    /// The URL as written: `${ENV}` references are expanded only when connecting, so
+    /// credentials never reach a report.
+    pub url: String,
+    /// Partitions per topic where the broker has them (Kafka).
+    pub partitions: u32,
+    /// Kafka: acks=all (else acks=1).
+    pub acks_all: bool,
+    /// Kafka: the idempotent producer.
+    pub idempotent: bool,
+    /// RabbitMQ: classic, quorum or stream queues.
+    pub queue_type: crate::transport::QueueType,
+    /// Time a delivery may stay unacked before the broker hands it to another member.
+    pub ack_wait: Duration,
+    /// Deliveries of one event before the broker gives up on it.
+    pub max_deliver: Option<u32>,
+    /// A host outside loopback is refused unless this is set (or `--allow-remote`).
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]

@@ -19,6 +19,7 @@ pub mod embedded;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::RunTime;
 use crate::events::{Envelope, Topic};
@@ -31,6 +32,10 @@ pub enum TransportError {
     Unreachable { target: String, reason: String },
     #[error("publish to {topic} was refused: {reason}")]
     Publish { topic: Topic, reason: String },
+    /// The event was sent but no answer came (the connection dropped, the ack timed out): the
+    /// broker may or may not have it. Counted apart from refused publishes and from loss.
+    #[error("publish to {topic} got no answer: {reason}")]
+    Indeterminate { topic: Topic, reason: String },
     #[error("group {group}: {reason}")]
     Group { group: String, reason: String },
 }
@@ -84,6 +89,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Events published to the group's topics and not yet committed by it.
     fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>>;
+
+    /// Removes what this run created on the broker (streams, topics, queues, groups under
+    /// its namespace). Called once at the end of a run; the embedded broker has nothing to do.
+    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// One member of a consumer group.
@@ -117,14 +128,207 @@ pub trait AckHandle: Send {
     fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
 }
 
-/// Builds the transport a scenario targets.
-pub fn connect(
+/// The networked brokers doorbuster speaks to.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum BrokerKind {
+    Kafka,
+    Nats,
+    Rabbitmq,
+    Redis,
+}
+
+impl BrokerKind {
+    pub const ALL: [BrokerKind; 4] = [Self::Kafka, Self::Nats, Self::Rabbitmq, Self::Redis];
+
+    /// The URL scheme that selects this broker (`kafka://`, `nats://`, `amqp://`, `redis://`).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Self::Kafka => "kafka",
+            Self::Nats => "nats",
+            Self::Rabbitmq => "amqp",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+/// RabbitMQ queue types (`x-queue-type`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueType {
+    #[default]
+    Classic,
+    Quorum,
+    Stream,
+}
+
+/// Everything a networked transport needs to connect; built from the scenario's `target:`
+/// (with `${ENV}` references expanded) or from `--target URL`.
+#[derive(Clone)]
+pub struct BrokerConfig {
+    pub kind: BrokerKind,
+    /// The URL with credentials expanded. Never print it: use [`BrokerConfig::redacted_url`].
+    pub url: String,
+    /// Prefix of every stream, topic, exchange, queue and group name the run creates. Unique
+    /// per run, so runs (and tests) never see each other's events.
+    pub namespace: String,
+    /// Partitions per topic where the broker has them (Kafka); ignored elsewhere.
+    pub partitions: u32,
+    pub options: BrokerOptions,
+}
+
+impl BrokerConfig {
+    /// The URL with any password replaced by `***`, for reports and errors.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("kind", &self.kind)
+            .field("url", &self.redacted_url())
+            .field("namespace", &self.namespace)
+            .field("partitions", &self.partitions)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Delivery settings a scenario can choose; each transport uses the ones that apply to it
+/// and states them in [`Transport::info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerOptions {
+    /// Kafka: `acks=all` (true) or `acks=1`.
+    pub acks_all: bool,
+    /// Kafka: `enable.idempotence`.
+    pub idempotent: bool,
+    /// RabbitMQ: the type of the queue declared per service.
+    pub queue_type: QueueType,
+    /// How long a delivery may stay unacked before the broker hands it to another member
+    /// (NATS AckWait; Redis: the idle time after which XAUTOCLAIM takes it over).
+    pub ack_wait: Duration,
+    /// Deliveries of one event before the broker gives up on it (NATS MaxDeliver, RabbitMQ
+    /// quorum `x-delivery-limit`); `None` means no limit.
+    pub max_deliver: Option<u32>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            acks_all: true,
+            idempotent: true,
+            queue_type: QueueType::Classic,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: None,
+        }
+    }
+}
+
+/// Builds the transport a scenario targets. A networked broker that cannot be reached is
+/// [`TransportError::Unreachable`] (exit code 3).
+pub async fn connect(
     target: &crate::scenario::model::Target,
     clock: crate::clock::Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
+    use crate::scenario::model::Target;
     match target {
-        crate::scenario::model::Target::Embedded(cfg) => Ok(Arc::new(
-            embedded::EmbeddedBroker::new(cfg.partitions, cfg.retention, clock),
-        )),
+        Target::Embedded(cfg) => Ok(Arc::new(embedded::EmbeddedBroker::new(
+            cfg.partitions,
+            cfg.retention,
+            clock,
+        ))),
+        Target::Broker(b) => {
+            let cfg = BrokerConfig {
+                kind: b.kind,
+                url: b.url.clone(),
+                namespace: run_namespace(),
+                partitions: b.partitions,
+                options: BrokerOptions {
+                    acks_all: b.acks_all,
+                    idempotent: b.idempotent,
+                    queue_type: b.queue_type,
+                    ack_wait: b.ack_wait,
+                    max_deliver: b.max_deliver,
+                },
+            };
+            connect_broker(&cfg, clock).await
+        }
+    }
+}
+
+/// `doorbuster-<unix ms in hex>`: unique per run, a valid name on every broker.
+fn run_namespace() -> String {
+    let ms = crate::clock::wall_now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("doorbuster-{ms:x}")
+}
+
+/// Connects to a networked broker.
+pub async fn connect_broker(
+    cfg: &BrokerConfig,
+    clock: crate::clock::Clock,
+) -> Result<Arc<dyn Transport>, TransportError> {
+    let _ = clock;
+    Err(TransportError::Unreachable {
+        target: cfg.redacted_url(),
+        reason: format!("the {:?} transport is not built in yet", cfg.kind),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_a_report() {
+        assert_eq!(
+            redact_url("amqp://guest:s3cret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@localhost:6379/0"),
+            "redis://:***@localhost:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("nats://token@host:4222"), "nats://***@host:4222");
     }
 }
