@@ -12,6 +12,7 @@ use doorbuster::report::terminal::{closing_lines, verdict_table};
 use doorbuster::run::{RunError, RunOptions, execute};
 use doorbuster::scenario;
 use doorbuster::scenario::model::ProviderVia;
+use doorbuster::transport::TransportError;
 
 /// Exit codes (DESIGN.md §8).
 const EXIT_BAD_INPUT: u8 = 2;
@@ -55,6 +56,17 @@ enum Command {
         /// No live progress view.
         #[arg(long, short)]
         quiet: bool,
+        /// Run against this broker instead of the scenario's target: kafka://host:port,
+        /// nats://host:port, amqp://user:pass@host:port/vhost or redis://host:port.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Allow a target outside loopback (load goes only where it is told to).
+        #[arg(long)]
+        allow_remote: bool,
+        /// Multiplies every phase's rate (0.5 halves the load), for brokers slower than the
+        /// scenario was written for.
+        #[arg(long, value_name = "FACTOR")]
+        rate_scale: Option<f64>,
     },
     /// Check scenario files without running them; every error at once.
     Validate {
@@ -184,7 +196,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             out,
             seed,
             quiet,
-        } => run(&scenario, out, seed, quiet),
+            target,
+            allow_remote,
+            rate_scale,
+        } => run(
+            &scenario,
+            out,
+            seed,
+            quiet,
+            &Overrides {
+                target,
+                allow_remote,
+                rate_scale,
+            },
+        ),
         Command::Validate { files } => Ok(validate(&files)),
         Command::Scenarios => {
             for (name, text) in scenario::bundled() {
@@ -371,19 +396,85 @@ fn bench(options: BenchOptions) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Command-line changes to a scenario's target and load.
+struct Overrides {
+    target: Option<String>,
+    allow_remote: bool,
+    rate_scale: Option<f64>,
+}
+
+impl Overrides {
+    /// Applies them; the error is a command-line mistake (exit 2).
+    fn apply(&self, scenario: &mut scenario::Scenario) -> Result<(), String> {
+        if let Some(url) = &self.target {
+            let kind = scenario::target::parse_url(url).map_err(|e| {
+                let hint = e.hint.map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+                format!("--target: {}{hint}", e.message)
+            })?;
+            scenario.target = match &scenario.target {
+                // The scenario's delivery settings stay when only the address changes.
+                scenario::Target::Broker(b) if b.kind == kind => {
+                    scenario::Target::Broker(scenario::BrokerTarget {
+                        url: url.clone(),
+                        ..b.clone()
+                    })
+                }
+                _ => scenario::Target::Broker(scenario::target::broker_defaults(kind, url.clone())),
+            };
+        }
+        if self.allow_remote {
+            if let scenario::Target::Broker(b) = &mut scenario.target {
+                b.allow_remote = true;
+            }
+        }
+        if let Some(factor) = self.rate_scale {
+            if !(factor.is_finite() && factor > 0.0 && factor <= 1000.0) {
+                return Err(format!(
+                    "--rate-scale: {factor} is not a factor between 0 and 1000 (exclusive of 0)"
+                ));
+            }
+            scenario.scale_rates(factor);
+        }
+        Ok(())
+    }
+
+    /// The flags to repeat in the reproduce command (passwords masked).
+    fn reproduce_args(&self) -> String {
+        let mut args = String::new();
+        if let Some(url) = &self.target {
+            args.push_str(&format!(
+                " --target '{}'",
+                doorbuster::transport::redact_url(url)
+            ));
+        }
+        if self.allow_remote {
+            args.push_str(" --allow-remote");
+        }
+        if let Some(factor) = self.rate_scale {
+            args.push_str(&format!(" --rate-scale {factor}"));
+        }
+        args
+    }
+}
+
 fn run(
     arg: &str,
     out: Option<PathBuf>,
     seed: Option<u64>,
     quiet: bool,
+    overrides: &Overrides,
 ) -> anyhow::Result<ExitCode> {
-    let (scenario, source) = match scenario::load(arg) {
+    let (mut scenario, source) = match scenario::load(arg) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
+    if let Err(message) = overrides.apply(&mut scenario) {
+        eprintln!("error: {message}");
+        return Ok(ExitCode::from(EXIT_BAD_INPUT));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -402,7 +493,7 @@ fn run(
             seed,
             out_dir: out,
             progress: !quiet,
-            run_arg: source.run_arg(),
+            run_arg: format!("{}{}", source.run_arg(), overrides.reproduce_args()),
             interrupt: Some(interrupt_rx),
             ..RunOptions::default()
         };
@@ -416,6 +507,10 @@ fn run(
                 }
                 step_summary(&result.summary);
                 Ok(ExitCode::from(result.summary.exit_code as u8))
+            }
+            Err(e @ RunError::Transport(TransportError::Config { .. })) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::from(EXIT_BAD_INPUT))
             }
             Err(e @ (RunError::Transport(_) | RunError::Provider(_) | RunError::Report { .. })) => {
                 eprintln!("error: {e}");

@@ -98,6 +98,11 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let seed = opts.seed.unwrap_or(scenario.seed);
     let clock = Clock::start();
     let schedule = Arc::new(Schedule::plan(&scenario.load, seed));
+    // Connect first: an unreachable broker leaves no half-made run folder behind.
+    let transport = match &opts.transport {
+        Some(t) => t.clone(),
+        None => crate::transport::connect(&scenario.target, clock).await?,
+    };
     let dir = (!opts.no_files).then(|| {
         opts.out_dir
             .clone()
@@ -119,10 +124,6 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         observer = observer.with_interval_logs(logs);
     }
     let observer = Arc::new(observer);
-    let transport = match &opts.transport {
-        Some(t) => t.clone(),
-        None => crate::transport::connect(&scenario.target, clock).await?,
-    };
     let chaos = Arc::new(Chaos::default());
     let reorders = scenario
         .faults
@@ -219,6 +220,11 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let _ = timeline.await;
     while pipeline.tasks.join_next().await.is_some() {}
     progress.finish();
+    // What the run created on a networked broker goes; a failure to tidy up is not the
+    // run's verdict, but it is said.
+    if let Err(e) = transport.cleanup().await {
+        tracing::warn!("could not remove the run's streams from the broker: {e}");
+    }
 
     let captures: HashMap<u64, u32> = provider.captures_per_order();
     let analytics_state = pipeline.analytics.as_ref().map(|a| a.state());

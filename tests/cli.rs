@@ -107,6 +107,59 @@ fn invalid_input_exits_2_with_file_line_and_column() {
 }
 
 #[test]
+fn targets_go_only_where_told_and_secrets_stay_out_of_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("run");
+    let out_arg = out_dir.to_str().unwrap();
+    // A host outside loopback needs the opt-in: exit 2, nothing sent, no run folder.
+    let remote = run(&[
+        "run",
+        "smoke",
+        "-q",
+        "--out",
+        out_arg,
+        "--target",
+        "redis://10.255.0.1:6379",
+    ]);
+    assert_eq!(remote.status.code(), Some(2), "{}", text(&remote.stderr));
+    assert!(text(&remote.stderr).contains("--allow-remote"));
+    // A credential reference that is not set is a usage error naming the variable.
+    let unset = doorbuster()
+        .args(["run", "smoke", "-q", "--out", out_arg, "--target"])
+        .arg("amqp://guest:${DOORBUSTER_TEST_UNSET}@127.0.0.1:5672/%2f")
+        .env_remove("DOORBUSTER_TEST_UNSET")
+        .output()
+        .unwrap();
+    assert_eq!(unset.status.code(), Some(2));
+    assert!(text(&unset.stderr).contains("DOORBUSTER_TEST_UNSET is not set"));
+    // Not a broker URL: exit 2 with the expected forms.
+    let scheme = run(&["run", "smoke", "-q", "--target", "mqtt://127.0.0.1:1883"]);
+    assert_eq!(scheme.status.code(), Some(2));
+    assert!(text(&scheme.stderr).contains("redis://127.0.0.1:6379"));
+    // Nothing listens on port 1: the run cannot be carried out, exit 3; the password given
+    // on the command line is masked in the message.
+    let down = run(&[
+        "run",
+        "smoke",
+        "-q",
+        "--out",
+        out_arg,
+        "--target",
+        "amqp://guest:hunter2@127.0.0.1:1/%2f",
+    ]);
+    assert_eq!(down.status.code(), Some(3), "{}", text(&down.stderr));
+    let stderr = text(&down.stderr);
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(!out_dir.exists(), "no half-made run folder");
+    // A nonsense scale factor is a usage error.
+    assert_eq!(
+        run(&["run", "smoke", "--rate-scale", "0"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
 fn a_passing_run_exits_0_and_writes_its_report() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("smoke");

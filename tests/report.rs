@@ -105,7 +105,7 @@ fn the_scenario_schema_rejects_what_the_validator_rejects() {
         "name: ok\nload:\n  phases: []\n",                               // no phases
         "name: ok\nload:\n  phases:\n    - { hold: 1s, rate: 5/s }\norders: { declines: 2 }\n",
         "name: ok\nload:\n  phases:\n    - { hold: 1s, rate: 5/s }\nservices: { paymnt: {} }\n",
-        "name: ok\nload:\n  phases:\n    - { hold: 1s, rate: 5/s }\ntarget: kafka\n",
+        "name: ok\nload:\n  phases:\n    - { hold: 1s, rate: 5/s }\ntarget: mqtt://127.0.0.1:1883\n",
         "name: ok\nload:\n  checkout: { mode: synch }\n  phases:\n    - { hold: 1s, rate: 5/s }\n",
     ] {
         assert!(

@@ -11,6 +11,7 @@ mod error;
 pub mod model;
 mod raw;
 pub mod schema;
+pub mod target;
 mod template;
 pub mod units;
 mod validate;

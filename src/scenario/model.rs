@@ -46,6 +46,22 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
 }
 
+impl Scenario {
+    /// Multiplies every phase's rate by `factor` (`--rate-scale`).
+    pub fn scale_rates(&mut self, factor: f64) {
+        for phase in &mut self.load.phases {
+            match &mut phase.kind {
+                PhaseKind::Ramp { from, to } => {
+                    from.0 *= factor;
+                    to.0 *= factor;
+                }
+                PhaseKind::Hold { rate } | PhaseKind::Spike { rate } => rate.0 *= factor,
+                PhaseKind::Pause => {}
+            }
+        }
+    }
+}
+
 /// One fault: what goes wrong, when, for how long, and for which deliveries.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Fault {

@@ -73,7 +73,8 @@ pub struct RawOutage {
     pub retry_after: Option<Text>,
 }
 
-/// `target: embedded` or `target: { kind: embedded, partitions: 12 }`.
+/// `target: embedded`, `target: redis://127.0.0.1:6379`, or a mapping:
+/// `target: { kind: embedded, partitions: 12 }`, `target: { url: "...", queue_type: quorum }`.
 #[derive(Debug)]
 pub enum RawTarget {
     Kind(String),
@@ -84,8 +85,15 @@ pub enum RawTarget {
 #[serde(deny_unknown_fields)]
 pub struct RawTargetMap {
     pub kind: Option<Text>,
+    pub url: Option<Text>,
     pub partitions: Option<Text>,
     pub retention: Option<Text>,
+    pub acks: Option<Text>,
+    pub idempotent: Option<Text>,
+    pub queue_type: Option<Text>,
+    pub ack_wait: Option<Text>,
+    pub max_deliver: Option<Text>,
+    pub allow_remote: Option<Text>,
 }
 
 impl<'de> Deserialize<'de> for RawTarget {

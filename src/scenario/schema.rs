@@ -108,30 +108,72 @@ struct Outage {
     retry_after: Option<String>,
 }
 
-/// Where the orders go: `embedded` (the in-process broker, the default).
+/// Where the orders go: `embedded` (the in-process broker, the default), a broker kind on
+/// its loopback default port (`redis`), a broker URL (`redis://127.0.0.1:6379`), or a block.
 #[derive(JsonSchema)]
 #[serde(untagged)]
 enum Target {
     Name(TargetName),
+    Url(#[schemars(regex(pattern = TARGET_URL))] String),
     Block(TargetBlock),
 }
+
+const TARGET_URL: &str = r"^(kafka|nats|tls|amqps?|rediss?)://.+$";
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum TargetName {
     Embedded,
+    Kafka,
+    Nats,
+    Rabbitmq,
+    Redis,
 }
 
 #[derive(JsonSchema)]
 #[schemars(deny_unknown_fields)]
 struct TargetBlock {
-    kind: TargetName,
-    /// Partitions per topic (1..=1024, default 12).
+    /// The broker; optional when `url` is given (its scheme selects the broker).
+    kind: Option<TargetName>,
+    /// The broker's URL; credentials only as `${ENV}` references.
+    #[schemars(regex(pattern = TARGET_URL))]
+    url: Option<String>,
+    /// Partitions per topic (1..=1024, default 12); Kafka and the embedded broker.
     #[schemars(range(min = 1, max = 1024))]
     partitions: Option<u32>,
-    /// Events kept per partition (default 1000000).
+    /// Events kept per partition (default 1000000); embedded broker only.
     #[schemars(range(min = 1000))]
     retention: Option<u64>,
+    /// Kafka producer acks (default all).
+    acks: Option<Acks>,
+    /// Kafka idempotent producer (default true).
+    idempotent: Option<bool>,
+    /// RabbitMQ queue type (default classic).
+    queue_type: Option<QueueTypeName>,
+    /// Time a delivery may stay unacked before the broker hands it to another member
+    /// (default 30s).
+    #[schemars(regex(pattern = DURATION))]
+    ack_wait: Option<String>,
+    /// Deliveries of one event before the broker gives up on it (default unlimited).
+    #[schemars(range(min = 1))]
+    max_deliver: Option<u32>,
+    /// Allow a host outside loopback (default false).
+    allow_remote: Option<bool>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum Acks {
+    All,
+    Leader,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum QueueTypeName {
+    Classic,
+    Quorum,
+    Stream,
 }
 
 #[derive(JsonSchema)]

@@ -14,6 +14,7 @@ use super::error::{Problem, did_you_mean, push_key};
 use super::model::*;
 use super::raw::*;
 use super::units::{self, UnitError, quoted};
+use crate::transport::{BrokerKind, QueueType};
 
 mod faults;
 
@@ -23,8 +24,9 @@ const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
 const PHASES_MAX: usize = 1000;
 const NAME_LEN_MAX: usize = 64;
 
-/// Target kinds the design names but this version cannot drive yet.
-const PLANNED_TARGETS: [&str; 5] = ["kafka", "nats", "rabbitmq", "redis", "http"];
+/// Every word `target:` (or its `kind:`) accepts.
+const TARGET_KINDS: [&str; 5] = ["embedded", "kafka", "nats", "rabbitmq", "redis"];
+
 const SERVICE_NAMES: [&str; 5] = ["payment", "inventory", "email", "warehouse", "analytics"];
 
 /// The standard topology: what each service looks like when the file does not say.
@@ -226,59 +228,187 @@ impl Validator {
     }
 
     fn target(&mut self, raw: Option<&Spanned<RawTarget>>, path: &Path) -> Target {
-        let mut target = EmbeddedTarget {
+        let embedded = EmbeddedTarget {
             partitions: 12,
             retention: 1_000_000,
         };
         let Some(raw) = raw else {
-            return Target::Embedded(target);
+            return Target::Embedded(embedded);
         };
         match &raw.value {
-            RawTarget::Kind(kind) => self.target_kind(kind, &raw.referenced, path),
-            RawTarget::Map(map) => {
-                let kind_path = path.key("kind");
-                match &map.kind {
-                    Some(kind) => self.target_kind(&kind.value, &kind.referenced, &kind_path),
-                    None => self.missing(&raw.referenced, &kind_path, "kind: embedded"),
+            RawTarget::Kind(word) if word.contains("://") => match super::target::parse_url(word) {
+                Ok(kind) => Target::Broker(super::target::broker_defaults(kind, word.clone())),
+                Err(e) => {
+                    self.report(&raw.referenced, path, e.message, e.hint);
+                    Target::Embedded(embedded)
                 }
-                target.partitions =
-                    self.or_default(&map.partitions, &path.key("partitions"), 12, |t| {
-                        int_in(t, 1, 1024).map(|n| n as u32)
-                    });
-                target.retention =
-                    self.or_default(&map.retention, &path.key("retention"), 1_000_000, |t| {
-                        int_in(t, 1000, u64::MAX)
-                    });
-            }
+            },
+            RawTarget::Kind(word) => match self.target_kind(word, &raw.referenced, path) {
+                Some(kind) => {
+                    let url = super::target::default_url(kind).to_owned();
+                    Target::Broker(super::target::broker_defaults(kind, url))
+                }
+                None => Target::Embedded(embedded),
+            },
+            RawTarget::Map(map) => self.target_map(map, &raw.referenced, path, embedded),
         }
-        Target::Embedded(target)
     }
 
-    fn target_kind(&mut self, kind: &str, at: &Location, path: &Path) {
-        if kind == "embedded" {
-            return;
+    fn target_map(
+        &mut self,
+        map: &RawTargetMap,
+        at: &Location,
+        path: &Path,
+        mut embedded: EmbeddedTarget,
+    ) -> Target {
+        let kind_path = path.key("kind");
+        let named = map
+            .kind
+            .as_ref()
+            .map(|k| (k, self.target_kind(&k.value, &k.referenced, &kind_path)));
+        let from_url = map.url.as_ref().and_then(|url| {
+            self.parse(url, &path.key("url"), super::target::parse_url)
+                .map(|kind| (kind, url.value.clone()))
+        });
+        let broker = match (named, from_url) {
+            (None, None) if map.url.is_none() => {
+                self.missing(at, &kind_path, "kind: embedded");
+                None
+            }
+            (None, None) => None,
+            (Some((_, None)), None) => None,
+            (Some((text, Some(kind))), Some((url_kind, url))) => {
+                if kind != url_kind {
+                    self.report(
+                        &text.referenced,
+                        &kind_path,
+                        format!(
+                            "kind {} does not match the url's scheme, which names {:?}",
+                            quoted(&text.value),
+                            url_kind
+                        ),
+                        Some("leave `kind` out: the url's scheme selects the broker".to_owned()),
+                    );
+                }
+                Some((url_kind, url))
+            }
+            (Some((_, Some(kind))), None) => {
+                Some((kind, super::target::default_url(kind).to_owned()))
+            }
+            (_, Some(from_url)) => Some(from_url),
+        };
+        let Some((kind, url)) = broker else {
+            embedded.partitions =
+                self.or_default(&map.partitions, &path.key("partitions"), 12, |t| {
+                    int_in(t, 1, 1024).map(|n| n as u32)
+                });
+            embedded.retention =
+                self.or_default(&map.retention, &path.key("retention"), 1_000_000, |t| {
+                    int_in(t, 1000, u64::MAX)
+                });
+            for (key, value) in [
+                ("acks", &map.acks),
+                ("idempotent", &map.idempotent),
+                ("queue_type", &map.queue_type),
+                ("ack_wait", &map.ack_wait),
+                ("max_deliver", &map.max_deliver),
+                ("allow_remote", &map.allow_remote),
+            ] {
+                if let Some(value) = value {
+                    self.report(
+                        &value.referenced,
+                        &path.key(key),
+                        format!("`{key}` applies to networked brokers, not the embedded one"),
+                        Some("remove it, or give the target a `url`".to_owned()),
+                    );
+                }
+            }
+            return Target::Embedded(embedded);
+        };
+        let mut broker = super::target::broker_defaults(kind, url);
+        if let Some(retention) = &map.retention {
+            self.report(
+                &retention.referenced,
+                &path.key("retention"),
+                "`retention` applies to the embedded broker; a networked broker keeps its own"
+                    .to_owned(),
+                Some("remove it and configure retention on the broker".to_owned()),
+            );
         }
-        let (message, hint) = if PLANNED_TARGETS.contains(&kind) {
+        broker.partitions = self.or_default(&map.partitions, &path.key("partitions"), 12, |t| {
+            int_in(t, 1, 1024).map(|n| n as u32)
+        });
+        broker.acks_all = self.or_default(&map.acks, &path.key("acks"), true, |t| {
+            choice(t, "an acks setting", &[("all", true), ("leader", false)])
+        });
+        broker.idempotent = self.or_default(
+            &map.idempotent,
+            &path.key("idempotent"),
+            true,
+            units::parse_bool,
+        );
+        broker.queue_type = self.or_default(
+            &map.queue_type,
+            &path.key("queue_type"),
+            QueueType::Classic,
+            |t| {
+                choice(
+                    t,
+                    "a queue type",
+                    &[
+                        ("classic", QueueType::Classic),
+                        ("quorum", QueueType::Quorum),
+                        ("stream", QueueType::Stream),
+                    ],
+                )
+            },
+        );
+        broker.ack_wait =
+            self.or_default(&map.ack_wait, &path.key("ack_wait"), broker.ack_wait, |t| {
+                duration_in(t, true, Duration::from_secs(3600))
+            });
+        broker.max_deliver =
+            self.or_default(&map.max_deliver, &path.key("max_deliver"), None, |t| {
+                int_in(t, 1, 1_000_000).map(|n| Some(n as u32))
+            });
+        broker.allow_remote = self.or_default(
+            &map.allow_remote,
+            &path.key("allow_remote"),
+            false,
+            units::parse_bool,
+        );
+        Target::Broker(broker)
+    }
+
+    /// A kind name: `None` (with the problem recorded) unless it names a broker; `embedded`
+    /// is `None` without a problem.
+    fn target_kind(&mut self, kind: &str, at: &Location, path: &Path) -> Option<BrokerKind> {
+        if kind == "embedded" {
+            return None;
+        }
+        if let Some(broker) = super::target::kind_of_name(kind) {
+            return Some(broker);
+        }
+        let (message, hint) = if kind == "http" {
             (
-                format!(
-                    "target kind {} is not supported yet; supported kinds: embedded",
-                    quoted(kind)
-                ),
-                "use `target: embedded`, the in-process broker".to_owned(),
+                "an HTTP checkout endpoint is not a supported target yet".to_owned(),
+                "point doorbuster at the broker behind the checkout".to_owned(),
             )
         } else {
             (
                 format!(
-                    "{} is not a target kind; expected one of embedded",
-                    quoted(kind)
+                    "{} is not a target kind; expected one of {}",
+                    quoted(kind),
+                    TARGET_KINDS.join(", ")
                 ),
-                did_you_mean(kind, &["embedded"])
-                    .map_or("use `target: embedded`".to_owned(), |s| {
-                        format!("did you mean {s:?}?")
-                    }),
+                did_you_mean(kind, &TARGET_KINDS).map_or(
+                    "use `target: embedded`, the in-process broker".to_owned(),
+                    |s| format!("did you mean {s:?}?"),
+                ),
             )
         };
         self.report(at, path, message, Some(hint));
+        None
     }
 
     fn load(&mut self, raw: &Spanned<RawLoad>, path: &Path) -> Load {

@@ -28,6 +28,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The target as given cannot be used (an unset `${ENV}`, a remote host without the
+    /// opt-in): a scenario or command-line error, exit code 2.
+    #[error("target {target}: {reason}")]
+    Config { target: String, reason: String },
     #[error("cannot reach the broker at {target}: {reason}")]
     Unreachable { target: String, reason: String },
     #[error("publish to {topic} was refused: {reason}")]
@@ -273,9 +277,27 @@ pub async fn connect(
             clock,
         ))),
         Target::Broker(b) => {
+            let config_error = |reason: String| TransportError::Config {
+                target: redact_url(&b.url),
+                reason,
+            };
+            let url = crate::scenario::target::expand_env(&b.url).map_err(|e| {
+                config_error(match e.hint {
+                    Some(hint) => format!("{} ({hint})", e.message),
+                    None => e.message,
+                })
+            })?;
+            let remote = crate::scenario::target::remote_hosts(&url);
+            if !remote.is_empty() && !b.allow_remote {
+                return Err(config_error(format!(
+                    "{} is not a loopback address; doorbuster sends load only where it is told \
+                     to: pass --allow-remote or set `target.allow_remote: true`",
+                    remote.join(", ")
+                )));
+            }
             let cfg = BrokerConfig {
                 kind: b.kind,
-                url: b.url.clone(),
+                url,
                 namespace: run_namespace(),
                 partitions: b.partitions,
                 options: BrokerOptions {

@@ -1,0 +1,223 @@
+//! Target URLs: which broker a URL names, `${ENV}` references, and the loopback guard.
+//!
+//! A scenario names its broker by URL (`redis://127.0.0.1:6379`,
+//! `amqp://${RABBIT_USER}:${RABBIT_PASSWORD}@127.0.0.1:5672/%2f`) or by kind alone (`redis`:
+//! the loopback default). References are checked for syntax when the file is validated and
+//! expanded only when connecting, so credentials stay out of the model, the summary and every
+//! report. Load goes only where it is told to: a host outside loopback needs `allow_remote`
+//! (DESIGN.md §11).
+
+use super::model::BrokerTarget;
+use crate::transport::BrokerKind;
+
+use super::units::UnitError;
+
+/// The broker a URL scheme selects.
+pub fn kind_of_scheme(scheme: &str) -> Option<BrokerKind> {
+    match scheme {
+        "kafka" => Some(BrokerKind::Kafka),
+        "nats" | "tls" => Some(BrokerKind::Nats),
+        "amqp" | "amqps" => Some(BrokerKind::Rabbitmq),
+        "redis" | "rediss" => Some(BrokerKind::Redis),
+        _ => None,
+    }
+}
+
+/// The broker a kind name (`target: redis`) selects.
+pub fn kind_of_name(name: &str) -> Option<BrokerKind> {
+    match name {
+        "kafka" => Some(BrokerKind::Kafka),
+        "nats" => Some(BrokerKind::Nats),
+        "rabbitmq" => Some(BrokerKind::Rabbitmq),
+        "redis" => Some(BrokerKind::Redis),
+        _ => None,
+    }
+}
+
+/// Where a broker named only by kind is looked for: its standard port on loopback.
+pub fn default_url(kind: BrokerKind) -> &'static str {
+    match kind {
+        BrokerKind::Kafka => "kafka://127.0.0.1:9092",
+        BrokerKind::Nats => "nats://127.0.0.1:4222",
+        BrokerKind::Rabbitmq => "amqp://guest:guest@127.0.0.1:5672/%2f",
+        BrokerKind::Redis => "redis://127.0.0.1:6379",
+    }
+}
+
+const URL_HINT: &str = "write a URL such as \"redis://127.0.0.1:6379\", \"nats://127.0.0.1:4222\", \
+     \"amqp://guest:guest@127.0.0.1:5672/%2f\" or \"kafka://127.0.0.1:9092\"";
+
+/// A broker target with every option at its default.
+pub fn broker_defaults(kind: BrokerKind, url: String) -> BrokerTarget {
+    let defaults = crate::transport::BrokerOptions::default();
+    BrokerTarget {
+        kind,
+        url,
+        partitions: 12,
+        acks_all: defaults.acks_all,
+        idempotent: defaults.idempotent,
+        queue_type: defaults.queue_type,
+        ack_wait: defaults.ack_wait,
+        max_deliver: defaults.max_deliver,
+        allow_remote: false,
+    }
+}
+
+/// The broker a target URL names; the URL must have a host.
+pub fn parse_url(url: &str) -> Result<BrokerKind, UnitError> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(UnitError::new(
+            format!("{url:?} is not a URL"),
+            Some(URL_HINT),
+        ));
+    };
+    let kind = match kind_of_scheme(scheme) {
+        Some(kind) => kind,
+        None if scheme == "http" || scheme == "https" => {
+            return Err(UnitError::new(
+                "an HTTP checkout endpoint is not a supported target yet",
+                Some("point doorbuster at the broker behind the checkout instead"),
+            ));
+        }
+        None => {
+            return Err(UnitError::new(
+                format!(
+                    "{scheme:?} is not a broker URL scheme; expected kafka, nats, amqp, amqps, redis or rediss"
+                ),
+                Some(URL_HINT),
+            ));
+        }
+    };
+    check_references(url)?;
+    if hosts_of(rest).iter().all(|h| h.is_empty()) {
+        return Err(UnitError::new(
+            format!("{url:?} names no host"),
+            Some(URL_HINT),
+        ));
+    }
+    Ok(kind)
+}
+
+/// `${NAME}` references must be closed and name a variable (letters, digits, `_`).
+pub fn check_references(text: &str) -> Result<(), UnitError> {
+    expand_with(text, |_| Some(String::new())).map(|_| ())
+}
+
+/// Replaces every `${NAME}` with the environment variable's value.
+pub fn expand_env(text: &str) -> Result<String, UnitError> {
+    expand_with(text, |name| std::env::var(name).ok())
+}
+
+fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, UnitError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(UnitError::new(
+                format!("unclosed `${{` in {text:?}"),
+                Some("write a reference as ${NAME}"),
+            ));
+        };
+        let name = &after[..end];
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(UnitError::new(
+                format!("`${{{name}}}` is not an environment variable reference"),
+                Some("write a reference as ${NAME}, with letters, digits and _"),
+            ));
+        }
+        match lookup(name) {
+            Some(value) => out.push_str(&value),
+            None => {
+                return Err(UnitError::new(
+                    format!("the environment variable {name} is not set"),
+                    Some("export it before the run; credentials come only from the environment"),
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The hosts of a URL's authority (`a:1,b:2` lists several, as Kafka's bootstrap does).
+fn hosts_of(after_scheme: &str) -> Vec<String> {
+    let authority = after_scheme.split(['/', '?']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    authority
+        .split(',')
+        .map(|hostport| {
+            if let Some(v6) = hostport.strip_prefix('[') {
+                v6.split(']').next().unwrap_or_default().to_owned()
+            } else {
+                hostport.split(':').next().unwrap_or_default().to_owned()
+            }
+        })
+        .collect()
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The hosts of an expanded URL that are not loopback addresses.
+pub fn remote_hosts(url: &str) -> Vec<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    hosts_of(rest)
+        .into_iter()
+        .filter(|h| !is_loopback(h))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_select_brokers() {
+        assert_eq!(parse_url("redis://127.0.0.1:6379"), Ok(BrokerKind::Redis));
+        assert_eq!(parse_url("amqps://u:p@h/vh"), Ok(BrokerKind::Rabbitmq));
+        assert_eq!(parse_url("kafka://a:9092,b:9092"), Ok(BrokerKind::Kafka));
+        assert!(parse_url("mqtt://127.0.0.1").is_err());
+        assert!(parse_url("https://shop.test/checkout").is_err());
+        assert!(parse_url("127.0.0.1:6379").is_err());
+        assert!(parse_url("redis://").is_err());
+    }
+
+    #[test]
+    fn references_expand_from_the_environment_only() {
+        let lookup = |name: &str| (name == "PW").then(|| "s3cret".to_owned());
+        assert_eq!(
+            expand_with("amqp://u:${PW}@h", lookup).unwrap(),
+            "amqp://u:s3cret@h"
+        );
+        assert!(expand_with("amqp://u:${MISSING}@h", lookup).is_err());
+        assert!(expand_with("amqp://u:${PW@h", lookup).is_err());
+        assert!(expand_with("amqp://u:${1X}@h", lookup).is_err());
+        assert!(check_references("redis://${ANY_NAME}:6379").is_ok());
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass_the_guard() {
+        assert!(remote_hosts("redis://127.0.0.1:6379").is_empty());
+        assert!(remote_hosts("redis://localhost").is_empty());
+        assert!(remote_hosts("nats://[::1]:4222").is_empty());
+        assert!(remote_hosts("amqp://guest:guest@127.0.0.1:5672/%2f").is_empty());
+        assert_eq!(
+            remote_hosts("kafka://127.0.0.1:9092,kafka-2.prod:9092"),
+            vec!["kafka-2.prod".to_owned()]
+        );
+        assert_eq!(
+            remote_hosts("amqp://u:p@10.0.0.5:5672/"),
+            vec!["10.0.0.5".to_owned()]
+        );
+    }
+}
