@@ -422,10 +422,10 @@ impl Overrides {
                 _ => scenario::Target::Broker(scenario::target::broker_defaults(kind, url.clone())),
             };
         }
-        if self.allow_remote {
-            if let scenario::Target::Broker(b) = &mut scenario.target {
-                b.allow_remote = true;
-            }
+        if let scenario::Target::Broker(b) = &mut scenario.target
+            && self.allow_remote
+        {
+            b.allow_remote = true;
         }
         if let Some(factor) = self.rate_scale {
             if !(factor.is_finite() && factor > 0.0 && factor <= 1000.0) {
