@@ -33,10 +33,25 @@ pub enum Topic {
     PaymentFailed,
     #[serde(rename = "order.fulfilled")]
     Fulfilled,
+    /// Where a service parks an event it gave up on after `max_deliveries`.
+    #[serde(rename = "order.dead_letter")]
+    DeadLetter,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 5] = [
+    /// Every topic a transport carries.
+    pub const ALL: [Topic; 6] = [
+        Topic::OrderCreated,
+        Topic::PaymentAttempted,
+        Topic::PaymentSucceeded,
+        Topic::PaymentFailed,
+        Topic::Fulfilled,
+        Topic::DeadLetter,
+    ];
+
+    /// The topics of the order pipeline (the ledger tracks these; dead letters are counted
+    /// apart).
+    pub const PIPELINE: [Topic; 5] = [
         Topic::OrderCreated,
         Topic::PaymentAttempted,
         Topic::PaymentSucceeded,
@@ -51,6 +66,7 @@ impl Topic {
             Topic::PaymentSucceeded => "order.payment.succeeded",
             Topic::PaymentFailed => "order.payment.failed",
             Topic::Fulfilled => "order.fulfilled",
+            Topic::DeadLetter => "order.dead_letter",
         }
     }
 

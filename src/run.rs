@@ -99,9 +99,24 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let clock = Clock::start();
     let schedule = Arc::new(Schedule::plan(&scenario.load, seed));
     // Connect first: an unreachable broker leaves no half-made run folder behind.
-    let transport = match &opts.transport {
-        Some(t) => t.clone(),
-        None => crate::transport::connect(&scenario.target, clock).await?,
+    let (proxy_stop, proxy_stopped) = watch::channel(false);
+    let links = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f.kind, crate::scenario::model::FaultKind::Link { .. }));
+    let (transport, proxy) = match &opts.transport {
+        Some(t) => (t.clone(), None),
+        None if links => {
+            let (cfg, proxy) = through_fault_proxy(scenario, seed, proxy_stopped).await?;
+            (
+                crate::transport::connect_broker(&cfg, clock).await?,
+                Some(proxy),
+            )
+        }
+        None => (
+            crate::transport::connect(&scenario.target, clock).await?,
+            None,
+        ),
     };
     let dir = (!opts.no_files).then(|| {
         opts.out_dir
@@ -162,6 +177,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             observer: observer.clone(),
             seed,
             run_dir: dir.clone(),
+            proxy,
         },
         stop_rx.clone(),
     ));
@@ -225,6 +241,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     if let Err(e) = transport.cleanup().await {
         tracing::warn!("could not remove the run's streams from the broker: {e}");
     }
+    let _ = proxy_stop.send(true);
 
     let captures: HashMap<u64, u32> = provider.captures_per_order();
     let analytics_state = pipeline.analytics.as_ref().map(|a| a.state());
@@ -276,6 +293,54 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         analytics: pipeline.analytics.as_ref().map(|a| a.state()),
         stock: pipeline.inventory.as_ref().map(|i| i.stock()),
     })
+}
+
+/// Starts the TCP fault proxy in front of the scenario's broker for its `link` faults and
+/// returns the connection settings pointed at the proxy.
+async fn through_fault_proxy(
+    scenario: &Scenario,
+    seed: u64,
+    mut stop: watch::Receiver<bool>,
+) -> Result<
+    (
+        crate::transport::BrokerConfig,
+        crate::chaos::proxy::ProxyHandle,
+    ),
+    RunError,
+> {
+    use crate::scenario::model::Target;
+    use crate::transport::TransportError;
+    let Target::Broker(b) = &scenario.target else {
+        return Err(RunError::Transport(TransportError::Config {
+            target: "embedded".to_owned(),
+            reason: "a link fault needs a networked broker to put the fault proxy in front \
+                     of: give the scenario a broker `target:` or run with --target URL"
+                .to_owned(),
+        }));
+    };
+    let mut cfg = crate::transport::broker_config(b)?;
+    let unreachable = |reason: String| {
+        RunError::Transport(TransportError::Unreachable {
+            target: cfg.redacted_url(),
+            reason,
+        })
+    };
+    let (host, port) = crate::scenario::target::first_host_port(&cfg.url)
+        .ok_or_else(|| unreachable("the URL names no host and port".to_owned()))?;
+    let upstream = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| unreachable(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| unreachable(format!("{host} resolves to no address")))?;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let proxy =
+        crate::chaos::proxy::Proxy::start(listen, upstream, seed, b.allow_remote, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await
+        .map_err(|e| unreachable(format!("fault proxy: {e}")))?;
+    cfg.url = crate::scenario::target::with_host_port(&cfg.url, &proxy.local_addr().to_string());
+    Ok((cfg, proxy))
 }
 
 async fn provider_client(
@@ -359,8 +424,32 @@ async fn start_services(
             observer: publisher.observer.clone(),
             seed,
             faults: chaos.clone(),
+            failures: std::sync::Mutex::new(HashMap::new()),
         });
         runner.start(stop.clone(), &mut tasks).await?;
+    }
+    let parks = [
+        &s.payment,
+        &s.inventory,
+        &s.email,
+        &s.warehouse,
+        &s.analytics,
+    ]
+    .iter()
+    .any(|c| c.enabled && c.max_deliveries.is_some());
+    if parks {
+        let sub = publisher
+            .transport
+            .subscribe(
+                crate::services::runner::DEAD_LETTER_AUDIT,
+                &[crate::events::Topic::DeadLetter],
+            )
+            .await?;
+        tasks.spawn(crate::services::runner::audit_dead_letters(
+            sub,
+            publisher.observer.clone(),
+            stop.clone(),
+        ));
     }
     Ok(Pipeline {
         tasks,
@@ -430,6 +519,7 @@ async fn drain_until_quiet(
         let c = &observer.counters;
         let quiet = c.open_checkouts.load(Relaxed) == 0
             && c.processing.load(Relaxed) == 0
+            && c.dead_letters_arrived.load(Relaxed) >= c.dead_lettered.load(Relaxed)
             && clock.now() >= not_before;
         // A lag the broker cannot tell counts as not drained.
         if quiet

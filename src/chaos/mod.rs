@@ -16,7 +16,9 @@ pub mod duplicate;
 pub mod errors;
 pub mod exec;
 pub mod latency;
+pub mod link;
 pub mod pause;
+pub mod poison;
 pub mod provider_outage;
 pub mod proxy;
 pub mod reorder;
@@ -24,7 +26,7 @@ pub mod replay;
 pub mod scope;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 
@@ -52,6 +54,8 @@ pub struct ServiceFaults {
     pub latency: RwLock<Option<Active<LatencyDist>>>,
     pub errors: RwLock<Option<Active<()>>>,
     pub duplicate: RwLock<Option<Active<()>>>,
+    /// Poison windows, kept after they close: their events stay poison.
+    pub poison: Mutex<Vec<poison::PoisonWindow>>,
 }
 
 impl Default for ServiceFaults {
@@ -62,6 +66,7 @@ impl Default for ServiceFaults {
             latency: RwLock::new(None),
             errors: RwLock::new(None),
             duplicate: RwLock::new(None),
+            poison: Mutex::new(Vec::new()),
         }
     }
 }
@@ -111,6 +116,8 @@ pub struct ChaosCtx {
     pub seed: u64,
     /// Where `exec` output goes; `None` when the run writes no files.
     pub run_dir: Option<PathBuf>,
+    /// The fault proxy in front of the broker, when the scenario has link faults.
+    pub proxy: Option<proxy::ProxyHandle>,
 }
 
 /// One fault kind: what starting and stopping it does.
@@ -151,6 +158,14 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
             "errors",
             service.to_string(),
         ),
+        FaultKind::Poison { service } => (
+            Box::new(poison::Poison {
+                service: *service,
+                scope,
+            }),
+            "poison",
+            service.to_string(),
+        ),
         FaultKind::Duplicate { service } => (
             Box::new(duplicate::Duplicate {
                 service: *service,
@@ -189,6 +204,15 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
             }),
             "reorder",
             topic.to_string(),
+        ),
+        FaultKind::Link { toxic, direction } => (
+            Box::new(link::Link {
+                toxic: toxic.clone(),
+                direction: *direction,
+                share: scope.share,
+            }),
+            "link",
+            format!("broker link ({})", toxic.kind()),
         ),
         FaultKind::Exec { command } => (
             Box::new(exec::Exec {

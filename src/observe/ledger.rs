@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, Ordering::Relaxed};
 use crate::events::{EventMeta, Topic};
 use crate::topology::SUBSCRIPTIONS;
 
-const TOPICS: usize = Topic::ALL.len();
+/// Dead letters are not pipeline stages: they are counted by the observer, not here.
+const TOPICS: usize = Topic::PIPELINE.len();
 const SUBS: usize = SUBSCRIPTIONS.len();
 
 /// What happened to a checkout.
@@ -151,23 +152,26 @@ impl Ledger {
 
     /// The `seq` for the next event of `order` on `topic`.
     pub fn next_seq(&self, order: u64, topic: Topic) -> u8 {
-        self.slot(order).map_or(0, |s| {
-            s.published[topic.index()]
-                .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
-                .unwrap_or(0)
-        })
+        self.slot(order)
+            .and_then(|s| s.published.get(topic.index()))
+            .map_or(0, |n| {
+                n.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
+                    .unwrap_or(0)
+            })
     }
 
     /// Records a broker ack; returns true if it is the first acked event of the order on
     /// this topic (the moment the order reached that stage).
     pub fn acked(&self, topic: Topic, meta: &EventMeta) -> bool {
         self.slot(meta.order_id)
-            .is_some_and(|s| s.acked[topic.index()].fetch_or(bit(meta.seq), Relaxed) == 0)
+            .and_then(|s| s.acked.get(topic.index()))
+            .is_some_and(|a| a.fetch_or(bit(meta.seq), Relaxed) == 0)
     }
 
     pub fn acked_mask(&self, order: u64, topic: Topic) -> u8 {
         self.slot(order)
-            .map_or(0, |s| s.acked[topic.index()].load(Relaxed))
+            .and_then(|s| s.acked.get(topic.index()))
+            .map_or(0, |a| a.load(Relaxed))
     }
 
     /// Records one delivery to subscription `sub` (an index into `topology::SUBSCRIPTIONS`).

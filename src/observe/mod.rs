@@ -4,6 +4,7 @@
 //! effect; transports never do. A ticker closes each second (latency intervals, counters,
 //! lag samples), so time series survive an interrupted run. Nothing here decides a verdict.
 
+pub mod dead_letters;
 pub mod hlog;
 pub mod ledger;
 pub mod recorder;
@@ -46,6 +47,12 @@ pub struct Counters {
     pub backorders: AtomicU64,
     /// Out-of-order first deliveries, per subscription.
     pub out_of_order: [AtomicU64; SUBSCRIPTIONS.len()],
+    /// Deliveries that failed because the event was poison.
+    pub poison_failures: AtomicU64,
+    /// Events services moved to the dead-letter topic (publish acked).
+    pub dead_lettered: AtomicU64,
+    /// Dead letters the audit consumer read back from the topic.
+    pub dead_letters_arrived: AtomicU64,
 }
 
 /// Counter totals and lags at the end of one second.
@@ -57,6 +64,9 @@ pub struct Sample {
     pub failed: u64,
     pub deliveries: u64,
     pub duplicate_deliveries: u64,
+    /// Events moved to the dead-letter topic so far (absent in summaries before 0.1 poison).
+    #[serde(default)]
+    pub dead_lettered: u64,
     /// Consumer lag per service at the end of the second (`None` if the broker did not say).
     pub lag: Vec<(ServiceKind, Option<u64>)>,
 }
@@ -145,6 +155,7 @@ pub struct Observer {
     faults: Mutex<Vec<Option<FaultWindow>>>,
     /// Latency splits, indexed like the scenario's `faults`.
     splits: Mutex<Vec<Split>>,
+    pub dead_letters: Mutex<dead_letters::DeadLetters>,
 }
 
 impl Observer {
@@ -163,6 +174,7 @@ impl Observer {
             logs: None,
             faults: Mutex::new(Vec::new()),
             splits: Mutex::new(Vec::new()),
+            dead_letters: Mutex::new(dead_letters::DeadLetters::default()),
         }
     }
 
@@ -341,6 +353,7 @@ impl Observer {
             failed: c.failed.load(Relaxed),
             deliveries: c.deliveries.load(Relaxed),
             duplicate_deliveries: c.duplicate_deliveries.load(Relaxed),
+            dead_lettered: c.dead_lettered.load(Relaxed),
             lag,
         });
     }

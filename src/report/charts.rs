@@ -236,8 +236,8 @@ pub fn lag(summary: &Summary) -> String {
     )
 }
 
-/// The series of the deliveries chart. A new per-second counter (dead letters, once the
-/// samples carry them) is one more entry here; the chart draws whatever this returns.
+/// The series of the deliveries chart; a new per-second counter is one more entry here; the
+/// chart draws whatever this returns.
 pub fn delivery_series(summary: &Summary) -> Vec<Series> {
     // The samples hold cumulative counters; a file edited by hand may make one go down,
     // which saturates to zero rather than wrapping.
@@ -254,14 +254,23 @@ pub fn delivery_series(summary: &Summary) -> Vec<Series> {
             })
             .collect()
     };
-    vec![
+    let mut series = vec![
         Series::new("deliveries/s", BLUE_, per_second(|s| s.deliveries)),
         Series::new(
             "duplicate deliveries/s",
             ORANGE,
             per_second(|s| s.duplicate_deliveries),
         ),
-    ]
+    ];
+    // Only runs that park events get the dead-letter line.
+    if summary.samples.iter().any(|s| s.dead_lettered > 0) {
+        series.push(Series::new(
+            "dead-lettered/s",
+            PURPLE,
+            per_second(|s| s.dead_lettered),
+        ));
+    }
+    series
 }
 
 /// Deliveries and duplicate deliveries per second (and any series `delivery_series` adds).

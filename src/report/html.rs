@@ -394,6 +394,9 @@ mod tests {
                 duplicates: 0,
                 redelivered_flags: 0,
                 publish_errors: 0,
+                dead_lettered: 0,
+                dead_letters_arrived: 0,
+                poison_failures: 0,
                 per_subscription: Vec::new(),
             },
             provider: ProviderStats::default(),
@@ -484,6 +487,7 @@ mod tests {
                 failed: 0,
                 deliveries,
                 duplicate_deliveries: 0,
+                dead_lettered: 0,
                 lag: vec![(ServiceKind::Email, None), (ServiceKind::Payment, Some(3))],
             })
             .collect();

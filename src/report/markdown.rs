@@ -78,10 +78,8 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(
         md,
-        "\nDeliveries: {} ({} duplicates, expected under at-least-once). Target: {}. \
-         Generator send-lag p99: {}.\n",
-        s.deliveries.total,
-        s.deliveries.duplicates,
+        "\nDeliveries: {}. Target: {}. Generator send-lag p99: {}.\n",
+        s.deliveries.describe(),
         s.target.kind,
         fmt_us(s.send_lag.p99_us)
     );

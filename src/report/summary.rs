@@ -137,6 +137,15 @@ pub struct Deliveries {
     pub duplicates: u64,
     pub redelivered_flags: u64,
     pub publish_errors: u64,
+    /// Events services moved to `order.dead_letter` after `max_deliveries`.
+    #[serde(default)]
+    pub dead_lettered: u64,
+    /// Dead letters read back from the topic by the audit consumer.
+    #[serde(default)]
+    pub dead_letters_arrived: u64,
+    /// Deliveries that failed because their event was poison.
+    #[serde(default)]
+    pub poison_failures: u64,
     pub per_subscription: Vec<SubscriptionStats>,
 }
 
@@ -320,6 +329,24 @@ fn order_counts(i: &SummaryInput<'_>, o: &Observer) -> OrderCounts {
     c
 }
 
+impl Deliveries {
+    /// One line for every format: totals, duplicates, and dead letters when there are any.
+    pub fn describe(&self) -> String {
+        let mut line = format!(
+            "{} ({} duplicates, expected under at-least-once",
+            self.total, self.duplicates
+        );
+        if self.dead_lettered > 0 || self.poison_failures > 0 {
+            line.push_str(&format!(
+                "; {} poison failures, {} dead-lettered, {} read back from order.dead_letter",
+                self.poison_failures, self.dead_lettered, self.dead_letters_arrived
+            ));
+        }
+        line.push(')');
+        line
+    }
+}
+
 fn deliveries(o: &Observer, attempted: u64) -> Deliveries {
     let per_subscription = SUBSCRIPTIONS
         .iter()
@@ -345,6 +372,9 @@ fn deliveries(o: &Observer, attempted: u64) -> Deliveries {
         duplicates: c.duplicate_deliveries.load(Relaxed),
         redelivered_flags: c.redelivered_flags.load(Relaxed),
         publish_errors: c.publish_errors.load(Relaxed),
+        dead_lettered: c.dead_lettered.load(Relaxed),
+        dead_letters_arrived: c.dead_letters_arrived.load(Relaxed),
+        poison_failures: c.poison_failures.load(Relaxed),
         per_subscription,
     }
 }

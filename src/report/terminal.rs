@@ -63,11 +63,10 @@ fn checkout_line(mode: CheckoutMode) -> &'static str {
 pub fn closing_lines(summary: &Summary) -> String {
     let d = &summary.deliveries;
     let mut out = format!(
-        "checkout: {}\norders: {}\ndeliveries: {} ({} duplicates, expected under at-least-once)\n",
+        "checkout: {}\norders: {}\ndeliveries: {}\n",
         checkout_line(summary.checkout_mode),
         summary.orders.describe(),
-        d.total,
-        d.duplicates,
+        d.describe(),
     );
     for f in &summary.faults {
         let end = f.end_ms.map_or("the end".to_owned(), |e| format!("{e} ms"));

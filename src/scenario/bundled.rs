@@ -4,7 +4,7 @@
 
 /// (name, YAML) of every bundled scenario; the name is what `doorbuster run` accepts.
 pub fn bundled() -> &'static [(&'static str, &'static str)] {
-    const BUNDLED: [(&str, &str); 8] = [
+    const BUNDLED: [(&str, &str); 9] = [
         (
             "black-friday",
             include_str!(concat!(
@@ -49,6 +49,13 @@ pub fn bundled() -> &'static [(&'static str, &'static str)] {
             include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/scenarios/duplicate-storm.yaml"
+            )),
+        ),
+        (
+            "poison-order",
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scenarios/poison-order.yaml"
             )),
         ),
         (

@@ -113,6 +113,11 @@ pub enum FaultKind {
     Errors {
         service: crate::topology::ServiceKind,
     },
+    /// Events of the picked orders, intended inside the window, always fail at the
+    /// service, however often they are delivered (a poison message).
+    Poison {
+        service: crate::topology::ServiceKind,
+    },
     /// Deliveries arrive twice at the service (application-level duplicate delivery).
     Duplicate {
         service: crate::topology::ServiceKind,
@@ -133,6 +138,12 @@ pub enum FaultKind {
     },
     /// Run a command (`sh -c`); its output goes to the run folder.
     Exec { command: String },
+    /// A fault on the TCP link between doorbuster and a networked broker, through the
+    /// built-in fault proxy; `share` is the share of connections it reaches.
+    Link {
+        toxic: crate::chaos::proxy::LinkToxic,
+        direction: crate::chaos::proxy::Direction,
+    },
 }
 
 #[derive(
@@ -331,6 +342,9 @@ pub struct Service {
     pub latency: LatencyDist,
     pub idempotent: bool,
     pub commit: CommitPolicy,
+    /// Deliveries of one event before the service gives up on it and moves it to the
+    /// dead-letter topic (`order.dead_letter`); `None` retries forever.
+    pub max_deliveries: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -453,6 +467,9 @@ pub struct Checks {
     /// `recovery: { drain_within: 30s }`: after each fault window, consumer lag must be back
     /// to its pre-fault level within this time.
     pub recovery: Option<Duration>,
+    /// The share of accepted orders that may end on the dead-letter topic (`<= 0%` by
+    /// default: any dead letter fails the run unless the scenario expects some).
+    pub dead_letters: Option<ShareThreshold>,
 }
 
 /// How far a run of this scenario may fall behind a baseline before `doorbuster compare`

@@ -53,6 +53,7 @@ pub struct RawFault {
     pub latency: Option<Text>,
     pub add: Option<Text>,
     pub errors: Option<Text>,
+    pub poison: Option<Text>,
     pub duplicate: Option<Text>,
     pub share: Option<Text>,
     pub keys: Option<Text>,
@@ -61,6 +62,11 @@ pub struct RawFault {
     pub replay: Option<Text>,
     pub to: Option<Text>,
     pub exec: Option<Text>,
+    pub link: Option<Text>,
+    pub delay: Option<Text>,
+    pub jitter: Option<Text>,
+    pub bytes_per_sec: Option<Text>,
+    pub direction: Option<Text>,
 }
 
 /// `provider_outage: { errors: 30%, latency: 2s, status: 503, retry_after: 1s }`
@@ -209,6 +215,7 @@ pub struct RawService {
     pub latency: Option<Text>,
     pub idempotent: Option<Text>,
     pub commit: Option<Text>,
+    pub max_deliveries: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +242,7 @@ pub struct RawChecks {
     pub per_key_order: Option<Text>,
     pub compare: Option<Spanned<RawCompare>>,
     pub recovery: Option<Spanned<RawRecovery>>,
+    pub dead_letters: Option<Text>,
 }
 
 /// `recovery: { drain_within: 30s }`

@@ -59,7 +59,8 @@ struct FaultEntry {
     /// Start, on the run's clock.
     #[schemars(regex(pattern = DURATION))]
     at: String,
-    /// How long it lasts (pause, latency, errors, duplicate, provider_outage).
+    /// How long it lasts (pause, latency, errors, poison, duplicate, reorder,
+    /// provider_outage).
     #[serde(rename = "for")]
     #[schemars(regex(pattern = DURATION))]
     for_: Option<String>,
@@ -76,6 +77,9 @@ struct FaultEntry {
     add: Option<String>,
     /// The service fails deliveries (nack).
     errors: Option<ServiceName>,
+    /// Events of the picked orders, intended inside the window, always fail at the service
+    /// (poison messages); with `max_deliveries` they end on `order.dead_letter`.
+    poison: Option<ServiceName>,
     /// Deliveries arrive twice at the service.
     duplicate: Option<ServiceName>,
     /// Events of one key delivered out of order on this topic, e.g. `order.created`.
@@ -92,6 +96,36 @@ struct FaultEntry {
     to: Option<String>,
     /// A command run with `sh -c`; its output goes to the run folder.
     exec: Option<String>,
+    /// A fault on the TCP link to a networked broker, through the built-in fault proxy.
+    link: Option<LinkKind>,
+    /// Link latency: the added delay.
+    #[schemars(regex(pattern = DURATION))]
+    delay: Option<String>,
+    /// Link latency: uniform jitter around `delay`.
+    #[schemars(regex(pattern = DURATION))]
+    jitter: Option<String>,
+    /// Link bandwidth: bytes per second, per connection and direction.
+    #[schemars(range(min = 1))]
+    bytes_per_sec: Option<u64>,
+    /// Which way a link fault acts (default both).
+    direction: Option<LinkDirection>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum LinkKind {
+    Latency,
+    Bandwidth,
+    Reset,
+    Blackhole,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum LinkDirection {
+    Both,
+    Upstream,
+    Downstream,
 }
 
 /// The payment provider fails a share of calls.
@@ -312,6 +346,10 @@ struct Service {
     /// `after_effect` (at-least-once, default) or `on_receive` (at-most-once).
     commit: Option<Commit>,
     enabled: Option<bool>,
+    /// Deliveries of one event before it is moved to `order.dead_letter` (default: retry
+    /// forever).
+    #[schemars(range(min = 1, max = 1000))]
+    max_deliveries: Option<u32>,
 }
 
 #[derive(JsonSchema)]
@@ -358,6 +396,10 @@ struct Checks {
     /// After each fault window, consumer lag must be back to its pre-fault level within
     /// `drain_within`.
     recovery: Option<Recovery>,
+    /// Share of accepted orders that may be dead-lettered, e.g. `"<= 1%"` (default
+    /// `"<= 0%"`), or `off`.
+    #[schemars(regex(pattern = THRESHOLD))]
+    dead_letters: Option<String>,
 }
 
 #[derive(JsonSchema)]

@@ -168,6 +168,51 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The first `host:port` of a URL's authority, with the scheme's default port when none is
+/// written.
+pub fn first_host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = hosts_of(rest)
+        .into_iter()
+        .next()
+        .filter(|h| !h.is_empty())?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let first = authority.split(',').next().unwrap_or_default();
+    let port_text = if first.starts_with('[') {
+        first.rsplit_once("]:").map(|(_, p)| p)
+    } else {
+        first.split_once(':').map(|(_, p)| p)
+    };
+    let default_port = match scheme {
+        "kafka" => 9092,
+        "nats" | "tls" => 4222,
+        "amqp" => 5672,
+        "amqps" => 5671,
+        "redis" | "rediss" => 6379,
+        _ => return None,
+    };
+    let port = match port_text {
+        Some(p) => p.parse().ok()?,
+        None => default_port,
+    };
+    Some((host, port))
+}
+
+/// The URL with its host list replaced by `host_port` (credentials and path kept): how a
+/// client is pointed at the fault proxy instead of the broker.
+pub fn with_host_port(url: &str, host_port: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) => format!("{scheme}://{userinfo}@{host_port}{tail}"),
+        None => format!("{scheme}://{host_port}{tail}"),
+    }
+}
+
 /// The hosts of an expanded URL that are not loopback addresses.
 pub fn remote_hosts(url: &str) -> Vec<String> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -203,6 +248,34 @@ mod tests {
         assert!(expand_with("amqp://u:${PW@h", lookup).is_err());
         assert!(expand_with("amqp://u:${1X}@h", lookup).is_err());
         assert!(check_references("redis://${ANY_NAME}:6379").is_ok());
+    }
+
+    #[test]
+    fn the_proxy_takes_the_brokers_place_in_the_url() {
+        assert_eq!(
+            first_host_port("amqp://u:p@127.0.0.1:5672/%2f"),
+            Some(("127.0.0.1".to_owned(), 5672))
+        );
+        assert_eq!(
+            first_host_port("redis://localhost"),
+            Some(("localhost".to_owned(), 6379))
+        );
+        assert_eq!(
+            first_host_port("kafka://127.0.0.1:9092,127.0.0.2:9093"),
+            Some(("127.0.0.1".to_owned(), 9092))
+        );
+        assert_eq!(
+            first_host_port("nats://[::1]:4223"),
+            Some(("::1".to_owned(), 4223))
+        );
+        assert_eq!(
+            with_host_port("amqp://u:p@127.0.0.1:5672/%2f", "127.0.0.1:40000"),
+            "amqp://u:p@127.0.0.1:40000/%2f"
+        );
+        assert_eq!(
+            with_host_port("kafka://a:9092,b:9092", "127.0.0.1:1"),
+            "kafka://127.0.0.1:1"
+        );
     }
 
     #[test]

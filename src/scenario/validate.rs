@@ -64,6 +64,7 @@ fn default_service(name: &str) -> Service {
         latency,
         idempotent: true,
         commit: CommitPolicy::AfterEffect,
+        max_deliveries: None,
     }
 }
 
@@ -767,6 +768,12 @@ impl Validator {
                     ],
                 )
             }),
+            max_deliveries: self.or_default(
+                &raw.max_deliveries,
+                &path.key("max_deliveries"),
+                default.max_deliveries,
+                |t| int_in(t, 1, 1000).map(|n| Some(n as u32)),
+            ),
         }
     }
 
@@ -821,6 +828,7 @@ impl Validator {
             per_key_order: None,
             compare: None,
             recovery: None,
+            dead_letters: None,
         };
         let raw = raw.map_or(&empty, |r| &r.value);
         let at_least = |percent: f64| ShareThreshold {
@@ -874,6 +882,15 @@ impl Validator {
                     |t| duration_in(t, true, DURATION_MAX),
                 )
             }),
+            dead_letters: self.or_default(
+                &raw.dead_letters,
+                &path.key("dead_letters"),
+                Some(ShareThreshold {
+                    comparison: Comparison::AtMost,
+                    share: Share(0.0),
+                }),
+                threshold_or_off,
+            ),
         }
     }
 

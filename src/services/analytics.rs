@@ -72,7 +72,7 @@ impl Analytics {
                     .ledger
                     .effect(order, Effect::RevenueBooked);
             }
-            Topic::PaymentAttempted => {}
+            Topic::PaymentAttempted | Topic::DeadLetter => {}
         }
         Ok(())
     }

@@ -12,7 +12,13 @@
 //! and in-flight work are dropped without acks, as a killed process's are, and the broker
 //! redelivers; on restart it brings up fresh members. `pause` holds the replicas before
 //! their next delivery; `latency`, `errors` and `duplicate` act on the deliveries their
-//! scope picks.
+//! scope picks; a `poison` event fails on every delivery.
+//!
+//! A delivery that fails (an `errors` fault, poison, a refused downstream publish) is nacked
+//! so the broker sends it again, until the service's `max_deliveries`: then the event goes to
+//! `order.dead_letter` with the reason, and the original is acked, so one bad event cannot
+//! stall its key forever. Failed deliveries are counted per event across the service's
+//! replicas, as a broker's delivery count would be.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
@@ -23,9 +29,10 @@ use tokio::task::JoinSet;
 
 use super::{Service, ServiceError};
 use crate::chaos::{ServiceFaults, scope};
-use crate::events::Envelope;
+use crate::events::{Envelope, Topic};
 use crate::load::driver::stopped;
 use crate::observe::Observer;
+use crate::observe::dead_letters::DeadLetter;
 use crate::scenario::model::{CommitPolicy, Service as ServiceConfig};
 use crate::sync::lock;
 use crate::topology::subscription_index;
@@ -40,6 +47,8 @@ pub struct Runner {
     pub observer: Arc<Observer>,
     pub seed: u64,
     pub faults: Arc<crate::chaos::Chaos>,
+    /// Failed deliveries per event id, while the event is still being retried.
+    pub failures: Mutex<HashMap<u64, u32>>,
 }
 
 /// Counts a handler as running until dropped, even when its task is aborted by a crash.
@@ -229,12 +238,18 @@ impl Runner {
         let faults = self.faults();
         let attempt = self.attempt(&envelope);
         let picks = |index, scope| scope::applies(self.seed, index, scope, &envelope.meta, attempt);
+        if faults.is_poison(self.seed, &envelope.meta) {
+            o.counters.poison_failures.fetch_add(1, Relaxed);
+            self.failed(&envelope, ack, "poison: the event fails every time")
+                .await;
+            return;
+        }
         if let Some(f) = faults.errors()
             && picks(f.index, f.scope)
         {
             // The service fails this delivery: nothing applied, the broker sends it again.
             o.counters.fault_errors.fetch_add(1, Relaxed);
-            settle(o, self.service.kind(), ack.nack().await);
+            self.failed(&envelope, ack, "errors fault").await;
             return;
         }
         let mut ack: Option<Box<dyn AckHandle>> = Some(ack);
@@ -270,17 +285,132 @@ impl Runner {
         drop(running);
         let Some(ack) = ack else { return };
         let settled = match result {
-            Ok(()) => ack.ack().await,
+            Ok(()) => {
+                self.forget_failures(&envelope);
+                ack.ack().await
+            }
             Err(e @ ServiceError::Malformed { .. }) => {
                 o.finding(e.to_string());
                 ack.ack().await
             }
             Err(e @ ServiceError::Publish { .. }) => {
                 o.finding(e.to_string());
-                ack.nack().await
+                self.failed(&envelope, ack, &e.to_string()).await;
+                return;
             }
         };
         settle(o, self.service.kind(), settled);
+    }
+
+    fn forget_failures(&self, envelope: &Envelope) {
+        let mut failures = lock(&self.failures);
+        if !failures.is_empty() {
+            failures.remove(&envelope.meta.event_id);
+        }
+    }
+
+    /// A delivery failed: nack it for another try, or, at `max_deliveries`, move the event
+    /// to the dead-letter topic and ack the original.
+    async fn failed(&self, envelope: &Envelope, ack: Box<dyn AckHandle>, reason: &str) {
+        let o = &self.observer;
+        let kind = self.service.kind();
+        let failures = {
+            let mut failures = lock(&self.failures);
+            let n = failures.entry(envelope.meta.event_id).or_default();
+            *n += 1;
+            *n
+        };
+        if self.config.max_deliveries.is_none_or(|max| failures < max) {
+            // Back off before handing it back, as a real consumer's retry policy does, so a
+            // poison event costs a redelivery every second at most, not a hot loop.
+            tokio::time::sleep(retry_backoff(failures)).await;
+            settle(o, kind, ack.nack().await);
+            return;
+        }
+        let letter = DeadLetter {
+            service: kind,
+            topic: envelope.topic.name().to_owned(),
+            event_id: envelope.meta.event_id,
+            order_id: envelope.meta.order_id,
+            deliveries: failures,
+            reason: reason.to_owned(),
+            payload: String::from_utf8_lossy(&envelope.payload).into_owned(),
+        };
+        let payload = match serde_json::to_vec(&letter) {
+            Ok(p) => bytes::Bytes::from(p),
+            Err(e) => {
+                o.finding(format!("{kind}: cannot encode a dead letter: {e}"));
+                settle(o, kind, ack.nack().await);
+                return;
+            }
+        };
+        let parked = Envelope {
+            topic: Topic::DeadLetter,
+            meta: envelope.meta.clone(),
+            payload,
+        };
+        match self.transport.publish(parked).await {
+            Ok(_) => {
+                o.counters.dead_lettered.fetch_add(1, Relaxed);
+                lock(&o.dead_letters).sent(kind, letter.event_id, letter.order_id);
+                lock(&self.failures).remove(&letter.event_id);
+                settle(o, kind, ack.ack().await);
+            }
+            Err(e) => {
+                // Parking failed: keep the event where it is and try again.
+                o.counters.publish_errors.fetch_add(1, Relaxed);
+                o.finding(format!("{kind}: dead-letter publish failed: {e}"));
+                settle(o, kind, ack.nack().await);
+            }
+        }
+    }
+}
+
+/// 20 ms after the first failure, doubling, at most 1 s.
+fn retry_backoff(failures: u32) -> std::time::Duration {
+    let ms = 20u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
+    std::time::Duration::from_millis(ms.min(1000))
+}
+
+/// The group that reads `order.dead_letter` back, so a dead letter the broker lost shows.
+pub const DEAD_LETTER_AUDIT: &str = "dead-letter-audit";
+
+/// Reads the dead-letter topic until `stop`, recording each arrival.
+pub async fn audit_dead_letters(
+    mut sub: Box<dyn Subscription>,
+    observer: Arc<Observer>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let delivery = tokio::select! {
+            d = sub.next() => d,
+            _ = stopped(&mut stop) => return,
+        };
+        let delivery = match delivery {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
+            Err(e) => {
+                observer.finding(format!("dead-letter audit: {e}"));
+                return;
+            }
+        };
+        match serde_json::from_slice::<DeadLetter>(&delivery.envelope.payload) {
+            Ok(letter) => {
+                let first = {
+                    let mut book = lock(&observer.dead_letters);
+                    book.arrived(letter.service, letter.event_id)
+                };
+                if first {
+                    observer.counters.dead_letters_arrived.fetch_add(1, Relaxed);
+                }
+            }
+            Err(e) => observer.finding(format!(
+                "dead-letter audit: an order.dead_letter event is not a dead letter: {e}"
+            )),
+        }
+        if let Err(e) = delivery.ack.ack().await {
+            observer.finding(format!("dead-letter audit: ack failed: {e}"));
+        }
     }
 }
 

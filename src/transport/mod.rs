@@ -276,7 +276,17 @@ pub async fn connect(
             cfg.retention,
             clock,
         ))),
-        Target::Broker(b) => {
+        Target::Broker(b) => connect_broker(&broker_config(b)?, clock).await,
+    }
+}
+
+/// The connection settings of a scenario's broker target: `${ENV}` expanded, the loopback
+/// guard applied, a fresh namespace for the run.
+pub fn broker_config(
+    b: &crate::scenario::model::BrokerTarget,
+) -> Result<BrokerConfig, TransportError> {
+    {
+        {
             let config_error = |reason: String| TransportError::Config {
                 target: redact_url(&b.url),
                 reason,
@@ -308,7 +318,7 @@ pub async fn connect(
                     max_deliver: b.max_deliver,
                 },
             };
-            connect_broker(&cfg, clock).await
+            Ok(cfg)
         }
     }
 }

@@ -2,7 +2,8 @@
 //! calls for (fulfilled, or declined when the card was planned to decline) within
 //! `settle_within` of their intended time, over accepted orders. A declined card is an
 //! outcome, not a failure; a provider failure after the last retry, a fulfilled order whose
-//! card should have declined, or an order still in flight are not completions.
+//! card should have declined, or an order still in flight are not completions. Orders a
+//! service dead-lettered are left to the `dead_letters` check when it runs.
 
 use std::time::Duration;
 
@@ -25,8 +26,14 @@ impl Check for CompletionRate {
         let limit_ms = u32::try_from(self.settle_within.as_millis()).unwrap_or(u32::MAX);
         let (mut accepted, mut completed) = (0, 0);
         let mut misses = Examples::default();
+        // Parked orders are `dead_letters`' to judge.
+        let parked = if super::dead_letters::active(input.scenario).is_some() {
+            crate::sync::lock(&input.observer.dead_letters).orders()
+        } else {
+            Default::default()
+        };
         for order in 0..input.attempted {
-            if ledger.checkout(order) != Checkout::Accepted {
+            if ledger.checkout(order) != Checkout::Accepted || parked.contains(&order) {
                 continue;
             }
             accepted += 1;

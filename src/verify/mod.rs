@@ -7,6 +7,7 @@
 
 pub mod checkout_success_rate;
 pub mod completion_rate;
+pub mod dead_letters;
 pub mod latency_slo;
 pub mod no_duplicate_effects;
 pub mod no_loss;
@@ -106,6 +107,9 @@ pub fn checks_for(scenario: &Scenario) -> Vec<Box<dyn Check>> {
     }
     if let Some(drain_within) = c.recovery {
         checks.push(Box::new(recovery::RecoveryCheck { drain_within }));
+    }
+    if let Some(threshold) = dead_letters::active(scenario) {
+        checks.push(Box::new(dead_letters::DeadLetterCheck { threshold }));
     }
     checks
 }

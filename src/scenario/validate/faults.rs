@@ -16,10 +16,12 @@ const SERVICES: [(&str, ServiceKind); 5] = [
 const EXAMPLE: &str = "write a fault like `{ at: 80s, crash: email, restart_after: 10s }`";
 
 /// Kinds that last a window and so need `for`.
-const WINDOWED: [&str; 6] = [
+const WINDOWED: [&str; 8] = [
+    "link",
     "pause",
     "latency",
     "errors",
+    "poison",
     "duplicate",
     "reorder",
     "provider_outage",
@@ -50,10 +52,12 @@ impl Validator {
             ("pause", &f.pause),
             ("latency", &f.latency),
             ("errors", &f.errors),
+            ("poison", &f.poison),
             ("duplicate", &f.duplicate),
             ("reorder", &f.reorder),
             ("replay", &f.replay),
             ("exec", &f.exec),
+            ("link", &f.link),
         ]
         .into_iter()
         .filter_map(|(name, text)| text.as_ref().map(|t| (name, &t.referenced)))
@@ -66,8 +70,8 @@ impl Validator {
                 self.report(
                     at_fault,
                     path,
-                    "a fault needs one of crash, pause, latency, errors, duplicate, reorder, \
-                     provider_outage, replay or exec"
+                    "a fault needs one of crash, pause, latency, errors, poison, duplicate, \
+                     reorder, provider_outage, link, replay or exec"
                         .to_owned(),
                     Some(EXAMPLE.to_owned()),
                 );
@@ -151,8 +155,9 @@ impl Validator {
         let allowed: &[&str] = match kind {
             "crash" => &["restart_after"],
             "latency" => &["add", "share", "keys"],
-            "errors" | "duplicate" | "reorder" => &["share", "keys"],
+            "errors" | "poison" | "duplicate" | "reorder" => &["share", "keys"],
             "replay" => &["to"],
+            "link" => &["delay", "jitter", "bytes_per_sec", "direction", "share"],
             _ => &[],
         };
         for (name, text) in [
@@ -161,6 +166,10 @@ impl Validator {
             ("share", &f.share),
             ("keys", &f.keys),
             ("to", &f.to),
+            ("delay", &f.delay),
+            ("jitter", &f.jitter),
+            ("bytes_per_sec", &f.bytes_per_sec),
+            ("direction", &f.direction),
         ] {
             if let Some(t) = text
                 && !allowed.contains(&name)
@@ -231,6 +240,9 @@ impl Validator {
             "errors" => FaultKind::Errors {
                 service: service(self, &f.errors)?,
             },
+            "poison" => FaultKind::Poison {
+                service: service(self, &f.poison)?,
+            },
             "duplicate" => FaultKind::Duplicate {
                 service: service(self, &f.duplicate)?,
             },
@@ -282,8 +294,96 @@ impl Validator {
                     command: command.value.clone(),
                 }
             }
+            "link" => self.link(f, at_fault, path)?,
             _ => self.outage(f.provider_outage.as_ref()?, &path.key("provider_outage"))?,
         })
+    }
+
+    /// `{ link: latency, delay: 100ms, jitter: 20ms }`, `{ link: bandwidth, bytes_per_sec:
+    /// 65536 }`, `{ link: reset }`, `{ link: blackhole }`; `direction` and `share` optional.
+    fn link(&mut self, f: &RawFault, at_fault: &Location, path: &Path) -> Option<FaultKind> {
+        use crate::chaos::proxy::{Direction, LinkToxic, ToxicSpec};
+        let text = f.link.as_ref()?;
+        let kind = self.parse(text, &path.key("link"), |t| {
+            choice(
+                t,
+                "a link fault",
+                &[
+                    ("latency", "latency"),
+                    ("bandwidth", "bandwidth"),
+                    ("reset", "reset"),
+                    ("blackhole", "blackhole"),
+                ],
+            )
+        })?;
+        let wants: &[&str] = match kind {
+            "latency" => &["delay", "jitter"],
+            "bandwidth" => &["bytes_per_sec"],
+            _ => &[],
+        };
+        for (name, value) in [
+            ("delay", &f.delay),
+            ("jitter", &f.jitter),
+            ("bytes_per_sec", &f.bytes_per_sec),
+        ] {
+            if let Some(v) = value
+                && !wants.contains(&name)
+            {
+                self.report(
+                    &v.referenced,
+                    &path.key(name),
+                    format!("a {kind} link fault takes no `{name}`"),
+                    Some(if wants.is_empty() {
+                        format!("a {kind} link fault takes only `direction` and `share`")
+                    } else {
+                        format!("a {kind} link fault takes {}", wants.join(", "))
+                    }),
+                );
+            }
+        }
+        let max = crate::chaos::proxy::LATENCY_MAX;
+        let toxic = match kind {
+            "latency" => LinkToxic::Latency {
+                latency: self.required(
+                    &f.delay,
+                    at_fault,
+                    &path.key("delay"),
+                    "delay: 100ms",
+                    |t| duration_in(t, false, max),
+                )?,
+                jitter: self.or_default(&f.jitter, &path.key("jitter"), Duration::ZERO, |t| {
+                    duration_in(t, false, max)
+                }),
+            },
+            "bandwidth" => LinkToxic::Bandwidth {
+                bytes_per_sec: self.required(
+                    &f.bytes_per_sec,
+                    at_fault,
+                    &path.key("bytes_per_sec"),
+                    "bytes_per_sec: 65536",
+                    |t| int_in(t, 1, 10_000_000_000),
+                )?,
+            },
+            "reset" => LinkToxic::Reset,
+            _ => LinkToxic::Blackhole,
+        };
+        let direction =
+            self.or_default(&f.direction, &path.key("direction"), Direction::Both, |t| {
+                choice(
+                    t,
+                    "a direction",
+                    &[
+                        ("both", Direction::Both),
+                        ("upstream", Direction::Upstream),
+                        ("downstream", Direction::Downstream),
+                    ],
+                )
+            });
+        if let Some(problem) = ToxicSpec::new(toxic.clone()).problem() {
+            self.report(&text.referenced, &path.key("link"), problem, None);
+            return None;
+        }
+        Some(FaultKind::Link { toxic, direction })
     }
 
     fn outage(&mut self, raw: &Spanned<RawOutage>, path: &Path) -> Option<FaultKind> {
