@@ -5,8 +5,9 @@
 //! waiting through a broker restart instead of failing. Dropping the member aborts its tasks:
 //! what it held unacked comes back to the others after AckWait.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull;
@@ -36,22 +37,62 @@ struct Pulled {
     message: async_nats::jetstream::Message,
 }
 
+/// The reply subjects of the deliveries a live member holds (pulled, not yet settled). The
+/// member tells the server it is still working on them (`+WPI`) every third of AckWait, so a
+/// live member keeps what it holds, as a partition owner would; a crashed one stops telling.
+type Held = Arc<Mutex<HashSet<String>>>;
+
+fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    held.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(super) struct NatsSubscription {
     group: Arc<GroupState>,
     queue: mpsc::Receiver<Pulled>,
-    pulls: Vec<JoinHandle<()>>,
+    held: Held,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl NatsSubscription {
-    pub(super) fn start(inner: Arc<Inner>, group: Arc<GroupState>) -> NatsSubscription {
+    /// Starts the member's pulls and returns once each has its first pull request open (or
+    /// the admin bound passed: the pull keeps trying by itself).
+    pub(super) async fn start(inner: Arc<Inner>, group: Arc<GroupState>) -> NatsSubscription {
         let (tx, queue) = mpsc::channel(QUEUE_MAX);
-        let pulls = (0..group.consumers.len())
-            .map(|index| tokio::spawn(pull_loop(inner.clone(), group.clone(), index, tx.clone())))
+        let held: Held = Arc::default();
+        let mut opened = Vec::new();
+        let mut tasks: Vec<JoinHandle<()>> = (0..group.consumers.len())
+            .map(|index| {
+                let (ready, ready_rx) = tokio::sync::oneshot::channel();
+                opened.push(ready_rx);
+                let pull = Pull {
+                    inner: inner.clone(),
+                    group: group.clone(),
+                    index,
+                    tx: tx.clone(),
+                    held: held.clone(),
+                };
+                tokio::spawn(pull.run(ready))
+            })
             .collect();
+        tasks.push(tokio::spawn(keep_in_progress(
+            inner.js.client(),
+            held.clone(),
+            inner.options.ack_wait / 3,
+        )));
+        for ready in opened {
+            let _ = tokio::time::timeout(super::ADMIN_TIMEOUT, ready).await;
+        }
         NatsSubscription {
             group,
             queue,
-            pulls,
+            held,
+            tasks,
+        }
+    }
+
+    fn release(&self, message: &async_nats::jetstream::Message) {
+        if let Some(reply) = &message.reply {
+            lock(&self.held).remove(reply.as_str());
         }
     }
 
@@ -66,6 +107,7 @@ impl NatsSubscription {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(e) => {
                 tracing::warn!(group = %self.group.name, error = %e, "NATS message without JetStream metadata");
+                self.release(&message);
                 return None;
             }
         };
@@ -75,6 +117,7 @@ impl NatsSubscription {
         });
         let Some(meta) = meta else {
             tracing::warn!(group = %self.group.name, sequence, "NATS message without doorbuster headers: terminated");
+            self.release(&message);
             tokio::spawn(async move {
                 let _ = message.ack_with(AckKind::Term).await;
             });
@@ -95,6 +138,7 @@ impl NatsSubscription {
                 message,
                 group: self.group.clone(),
                 generation,
+                held: self.held.clone(),
             }),
         })
     }
@@ -109,6 +153,7 @@ impl Subscription for NatsSubscription {
                 };
                 if pulled.generation != self.group.generation() {
                     // Pulled from a consumer a rewind replaced: the new one hands it out again.
+                    self.release(&pulled.message);
                     continue;
                 }
                 if let Some(delivery) = self.delivery(pulled) {
@@ -122,92 +167,120 @@ impl Subscription for NatsSubscription {
 impl Drop for NatsSubscription {
     fn drop(&mut self) {
         // The crash: the pulls stop, nothing held is acked.
-        for pull in &self.pulls {
-            pull.abort();
+        for task in &self.tasks {
+            task.abort();
         }
     }
 }
 
-/// Opens a pull on the consumer of `index` in the current generation.
-async fn open(
-    inner: &Inner,
-    group: &GroupState,
-    index: usize,
-) -> Result<(u64, pull::Stream), String> {
-    let _rewinding = group.rewinding.read().await;
-    let generation = group.generation();
-    let name = &group.consumers[index];
-    let stream = tokio::time::timeout(
-        super::ADMIN_TIMEOUT,
-        inner.js.get_stream_no_info(&inner.stream),
-    )
-    .await
-    .map_err(|_| "no answer".to_owned())?
-    .map_err(|e| e.to_string())?;
-    let consumer: async_nats::jetstream::consumer::PullConsumer = tokio::time::timeout(
-        super::ADMIN_TIMEOUT,
-        stream.get_consumer::<pull::Config>(name),
-    )
-    .await
-    .map_err(|_| format!("consumer {name}: no answer"))?
-    .map_err(|e| format!("consumer {name}: {e}"))?;
-    let messages = tokio::time::timeout(
-        super::ADMIN_TIMEOUT,
-        consumer
-            .stream()
-            .max_messages_per_batch(PULL_BATCH)
-            .expires(PULL_EXPIRES)
-            .heartbeat(PULL_HEARTBEAT)
-            .messages(),
-    )
-    .await
-    .map_err(|_| format!("pull on {name}: no answer"))?
-    .map_err(|e| format!("pull on {name}: {e}"))?;
-    Ok((generation, messages))
+/// Tells the server every `period` that the held deliveries are still being worked on.
+async fn keep_in_progress(client: async_nats::Client, held: Held, period: Duration) {
+    let period = period.max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        let replies: Vec<String> = lock(&held).iter().cloned().collect();
+        for reply in replies {
+            // Best effort: a lost +WPI only risks a redelivery, which the contract allows.
+            let _ = client.publish(reply, bytes::Bytes::from_static(b"+WPI")).await;
+        }
+    }
 }
 
-/// Pulls from one consumer into the member's queue until the member is dropped.
-async fn pull_loop(inner: Arc<Inner>, group: Arc<GroupState>, index: usize, tx: mpsc::Sender<Pulled>) {
-    let mut rewinds = group.generation.subscribe();
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        rewinds.borrow_and_update();
-        let (generation, mut messages) = match open(&inner, &group, index).await {
-            Ok(opened) => opened,
-            Err(reason) => {
-                tracing::debug!(group = %group.name, %reason, "NATS pull not open, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
-            }
-        };
+/// One member's pull from the consumer of one topic.
+struct Pull {
+    inner: Arc<Inner>,
+    group: Arc<GroupState>,
+    index: usize,
+    tx: mpsc::Sender<Pulled>,
+    held: Held,
+}
+
+impl Pull {
+    /// Opens a pull on the consumer in the current generation.
+    async fn open(&self) -> Result<(u64, pull::Stream), String> {
+        let _rewinding = self.group.rewinding.read().await;
+        let generation = self.group.generation();
+        let name = &self.group.consumers[self.index];
+        let stream = tokio::time::timeout(
+            super::ADMIN_TIMEOUT,
+            self.inner.js.get_stream_no_info(&self.inner.stream),
+        )
+        .await
+        .map_err(|_| "no answer".to_owned())?
+        .map_err(|e| e.to_string())?;
+        let consumer: async_nats::jetstream::consumer::PullConsumer = tokio::time::timeout(
+            super::ADMIN_TIMEOUT,
+            stream.get_consumer::<pull::Config>(name),
+        )
+        .await
+        .map_err(|_| format!("consumer {name}: no answer"))?
+        .map_err(|e| format!("consumer {name}: {e}"))?;
+        let messages = tokio::time::timeout(
+            super::ADMIN_TIMEOUT,
+            consumer
+                .stream()
+                .max_messages_per_batch(PULL_BATCH)
+                .expires(PULL_EXPIRES)
+                .heartbeat(PULL_HEARTBEAT)
+                .messages(),
+        )
+        .await
+        .map_err(|_| format!("pull on {name}: no answer"))?
+        .map_err(|e| format!("pull on {name}: {e}"))?;
+        Ok((generation, messages))
+    }
+
+    /// Pulls into the member's queue until the member is dropped.
+    async fn run(self, ready: tokio::sync::oneshot::Sender<()>) {
+        let mut ready = Some(ready);
+        let mut rewinds = self.group.generation.subscribe();
+        let mut backoff = BACKOFF_MIN;
         loop {
-            tokio::select! {
-                changed = rewinds.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    // Re-open on the consumer the rewind created.
-                    backoff = BACKOFF_MIN;
-                    break;
+            rewinds.mark_unchanged();
+            let (generation, mut messages) = match self.open().await {
+                Ok(opened) => opened,
+                Err(reason) => {
+                    tracing::debug!(group = %self.group.name, %reason, "NATS pull not open, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
                 }
-                item = messages.next() => match item {
-                    Some(Ok(message)) => {
-                        backoff = BACKOFF_MIN;
-                        if tx.send(Pulled { generation, index, message }).await.is_err() {
+            };
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+            loop {
+                tokio::select! {
+                    changed = rewinds.changed() => {
+                        if changed.is_err() {
                             return;
                         }
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(group = %group.name, error = %e, "NATS pull failed, re-opening");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        // Re-open on the consumer the rewind created.
+                        backoff = BACKOFF_MIN;
                         break;
                     }
-                    None => {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        break;
+                    item = messages.next() => match item {
+                        Some(Ok(message)) => {
+                            backoff = BACKOFF_MIN;
+                            if let Some(reply) = &message.reply {
+                                lock(&self.held).insert(reply.to_string());
+                            }
+                            let pulled = Pulled { generation, index: self.index, message };
+                            if self.tx.send(pulled).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(group = %self.group.name, error = %e, "NATS pull failed, re-opening");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            break;
+                        }
+                        None => {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            break;
+                        }
                     }
                 }
             }
@@ -219,10 +292,14 @@ struct NatsAck {
     message: async_nats::jetstream::Message,
     group: Arc<GroupState>,
     generation: u64,
+    held: Held,
 }
 
 impl NatsAck {
     async fn settle(self, kind: AckKind) -> Result<(), TransportError> {
+        if let Some(reply) = &self.message.reply {
+            lock(&self.held).remove(reply.as_str());
+        }
         // Confirmed by the server, so the lag a caller reads next already counts it.
         let result = match kind {
             AckKind::Ack => self.message.double_ack().await,

@@ -405,7 +405,7 @@ impl Transport for NatsTransport {
     ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
         Box::pin(async move {
             let state = self.inner.join(group, topics).await?;
-            Ok(Box::new(member::NatsSubscription::start(self.inner.clone(), state))
+            Ok(Box::new(member::NatsSubscription::start(self.inner.clone(), state).await)
                 as Box<dyn Subscription>)
         })
     }
