@@ -181,7 +181,9 @@ async fn keep_in_progress(client: async_nats::Client, held: Held, period: Durati
         let replies: Vec<String> = lock(&held).iter().cloned().collect();
         for reply in replies {
             // Best effort: a lost +WPI only risks a redelivery, which the contract allows.
-            let _ = client.publish(reply, bytes::Bytes::from_static(b"+WPI")).await;
+            let _ = client
+                .publish(reply, bytes::Bytes::from_static(b"+WPI"))
+                .await;
         }
     }
 }

@@ -42,8 +42,8 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, BrokerOptions, RewindTo, Subscription, Transport,
-    TransportError, TransportInfo,
+    Ack, BoxFuture, BrokerConfig, BrokerOptions, RewindTo, Subscription, Transport, TransportError,
+    TransportInfo,
 };
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
@@ -138,8 +138,7 @@ pub async fn connect(
         // Reconnect forever (with the client's own backoff): a broker restart is a fault the
         // harness measures, not the end of the run.
         .max_reconnects(None);
-    let client = match tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(&cfg.url)).await
-    {
+    let client = match tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(&cfg.url)).await {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => return Err(unreachable(cfg, e)),
         Err(_) => return Err(unreachable(cfg, "no connection within 6 s")),
@@ -206,17 +205,19 @@ impl Inner {
             .payload(envelope.payload)
             .headers(headers)
             .message_id(envelope.meta.event_id.to_string());
-        let deadline = tokio::time::Instant::now() + PUBLISH_TIMEOUT;
+        let deadline = self.clock.instant_at(self.clock.now()) + PUBLISH_TIMEOUT;
         let refused = |reason: String| TransportError::Publish { topic, reason };
         // Stage 1: hand the message to the connection. Failing here, nothing was sent.
-        let pending =
-            match tokio::time::timeout_at(deadline, self.js.send_publish(self.subject(topic), message))
-                .await
-            {
-                Ok(Ok(pending)) => pending,
-                Ok(Err(e)) => return Err(refused(format!("not sent: {e}"))),
-                Err(_) => return Err(refused("not sent within 10 s".to_owned())),
-            };
+        let pending = match tokio::time::timeout_at(
+            deadline,
+            self.js.send_publish(self.subject(topic), message),
+        )
+        .await
+        {
+            Ok(Ok(pending)) => pending,
+            Ok(Err(e)) => return Err(refused(format!("not sent: {e}"))),
+            Err(_) => return Err(refused("not sent within 10 s".to_owned())),
+        };
         // Stage 2: wait for the PubAck. Failing here without an answer, the server may have it.
         let indeterminate = |reason: String| TransportError::Indeterminate { topic, reason };
         match tokio::time::timeout_at(deadline, std::future::IntoFuture::into_future(pending)).await
@@ -253,7 +254,14 @@ impl Inner {
             topics: topics.to_vec(),
             consumers: topics
                 .iter()
-                .map(|t| format!("{}__{}__{}", self.stream, sanitize(group), sanitize(t.name())))
+                .map(|t| {
+                    format!(
+                        "{}__{}__{}",
+                        self.stream,
+                        sanitize(group),
+                        sanitize(t.name())
+                    )
+                })
                 .collect(),
             generation: tokio::sync::watch::Sender::new(0),
             rewinding: tokio::sync::RwLock::new(()),
@@ -264,7 +272,8 @@ impl Inner {
             let config = self.consumer_config(name, *topic, DeliverPolicy::All);
             let created = tokio::time::timeout(
                 ADMIN_TIMEOUT,
-                self.js.create_consumer_on_stream(config, self.stream.clone()),
+                self.js
+                    .create_consumer_on_stream(config, self.stream.clone()),
             )
             .await;
             match created {
@@ -331,7 +340,7 @@ impl Inner {
                 Ok(Err(e)) => return Err(state.error(format!("delete consumer {name}: {e}"))),
                 Err(_) => return Err(state.error(format!("delete consumer {name}: no answer"))),
             }
-            let config = self.consumer_config(name, *topic, deliver.clone());
+            let config = self.consumer_config(name, *topic, deliver);
             match tokio::time::timeout(ADMIN_TIMEOUT, stream.create_consumer(config)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(state.error(format!("create consumer {name}: {e}"))),
@@ -405,8 +414,10 @@ impl Transport for NatsTransport {
     ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
         Box::pin(async move {
             let state = self.inner.join(group, topics).await?;
-            Ok(Box::new(member::NatsSubscription::start(self.inner.clone(), state).await)
-                as Box<dyn Subscription>)
+            Ok(
+                Box::new(member::NatsSubscription::start(self.inner.clone(), state).await)
+                    as Box<dyn Subscription>,
+            )
         })
     }
 
