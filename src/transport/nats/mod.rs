@@ -13,10 +13,13 @@
 //!   loopback server, 2.9, filters one subject per consumer), explicit ack, `max_ack_pending`
 //!   20 000. Every member of a group pulls from the same consumers, so the server shares the
 //!   work between them. An ack is confirmed by the server (double ack) before it resolves.
-//! - redelivery = AckWait / MaxDeliver: a delivery not acked within `ack_wait` (a crashed
-//!   member, a lost connection) is handed out again, to any member; a nack is a NAK, handed
-//!   out again at once. `redelivered` = the server's delivery count is above one, or the event
-//!   was handed out before the group's last rewind.
+//! - redelivery = AckWait / MaxDeliver: a live member tells the server every third of
+//!   `ack_wait` that it is still working on what it holds (`+WPI`), so it keeps its deliveries
+//!   like a partition owner; once a member is dropped (a crash) or loses its connection, what
+//!   it held is handed out again after `ack_wait`, to any member. A nack is a NAK, handed out
+//!   again at once. After `max_deliver` deliveries (default unlimited) the server gives up on
+//!   an event. `redelivered` = the server's delivery count is above one, or the event was
+//!   handed out before the group's last rewind.
 //! - per key order: one consumer hands a topic's events out in stream order, so one member
 //!   sees the events of a key in publish order. JetStream has no partitions: with several
 //!   members, the events of one key may be split between them (each in order).
