@@ -468,6 +468,121 @@ async fn redis_restart_keeps_publish_accounting_exact() {
     t.cleanup().await.expect("cleanup");
 }
 broker_conformance!(nats, BrokerKind::Nats, "nats://127.0.0.1:1");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_keeps_publish_accounting_exact() {
+    // A NATS restart under continuous publishing: every publish ends acked, refused or
+    // indeterminate within its bound, the stream holds every acked event, and the transport
+    // (publish and an existing subscription) works again by itself afterwards.
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let Some(t) = broker(BrokerKind::Nats).await else {
+        return;
+    };
+    let mut sub = t.subscribe("restart", &[Topic::Fulfilled]).await.unwrap();
+    let fulfilled = |order| Envelope {
+        topic: Topic::Fulfilled,
+        ..event(order, 0)
+    };
+    publish_all(&t, [fulfilled(1)]).await;
+    ack_all(take(&mut sub, 1).await).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Arc<[AtomicU64; 5]> = Arc::new(Default::default()); // attempted ok publish indet hung
+    let next_order = Arc::new(AtomicU64::new(1_000_000));
+    let publishers: Vec<_> = (0..8)
+        .map(|_| {
+            let (t, stop, counts, next_order) =
+                (t.clone(), stop.clone(), counts.clone(), next_order.clone());
+            tokio::spawn(async move {
+                while !stop.load(Relaxed) {
+                    let order = next_order.fetch_add(1, Relaxed);
+                    counts[0].fetch_add(1, Relaxed);
+                    let outcome =
+                        tokio::time::timeout(Duration::from_secs(20), t.publish(event(order, 0)))
+                            .await;
+                    let slot = match outcome {
+                        Ok(Ok(_)) => 1,
+                        Ok(Err(TransportError::Publish { .. })) => 2,
+                        Ok(Err(TransportError::Indeterminate { .. })) => 3,
+                        Ok(Err(e)) => panic!("publish ended with {e}"),
+                        Err(_) => 4,
+                    };
+                    counts[slot].fetch_add(1, Relaxed);
+                    if slot != 1 {
+                        // Do not spin while the server is away.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restart = tokio::task::spawn_blocking(|| {
+        std::process::Command::new("scripts/brokers.sh")
+            .args(["restart", "nats"])
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("run scripts/brokers.sh");
+    assert!(
+        restart.status.success(),
+        "restart failed: {}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Relaxed);
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let [attempted, ok, refused, indeterminate, hung] = counts.each_ref().map(|c| c.load(Relaxed));
+    println!(
+        "nats restart: attempted {attempted}, acked {ok}, refused {refused}, \
+         indeterminate {indeterminate}, hung {hung}"
+    );
+    assert_eq!(hung, 0, "no publish hung");
+    assert_eq!(attempted, ok + refused + indeterminate);
+    assert!(ok > 0);
+
+    // The file store kept every acked event: a new group sees them all, and no more than
+    // the acked plus the indeterminate ones.
+    let _audit = t
+        .subscribe("audit", &[Topic::OrderCreated])
+        .await
+        .expect("subscribe after the restart");
+    let stored = t.lag("audit").await.unwrap();
+    println!("nats restart: stored {stored}");
+    assert!(
+        ok <= stored && stored <= ok + indeterminate,
+        "stored {stored}"
+    );
+
+    // A fresh publish is acked and reaches the subscription opened before the restart.
+    let mut fresh = None;
+    for _ in 0..30 {
+        match t.publish(fulfilled(2)).await {
+            Ok(ack) => {
+                fresh = Some(ack);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    }
+    assert!(fresh.is_some(), "a publish is acked after the restart");
+    let mut seen = false;
+    for _ in 0..12 {
+        if seen {
+            break;
+        }
+        for d in take(&mut sub, 1).await {
+            seen |= d.envelope.meta.order_id == 2;
+            d.ack.ack().await.ok();
+        }
+    }
+    assert!(seen, "the existing subscription received the fresh event");
+    t.cleanup().await.expect("cleanup");
+}
 broker_conformance!(
     rabbitmq,
     BrokerKind::Rabbitmq,

@@ -15,6 +15,7 @@
 //! - Dropping a [`Subscription`] is a crash: the member leaves without acking what it holds.
 
 pub mod embedded;
+pub mod nats;
 pub mod redis;
 
 use std::future::Future;
@@ -339,6 +340,7 @@ pub async fn connect_broker(
 ) -> Result<Arc<dyn Transport>, TransportError> {
     match cfg.kind {
         BrokerKind::Redis => self::redis::connect(cfg, clock).await,
+        BrokerKind::Nats => nats::connect(cfg, clock).await,
         _ => Err(TransportError::Unreachable {
             target: cfg.redacted_url(),
             reason: format!("the {:?} transport is not built in yet", cfg.kind),
