@@ -468,7 +468,10 @@ async fn rabbitmq_restart_keeps_publish_accounting_exact() {
         }
     })
     .await;
-    assert!(found.is_ok(), "the fresh event reached the old subscription");
+    assert!(
+        found.is_ok(),
+        "the fresh event reached the old subscription"
+    );
     t.cleanup().await.expect("cleanup");
 }
 

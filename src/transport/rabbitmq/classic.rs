@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Acker, Channel, Consumer};
@@ -49,10 +49,7 @@ impl ClassicGroup {
     /// delivery the broker sent before now has arrived (a round trip on each member channel:
     /// AMQP keeps a channel's frames in order).
     pub(super) async fn held(&self, prefetch: u16) -> u64 {
-        let channels: Vec<Channel> = lock(&self.live)
-            .iter()
-            .map(|i| i.channel.clone())
-            .collect();
+        let channels: Vec<Channel> = lock(&self.live).iter().map(|i| i.channel.clone()).collect();
         for ch in channels {
             let _ = ch.basic_qos(prefetch, BasicQosOptions::default()).await;
         }
@@ -96,12 +93,12 @@ pub(super) async fn prepare(ctx: &Ctx, group: &ClassicGroup) -> Result<(), Strin
             for topic in &group.topics {
                 let log = log_name(&ctx.namespace, *topic);
                 let count = ctx
-                    .message_count(&log)
+                    .log_length(*topic)
                     .await
-                    .map_err(|e| lapin::Error::from(std::io::Error::other(e)))?
-                    .unwrap_or(0);
+                    .map_err(|e| lapin::Error::from(std::io::Error::other(e)))?;
                 if count > 0 {
-                    seeded += seed_from_log(ctx, &live.conn, &ch, &log, count, &group.queue).await?;
+                    seeded +=
+                        seed_from_log(ctx, &live.conn, &ch, &log, count, &group.queue).await?;
                 }
             }
         }
@@ -125,7 +122,9 @@ async fn seed_from_log(
     queue: &str,
 ) -> lapin::Result<u64> {
     let reader = conn.create_channel().await?;
-    reader.basic_qos(ctx.prefetch, BasicQosOptions::default()).await?;
+    reader
+        .basic_qos(ctx.prefetch, BasicQosOptions::default())
+        .await?;
     let mut args = FieldTable::default();
     args.insert(
         "x-stream-offset".into(),
@@ -141,7 +140,8 @@ async fn seed_from_log(
         .await?;
     let mut confirms = Vec::new();
     loop {
-        let next = tokio::time::timeout(super::link::CONNECT_TIMEOUT, next_delivery(&mut consumer)).await;
+        let next =
+            tokio::time::timeout(super::link::CONNECT_TIMEOUT, next_delivery(&mut consumer)).await;
         let Ok(Some(Ok(d))) = next else { break };
         let offset = codec::stream_offset(&d.properties).unwrap_or(u64::MAX);
         let confirm = out
@@ -168,12 +168,18 @@ async fn seed_from_log(
 }
 
 /// Opens a member's channel and starts its consumer.
-async fn attach(ctx: &Ctx, group: &ClassicGroup, member: u64) -> Result<(Channel, Consumer), String> {
+async fn attach(
+    ctx: &Ctx,
+    group: &ClassicGroup,
+    member: u64,
+) -> Result<(Channel, Consumer), String> {
     let live = ctx.link.live().await?;
     let setup = async {
         let ch = live.conn.create_channel().await?;
-        ch.basic_qos(ctx.prefetch, BasicQosOptions::default()).await?;
-        ctx.declare_group_queue(&ch, &group.queue, &group.topics).await?;
+        ch.basic_qos(ctx.prefetch, BasicQosOptions::default())
+            .await?;
+        ctx.declare_group_queue(&ch, &group.queue, &group.topics)
+            .await?;
         let tag = format!("{}.m{member}.g{}", group.queue, live.generation);
         let consumer = ch
             .basic_consume(
@@ -196,8 +202,10 @@ async fn attach(ctx: &Ctx, group: &ClassicGroup, member: u64) -> Result<(Channel
 pub(super) async fn next_delivery(
     consumer: &mut Consumer,
 ) -> Option<lapin::Result<lapin::message::Delivery>> {
-    std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *consumer), cx))
-        .await
+    std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut *consumer), cx)
+    })
+    .await
 }
 
 pub(super) struct ClassicSubscription {

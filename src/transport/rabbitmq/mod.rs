@@ -87,6 +87,9 @@ pub(super) struct Ctx {
     prefetch: u16,
     closed: AtomicBool,
     next_id: AtomicU64,
+    /// Publishes confirmed per topic: a lower bound on each topic log's length (the
+    /// `message_count` a stream reports lags behind its appends).
+    confirmed: [AtomicU64; 5],
 }
 
 impl Ctx {
@@ -144,6 +147,15 @@ impl Ctx {
         Ok(declared)
     }
 
+    /// How many events topic log `topic` holds (offsets start at 0 in a run's fresh log).
+    async fn log_length(&self, topic: Topic) -> Result<u64, String> {
+        let reported = self
+            .message_count(&log_name(&self.namespace, topic))
+            .await?
+            .unwrap_or(0);
+        Ok(reported.max(self.confirmed[topic.index()].load(Ordering::SeqCst)))
+    }
+
     /// Message count of a queue by a passive declare on a throwaway channel (a failed
     /// passive declare closes its channel); `None` when the queue does not exist.
     async fn message_count(&self, queue: &str) -> Result<Option<u64>, String> {
@@ -188,7 +200,10 @@ pub struct RabbitmqTransport {
 
 /// Connects to the broker at `cfg.url`; [`TransportError::Unreachable`] within a few
 /// seconds when nobody answers there.
-pub async fn connect(cfg: &BrokerConfig, clock: Clock) -> Result<Arc<dyn Transport>, TransportError> {
+pub async fn connect(
+    cfg: &BrokerConfig,
+    clock: Clock,
+) -> Result<Arc<dyn Transport>, TransportError> {
     let ctx = Arc::new(Ctx {
         link: Link::new(cfg.url.clone(), cfg.namespace.clone(), clock),
         namespace: cfg.namespace.clone(),
@@ -197,6 +212,7 @@ pub async fn connect(cfg: &BrokerConfig, clock: Clock) -> Result<Arc<dyn Transpo
         prefetch: PREFETCH,
         closed: AtomicBool::new(false),
         next_id: AtomicU64::new(0),
+        confirmed: std::array::from_fn(|_| AtomicU64::new(0)),
     });
     ctx.link
         .live()
@@ -251,7 +267,10 @@ impl RabbitmqTransport {
             match confirm.await {
                 Ok(Confirmation::Ack(_)) => Ok(Ack {
                     partition: 0,
-                    offset: self.published.fetch_add(1, Ordering::Relaxed),
+                    offset: {
+                        self.ctx.confirmed[topic.index()].fetch_add(1, Ordering::SeqCst);
+                        self.published.fetch_add(1, Ordering::Relaxed)
+                    },
                 }),
                 Ok(Confirmation::Nack(_)) => Err(refused("the broker nacked it".to_owned())),
                 Ok(Confirmation::NotRequested) => {

@@ -23,9 +23,7 @@ use super::classic::next_delivery;
 use super::link::log_name;
 use super::{Ctx, codec, lock};
 use crate::events::{Envelope, Topic};
-use crate::transport::{
-    AckHandle, BoxFuture, Delivery, RewindTo, Subscription, TransportError,
-};
+use crate::transport::{AckHandle, BoxFuture, Delivery, RewindTo, Subscription, TransportError};
 
 /// Where a reader attaches next.
 #[derive(Debug, Clone, Copy)]
@@ -133,7 +131,9 @@ impl StreamGroup {
     fn dispatch(self: &Arc<Self>, st: &mut State, key: Key, redelivered: bool) {
         let epoch = st.epoch;
         loop {
-            let Some(p) = st.pending.get_mut(&key) else { return };
+            let Some(p) = st.pending.get_mut(&key) else {
+                return;
+            };
             if st.members.is_empty() {
                 p.member = None;
                 return;
@@ -289,14 +289,14 @@ impl StreamGroup {
     pub(super) async fn lag(&self, ctx: &Ctx) -> Result<u64, String> {
         let mut lengths = Vec::new();
         for topic in &self.topics {
-            let log = log_name(&ctx.namespace, *topic);
-            lengths.push(ctx.message_count(&log).await?.unwrap_or(0));
+            lengths.push(ctx.log_length(*topic).await?);
         }
         let st = lock(&self.state);
         Ok(st
             .cursors
             .iter()
             .zip(lengths)
+            .map(|(c, len)| (c, len.max(c.max_dispatched.map_or(0, |m| m + 1))))
             .map(|(c, len)| match c.committed {
                 None => len,
                 Some(done) => len.saturating_sub(done + c.acked_above.len() as u64),
