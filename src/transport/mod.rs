@@ -16,6 +16,7 @@
 
 pub mod embedded;
 pub mod nats;
+pub mod rabbitmq;
 pub mod redis;
 
 use std::future::Future;
@@ -341,6 +342,7 @@ pub async fn connect_broker(
     match cfg.kind {
         BrokerKind::Redis => self::redis::connect(cfg, clock).await,
         BrokerKind::Nats => nats::connect(cfg, clock).await,
+        BrokerKind::Rabbitmq => rabbitmq::connect(cfg, clock).await,
         _ => Err(TransportError::Unreachable {
             target: cfg.redacted_url(),
             reason: format!("the {:?} transport is not built in yet", cfg.kind),

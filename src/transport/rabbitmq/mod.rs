@@ -1,0 +1,488 @@
+//! RabbitMQ over AMQP 0-9-1 (lapin), the `amqp://` / `amqps://` target.
+//!
+//! Guarantees and how doorbuster maps them (DESIGN.md §6):
+//! - publish ack = a publisher confirm: every event goes to the fanout exchange
+//!   `{namespace}.{topic}` on a confirm-mode channel (many publishes in flight on it),
+//!   persistent (delivery mode 2), the EventMeta in AMQP headers, `message_id` = event id.
+//!   `publish` resolves `Ok` only on the broker's `basic.ack`; a `basic.nack` or a publish
+//!   that could not be sent is [`TransportError::Publish`]; a confirm that never comes
+//!   (connection lost after sending, or 10 s without an answer) is
+//!   [`TransportError::Indeterminate`].
+//! - Every exchange also feeds a stream queue `{namespace}.log.{topic}` that keeps the
+//!   topic's events for the run, so a group that joins late still reads from the earliest
+//!   event (Kafka's semantics, which the harness and the conformance suite expect).
+//! - consumer group, classic and quorum (`queue_type`): one durable queue
+//!   `{namespace}.{group}` per group, bound to its topics' exchanges; each member is one
+//!   consumer on its own channel with manual ack and a prefetch of [`PREFETCH`]. RabbitMQ
+//!   shares the queue among members. A group queue created after events were published is
+//!   seeded from the topic logs first. Quorum queues get `x-delivery-limit = max_deliver`.
+//! - redelivery: a nack is `basic.nack(requeue)`; a member that stops (a dropped
+//!   [`Subscription`]) closes its channel, and RabbitMQ requeues what it held to the other
+//!   members with the `redelivered` flag, which doorbuster passes on. There is no ack wait:
+//!   the broker only takes an event back when the holder's channel closes (or after its
+//!   `consumer_timeout`, 30 min by default).
+//! - consumer group, `queue_type: stream`: members read the topic logs directly (a stream
+//!   hands every consumer everything, so the transport shares the work itself: one reader
+//!   per group and topic, events of one key always to the same member). Stream acks only
+//!   return credit, so the group's committed offset is kept by this transport (the acked
+//!   prefix of each log); a member that leaves hands its unacked events to the others,
+//!   flagged redelivered.
+//! - replay: stream groups only; `rewind` restarts the group's readers from the first
+//!   offset or from a timestamp (`x-stream-offset`, whole seconds, then filtered on the
+//!   publish time header), and events read again are flagged redelivered. Classic and quorum
+//!   groups cannot rewind: [`TransportError::Group`] "replay needs queue_type: stream".
+//! - lag: classic/quorum = the queue's ready messages (passive declare) + deliveries this
+//!   transport holds unsettled; stream = per log, its length minus the group's acked offsets.
+//! - per key order: a queue delivers in order; one member's channel sees one key in order
+//!   (a requeued event may come back after later ones, flagged redelivered).
+//! - outages: lapin does not reconnect, so [`link::Link`] does (backoff 100 ms to 2 s),
+//!   re-declares the exchanges and logs, and every member re-attaches its consumer.
+//!   Durable exchanges and queues and persistent messages survive a broker restart.
+//!
+//! It may not record observations: the driver and the services do.
+
+mod classic;
+mod codec;
+mod link;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lapin::Channel;
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Confirmation, Queue};
+
+use super::{
+    Ack, BoxFuture, BrokerConfig, BrokerOptions, QueueType, RewindTo, Subscription, Transport,
+    TransportError, TransportInfo,
+};
+use crate::clock::Clock;
+use crate::events::{Envelope, Topic};
+use classic::ClassicGroup;
+use link::{Link, exchange_name, log_name};
+use stream::StreamGroup;
+
+/// Deliveries one member may hold unacked (`basic.qos`).
+pub const PREFETCH: u16 = 1000;
+/// The longest a publish may wait for its confirm.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What members, readers and ack handles share with the transport.
+pub(super) struct Ctx {
+    link: Link,
+    namespace: String,
+    options: BrokerOptions,
+    clock: Clock,
+    prefetch: u16,
+    closed: AtomicBool,
+    next_id: AtomicU64,
+    /// Publishes confirmed per topic: a lower bound on each topic log's length (the
+    /// `message_count` a stream reports lags behind its appends).
+    confirmed: [AtomicU64; 5],
+}
+
+impl Ctx {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn queue_arguments(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        let kind = match self.options.queue_type {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
+        };
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from(kind)),
+        );
+        if self.options.queue_type == QueueType::Quorum
+            && let Some(limit) = self.options.max_deliver
+        {
+            let limit = i64::from(limit);
+            args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(limit));
+        }
+        args
+    }
+
+    /// Declares a classic or quorum group's queue and binds it to its topics' exchanges.
+    async fn declare_group_queue(
+        &self,
+        ch: &Channel,
+        queue: &str,
+        topics: &[Topic],
+    ) -> lapin::Result<Queue> {
+        let declared = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                self.queue_arguments(),
+            )
+            .await?;
+        for topic in topics {
+            ch.queue_bind(
+                queue.into(),
+                exchange_name(&self.namespace, *topic).into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        }
+        Ok(declared)
+    }
+
+    /// How many events topic log `topic` holds (offsets start at 0 in a run's fresh log).
+    async fn log_length(&self, topic: Topic) -> Result<u64, String> {
+        let reported = self
+            .message_count(&log_name(&self.namespace, topic))
+            .await?
+            .unwrap_or(0);
+        Ok(reported.max(self.confirmed[topic.index()].load(Ordering::SeqCst)))
+    }
+
+    /// Message count of a queue by a passive declare on a throwaway channel (a failed
+    /// passive declare closes its channel); `None` when the queue does not exist.
+    async fn message_count(&self, queue: &str) -> Result<Option<u64>, String> {
+        let live = self.link.live().await?;
+        let probe = async {
+            let ch = live.conn.create_channel().await?;
+            let found = ch
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            if found.is_ok() {
+                let _ = ch.close(200, "probe done".into()).await;
+            }
+            Ok::<_, lapin::Error>(found.ok().map(|q| u64::from(q.message_count())))
+        };
+        match tokio::time::timeout(link::CONNECT_TIMEOUT, probe).await {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer to a passive queue.declare".to_owned()),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Group {
+    Classic(Arc<ClassicGroup>),
+    Stream(Arc<StreamGroup>),
+}
+
+pub struct RabbitmqTransport {
+    ctx: Arc<Ctx>,
+    redacted_url: String,
+    groups: Mutex<HashMap<String, Group>>,
+    published: AtomicU64,
+}
+
+/// Connects to the broker at `cfg.url`; [`TransportError::Unreachable`] within a few
+/// seconds when nobody answers there.
+pub async fn connect(
+    cfg: &BrokerConfig,
+    clock: Clock,
+) -> Result<Arc<dyn Transport>, TransportError> {
+    let ctx = Arc::new(Ctx {
+        link: Link::new(cfg.url.clone(), cfg.namespace.clone(), clock),
+        namespace: cfg.namespace.clone(),
+        options: cfg.options.clone(),
+        clock,
+        prefetch: PREFETCH,
+        closed: AtomicBool::new(false),
+        next_id: AtomicU64::new(0),
+        confirmed: std::array::from_fn(|_| AtomicU64::new(0)),
+    });
+    ctx.link
+        .live()
+        .await
+        .map_err(|reason| TransportError::Unreachable {
+            target: cfg.redacted_url(),
+            reason,
+        })?;
+    Ok(Arc::new(RabbitmqTransport {
+        ctx,
+        redacted_url: cfg.redacted_url(),
+        groups: Mutex::new(HashMap::new()),
+        published: AtomicU64::new(0),
+    }))
+}
+
+impl RabbitmqTransport {
+    fn group(&self, group: &str) -> Result<Group, TransportError> {
+        lock(&self.groups)
+            .get(group)
+            .cloned()
+            .ok_or_else(|| TransportError::Group {
+                group: group.to_owned(),
+                reason: "no such group in this run".to_owned(),
+            })
+    }
+
+    async fn publish_one(&self, envelope: Envelope) -> Result<Ack, TransportError> {
+        let topic = envelope.topic;
+        let refused = |reason: String| TransportError::Publish { topic, reason };
+        let unknown = |reason: String| TransportError::Indeterminate { topic, reason };
+        let sent = AtomicBool::new(false);
+        let work = async {
+            let live = self.ctx.link.live().await.map_err(refused)?;
+            let clock = self.ctx.clock;
+            let props = codec::properties(&envelope, clock.wall_ns(clock.now()));
+            let confirm = live
+                .publish
+                .basic_publish(
+                    exchange_name(&self.ctx.namespace, topic).into(),
+                    envelope.key().to_string().into(),
+                    BasicPublishOptions::default(),
+                    &envelope.payload,
+                    props,
+                )
+                .await
+                .map_err(|e| {
+                    self.ctx.link.invalidate(live.generation);
+                    refused(e.to_string())
+                })?;
+            sent.store(true, Ordering::SeqCst);
+            match confirm.await {
+                Ok(Confirmation::Ack(_)) => Ok(Ack {
+                    partition: 0,
+                    offset: {
+                        self.ctx.confirmed[topic.index()].fetch_add(1, Ordering::SeqCst);
+                        self.published.fetch_add(1, Ordering::Relaxed)
+                    },
+                }),
+                Ok(Confirmation::Nack(_)) => Err(refused("the broker nacked it".to_owned())),
+                Ok(Confirmation::NotRequested) => {
+                    Err(unknown("the channel was not in confirm mode".to_owned()))
+                }
+                Err(e) => {
+                    self.ctx.link.invalidate(live.generation);
+                    Err(unknown(e.to_string()))
+                }
+            }
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, work).await {
+            Ok(result) => result,
+            Err(_) if sent.load(Ordering::SeqCst) => Err(unknown(format!(
+                "no publisher confirm within {PUBLISH_TIMEOUT:?}"
+            ))),
+            Err(_) => Err(refused(format!("not sent within {PUBLISH_TIMEOUT:?}"))),
+        }
+    }
+
+    async fn subscribe_one(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        let (entry, fresh) = {
+            let mut groups = lock(&self.groups);
+            match groups.get(group) {
+                Some(g) => (g.clone(), false),
+                None => {
+                    let queue = format!("{}.{group}", self.ctx.namespace);
+                    let g = match self.ctx.options.queue_type {
+                        QueueType::Stream => {
+                            Group::Stream(Arc::new(StreamGroup::new(queue, topics.to_vec())))
+                        }
+                        QueueType::Classic | QueueType::Quorum => {
+                            Group::Classic(Arc::new(ClassicGroup::new(queue, topics.to_vec())))
+                        }
+                    };
+                    groups.insert(group.to_owned(), g.clone());
+                    (g, true)
+                }
+            }
+        };
+        match entry {
+            Group::Classic(g) => {
+                if fresh {
+                    classic::prepare(&self.ctx, &g).await.map_err(|reason| {
+                        lock(&self.groups).remove(group);
+                        TransportError::Group {
+                            group: group.to_owned(),
+                            reason,
+                        }
+                    })?;
+                }
+                classic::subscribe(self.ctx.clone(), g).await
+            }
+            Group::Stream(g) => stream::subscribe(self.ctx.clone(), g).await,
+        }
+    }
+
+    async fn cleanup_all(&self) -> Result<(), TransportError> {
+        self.ctx.closed.store(true, Ordering::SeqCst);
+        let groups: Vec<Group> = lock(&self.groups).drain().map(|(_, g)| g).collect();
+        let fail = |reason: String| TransportError::Group {
+            group: self.ctx.namespace.clone(),
+            reason: format!("cleanup: {reason}"),
+        };
+        let live = self.ctx.link.live().await.map_err(fail)?;
+        let ch = live
+            .conn
+            .create_channel()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut queues = Vec::new();
+        for g in &groups {
+            match g {
+                Group::Classic(c) => {
+                    c.stop().await;
+                    queues.push(c.queue.clone());
+                }
+                Group::Stream(s) => s.stop(),
+            }
+        }
+        queues.extend(Topic::ALL.iter().map(|t| log_name(&self.ctx.namespace, *t)));
+        for q in queues {
+            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(|e| fail(format!("delete queue {q}: {e}")))?;
+        }
+        for topic in Topic::ALL {
+            let ex = exchange_name(&self.ctx.namespace, topic);
+            ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .map_err(|e| fail(format!("delete exchange {ex}: {e}")))?;
+        }
+        let _ = ch.close(200, "cleanup done".into()).await;
+        self.ctx.link.close().await;
+        Ok(())
+    }
+}
+
+impl Transport for RabbitmqTransport {
+    fn info(&self) -> TransportInfo {
+        let o = &self.ctx.options;
+        let queue_type = match o.queue_type {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
+        };
+        let commit = match o.queue_type {
+            QueueType::Stream => "offsets kept by the transport (acked prefix per topic log)",
+            _ => "basic.ack per delivery; nack = basic.nack(requeue)",
+        };
+        let max_deliver = match (o.queue_type, o.max_deliver) {
+            (QueueType::Quorum, Some(n)) => format!("{n} (x-delivery-limit)"),
+            (QueueType::Quorum, None) => "unlimited".to_owned(),
+            _ => "not enforced (only quorum queues have x-delivery-limit)".to_owned(),
+        };
+        let settings = [
+            ("url", self.redacted_url.clone()),
+            ("acks", "publisher confirms, persistent messages".to_owned()),
+            (
+                "ack policy",
+                format!("manual ack, prefetch {}", self.ctx.prefetch),
+            ),
+            ("commit policy", commit.to_owned()),
+            ("queue type", queue_type.to_owned()),
+            (
+                "ack wait",
+                "none: unacked events return when the member's channel closes".to_owned(),
+            ),
+            ("max deliver", max_deliver),
+            (
+                "topology",
+                format!(
+                    "fanout exchange + stream log per topic, queue per group, prefix {}",
+                    self.ctx.namespace
+                ),
+            ),
+            (
+                "replay",
+                if o.queue_type == QueueType::Stream {
+                    "rewind to first offset or a time"
+                } else {
+                    "none (needs queue_type: stream)"
+                }
+                .to_owned(),
+            ),
+        ];
+        TransportInfo {
+            kind: "rabbitmq".to_owned(),
+            settings: settings
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        }
+    }
+
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<Ack, TransportError>> {
+        Box::pin(self.publish_one(envelope))
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [Topic],
+    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
+        Box::pin(self.subscribe_one(group, topics))
+    }
+
+    fn rewind<'a>(
+        &'a self,
+        group: &'a str,
+        to: RewindTo,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            match self.group(group)? {
+                Group::Classic(_) => Err(TransportError::Group {
+                    group: group.to_owned(),
+                    reason: "replay needs queue_type: stream".to_owned(),
+                }),
+                Group::Stream(g) => {
+                    g.rewind(&self.ctx, to);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(async move {
+            let fail = |reason: String| TransportError::Group {
+                group: group.to_owned(),
+                reason,
+            };
+            match self.group(group)? {
+                Group::Classic(g) => {
+                    let ready = self
+                        .ctx
+                        .message_count(&g.queue)
+                        .await
+                        .map_err(fail)?
+                        .ok_or_else(|| fail("its queue is gone".to_owned()))?;
+                    Ok(ready + g.held(self.ctx.prefetch).await)
+                }
+                Group::Stream(g) => g.lag(&self.ctx).await.map_err(fail),
+            }
+        })
+    }
+
+    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(self.cleanup_all())
+    }
+}
