@@ -16,8 +16,30 @@ use doorbuster::transport::{
     Transport, TransportError,
 };
 
-async fn embedded() -> Option<Arc<dyn Transport>> {
-    Some(Arc::new(EmbeddedBroker::new(4, 100_000, Clock::start())))
+async fn embedded() -> Option<Server> {
+    Some(Server {
+        t: Arc::new(EmbeddedBroker::new(4, 100_000, Clock::start())),
+        _turn: None,
+    })
+}
+
+/// A transport for one test, holding its turn on the broker's server: tests that restart a
+/// server take it alone, every other test of that broker shares it, so a restart never
+/// pulls the server from under a conformance case running beside it.
+struct Server {
+    t: Arc<dyn Transport>,
+    _turn: Option<Turn>,
+}
+
+/// Held, never read: dropping it ends the test's turn.
+enum Turn {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
+}
+
+fn server_lock(kind: BrokerKind) -> &'static tokio::sync::RwLock<()> {
+    static LOCKS: [tokio::sync::RwLock<()>; 4] = [const { tokio::sync::RwLock::const_new(()) }; 4];
+    &LOCKS[kind as usize]
 }
 
 /// The loopback server each networked broker's tests use; `DOORBUSTER_<KIND>_URL` overrides.
@@ -64,19 +86,35 @@ fn brokers_required() -> bool {
 }
 
 /// Connects to the real server of `kind`; `None` with a visible SKIP when it is not running.
-async fn broker(kind: BrokerKind) -> Option<Arc<dyn Transport>> {
+async fn broker(kind: BrokerKind) -> Option<Server> {
     broker_with(kind, |_| {}).await
 }
 
 /// [`broker`] with some options changed.
-async fn broker_with(
+async fn broker_with(kind: BrokerKind, tweak: impl FnOnce(&mut BrokerOptions)) -> Option<Server> {
+    let turn = Turn::Shared(server_lock(kind).read().await);
+    connect_with(kind, tweak, turn).await
+}
+
+/// [`broker`] for a test that restarts the server: it waits until no other test of the
+/// broker runs, and holds them off until it is done.
+async fn broker_alone(kind: BrokerKind) -> Option<Server> {
+    let turn = Turn::Alone(server_lock(kind).write().await);
+    connect_with(kind, |_| {}, turn).await
+}
+
+async fn connect_with(
     kind: BrokerKind,
     tweak: impl FnOnce(&mut BrokerOptions),
-) -> Option<Arc<dyn Transport>> {
+    turn: Turn,
+) -> Option<Server> {
     let mut cfg = broker_config(kind, broker_url(kind));
     tweak(&mut cfg.options);
     match doorbuster::transport::connect_broker(&cfg, Clock::start()).await {
-        Ok(t) => Some(t),
+        Ok(t) => Some(Server {
+            t,
+            _turn: Some(turn),
+        }),
         Err(e @ TransportError::Unreachable { .. }) if !brokers_required() => {
             eprintln!(
                 "SKIP: {kind:?} conformance: {e} (set DOORBUSTER_REQUIRE_BROKERS=1 to fail instead)"
@@ -278,14 +316,14 @@ async fn per_key_order_is_kept(t: Arc<dyn Transport>) {
 }
 
 /// Runs one conformance case on a fresh transport, then removes what it created.
-async fn case<F, Fut>(connect: impl Future<Output = Option<Arc<dyn Transport>>>, body: F)
+async fn case<F, Fut>(connect: impl Future<Output = Option<Server>>, body: F)
 where
     F: FnOnce(Arc<dyn Transport>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(t) = connect.await else { return };
-    body(t.clone()).await;
-    t.cleanup().await.expect("cleanup");
+    let Some(server) = connect.await else { return };
+    body(server.t.clone()).await;
+    server.t.cleanup().await.expect("cleanup");
 }
 
 async fn unreachable_broker_is_a_clear_error(kind: BrokerKind, url: &str) {
@@ -413,15 +451,14 @@ async fn publish_until(
 }
 
 #[tokio::test]
-#[ignore = "restarts the shared Redis server, which breaks tests running beside it; run alone: \
-            cargo test --test transport redis_restart -- --ignored"]
 async fn redis_restart_keeps_publish_accounting_exact() {
     // A server restart under continuous publishing: every publish ends acked, refused or
     // indeterminate within its bound, and the transport publishes and delivers again after.
     use std::sync::atomic::Ordering::Relaxed;
-    let Some(t) = broker(BrokerKind::Redis).await else {
+    let Some(server) = broker_alone(BrokerKind::Redis).await else {
         return;
     };
+    let t = server.t.clone();
     let mut sub = t
         .subscribe("restart", &[Topic::OrderCreated])
         .await
@@ -504,9 +541,10 @@ async fn nats_restart_keeps_publish_accounting_exact() {
     // indeterminate within its bound, the stream holds every acked event, and the transport
     // (publish and an existing subscription) works again by itself afterwards.
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-    let Some(t) = broker(BrokerKind::Nats).await else {
+    let Some(server) = broker_alone(BrokerKind::Nats).await else {
         return;
     };
+    let t = server.t.clone();
     let mut sub = t.subscribe("restart", &[Topic::Fulfilled]).await.unwrap();
     let fulfilled = |order| Envelope {
         topic: Topic::Fulfilled,
@@ -631,11 +669,12 @@ mod rabbitmq_stream {
 async fn rabbitmq_restart_keeps_publish_accounting_exact() {
     // Publishing through a broker restart: every publish ends Ok, Publish or Indeterminate
     // within its bound, and afterwards the transport publishes and delivers again by itself.
-    // The restart drops every RabbitMQ connection on the machine: run it apart from the
-    // rabbitmq:: and rabbitmq_stream:: suites (their names do not match this test's).
-    let Some(t) = broker(BrokerKind::Rabbitmq).await else {
+    // The restart drops every RabbitMQ connection on the machine: `broker_alone` waits for
+    // the other RabbitMQ tests to finish and holds them off meanwhile.
+    let Some(server) = broker_alone(BrokerKind::Rabbitmq).await else {
         return;
     };
+    let t = server.t.clone();
     let mut sub = t
         .subscribe("restart", &[Topic::OrderCreated])
         .await
