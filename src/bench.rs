@@ -22,6 +22,8 @@ pub struct BenchOptions {
     pub max_rate: f64,
     /// Bisection steps after the first failure.
     pub refine: u32,
+    /// A broker URL to run the trials against instead of the embedded broker.
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,17 +50,21 @@ pub struct BenchReport {
     pub ledger_bytes_per_order: usize,
 }
 
-fn scenario_text(rate: f64, seconds: u64, via: ProviderVia) -> String {
+fn scenario_text(rate: f64, seconds: u64, via: ProviderVia, target: Option<&str>) -> String {
     let via = match via {
         ProviderVia::Http => "http",
         ProviderVia::InProcess => "in_process",
     };
+    let target = match target {
+        Some(url) => format!("{url:?}"),
+        None => "{ kind: embedded, partitions: 12, retention: 1000000 }".to_owned(),
+    };
     format!(
         r#"
 name: bench
-description: Throughput search on the embedded broker.
+description: Throughput search, every check on.
 seed: 1
-target: {{ kind: embedded, partitions: 12, retention: 1000000 }}
+target: {target}
 load:
   arrivals: uniform
   max_in_flight: 200000
@@ -81,7 +87,7 @@ checks:
 }
 
 async fn trial(rate: f64, opts: &BenchOptions) -> Result<Trial, RunError> {
-    let text = scenario_text(rate.round(), opts.seconds, opts.via);
+    let text = scenario_text(rate.round(), opts.seconds, opts.via, opts.target.as_deref());
     // The text is ours and parses; a failure here is a bug worth a loud message.
     let scenario = crate::scenario::parse("bench.yaml", &text)
         .map_err(|e| RunError::Provider(std::io::Error::other(e.to_string())))?;
@@ -190,3 +196,108 @@ pub fn markdown_row(t: &Trial) -> String {
 }
 
 pub const MARKDOWN_HEADER: &str = "| rate (orders/s) | verdict | orders | achieved/s | send lag p99 | checkout p99 | fulfilled p99 | wall s | first failure |\n|---|---|---|---|---|---|---|---|---|";
+
+/// What `doorbuster bench --publish-only` measured: the raw publish rate through one
+/// transport, every publish awaited until the broker acked it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublishReport {
+    pub target: String,
+    /// Publishes in flight at once (each a task awaiting its ack).
+    pub clients: usize,
+    pub seconds: f64,
+    pub acked: u64,
+    pub failed: u64,
+    pub payload_bytes: usize,
+    pub rate: f64,
+    pub latency_p50_us: u64,
+    pub latency_p99_us: u64,
+}
+
+/// Publishes real `order.created` events (one generated order's payload, fresh ids) from
+/// `clients` concurrent publishers for `duration`, and reports acked publishes per second.
+pub async fn publish_rate(
+    target: &crate::scenario::model::Target,
+    clients: usize,
+    duration: Duration,
+) -> Result<PublishReport, crate::transport::TransportError> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    use crate::events::{Envelope, EventMeta, Topic};
+
+    let clock = crate::clock::Clock::start();
+    let transport = crate::transport::connect(target, clock).await?;
+    let scenario = crate::scenario::parse(
+        "bench.yaml",
+        "name: bench\nload:\n  phases:\n    - { hold: 1s, rate: 1/s }\n",
+    )
+    .map_err(|e| crate::transport::TransportError::Config {
+        target: "bench".into(),
+        reason: e.to_string(),
+    })?;
+    let order = crate::orders::OrderFactory::new(1, &scenario.orders).make(0, 0);
+    let payload = order.to_json();
+    let key = bytes::Bytes::from(order.idempotency_key.clone());
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = clock.now() + crate::clock::duration_ns(duration);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients as u64 {
+        let (transport, payload, key) = (transport.clone(), payload.clone(), key.clone());
+        let (acked, failed) = (acked.clone(), failed.clone());
+        tasks.spawn(async move {
+            let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("static histogram bounds are valid");
+            let mut n = 0u64;
+            while clock.now() < deadline {
+                let id = (client << 32) | n;
+                n += 1;
+                let sent = clock.now();
+                let envelope = Envelope {
+                    topic: Topic::OrderCreated,
+                    meta: EventMeta {
+                        event_id: id,
+                        order_id: id,
+                        seq: 0,
+                        intended_at: sent,
+                        intended_wall_ns: clock.wall_ns(sent),
+                        sent_at: sent,
+                        idempotency_key: key.clone(),
+                    },
+                    payload: payload.clone(),
+                };
+                match transport.publish(envelope).await {
+                    Ok(_) => {
+                        acked.fetch_add(1, Relaxed);
+                        latency.saturating_record((clock.now() - sent) / 1_000);
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            latency
+        });
+    }
+    let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("static histogram bounds are valid");
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(h) = joined {
+            let _ = latency.add(&h);
+        }
+    }
+    let seconds = clock.now() as f64 / 1e9;
+    let _ = transport.cleanup().await;
+    let acked = acked.load(Relaxed);
+    Ok(PublishReport {
+        target: transport.info().kind,
+        clients,
+        seconds,
+        acked,
+        failed: failed.load(Relaxed),
+        payload_bytes: payload.len(),
+        rate: acked as f64 / seconds.max(1e-9),
+        latency_p50_us: latency.value_at_quantile(0.5),
+        latency_p99_us: latency.value_at_quantile(0.99),
+    })
+}

@@ -92,6 +92,17 @@ enum Command {
         /// Bisection steps between the last pass and the first failure.
         #[arg(long, default_value_t = 3)]
         refine: u32,
+        /// Run against this broker (kafka://, nats://, amqp://, redis://) instead of the
+        /// embedded one.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Measure only the publish rate (acked order.created events per second) with
+        /// --clients publishes in flight, for --seconds; no services, no search.
+        #[arg(long)]
+        publish_only: bool,
+        /// Concurrent publishes for --publish-only.
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
     },
     /// Re-render every report format of a run from its saved summary.json.
     Report {
@@ -293,11 +304,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            seconds,
+            target,
+            publish_only: true,
+            clients,
+            ..
+        } => publish_bench(target, clients.max(1), seconds.max(1)),
+        Command::Bench {
             provider,
             seconds,
             start,
             max,
             refine,
+            target,
+            ..
         } => bench(BenchOptions {
             via: match provider {
                 Via::Http => ProviderVia::Http,
@@ -307,6 +327,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             start_rate: start.max(1.0),
             max_rate: max,
             refine,
+            target,
         }),
     }
 }
@@ -365,6 +386,59 @@ fn proxy(
 enum Via {
     InProcess,
     Http,
+}
+
+fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow::Result<ExitCode> {
+    let mut scenario_target = scenario::Target::Embedded(scenario::EmbeddedTarget {
+        partitions: 12,
+        retention: 100_000_000,
+    });
+    if let Some(url) = &target {
+        match scenario::target::parse_url(url) {
+            Ok(kind) => {
+                scenario_target =
+                    scenario::Target::Broker(scenario::target::broker_defaults(kind, url.clone()))
+            }
+            Err(e) => {
+                eprintln!("error: --target: {}", e.message);
+                return Ok(ExitCode::from(EXIT_BAD_INPUT));
+            }
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(doorbuster::bench::publish_rate(
+        &scenario_target,
+        clients,
+        std::time::Duration::from_secs(seconds),
+    ));
+    match report {
+        Ok(r) => {
+            println!(
+                "{}: {:.0} acked publishes/s ({} acked, {} failed in {:.1} s, {} clients, {} B payload, ack latency p50 {} us p99 {} us)",
+                r.target,
+                r.rate,
+                r.acked,
+                r.failed,
+                r.seconds,
+                r.clients,
+                r.payload_bytes,
+                r.latency_p50_us,
+                r.latency_p99_us
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ TransportError::Config { .. }) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(EXIT_BAD_INPUT))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(EXIT_CANNOT_RUN))
+        }
+    }
 }
 
 fn bench(options: BenchOptions) -> anyhow::Result<ExitCode> {
