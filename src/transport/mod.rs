@@ -15,6 +15,7 @@
 //! - Dropping a [`Subscription`] is a crash: the member leaves without acking what it holds.
 
 pub mod embedded;
+pub mod kafka;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -304,11 +305,13 @@ pub async fn connect_broker(
     cfg: &BrokerConfig,
     clock: crate::clock::Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
-    let _ = clock;
-    Err(TransportError::Unreachable {
-        target: cfg.redacted_url(),
-        reason: format!("the {:?} transport is not built in yet", cfg.kind),
-    })
+    match cfg.kind {
+        BrokerKind::Kafka => kafka::connect(cfg, clock).await,
+        _ => Err(TransportError::Unreachable {
+            target: cfg.redacted_url(),
+            reason: format!("the {:?} transport is not built in yet", cfg.kind),
+        }),
+    }
 }
 
 #[cfg(test)]
