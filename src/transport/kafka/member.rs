@@ -30,6 +30,10 @@ use crate::transport::{AckHandle, BoxFuture, Delivery, Subscription, TransportEr
 const BUFFER_MAX: usize = 4096;
 /// How long one poll waits; also how promptly the thread sees commands and a stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// While the broker is away, how often (in polls) a member checks whether it is back.
+const RESUBSCRIBE_POLLS: u32 = 10;
+/// How long that check waits for the broker's metadata.
+const RESUBSCRIBE_PROBE: Duration = Duration::from_secs(1);
 
 /// A live member asks its thread to seek and commit: (topic name, partition) -> offset.
 pub(crate) struct RewindCommand {
@@ -233,8 +237,16 @@ struct Poller {
 impl Poller {
     fn run(self) {
         let mut last_error: Option<String> = None;
+        // Polls since the broker was lost; `None` while subscribed.
+        let mut unsubscribed: Option<u32> = None;
         while !self.stop.load(Ordering::Acquire) {
             self.serve_commands();
+            if let Some(polls) = unsubscribed.as_mut() {
+                *polls += 1;
+                if *polls % RESUBSCRIBE_POLLS == 0 && self.resubscribe() {
+                    unsubscribed = None;
+                }
+            }
             let Some(polled) = self.consumer.poll(POLL_INTERVAL) else {
                 continue;
             };
@@ -246,6 +258,16 @@ impl Poller {
                     }
                 }
                 Err(e) => {
+                    if unsubscribed.is_none()
+                        && e.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)
+                    {
+                        // librdkafka 2.12 can crash (a NULL topic name in
+                        // rd_kafka_metadata_update_op) when a broker that lost its partitions
+                        // answers a fetch with a CurrentLeader tag; fetching nothing while the
+                        // broker is away avoids it. The member rejoins once it is back.
+                        self.consumer.unsubscribe();
+                        unsubscribed = Some(0);
+                    }
                     // Transient (a broker restart): librdkafka reconnects by itself.
                     let text = e.to_string();
                     if last_error.as_deref() != Some(text.as_str()) {
@@ -259,6 +281,26 @@ impl Poller {
         // without committing what it held.
     }
 
+    /// Subscribes again once the broker answers; false while it does not.
+    fn resubscribe(&self) -> bool {
+        if self
+            .consumer
+            .fetch_metadata(None, RESUBSCRIBE_PROBE)
+            .is_err()
+        {
+            return false;
+        }
+        let names: Vec<String> = lock(&self.state).names.keys().cloned().collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        match self.consumer.subscribe(&refs) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(group = %self.group.id, error = %e, "kafka resubscribe failed");
+                false
+            }
+        }
+    }
+
     /// Waits for room in the buffer, still serving rewinds and a stop.
     fn hand_over(&self, mut fetched: Fetched) {
         loop {
@@ -270,8 +312,11 @@ impl Poller {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            self.serve_commands();
-            std::thread::sleep(Duration::from_millis(5));
+            // Waiting on the command channel both paces this loop and serves a rewind.
+            if let Ok(command) = self.commands.recv_timeout(Duration::from_millis(5)) {
+                let result = self.rewind(&command.targets);
+                let _ = command.reply.send(result);
+            }
         }
     }
 
