@@ -351,7 +351,6 @@ struct PublishCounts {
 }
 
 #[tokio::test]
-#[ignore = "after a Tansu restart the existing member is re-assigned but receives nothing (unresolved)"]
 async fn kafka_restart_keeps_publish_accounting_exact() {
     // Publishing through a broker restart: every publish ends (Ok, Publish or Indeterminate,
     // none hangs), the counts add up, and the transport works again afterwards by itself.

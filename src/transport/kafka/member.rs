@@ -201,7 +201,9 @@ pub(super) async fn join(
         tx,
         commands: command_rx,
         stop: stop.clone(),
+        running: inner.members_running.clone(),
     };
+    inner.members_running.fetch_add(1, Ordering::AcqRel);
     std::thread::Builder::new()
         .name(format!("kafka-{group}"))
         .spawn(move || poller.run())
@@ -232,6 +234,7 @@ struct Poller {
     tx: mpsc::Sender<Fetched>,
     commands: std_mpsc::Receiver<RewindCommand>,
     stop: Arc<AtomicBool>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Poller {
@@ -279,6 +282,9 @@ impl Poller {
         }
         // Dropping the last strong reference closes the consumer: it leaves the group
         // without committing what it held.
+        let running = self.running.clone();
+        drop(self);
+        running.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Subscribes again once the broker answers; false while it does not.

@@ -103,6 +103,7 @@ pub async fn connect(
         high: Mutex::new(HashMap::new()),
         groups: Mutex::new(HashMap::new()),
         ensuring_topics: AtomicBool::new(false),
+        members_running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     });
     inner
         .ensure_topics()
@@ -165,6 +166,8 @@ pub(crate) struct Inner {
     high: Mutex<HashMap<Tp, i64>>,
     groups: Mutex<HashMap<String, Arc<GroupShared>>>,
     ensuring_topics: AtomicBool,
+    /// Member threads still running (their consumers not yet closed).
+    pub(crate) members_running: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What this process knows about one consumer group.
@@ -240,9 +243,17 @@ impl Inner {
 
     /// Replaces a producer librdkafka declared fatally failed; publishes through it would
     /// fail forever.
-    fn replace_if_fatal(&self, failed: &FutureProducer) {
-        let Some((code, reason)) = failed.client().fatal_error() else {
-            return;
+    fn replace_if_fatal(&self, failed: &FutureProducer, timed_out: bool) {
+        let (code, reason) = match failed.client().fatal_error() {
+            Some(fatal) => fatal,
+            // Tansu forgets producer ids across a restart and answers UNKNOWN_PRODUCER_ID
+            // forever, which librdkafka 2.12 retries without declaring the producer failed:
+            // a timed-out idempotent publish also gets a fresh producer (a new producer id).
+            None if timed_out && idempotent(&self.cfg) => (
+                RDKafkaErrorCode::MessageTimedOut,
+                "idempotent publish timed out".to_owned(),
+            ),
+            None => return,
         };
         let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
         if current.client().native_ptr() != failed.client().native_ptr() {
@@ -295,7 +306,9 @@ impl Inner {
                 Ok(Ack { partition, offset })
             }
             Ok(Err((error, _))) => {
-                self.replace_if_fatal(&producer);
+                let timed_out =
+                    error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
+                self.replace_if_fatal(&producer, timed_out);
                 self.recreate_topics_soon();
                 Err(publish_error(topic, error))
             }
@@ -493,6 +506,14 @@ impl Inner {
     }
 
     async fn cleanup(&self) -> Result<(), TransportError> {
+        // Deleting topics under a consumer that is still closing can crash librdkafka 2.12
+        // (see the member module), so let stopped members finish closing first.
+        for _ in 0..100 {
+            if self.members_running.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let names: Vec<String> = Topic::ALL.iter().map(|&t| self.topic_name(t)).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
