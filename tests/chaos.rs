@@ -1055,3 +1055,79 @@ async fn a_dead_letter_the_broker_lost_is_caught() {
     assert_eq!(r.summary.deliveries.dead_letters_arrived, 0);
     assert!(r.summary.deliveries.dead_lettered > 0);
 }
+
+/// Whether the loopback Redis is up; without it a real-broker test skips visibly, or fails
+/// with DOORBUSTER_REQUIRE_BROKERS=1.
+fn redis_or_skip(test: &str) -> bool {
+    if std::net::TcpStream::connect("127.0.0.1:6379").is_ok() {
+        return true;
+    }
+    assert!(
+        !std::env::var("DOORBUSTER_REQUIRE_BROKERS").is_ok_and(|v| v == "1"),
+        "{test}: Redis is not running on 127.0.0.1:6379 (scripts/brokers.sh start redis)"
+    );
+    eprintln!("SKIP: {test}: Redis is not running on 127.0.0.1:6379");
+    false
+}
+
+/// A short real-time run on the loopback Redis with `faults`.
+fn redis_scenario(faults: &str) -> Scenario {
+    let text = format!(
+        r#"
+name: link
+seed: 9
+target: redis://127.0.0.1:6379
+load:
+  arrivals: uniform
+  phases:
+    - {{ hold: 6s, rate: 40/s }}
+  drain: 20s
+provider:
+  via: in_process
+  latency: 1ms
+faults:
+{faults}
+"#
+    );
+    doorbuster::scenario::parse("link.yaml", &text).expect("the link scenario parses")
+}
+
+fn checkout_split(r: &RunResult, kind: &str) -> doorbuster::observe::StageSplit {
+    window(r, kind)
+        .latency
+        .into_iter()
+        .find(|l| l.stage.label() == "order.created")
+        .expect("a split for the checkout stage")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_latency_through_the_fault_proxy_shows_in_checkout_latency() {
+    if !redis_or_skip("link latency") {
+        return;
+    }
+    // 100 ms each way on the link to Redis for seconds 2..4: every XADD round trip in the
+    // window pays at least 200 ms; before it, loopback is sub-10 ms.
+    let s = redis_scenario("  - { at: 2s, for: 2s, link: latency, delay: 100ms }");
+    let r = run(&s).await;
+    let split = checkout_split(&r, "link");
+    assert!(split.during.p50_us >= 200_000, "during: {:?}", split.during);
+    assert!(split.before.p50_us < 50_000, "before: {:?}", split.before);
+    assert!(split.after.p50_us < 50_000, "after: {:?}", split.after);
+    assert_eq!(check(&r, "no_loss").verdict, Verdict::Pass);
+    assert_eq!(r.summary.target.kind, "redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_blackhole_fails_checkouts_and_the_run_says_so() {
+    if !redis_or_skip("link blackhole") {
+        return;
+    }
+    // Negative control for the link: a partition between doorbuster and Redis for 3 s of a
+    // 6 s run. Checkouts in the window get no ack within checkout_timeout (2 s): the
+    // checkout_success_rate check fails.
+    let s = redis_scenario("  - { at: 2s, for: 3s, link: blackhole }");
+    let r = run(&s).await;
+    let checkout = check(&r, "checkout_success_rate");
+    assert_eq!(checkout.verdict, Verdict::Fail, "{checkout:?}");
+    assert!(r.summary.orders.failed > 0);
+}

@@ -768,6 +768,99 @@ async fn rabbitmq_restart_keeps_publish_accounting_exact() {
 
 broker_conformance!(kafka, BrokerKind::Kafka, "kafka://127.0.0.1:1");
 
+/// Outcomes of the publishes made while a broker restarted.
+#[derive(Debug, Default)]
+struct PublishCounts {
+    attempted: u64,
+    ok: u64,
+    refused: u64,
+    indeterminate: u64,
+    hung: u64,
+}
+
+#[tokio::test]
+async fn kafka_restart_keeps_publish_accounting_exact() {
+    // Publishing through a broker restart: every publish ends (Ok, Publish or Indeterminate,
+    // none hangs), the counts add up, and the transport works again afterwards by itself.
+    let Some(server) = broker_alone(BrokerKind::Kafka).await else {
+        return;
+    };
+    let t = server.t.clone();
+    let mut sub = t
+        .subscribe("restart", &[Topic::OrderCreated])
+        .await
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (t, stop) = (t.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut counts = PublishCounts::default();
+            let mut order = 0;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                counts.attempted += 1;
+                order += 1;
+                match tokio::time::timeout(Duration::from_secs(20), t.publish(event(order, 0)))
+                    .await
+                {
+                    Ok(Ok(_)) => counts.ok += 1,
+                    Ok(Err(TransportError::Publish { .. })) => counts.refused += 1,
+                    Ok(Err(TransportError::Indeterminate { .. })) => counts.indeterminate += 1,
+                    Ok(Err(e)) => panic!("unexpected publish error: {e}"),
+                    Err(_) => counts.hung += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            counts
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/brokers.sh");
+    let restarted = tokio::process::Command::new(script)
+        .args(["restart", "kafka"])
+        .status()
+        .await
+        .expect("run scripts/brokers.sh");
+    assert!(restarted.success(), "brokers.sh restart kafka failed");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let counts = publisher.await.expect("publisher task");
+    eprintln!("kafka restart: {counts:?}");
+    assert_eq!(counts.hung, 0, "no publish may hang");
+    assert_eq!(
+        counts.attempted,
+        counts.ok + counts.refused + counts.indeterminate
+    );
+    // Works again: a fresh publish is acked and reaches the existing member.
+    let fresh = event(1_000_000, 7);
+    let mut acked = false;
+    for _ in 0..30 {
+        if t.publish(fresh.clone()).await.is_ok() {
+            acked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(acked, "a publish after the restart is acked");
+    let arrived = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match sub.next().await {
+                Ok(Some(d)) if d.envelope.meta.order_id == 1_000_000 => return true,
+                Ok(Some(d)) => {
+                    let _ = d.ack.ack().await;
+                }
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        arrived,
+        Ok(true),
+        "the fresh event reached the existing member"
+    );
+    t.cleanup().await.expect("cleanup");
+}
+
 #[tokio::test]
 async fn retention_drops_the_oldest_events_and_lag_skips_them() {
     // Embedded-specific: a group that falls behind retention loses the oldest events.

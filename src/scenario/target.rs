@@ -82,7 +82,7 @@ pub fn parse_url(url: &str) -> Result<BrokerKind, UnitError> {
         None => {
             return Err(UnitError::new(
                 format!(
-                    "{scheme:?} is not a broker URL scheme; expected kafka, nats, amqp, amqps, redis or rediss"
+                    "{scheme:?} is not a broker URL scheme; expected kafka, nats, tls, amqp, amqps, redis or rediss"
                 ),
                 Some(URL_HINT),
             ));

@@ -1,8 +1,9 @@
 //! The seam between the harness and a broker.
 //!
 //! Services, checks and reports see only [`Transport`], [`Subscription`] and [`Delivery`];
-//! adding a broker means one folder here, one `scenario::model::Target` variant, and passing
-//! the conformance suite in `tests/transport.rs`. A transport never records observations
+//! adding a broker means one folder here, a [`BrokerKind`] variant with its URL scheme
+//! (`scenario/target.rs`, the schema mirror), and passing the conformance suite in
+//! `tests/transport.rs` (docs/adding-a-transport.md walks through it). A transport never records observations
 //! itself: the driver and the services do that around its calls, so every broker is measured
 //! the same way.
 //!
@@ -15,6 +16,7 @@
 //! - Dropping a [`Subscription`] is a crash: the member leaves without acking what it holds.
 
 pub mod embedded;
+pub mod kafka;
 pub mod nats;
 pub mod rabbitmq;
 pub mod redis;
@@ -340,13 +342,10 @@ pub async fn connect_broker(
     clock: crate::clock::Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     match cfg.kind {
-        BrokerKind::Redis => self::redis::connect(cfg, clock).await,
+        BrokerKind::Kafka => kafka::connect(cfg, clock).await,
         BrokerKind::Nats => nats::connect(cfg, clock).await,
         BrokerKind::Rabbitmq => rabbitmq::connect(cfg, clock).await,
-        _ => Err(TransportError::Unreachable {
-            target: cfg.redacted_url(),
-            reason: format!("the {:?} transport is not built in yet", cfg.kind),
-        }),
+        BrokerKind::Redis => self::redis::connect(cfg, clock).await,
     }
 }
 

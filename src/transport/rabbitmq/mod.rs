@@ -89,7 +89,7 @@ pub(super) struct Ctx {
     next_id: AtomicU64,
     /// Publishes confirmed per topic: a lower bound on each topic log's length (the
     /// `message_count` a stream reports lags behind its appends).
-    confirmed: [AtomicU64; 5],
+    confirmed: [AtomicU64; Topic::ALL.len()],
 }
 
 impl Ctx {

@@ -1,0 +1,695 @@
+//! The Kafka transport (rdkafka / librdkafka), for Kafka and Kafka API-compatible brokers
+//! such as Tansu. Services see only [`Transport`]; this module maps the contract onto Kafka.
+//!
+//! Guarantees (DESIGN.md §6) and how doorbuster maps them:
+//! - publish ack = the producer's delivery report: `acks=all` (or `acks=1` when the scenario
+//!   says so), optionally an idempotent producer. Topics are `{namespace}.{topic}` with
+//!   `partitions` partitions, created when missing (again after a broker lost them). The key
+//!   is the order id, so an order's events share a partition and keep their order; the
+//!   [`EventMeta`](crate::events::EventMeta) travels as Kafka headers, the payload as the
+//!   value. A publish is bounded by `message.timeout.ms` (10 s): refused before it was sent
+//!   is [`TransportError::Publish`], sent without an answer (timed out, connection lost) is
+//!   [`TransportError::Indeterminate`].
+//! - consumer group = a Kafka consumer group `{namespace}.{group}`; each member is its own
+//!   consumer (eager rebalancing). `enable.auto.commit` is off: an ack commits, synchronously,
+//!   the contiguous acked prefix of its partition (offset = first unacked event).
+//! - redelivery = uncommitted on crash or rebalance: a dropped [`Subscription`] closes its
+//!   consumer (leaving the group) without committing, and the partition's next owner re-reads
+//!   from the committed offset. This process remembers the highest offset each group was
+//!   handed per partition, so those re-reads are flagged `redelivered`. A nack is a local
+//!   requeue: the member hands the event out again promptly, flagged. Kafka has no delivery
+//!   limit (`max_deliver` does not apply) and no per-event ack timeout: a member that dies
+//!   without leaving is evicted after `session.timeout.ms`.
+//! - replay = offset reset: rewind commits the earliest retained offset (or the first offset
+//!   at a time, by `offsets_for_times`) for every partition, and live members seek there.
+//! - lag = events acked to this process's producer (its delivery reports give the high
+//!   watermark; rdkafka's `fetch_watermarks` has read too low against Tansu) minus the
+//!   group's committed offsets, summed over partitions. A broker that loses its log (Tansu's
+//!   memory storage across a restart) makes that figure an overstatement until the log
+//!   catches up again.
+
+mod member;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::util::Timeout;
+
+use super::{
+    Ack, BoxFuture, BrokerConfig, RewindTo, Subscription, Transport, TransportError, TransportInfo,
+};
+use crate::clock::Clock;
+use crate::events::{Envelope, Topic};
+use crate::sync::lock;
+
+use member::{MemberShared, RewindCommand};
+
+/// How long the broker has to acknowledge a publish (`message.timeout.ms`).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Extra patience on top of `PUBLISH_TIMEOUT` before a publish is called indeterminate.
+const PUBLISH_GRACE: Duration = Duration::from_secs(3);
+/// How long `connect` waits for the broker's metadata before calling it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound of admin and offset requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new member waits for its first partition assignment.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(45);
+/// A member that dies without leaving is evicted after this long.
+const SESSION_TIMEOUT_MS: u32 = 6000;
+
+/// A topic-partition of this run.
+pub(crate) type Tp = (Topic, i32);
+
+/// Connects to the Kafka cluster at `cfg.url` (`kafka://host:port[,host:port]`), checks that it
+/// answers, and creates the run's topics.
+pub async fn connect(
+    cfg: &BrokerConfig,
+    clock: Clock,
+) -> Result<Arc<dyn Transport>, TransportError> {
+    let servers = bootstrap_servers(&cfg.url);
+    let unreachable = |reason: String| TransportError::Unreachable {
+        target: cfg.redacted_url(),
+        reason,
+    };
+    let admin: AdminClient<DefaultClientContext> = base_config(&servers)
+        .create()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let admin = Arc::new(admin);
+    // librdkafka retries a dead address forever; one bounded metadata request tells.
+    let probe = admin.clone();
+    tokio::task::spawn_blocking(move || probe.inner().fetch_metadata(None, CONNECT_TIMEOUT))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .map_err(|e| unreachable(format!("no metadata within {CONNECT_TIMEOUT:?}: {e}")))?;
+    let producer = producer_config(cfg, &servers)
+        .create::<FutureProducer>()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let inner = Arc::new(Inner {
+        cfg: cfg.clone(),
+        servers,
+        clock,
+        admin,
+        producer: RwLock::new(producer),
+        high: Mutex::new(HashMap::new()),
+        groups: Mutex::new(HashMap::new()),
+        ensuring_topics: AtomicBool::new(false),
+        members_running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    });
+    inner
+        .ensure_topics()
+        .await
+        .map_err(|reason| unreachable(format!("cannot create topics: {reason}")))?;
+    Ok(Arc::new(KafkaTransport { inner }))
+}
+
+/// `kafka://a:9092,b:9092/` becomes `a:9092,b:9092`.
+fn bootstrap_servers(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+    rest.trim_end_matches('/').to_owned()
+}
+
+fn base_config(servers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", servers)
+        .set("client.id", "doorbuster")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .set("topic.metadata.refresh.interval.ms", "5000");
+    config
+}
+
+/// Idempotence requires `acks=all`, so `acks=1` turns it off.
+fn idempotent(cfg: &BrokerConfig) -> bool {
+    cfg.options.idempotent && cfg.options.acks_all
+}
+
+fn producer_config(cfg: &BrokerConfig, servers: &str) -> ClientConfig {
+    let mut config = base_config(servers);
+    config
+        .set("acks", if cfg.options.acks_all { "all" } else { "1" })
+        .set("enable.idempotence", idempotent(cfg).to_string())
+        .set(
+            "message.timeout.ms",
+            PUBLISH_TIMEOUT.as_millis().to_string(),
+        )
+        .set("linger.ms", "2")
+        .set("partitioner", "consistent_random");
+    config
+}
+
+pub struct KafkaTransport {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    cfg: BrokerConfig,
+    servers: String,
+    clock: Clock,
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    /// Replaced when librdkafka declares it fatally failed (an idempotent producer whose
+    /// sequence state the broker lost, e.g. across a restart).
+    producer: RwLock<FutureProducer>,
+    /// One past the highest offset acked per partition: this run's high watermarks.
+    high: Mutex<HashMap<Tp, i64>>,
+    groups: Mutex<HashMap<String, Arc<GroupShared>>>,
+    ensuring_topics: AtomicBool,
+    /// Member threads still running (their consumers not yet closed).
+    pub(crate) members_running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What this process knows about one consumer group.
+pub(crate) struct GroupShared {
+    /// The Kafka group id, `{namespace}.{group}`.
+    pub id: String,
+    pub topics: Vec<Topic>,
+    /// One past the highest offset handed out per partition: below it, a delivery is a
+    /// redelivery.
+    pub delivered_end: Mutex<HashMap<Tp, i64>>,
+    pub members: Mutex<Vec<Weak<MemberShared>>>,
+    /// A consumer with the group's id that never joins: reads committed offsets, looks up
+    /// offsets by time, commits a rewind when no member is alive.
+    pub probe: Arc<BaseConsumer<DefaultConsumerContext>>,
+}
+
+impl Inner {
+    pub(crate) fn topic_name(&self, topic: Topic) -> String {
+        format!("{}.{}", self.cfg.namespace, topic.name())
+    }
+
+    pub(crate) fn topic_of(&self, name: &str) -> Option<Topic> {
+        let rest = name.strip_prefix(self.cfg.namespace.as_str())?;
+        Topic::from_name(rest.strip_prefix('.')?)
+    }
+
+    fn partitions(&self) -> i32 {
+        i32::try_from(self.cfg.partitions.max(1)).unwrap_or(1)
+    }
+
+    /// Creates the run's topics; ones that exist already are fine.
+    async fn ensure_topics(&self) -> Result<(), String> {
+        let names: Vec<String> = Topic::ALL.iter().map(|&t| self.topic_name(t)).collect();
+        let new: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|n| NewTopic::new(n, self.partitions(), TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = tokio::time::timeout(REQUEST_TIMEOUT, self.admin.create_topics(&new, &opts))
+            .await
+            .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => return Err(format!("{name}: {code}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed publish: the broker may have lost the topics (a restart of a broker
+    /// with memory storage), so create them again in the background, one attempt at a time.
+    fn recreate_topics_soon(self: &Arc<Self>) {
+        if self.ensuring_topics.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.clone();
+        tokio::spawn(async move {
+            if let Err(reason) = inner.ensure_topics().await {
+                tracing::debug!(%reason, "re-creating kafka topics failed");
+            }
+            inner.ensuring_topics.store(false, Ordering::Release);
+        });
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces a producer librdkafka declared fatally failed; publishes through it would
+    /// fail forever.
+    fn replace_if_fatal(&self, failed: &FutureProducer, timed_out: bool) {
+        let (code, reason) = match failed.client().fatal_error() {
+            Some(fatal) => fatal,
+            // Tansu forgets producer ids across a restart and answers UNKNOWN_PRODUCER_ID
+            // forever, which librdkafka 2.12 retries without declaring the producer failed:
+            // a timed-out idempotent publish also gets a fresh producer (a new producer id).
+            None if timed_out && idempotent(&self.cfg) => (
+                RDKafkaErrorCode::MessageTimedOut,
+                "idempotent publish timed out".to_owned(),
+            ),
+            None => return,
+        };
+        let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
+        if current.client().native_ptr() != failed.client().native_ptr() {
+            return; // Someone replaced it already.
+        }
+        match producer_config(&self.cfg, &self.servers).create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(%code, %reason, "kafka producer failed fatally; replaced it");
+                *current = fresh;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot replace the failed kafka producer"),
+        }
+    }
+
+    async fn publish(self: &Arc<Self>, envelope: Envelope) -> Result<Ack, TransportError> {
+        let topic = envelope.topic;
+        let name = self.topic_name(topic);
+        let key = envelope.key().to_string();
+        let mut headers = OwnedHeaders::new();
+        for (header, value) in envelope.meta.to_headers() {
+            headers = headers.insert(Header {
+                key: header,
+                value: Some(value.as_str()),
+            });
+        }
+        let record = FutureRecord::to(&name)
+            .key(key.as_str())
+            .payload(envelope.payload.as_ref())
+            .headers(headers);
+        let producer = self.producer();
+        let sent = tokio::time::timeout(
+            PUBLISH_TIMEOUT + PUBLISH_GRACE,
+            producer.send(record, Timeout::After(Duration::from_secs(1))),
+        )
+        .await;
+        match sent {
+            Ok(Ok(delivery)) => {
+                let (Ok(partition), Ok(offset)) = (
+                    u32::try_from(delivery.partition),
+                    u64::try_from(delivery.offset),
+                ) else {
+                    return Err(TransportError::Indeterminate {
+                        topic,
+                        reason: format!("delivery report without an offset: {delivery:?}"),
+                    });
+                };
+                let mut high = lock(&self.high);
+                let end = high.entry((topic, delivery.partition)).or_insert(0);
+                *end = (*end).max(delivery.offset + 1);
+                Ok(Ack { partition, offset })
+            }
+            Ok(Err((error, _))) => {
+                let timed_out =
+                    error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
+                self.replace_if_fatal(&producer, timed_out);
+                self.recreate_topics_soon();
+                Err(publish_error(topic, error))
+            }
+            Err(_) => Err(TransportError::Indeterminate {
+                topic,
+                reason: format!(
+                    "no delivery report within {:?}",
+                    PUBLISH_TIMEOUT + PUBLISH_GRACE
+                ),
+            }),
+        }
+    }
+
+    fn group(&self, name: &str, topics: &[Topic]) -> Result<Arc<GroupShared>, TransportError> {
+        let mut groups = lock(&self.groups);
+        if let Some(group) = groups.get(name) {
+            if group.topics != topics {
+                return Err(TransportError::Group {
+                    group: name.to_owned(),
+                    reason: format!(
+                        "members must consume the same topics: {:?} vs {:?}",
+                        group.topics, topics
+                    ),
+                });
+            }
+            return Ok(group.clone());
+        }
+        let id = format!("{}.{}", self.cfg.namespace, name);
+        let probe: BaseConsumer<DefaultConsumerContext> = base_config(&self.servers)
+            .set("group.id", &id)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| TransportError::Group {
+                group: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let group = Arc::new(GroupShared {
+            id,
+            topics: topics.to_vec(),
+            delivered_end: Mutex::new(HashMap::new()),
+            members: Mutex::new(Vec::new()),
+            probe: Arc::new(probe),
+        });
+        groups.insert(name.to_owned(), group.clone());
+        Ok(group)
+    }
+
+    fn existing_group(&self, name: &str) -> Result<Arc<GroupShared>, TransportError> {
+        lock(&self.groups)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TransportError::Group {
+                group: name.to_owned(),
+                reason: "no such group".to_owned(),
+            })
+    }
+
+    /// Every partition of the group's topics, with `offset` for each.
+    fn partition_list(
+        &self,
+        group: &GroupShared,
+        offset: impl Fn(Tp) -> Offset,
+    ) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &topic in &group.topics {
+            let name = self.topic_name(topic);
+            for partition in 0..self.partitions() {
+                // Only an out-of-range offset can fail here, and these come from the broker.
+                let _ = tpl.add_partition_offset(&name, partition, offset((topic, partition)));
+            }
+        }
+        tpl
+    }
+
+    async fn lag(&self, name: &str) -> Result<u64, TransportError> {
+        let group = self.existing_group(name)?;
+        let tpl = self.partition_list(&group, |_| Offset::Invalid);
+        let probe = group.probe.clone();
+        let committed =
+            blocking(name, move || probe.committed_offsets(tpl, REQUEST_TIMEOUT)).await?;
+        let high = lock(&self.high).clone();
+        let mut lag = 0u64;
+        for element in committed.elements() {
+            let Some(topic) = self.topic_of(element.topic()) else {
+                continue;
+            };
+            let end = high
+                .get(&(topic, element.partition()))
+                .copied()
+                .unwrap_or(0);
+            let from = match element.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            lag += u64::try_from(end - from).unwrap_or(0);
+        }
+        Ok(lag)
+    }
+
+    /// The offset each partition of the group restarts from.
+    async fn rewind_targets(
+        &self,
+        name: &str,
+        group: &GroupShared,
+        to: RewindTo,
+    ) -> Result<HashMap<Tp, i64>, TransportError> {
+        let high = lock(&self.high).clone();
+        let end = |tp: &Tp| high.get(tp).copied().unwrap_or(0);
+        let mut targets = HashMap::new();
+        match to {
+            RewindTo::Earliest => {
+                for &topic in &group.topics {
+                    let topic_name = self.topic_name(topic);
+                    for partition in 0..self.partitions() {
+                        let probe = group.probe.clone();
+                        let t = topic_name.clone();
+                        let low = blocking(name, move || {
+                            probe.fetch_watermarks(&t, partition, REQUEST_TIMEOUT)
+                        })
+                        .await
+                        .map_or(0, |(low, _)| low.max(0));
+                        targets.insert((topic, partition), low);
+                    }
+                }
+            }
+            RewindTo::Time(at) => {
+                let ms = i64::try_from(self.clock.wall_ns(at) / 1_000_000).unwrap_or(i64::MAX);
+                let tpl = self.partition_list(group, |_| Offset::Offset(ms));
+                let probe = group.probe.clone();
+                let found =
+                    blocking(name, move || probe.offsets_for_times(tpl, REQUEST_TIMEOUT)).await?;
+                for element in found.elements() {
+                    let Some(topic) = self.topic_of(element.topic()) else {
+                        continue;
+                    };
+                    let tp = (topic, element.partition());
+                    let offset = match element.offset() {
+                        Offset::Offset(o) if o >= 0 => o,
+                        // No event at or after that time: start after the last one.
+                        _ => end(&tp),
+                    };
+                    targets.insert(tp, offset);
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    async fn rewind(&self, name: &str, to: RewindTo) -> Result<(), TransportError> {
+        let group = self.existing_group(name)?;
+        let targets = self.rewind_targets(name, &group, to).await?;
+        let members: Vec<Arc<MemberShared>> = {
+            let mut members = lock(&group.members);
+            members.retain(|m| m.strong_count() > 0);
+            members.iter().filter_map(Weak::upgrade).collect()
+        };
+        let group_error = |reason: String| TransportError::Group {
+            group: name.to_owned(),
+            reason,
+        };
+        if members.is_empty() {
+            let tpl = self.partition_list(&group, |tp| {
+                Offset::Offset(targets.get(&tp).copied().unwrap_or(0))
+            });
+            let probe = group.probe.clone();
+            return blocking(name, move || probe.commit(&tpl, CommitMode::Sync)).await;
+        }
+        // Live members seek and commit themselves: only they can move their fetch position.
+        let names: HashMap<Tp, String> = targets
+            .keys()
+            .map(|&tp| (tp, self.topic_name(tp.0)))
+            .collect();
+        let mut replies = Vec::new();
+        for member in members {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let command = RewindCommand {
+                targets: targets
+                    .iter()
+                    .map(|(tp, &o)| ((names[tp].clone(), tp.1), o))
+                    .collect(),
+                reply,
+            };
+            if member.send_rewind(command) {
+                replies.push(answer);
+            }
+        }
+        for answer in replies {
+            match tokio::time::timeout(REQUEST_TIMEOUT * 2, answer).await {
+                Ok(Ok(Ok(()))) | Ok(Err(_)) => {} // Err: the member stopped meanwhile.
+                Ok(Ok(Err(reason))) => return Err(group_error(reason)),
+                Err(_) => return Err(group_error("a member did not rewind in time".into())),
+            }
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Result<(), TransportError> {
+        // Deleting topics under a consumer that is still closing can crash librdkafka 2.12
+        // (see the member module), so let stopped members finish closing first.
+        for _ in 0..100 {
+            if self.members_running.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let names: Vec<String> = Topic::ALL.iter().map(|&t| self.topic_name(t)).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let failed = |reason: String| TransportError::Unreachable {
+            target: self.cfg.redacted_url(),
+            reason: format!("cleanup: {reason}"),
+        };
+        let results = tokio::time::timeout(REQUEST_TIMEOUT, self.admin.delete_topics(&refs, &opts))
+            .await
+            .map_err(|_| failed("deleting topics timed out".into()))?
+            .map_err(|e| failed(e.to_string()))?;
+        for result in results {
+            if let Err((name, code)) = result
+                && code != RDKafkaErrorCode::UnknownTopicOrPartition
+            {
+                return Err(failed(format!("deleting {name}: {code}")));
+            }
+        }
+        let groups: Vec<String> = lock(&self.groups).values().map(|g| g.id.clone()).collect();
+        if !groups.is_empty() {
+            let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+            // Groups with live members cannot be deleted; the broker expires them later.
+            match tokio::time::timeout(REQUEST_TIMEOUT, self.admin.delete_groups(&refs, &opts))
+                .await
+            {
+                Ok(Ok(results)) => {
+                    let kept: HashSet<String> = results
+                        .into_iter()
+                        .filter_map(|r| r.err().map(|(name, code)| format!("{name}: {code}")))
+                        .collect();
+                    if !kept.is_empty() {
+                        tracing::debug!(?kept, "kafka groups left for the broker to expire");
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "deleting kafka groups failed"),
+                Err(_) => tracing::debug!("deleting kafka groups timed out"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs a blocking librdkafka call off the async threads.
+async fn blocking<T: Send + 'static>(
+    group: &str,
+    call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, TransportError> {
+    let error = |reason: String| TransportError::Group {
+        group: group.to_owned(),
+        reason,
+    };
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| error(e.to_string()))?
+        .map_err(|e| error(e.to_string()))
+}
+
+/// Refused before it was sent, or sent and unanswered.
+fn publish_error(topic: Topic, error: KafkaError) -> TransportError {
+    let reason = error.to_string();
+    let code = error.rdkafka_error_code();
+    let unanswered = matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+                | RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::PurgeInflight
+        )
+    );
+    if unanswered {
+        TransportError::Indeterminate { topic, reason }
+    } else {
+        TransportError::Publish { topic, reason }
+    }
+}
+
+impl Transport for KafkaTransport {
+    fn info(&self) -> TransportInfo {
+        let cfg = &self.inner.cfg;
+        let acks = if cfg.options.acks_all { "all" } else { "1" };
+        TransportInfo {
+            kind: "kafka".into(),
+            settings: vec![
+                ("url".into(), cfg.redacted_url()),
+                (
+                    "publish ack".into(),
+                    format!("acks={acks}, delivery report"),
+                ),
+                ("idempotent producer".into(), idempotent(cfg).to_string()),
+                (
+                    "publish timeout".into(),
+                    format!("{} s (message.timeout.ms)", PUBLISH_TIMEOUT.as_secs()),
+                ),
+                ("partitions".into(), cfg.partitions.max(1).to_string()),
+                (
+                    "consumer group".into(),
+                    format!("{}.<service>, eager rebalancing", cfg.namespace),
+                ),
+                (
+                    "commit".into(),
+                    "manual, on ack: contiguous acked prefix per partition, synchronous".into(),
+                ),
+                (
+                    "redelivery".into(),
+                    "uncommitted events re-read after crash/rebalance; nack = local requeue".into(),
+                ),
+                (
+                    "ack wait".into(),
+                    format!(
+                        "n/a (a member that dies without leaving is evicted after session.timeout.ms = {} s)",
+                        SESSION_TIMEOUT_MS / 1000
+                    ),
+                ),
+                (
+                    "max deliver".into(),
+                    "unlimited (Kafka has no delivery limit)".into(),
+                ),
+                (
+                    "replay".into(),
+                    "offset reset (earliest or offsets_for_times)".into(),
+                ),
+            ],
+        }
+    }
+
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<Ack, TransportError>> {
+        Box::pin(self.inner.publish(envelope))
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        group: &'a str,
+        topics: &'a [Topic],
+    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
+        Box::pin(async move {
+            let shared = self.inner.group(group, topics)?;
+            member::join(self.inner.clone(), group, shared).await
+        })
+    }
+
+    fn rewind<'a>(
+        &'a self,
+        group: &'a str,
+        to: RewindTo,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(self.inner.rewind(group, to))
+    }
+
+    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(self.inner.lag(group))
+    }
+
+    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(self.inner.cleanup())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bootstrap_servers;
+
+    #[test]
+    fn urls_become_bootstrap_servers() {
+        assert_eq!(
+            bootstrap_servers("kafka://127.0.0.1:9092"),
+            "127.0.0.1:9092"
+        );
+        assert_eq!(bootstrap_servers("kafka://a:1,b:2/"), "a:1,b:2");
+        assert_eq!(bootstrap_servers("kafka://u:pw@a:1"), "a:1");
+    }
+}
