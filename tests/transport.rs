@@ -38,7 +38,9 @@ enum Turn {
 }
 
 fn server_lock(kind: BrokerKind) -> &'static tokio::sync::RwLock<()> {
-    static LOCKS: [tokio::sync::RwLock<()>; 4] = [const { tokio::sync::RwLock::const_new(()) }; 4];
+    const KINDS: usize = BrokerKind::ALL.len();
+    static LOCKS: [tokio::sync::RwLock<()>; KINDS] =
+        [const { tokio::sync::RwLock::const_new(()) }; KINDS];
     &LOCKS[kind as usize]
 }
 

@@ -26,6 +26,7 @@ use crate::orders::OrderFactory;
 use crate::publisher::{Cause, Publisher};
 use crate::scenario::model::{CheckoutMode, Load, Stage};
 use crate::services::provider::ProviderClient;
+use crate::transport::TransportError;
 
 /// A resubmit follows its first submission after this long (seeded, uniform).
 const RESUBMIT_DELAY_MS: std::ops::RangeInclusive<u64> = 200..=2_000;
@@ -156,10 +157,22 @@ impl Driver {
         let envelope = self
             .publisher
             .envelope(Topic::OrderCreated, &cause, payload.clone());
-        let mut accepted = matches!(
-            tokio::time::timeout_at(deadline, self.publisher.publish(envelope)).await,
-            Ok(Ok(_))
-        );
+        let published = tokio::time::timeout_at(deadline, self.publisher.publish(envelope)).await;
+        let mut accepted = match published {
+            Ok(Ok(_)) => {
+                o.counters.checkout_acked.fetch_add(1, Relaxed);
+                true
+            }
+            // Sent, and no answer: the broker may or may not hold the order.
+            Ok(Err(TransportError::Indeterminate { .. })) | Err(_) => {
+                o.counters.checkout_unknown.fetch_add(1, Relaxed);
+                false
+            }
+            Ok(Err(_)) => {
+                o.counters.checkout_refused.fetch_add(1, Relaxed);
+                false
+            }
+        };
         if accepted && self.load.checkout_mode == CheckoutMode::Sync {
             // The shopper's spinner keeps turning (and the slot stays taken) until the card
             // API answers; the order is already published, so payment still runs downstream.

@@ -47,6 +47,12 @@ pub struct Counters {
     pub backorders: AtomicU64,
     /// Out-of-order first deliveries, per subscription.
     pub out_of_order: [AtomicU64; SUBSCRIPTIONS.len()],
+    /// Checkout publishes (`order.created`, first submissions) by outcome: the broker acked,
+    /// refused, or gave no answer (an indeterminate error, or no ack within
+    /// `checkout_timeout`). They add up to the checkouts that reached the broker.
+    pub checkout_acked: AtomicU64,
+    pub checkout_refused: AtomicU64,
+    pub checkout_unknown: AtomicU64,
     /// Deliveries that failed because the event was poison.
     pub poison_failures: AtomicU64,
     /// Events services moved to the dead-letter topic (publish acked).

@@ -357,6 +357,8 @@ mod tests {
                 payment_failed: 0,
                 resubmits: 0,
                 backordered: 0,
+                publish_refused: 0,
+                publish_unknown: 0,
             },
             checks: vec![CheckResult {
                 name: "no_loss".into(),

@@ -66,6 +66,13 @@ pub struct OrderCounts {
     pub payment_failed: u64,
     pub resubmits: u64,
     pub backordered: u64,
+    /// Checkouts whose `order.created` publish the broker refused.
+    #[serde(default)]
+    pub publish_refused: u64,
+    /// Checkouts whose `order.created` was sent but never answered (connection lost, no ack
+    /// within `checkout_timeout`): not known to be lost, not known to be stored.
+    #[serde(default)]
+    pub publish_unknown: u64,
 }
 
 impl OrderCounts {
@@ -83,7 +90,14 @@ impl OrderCounts {
             self.declined,
             self.payment_failed,
             self.resubmits
-        )
+        ) + &if self.publish_refused + self.publish_unknown > 0 {
+            format!(
+                "; publishes: {} refused, {} unknown (sent, no answer)",
+                self.publish_refused, self.publish_unknown
+            )
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -305,6 +319,8 @@ fn order_counts(i: &SummaryInput<'_>, o: &Observer) -> OrderCounts {
         payment_failed: 0,
         resubmits: o.counters.resubmits.load(Relaxed),
         backordered: o.counters.backorders.load(Relaxed),
+        publish_refused: o.counters.checkout_refused.load(Relaxed),
+        publish_unknown: o.counters.checkout_unknown.load(Relaxed),
     };
     for order in 0..i.attempted {
         match o.ledger.checkout(order) {
