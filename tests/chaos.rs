@@ -1056,17 +1056,17 @@ async fn a_dead_letter_the_broker_lost_is_caught() {
     assert!(r.summary.deliveries.dead_lettered > 0);
 }
 
-/// Whether the loopback Redis is up; without it a real-broker test skips visibly, or fails
-/// with DOORBUSTER_REQUIRE_BROKERS=1.
-fn redis_or_skip(test: &str) -> bool {
-    if std::net::TcpStream::connect("127.0.0.1:6379").is_ok() {
+/// Whether a loopback broker listens on `port`; without it a real-broker test skips
+/// visibly, or fails with DOORBUSTER_REQUIRE_BROKERS=1.
+fn broker_up_or_skip(test: &str, kind: &str, port: u16) -> bool {
+    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
         return true;
     }
     assert!(
         !std::env::var("DOORBUSTER_REQUIRE_BROKERS").is_ok_and(|v| v == "1"),
-        "{test}: Redis is not running on 127.0.0.1:6379 (scripts/brokers.sh start redis)"
+        "{test}: {kind} is not running on 127.0.0.1:{port} (scripts/brokers.sh start {kind})"
     );
-    eprintln!("SKIP: {test}: Redis is not running on 127.0.0.1:6379");
+    eprintln!("SKIP: {test}: {kind} is not running on 127.0.0.1:{port}");
     false
 }
 
@@ -1105,7 +1105,7 @@ fn checkout_split(r: &RunResult, kind: &str) -> doorbuster::observe::StageSplit 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_latency_through_the_fault_proxy_shows_in_checkout_latency() {
-    if !redis_or_skip("link latency") {
+    if !broker_up_or_skip("link latency", "redis", 6379) {
         return;
     }
     let _turn = REAL_BROKERS.lock().await;
@@ -1123,7 +1123,7 @@ async fn link_latency_through_the_fault_proxy_shows_in_checkout_latency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_blackhole_fails_checkouts_and_the_run_says_so() {
-    if !redis_or_skip("link blackhole") {
+    if !broker_up_or_skip("link blackhole", "redis", 6379) {
         return;
     }
     let _turn = REAL_BROKERS.lock().await;
@@ -1139,12 +1139,7 @@ async fn a_link_blackhole_fails_checkouts_and_the_run_says_so() {
 
 /// A run of `hold` seconds at 50 orders/s on the broker at `url`, restarted at 2 s.
 async fn restart_mid_run(kind: &str, url: &str, port: u16, hold: u32) -> Option<RunResult> {
-    if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            !std::env::var("DOORBUSTER_REQUIRE_BROKERS").is_ok_and(|v| v == "1"),
-            "{kind} is not running on 127.0.0.1:{port}"
-        );
-        eprintln!("SKIP: {kind} restart mid-run: no server on 127.0.0.1:{port}");
+    if !broker_up_or_skip("restart mid-run", kind, port) {
         return None;
     }
     let _turn = REAL_BROKERS.lock().await;
