@@ -26,7 +26,7 @@ pub mod replay;
 pub mod scope;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
@@ -55,7 +55,7 @@ pub struct ServiceFaults {
     pub errors: RwLock<Option<Active<()>>>,
     pub duplicate: RwLock<Option<Active<()>>>,
     /// Poison windows, kept after they close: their events stay poison.
-    pub poison: Mutex<Vec<poison::PoisonWindow>>,
+    pub poison: RwLock<Vec<poison::PoisonWindow>>,
 }
 
 impl Default for ServiceFaults {
@@ -66,7 +66,7 @@ impl Default for ServiceFaults {
             latency: RwLock::new(None),
             errors: RwLock::new(None),
             duplicate: RwLock::new(None),
-            poison: Mutex::new(Vec::new()),
+            poison: RwLock::new(Vec::new()),
         }
     }
 }

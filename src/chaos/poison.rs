@@ -8,7 +8,6 @@ use super::{ChaosCtx, FaultAction, ServiceFaults};
 use crate::clock::RunTime;
 use crate::events::EventMeta;
 use crate::scenario::model::FaultScope;
-use crate::sync::lock;
 use crate::topology::ServiceKind;
 use crate::transport::BoxFuture;
 
@@ -29,16 +28,25 @@ pub struct PoisonWindow {
 impl ServiceFaults {
     /// Whether this event is poison for the service: it fails on every delivery.
     pub fn is_poison(&self, seed: u64, meta: &EventMeta) -> bool {
-        lock(&self.poison).iter().any(|w| {
+        let windows = self.poison.read().unwrap_or_else(|e| e.into_inner());
+        windows.iter().any(|w| {
             (w.from..=w.until).contains(&meta.intended_at)
                 && super::scope::applies(seed, w.index, w.scope, meta, 0)
         })
     }
 }
 
+impl Poison {
+    fn windows<'a>(&self, ctx: &'a ChaosCtx) -> std::sync::RwLockWriteGuard<'a, Vec<PoisonWindow>> {
+        let slot = &ctx.chaos.service(self.service).poison;
+        slot.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl FaultAction for Poison {
     fn start<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
-        lock(&ctx.chaos.service(self.service).poison).push(PoisonWindow {
+        let mut windows = self.windows(ctx);
+        windows.push(PoisonWindow {
             index,
             scope: self.scope,
             from: ctx.observer.now(),
@@ -49,7 +57,8 @@ impl FaultAction for Poison {
 
     fn stop<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
         let now = ctx.observer.now();
-        for window in lock(&ctx.chaos.service(self.service).poison).iter_mut() {
+        let mut windows = self.windows(ctx);
+        for window in windows.iter_mut() {
             if window.index == index {
                 window.until = now;
             }

@@ -234,7 +234,11 @@ impl Runner {
 
     async fn handle(&self, delivery: Delivery) {
         let o = &self.observer;
-        let Delivery { envelope, ack, .. } = delivery;
+        let Delivery {
+            envelope,
+            ack,
+            redelivered,
+        } = delivery;
         let faults = self.faults();
         let attempt = self.attempt(&envelope);
         let picks = |index, scope| scope::applies(self.seed, index, scope, &envelope.meta, attempt);
@@ -286,7 +290,11 @@ impl Runner {
         let Some(ack) = ack else { return };
         let settled = match result {
             Ok(()) => {
-                self.forget_failures(&envelope);
+                // Only a redelivery can follow a failure (every transport flags a nacked
+                // event when it comes back), so first deliveries skip the lock.
+                if redelivered {
+                    lock(&self.failures).remove(&envelope.meta.event_id);
+                }
                 ack.ack().await
             }
             Err(e @ ServiceError::Malformed { .. }) => {
@@ -300,13 +308,6 @@ impl Runner {
             }
         };
         settle(o, self.service.kind(), settled);
-    }
-
-    fn forget_failures(&self, envelope: &Envelope) {
-        let mut failures = lock(&self.failures);
-        if !failures.is_empty() {
-            failures.remove(&envelope.meta.event_id);
-        }
     }
 
     /// A delivery failed: nack it for another try, or, at `max_deliveries`, move the event
