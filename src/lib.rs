@@ -12,6 +12,7 @@ pub mod bench;
 pub mod chaos;
 pub mod clock;
 pub mod events;
+pub mod http_client;
 pub mod latency;
 pub mod load;
 pub mod observe;

@@ -57,7 +57,8 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
         /// Run against this broker instead of the scenario's target: kafka://host:port,
-        /// nats://host:port, amqp://user:pass@host:port/vhost or redis://host:port.
+        /// nats://host:port, amqp://user:pass@host:port/vhost or redis://host:port; or POST
+        /// the orders to a checkout endpoint: http(s)://host:port/path (checkout checks only).
         #[arg(long, value_name = "URL")]
         target: Option<String>,
         /// Allow a target outside loopback (load goes only where it is told to).
@@ -394,11 +395,8 @@ fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow
         retention: 100_000_000,
     });
     if let Some(url) = &target {
-        match scenario::target::parse_url(url) {
-            Ok(kind) => {
-                scenario_target =
-                    scenario::Target::Broker(scenario::target::broker_defaults(kind, url.clone()))
-            }
+        match scenario::target::target_of_url(url) {
+            Ok(target) => scenario_target = target,
             Err(e) => {
                 eprintln!("error: --target: {}", e.message);
                 return Ok(ExitCode::from(EXIT_BAD_INPUT));
@@ -481,25 +479,35 @@ impl Overrides {
     /// Applies them; the error is a command-line mistake (exit 2).
     fn apply(&self, scenario: &mut scenario::Scenario) -> Result<(), String> {
         if let Some(url) = &self.target {
-            let kind = scenario::target::parse_url(url).map_err(|e| {
+            let target = scenario::target::target_of_url(url).map_err(|e| {
                 let hint = e.hint.map(|h| format!("\n  hint: {h}")).unwrap_or_default();
                 format!("--target: {}{hint}", e.message)
             })?;
-            scenario.target = match &scenario.target {
+            scenario.target = match (&scenario.target, target) {
                 // The scenario's delivery settings stay when only the address changes.
-                scenario::Target::Broker(b) if b.kind == kind => {
+                (scenario::Target::Broker(old), scenario::Target::Broker(new))
+                    if old.kind == new.kind =>
+                {
                     scenario::Target::Broker(scenario::BrokerTarget {
-                        url: url.clone(),
-                        ..b.clone()
+                        url: new.url,
+                        ..old.clone()
                     })
                 }
-                _ => scenario::Target::Broker(scenario::target::broker_defaults(kind, url.clone())),
+                (scenario::Target::Http(old), scenario::Target::Http(new)) => {
+                    scenario::Target::Http(scenario::HttpTarget {
+                        url: new.url,
+                        ..old.clone()
+                    })
+                }
+                (_, new) => new,
             };
         }
-        if let scenario::Target::Broker(b) = &mut scenario.target
-            && self.allow_remote
-        {
-            b.allow_remote = true;
+        if self.allow_remote {
+            match &mut scenario.target {
+                scenario::Target::Broker(b) => b.allow_remote = true,
+                scenario::Target::Http(h) => h.allow_remote = true,
+                scenario::Target::Embedded(_) => {}
+            }
         }
         if let Some(factor) = self.rate_scale {
             if !(factor.is_finite() && factor > 0.0 && factor <= 1000.0) {

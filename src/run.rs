@@ -25,7 +25,7 @@ use crate::orders::OrderFactory;
 use crate::publisher::Publisher;
 use crate::report::progress::Progress;
 use crate::report::summary::{RunVerdict, Summary};
-use crate::scenario::model::{ProviderVia, Scenario, Service as ServiceConfig};
+use crate::scenario::model::{ProviderVia, Scenario, Service as ServiceConfig, Target};
 use crate::services::analytics::{Analytics, AnalyticsState};
 use crate::services::email::Email;
 use crate::services::inventory::Inventory;
@@ -94,10 +94,80 @@ struct Pipeline {
     inventory: Option<Arc<Inventory>>,
 }
 
+impl Pipeline {
+    /// No services (an HTTP checkout target).
+    fn none() -> Pipeline {
+        Pipeline {
+            tasks: JoinSet::new(),
+            enabled: Vec::new(),
+            groups: Vec::new(),
+            analytics: None,
+            inventory: None,
+        }
+    }
+}
+
+/// What the transport says of itself, and which of the scenario's checks it cannot show.
+fn target_info(transport: &dyn Transport, scenario: &Scenario) -> crate::transport::TransportInfo {
+    let mut info = transport.info();
+    let left_out = crate::verify::left_out(scenario);
+    if !left_out.is_empty() {
+        info.settings.push((
+            "checks left out".to_owned(),
+            format!(
+                "{} (the pipeline behind the target is not observed)",
+                left_out.join(", ")
+            ),
+        ));
+    }
+    info
+}
+
+/// An HTTP checkout target runs no services, no provider and no broker of doorbuster's, so
+/// a fault aimed at one of those, or a synchronous checkout (which calls doorbuster's
+/// provider), cannot apply: a usage error, not a silently ignored line. Link faults (the
+/// connection to the endpoint) and exec faults (the shop's own tooling) stay.
+fn http_target_fits(scenario: &Scenario) -> Result<(), TransportError> {
+    use crate::scenario::model::{CheckoutMode, FaultKind};
+    let Target::Http(http) = &scenario.target else {
+        return Ok(());
+    };
+    let config_error = |reason: String| TransportError::Config {
+        target: crate::transport::redact_url(&http.url),
+        reason,
+    };
+    if scenario.load.checkout_mode == CheckoutMode::Sync {
+        return Err(config_error(
+            "`load.checkout.mode: sync` charges through doorbuster's payment provider; a \
+             checkout endpoint does its own payment: remove it"
+                .to_owned(),
+        ));
+    }
+    let misfits: Vec<String> = scenario
+        .faults
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !matches!(f.kind, FaultKind::Link { .. } | FaultKind::Exec { .. }))
+        .map(|(i, f)| format!("faults[{i}] ({})", f.kind.label()))
+        .collect();
+    if !misfits.is_empty() {
+        return Err(config_error(format!(
+            "{} act on doorbuster's simulated services, provider or broker, which a checkout \
+             endpoint target does not run; only `link` and `exec` faults apply to it",
+            misfits.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult, RunError> {
     let seed = opts.seed.unwrap_or(scenario.seed);
     let clock = Clock::start();
     let schedule = Arc::new(Schedule::plan(&scenario.load, seed));
+    let checkout_only = matches!(scenario.target, Target::Http(_));
+    if checkout_only {
+        http_target_fits(scenario)?;
+    }
     // Connect first: an unreachable broker leaves no half-made run folder behind.
     let (proxy_stop, proxy_stopped) = watch::channel(false);
     let links = scenario
@@ -107,9 +177,9 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let (transport, proxy) = match &opts.transport {
         Some(t) => (t.clone(), None),
         None if links => {
-            let (cfg, proxy) = through_fault_proxy(scenario, seed, proxy_stopped).await?;
+            let (target, proxy) = through_fault_proxy(scenario, seed, proxy_stopped).await?;
             (
-                crate::transport::connect_broker(&cfg, clock).await?,
+                crate::transport::connect(&target, clock).await?,
                 Some(proxy),
             )
         }
@@ -158,16 +228,21 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     let (stop_tx, stop_rx) = watch::channel(false);
     let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock));
     let client = Arc::new(provider_client(scenario, &provider, stop_rx.clone()).await?);
-    let mut pipeline = start_services(
-        scenario,
-        seed,
-        &publisher,
-        &factory,
-        client.clone(),
-        &chaos,
-        stop_rx.clone(),
-    )
-    .await?;
+    // Behind a checkout endpoint the pipeline is the shop's own: no services run here.
+    let mut pipeline = if checkout_only {
+        Pipeline::none()
+    } else {
+        start_services(
+            scenario,
+            seed,
+            &publisher,
+            &factory,
+            client.clone(),
+            &chaos,
+            stop_rx.clone(),
+        )
+        .await?
+    };
     let timeline = tokio::spawn(run_timeline(
         scenario.faults.clone(),
         ChaosCtx {
@@ -270,7 +345,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         run_arg: &opts.run_arg,
         schedule: &schedule,
         observer: &observer,
-        transport: transport.info(),
+        transport: target_info(transport.as_ref(), scenario),
         provider: &provider,
         factory: &factory,
         attempted: outcome.dispatched as u64,
@@ -295,37 +370,45 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     })
 }
 
-/// Starts the TCP fault proxy in front of the scenario's broker for its `link` faults and
-/// returns the connection settings pointed at the proxy.
+/// Starts the TCP fault proxy in front of the scenario's broker (or checkout endpoint) for
+/// its `link` faults and returns the target pointed at the proxy.
 async fn through_fault_proxy(
     scenario: &Scenario,
     seed: u64,
     mut stop: watch::Receiver<bool>,
-) -> Result<
-    (
-        crate::transport::BrokerConfig,
-        crate::chaos::proxy::ProxyHandle,
-    ),
-    RunError,
-> {
-    use crate::scenario::model::Target;
-    use crate::transport::TransportError;
-    let Target::Broker(b) = &scenario.target else {
-        return Err(RunError::Transport(TransportError::Config {
-            target: "embedded".to_owned(),
-            reason: "a link fault needs a networked broker to put the fault proxy in front \
-                     of: give the scenario a broker `target:` or run with --target URL"
-                .to_owned(),
-        }));
+) -> Result<(Target, crate::chaos::proxy::ProxyHandle), RunError> {
+    let config_error = |target: &str, reason: &str| {
+        RunError::Transport(TransportError::Config {
+            target: crate::transport::redact_url(target),
+            reason: reason.to_owned(),
+        })
     };
-    let mut cfg = crate::transport::broker_config(b)?;
+    let (written, allow_remote) = match &scenario.target {
+        Target::Broker(b) => (b.url.clone(), b.allow_remote),
+        Target::Http(h) if h.url.starts_with("http://") => (h.url.clone(), h.allow_remote),
+        Target::Http(h) => {
+            return Err(config_error(
+                &h.url,
+                "the fault proxy cannot stand in for an https endpoint (its certificate \
+                 names the shop, not the proxy): test link faults over http://",
+            ));
+        }
+        Target::Embedded(_) => {
+            return Err(config_error(
+                "embedded",
+                "a link fault needs a networked broker to put the fault proxy in front of: \
+                 give the scenario a broker `target:` or run with --target URL",
+            ));
+        }
+    };
+    let url = crate::transport::expand_and_guard(&written, allow_remote)?;
     let unreachable = |reason: String| {
         RunError::Transport(TransportError::Unreachable {
-            target: cfg.redacted_url(),
+            target: crate::transport::redact_url(&url),
             reason,
         })
     };
-    let (host, port) = crate::scenario::target::first_host_port(&cfg.url)
+    let (host, port) = crate::scenario::target::first_host_port(&url)
         .ok_or_else(|| unreachable("the URL names no host and port".to_owned()))?;
     let upstream = tokio::net::lookup_host((host.as_str(), port))
         .await
@@ -334,13 +417,27 @@ async fn through_fault_proxy(
         .ok_or_else(|| unreachable(format!("{host} resolves to no address")))?;
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let proxy =
-        crate::chaos::proxy::Proxy::start(listen, upstream, seed, b.allow_remote, async move {
+        crate::chaos::proxy::Proxy::start(listen, upstream, seed, allow_remote, async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         })
         .await
         .map_err(|e| unreachable(format!("fault proxy: {e}")))?;
-    cfg.url = crate::scenario::target::with_host_port(&cfg.url, &proxy.local_addr().to_string());
-    Ok((cfg, proxy))
+    // The URL as written (its ${ENV} references expand when connecting), host and port
+    // replaced by the proxy's loopback address.
+    let proxied =
+        crate::scenario::target::with_host_port(&written, &proxy.local_addr().to_string());
+    let target = match &scenario.target {
+        Target::Broker(b) => Target::Broker(crate::scenario::model::BrokerTarget {
+            url: proxied,
+            ..b.clone()
+        }),
+        Target::Http(h) => Target::Http(crate::scenario::model::HttpTarget {
+            url: proxied,
+            ..h.clone()
+        }),
+        Target::Embedded(e) => Target::Embedded(e.clone()),
+    };
+    Ok((target, proxy))
 }
 
 async fn provider_client(

@@ -152,6 +152,37 @@ fn targets_go_only_where_told_and_secrets_stay_out_of_errors() {
     assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(!out_dir.exists(), "no half-made run folder");
+    // A checkout endpoint is a target too, behind the same guard and the same masking.
+    let remote_shop = run(&[
+        "run",
+        "smoke",
+        "-q",
+        "--target",
+        "https://shop.example.com/checkout",
+    ]);
+    assert_eq!(remote_shop.status.code(), Some(2));
+    assert!(text(&remote_shop.stderr).contains("shop.example.com"));
+    let shop_down = run(&[
+        "run",
+        "smoke",
+        "-q",
+        "--out",
+        out_arg,
+        "--target",
+        "http://shop:hunter2@127.0.0.1:1/checkout",
+    ]);
+    assert_eq!(
+        shop_down.status.code(),
+        Some(3),
+        "{}",
+        text(&shop_down.stderr)
+    );
+    let stderr = text(&shop_down.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:1") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+    assert!(!out_dir.exists(), "no half-made run folder");
     // A nonsense scale factor is a usage error.
     assert_eq!(
         run(&["run", "smoke", "--rate-scale", "0"]).status.code(),

@@ -16,6 +16,13 @@ use doorbuster::transport::{
     Transport, TransportError,
 };
 
+mod support;
+
+// The HTTP checkout target is not a broker (no groups, no replay): its own cases, against a
+// real shop endpoint on loopback.
+#[path = "transport/http_checkout.rs"]
+mod http_checkout;
+
 async fn embedded() -> Option<Server> {
     Some(Server {
         t: Arc::new(EmbeddedBroker::new(4, 100_000, Clock::start())),

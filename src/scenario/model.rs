@@ -146,6 +146,25 @@ pub enum FaultKind {
     },
 }
 
+impl FaultKind {
+    /// The scenario key that selects this kind (`crash`, `provider_outage`, `link`, ...).
+    pub fn label(&self) -> &'static str {
+        match self {
+            FaultKind::Crash { .. } => "crash",
+            FaultKind::Pause { .. } => "pause",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Errors { .. } => "errors",
+            FaultKind::Poison { .. } => "poison",
+            FaultKind::Duplicate { .. } => "duplicate",
+            FaultKind::ProviderOutage { .. } => "provider_outage",
+            FaultKind::Reorder { .. } => "reorder",
+            FaultKind::Replay { .. } => "replay",
+            FaultKind::Exec { .. } => "exec",
+            FaultKind::Link { .. } => "link",
+        }
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
@@ -164,6 +183,21 @@ pub enum Target {
     Embedded(EmbeddedTarget),
     /// A networked broker: Kafka, NATS JetStream, RabbitMQ or Redis Streams.
     Broker(BrokerTarget),
+    /// A checkout endpoint: orders are POSTed to it; the pipeline behind it is not observed.
+    Http(HttpTarget),
+}
+
+/// A checkout endpoint as the scenario (or `--target`) names it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct HttpTarget {
+    /// The URL as written (`http://` or `https://`); `${ENV}` references are expanded only
+    /// when connecting.
+    pub url: String,
+    /// Request headers sent with every order (`Authorization: "Bearer ${SHOP_TOKEN}"`),
+    /// values expanded only when connecting.
+    pub headers: Vec<(String, String)>,
+    /// A host outside loopback is refused unless this is set (or `--allow-remote`).
+    pub allow_remote: bool,
 }
 
 /// A networked broker as the scenario (or `--target`) names it.

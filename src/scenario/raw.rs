@@ -80,7 +80,8 @@ pub struct RawOutage {
 }
 
 /// `target: embedded`, `target: redis://127.0.0.1:6379`, or a mapping:
-/// `target: { kind: embedded, partitions: 12 }`, `target: { url: "...", queue_type: quorum }`.
+/// `target: { kind: embedded, partitions: 12 }`, `target: { url: "...", queue_type: quorum }`,
+/// `target: { url: "https://...", headers: { Authorization: "Bearer ${TOKEN}" } }`.
 #[derive(Debug)]
 pub enum RawTarget {
     Kind(String),
@@ -100,6 +101,8 @@ pub struct RawTargetMap {
     pub ack_wait: Option<Text>,
     pub max_deliver: Option<Text>,
     pub allow_remote: Option<Text>,
+    /// Checkout endpoints only: header name to value.
+    pub headers: Option<Spanned<std::collections::BTreeMap<String, Text>>>,
 }
 
 impl<'de> Deserialize<'de> for RawTarget {

@@ -143,7 +143,8 @@ struct Outage {
 }
 
 /// Where the orders go: `embedded` (the in-process broker, the default), a broker kind on
-/// its loopback default port (`redis`), a broker URL (`redis://127.0.0.1:6379`), or a block.
+/// its loopback default port (`redis`), a broker URL (`redis://127.0.0.1:6379`), a checkout
+/// endpoint's URL (`http://127.0.0.1:8080/checkout`), or a block.
 #[derive(JsonSchema)]
 #[serde(untagged)]
 enum Target {
@@ -152,7 +153,7 @@ enum Target {
     Block(TargetBlock),
 }
 
-const TARGET_URL: &str = r"^(kafka|nats|tls|amqps?|rediss?)://.+$";
+const TARGET_URL: &str = r"^(kafka|nats|tls|amqps?|rediss?|https?)://.+$";
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -193,6 +194,8 @@ struct TargetBlock {
     max_deliver: Option<u32>,
     /// Allow a host outside loopback (default false).
     allow_remote: Option<bool>,
+    /// HTTP checkout endpoints: headers sent with every order (values may hold `${ENV}`).
+    headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(JsonSchema)]

@@ -1,13 +1,14 @@
-//! Target URLs: which broker a URL names, `${ENV}` references, and the loopback guard.
+//! Target URLs: which broker (or checkout endpoint) a URL names, `${ENV}` references, and the
+//! loopback guard.
 //!
 //! A scenario names its broker by URL (`redis://127.0.0.1:6379`,
 //! `amqp://${RABBIT_USER}:${RABBIT_PASSWORD}@127.0.0.1:5672/%2f`) or by kind alone (`redis`:
-//! the loopback default). References are checked for syntax when the file is validated and
+//! the loopback default); an `http://` or `https://` URL names a checkout endpoint. References are checked for syntax when the file is validated and
 //! expanded only when connecting, so credentials stay out of the model, the summary and every
 //! report. Load goes only where it is told to: a host outside loopback needs `allow_remote`
 //! (DESIGN.md §11).
 
-use super::model::BrokerTarget;
+use super::model::{BrokerTarget, HttpTarget, Target};
 use crate::transport::BrokerKind;
 
 use super::units::UnitError;
@@ -45,7 +46,70 @@ pub fn default_url(kind: BrokerKind) -> &'static str {
 }
 
 const URL_HINT: &str = "write a URL such as \"redis://127.0.0.1:6379\", \"nats://127.0.0.1:4222\", \
-     \"amqp://guest:guest@127.0.0.1:5672/%2f\" or \"kafka://127.0.0.1:9092\"";
+     \"amqp://guest:guest@127.0.0.1:5672/%2f\", \"kafka://127.0.0.1:9092\" or, for a checkout \
+     endpoint, \"http://127.0.0.1:8080/checkout\"";
+
+/// `http` and `https` select a checkout endpoint rather than a broker.
+pub fn is_http_scheme(scheme: &str) -> bool {
+    scheme == "http" || scheme == "https"
+}
+
+/// What a target URL names, every option at its default: a broker or a checkout endpoint.
+pub fn target_of_url(url: &str) -> Result<Target, UnitError> {
+    if url
+        .split_once("://")
+        .is_some_and(|(scheme, _)| is_http_scheme(scheme))
+    {
+        check_references(url)?;
+        check_has_host(url)?;
+        return Ok(Target::Http(HttpTarget {
+            url: url.to_owned(),
+            headers: Vec::new(),
+            allow_remote: false,
+        }));
+    }
+    let kind = parse_url(url)?;
+    Ok(Target::Broker(broker_defaults(kind, url.to_owned())))
+}
+
+/// Headers doorbuster writes itself on every order it POSTs.
+pub const RESERVED_HEADERS: [&str; 4] =
+    ["content-type", "content-length", "host", "idempotency-key"];
+
+/// A header a scenario may add: an HTTP token (RFC 9110 §5.6.2) not written by doorbuster.
+pub fn check_header_name(name: &str) -> Result<(), UnitError> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(UnitError::new(
+            format!("{name:?} is not an HTTP header name"),
+            Some("header names are letters, digits and -, such as Authorization or X-Api-Key"),
+        ));
+    }
+    if RESERVED_HEADERS
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
+        return Err(UnitError::new(
+            format!("doorbuster sets the {name} header itself"),
+            Some("remove it: every order is sent as JSON with its own Idempotency-Key"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_has_host(url: &str) -> Result<(), UnitError> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    if hosts_of(rest).iter().all(|h| h.is_empty()) {
+        return Err(UnitError::new(
+            format!("{url:?} names no host"),
+            Some(URL_HINT),
+        ));
+    }
+    Ok(())
+}
 
 /// A broker target with every option at its default.
 pub fn broker_defaults(kind: BrokerKind, url: String) -> BrokerTarget {
@@ -63,9 +127,10 @@ pub fn broker_defaults(kind: BrokerKind, url: String) -> BrokerTarget {
     }
 }
 
-/// The broker a target URL names; the URL must have a host.
+/// The broker a target URL names; the URL must have a host. A checkout endpoint's URL is an
+/// error here: use [`target_of_url`] where one is allowed.
 pub fn parse_url(url: &str) -> Result<BrokerKind, UnitError> {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, _)) = url.split_once("://") else {
         return Err(UnitError::new(
             format!("{url:?} is not a URL"),
             Some(URL_HINT),
@@ -73,28 +138,25 @@ pub fn parse_url(url: &str) -> Result<BrokerKind, UnitError> {
     };
     let kind = match kind_of_scheme(scheme) {
         Some(kind) => kind,
-        None if scheme == "http" || scheme == "https" => {
+        None if is_http_scheme(scheme) => {
             return Err(UnitError::new(
-                "an HTTP checkout endpoint is not a supported target yet",
-                Some("point doorbuster at the broker behind the checkout instead"),
+                "an HTTP checkout endpoint is not a broker",
+                Some(
+                    "a checkout endpoint takes orders but has no consumer groups to read events from; give a broker URL here",
+                ),
             ));
         }
         None => {
             return Err(UnitError::new(
                 format!(
-                    "{scheme:?} is not a broker URL scheme; expected kafka, nats, tls, amqp, amqps, redis or rediss"
+                    "{scheme:?} is not a target URL scheme; expected kafka, nats, tls, amqp, amqps, redis, rediss, http or https"
                 ),
                 Some(URL_HINT),
             ));
         }
     };
     check_references(url)?;
-    if hosts_of(rest).iter().all(|h| h.is_empty()) {
-        return Err(UnitError::new(
-            format!("{url:?} names no host"),
-            Some(URL_HINT),
-        ));
-    }
+    check_has_host(url)?;
     Ok(kind)
 }
 
@@ -190,6 +252,8 @@ pub fn first_host_port(url: &str) -> Option<(String, u16)> {
         "amqp" => 5672,
         "amqps" => 5671,
         "redis" | "rediss" => 6379,
+        "http" => 80,
+        "https" => 443,
         _ => return None,
     };
     let port = match port_text {
@@ -233,6 +297,16 @@ mod tests {
         assert_eq!(parse_url("kafka://a:9092,b:9092"), Ok(BrokerKind::Kafka));
         assert!(parse_url("mqtt://127.0.0.1").is_err());
         assert!(parse_url("https://shop.test/checkout").is_err());
+        assert!(matches!(
+            target_of_url("https://shop.test/checkout"),
+            Ok(Target::Http(_))
+        ));
+        assert!(matches!(
+            target_of_url("redis://127.0.0.1"),
+            Ok(Target::Broker(_))
+        ));
+        assert!(target_of_url("http:///checkout").is_err());
+        assert!(target_of_url("http://${BAD NAME}/checkout").is_err());
         assert!(parse_url("127.0.0.1:6379").is_err());
         assert!(parse_url("redis://").is_err());
     }

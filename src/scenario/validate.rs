@@ -237,13 +237,15 @@ impl Validator {
             return Target::Embedded(embedded);
         };
         match &raw.value {
-            RawTarget::Kind(word) if word.contains("://") => match super::target::parse_url(word) {
-                Ok(kind) => Target::Broker(super::target::broker_defaults(kind, word.clone())),
-                Err(e) => {
-                    self.report(&raw.referenced, path, e.message, e.hint);
-                    Target::Embedded(embedded)
+            RawTarget::Kind(word) if word.contains("://") => {
+                match super::target::target_of_url(word) {
+                    Ok(target) => target,
+                    Err(e) => {
+                        self.report(&raw.referenced, path, e.message, e.hint);
+                        Target::Embedded(embedded)
+                    }
                 }
-            },
+            }
             RawTarget::Kind(word) => match self.target_kind(word, &raw.referenced, path) {
                 Some(kind) => {
                     let url = super::target::default_url(kind).to_owned();
@@ -263,6 +265,25 @@ impl Validator {
         mut embedded: EmbeddedTarget,
     ) -> Target {
         let kind_path = path.key("kind");
+        let http_url = map.url.as_ref().filter(|url| {
+            url.value
+                .split_once("://")
+                .is_some_and(|(scheme, _)| super::target::is_http_scheme(scheme))
+        });
+        if let Some(url) = http_url {
+            return self.http_target_map(map, url, path, embedded);
+        }
+        if let Some(headers) = &map.headers {
+            self.report(
+                &headers.referenced,
+                &path.key("headers"),
+                "`headers` apply to an HTTP checkout endpoint, not a broker".to_owned(),
+                Some(
+                    "remove them; a broker's credentials go in its URL as ${ENV} references"
+                        .to_owned(),
+                ),
+            );
+        }
         let named = map
             .kind
             .as_ref()
@@ -381,6 +402,75 @@ impl Validator {
         Target::Broker(broker)
     }
 
+    /// `target: { url: "https://...", headers: {...}, allow_remote }`: a checkout endpoint.
+    fn http_target_map(
+        &mut self,
+        map: &RawTargetMap,
+        url: &Text,
+        path: &Path,
+        embedded: EmbeddedTarget,
+    ) -> Target {
+        if let Some(kind) = &map.kind
+            && kind.value != "http"
+        {
+            self.report(
+                &kind.referenced,
+                &path.key("kind"),
+                format!(
+                    "kind {} does not match the url, which names an HTTP checkout endpoint",
+                    quoted(&kind.value)
+                ),
+                Some("leave `kind` out: the url's scheme selects the target".to_owned()),
+            );
+        }
+        for (key, value) in [
+            ("partitions", &map.partitions),
+            ("retention", &map.retention),
+            ("acks", &map.acks),
+            ("idempotent", &map.idempotent),
+            ("queue_type", &map.queue_type),
+            ("ack_wait", &map.ack_wait),
+            ("max_deliver", &map.max_deliver),
+        ] {
+            if let Some(value) = value {
+                self.report(
+                    &value.referenced,
+                    &path.key(key),
+                    format!("`{key}` applies to brokers, not to an HTTP checkout endpoint"),
+                    Some("remove it".to_owned()),
+                );
+            }
+        }
+        let Some(Target::Http(mut http)) =
+            self.parse(url, &path.key("url"), super::target::target_of_url)
+        else {
+            return Target::Embedded(embedded);
+        };
+        if let Some(headers) = &map.headers {
+            let headers_path = path.key("headers");
+            for (name, value) in &headers.value {
+                let header_path = headers_path.key(name);
+                if let Err(e) = super::target::check_header_name(name) {
+                    self.report(&headers.referenced, &header_path, e.message, e.hint);
+                    continue;
+                }
+                if self
+                    .parse(value, &header_path, super::target::check_references)
+                    .is_some()
+                {
+                    http.headers.push((name.clone(), value.value.clone()));
+                }
+            }
+        }
+        http.allow_remote = self.or_default(
+            &map.allow_remote,
+            &path.key("allow_remote"),
+            false,
+            units::parse_bool,
+        );
+        Target::Http(http)
+    }
+
     /// A kind name: `None` (with the problem recorded) unless it names a broker; `embedded`
     /// is `None` without a problem.
     fn target_kind(&mut self, kind: &str, at: &Location, path: &Path) -> Option<BrokerKind> {
@@ -390,10 +480,11 @@ impl Validator {
         if let Some(broker) = super::target::kind_of_name(kind) {
             return Some(broker);
         }
-        let (message, hint) = if kind == "http" {
+        let (message, hint) = if kind == "http" || kind == "https" {
             (
-                "an HTTP checkout endpoint is not a supported target yet".to_owned(),
-                "point doorbuster at the broker behind the checkout".to_owned(),
+                "an HTTP checkout endpoint is named by its URL".to_owned(),
+                "write `target: \"http://127.0.0.1:8080/checkout\"`, or `url:` in a target block"
+                    .to_owned(),
             )
         } else {
             (

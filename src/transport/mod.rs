@@ -16,6 +16,7 @@
 //! - Dropping a [`Subscription`] is a crash: the member leaves without acking what it holds.
 
 pub mod embedded;
+pub mod http;
 pub mod kafka;
 pub mod nats;
 pub mod rabbitmq;
@@ -282,7 +283,32 @@ pub async fn connect(
             clock,
         ))),
         Target::Broker(b) => connect_broker(&broker_config(b)?, clock).await,
+        Target::Http(h) => http::connect(h).await,
     }
+}
+
+/// A target URL as written, made ready to connect: `${ENV}` references expanded, and a host
+/// outside loopback refused unless `allow_remote` (DESIGN.md §11).
+pub fn expand_and_guard(url: &str, allow_remote: bool) -> Result<String, TransportError> {
+    let config_error = |reason: String| TransportError::Config {
+        target: redact_url(url),
+        reason,
+    };
+    let expanded = crate::scenario::target::expand_env(url).map_err(|e| {
+        config_error(match e.hint {
+            Some(hint) => format!("{} ({hint})", e.message),
+            None => e.message,
+        })
+    })?;
+    let remote = crate::scenario::target::remote_hosts(&expanded);
+    if !remote.is_empty() && !allow_remote {
+        return Err(config_error(format!(
+            "{} is not a loopback address; doorbuster sends load only where it is told \
+             to: pass --allow-remote or set `target.allow_remote: true`",
+            remote.join(", ")
+        )));
+    }
+    Ok(expanded)
 }
 
 /// The connection settings of a scenario's broker target: `${ENV}` expanded, the loopback
@@ -290,42 +316,19 @@ pub async fn connect(
 pub fn broker_config(
     b: &crate::scenario::model::BrokerTarget,
 ) -> Result<BrokerConfig, TransportError> {
-    {
-        {
-            let config_error = |reason: String| TransportError::Config {
-                target: redact_url(&b.url),
-                reason,
-            };
-            let url = crate::scenario::target::expand_env(&b.url).map_err(|e| {
-                config_error(match e.hint {
-                    Some(hint) => format!("{} ({hint})", e.message),
-                    None => e.message,
-                })
-            })?;
-            let remote = crate::scenario::target::remote_hosts(&url);
-            if !remote.is_empty() && !b.allow_remote {
-                return Err(config_error(format!(
-                    "{} is not a loopback address; doorbuster sends load only where it is told \
-                     to: pass --allow-remote or set `target.allow_remote: true`",
-                    remote.join(", ")
-                )));
-            }
-            let cfg = BrokerConfig {
-                kind: b.kind,
-                url,
-                namespace: run_namespace(),
-                partitions: b.partitions,
-                options: BrokerOptions {
-                    acks_all: b.acks_all,
-                    idempotent: b.idempotent,
-                    queue_type: b.queue_type,
-                    ack_wait: b.ack_wait,
-                    max_deliver: b.max_deliver,
-                },
-            };
-            Ok(cfg)
-        }
-    }
+    Ok(BrokerConfig {
+        kind: b.kind,
+        url: expand_and_guard(&b.url, b.allow_remote)?,
+        namespace: run_namespace(),
+        partitions: b.partitions,
+        options: BrokerOptions {
+            acks_all: b.acks_all,
+            idempotent: b.idempotent,
+            queue_type: b.queue_type,
+            ack_wait: b.ack_wait,
+            max_deliver: b.max_deliver,
+        },
+    })
 }
 
 /// `doorbuster-<unix ms in hex>`: unique per run, a valid name on every broker.

@@ -20,7 +20,7 @@ use std::panic::AssertUnwindSafe;
 
 use crate::observe::Observer;
 use crate::orders::OrderFactory;
-use crate::scenario::model::{Comparison, Scenario, ShareThreshold};
+use crate::scenario::model::{Comparison, Scenario, ShareThreshold, Stage, Target};
 use crate::topology::ServiceKind;
 
 /// Evidence lists are cut to this many examples (the terminal shows fewer).
@@ -72,6 +72,11 @@ pub trait Check {
 }
 
 /// The checks a scenario asks for, in report order.
+///
+/// Against an HTTP checkout endpoint only what a shopper sees can be judged: the checkout
+/// success rate and the checkout latency. The pipeline behind the endpoint is the shop's
+/// and unobserved, so the checks on it are left out (and [`left_out`] names them) rather
+/// than run on no data.
 pub fn checks_for(scenario: &Scenario) -> Vec<Box<dyn Check>> {
     let c = &scenario.checks;
     let mut checks: Vec<Box<dyn Check>> = Vec::new();
@@ -79,6 +84,12 @@ pub fn checks_for(scenario: &Scenario) -> Vec<Box<dyn Check>> {
         checks.push(Box::new(checkout_success_rate::CheckoutSuccessRate {
             threshold: t,
         }));
+    }
+    if checkout_only(scenario) {
+        for slo in c.latency.iter().filter(|s| s.stage == Stage::Checkout) {
+            checks.push(Box::new(latency_slo::LatencySloCheck { slo: *slo }));
+        }
+        return checks;
     }
     if let Some(t) = c.completion_rate {
         checks.push(Box::new(completion_rate::CompletionRate {
@@ -112,6 +123,37 @@ pub fn checks_for(scenario: &Scenario) -> Vec<Box<dyn Check>> {
         checks.push(Box::new(dead_letters::DeadLetterCheck { threshold }));
     }
     checks
+}
+
+fn checkout_only(scenario: &Scenario) -> bool {
+    matches!(scenario.target, Target::Http(_))
+}
+
+/// The checks a scenario asks for that [`checks_for`] leaves out because the target cannot
+/// show them (the pipeline behind an HTTP checkout endpoint), by name.
+pub fn left_out(scenario: &Scenario) -> Vec<String> {
+    if !checkout_only(scenario) {
+        return Vec::new();
+    }
+    let c = &scenario.checks;
+    let mut names = Vec::new();
+    if c.completion_rate.is_some() {
+        names.push("completion_rate".to_owned());
+    }
+    for slo in c.latency.iter().filter(|s| s.stage != Stage::Checkout) {
+        names.push(latency_slo::LatencySloCheck { slo: *slo }.name());
+    }
+    for (asked, name) in [
+        (c.no_loss, "no_loss"),
+        (c.no_duplicate_effects, "no_duplicate_effects"),
+        (c.per_key_order, "per_key_order"),
+        (c.recovery.is_some(), "recovery"),
+    ] {
+        if asked {
+            names.push(name.to_owned());
+        }
+    }
+    names
 }
 
 /// Runs every check; one that panics is reported Unknown with the panic message.

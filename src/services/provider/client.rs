@@ -51,7 +51,7 @@ impl ProviderClient {
         base: impl Into<String>,
         cfg: &model::Provider,
     ) -> Result<ProviderClient, ProviderError> {
-        let client = reqwest::Client::builder()
+        let client = crate::http_client::builder()
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)

@@ -218,7 +218,7 @@ mod tests {
     /// A plain client for requests the provider client would never send; no proxy, since
     /// an environment proxy must not sit between a test and loopback.
     fn raw_client() -> reqwest::Client {
-        reqwest::Client::builder()
+        crate::http_client::builder()
             .no_proxy()
             .build()
             .expect("client builds")

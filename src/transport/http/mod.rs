@@ -1,0 +1,264 @@
+//! The HTTP checkout target: orders POSTed to the shop's own checkout endpoint (reqwest).
+//!
+//! Guarantees (DESIGN.md §6) and how doorbuster maps them:
+//! - publish ack = a 2xx answer to `POST <url>` with the order as its JSON body
+//!   (`order.created`'s payload, the same bytes a broker would carry), `Idempotency-Key` =
+//!   the order's key, and `X-Doorbuster-Order-Id` / `X-Doorbuster-Event-Id` for the shop's
+//!   logs. A 2xx within `checkout_timeout` is an accepted checkout (the driver's deadline);
+//!   any other status is a refusal, stated with the status and the start of the body. A
+//!   request that never left (no connection) is refused; one that was sent and got no
+//!   complete answer (a timeout, a reset mid-answer) is `Indeterminate`: the shop may or
+//!   may not have taken the order.
+//! - client retries: doorbuster sends each request once; a resubmit (the shopper clicking
+//!   "buy" again, `orders.resubmit_share`) is a second POST with the same key, so the
+//!   endpoint's idempotency is exercised the way a real client's retry exercises it.
+//! - consumer groups, redelivery, replay, lag: none. The pipeline behind the endpoint is the
+//!   shop's; doorbuster runs no services against it and judges only what a shopper sees:
+//!   the checkout success rate and the checkout latency (see `verify::checks_for`).
+//! - connections: one pooled client (keep-alive, HTTP/2 where the server offers it over
+//!   TLS, TCP_NODELAY); TLS through rustls with the ring provider and the platform's roots.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use super::{Ack, BoxFuture, RewindTo, Subscription, Transport, TransportError, TransportInfo};
+use crate::events::{Envelope, Topic};
+use crate::scenario::model::HttpTarget;
+
+/// Connecting (TCP, and TLS for https) gives up after this.
+const CONNECT_BOUND: Duration = Duration::from_secs(3);
+/// No request outlives this, whoever is waiting for it (the driver's own deadline, the
+/// checkout timeout, is normally much shorter).
+pub const REQUEST_BOUND: Duration = Duration::from_secs(30);
+/// How much of a refusal's body goes into its reason.
+const BODY_EXCERPT: usize = 200;
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const ORDER_ID: &str = "x-doorbuster-order-id";
+const EVENT_ID: &str = "x-doorbuster-event-id";
+
+pub struct HttpCheckout {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    /// The URL for reports and errors: password masked.
+    redacted: String,
+    /// The scenario's own headers, `${ENV}` expanded.
+    headers: HeaderMap,
+    accepted: AtomicU64,
+}
+
+/// Connects to the checkout endpoint named by `target`: `${ENV}` expanded in the URL and the
+/// header values, the loopback guard applied, the host reachable over TCP (else
+/// `Unreachable`, exit 3, before the run starts).
+pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, TransportError> {
+    let url = super::expand_and_guard(&target.url, target.allow_remote)?;
+    let redacted = super::redact_url(&url);
+    let config_error = |reason: String| TransportError::Config {
+        target: redacted.clone(),
+        reason,
+    };
+    let parsed =
+        reqwest::Url::parse(&url).map_err(|e| config_error(format!("not a valid URL: {e}")))?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &target.headers {
+        let value = crate::scenario::target::expand_env(value)
+            .map_err(|e| config_error(format!("header {name}: {}", e.message)))?;
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| config_error(format!("{name:?} is not an HTTP header name")))?;
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            config_error(format!("the value of header {name} is not valid in HTTP"))
+        })?;
+        // Values usually carry credentials: keep them out of debug output.
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    let client = crate::http_client::builder()
+        .connect_timeout(CONNECT_BOUND)
+        .timeout(REQUEST_BOUND)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("doorbuster/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))?;
+    probe(&url, &redacted).await?;
+    Ok(Arc::new(HttpCheckout {
+        client,
+        url: parsed,
+        redacted,
+        headers,
+        accepted: AtomicU64::new(0),
+    }))
+}
+
+/// A TCP connection to the endpoint's host and port: an absent server is a clear error before
+/// the first order, not thousands of refused checkouts. No request is sent, so probing has
+/// no effect on the shop.
+async fn probe(url: &str, redacted: &str) -> Result<(), TransportError> {
+    let unreachable = |reason: String| TransportError::Unreachable {
+        target: redacted.to_owned(),
+        reason,
+    };
+    let (host, port) = crate::scenario::target::first_host_port(url)
+        .ok_or_else(|| unreachable("the URL names no host and port".to_owned()))?;
+    match tokio::time::timeout(
+        CONNECT_BOUND,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unreachable(format!("{host}:{port}: {e}"))),
+        Err(_) => Err(unreachable(format!(
+            "{host}:{port}: no answer within {CONNECT_BOUND:?}"
+        ))),
+    }
+}
+
+impl HttpCheckout {
+    async fn post(&self, envelope: Envelope) -> Result<Ack, TransportError> {
+        let topic = envelope.topic;
+        if topic != Topic::OrderCreated {
+            return Err(TransportError::Publish {
+                topic,
+                reason: "an HTTP checkout endpoint takes orders (order.created) only".to_owned(),
+            });
+        }
+        let refused = |reason: String| TransportError::Publish { topic, reason };
+        let meta = &envelope.meta;
+        let key = HeaderValue::from_bytes(&meta.idempotency_key)
+            .map_err(|_| refused("the order's idempotency key is not a header value".into()))?;
+        let response = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(IDEMPOTENCY_KEY, key)
+            .header(ORDER_ID, meta.order_id)
+            .header(EVENT_ID, meta.event_id)
+            .body(envelope.payload)
+            .send()
+            .await
+            .map_err(|e| self.send_error(topic, e))?;
+        let status = response.status();
+        // Read the body to the end either way: an unread body keeps the connection out of
+        // the pool. A 2xx whose body then breaks was still an answer.
+        let body = response.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            let excerpt = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)])
+                .trim()
+                .to_owned();
+            return Err(refused(if excerpt.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status}: {excerpt}")
+            }));
+        }
+        Ok(Ack {
+            partition: 0,
+            offset: self.accepted.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// A request that failed before an answer: refused when it provably never left,
+    /// indeterminate otherwise.
+    fn send_error(&self, topic: Topic, e: reqwest::Error) -> TransportError {
+        let not_sent = e.is_connect() || e.is_builder();
+        // Without the URL: reqwest's message may quote it, and it may hold a secret. Its
+        // own message is generic ("error sending request"): the causes say what happened.
+        let e = e.without_url();
+        let mut reason = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            reason.push_str(": ");
+            reason.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if not_sent {
+            TransportError::Publish {
+                topic,
+                reason: format!("not sent to {}: {reason}", self.redacted),
+            }
+        } else {
+            TransportError::Indeterminate { topic, reason }
+        }
+    }
+
+    fn no_groups(group: &str) -> TransportError {
+        TransportError::Group {
+            group: group.to_owned(),
+            reason: "an HTTP checkout endpoint has no consumer groups: doorbuster only \
+                     submits orders to it"
+                .to_owned(),
+        }
+    }
+}
+
+impl Transport for HttpCheckout {
+    fn info(&self) -> TransportInfo {
+        let mut names: Vec<String> = self.headers.keys().map(|n| n.to_string()).collect();
+        names.sort();
+        let settings: Vec<(String, String)> = vec![
+            ("url".into(), self.redacted.clone()),
+            (
+                "publish ack".into(),
+                "a 2xx answer to POST (the order as JSON)".into(),
+            ),
+            (
+                "refused".into(),
+                "any other status, or no connection; no answer = unknown".into(),
+            ),
+            (
+                "idempotency".into(),
+                "Idempotency-Key = the order's key; a resubmit repeats it".into(),
+            ),
+            (
+                "client retries".into(),
+                "none (one request per submit)".into(),
+            ),
+            ("request bound".into(), format!("{REQUEST_BOUND:?}")),
+            (
+                "headers".into(),
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    format!("{} (values not shown)", names.join(", "))
+                },
+            ),
+            (
+                "observed".into(),
+                "checkout answers only: the pipeline behind the endpoint is the shop's".into(),
+            ),
+        ];
+        TransportInfo {
+            kind: "http".into(),
+            settings,
+        }
+    }
+
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<Ack, TransportError>> {
+        Box::pin(self.post(envelope))
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        group: &'a str,
+        _topics: &'a [Topic],
+    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
+        Box::pin(async move { Err(Self::no_groups(group)) })
+    }
+
+    fn rewind<'a>(
+        &'a self,
+        group: &'a str,
+        _to: RewindTo,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move { Err(Self::no_groups(group)) })
+    }
+
+    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(async move { Err(Self::no_groups(group)) })
+    }
+}

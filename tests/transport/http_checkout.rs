@@ -1,0 +1,434 @@
+//! The HTTP checkout target against a real shop endpoint: an axum server on loopback that
+//! takes orders the way a shop's checkout API does (JSON body, Idempotency-Key, 201 on a new
+//! order, 200 on a replayed key), and can refuse, stall or hang up on command. Every
+//! assertion compares what doorbuster counted with what the shop itself saw.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use doorbuster::clock::Clock;
+use doorbuster::events::Topic;
+use doorbuster::run::{RunError, RunOptions, RunResult, execute};
+use doorbuster::scenario::model::{HttpTarget, Target};
+use doorbuster::transport::{Transport, TransportError};
+use doorbuster::verify::Verdict;
+
+use super::event;
+
+/// How the shop answers.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Accept,
+    /// 503 for every order whose id is a multiple of `every`.
+    Refuse {
+        every: u64,
+    },
+    /// Takes every order, but answers those whose id is a multiple of `every` only after
+    /// `pause`.
+    Slow {
+        every: u64,
+        pause: Duration,
+    },
+}
+
+/// One request as the shop saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    order_id: u64,
+    key: String,
+    authorization: Option<String>,
+    json: bool,
+    /// The order's id inside the JSON body matches the header's.
+    body_matches: bool,
+    /// The key had been seen before: answered as a replay, not a new order.
+    replay: bool,
+    /// The shop took the order (it answered 2xx or was about to).
+    taken: bool,
+}
+
+struct Shop {
+    behaviour: Behaviour,
+    seen: Mutex<Vec<Seen>>,
+    /// Idempotency key -> order id of the first request with it.
+    keys: Mutex<HashMap<String, u64>>,
+}
+
+impl Shop {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Orders the shop took, counting each idempotency key once.
+    fn orders_taken(&self) -> usize {
+        self.seen().iter().filter(|s| s.taken && !s.replay).count()
+    }
+}
+
+async fn checkout(
+    State(shop): State<Arc<Shop>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, String) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let order_id: u64 = header("x-doorbuster-order-id")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
+    let key = header("idempotency-key").unwrap_or_default();
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let body_matches = parsed
+        .as_ref()
+        .and_then(|v| v.get("order_id"))
+        .and_then(serde_json::Value::as_u64)
+        == Some(order_id);
+    let refuse =
+        matches!(shop.behaviour, Behaviour::Refuse { every } if order_id.is_multiple_of(every));
+    let replay = !refuse
+        && shop
+            .keys
+            .lock()
+            .unwrap()
+            .insert(key.clone(), order_id)
+            .is_some();
+    shop.seen.lock().unwrap().push(Seen {
+        order_id,
+        key,
+        authorization: header("authorization"),
+        json: header("content-type").as_deref() == Some("application/json"),
+        body_matches,
+        replay,
+        taken: !refuse,
+    });
+    if refuse {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payment gateway unavailable".to_owned(),
+        );
+    }
+    if let Behaviour::Slow { every, pause } = shop.behaviour
+        && order_id.is_multiple_of(every)
+    {
+        tokio::time::sleep(pause).await;
+    }
+    let status = if replay {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    (status, format!("{{\"order_id\":{order_id}}}"))
+}
+
+/// Starts a shop on 127.0.0.1:0; returns its checkout URL. It serves until the test's
+/// runtime ends.
+async fn start_shop(behaviour: Behaviour) -> (String, Arc<Shop>) {
+    let shop = Arc::new(Shop {
+        behaviour,
+        seen: Mutex::new(Vec::new()),
+        keys: Mutex::new(HashMap::new()),
+    });
+    let app = axum::Router::new()
+        .route("/checkout", axum::routing::post(checkout))
+        .with_state(shop.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/checkout"), shop)
+}
+
+fn target(url: &str, headers: &[(&str, &str)]) -> Target {
+    Target::Http(HttpTarget {
+        url: url.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+        allow_remote: false,
+    })
+}
+
+async fn connect(url: &str, headers: &[(&str, &str)]) -> Arc<dyn Transport> {
+    doorbuster::transport::connect(&target(url, headers), Clock::start())
+        .await
+        .expect("the shop is up")
+}
+
+#[tokio::test]
+async fn each_order_is_posted_once_with_its_key_and_the_scenarios_headers() {
+    let (url, shop) = start_shop(Behaviour::Accept).await;
+    // The header value comes from the environment, as credentials must; cargo sets
+    // CARGO_PKG_NAME for the tests it runs.
+    let t = connect(&url, &[("Authorization", "Bearer ${CARGO_PKG_NAME}")]).await;
+    for order in 0..20 {
+        let mut e = event(order, 0);
+        e.payload = bytes::Bytes::from(format!("{{\"order_id\":{order}}}"));
+        t.publish(e).await.expect("a 201 is an ack");
+    }
+    let seen = shop.seen();
+    assert_eq!(seen.len(), 20, "one request per publish");
+    let mut orders: Vec<u64> = seen.iter().map(|s| s.order_id).collect();
+    orders.sort_unstable();
+    assert_eq!(orders, (0..20).collect::<Vec<_>>());
+    for s in &seen {
+        assert_eq!(s.key, format!("ik_{}", s.order_id), "{s:?}");
+        assert!(s.json && s.body_matches && !s.replay, "{s:?}");
+        assert_eq!(
+            s.authorization.as_deref(),
+            Some(concat!("Bearer ", env!("CARGO_PKG_NAME")))
+        );
+    }
+    // The same key again is the shop's replay, still a 2xx: accepted.
+    let mut again = event(3, 0);
+    again.payload = bytes::Bytes::from_static(b"{\"order_id\":3}");
+    t.publish(again)
+        .await
+        .expect("a replayed key is answered 200");
+    assert!(shop.seen().last().unwrap().replay);
+    // What the report states: how acceptance is decided, header names but no values.
+    let info = t.info();
+    assert_eq!(info.kind, "http");
+    let headers = info.settings.iter().find(|(k, _)| k == "headers").unwrap();
+    assert!(headers.1.contains("authorization") && !headers.1.contains("Bearer"));
+}
+
+#[tokio::test]
+async fn refused_unanswered_and_unreachable_are_told_apart() {
+    let (url, shop) = start_shop(Behaviour::Refuse { every: 2 }).await;
+    let t = connect(&url, &[]).await;
+    // A 503 is a refusal, with the status and the shop's words.
+    match t.publish(event(4, 0)).await {
+        Err(TransportError::Publish { reason, .. }) => {
+            assert!(reason.contains("503"), "{reason}");
+            assert!(reason.contains("payment gateway unavailable"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(t.publish(event(5, 0)).await.is_ok());
+    assert_eq!(shop.seen().len(), 2);
+    // Only orders go to a checkout endpoint, and it has no consumer groups.
+    let mut other = event(7, 1);
+    other.topic = Topic::PaymentSucceeded;
+    assert!(matches!(
+        t.publish(other).await,
+        Err(TransportError::Publish { .. })
+    ));
+    assert!(matches!(
+        t.subscribe("email", &[Topic::OrderCreated]).await,
+        Err(TransportError::Group { .. })
+    ));
+    assert_eq!(shop.seen().len(), 2, "nothing else reached the shop");
+
+    // A server that reads the request and hangs up without answering: the order was sent,
+    // the shop may have it: indeterminate, not refused.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}/checkout", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut buf).await;
+            drop(socket);
+        }
+    });
+    let hangs_up = connect(&silent, &[]).await;
+    assert!(
+        matches!(
+            hangs_up.publish(event(8, 0)).await,
+            Err(TransportError::Indeterminate { .. })
+        ),
+        "sent and unanswered is unknown"
+    );
+
+    // Nothing listens on port 1: a clear error before any order, naming the address, the
+    // password masked.
+    let down = doorbuster::transport::connect(
+        &target("http://shop:hunter2@127.0.0.1:1/checkout", &[]),
+        Clock::start(),
+    )
+    .await;
+    match down {
+        Err(e @ TransportError::Unreachable { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("127.0.0.1:1") && !text.contains("hunter2"),
+                "{text}"
+            );
+        }
+        Err(e) => panic!("expected Unreachable, got {e}"),
+        Ok(_) => panic!("connected to a port nothing listens on"),
+    }
+}
+
+fn scenario(url: &str, checkout_timeout: &str, faults: &str) -> doorbuster::scenario::Scenario {
+    let text = format!(
+        r#"
+name: http-checkout
+seed: 5
+target: "{url}"
+load:
+  arrivals: uniform
+  checkout_timeout: {checkout_timeout}
+  phases:
+    - {{ hold: 4s, rate: 100/s }}
+  drain: 10s
+orders:
+  resubmits: 5%
+checks:
+  checkout_success_rate: ">= 99%"
+  completion_rate: ">= 99%"
+  latency:
+    order.created: {{ p99: "< 1s" }}
+    order.created -> order.fulfilled: {{ p99: "< 5s" }}
+  no_loss: true
+{faults}
+"#
+    );
+    doorbuster::scenario::parse("http-checkout.yaml", &text).expect("the scenario parses")
+}
+
+async fn run(s: &doorbuster::scenario::Scenario) -> RunResult {
+    super::support::run_with(s, None).await
+}
+
+fn verdict(r: &RunResult, name: &str) -> Verdict {
+    super::support::check(r, name).verdict
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_against_a_checkout_endpoint_judges_what_the_shopper_sees() {
+    let (url, shop) = start_shop(Behaviour::Accept).await;
+    let r = run(&scenario(&url, "2s", "")).await;
+    let o = &r.summary.orders;
+    assert_eq!(o.attempted, 400);
+    assert_eq!(o.accepted, 400, "{o:?}");
+    // The shop took every order once; resubmits came with a key it had seen.
+    assert_eq!(shop.orders_taken(), 400);
+    assert!(
+        shop.seen().iter().all(|s| s.json && s.body_matches),
+        "every request carried its order as JSON"
+    );
+    let replays = shop.seen().iter().filter(|s| s.replay).count() as u64;
+    assert_eq!(replays, o.resubmits);
+    assert!(o.resubmits > 0);
+    // Only the checks a checkout endpoint can show; the rest is said to be left out.
+    let names: Vec<&str> = r.summary.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["checkout_success_rate", "latency order.created p99"]
+    );
+    assert_eq!(verdict(&r, "checkout_success_rate"), Verdict::Pass);
+    let left_out = r
+        .summary
+        .target
+        .settings
+        .iter()
+        .find(|(k, _)| k == "checks left out")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    for name in ["completion_rate", "no_loss", "order.fulfilled"] {
+        assert!(left_out.contains(name), "{left_out}");
+    }
+    assert_eq!(
+        r.summary.verdict,
+        doorbuster::report::summary::RunVerdict::Pass
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_fail_the_checkout_success_rate_order_for_order() {
+    // Negative control: the shop refuses every 20th order (5 %); the gate is 99 %.
+    let (url, shop) = start_shop(Behaviour::Refuse { every: 20 }).await;
+    let r = run(&scenario(&url, "2s", "")).await;
+    // Orders the shop refused (a refused order's resubmit is refused again: counted once).
+    let refused_by_shop = shop
+        .seen()
+        .iter()
+        .filter(|s| !s.taken)
+        .map(|s| s.order_id)
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    assert_eq!(refused_by_shop, 20);
+    let o = &r.summary.orders;
+    assert_eq!(o.publish_refused, refused_by_shop);
+    assert_eq!(o.failed, refused_by_shop);
+    assert_eq!(o.publish_unknown, 0);
+    assert_eq!(o.accepted + o.failed, o.attempted);
+    let c = super::support::check(&r, "checkout_success_rate");
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(c.observed.contains("380 of 400"), "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_after_the_checkout_timeout_are_unknown_not_lost() {
+    // Every 25th order is answered after 3 s with a 1 s checkout timeout: the shopper gave
+    // up, the shop still took the order. doorbuster counts those as unknown (at least those
+    // 16: a loaded machine may add a slow answer of its own, never take one away).
+    let (url, shop) = start_shop(Behaviour::Slow {
+        every: 25,
+        pause: Duration::from_secs(3),
+    })
+    .await;
+    let r = run(&scenario(&url, "1s", "")).await;
+    let o = &r.summary.orders;
+    assert!(o.publish_unknown >= 16, "{o:?}");
+    assert_eq!(o.publish_refused, 0);
+    assert_eq!(o.accepted + o.publish_unknown, o.attempted);
+    // Every unknown checkout reached the shop.
+    assert_eq!(shop.orders_taken() as u64, o.attempted);
+    assert_eq!(verdict(&r, "checkout_success_rate"), Verdict::Fail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_fault_sits_between_doorbuster_and_the_endpoint() {
+    // 100 ms each way on the link for seconds 1..3 of the 4 s run: checkouts in the
+    // window answer in >= 200 ms, the rest in loopback time.
+    let (url, _shop) = start_shop(Behaviour::Accept).await;
+    let s = scenario(
+        &url,
+        "2s",
+        "faults:\n  - { at: 1s, for: 2s, link: latency, delay: 100ms }",
+    );
+    let r = run(&s).await;
+    let window = r
+        .summary
+        .faults
+        .iter()
+        .find(|f| f.kind == "link")
+        .expect("a link window")
+        .clone();
+    let split = window
+        .latency
+        .into_iter()
+        .find(|l| l.stage.label() == "order.created")
+        .expect("a checkout split");
+    assert!(split.during.p50_us >= 200_000, "{:?}", split.during);
+    assert!(split.before.p50_us < 50_000, "{:?}", split.before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_on_services_the_endpoint_target_does_not_run_are_refused() {
+    let (url, shop) = start_shop(Behaviour::Accept).await;
+    let s = scenario(&url, "2s", "faults:\n  - { at: 1s, crash: email }");
+    let options = RunOptions {
+        no_files: true,
+        ..RunOptions::default()
+    };
+    match execute(&s, options).await {
+        Err(RunError::Transport(e @ TransportError::Config { .. })) => {
+            let text = e.to_string();
+            assert!(text.contains("faults[0] (crash)"), "{text}");
+        }
+        Err(e) => panic!("expected a usage error, got {e}"),
+        Ok(_) => panic!("a crash fault on an HTTP target ran"),
+    }
+    assert!(shop.seen().is_empty(), "nothing was sent");
+}
