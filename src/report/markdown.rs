@@ -57,7 +57,7 @@ pub fn render(s: &Summary) -> String {
         }
         let _ = writeln!(md, "\n</details>");
     }
-    let _ = writeln!(md, "\n**Orders:** {}.\n", s.orders.describe());
+    let _ = writeln!(md, "\n**Orders:** {}.\n", s.orders.line(s.checkout_only()));
     let _ = writeln!(
         md,
         "| stage | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|"

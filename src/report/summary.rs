@@ -76,7 +76,27 @@ pub struct OrderCounts {
 }
 
 impl OrderCounts {
-    /// `N planned, N attempted, ... N resubmits`: the orders line every format shows.
+    /// The orders line every format shows; against a checkout endpoint only the checkout
+    /// counts, since nothing downstream of it is observed.
+    pub fn line(&self, checkout_only: bool) -> String {
+        if checkout_only {
+            format!(
+                "{} planned, {} attempted, {} accepted, {} failed checkouts ({} refused, {} \
+                 unknown: sent, no answer), {} resubmits",
+                self.planned,
+                self.attempted,
+                self.accepted,
+                self.failed,
+                self.publish_refused,
+                self.publish_unknown,
+                self.resubmits
+            )
+        } else {
+            self.describe()
+        }
+    }
+
+    /// `N planned, N attempted, ... N resubmits`: the whole pipeline's orders line.
     pub fn describe(&self) -> String {
         format!(
             "{} planned, {} attempted, {} accepted, {} failed checkouts, {} completed \
@@ -233,6 +253,11 @@ pub fn reproduce_command(run_arg: &str, seed: u64) -> String {
 }
 
 impl Summary {
+    /// The run POSTed orders to a checkout endpoint: only the checkout was observed.
+    pub fn checkout_only(&self) -> bool {
+        self.target.kind == "http"
+    }
+
     pub fn build(i: SummaryInput<'_>) -> Summary {
         let o = i.observer;
         let orders = order_counts(&i, o);

@@ -62,12 +62,20 @@ fn checkout_line(mode: CheckoutMode) -> &'static str {
 /// The lines after the table: counts, verdict, reproduce command.
 pub fn closing_lines(summary: &Summary) -> String {
     let d = &summary.deliveries;
-    let mut out = format!(
-        "checkout: {}\norders: {}\ndeliveries: {}\n",
-        checkout_line(summary.checkout_mode),
-        summary.orders.describe(),
-        d.describe(),
-    );
+    let mut out = if summary.checkout_only() {
+        format!(
+            "checkout: POST to the endpoint (accepted = a 2xx within checkout_timeout)\n\
+             orders: {}\ndeliveries: not observed (the pipeline behind the endpoint is the shop's)\n",
+            summary.orders.line(true),
+        )
+    } else {
+        format!(
+            "checkout: {}\norders: {}\ndeliveries: {}\n",
+            checkout_line(summary.checkout_mode),
+            summary.orders.line(false),
+            d.describe(),
+        )
+    };
     for f in &summary.faults {
         let end = f.end_ms.map_or("the end".to_owned(), |e| format!("{e} ms"));
         out.push_str(&format!(

@@ -341,6 +341,10 @@ async fn a_run_against_a_checkout_endpoint_judges_what_the_shopper_sees() {
         r.summary.verdict,
         doorbuster::report::summary::RunVerdict::Pass
     );
+    // The terminal says what was and was not observed, with no pipeline counts of zero.
+    let closing = doorbuster::report::terminal::closing_lines(&r.summary);
+    assert!(closing.contains("deliveries: not observed"), "{closing}");
+    assert!(!closing.contains("completed"), "{closing}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
