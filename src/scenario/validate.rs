@@ -410,14 +410,12 @@ impl Validator {
         path: &Path,
         embedded: EmbeddedTarget,
     ) -> Target {
-        if let Some(kind) = &map.kind
-            && kind.value != "http"
-        {
+        if let Some(kind) = &map.kind {
             self.report(
                 &kind.referenced,
                 &path.key("kind"),
                 format!(
-                    "kind {} does not match the url, which names an HTTP checkout endpoint",
+                    "kind {} does not apply: the url names an HTTP checkout endpoint",
                     quoted(&kind.value)
                 ),
                 Some("leave `kind` out: the url's scheme selects the target".to_owned()),
