@@ -109,12 +109,12 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         None if links => {
             let (cfg, proxy) = through_fault_proxy(scenario, seed, proxy_stopped).await?;
             (
-                crate::transport::connect_broker(&cfg, clock).await?,
+                crate::transport::connect_broker(&cfg, clock.clone()).await?,
                 Some(proxy),
             )
         }
         None => (
-            crate::transport::connect(&scenario.target, clock).await?,
+            crate::transport::connect(&scenario.target, clock.clone()).await?,
             None,
         ),
     };
@@ -123,22 +123,14 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             .clone()
             .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed))
     });
-    let mut observer = Observer::new(clock, schedule.orders()).with_fault_plan(
-        scenario
-            .faults
-            .iter()
-            .map(|f| (f.at, f.duration.map(|d| f.at + d))),
+    let observer = Arc::new(
+        Observer::new(clock.clone(), schedule.orders()).with_fault_plan(
+            scenario
+                .faults
+                .iter()
+                .map(|f| (f.at, f.duration.map(|d| f.at + d))),
+        ),
     );
-    if let Some(dir) = &dir {
-        let logs = IntervalLogs::create(dir, clock.wall_start_unix_ns()).map_err(|source| {
-            RunError::Report {
-                path: dir.clone(),
-                source,
-            }
-        })?;
-        observer = observer.with_interval_logs(logs);
-    }
-    let observer = Arc::new(observer);
     let chaos = Arc::new(Chaos::default());
     let reorders = scenario
         .faults
@@ -156,7 +148,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock));
+    let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock.clone()));
     let client = Arc::new(provider_client(scenario, &provider, stop_rx.clone()).await?);
     let mut pipeline = start_services(
         scenario,
@@ -168,6 +160,23 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         stop_rx.clone(),
     )
     .await?;
+    // Setup is over: the provider answers and every service's consumers have joined their
+    // groups (on Kafka, each member holds its partitions, which takes seconds). The load's
+    // t=0 is now, so that no arrival is due before the system under test could take it.
+    let setup = clock.begin();
+    tracing::info!(
+        setup_ms = setup.as_millis() as u64,
+        "setup done; the load starts"
+    );
+    if let Some(dir) = &dir {
+        let logs = IntervalLogs::create(dir, clock.wall_start_unix_ns()).map_err(|source| {
+            RunError::Report {
+                path: dir.clone(),
+                source,
+            }
+        })?;
+        observer.write_interval_logs(logs);
+    }
     let timeline = tokio::spawn(run_timeline(
         scenario.faults.clone(),
         ChaosCtx {
@@ -484,7 +493,7 @@ async fn tick(
     progress: Progress,
     mut stop: watch::Receiver<bool>,
 ) {
-    let clock = observer.clock;
+    let clock = &observer.clock;
     let mut second: u32 = 0;
     loop {
         let end = u64::from(second + 1) * 1_000_000_000;
@@ -512,7 +521,7 @@ async fn drain_until_quiet(
     not_before: crate::clock::RunTime,
     interrupt: &watch::Receiver<bool>,
 ) {
-    let clock = observer.clock;
+    let clock = &observer.clock;
     let deadline = (clock.now() + duration_ns(limit)).max(not_before);
     let interrupted_before = *interrupt.borrow();
     loop {
