@@ -421,12 +421,13 @@ async fn start_services(
     ];
     let mut tasks = JoinSet::new();
     let mut enabled = Vec::new();
+    let mut runners = Vec::new();
     for (config, service) in all {
         if !config.enabled {
             continue;
         }
         enabled.push(service.kind());
-        let runner = Arc::new(Runner {
+        runners.push(Arc::new(Runner {
             service,
             config: config.clone(),
             transport: publisher.transport.clone(),
@@ -434,8 +435,25 @@ async fn start_services(
             seed,
             faults: chaos.clone(),
             failures: std::sync::Mutex::new(HashMap::new()),
-        });
-        runner.start(stop.clone(), &mut tasks).await?;
+        }));
+    }
+    // Every service's members join at once: the groups are independent, and on Kafka each
+    // one takes seconds to assemble.
+    let mut joining = JoinSet::new();
+    for (i, runner) in runners.iter().enumerate() {
+        let runner = runner.clone();
+        joining.spawn(async move { (i, runner.join().await) });
+    }
+    let mut members: Vec<Option<Vec<_>>> = runners.iter().map(|_| None).collect();
+    while let Some(joined) = joining.join_next().await {
+        let (i, joined) = joined.map_err(|e| TransportError::Group {
+            group: "services".to_owned(),
+            reason: format!("joining panicked: {e}"),
+        })?;
+        members[i] = Some(joined?);
+    }
+    for (runner, first) in runners.into_iter().zip(members) {
+        runner.start(first.unwrap_or_default(), stop.clone(), &mut tasks);
     }
     let parks = [
         &s.payment,
