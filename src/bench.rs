@@ -226,7 +226,7 @@ pub async fn publish_rate(
     use crate::events::{Envelope, EventMeta, Topic};
 
     let clock = crate::clock::Clock::start();
-    let transport = crate::transport::connect(target, clock).await?;
+    let transport = crate::transport::connect(target, clock.clone()).await?;
     let scenario = crate::scenario::parse(
         "bench.yaml",
         "name: bench\nload:\n  phases:\n    - { hold: 1s, rate: 1/s }\n",
@@ -244,7 +244,7 @@ pub async fn publish_rate(
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients as u64 {
         let (transport, payload, key) = (transport.clone(), payload.clone(), key.clone());
-        let (acked, failed) = (acked.clone(), failed.clone());
+        let (acked, failed, clock) = (acked.clone(), failed.clone(), clock.clone());
         tasks.spawn(async move {
             let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("static histogram bounds are valid");

@@ -2,12 +2,19 @@
 //!
 //! One monotonic clock per run. Everything the harness records is a `RunTime`: nanoseconds
 //! since the run started, read from `tokio::time::Instant`, so tests under tokio's paused
-//! clock control every figure. Wall-clock time is read once, at the start, for reports and
-//! for events that cross process boundaries.
+//! clock control every figure. Wall-clock time is read once, when the clock is made, for
+//! reports and for events that cross process boundaries.
+//!
+//! A run's t=0 is when its load starts, not when its clock was made: connecting and joining
+//! the consumer groups (seconds on Kafka) come first, and a schedule that started ticking
+//! during that setup would begin the load already behind. So the clock is shared by every
+//! copy, and the run moves t=0 to the end of setup once, with [`Clock::begin`].
 
 // This module is the one place allowed to read time (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -15,40 +22,65 @@ use tokio::time::Instant;
 /// Nanoseconds since the start of the run.
 pub type RunTime = u64;
 
-#[derive(Debug, Clone, Copy)]
+/// Cheap to clone: every clone reads the same t=0.
+#[derive(Debug, Clone)]
 pub struct Clock {
-    start: Instant,
-    wall_start_unix_ns: u64,
+    epoch: Arc<Epoch>,
+}
+
+#[derive(Debug)]
+struct Epoch {
+    made: Instant,
+    made_wall_unix_ns: u64,
+    /// Nanoseconds from `made` to t=0; zero until [`Clock::begin`].
+    zero_ns: AtomicU64,
 }
 
 impl Clock {
+    /// A clock whose t=0 is now (until [`Clock::begin`] moves it).
     pub fn start() -> Self {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         Clock {
-            start: Instant::now(),
-            wall_start_unix_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+            epoch: Arc::new(Epoch {
+                made: Instant::now(),
+                made_wall_unix_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
+                zero_ns: AtomicU64::new(0),
+            }),
         }
+    }
+
+    /// Moves t=0 to now, for every clone, and returns how long it was since the old t=0
+    /// (the setup time). Called once, by the run, before anything is recorded on this clock:
+    /// readings taken before it are on the old t=0.
+    pub fn begin(&self) -> Duration {
+        let zero = duration_ns(self.epoch.made.elapsed());
+        let before = self.epoch.zero_ns.swap(zero, Ordering::AcqRel);
+        Duration::from_nanos(zero.saturating_sub(before))
+    }
+
+    fn zero_ns(&self) -> u64 {
+        self.epoch.zero_ns.load(Ordering::Acquire)
     }
 
     /// Now, as nanoseconds since the start.
     pub fn now(&self) -> RunTime {
-        duration_ns(self.start.elapsed())
+        duration_ns(self.epoch.made.elapsed()).saturating_sub(self.zero_ns())
     }
 
     /// The instant `at` nanoseconds after the start (for `sleep_until`).
     pub fn instant_at(&self, at: RunTime) -> Instant {
-        self.start + Duration::from_nanos(at)
+        self.epoch.made + Duration::from_nanos(self.zero_ns().saturating_add(at))
     }
 
     /// Wall-clock Unix nanoseconds for a run time (what goes into events for other processes).
     pub fn wall_ns(&self, at: RunTime) -> u64 {
-        self.wall_start_unix_ns.saturating_add(at)
+        self.wall_start_unix_ns().saturating_add(at)
     }
 
     pub fn wall_start_unix_ns(&self) -> u64 {
-        self.wall_start_unix_ns
+        self.epoch.made_wall_unix_ns.saturating_add(self.zero_ns())
     }
 
     pub async fn sleep_until(&self, at: RunTime) {
@@ -64,4 +96,28 @@ pub fn duration_ns(d: Duration) -> u64 {
 /// Wall-clock time of day, for naming run folders. Not used for any measurement.
 pub fn wall_now() -> SystemTime {
     SystemTime::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `begin` moves t=0 for every clone: readings, deadlines and wall times agree on it.
+    #[tokio::test(start_paused = true)]
+    async fn begin_moves_t0_for_every_clone() {
+        let clock = Clock::start();
+        let clone = clock.clone();
+        let wall_made = clock.wall_start_unix_ns();
+        tokio::time::sleep(Duration::from_secs(17)).await;
+        assert_eq!(clone.now(), 17_000_000_000);
+
+        assert_eq!(clock.begin(), Duration::from_secs(17));
+        assert_eq!(clone.now(), 0);
+        assert_eq!(clone.instant_at(0), Instant::now());
+        assert_eq!(clone.wall_start_unix_ns(), wall_made + 17_000_000_000);
+        assert_eq!(clone.wall_ns(5), wall_made + 17_000_000_005);
+
+        clone.sleep_until(1_000_000_000).await;
+        assert_eq!(clock.now(), 1_000_000_000);
+    }
 }

@@ -179,12 +179,12 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         None if links => {
             let (target, proxy) = through_fault_proxy(scenario, seed, proxy_stopped).await?;
             (
-                crate::transport::connect(&target, clock).await?,
+                crate::transport::connect(&target, clock.clone()).await?,
                 Some(proxy),
             )
         }
         None => (
-            crate::transport::connect(&scenario.target, clock).await?,
+            crate::transport::connect(&scenario.target, clock.clone()).await?,
             None,
         ),
     };
@@ -193,22 +193,14 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             .clone()
             .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed))
     });
-    let mut observer = Observer::new(clock, schedule.orders()).with_fault_plan(
-        scenario
-            .faults
-            .iter()
-            .map(|f| (f.at, f.duration.map(|d| f.at + d))),
+    let observer = Arc::new(
+        Observer::new(clock.clone(), schedule.orders()).with_fault_plan(
+            scenario
+                .faults
+                .iter()
+                .map(|f| (f.at, f.duration.map(|d| f.at + d))),
+        ),
     );
-    if let Some(dir) = &dir {
-        let logs = IntervalLogs::create(dir, clock.wall_start_unix_ns()).map_err(|source| {
-            RunError::Report {
-                path: dir.clone(),
-                source,
-            }
-        })?;
-        observer = observer.with_interval_logs(logs);
-    }
-    let observer = Arc::new(observer);
     let chaos = Arc::new(Chaos::default());
     let reorders = scenario
         .faults
@@ -226,7 +218,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock));
+    let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock.clone()));
     let client = Arc::new(provider_client(scenario, &provider, stop_rx.clone()).await?);
     // Behind a checkout endpoint the pipeline is the shop's own: no services run here.
     let mut pipeline = if checkout_only {
@@ -243,6 +235,23 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         )
         .await?
     };
+    // Setup is over: the provider answers and every service's consumers have joined their
+    // groups (on Kafka, each member holds its partitions, which takes seconds). The load's
+    // t=0 is now, so that no arrival is due before the system under test could take it.
+    let setup = clock.begin();
+    tracing::info!(
+        setup_ms = setup.as_millis() as u64,
+        "setup done; the load starts"
+    );
+    if let Some(dir) = &dir {
+        let logs = IntervalLogs::create(dir, clock.wall_start_unix_ns()).map_err(|source| {
+            RunError::Report {
+                path: dir.clone(),
+                source,
+            }
+        })?;
+        observer.write_interval_logs(logs);
+    }
     let timeline = tokio::spawn(run_timeline(
         scenario.faults.clone(),
         ChaosCtx {
@@ -509,12 +518,13 @@ async fn start_services(
     ];
     let mut tasks = JoinSet::new();
     let mut enabled = Vec::new();
+    let mut runners = Vec::new();
     for (config, service) in all {
         if !config.enabled {
             continue;
         }
         enabled.push(service.kind());
-        let runner = Arc::new(Runner {
+        runners.push(Arc::new(Runner {
             service,
             config: config.clone(),
             transport: publisher.transport.clone(),
@@ -522,8 +532,25 @@ async fn start_services(
             seed,
             faults: chaos.clone(),
             failures: std::sync::Mutex::new(HashMap::new()),
-        });
-        runner.start(stop.clone(), &mut tasks).await?;
+        }));
+    }
+    // Every service's members join at once: the groups are independent, and on Kafka each
+    // one takes seconds to assemble.
+    let mut joining = JoinSet::new();
+    for (i, runner) in runners.iter().enumerate() {
+        let runner = runner.clone();
+        joining.spawn(async move { (i, runner.join().await) });
+    }
+    let mut members: Vec<Option<Vec<_>>> = runners.iter().map(|_| None).collect();
+    while let Some(joined) = joining.join_next().await {
+        let (i, joined) = joined.map_err(|e| TransportError::Group {
+            group: "services".to_owned(),
+            reason: format!("joining panicked: {e}"),
+        })?;
+        members[i] = Some(joined?);
+    }
+    for (runner, first) in runners.into_iter().zip(members) {
+        runner.start(first.unwrap_or_default(), stop.clone(), &mut tasks);
     }
     let parks = [
         &s.payment,
@@ -581,7 +608,7 @@ async fn tick(
     progress: Progress,
     mut stop: watch::Receiver<bool>,
 ) {
-    let clock = observer.clock;
+    let clock = &observer.clock;
     let mut second: u32 = 0;
     loop {
         let end = u64::from(second + 1) * 1_000_000_000;
@@ -609,7 +636,7 @@ async fn drain_until_quiet(
     not_before: crate::clock::RunTime,
     interrupt: &watch::Receiver<bool>,
 ) {
-    let clock = observer.clock;
+    let clock = &observer.clock;
     let deadline = (clock.now() + duration_ns(limit)).max(not_before);
     let interrupted_before = *interrupt.borrow();
     loop {

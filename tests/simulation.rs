@@ -135,6 +135,8 @@ enum Fault {
     Reorder { order: u64 },
     /// Stores every event of `topic` twice (a duplicate delivery at the broker).
     Duplicate { topic: Topic },
+    /// Every new member takes `delay` to join (Kafka: until its partitions are assigned).
+    SlowJoin { delay: Duration },
 }
 
 struct Sabotage {
@@ -223,7 +225,12 @@ impl Transport for Sabotage {
         group: &'a str,
         topics: &'a [Topic],
     ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        self.inner.subscribe(group, topics)
+        Box::pin(async move {
+            if let Fault::SlowJoin { delay } = self.fault {
+                tokio::time::sleep(delay).await;
+            }
+            self.inner.subscribe(group, topics).await
+        })
     }
 
     fn rewind<'a>(
@@ -237,6 +244,25 @@ impl Transport for Sabotage {
     fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
         self.inner.lag(group)
     }
+}
+
+/// Regression (Kafka on Tansu, black-friday INVALID with a send-lag p99 of 12 s): the run's
+/// clock started before the services' members had joined, so every order due during those
+/// seconds of setup was dispatched late at once. Joining is setup; t=0 comes after it.
+#[tokio::test(start_paused = true)]
+async fn members_slow_to_join_delay_the_start_not_the_schedule() {
+    let s = control();
+    let delay = Duration::from_secs(2);
+    let r = run_with(&s, Some(sabotage(&s, Fault::SlowJoin { delay }))).await;
+    assert_all_pass(&r);
+    assert_eq!(r.summary.orders.attempted, 1_000);
+    assert_eq!(r.summary.orders.failed, 0);
+    // Eleven members at 2 s each: without the fix, the first 22 s of arrivals, all of them.
+    assert!(
+        r.summary.send_lag.max_us < 10_000,
+        "send lag {:?}",
+        r.summary.send_lag
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -226,7 +226,7 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
 
 /// Starts and stops every fault on the run's clock until `stop`.
 pub async fn run_timeline(faults: Vec<Fault>, ctx: ChaosCtx, mut stop: watch::Receiver<bool>) {
-    let clock = ctx.observer.clock;
+    let clock = &ctx.observer.clock;
     let actions: Vec<_> = faults.iter().map(action).collect();
     // (time, fault index, is_start), in time order; a stop sorts before a start at the
     // same instant so back-to-back windows do not overlap.

@@ -95,7 +95,7 @@ impl Driver {
         checkouts: tokio::runtime::Handle,
     ) -> DriverOutcome {
         let slots = Arc::new(Semaphore::new(self.load.max_in_flight));
-        let clock = self.observer().clock;
+        let clock = &self.observer().clock;
         for (id, &due) in self.schedule.due.iter().enumerate() {
             if *stop.borrow() {
                 return DriverOutcome {

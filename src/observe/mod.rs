@@ -155,8 +155,9 @@ pub struct Observer {
     /// Example order ids of out-of-order deliveries, per subscription.
     out_of_order_examples: Mutex<Vec<(usize, u64)>>,
     next_event_id: AtomicU64,
-    /// Per-stage interval logs, written every second when the run writes files.
-    logs: Option<hlog::IntervalLogs>,
+    /// Per-stage interval logs, written every second when the run writes files. Set once
+    /// the load starts: their headers carry the wall-clock time of t=0.
+    logs: std::sync::OnceLock<hlog::IntervalLogs>,
     /// Fault windows, indexed like the scenario's `faults`.
     faults: Mutex<Vec<Option<FaultWindow>>>,
     /// Latency splits, indexed like the scenario's `faults`.
@@ -177,7 +178,7 @@ impl Observer {
             findings: Mutex::new(Vec::new()),
             out_of_order_examples: Mutex::new(Vec::new()),
             next_event_id: AtomicU64::new(0),
-            logs: None,
+            logs: std::sync::OnceLock::new(),
             faults: Mutex::new(Vec::new()),
             splits: Mutex::new(Vec::new()),
             dead_letters: Mutex::new(dead_letters::DeadLetters::default()),
@@ -262,10 +263,10 @@ impl Observer {
             .collect()
     }
 
-    /// Writes each stage's per-second histograms to these logs as the run goes.
-    pub fn with_interval_logs(mut self, logs: hlog::IntervalLogs) -> Observer {
-        self.logs = Some(logs);
-        self
+    /// Writes each stage's per-second histograms to these logs from now on; the first logs
+    /// given stay.
+    pub fn write_interval_logs(&self, logs: hlog::IntervalLogs) {
+        let _ = self.logs.set(logs);
     }
 
     pub fn now(&self) -> RunTime {
@@ -334,7 +335,7 @@ impl Observer {
                 // Same bounds everywhere, so `add` cannot fail.
                 let _ = split.parts[i][part].add(&interval);
             }
-            if let Some(logs) = &self.logs
+            if let Some(logs) = self.logs.get()
                 && let Err(e) = logs.write(*stage, second, &interval)
             {
                 self.finding(format!(

@@ -84,6 +84,11 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Join `group` as a new member consuming `topics`. Every member of a group must name the
     /// same topics.
+    ///
+    /// Resolves only once the member is ready: events published from then on reach the
+    /// group (on Kafka, once the member holds its partition assignment). The run starts its
+    /// clock after every member has joined, so however long joining takes is setup, never
+    /// load the system under test was late for.
     fn subscribe<'a>(
         &'a self,
         group: &'a str,

@@ -85,7 +85,7 @@ pub async fn serve(
         chain,
         rng: crate::rng::for_item(shared.seed, link_component(flow), number),
         toxics: toxics.clone(),
-        clock: shared.clock,
+        clock: shared.clock.clone(),
         counters: Arc::clone(&shared.counters),
     };
     let (up, down) = (link(Flow::Upstream, up), link(Flow::Downstream, down));

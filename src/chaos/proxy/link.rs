@@ -58,7 +58,7 @@ impl Link {
     /// Moves bytes from `from` to `to` until the source closes, a toxic resets or I/O fails.
     pub async fn pump(self, from: ReadHalf<'_>, to: WriteHalf<'_>) -> LinkEnd {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT_MAX);
-        let reading = read_chunks(from, tx, self.clock);
+        let reading = read_chunks(from, tx, self.clock.clone());
         let writing = self.write_chunks(rx, to);
         tokio::pin!(reading, writing);
         let mut read_done = false;

@@ -402,7 +402,7 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_call_takes_the_sampled_latency() {
         let clock = Clock::start();
-        let core = ProviderCore::new(1, &cfg(ms(250), Duration::from_secs(1)), clock);
+        let core = ProviderCore::new(1, &cfg(ms(250), Duration::from_secs(1)), clock.clone());
         let before = clock.now();
         core.charge("k", &req(1, 1, "tok_visa")).await;
         let took = clock.now() - before;
@@ -458,7 +458,7 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_outage_latency_replaces_the_usual_one() {
         let clock = Clock::start();
-        let core = ProviderCore::new(1, &cfg(ms(10), Duration::from_secs(1)), clock);
+        let core = ProviderCore::new(1, &cfg(ms(10), Duration::from_secs(1)), clock.clone());
         core.set_outage(Outage {
             error_share: 0.0,
             status: 500,

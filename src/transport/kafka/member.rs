@@ -220,7 +220,7 @@ pub(super) async fn join(
         .await
         .map_err(|_| error(format!("no partitions assigned within {JOIN_TIMEOUT:?}")))?
         .map_err(|_| error("the member stopped while joining".into()))?;
-    let join_ms = (inner.clock.now() - started) / 1_000_000;
+    let join_ms = inner.clock.now().saturating_sub(started) / 1_000_000;
     tracing::debug!(group, join_ms, "kafka member joined");
     Ok(Box::new(subscription))
 }

@@ -205,7 +205,7 @@ pub async fn connect(
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     let ctx = Arc::new(Ctx {
-        link: Link::new(cfg.url.clone(), cfg.namespace.clone(), clock),
+        link: Link::new(cfg.url.clone(), cfg.namespace.clone(), clock.clone()),
         namespace: cfg.namespace.clone(),
         options: cfg.options.clone(),
         clock,
@@ -247,7 +247,7 @@ impl RabbitmqTransport {
         let sent = AtomicBool::new(false);
         let work = async {
             let live = self.ctx.link.live().await.map_err(refused)?;
-            let clock = self.ctx.clock;
+            let clock = &self.ctx.clock;
             let props = codec::properties(&envelope, clock.wall_ns(clock.now()));
             let confirm = live
                 .publish

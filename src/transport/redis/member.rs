@@ -233,10 +233,12 @@ impl Reader {
     /// One round: a takeover when due, then one blocking read.
     async fn step(&mut self) -> Result<(), RedisError> {
         let mut conn = self.connection().await?;
-        let clock = self.route.inner.clock;
-        if clock.now() >= self.next_takeover {
+        if self.route.inner.clock.now() >= self.next_takeover {
             self.take_over(&mut conn).await?;
-            self.next_takeover = clock
+            self.next_takeover = self
+                .route
+                .inner
+                .clock
                 .now()
                 .saturating_add(duration_ns(self.timing.takeover_every));
         }
