@@ -7,8 +7,10 @@
 # flight, each awaited until XADD answered) against redis-benchmark running XADD with a
 # ~1 KB field, both as CLIENTS connections with one command in flight (-c CLIENTS -P 1) and
 # as one connection pipelining CLIENTS commands (-c 1 -P CLIENTS).
-# Kafka (Tansu): doorbuster's acks=all idempotent producer (tansu perf has no printed
-# summary to compare with). Needs a release build and the brokers up (scripts/brokers.sh start).
+# Kafka (Tansu): doorbuster's acks=all idempotent producer (one producer, CLIENTS publishes in
+# flight) against `tansu perf produce` with CLIENTS producers (a connection each, one
+# single-record request in flight, ~1 KB records, one partition). Needs a release build and
+# the brokers up (scripts/brokers.sh start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -29,7 +31,23 @@ redis-cli -h 127.0.0.1 -p 6379 del doorbuster-bench-stream >/dev/null
 
 echo "== kafka: doorbuster"
 $db bench --publish-only --target kafka://127.0.0.1:9092 --seconds "$seconds" --clients "$clients"
-# `tansu perf produce` (0.6.0) prints no summary: it reports only through OpenTelemetry
-# metrics, so its rate cannot be read here without an OTLP collector; see BENCHMARKS.md.
+tansu="$(scripts/install-tansu.sh)"
+topic=doorbuster-bench-tansu-perf
+echo "== kafka: tansu perf produce --producers $clients (1017 B records, one per request)"
+"$tansu" topic create --broker tcp://127.0.0.1:9092 --partitions 1 "$topic" >/dev/null
+# tansu perf 0.6.0 prints its rate only from its OpenTelemetry metric exporter, every
+# OTEL_METRIC_EXPORT_INTERVAL (default 60 s: longer than the run, so it printed nothing). Its
+# own records/s divides by whole seconds, and an interval a hair under 1 s panics it
+# ("throughput"), so: reports every 2 s, each line's "N records sent" (since the previous
+# report) timed here, the first report (connecting, warm-up) left out.
+{ OTEL_METRIC_EXPORT_INTERVAL=2000 "$tansu" perf --broker tcp://127.0.0.1:9092 "$topic" produce \
+    --producers "$clients" --record-size 1017 --duration "${seconds}s" 2>/dev/null || true; } |
+    while IFS= read -r line; do echo "$EPOCHREALTIME $line"; done |
+    awk '$2 == "elapsed:" && $3 <= 3 {
+            for (i = 1; i < NF; i++) if ($(i + 1) == "records" && $(i + 2) == "sent,") r = $i
+            if (n++ == 0) t0 = $1; else { sum += r; t1 = $1 }
+         }
+         END { if (n > 1) printf "%.0f records/s (%d records in the %d reports after the first, %.2f s)\n", sum / (t1 - t0), sum, n - 1, t1 - t0 }'
+"$tansu" topic delete --broker tcp://127.0.0.1:9092 "$topic" >/dev/null
 
 echo "== end to end: doorbuster bench per broker (every check on; see reports/BENCHMARKS.md)"
