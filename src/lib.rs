@@ -24,6 +24,7 @@ pub mod run;
 pub mod scenario;
 pub mod services;
 pub mod sync;
+pub mod tls;
 pub mod topology;
 pub mod transport;
 pub mod verify;

@@ -409,6 +409,123 @@ macro_rules! broker_conformance {
 
 broker_conformance!(redis, BrokerKind::Redis, "redis://127.0.0.1:1");
 
+/// A Redis server of this test's own that speaks only TLS, on a free loopback port, with a
+/// self-signed certificate made by `openssl`; stopped when dropped.
+struct TlsRedis {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn tls_redis() -> Option<TlsRedis> {
+    use std::process::{Command, Stdio};
+    let tools = [("redis-server", "--version"), ("openssl", "version")];
+    if let Some((missing, _)) = tools.iter().find(|(tool, arg)| {
+        Command::new(tool)
+            .arg(arg)
+            .output()
+            .map_or(true, |o| !o.status.success())
+    }) {
+        assert!(
+            !brokers_required(),
+            "{missing} is needed for the rediss:// test"
+        );
+        eprintln!("SKIP: rediss:// test: {missing} not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=doorbuster-test"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl could not make a certificate");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = TlsRedis {
+        port,
+        child,
+        _dir: dir,
+    };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some(server);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the TLS redis-server did not listen on {port}");
+}
+
+#[tokio::test]
+async fn rediss_connects_over_tls_and_checks_the_certificate() {
+    let Some(server) = tls_redis().await else {
+        return;
+    };
+    // The certificate is self-signed: with the check on, the connection is refused...
+    let strict = broker_config(
+        BrokerKind::Redis,
+        format!("rediss://127.0.0.1:{}/", server.port),
+    );
+    match doorbuster::transport::connect_broker(&strict, Clock::start()).await {
+        Err(TransportError::Unreachable { reason, .. }) => {
+            assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+        }
+        Err(e) => panic!("expected Unreachable, got {e}"),
+        Ok(_) => panic!("a self-signed certificate passed the check"),
+    }
+    // ... and with `#insecure` the same server carries events like any Redis.
+    let lax = broker_config(
+        BrokerKind::Redis,
+        format!("rediss://127.0.0.1:{}/#insecure", server.port),
+    );
+    let t = doorbuster::transport::connect_broker(&lax, Clock::start())
+        .await
+        .expect("TLS connection");
+    publish_and_deliver_once(t.clone()).await;
+    t.cleanup().await.expect("cleanup");
+}
+
 /// Publish outcomes during a broker restart.
 #[derive(Debug, Default)]
 struct PublishCounts {

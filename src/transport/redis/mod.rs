@@ -30,6 +30,9 @@
 //! - a broker restart: the shared connection and each member's connection reconnect with
 //!   backoff; a member that gets `NOGROUP` (the server lost the stream) re-creates the group.
 //!   `max_deliver` is not enforced.
+//! - TLS: `rediss://` connects through rustls (ring) and checks the server's certificate
+//!   against the system's roots; `rediss://host:port/#insecure` skips the check (a
+//!   self-signed test server).
 
 mod member;
 mod reply;
@@ -206,6 +209,7 @@ pub async fn connect(
         target: target.clone(),
         reason,
     };
+    crate::tls::install_provider();
     let client = Client::open(cfg.url.as_str())
         // The parser's message may quote the URL (and its password): name the kind only.
         .map_err(|e| unreachable(format!("not a Redis URL ({:?})", e.kind())))?;
