@@ -1224,10 +1224,12 @@ async fn a_rabbitmq_restart_mid_run_keeps_the_accounting_exact() {
     accounting_is_exact(&r);
 }
 
+// This test crashed librdkafka 2.12 (SIGSEGV in rd_kafka_metadata_update_op, cf. upstream
+// #5280) while the run's t=0 still came before the 18 s of consumer-group joins, so the
+// restart "at 2 s" hit groups mid-join. Since the load starts after setup (Clock::begin) the
+// restart meets settled groups, and the test passed every time here (7 of 7). A broker
+// restart during the joins themselves may still crash librdkafka.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "librdkafka 2.12 crashes the process (SIGSEGV in rd_kafka_metadata_update_op) when \
-            Tansu restarts under a whole pipeline of consumers; the one-member restart test in \
-            tests/transport.rs runs in CI. Run: cargo test --test chaos kafka_restart -- --ignored"]
 async fn a_kafka_restart_mid_run_keeps_the_accounting_exact() {
     let Some(r) = restart_mid_run("kafka", "kafka://127.0.0.1:9092", 9092, 8).await else {
         return;
