@@ -156,18 +156,33 @@ impl View {
                 .collect(),
             stages_without_data: without.into_iter().map(|l| l.stage.clone()).collect(),
             send_lag: LatencyRow::of(&s.send_lag),
-            orders: vec![
-                ("planned", o.planned),
-                ("attempted", o.attempted),
-                ("accepted", o.accepted),
-                ("failed checkouts", o.failed),
-                ("completed", o.completed),
-                ("fulfilled", o.fulfilled),
-                ("declined (business outcome)", o.declined),
-                ("payment failed", o.payment_failed),
-                ("resubmits", o.resubmits),
-                ("backordered", o.backordered),
-            ],
+            orders: if s.checkout_only() {
+                // Against a checkout endpoint nothing downstream is observed: no zeros for it.
+                vec![
+                    ("planned", o.planned),
+                    ("attempted", o.attempted),
+                    ("accepted", o.accepted),
+                    ("failed checkouts", o.failed),
+                    ("refused (non-2xx, not sent)", o.publish_refused),
+                    ("unknown (sent, no answer)", o.publish_unknown),
+                    ("resubmits", o.resubmits),
+                ]
+            } else {
+                vec![
+                    ("planned", o.planned),
+                    ("attempted", o.attempted),
+                    ("accepted", o.accepted),
+                    ("failed checkouts", o.failed),
+                    ("publishes refused", o.publish_refused),
+                    ("publishes unknown (sent, no answer)", o.publish_unknown),
+                    ("completed", o.completed),
+                    ("fulfilled", o.fulfilled),
+                    ("declined (business outcome)", o.declined),
+                    ("payment failed", o.payment_failed),
+                    ("resubmits", o.resubmits),
+                    ("backordered", o.backordered),
+                ]
+            },
             target_kind: s.target.kind.clone(),
             target_settings: s.target.settings.clone(),
             deliveries: vec![
