@@ -237,13 +237,13 @@ pub async fn publish_rate(
     })?;
     let order = crate::orders::OrderFactory::new(1, &scenario.orders).make(0, 0);
     let payload = order.to_json();
-    let key = bytes::Bytes::from(order.idempotency_key.clone());
+    let key_text: Arc<str> = Arc::from(order.idempotency_key.as_str());
     let acked = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = clock.now() + crate::clock::duration_ns(duration);
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients as u64 {
-        let (transport, payload, key) = (transport.clone(), payload.clone(), key.clone());
+        let (transport, payload, key_text) = (transport.clone(), payload.clone(), key_text.clone());
         let (acked, failed, clock) = (acked.clone(), failed.clone(), clock.clone());
         tasks.spawn(async move {
             let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
@@ -262,7 +262,9 @@ pub async fn publish_rate(
                         intended_at: sent,
                         intended_wall_ns: clock.wall_ns(sent),
                         sent_at: sent,
-                        idempotency_key: key.clone(),
+                        // One key per publish: a checkout endpoint must take each as a
+                        // new order, not replay the first.
+                        idempotency_key: bytes::Bytes::from(format!("{}-{id}", key_text)),
                     },
                     payload: payload.clone(),
                 };

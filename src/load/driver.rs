@@ -138,10 +138,12 @@ impl Driver {
             .instant_at(due + duration_ns(self.load.checkout_timeout));
         let slot = match tokio::time::timeout_at(deadline, slots.acquire_owned()).await {
             Ok(Ok(slot)) => slot,
-            // No slot in time (or the semaphore closed): the shopper saw a failed checkout.
+            // No slot in time (or the semaphore closed): the shopper saw a failed checkout,
+            // and nothing was sent.
             _ => {
                 o.ledger.set_checkout(id, Checkout::Failed);
                 o.counters.failed.fetch_add(1, Relaxed);
+                o.counters.checkout_not_sent.fetch_add(1, Relaxed);
                 return;
             }
         };

@@ -53,6 +53,8 @@ pub struct Counters {
     pub checkout_acked: AtomicU64,
     pub checkout_refused: AtomicU64,
     pub checkout_unknown: AtomicU64,
+    /// Checkouts that never reached the broker: no in-flight slot before `checkout_timeout`.
+    pub checkout_not_sent: AtomicU64,
     /// Deliveries that failed because the event was poison.
     pub poison_failures: AtomicU64,
     /// Events services moved to the dead-letter topic (publish acked).

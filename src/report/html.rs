@@ -165,6 +165,7 @@ impl View {
                     ("failed checkouts", o.failed),
                     ("refused (non-2xx, not sent)", o.publish_refused),
                     ("unknown (sent, no answer)", o.publish_unknown),
+                    ("not sent (no slot in time)", o.not_sent),
                     ("resubmits", o.resubmits),
                 ]
             } else {
@@ -175,6 +176,7 @@ impl View {
                     ("failed checkouts", o.failed),
                     ("publishes refused", o.publish_refused),
                     ("publishes unknown (sent, no answer)", o.publish_unknown),
+                    ("checkouts not sent (no slot in time)", o.not_sent),
                     ("completed", o.completed),
                     ("fulfilled", o.fulfilled),
                     ("declined (business outcome)", o.declined),
@@ -374,6 +376,7 @@ mod tests {
                 backordered: 0,
                 publish_refused: 0,
                 publish_unknown: 0,
+                not_sent: 0,
             },
             checks: vec![CheckResult {
                 name: "no_loss".into(),

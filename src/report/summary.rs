@@ -73,6 +73,10 @@ pub struct OrderCounts {
     /// within `checkout_timeout`): not known to be lost, not known to be stored.
     #[serde(default)]
     pub publish_unknown: u64,
+    /// Checkouts never sent: no in-flight slot (`load.max_in_flight`) before
+    /// `checkout_timeout`. failed = publish_refused + publish_unknown + not_sent.
+    #[serde(default)]
+    pub not_sent: u64,
 }
 
 impl OrderCounts {
@@ -82,13 +86,14 @@ impl OrderCounts {
         if checkout_only {
             format!(
                 "{} planned, {} attempted, {} accepted, {} failed checkouts ({} refused, {} \
-                 unknown: sent, no answer), {} resubmits",
+                 unknown: sent, no answer, {} not sent: no slot in time), {} resubmits",
                 self.planned,
                 self.attempted,
                 self.accepted,
                 self.failed,
                 self.publish_refused,
                 self.publish_unknown,
+                self.not_sent,
                 self.resubmits
             )
         } else {
@@ -110,10 +115,11 @@ impl OrderCounts {
             self.declined,
             self.payment_failed,
             self.resubmits
-        ) + &if self.publish_refused + self.publish_unknown > 0 {
+        ) + &if self.publish_refused + self.publish_unknown + self.not_sent > 0 {
             format!(
-                "; publishes: {} refused, {} unknown (sent, no answer)",
-                self.publish_refused, self.publish_unknown
+                "; publishes: {} refused, {} unknown (sent, no answer), {} not sent (no slot in \
+                 time)",
+                self.publish_refused, self.publish_unknown, self.not_sent
             )
         } else {
             String::new()
@@ -346,6 +352,7 @@ fn order_counts(i: &SummaryInput<'_>, o: &Observer) -> OrderCounts {
         backordered: o.counters.backorders.load(Relaxed),
         publish_refused: o.counters.checkout_refused.load(Relaxed),
         publish_unknown: o.counters.checkout_unknown.load(Relaxed),
+        not_sent: o.counters.checkout_not_sent.load(Relaxed),
     };
     for order in 0..i.attempted {
         match o.ledger.checkout(order) {

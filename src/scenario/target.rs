@@ -209,7 +209,10 @@ fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<St
 
 /// The hosts of a URL's authority (`a:1,b:2` lists several, as Kafka's bootstrap does).
 fn hosts_of(after_scheme: &str) -> Vec<String> {
-    let authority = after_scheme.split(['/', '?']).next().unwrap_or_default();
+    let authority = after_scheme
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     authority
         .split(',')
@@ -238,7 +241,7 @@ pub fn first_host_port(url: &str) -> Option<(String, u16)> {
         .into_iter()
         .next()
         .filter(|h| !h.is_empty())?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let first = authority.split(',').next().unwrap_or_default();
     let port_text = if first.starts_with('[') {
@@ -269,7 +272,7 @@ pub fn with_host_port(url: &str, host_port: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     match authority.rsplit_once('@') {
         Some((userinfo, _)) => format!("{scheme}://{userinfo}@{host_port}{tail}"),
@@ -337,6 +340,10 @@ mod tests {
         assert_eq!(
             first_host_port("kafka://127.0.0.1:9092,127.0.0.2:9093"),
             Some(("127.0.0.1".to_owned(), 9092))
+        );
+        assert_eq!(
+            first_host_port("rediss://127.0.0.1:6380#insecure"),
+            Some(("127.0.0.1".to_owned(), 6380))
         );
         assert_eq!(
             first_host_port("nats://[::1]:4223"),

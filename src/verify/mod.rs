@@ -148,6 +148,7 @@ pub fn left_out(scenario: &Scenario) -> Vec<String> {
         (c.no_duplicate_effects, "no_duplicate_effects"),
         (c.per_key_order, "per_key_order"),
         (c.recovery.is_some(), "recovery"),
+        (dead_letters::active(scenario).is_some(), "dead_letters"),
     ] {
         if asked {
             names.push(name.to_owned());

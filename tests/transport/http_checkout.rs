@@ -22,9 +22,11 @@ use super::event;
 #[derive(Clone, Copy)]
 enum Behaviour {
     Accept,
-    /// 503 for every order whose id is a multiple of `every`.
+    /// Answers `status` (and takes no order) for every order whose id is a multiple of
+    /// `every`; a 3xx points off loopback.
     Refuse {
         every: u64,
+        status: u16,
     },
     /// Takes every order, but answers those whose id is a multiple of `every` only after
     /// `pause`.
@@ -71,7 +73,7 @@ async fn checkout(
     State(shop): State<Arc<Shop>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> (StatusCode, String) {
+) -> (StatusCode, HeaderMap, String) {
     let header = |name: &str| {
         headers
             .get(name)
@@ -88,9 +90,11 @@ async fn checkout(
         .and_then(|v| v.get("order_id"))
         .and_then(serde_json::Value::as_u64)
         == Some(order_id);
-    let refuse =
-        matches!(shop.behaviour, Behaviour::Refuse { every } if order_id.is_multiple_of(every));
-    let replay = !refuse
+    let refuse = match shop.behaviour {
+        Behaviour::Refuse { every, status } if order_id.is_multiple_of(every) => Some(status),
+        _ => None,
+    };
+    let replay = refuse.is_none()
         && shop
             .keys
             .lock()
@@ -104,13 +108,15 @@ async fn checkout(
         json: header("content-type").as_deref() == Some("application/json"),
         body_matches,
         replay,
-        taken: !refuse,
+        taken: refuse.is_none(),
     });
-    if refuse {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "payment gateway unavailable".to_owned(),
-        );
+    if let Some(status) = refuse {
+        let status = StatusCode::from_u16(status).unwrap();
+        let mut headers = HeaderMap::new();
+        if status.is_redirection() {
+            headers.insert("location", "http://10.255.0.1/elsewhere".parse().unwrap());
+        }
+        return (status, headers, "payment gateway unavailable".to_owned());
     }
     if let Behaviour::Slow { every, pause } = shop.behaviour
         && order_id.is_multiple_of(every)
@@ -122,7 +128,11 @@ async fn checkout(
     } else {
         StatusCode::CREATED
     };
-    (status, format!("{{\"order_id\":{order_id}}}"))
+    (
+        status,
+        HeaderMap::new(),
+        format!("{{\"order_id\":{order_id}}}"),
+    )
 }
 
 /// Starts a shop on 127.0.0.1:0; returns its checkout URL. It serves until the test's
@@ -199,7 +209,11 @@ async fn each_order_is_posted_once_with_its_key_and_the_scenarios_headers() {
 
 #[tokio::test]
 async fn refused_unanswered_and_unreachable_are_told_apart() {
-    let (url, shop) = start_shop(Behaviour::Refuse { every: 2 }).await;
+    let (url, shop) = start_shop(Behaviour::Refuse {
+        every: 2,
+        status: 503,
+    })
+    .await;
     let t = connect(&url, &[]).await;
     // A 503 is a refusal, with the status and the shop's words.
     match t.publish(event(4, 0)).await {
@@ -223,6 +237,24 @@ async fn refused_unanswered_and_unreachable_are_told_apart() {
         Err(TransportError::Group { .. })
     ));
     assert_eq!(shop.seen().len(), 2, "nothing else reached the shop");
+
+    // A gateway's 502 or 504 and a redirect (not followed: the POST already arrived, and the
+    // new address is off loopback) may mean the shop took the order: unknown, not refused.
+    for status in [502, 504, 303] {
+        let (url, shop) = start_shop(Behaviour::Refuse { every: 1, status }).await;
+        let t = connect(&url, &[]).await;
+        match t.publish(event(1, 0)).await {
+            Err(TransportError::Indeterminate { reason, .. }) => {
+                assert!(reason.contains(&status.to_string()), "{reason}");
+            }
+            other => panic!("{status}: expected unknown, got {other:?}"),
+        }
+        assert_eq!(
+            shop.seen().len(),
+            1,
+            "{status}: one request, nothing followed"
+        );
+    }
 
     // A server that reads the request and hangs up without answering: the order was sent,
     // the shop may have it: indeterminate, not refused.
@@ -350,7 +382,11 @@ async fn a_run_against_a_checkout_endpoint_judges_what_the_shopper_sees() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_fail_the_checkout_success_rate_order_for_order() {
     // Negative control: the shop refuses every 20th order (5 %); the gate is 99 %.
-    let (url, shop) = start_shop(Behaviour::Refuse { every: 20 }).await;
+    let (url, shop) = start_shop(Behaviour::Refuse {
+        every: 20,
+        status: 503,
+    })
+    .await;
     let r = run(&scenario(&url, "2s", "")).await;
     // Orders the shop refused (a refused order's resubmit is refused again: counted once).
     let refused_by_shop = shop
@@ -389,6 +425,35 @@ async fn answers_after_the_checkout_timeout_are_unknown_not_lost() {
     // Every unknown checkout reached the shop.
     assert_eq!(shop.orders_taken() as u64, o.attempted);
     assert_eq!(verdict(&r, "checkout_success_rate"), Verdict::Fail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_endpoint_still_adds_up_order_for_order() {
+    // Every answer takes 2 s, two requests may be in flight, the checkout timeout is 1 s:
+    // orders queue for a slot and time out. Every one is still accounted for: refused,
+    // unknown (sent, no answer) or not sent (no slot before its deadline; with one timeout
+    // for all, a waiter usually gets the slot its predecessor frees at that one's deadline,
+    // so this is rare, but it is counted).
+    let (url, shop) = start_shop(Behaviour::Slow {
+        every: 1,
+        pause: Duration::from_secs(2),
+    })
+    .await;
+    let text = format!(
+        "name: slots\nseed: 5\ntarget: \"{url}\"\nload:\n  arrivals: uniform\n  \
+         checkout_timeout: 1s\n  max_in_flight: 2\n  phases:\n    - {{ hold: 2s, rate: 20/s }}\n  \
+         drain: 5s\n"
+    );
+    let s = doorbuster::scenario::parse("slots.yaml", &text).expect("parses");
+    let r = run(&s).await;
+    let o = &r.summary.orders;
+    assert_eq!(o.accepted, 0, "{o:?}");
+    assert_eq!(o.failed, o.publish_refused + o.publish_unknown + o.not_sent);
+    assert_eq!(o.attempted, o.accepted + o.failed);
+    // Exactly what was sent reached the shop.
+    let sent_first_time = shop.seen().iter().filter(|s| !s.replay).count() as u64;
+    assert_eq!(sent_first_time, o.publish_unknown, "{o:?}");
+    assert!(o.publish_unknown > 0, "{o:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

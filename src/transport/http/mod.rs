@@ -4,11 +4,12 @@
 //! - publish ack = a 2xx answer to `POST <url>` with the order as its JSON body
 //!   (`order.created`'s payload, the same bytes a broker would carry), `Idempotency-Key` =
 //!   the order's key, and `X-Doorbuster-Order-Id` / `X-Doorbuster-Event-Id` for the shop's
-//!   logs. A 2xx within `checkout_timeout` is an accepted checkout (the driver's deadline);
-//!   any other status is a refusal, stated with the status and the start of the body. A
-//!   request that never left (no connection) is refused; one that was sent and got no
-//!   complete answer (a timeout, a reset mid-answer) is `Indeterminate`: the shop may or
-//!   may not have taken the order.
+//!   logs. A 2xx within `checkout_timeout` is an accepted checkout (the driver's deadline).
+//!   A 4xx or 5xx is a refusal, stated with the status and the start of the body, except
+//!   502 and 504 (a gateway's: the shop behind it may have the order) and redirects (not
+//!   followed: the POST already arrived), which are `Indeterminate`, as is a request that
+//!   was sent and got no complete answer (a timeout, a reset mid-answer). A request that
+//!   never left (no connection) is refused.
 //! - client retries: doorbuster sends each request once; a resubmit (the shopper clicking
 //!   "buy" again, `orders.resubmit_share`) is a second POST with the same key, so the
 //!   endpoint's idempotency is exercised the way a real client's retry exercises it.
@@ -36,6 +37,9 @@ pub const REQUEST_BOUND: Duration = Duration::from_secs(30);
 /// How much of a refusal's body goes into its reason.
 const BODY_EXCERPT: usize = 200;
 
+/// A gateway's errors: the request may have reached the shop behind it.
+const GATEWAY_ERRORS: [u16; 2] = [502, 504];
+
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const ORDER_ID: &str = "x-doorbuster-order-id";
 const EVENT_ID: &str = "x-doorbuster-event-id";
@@ -55,7 +59,9 @@ pub struct HttpCheckout {
 /// `Unreachable`, exit 3, before the run starts).
 pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, TransportError> {
     let url = super::expand_and_guard(&target.url, target.allow_remote)?;
-    let redacted = super::redact_url(&url);
+    // Reports and errors show the URL as written: a secret in it is a ${ENV} reference
+    // there, wherever in the URL it sits (a query's API key included).
+    let redacted = super::redact_url(&target.url);
     let config_error = |reason: String| TransportError::Config {
         target: redacted.clone(),
         reason,
@@ -77,6 +83,10 @@ pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, Transpor
     }
     let client = crate::http_client::builder()
         .connect_timeout(CONNECT_BOUND)
+        // A redirect is not followed: the POST already reached the shop (which may have
+        // taken the order), and the new address could be off loopback and would get the
+        // scenario's headers.
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_BOUND)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -146,6 +156,13 @@ impl HttpCheckout {
         // Read the body to the end either way: an unread body keeps the connection out of
         // the pool. A 2xx whose body then breaks was still an answer.
         let body = response.bytes().await.unwrap_or_default();
+        if status.is_redirection() || GATEWAY_ERRORS.contains(&status.as_u16()) {
+            // The shop (or the gateway's upstream) may have taken the order: unknown.
+            return Err(TransportError::Indeterminate {
+                topic,
+                reason: format!("HTTP {status}: the order may have been taken"),
+            });
+        }
         if !status.is_success() {
             let excerpt = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)])
                 .trim()
@@ -208,7 +225,8 @@ impl Transport for HttpCheckout {
             ),
             (
                 "refused".into(),
-                "any other status, or no connection; no answer = unknown".into(),
+                "4xx/5xx, or no connection; 3xx (not followed), 502, 504, no answer = unknown"
+                    .into(),
             ),
             (
                 "idempotency".into(),
