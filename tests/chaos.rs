@@ -1183,6 +1183,10 @@ fn accounting_is_exact(r: &RunResult) {
     // Every failed checkout is a refused or an unanswered publish, none unaccounted for.
     assert_eq!(o.failed, o.publish_refused + o.publish_unknown + o.not_sent);
     // Orders after the restart were accepted again: the transport reconnected by itself.
+    // Something accepted after t = 6 s (the restart is at 2 s) belongs to an order due at
+    // 4 s or later, since no checkout is accepted more than checkout_timeout (2 s) after
+    // it was due. (Acks can pause for a second after a broker restart, so the last two
+    // seconds are compared, not the last one.)
     let hold = (o.planned / 50) as u32;
     let at = |second: u32| {
         r.summary
@@ -1191,10 +1195,12 @@ fn accounting_is_exact(r: &RunResult) {
             .find(|s| s.second == second)
             .unwrap_or_else(|| panic!("no sample for second {second}"))
     };
-    let (before, last) = (at(hold - 2), at(hold - 1));
+    let (by_six_seconds, last) = (at(5), at(hold - 1));
     assert!(
-        last.accepted > before.accepted,
-        "accepting again by the end"
+        last.accepted > by_six_seconds.accepted,
+        "accepting again by the end: {} accepted by 6 s, {} by the end",
+        by_six_seconds.accepted,
+        last.accepted
     );
 }
 
@@ -1227,9 +1233,9 @@ async fn a_rabbitmq_restart_mid_run_keeps_the_accounting_exact() {
 // librdkafka 2.12 can crash the process (SIGSEGV in rd_kafka_metadata_update_op, cf. upstream
 // #5280) when Tansu restarts under a whole pipeline of consumers. It crashed every time while
 // the run's t=0 came before the 18 s of group joins (the restart hit groups mid-join); since
-// the load starts after setup it passed 7 of 7 runs alone, then crashed once inside a CI run.
-// Kept out of CI until the crash is understood; the one-member restart test in
-// tests/transport.rs runs there.
+// the load starts after setup it ran 19 times alone without a crash (accounting exact every
+// time), then crashed once inside a CI run. Kept out of CI until that crash is understood;
+// the one-member restart test in tests/transport.rs runs there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "librdkafka 2.12 can crash (SIGSEGV) when Tansu restarts under a whole pipeline; \
             run: cargo test --test chaos kafka_restart -- --ignored"]
