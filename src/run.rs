@@ -552,16 +552,7 @@ async fn start_services(
     for (runner, first) in runners.into_iter().zip(members) {
         runner.start(first.unwrap_or_default(), stop.clone(), &mut tasks);
     }
-    let parks = [
-        &s.payment,
-        &s.inventory,
-        &s.email,
-        &s.warehouse,
-        &s.analytics,
-    ]
-    .iter()
-    .any(|c| c.enabled && c.max_deliveries.is_some());
-    if parks {
+    if s.park_dead_letters() {
         let sub = publisher
             .transport
             .subscribe(

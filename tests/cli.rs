@@ -136,23 +136,7 @@ fn targets_go_only_where_told_and_secrets_stay_out_of_errors() {
     let scheme = run(&["run", "smoke", "-q", "--target", "mqtt://127.0.0.1:1883"]);
     assert_eq!(scheme.status.code(), Some(2));
     assert!(text(&scheme.stderr).contains("redis://127.0.0.1:6379"));
-    // Nothing listens on port 1: the run cannot be carried out, exit 3; the password given
-    // on the command line is masked in the message.
-    let down = run(&[
-        "run",
-        "smoke",
-        "-q",
-        "--out",
-        out_arg,
-        "--target",
-        "amqp://guest:hunter2@127.0.0.1:1/%2f",
-    ]);
-    assert_eq!(down.status.code(), Some(3), "{}", text(&down.stderr));
-    let stderr = text(&down.stderr);
-    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
-    assert!(!stderr.contains("hunter2"), "{stderr}");
-    assert!(!out_dir.exists(), "no half-made run folder");
-    // A checkout endpoint is a target too, behind the same guard and the same masking.
+    // A checkout endpoint is a target too, behind the same guard.
     let remote_shop = run(&[
         "run",
         "smoke",
@@ -162,27 +146,19 @@ fn targets_go_only_where_told_and_secrets_stay_out_of_errors() {
     ]);
     assert_eq!(remote_shop.status.code(), Some(2));
     assert!(text(&remote_shop.stderr).contains("shop.example.com"));
-    let shop_down = run(&[
-        "run",
-        "smoke",
-        "-q",
-        "--out",
-        out_arg,
-        "--target",
+    // Nothing listens on port 1, broker or shop: the run cannot be carried out, exit 3; the
+    // password given on the command line is masked in the message.
+    for target in [
+        "amqp://guest:hunter2@127.0.0.1:1/%2f",
         "http://shop:hunter2@127.0.0.1:1/checkout",
-    ]);
-    assert_eq!(
-        shop_down.status.code(),
-        Some(3),
-        "{}",
-        text(&shop_down.stderr)
-    );
-    let stderr = text(&shop_down.stderr);
-    assert!(
-        stderr.contains("127.0.0.1:1") && !stderr.contains("hunter2"),
-        "{stderr}"
-    );
-    assert!(!out_dir.exists(), "no half-made run folder");
+    ] {
+        let down = run(&["run", "smoke", "-q", "--out", out_arg, "--target", target]);
+        assert_eq!(down.status.code(), Some(3), "{}", text(&down.stderr));
+        let stderr = text(&down.stderr);
+        assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(!out_dir.exists(), "no half-made run folder");
+    }
     // A nonsense scale factor is a usage error.
     assert_eq!(
         run(&["run", "smoke", "--rate-scale", "0"]).status.code(),

@@ -127,27 +127,19 @@ pub trait FaultAction: Send + Sync {
     fn stop<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()>;
 }
 
-/// The action for a fault, and the labels the report shows.
-pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
+/// The action for a fault, and what it acts on, as the report shows it (its kind's label is
+/// [`FaultKind::label`]).
+pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, String) {
     let scope = fault.scope;
     match &fault.kind {
-        FaultKind::Crash { service, .. } => (
-            Box::new(crash::Crash(*service)),
-            "crash",
-            service.to_string(),
-        ),
-        FaultKind::Pause { service } => (
-            Box::new(pause::Pause(*service)),
-            "pause",
-            service.to_string(),
-        ),
+        FaultKind::Crash { service, .. } => (Box::new(crash::Crash(*service)), service.to_string()),
+        FaultKind::Pause { service } => (Box::new(pause::Pause(*service)), service.to_string()),
         FaultKind::Latency { service, add } => (
             Box::new(latency::Latency {
                 service: *service,
                 add: *add,
                 scope,
             }),
-            "latency",
             service.to_string(),
         ),
         FaultKind::Errors { service } => (
@@ -155,7 +147,6 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
                 service: *service,
                 scope,
             }),
-            "errors",
             service.to_string(),
         ),
         FaultKind::Poison { service } => (
@@ -163,7 +154,6 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
                 service: *service,
                 scope,
             }),
-            "poison",
             service.to_string(),
         ),
         FaultKind::Duplicate { service } => (
@@ -171,7 +161,6 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
                 service: *service,
                 scope,
             }),
-            "duplicate",
             service.to_string(),
         ),
         FaultKind::ProviderOutage {
@@ -186,7 +175,6 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
                 latency: *latency,
                 retry_after: *retry_after,
             }),
-            "provider_outage",
             "payment provider".to_owned(),
         ),
         FaultKind::Replay { service, to } => (
@@ -194,7 +182,6 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
                 service: *service,
                 to: *to,
             }),
-            "replay",
             service.to_string(),
         ),
         FaultKind::Reorder { topic } => (
@@ -202,7 +189,6 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
                 topic: *topic,
                 scope,
             }),
-            "reorder",
             topic.to_string(),
         ),
         FaultKind::Link { toxic, direction } => (
@@ -211,14 +197,12 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, &'static str, String) {
                 direction: *direction,
                 share: scope.share,
             }),
-            "link",
             format!("broker link ({})", toxic.kind()),
         ),
         FaultKind::Exec { command } => (
             Box::new(exec::Exec {
                 command: command.clone(),
             }),
-            "exec",
             command.clone(),
         ),
     }
@@ -244,9 +228,10 @@ pub async fn run_timeline(faults: Vec<Fault>, ctx: ChaosCtx, mut stop: watch::Re
             _ = clock.sleep_until(at) => {}
             _ = crate::load::driver::stopped(&mut stop) => return,
         }
-        let (action, kind, target) = &actions[i];
+        let (action, target) = &actions[i];
         if start {
-            ctx.observer.fault_started(i, kind, target);
+            ctx.observer
+                .fault_started(i, faults[i].kind.label(), target);
             action.start(i, &ctx).await;
         } else {
             action.stop(i, &ctx).await;

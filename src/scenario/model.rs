@@ -390,6 +390,21 @@ pub struct Services {
     pub analytics: Service,
 }
 
+impl Services {
+    /// Some enabled service parks events on the dead-letter topic (`max_deliveries`).
+    pub fn park_dead_letters(&self) -> bool {
+        [
+            &self.payment,
+            &self.inventory,
+            &self.email,
+            &self.warehouse,
+            &self.analytics,
+        ]
+        .iter()
+        .any(|c| c.enabled && c.max_deliveries.is_some())
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]

@@ -19,17 +19,10 @@ pub struct DeadLetterCheck {
 /// Whether the run parks events (some enabled service has `max_deliveries`) and the check
 /// judges them.
 pub fn active(scenario: &Scenario) -> Option<ShareThreshold> {
-    let s = &scenario.services;
-    let parks = [
-        &s.payment,
-        &s.inventory,
-        &s.email,
-        &s.warehouse,
-        &s.analytics,
-    ]
-    .iter()
-    .any(|c| c.enabled && c.max_deliveries.is_some());
-    scenario.checks.dead_letters.filter(|_| parks)
+    scenario
+        .checks
+        .dead_letters
+        .filter(|_| scenario.services.park_dead_letters())
 }
 
 impl Check for DeadLetterCheck {
