@@ -1174,20 +1174,28 @@ fn accounting_is_exact(r: &RunResult) {
         restart.notes
     );
     let o = &r.summary.orders;
+    // The exec window ends when `brokers.sh restart` returns: the broker is back up.
+    let back_ms = restart
+        .end_ms
+        .expect("the restart's window ends when its command does");
     eprintln!(
-        "attempted {} accepted {} refused {} unknown {} failed {}",
-        o.attempted, o.accepted, o.publish_refused, o.publish_unknown, o.failed
+        "restart {}..{back_ms} ms: attempted {} accepted {} refused {} unknown {} failed {}",
+        restart.start_ms, o.attempted, o.accepted, o.publish_refused, o.publish_unknown, o.failed
     );
     assert_eq!(o.attempted, o.planned, "the load went on to its end");
     assert_eq!(o.attempted, o.accepted + o.failed);
     // Every failed checkout is a refused or an unanswered publish, none unaccounted for.
     assert_eq!(o.failed, o.publish_refused + o.publish_unknown + o.not_sent);
-    // Orders after the restart were accepted again: the transport reconnected by itself.
-    // Something accepted after t = 6 s (the restart is at 2 s) belongs to an order due at
-    // 4 s or later, since no checkout is accepted more than checkout_timeout (2 s) after
-    // it was due. (Acks can pause for a second after a broker restart, so the last two
-    // seconds are compared, not the last one.)
+    // Orders after the restart were accepted again and the services' consumers came back:
+    // both counts grew after the broker was back plus checkout_timeout (2 s: no checkout is
+    // accepted later than that after it was due), up to the end of the load (accepted) and
+    // of the run (deliveries).
     let hold = (o.planned / 50) as u32;
+    let after = (back_ms / 1_000) as u32 + 2;
+    assert!(
+        after + 1 < hold,
+        "the load ({hold} s) outlasts the restart (back at {back_ms} ms) by 3 s"
+    );
     let at = |second: u32| {
         r.summary
             .samples
@@ -1195,12 +1203,19 @@ fn accounting_is_exact(r: &RunResult) {
             .find(|s| s.second == second)
             .unwrap_or_else(|| panic!("no sample for second {second}"))
     };
-    let (by_six_seconds, last) = (at(5), at(hold - 1));
+    let (back, end_of_load) = (at(after), at(hold - 1));
     assert!(
-        last.accepted > by_six_seconds.accepted,
-        "accepting again by the end: {} accepted by 6 s, {} by the end",
-        by_six_seconds.accepted,
-        last.accepted
+        end_of_load.accepted > back.accepted,
+        "accepting again: {} accepted by {after} s, {} by the end of the load",
+        back.accepted,
+        end_of_load.accepted
+    );
+    let end = r.summary.samples.last().expect("samples");
+    assert!(
+        end.deliveries > back.deliveries,
+        "delivering again: {} deliveries by {after} s, {} by the end",
+        back.deliveries,
+        end.deliveries
     );
 }
 
@@ -1230,17 +1245,15 @@ async fn a_rabbitmq_restart_mid_run_keeps_the_accounting_exact() {
     accounting_is_exact(&r);
 }
 
-// librdkafka 2.12 can crash the process (SIGSEGV in rd_kafka_metadata_update_op, cf. upstream
-// #5280) when Tansu restarts under a whole pipeline of consumers. It crashed every time while
-// the run's t=0 came before the 18 s of group joins (the restart hit groups mid-join); since
-// the load starts after setup it ran 19 times alone without a crash (accounting exact every
-// time), then crashed once inside a CI run. Kept out of CI until that crash is understood;
-// the one-member restart test in tests/transport.rs runs there.
+// Tansu with memory storage loses its topics in a restart, and librdkafka 2.12 crashes (a
+// NULL topic name in rd_kafka_metadata_update_op) on Tansu's answer to a fetch for a topic id
+// it does not know. Members stop fetching when they see all brokers down and subscribe again
+// only once Tansu lists their topics, with new ids (kafka/member.rs). Beside a CPU load this
+// test crashed 4 of 23 runs before that, none of 14 after. Tansu takes ~4 s to stop (it
+// serves until then), so the load lasts 16 s: publishes and deliveries must resume after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "librdkafka 2.12 can crash (SIGSEGV) when Tansu restarts under a whole pipeline; \
-            run: cargo test --test chaos kafka_restart -- --ignored"]
 async fn a_kafka_restart_mid_run_keeps_the_accounting_exact() {
-    let Some(r) = restart_mid_run("kafka", "kafka://127.0.0.1:9092", 9092, 8).await else {
+    let Some(r) = restart_mid_run("kafka", "kafka://127.0.0.1:9092", 9092, 16).await else {
         return;
     };
     accounting_is_exact(&r);

@@ -1,6 +1,8 @@
 //! `exec`: run a command at a time (restart a broker, flip a feature flag) through
 //! `sh -c`. Its output goes to `exec-<index>.log` in the run folder; it runs in the
-//! background, bounded by `EXEC_TIMEOUT`, and its exit status is noted on the fault.
+//! background, bounded by `EXEC_TIMEOUT`, and its exit status is noted on the fault. Its
+//! window ends when the command does: a broker restart's window is the restart itself, and
+//! recovery (lag and latency back to normal) is measured from when the broker was back.
 
 use std::time::Duration;
 
@@ -46,6 +48,7 @@ impl FaultAction for Exec {
                     Err(_) => format!("killed after {}", humantime::format_duration(EXEC_TIMEOUT)),
                 };
                 observer.fault_note(index, note);
+                observer.fault_stopped(index);
             });
         })
     }

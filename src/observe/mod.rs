@@ -87,6 +87,7 @@ pub struct FaultWindow {
     pub target: String,
     pub start_ms: u64,
     /// `None` while the fault lasts (or for one that never ends, like a crash without restart).
+    /// An `exec` fault ends when its command exits.
     pub end_ms: Option<u64>,
     /// What applying it did or found (e.g. events to re-read after a replay).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -6,6 +6,7 @@
 //! in the file instead of stopping at the first, each with its position and field path.
 //! It reads no files and no clock; the same raw input always gives the same result.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
@@ -446,10 +447,26 @@ impl Validator {
         };
         if let Some(headers) = &map.headers {
             let headers_path = path.key("headers");
+            // Header names are case-insensitive: `authorization` would overwrite
+            // `Authorization` on the wire.
+            let mut seen: BTreeMap<String, &str> = BTreeMap::new();
             for (name, value) in &headers.value {
                 let header_path = headers_path.key(name);
                 if let Err(e) = super::target::check_header_name(name) {
                     self.report(&headers.referenced, &header_path, e.message, e.hint);
+                    continue;
+                }
+                if let Some(first) = seen.insert(name.to_ascii_lowercase(), name) {
+                    self.report(
+                        &headers.referenced,
+                        &header_path,
+                        format!(
+                            "header {} repeats {} (header names are case-insensitive)",
+                            quoted(name),
+                            quoted(first)
+                        ),
+                        Some("keep one of them".to_owned()),
+                    );
                     continue;
                 }
                 if self

@@ -5,7 +5,7 @@
 //! a rebalance or a rewind gives the partition a new epoch, and deliveries or acks carrying
 //! an older epoch are stale: dropped, or ignored like a Kafka commit after a rebalance.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, Weak};
@@ -34,6 +34,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const RESUBSCRIBE_POLLS: u32 = 10;
 /// How long that check waits for the broker's metadata.
 const RESUBSCRIBE_PROBE: Duration = Duration::from_secs(1);
+/// A member's `reconnect.backoff.ms`. librdkafka reconnects at once when a connection
+/// drops and backs off only after that attempt fails, so a broker that restarts is next
+/// tried 0.75-1.5 s later (the jitter is -25 %..+50 %): time for the member's thread to see
+/// "all brokers down" and unsubscribe before any fetch reaches the restarted broker (see
+/// `Poller::run`). The producer keeps the shorter back-off of `base_config`.
+const MEMBER_RECONNECT_BACKOFF_MS: &str = "1000";
 
 /// A live member asks its thread to seek and commit: (topic name, partition) -> offset.
 pub(crate) struct RewindCommand {
@@ -174,6 +180,7 @@ pub(super) async fn join(
         .set("session.timeout.ms", SESSION_TIMEOUT_MS.to_string())
         .set("heartbeat.interval.ms", "500")
         .set("partition.assignment.strategy", "range")
+        .set("reconnect.backoff.ms", MEMBER_RECONNECT_BACKOFF_MS)
         .create_with_context(context)
         .map_err(|e| error(e.to_string()))?;
     let topic_names: Vec<&str> = names.keys().map(String::as_str).collect();
@@ -202,6 +209,8 @@ pub(super) async fn join(
         commands: command_rx,
         stop: stop.clone(),
         running: inner.members_running.clone(),
+        transport: Arc::downgrade(&inner),
+        runtime: tokio::runtime::Handle::current(),
     };
     inner.members_running.fetch_add(1, Ordering::AcqRel);
     std::thread::Builder::new()
@@ -235,6 +244,10 @@ struct Poller {
     commands: std_mpsc::Receiver<RewindCommand>,
     stop: Arc<AtomicBool>,
     running: Arc<std::sync::atomic::AtomicUsize>,
+    /// The transport, to create topics the broker lost; weak, so a member left running does
+    /// not keep the transport alive.
+    transport: Weak<Inner>,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Poller {
@@ -264,10 +277,15 @@ impl Poller {
                     if unsubscribed.is_none()
                         && e.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown)
                     {
-                        // librdkafka 2.12 can crash (a NULL topic name in
-                        // rd_kafka_metadata_update_op) when a broker that lost its partitions
-                        // answers a fetch with a CurrentLeader tag; fetching nothing while the
-                        // broker is away avoids it. The member rejoins once it is back.
+                        // A fetch must not reach a broker that lost its topics (Tansu with
+                        // memory storage, restarted): Tansu 0.6 answers a fetch for a topic id
+                        // it does not know with a zero topic id and a CurrentLeader tag, and
+                        // librdkafka 2.12 turns that into a metadata update for a NULL topic
+                        // name and crashes (rd_kafka_metadata_update_op ->
+                        // rd_kafka_metadata_cache_find(rk, NULL)). Fetching nothing while the
+                        // broker is away avoids it; MEMBER_RECONNECT_BACKOFF_MS gives this
+                        // thread the time to get here first. The member rejoins once the
+                        // broker lists its topics again (`resubscribe`).
                         self.consumer.unsubscribe();
                         unsubscribed = Some(0);
                     }
@@ -287,16 +305,33 @@ impl Poller {
         running.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Subscribes again once the broker answers; false while it does not.
+    /// Subscribes again once the broker answers and lists every topic of the member; false
+    /// until then.
+    ///
+    /// A broker that lost its topics (Tansu's memory storage, restarted) gets them back with
+    /// new topic ids. librdkafka keeps the old ids of topics a full metadata answer leaves
+    /// out, and a member subscribed before its topics are back fetches with them: the fetch
+    /// that crashes librdkafka (see `run`). Once a full answer lists every topic, the
+    /// consumer holds their new ids.
     fn resubscribe(&self) -> bool {
-        if self
-            .consumer
-            .fetch_metadata(None, RESUBSCRIBE_PROBE)
-            .is_err()
-        {
+        let Ok(metadata) = self.consumer.fetch_metadata(None, RESUBSCRIBE_PROBE) else {
+            return false;
+        };
+        let names: Vec<String> = lock(&self.state).names.keys().cloned().collect();
+        let listed: HashSet<&str> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.name())
+            .collect();
+        if let Some(missing) = names.iter().find(|n| !listed.contains(n.as_str())) {
+            tracing::debug!(group = %self.group.id, topic = %missing, "kafka topic not back yet");
+            if let Some(transport) = self.transport.upgrade() {
+                let _runtime = self.runtime.enter();
+                transport.recreate_topics_soon();
+            }
             return false;
         }
-        let names: Vec<String> = lock(&self.state).names.keys().cloned().collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         match self.consumer.subscribe(&refs) {
             Ok(()) => true,

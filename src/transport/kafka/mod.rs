@@ -20,6 +20,16 @@
 //!   requeue: the member hands the event out again promptly, flagged. Kafka has no delivery
 //!   limit (`max_deliver` does not apply) and no per-event ack timeout: a member that dies
 //!   without leaving is evicted after `session.timeout.ms`.
+//! - broker restart: the producer reconnects by itself; a publish it could not place is
+//!   refused or indeterminate as above. After every connection was down, topics the broker
+//!   lost are created again and an idempotent producer is replaced (a fresh producer id:
+//!   Tansu's memory storage forgets the old one).
+//!   A member that sees all brokers down unsubscribes, and subscribes again once the broker
+//!   lists every one of its topics (asking for the lost ones to be created again), so its
+//!   consumer fetches with the topics' new ids. No fetch may name a topic id the broker does
+//!   not know: Tansu 0.6 answers one with a zero topic id and a CurrentLeader tag, on which
+//!   librdkafka 2.12 crashes the process (a NULL topic name in `rd_kafka_metadata_update_op`).
+//!   Members wait 0.75-1.5 s before reconnecting, so the unsubscribe comes first.
 //! - replay = offset reset: rewind commits the earliest retained offset (or the first offset
 //!   at a time, by `offsets_for_times`) for every partition, and live members seek there.
 //! - lag = events acked to this process's producer (its delivery reports give the high
@@ -36,10 +46,10 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -62,6 +72,9 @@ const PUBLISH_GRACE: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound of admin and offset requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long topics lost with the broker are tried again, and the pause between tries.
+const RECREATE_PATIENCE: Duration = Duration::from_secs(60);
+const RECREATE_PAUSE: Duration = Duration::from_millis(500);
 /// How long a new member waits for its first partition assignment.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(45);
 /// A member that dies without leaving is evicted after this long.
@@ -91,9 +104,7 @@ pub async fn connect(
         .await
         .map_err(|e| unreachable(e.to_string()))?
         .map_err(|e| unreachable(format!("no metadata within {CONNECT_TIMEOUT:?}: {e}")))?;
-    let producer = producer_config(cfg, &servers)
-        .create::<FutureProducer>()
-        .map_err(|e| unreachable(e.to_string()))?;
+    let producer = new_producer(cfg, &servers).map_err(|e| unreachable(e.to_string()))?;
     let inner = Arc::new(Inner {
         cfg: cfg.clone(),
         servers,
@@ -150,6 +161,42 @@ fn producer_config(cfg: &BrokerConfig, servers: &str) -> ClientConfig {
     config
 }
 
+/// The producer's context: notes when every broker connection was down, since a broker
+/// that restarted may have forgotten the producer's id (Tansu's memory storage does).
+struct ProducerWatch {
+    brokers_lost: Arc<AtomicBool>,
+}
+
+impl ClientContext for ProducerWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_lost.store(true, Ordering::Release);
+        }
+        tracing::debug!(%error, reason, "kafka producer");
+    }
+}
+
+/// The producer and its context's flag (librdkafka's context is out of reach once wrapped).
+#[derive(Clone)]
+struct Producing {
+    producer: FutureProducer<ProducerWatch>,
+    brokers_lost: Arc<AtomicBool>,
+    /// Some publish was acked: the producer holds a producer id a broker could forget.
+    acked: Arc<AtomicBool>,
+}
+
+fn new_producer(cfg: &BrokerConfig, servers: &str) -> KafkaResult<Producing> {
+    let brokers_lost = Arc::new(AtomicBool::new(false));
+    let producer = producer_config(cfg, servers).create_with_context(ProducerWatch {
+        brokers_lost: brokers_lost.clone(),
+    })?;
+    Ok(Producing {
+        producer,
+        brokers_lost,
+        acked: Arc::new(AtomicBool::new(false)),
+    })
+}
+
 pub struct KafkaTransport {
     inner: Arc<Inner>,
 }
@@ -161,7 +208,7 @@ pub(crate) struct Inner {
     admin: Arc<AdminClient<DefaultClientContext>>,
     /// Replaced when librdkafka declares it fatally failed (an idempotent producer whose
     /// sequence state the broker lost, e.g. across a restart).
-    producer: RwLock<FutureProducer>,
+    producer: RwLock<Producing>,
     /// One past the highest offset acked per partition: this run's high watermarks.
     high: Mutex<HashMap<Tp, i64>>,
     groups: Mutex<HashMap<String, Arc<GroupShared>>>,
@@ -219,22 +266,29 @@ impl Inner {
         Ok(())
     }
 
-    /// After a failed publish: the broker may have lost the topics (a restart of a broker
-    /// with memory storage), so create them again in the background, one attempt at a time.
-    fn recreate_topics_soon(self: &Arc<Self>) {
+    /// After an outage or a failed publish: the broker may have lost the topics (a restart
+    /// of a broker with memory storage), so create them again in the background, one task
+    /// at a time, trying until the broker answers (at most `RECREATE_PATIENCE`).
+    pub(crate) fn recreate_topics_soon(self: &Arc<Self>) {
         if self.ensuring_topics.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = self.clone();
         tokio::spawn(async move {
-            if let Err(reason) = inner.ensure_topics().await {
-                tracing::debug!(%reason, "re-creating kafka topics failed");
+            let deadline = inner.clock.now() + crate::clock::duration_ns(RECREATE_PATIENCE);
+            while let Err(reason) = inner.ensure_topics().await {
+                if inner.clock.now() >= deadline {
+                    tracing::warn!(%reason, "could not create the kafka topics again");
+                    break;
+                }
+                tracing::debug!(%reason, "re-creating kafka topics failed; trying again");
+                tokio::time::sleep(RECREATE_PAUSE).await;
             }
             inner.ensuring_topics.store(false, Ordering::Release);
         });
     }
 
-    fn producer(&self) -> FutureProducer {
+    fn producer(&self) -> Producing {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -243,8 +297,8 @@ impl Inner {
 
     /// Replaces a producer librdkafka declared fatally failed; publishes through it would
     /// fail forever.
-    fn replace_if_fatal(&self, failed: &FutureProducer, timed_out: bool) {
-        let (code, reason) = match failed.client().fatal_error() {
+    fn replace_if_fatal(&self, failed: &Producing, timed_out: bool) {
+        let (code, reason) = match failed.producer.client().fatal_error() {
             Some(fatal) => fatal,
             // Tansu forgets producer ids across a restart and answers UNKNOWN_PRODUCER_ID
             // forever, which librdkafka 2.12 retries without declaring the producer failed:
@@ -255,16 +309,43 @@ impl Inner {
             ),
             None => return,
         };
+        self.replace_producer(failed, code, &reason);
+    }
+
+    /// After every broker connection was down: the topics are created again if the broker
+    /// lost them, and an idempotent producer starts again with a fresh producer id. A broker
+    /// that lost its state in the restart (Tansu's memory storage) answers the old id with
+    /// UNKNOWN_PRODUCER_ID for good, and librdkafka retries those batches past
+    /// `message.timeout.ms` without a report (a batch for a lost topic too), so waiting for
+    /// a timeout would leave the harness unable to publish for 13 s after every restart. A
+    /// broker that kept its state loses nothing by either: the topics exist, and the old
+    /// producer finishes its own publishes. A producer with nothing acked yet has no id to
+    /// lose (a fresh one that has not reached the broker yet): it stays.
+    fn after_outage(self: &Arc<Self>, current: &Producing) {
+        if !current.brokers_lost.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.recreate_topics_soon();
+        if idempotent(&self.cfg) && current.acked.load(Ordering::Acquire) {
+            self.replace_producer(
+                current,
+                RDKafkaErrorCode::AllBrokersDown,
+                "the broker may have forgotten the producer id",
+            );
+        }
+    }
+
+    fn replace_producer(&self, old: &Producing, code: RDKafkaErrorCode, reason: &str) {
         let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
-        if current.client().native_ptr() != failed.client().native_ptr() {
+        if current.producer.client().native_ptr() != old.producer.client().native_ptr() {
             return; // Someone replaced it already.
         }
-        match producer_config(&self.cfg, &self.servers).create::<FutureProducer>() {
+        match new_producer(&self.cfg, &self.servers) {
             Ok(fresh) => {
-                tracing::warn!(%code, %reason, "kafka producer failed fatally; replaced it");
+                tracing::warn!(%code, reason, "kafka producer replaced");
                 *current = fresh;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot replace the failed kafka producer"),
+            Err(e) => tracing::warn!(error = %e, "cannot replace the kafka producer"),
         }
     }
 
@@ -283,10 +364,14 @@ impl Inner {
             .key(key.as_str())
             .payload(envelope.payload.as_ref())
             .headers(headers);
-        let producer = self.producer();
+        let mut producer = self.producer();
+        self.after_outage(&producer);
+        producer = self.producer();
         let sent = tokio::time::timeout(
             PUBLISH_TIMEOUT + PUBLISH_GRACE,
-            producer.send(record, Timeout::After(Duration::from_secs(1))),
+            producer
+                .producer
+                .send(record, Timeout::After(Duration::from_secs(1))),
         )
         .await;
         match sent {
@@ -300,6 +385,7 @@ impl Inner {
                         reason: format!("delivery report without an offset: {delivery:?}"),
                     });
                 };
+                producer.acked.store(true, Ordering::Release);
                 let mut high = lock(&self.high);
                 let end = high.entry((topic, delivery.partition)).or_insert(0);
                 *end = (*end).max(delivery.offset + 1);
@@ -312,13 +398,20 @@ impl Inner {
                 self.recreate_topics_soon();
                 Err(publish_error(topic, error))
             }
-            Err(_) => Err(TransportError::Indeterminate {
-                topic,
-                reason: format!(
-                    "no delivery report within {:?}",
-                    PUBLISH_TIMEOUT + PUBLISH_GRACE
-                ),
-            }),
+            Err(_) => {
+                // librdkafka keeps retrying an idempotent batch the broker answers with
+                // UNKNOWN_PRODUCER_ID past message.timeout.ms, and a batch for a topic the
+                // broker lost: no report at all.
+                self.replace_if_fatal(&producer, true);
+                self.recreate_topics_soon();
+                Err(TransportError::Indeterminate {
+                    topic,
+                    reason: format!(
+                        "no delivery report within {:?}",
+                        PUBLISH_TIMEOUT + PUBLISH_GRACE
+                    ),
+                })
+            }
         }
     }
 
