@@ -607,14 +607,24 @@ async fn tick(
             _ = clock.sleep_until(end) => {}
             _ = crate::load::driver::stopped(&mut stop) => break,
         }
-        let lag = lags(&transport, &groups).await;
-        observer.tick(second, lag);
+        close(&observer, &transport, &groups, second).await;
         progress.update(&observer, &schedule, second);
         second += 1;
     }
     // The last, partial second.
-    let lag = lags(&transport, &groups).await;
-    observer.tick(second, lag);
+    close(&observer, &transport, &groups, second).await;
+}
+
+/// Closes `second` now, then asks the broker for the groups' lags.
+async fn close(
+    observer: &Observer,
+    transport: &Arc<dyn Transport>,
+    groups: &[ServiceKind],
+    second: u32,
+) {
+    let mut sample = observer.close_second(second);
+    sample.lag = lags(transport, groups).await;
+    observer.record_sample(sample);
 }
 
 /// Waits until every checkout is answered, no service is handling anything and every group

@@ -1115,7 +1115,10 @@ async fn link_latency_through_the_fault_proxy_shows_in_checkout_latency() {
     let r = run(&s).await;
     let split = checkout_split(&r, "link");
     assert!(split.during.p50_us >= 200_000, "during: {:?}", split.during);
-    assert!(split.before.p50_us < 50_000, "before: {:?}", split.before);
+    // Every checkout before the window was fast: a second closed late (its lags asked
+    // through the slowed link first) used to take the window's first latencies into
+    // `before` (p90 222 ms) and leave `during` half fast (p50 177 ms, a CI failure).
+    assert!(split.before.p99_us < 50_000, "before: {:?}", split.before);
     assert!(split.after.p50_us < 50_000, "after: {:?}", split.after);
     assert_eq!(check(&r, "no_loss").verdict, Verdict::Pass);
     assert_eq!(r.summary.target.kind, "redis");

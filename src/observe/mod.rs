@@ -322,8 +322,11 @@ impl Observer {
         lock(&self.findings).clone()
     }
 
-    /// Closes `second`: latency intervals become points, counters and lags a sample.
-    pub fn tick(&self, second: u32, lag: Vec<(ServiceKind, Option<u64>)>) {
+    /// Closes `second` at its end: latency intervals become points, and the counters are
+    /// read into a sample that `record_sample` stores once its lags are known. Lags take
+    /// broker round trips (slow through a link fault), so they come after the close: a
+    /// second closed late would take the next second's latencies into its fault split.
+    pub fn close_second(&self, second: u32) -> Sample {
         let mut splits = lock(&self.splits);
         for (i, (stage, recorder)) in Stage::ALL.iter().zip(&self.stages).enumerate() {
             let interval = recorder.tick(second);
@@ -356,7 +359,7 @@ impl Observer {
             r.tick(second);
         }
         let c = &self.counters;
-        lock(&self.samples).push(Sample {
+        Sample {
             second,
             attempted: c.attempted.load(Relaxed),
             accepted: c.accepted.load(Relaxed),
@@ -364,8 +367,12 @@ impl Observer {
             deliveries: c.deliveries.load(Relaxed),
             duplicate_deliveries: c.duplicate_deliveries.load(Relaxed),
             dead_lettered: c.dead_lettered.load(Relaxed),
-            lag,
-        });
+            lag: Vec::new(),
+        }
+    }
+
+    pub fn record_sample(&self, sample: Sample) {
+        lock(&self.samples).push(sample);
     }
 
     pub fn samples(&self) -> Vec<Sample> {
