@@ -206,8 +206,8 @@ pub(crate) struct Inner {
     servers: String,
     clock: Clock,
     admin: Arc<AdminClient<DefaultClientContext>>,
-    /// Replaced when librdkafka declares it fatally failed (an idempotent producer whose
-    /// sequence state the broker lost, e.g. across a restart).
+    /// Replaced when librdkafka declares it fatally failed, and (idempotent) after an outage
+    /// or a publish without a report: the broker may have lost its producer id.
     producer: RwLock<Producing>,
     /// One past the highest offset acked per partition: this run's high watermarks.
     high: Mutex<HashMap<Tp, i64>>,
