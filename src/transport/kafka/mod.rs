@@ -321,18 +321,23 @@ impl Inner {
     /// broker that kept its state loses nothing by either: the topics exist, and the old
     /// producer finishes its own publishes. A producer with nothing acked yet has no id to
     /// lose (a fresh one that has not reached the broker yet): it stays.
-    fn after_outage(self: &Arc<Self>, current: &Producing) {
+    ///
+    /// Returns the producer to publish with.
+    fn producer_after_outage(self: &Arc<Self>) -> Producing {
+        let current = self.producer();
         if !current.brokers_lost.swap(false, Ordering::AcqRel) {
-            return;
+            return current;
         }
         self.recreate_topics_soon();
-        if idempotent(&self.cfg) && current.acked.load(Ordering::Acquire) {
-            self.replace_producer(
-                current,
-                RDKafkaErrorCode::AllBrokersDown,
-                "the broker may have forgotten the producer id",
-            );
+        if !(idempotent(&self.cfg) && current.acked.load(Ordering::Acquire)) {
+            return current;
         }
+        self.replace_producer(
+            &current,
+            RDKafkaErrorCode::AllBrokersDown,
+            "the broker may have forgotten the producer id",
+        );
+        self.producer()
     }
 
     fn replace_producer(&self, old: &Producing, code: RDKafkaErrorCode, reason: &str) {
@@ -364,9 +369,7 @@ impl Inner {
             .key(key.as_str())
             .payload(envelope.payload.as_ref())
             .headers(headers);
-        let mut producer = self.producer();
-        self.after_outage(&producer);
-        producer = self.producer();
+        let producer = self.producer_after_outage();
         let sent = tokio::time::timeout(
             PUBLISH_TIMEOUT + PUBLISH_GRACE,
             producer
@@ -385,7 +388,9 @@ impl Inner {
                         reason: format!("delivery report without an offset: {delivery:?}"),
                     });
                 };
-                producer.acked.store(true, Ordering::Release);
+                if !producer.acked.load(Ordering::Relaxed) {
+                    producer.acked.store(true, Ordering::Release);
+                }
                 let mut high = lock(&self.high);
                 let end = high.entry((topic, delivery.partition)).or_insert(0);
                 *end = (*end).max(delivery.offset + 1);
