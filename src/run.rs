@@ -19,8 +19,8 @@ use crate::chaos::{Chaos, ChaosCtx, run_timeline};
 use crate::clock::{Clock, duration_ns};
 use crate::load::Schedule;
 use crate::load::driver::{Driver, DriverOutcome};
-use crate::observe::Observer;
 use crate::observe::hlog::IntervalLogs;
+use crate::observe::{Observer, Settlement};
 use crate::orders::OrderFactory;
 use crate::publisher::Publisher;
 use crate::report::progress::Progress;
@@ -304,7 +304,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         .max()
         .filter(|_| !outcome.stopped_early)
         .unwrap_or(0);
-    drain_until_quiet(
+    let settlement = drain_until_quiet(
         &observer,
         &transport,
         &pipeline.groups,
@@ -314,6 +314,21 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
     )
     .await;
     let interrupted = outcome.stopped_early || *interrupt.borrow();
+    let (queued, queued_total) = settlement.queued();
+    if !queued.is_empty() {
+        let per_service: Vec<String> = queued
+            .iter()
+            .map(|(service, lag)| match lag {
+                Some(n) => format!("{service} {n}"),
+                None => format!("{service} (lag unknown)"),
+            })
+            .collect();
+        observer.finding(format!(
+            "the drain ended with {queued_total} events not settled (still queued or being \
+             handled): {}",
+            per_service.join(", ")
+        ));
+    }
 
     let _ = stop_tx.send(true);
     let _ = ticker.await;
@@ -337,6 +352,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         attempted: outcome.dispatched as u64,
         captures_per_order: &captures,
         enabled: &pipeline.enabled,
+        settlement: &settlement,
     };
     let checks = evaluate_all(&checks_for(scenario), &input);
     let send_lag_p99 = observer.send_lag.total().value_at_quantile(0.99);
@@ -628,7 +644,8 @@ async fn close(
 }
 
 /// Waits until every checkout is answered, no service is handling anything and every group
-/// has committed everything, or until `limit`, or until an interrupt.
+/// has committed everything, or until `limit`, or until an interrupt; returns what was still
+/// pending then.
 async fn drain_until_quiet(
     observer: &Observer,
     transport: &Arc<dyn Transport>,
@@ -636,7 +653,7 @@ async fn drain_until_quiet(
     limit: Duration,
     not_before: crate::clock::RunTime,
     interrupt: &watch::Receiver<bool>,
-) {
+) -> Settlement {
     let clock = &observer.clock;
     let deadline = (clock.now() + duration_ns(limit)).max(not_before);
     let interrupted_before = *interrupt.borrow();
@@ -646,17 +663,13 @@ async fn drain_until_quiet(
             && c.processing.load(Relaxed) == 0
             && c.dead_letters_arrived.load(Relaxed) >= c.dead_lettered.load(Relaxed)
             && clock.now() >= not_before;
-        // A lag the broker cannot tell counts as not drained.
-        if quiet
-            && lags(transport, groups)
-                .await
-                .iter()
-                .all(|(_, lag)| *lag == Some(0))
-        {
-            return;
-        }
-        if clock.now() >= deadline || (!interrupted_before && *interrupt.borrow()) {
-            return;
+        let ending = clock.now() >= deadline || (!interrupted_before && *interrupt.borrow());
+        if quiet || ending {
+            // A lag the broker cannot tell counts as not drained.
+            let lags = lags(transport, groups).await;
+            if ending || lags.iter().all(|(_, lag)| *lag == Some(0)) {
+                return Settlement::now(c, lags);
+            }
         }
         tokio::time::sleep(SETTLE_POLL).await;
     }

@@ -116,6 +116,144 @@ async fn a_consumer_that_acks_before_processing_and_crashes_is_caught_losing_ord
     passes(&run(&safe).await);
 }
 
+/// A crash at 5 s of a service whose every delivery takes 2 s (about 200 in hand), with the
+/// given commit policy.
+async fn crash_with_work_in_hand(service: &str, commit: &str) -> RunResult {
+    let s = scenario(
+        &format!("  - {{ at: 5s, crash: {service}, restart_after: 1s }}"),
+        &format!("  {service}: {{ latency: 2s, commit: {commit} }}"),
+    );
+    run(&s).await
+}
+
+/// `commit: on_receive` acks a delivery before acting on it: the crash loses the work in
+/// hand while every event counts as delivered. `no_loss` judges effects, so it must fail and
+/// name the service, the orders and what they lost; the `after_effect` twin must pass.
+async fn ack_first_loses_and_after_effect_does_not(service: &str, lost: &str) {
+    let r = crash_with_work_in_hand(service, "on_receive").await;
+    let c = check(&r, "no_loss");
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(
+        c.observed.contains("0 deliveries lost"),
+        "the broker lost nothing, the service did: {}",
+        c.observed
+    );
+    let line = c
+        .evidence
+        .iter()
+        .find(|e| e.starts_with(&format!("{service}: ")) && e.contains("effects lost"))
+        .unwrap_or_else(|| panic!("no {service} line in {:?}", c.evidence));
+    assert!(
+        line.contains("0 deliveries lost") && line.contains("acked back before the effect"),
+        "{line}"
+    );
+    let example = format!("{service}: {lost} (delivered 1x and acked back, never acted on)");
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.starts_with("order ") && e.ends_with(&example)),
+        "no `{example}` in {:?}",
+        c.evidence
+    );
+    assert_eq!(r.summary.exit_code, 1);
+
+    let safe = crash_with_work_in_hand(service, "after_effect").await;
+    assert_eq!(check(&safe, "no_loss").verdict, Verdict::Pass);
+    passes(&safe);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_loss_catches_payment_acking_before_the_charge() {
+    ack_first_loses_and_after_effect_does_not("payment", "the card was never captured").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_loss_catches_inventory_acking_before_the_reservation() {
+    ack_first_loses_and_after_effect_does_not(
+        "inventory",
+        "stock was never reserved (nor the order backordered)",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_loss_catches_email_acking_before_sending() {
+    ack_first_loses_and_after_effect_does_not("email", "email sent never happened").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_loss_catches_warehouse_acking_before_shipping() {
+    ack_first_loses_and_after_effect_does_not("warehouse", "shipment created never happened").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_loss_catches_analytics_acking_before_counting() {
+    ack_first_loses_and_after_effect_does_not("analytics", "fulfilment counted never happened")
+        .await;
+}
+
+/// Regression (issue 11): a provider that captures and then answers too late for the payment
+/// service's timeout, every retry: the service gives up and announces a payment failure for
+/// an order the shopper paid for. Nothing flagged it; `money_matches_state` must.
+#[tokio::test(start_paused = true)]
+async fn money_matches_state_catches_orders_charged_but_failed() {
+    let with = |faults: &str| {
+        let text = format!(
+            r#"
+name: charged-but-failed
+seed: 5
+load:
+  arrivals: uniform
+  phases:
+    - {{ hold: 10s, rate: 100/s }}
+  drain: 60s
+provider:
+  via: in_process
+  latency: 1ms..5ms
+  timeout: 1s
+  retries: 1
+faults:
+{faults}
+"#
+        );
+        doorbuster::scenario::parse("charged.yaml", &text).expect("the scenario parses")
+    };
+    let slow = "  - { at: 2s, for: 2s, provider_outage: { errors: 0%, latency: 5s } }";
+    let r = run(&with(slow)).await;
+    let c = check(&r, "money_matches_state");
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    // Every order with a paying card that the service gave up on was captured at the
+    // provider (declining cards time out too, but nothing was taken from them).
+    let factory = doorbuster::orders::OrderFactory::new(5, &with("  []").orders);
+    let failed: Vec<u64> = (0..r.summary.orders.attempted)
+        .filter(|&o| r.observer.ledger.terminal(o).0 == doorbuster::observe::Terminal::Failed)
+        .filter(|&o| !factory.plan(o).declines)
+        .collect();
+    let captures = r.provider.captures_per_order();
+    assert!(!failed.is_empty());
+    assert!(failed.iter().all(|o| captures.contains_key(o)));
+    assert!(
+        c.observed.starts_with(&format!("{} of ", failed.len()))
+            && c.observed.contains(&format!(
+                "({} charged but failed or declined, 0 charged but never fulfilled",
+                failed.len()
+            )),
+        "{}",
+        c.observed
+    );
+    assert_eq!(
+        c.evidence[0],
+        format!(
+            "order {}: charged 1x, but the order ended payment failed",
+            failed[0]
+        )
+    );
+    // The clean twin: no slow provider, every capture ends fulfilled.
+    let clean = run(&with("  []")).await;
+    assert_eq!(check(&clean, "money_matches_state").verdict, Verdict::Pass);
+    passes(&clean);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_replay_rebuilds_analytics_and_is_caught_reapplying_effects_without_idempotency() {
     let replay = "  - { at: 12s, replay: analytics, to: earliest }";

@@ -137,6 +137,9 @@ enum Fault {
     Duplicate { topic: Topic },
     /// Every new member takes `delay` to join (Kafka: until its partitions are assigned).
     SlowJoin { delay: Duration },
+    /// Announces `order.payment.succeeded` where payment published `order.payment.failed`
+    /// for `order` (a payment service that reports success for a declined card).
+    ForgeSuccess { order: u64 },
 }
 
 struct Sabotage {
@@ -214,6 +217,15 @@ impl Transport for Sabotage {
                 Fault::Duplicate { topic } if e.topic == topic => {
                     self.inner.publish(e.clone()).await?;
                 }
+                Fault::ForgeSuccess { order }
+                    if e.topic == Topic::PaymentFailed && e.meta.order_id == order =>
+                {
+                    let forged = Envelope {
+                        topic: Topic::PaymentSucceeded,
+                        ..e
+                    };
+                    return self.inner.publish(forged).await;
+                }
                 _ => {}
             }
             self.inner.publish(e).await
@@ -275,16 +287,88 @@ async fn no_loss_catches_an_acked_event_that_was_never_stored() {
     let r = run_with(&s, Some(sabotage(&s, fault))).await;
     let c = check(&r, "no_loss");
     assert_eq!(c.verdict, Verdict::Fail);
-    // payment, inventory and analytics each expected order 17's order.created.
-    assert!(c.observed.starts_with("3 of "), "{}", c.observed);
-    assert_eq!(c.evidence.len(), 3);
+    // Order 17 pays: payment owed a capture and its announcement, inventory a stock
+    // decision, analytics a count; every one of them lost with the delivery.
     assert!(
-        c.evidence.iter().all(|e| e.starts_with("order 17:")),
-        "{:?}",
-        c.evidence
+        c.observed.starts_with("4 of ")
+            && c.observed
+                .ends_with("(4 deliveries lost, 0 received and never acted on)"),
+        "{}",
+        c.observed
     );
+    let examples: Vec<&String> = c
+        .evidence
+        .iter()
+        .filter(|e| e.starts_with("order "))
+        .collect();
+    assert_eq!(
+        examples,
+        [
+            "order 17: payment: the card was never captured (acked by the broker, never delivered)",
+            "order 17: payment: order.payment.succeeded was never published (acked by the broker, \
+             never delivered)",
+            "order 17: inventory: stock was never reserved (nor the order backordered) (acked by \
+             the broker, never delivered)",
+            "order 17: analytics: order counted never happened (acked by the broker, never \
+             delivered)",
+        ]
+    );
+    // Per service: who lost what, and who never got the events that were never published.
+    for (service, what) in [
+        ("payment", "2 of"),
+        ("inventory", "1 of"),
+        ("analytics", "1 of"),
+        ("email", "1 more never reached it"),
+        ("warehouse", "2 more never reached it"),
+    ] {
+        assert!(
+            c.evidence
+                .iter()
+                .any(|e| e.starts_with(&format!("{service}: {what}"))),
+            "{service}: {what} in {:?}",
+            c.evidence
+        );
+    }
+    assert_eq!(c.evidence_total, c.evidence.len() as u64);
     assert_eq!(r.summary.verdict, RunVerdict::Fail);
     assert_eq!(r.summary.exit_code, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn money_matches_state_catches_an_order_fulfilled_without_a_capture() {
+    // A payment service that announces success for a declined card: the warehouse ships an
+    // order the provider never charged.
+    let s = control();
+    let factory = OrderFactory::new(s.seed, &s.orders);
+    let declined = (0..1_000)
+        .find(|&o| factory.plan(o).declines)
+        .expect("the control declines some cards");
+    let r = run_with(
+        &s,
+        Some(sabotage(&s, Fault::ForgeSuccess { order: declined })),
+    )
+    .await;
+    let c = check(&r, "money_matches_state");
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(
+        c.observed.starts_with("1 of ")
+            && c.observed.ends_with(
+                "(0 charged but failed or declined, 0 charged but never fulfilled, 1 fulfilled \
+                 without a capture)"
+            ),
+        "{}",
+        c.observed
+    );
+    assert_eq!(
+        c.evidence,
+        [format!("order {declined}: fulfilled without a capture")]
+    );
+    assert!(!r.provider.captures_per_order().contains_key(&declined));
+    // The clean twin: the same run without the forgery agrees on every order.
+    let clean = run_with(&s, None).await;
+    let c = check(&clean, "money_matches_state");
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(c.observed.starts_with("0 of "), "{}", c.observed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -363,9 +447,10 @@ async fn no_duplicate_effects_names_every_double_charged_order() {
     named.sort_unstable();
     let named: Vec<String> = named
         .iter()
-        .map(|o| format!("order {o}: charged 2 times"))
+        .map(|o| format!("order {o}: payment: charged 2 times"))
         .collect();
     assert_eq!(c.evidence, named);
+    assert_eq!(c.evidence_total, named.len() as u64);
 }
 
 #[tokio::test(start_paused = true)]

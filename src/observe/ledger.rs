@@ -1,9 +1,12 @@
 //! The ledger: per order, what was attempted, acked, delivered and applied.
 //!
-//! Attempted / acked / delivered / effects are kept apart (the Jepsen discipline): a publish
-//! the broker acked is a promise, a delivery is one arrival at one service, an effect is what
-//! a service did about it. Every slot is a handful of atomics so recording from many tasks
-//! needs no lock: 44 bytes per order for all five services together (under 9 per service).
+//! Attempted / acked / delivered / consumed / effects are kept apart (the Jepsen discipline):
+//! a publish the broker acked is a promise, a delivery is one arrival at one service, a
+//! consumed delivery is one the service acked back to the broker (it will not come again),
+//! and an effect is what a service did about it. Loss is judged on effects (DESIGN.md §5): a
+//! consumer that acks and then crashes shows as consumed without its effect. Every slot is a
+//! handful of atomics so recording from many tasks needs no lock: 56 bytes per order for all
+//! five services together (about 11 per service).
 //!
 //! Events of one order on one topic are told apart by their `seq` (0 for the first
 //! `order.created`, 1 for a resubmit, ...); up to 8 per (order, topic) are tracked exactly,
@@ -42,7 +45,9 @@ pub enum Terminal {
     Failed = 3,
 }
 
-/// Side effects a service applies at most once per order when idempotent.
+/// What a service did about an order, recorded when it did it (captures are the payment
+/// provider's own records, not the ledger's). Each is applied at most once per order by an
+/// idempotent service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
@@ -53,16 +58,30 @@ pub enum Effect {
     StockReserved = 1,
     /// A shipment created (warehouse service).
     Shipped = 2,
-    /// Revenue booked (analytics service).
+    /// Revenue booked for a captured payment (analytics service).
     RevenueBooked = 3,
+    /// Not enough stock for the order's items: nothing decremented, the order is backordered
+    /// (inventory service). A decision like a reservation, but without a side effect, so a
+    /// second one is not a duplicate effect.
+    Backordered = 4,
+    /// The order counted on the dashboard (analytics, from `order.created`).
+    OrderCounted = 5,
+    /// The failed payment counted (analytics, from `order.payment.failed`).
+    FailureCounted = 6,
+    /// The fulfilment counted (analytics, from `order.fulfilled`).
+    FulfilmentCounted = 7,
 }
 
 impl Effect {
-    pub const ALL: [Effect; 4] = [
+    pub const ALL: [Effect; 8] = [
         Effect::EmailSent,
         Effect::StockReserved,
         Effect::Shipped,
         Effect::RevenueBooked,
+        Effect::Backordered,
+        Effect::OrderCounted,
+        Effect::FailureCounted,
+        Effect::FulfilmentCounted,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,7 +90,31 @@ impl Effect {
             Effect::StockReserved => "stock decremented",
             Effect::Shipped => "shipment created",
             Effect::RevenueBooked => "revenue booked",
+            Effect::Backordered => "backorder recorded",
+            Effect::OrderCounted => "order counted",
+            Effect::FailureCounted => "payment failure counted",
+            Effect::FulfilmentCounted => "fulfilment counted",
         }
+    }
+
+    /// The service that applies it.
+    pub fn service(self) -> crate::topology::ServiceKind {
+        use crate::topology::ServiceKind;
+        match self {
+            Effect::EmailSent => ServiceKind::Email,
+            Effect::StockReserved | Effect::Backordered => ServiceKind::Inventory,
+            Effect::Shipped => ServiceKind::Warehouse,
+            Effect::RevenueBooked
+            | Effect::OrderCounted
+            | Effect::FailureCounted
+            | Effect::FulfilmentCounted => ServiceKind::Analytics,
+        }
+    }
+
+    /// Whether applying it twice harms (a second email, stock decremented twice, a figure
+    /// counted twice). Recording a backorder twice changes nothing.
+    pub fn harms_when_repeated(self) -> bool {
+        self != Effect::Backordered
     }
 }
 
@@ -85,6 +128,9 @@ struct Slot {
     acked: [AtomicU8; TOPICS],
     /// Per subscription: bit `seq` set once that event was delivered.
     delivered: [AtomicU8; SUBS],
+    /// Per subscription: bit `seq` set once the service acked a delivery of that event back
+    /// to the broker (it will not be delivered again).
+    consumed: [AtomicU8; SUBS],
     effects: [AtomicU8; Effect::ALL.len()],
     /// Milliseconds from intended time to the terminal state; `u32::MAX` = none yet.
     terminal_ms: AtomicU32,
@@ -107,7 +153,7 @@ pub struct Ledger {
 
 // The budget: at most 32 bytes per order per service, for the five services.
 const _: () = assert!(std::mem::size_of::<Slot>() <= 32 * crate::topology::ServiceKind::ALL.len());
-const _: () = assert!(std::mem::size_of::<Slot>() == 44);
+const _: () = assert!(std::mem::size_of::<Slot>() == 56);
 
 fn bit(seq: u8) -> u8 {
     1 << seq.min(7)
@@ -197,6 +243,18 @@ impl Ledger {
     pub fn delivered_mask(&self, order: u64, sub: usize) -> u8 {
         self.slot(order)
             .map_or(0, |s| s.delivered[sub].load(Relaxed))
+    }
+
+    /// Records that the service acked a delivery of this event back to the broker.
+    pub fn consumed(&self, sub: usize, meta: &EventMeta) {
+        if let Some(s) = self.slot(meta.order_id) {
+            s.consumed[sub].fetch_or(bit(meta.seq), Relaxed);
+        }
+    }
+
+    pub fn consumed_mask(&self, order: u64, sub: usize) -> u8 {
+        self.slot(order)
+            .map_or(0, |s| s.consumed[sub].load(Relaxed))
     }
 
     pub fn deliveries(&self, order: u64, sub: usize) -> u16 {

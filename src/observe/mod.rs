@@ -37,6 +37,8 @@ pub struct Counters {
     pub open_checkouts: AtomicI64,
     /// Service handlers running right now.
     pub processing: AtomicI64,
+    /// The same, per service (indexed by `ServiceKind as usize`).
+    pub processing_by_service: [AtomicI64; ServiceKind::ALL.len()],
     /// Publishes the services attempted that the transport refused.
     pub publish_errors: AtomicU64,
     /// Deliveries an `errors` fault failed on purpose.
@@ -131,6 +133,50 @@ struct Split {
     end_s: Option<u32>,
     /// `[stage][before, during, after]`
     parts: Vec<[hdrhistogram::Histogram<u64>; 3]>,
+}
+
+/// The pipeline as the drain left it: what was still queued or being handled when the run
+/// stopped waiting. An effect whose event is still queued is *not settled*: not lost, not
+/// done, and never a silent pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settlement {
+    /// Consumer lag per service group when the drain ended (`None`: the broker did not say).
+    pub lags: Vec<(ServiceKind, Option<u64>)>,
+    /// Handlers still running, per service (indexed by `ServiceKind as usize`).
+    pub handling: [i64; ServiceKind::ALL.len()],
+}
+
+impl Settlement {
+    /// Reads the handlers still running; `lags` are the broker's answers.
+    pub fn now(counters: &Counters, lags: Vec<(ServiceKind, Option<u64>)>) -> Settlement {
+        Settlement {
+            lags,
+            handling: std::array::from_fn(|i| counters.processing_by_service[i].load(Relaxed)),
+        }
+    }
+
+    /// Nothing of this service's is queued or being handled (a lag the broker would not tell
+    /// counts as queued). A service that did not run has nothing pending.
+    pub fn settled(&self, service: ServiceKind) -> bool {
+        let lag = self
+            .lags
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, l)| *l);
+        self.handling[service as usize] <= 0 && lag.is_none_or(|l| l == Some(0))
+    }
+
+    /// Events still queued at the end, per service that had any, and the total.
+    pub fn queued(&self) -> (Vec<(ServiceKind, Option<u64>)>, u64) {
+        let pending: Vec<_> = self
+            .lags
+            .iter()
+            .filter(|(s, l)| *l != Some(0) || self.handling[*s as usize] > 0)
+            .copied()
+            .collect();
+        let total = pending.iter().filter_map(|(_, l)| *l).sum();
+        (pending, total)
+    }
 }
 
 /// A misbehaviour worth reporting that is not a check result (a broker error, a stalled

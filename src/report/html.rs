@@ -82,8 +82,9 @@ struct CheckView {
     threshold: String,
     evidence_inline: Vec<String>,
     evidence_folded: Vec<String>,
-    evidence_total: usize,
-    evidence_omitted: usize,
+    evidence_total: u64,
+    /// The true remainder beyond what the page lists, said once.
+    evidence_omitted: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -261,8 +262,8 @@ impl CheckView {
             threshold: c.threshold.clone(),
             evidence_inline: inline,
             evidence_folded: folded,
-            evidence_total: c.evidence.len(),
-            evidence_omitted: c.evidence.len() - shown,
+            evidence_total: c.evidence_count(),
+            evidence_omitted: c.remainder_note(shown),
         }
     }
 }
@@ -384,6 +385,7 @@ mod tests {
                 observed: "1 lost".into(),
                 threshold: "0".into(),
                 evidence: vec!["order 1 <img src=x onerror=alert(1)>".into()],
+                evidence_total: 1,
             }],
             rates: Rates {
                 planned_per_second: vec![1, 1, 1],
@@ -511,9 +513,13 @@ mod tests {
                 lag: vec![(ServiceKind::Email, None), (ServiceKind::Payment, Some(3))],
             })
             .collect();
-        s.checks[0].evidence = (0..5000).map(|i| format!("order {i}")).collect();
+        s.checks[0].evidence = (0..100).map(|i| format!("order {i}")).collect();
+        s.checks[0].evidence_total = 5000;
         let html = render(&s).expect("renders");
-        assert!(html.contains("4000 more in summary.json"));
+        assert!(
+            html.contains("and 4900 more (summary.json keeps 100 of 5000)"),
+            "{html}"
+        );
     }
 
     /// A start time beyond what humantime can print stays a number.

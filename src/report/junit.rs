@@ -28,7 +28,15 @@ pub fn render(summary: &Summary) -> Result<String, quick_junit::SerializeError> 
                         "observed {}, threshold {}",
                         check.observed, check.threshold
                     ))
-                    .set_description(check.evidence.join("\n"));
+                    .set_description(
+                        check
+                            .evidence
+                            .iter()
+                            .cloned()
+                            .chain(check.remainder_note(check.evidence.len()))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    );
                 status
             }
         };

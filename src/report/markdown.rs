@@ -52,8 +52,8 @@ pub fn render(s: &Summary) -> String {
         for e in c.evidence.iter().take(EVIDENCE_SHOWN) {
             let _ = writeln!(md, "- {}", cell(e));
         }
-        if c.evidence.len() > EVIDENCE_SHOWN {
-            let _ = writeln!(md, "- ... and {} more", c.evidence.len() - EVIDENCE_SHOWN);
+        if let Some(note) = c.remainder_note(EVIDENCE_SHOWN) {
+            let _ = writeln!(md, "- {}", cell(&note));
         }
         let _ = writeln!(md, "\n</details>");
     }

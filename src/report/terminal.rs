@@ -37,11 +37,8 @@ pub fn verdict_table(summary: &Summary) -> String {
             for e in check.evidence.iter().take(TERMINAL_EXAMPLES) {
                 out.push_str(&format!("  - {e}\n"));
             }
-            if check.evidence.len() > TERMINAL_EXAMPLES {
-                out.push_str(&format!(
-                    "  ... and {} more in summary.json\n",
-                    check.evidence.len() - TERMINAL_EXAMPLES
-                ));
+            if let Some(note) = check.remainder_note(TERMINAL_EXAMPLES) {
+                out.push_str(&format!("  {note}\n"));
             }
         }
     }

@@ -509,7 +509,10 @@ pub struct Checks {
     /// An accepted order must reach a terminal state within this time of its intended time.
     pub settle_within: Duration,
     pub latency: Vec<LatencySlo>,
+    /// Every effect an accepted order is owed happened (judged on effects, not receipts).
     pub no_loss: bool,
+    /// Captures at the provider agree with how orders ended.
+    pub money_matches_state: bool,
     pub no_duplicate_effects: bool,
     pub per_key_order: bool,
     pub compare: CompareTolerances,

@@ -241,6 +241,7 @@ pub struct RawChecks {
     /// the wrong shape is reported by `validate.rs`, which knows the path.
     pub latency: Option<Spanned<Entries<Spanned<Node>>>>,
     pub no_loss: Option<Text>,
+    pub money_matches_state: Option<Text>,
     pub no_duplicate_effects: Option<Text>,
     pub per_key_order: Option<Text>,
     pub compare: Option<Spanned<RawCompare>>,

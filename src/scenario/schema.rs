@@ -393,6 +393,8 @@ struct Checks {
     /// (`p50`, `p90`, `p95`, `p99`, `p99.9`, `p99.99`, `max`): a bound like `"< 3s"`.
     latency: Option<BTreeMap<String, BTreeMap<String, Bound>>>,
     no_loss: Option<bool>,
+    /// Every capture at the provider ends fulfilled, every fulfilment was captured.
+    money_matches_state: Option<bool>,
     no_duplicate_effects: Option<bool>,
     per_key_order: Option<bool>,
     compare: Option<Compare>,

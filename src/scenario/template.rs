@@ -60,7 +60,8 @@ checks:
     order.created -> order.fulfilled: { p99: "< 3s" }
     order.created -> email.sent:      { p99: "< 5s" }
     order.created:                    { p99: "< 250ms" }   # the checkout (publish ack)
-  no_loss: true
+  no_loss: true                 # every effect an order is owed happened
+  money_matches_state: true     # every capture ends fulfilled, every fulfilment was captured
   no_duplicate_effects: true
   per_key_order: true
   # recovery: { drain_within: 30s }   # with faults: lag back to its pre-fault level in time

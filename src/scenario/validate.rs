@@ -930,6 +930,7 @@ impl Validator {
             settle_within: None,
             latency: None,
             no_loss: None,
+            money_matches_state: None,
             no_duplicate_effects: None,
             per_key_order: None,
             compare: None,
@@ -965,6 +966,12 @@ impl Validator {
                 None => Vec::new(),
             },
             no_loss: self.or_default(&raw.no_loss, &path.key("no_loss"), true, units::parse_bool),
+            money_matches_state: self.or_default(
+                &raw.money_matches_state,
+                &path.key("money_matches_state"),
+                true,
+                units::parse_bool,
+            ),
             no_duplicate_effects: self.or_default(
                 &raw.no_duplicate_effects,
                 &path.key("no_duplicate_effects"),

@@ -50,10 +50,19 @@ impl Analytics {
             return Ok(());
         }
         let mut state = lock(&self.state);
-        match event.topic {
-            Topic::OrderCreated => state.orders_created += 1,
-            Topic::PaymentFailed => state.payments_failed += 1,
-            Topic::Fulfilled => state.fulfilled += 1,
+        let effect = match event.topic {
+            Topic::OrderCreated => {
+                state.orders_created += 1;
+                Effect::OrderCounted
+            }
+            Topic::PaymentFailed => {
+                state.payments_failed += 1;
+                Effect::FailureCounted
+            }
+            Topic::Fulfilled => {
+                state.fulfilled += 1;
+                Effect::FulfilmentCounted
+            }
             Topic::PaymentSucceeded => {
                 let fact: PaymentFact = serde_json::from_slice(&event.payload).map_err(|e| {
                     ServiceError::Malformed {
@@ -65,15 +74,12 @@ impl Analytics {
                 })?;
                 state.payments_succeeded += 1;
                 state.revenue_cents += fact.amount_cents;
-                drop(state);
-                self.env
-                    .publisher
-                    .observer
-                    .ledger
-                    .effect(order, Effect::RevenueBooked);
+                Effect::RevenueBooked
             }
-            Topic::PaymentAttempted | Topic::DeadLetter => {}
-        }
+            Topic::PaymentAttempted | Topic::DeadLetter => return Ok(()),
+        };
+        drop(state);
+        self.env.publisher.observer.ledger.effect(order, effect);
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Inventory: consumes `order.created` and reserves stock for the order's items, all or
 //! nothing (the effect `stock decremented`). An order whose items are not all in stock is
-//! backordered: counted, stock untouched. Idempotent per order by default; with
+//! backordered: recorded (the decision the order gets instead), stock untouched. Idempotent per order by default; with
 //! `idempotent: false` a redelivered or resubmitted order decrements stock again.
 
 use std::sync::Mutex;
@@ -48,7 +48,9 @@ impl Inventory {
                 .is_some_and(|&left| left >= item.quantity)
         });
         if !available {
+            drop(stock);
             o.counters.backorders.fetch_add(1, Relaxed);
+            o.ledger.effect(order, Effect::Backordered);
             return Ok(());
         }
         for item in &view.items {

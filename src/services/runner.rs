@@ -35,7 +35,7 @@ use crate::observe::Observer;
 use crate::observe::dead_letters::DeadLetter;
 use crate::scenario::model::{CommitPolicy, Service as ServiceConfig};
 use crate::sync::lock;
-use crate::topology::subscription_index;
+use crate::topology::{ServiceKind, subscription_index};
 use crate::transport::{AckHandle, Delivery, Subscription, Transport, TransportError};
 
 type Busy = Arc<Mutex<HashMap<u64, VecDeque<Delivery>>>>;
@@ -51,19 +51,28 @@ pub struct Runner {
     pub failures: Mutex<HashMap<u64, u32>>,
 }
 
-/// Counts a handler as running until dropped, even when its task is aborted by a crash.
-struct Running<'a>(&'a AtomicI64);
+/// Counts a handler as running (in all, and for its service) until dropped, even when its
+/// task is aborted by a crash.
+struct Running<'a>([&'a AtomicI64; 2]);
 
 impl<'a> Running<'a> {
-    fn new(counter: &'a AtomicI64) -> Running<'a> {
-        counter.fetch_add(1, Relaxed);
-        Running(counter)
+    fn new(o: &'a Observer, kind: ServiceKind) -> Running<'a> {
+        let counters = [
+            &o.counters.processing,
+            &o.counters.processing_by_service[kind as usize],
+        ];
+        for c in counters {
+            c.fetch_add(1, Relaxed);
+        }
+        Running(counters)
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        for c in self.0 {
+            c.fetch_sub(1, Relaxed);
+        }
     }
 }
 
@@ -268,9 +277,9 @@ impl Runner {
         if self.config.commit == CommitPolicy::OnReceive
             && let Some(a) = ack.take()
         {
-            settle(o, self.service.kind(), a.ack().await);
+            self.acked(&envelope, a.ack().await);
         }
-        let running = Running::new(&o.counters.processing);
+        let running = Running::new(o, self.service.kind());
         let mut rng = crate::rng::for_item(
             self.seed,
             self.service.kind().name(),
@@ -296,7 +305,7 @@ impl Runner {
         }
         drop(running);
         let Some(ack) = ack else { return };
-        let settled = match result {
+        let acked = match result {
             Ok(()) => {
                 // Only a redelivery can follow a failure (every transport flags a nacked
                 // event when it comes back), so first deliveries skip the lock.
@@ -315,7 +324,20 @@ impl Runner {
                 return;
             }
         };
-        settle(o, self.service.kind(), settled);
+        self.acked(&envelope, acked);
+    }
+
+    /// Records the outcome of acking a delivery back to the broker: once acked, the event is
+    /// consumed (the broker will not send it again), whether or not its effect happened.
+    fn acked(&self, envelope: &Envelope, result: Result<(), TransportError>) {
+        match result {
+            Ok(()) => {
+                if let Some(sub) = subscription_index(self.service.kind(), envelope.topic) {
+                    self.observer.ledger.consumed(sub, &envelope.meta);
+                }
+            }
+            Err(e) => settle(&self.observer, self.service.kind(), Err(e)),
+        }
     }
 
     /// A delivery failed: nack it for another try, or, at `max_deliveries`, move the event
@@ -363,7 +385,7 @@ impl Runner {
                 o.counters.dead_lettered.fetch_add(1, Relaxed);
                 lock(&o.dead_letters).sent(kind, letter.event_id, letter.order_id);
                 lock(&self.failures).remove(&letter.event_id);
-                settle(o, kind, ack.ack().await);
+                self.acked(envelope, ack.ack().await);
             }
             Err(e) => {
                 // Parking failed: keep the event where it is and try again.
@@ -423,7 +445,7 @@ pub async fn audit_dead_letters(
     }
 }
 
-fn settle(o: &Observer, kind: crate::topology::ServiceKind, result: Result<(), TransportError>) {
+fn settle(o: &Observer, kind: ServiceKind, result: Result<(), TransportError>) {
     if let Err(e) = result {
         o.finding(format!("{kind}: ack failed: {e}"));
     }

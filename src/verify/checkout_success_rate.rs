@@ -31,7 +31,7 @@ impl Check for CheckoutSuccessRate {
             self.threshold,
             accepted,
             input.attempted,
-            failed.items,
+            failed,
         )
     }
 }

@@ -27,11 +27,7 @@ impl Check for CompletionRate {
         let (mut accepted, mut completed) = (0, 0);
         let mut misses = Examples::default();
         // Parked orders are `dead_letters`' to judge.
-        let parked = if super::dead_letters::active(input.scenario).is_some() {
-            crate::sync::lock(&input.observer.dead_letters).orders()
-        } else {
-            Default::default()
-        };
+        let parked = super::parked_orders(input);
         for order in 0..input.attempted {
             if ledger.checkout(order) != Checkout::Accepted || parked.contains(&order) {
                 continue;
@@ -51,12 +47,6 @@ impl Check for CompletionRate {
                 (t, _) => misses.push(|| format!("order {order}: {t:?}, expected {expected:?}")),
             }
         }
-        ratio_result(
-            &self.name(),
-            self.threshold,
-            completed,
-            accepted,
-            misses.items,
-        )
+        ratio_result(&self.name(), self.threshold, completed, accepted, misses)
     }
 }

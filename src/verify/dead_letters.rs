@@ -57,7 +57,7 @@ impl Check for DeadLetterCheck {
             self.threshold,
             orders.len() as u64,
             accepted,
-            evidence.items,
+            evidence,
         );
         let arrived = input.observer.counters.dead_letters_arrived.load(Relaxed);
         result.observed = format!(

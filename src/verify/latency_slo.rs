@@ -35,13 +35,7 @@ impl Check for LatencySloCheck {
             humantime::format_duration(self.slo.bound)
         );
         if histogram.is_empty() {
-            return CheckResult {
-                name: self.name(),
-                verdict: Verdict::Unknown,
-                observed: "no samples".into(),
-                threshold,
-                evidence: vec![],
-            };
+            return CheckResult::new(&self.name(), Verdict::Unknown, "no samples", threshold);
         }
         let us = histogram.value_at_percentile(self.slo.percentile);
         let observed = Duration::from_micros(us);
@@ -50,13 +44,12 @@ impl Check for LatencySloCheck {
             observed.as_secs_f64(),
             self.slo.bound.as_secs_f64(),
         );
-        CheckResult {
-            name: self.name(),
-            verdict: Verdict::holds(pass),
-            observed: format!("{} over {} samples", fmt_us(us), histogram.len()),
+        CheckResult::new(
+            &self.name(),
+            Verdict::holds(pass),
+            format!("{} over {} samples", fmt_us(us), histogram.len()),
             threshold,
-            evidence: vec![],
-        }
+        )
     }
 }
 

@@ -24,16 +24,24 @@ impl Check for NoDuplicateEffects {
         double_charged.sort_unstable();
         for order in &double_charged {
             let n = input.captures_per_order[order];
-            examples.push(|| format!("order {order}: charged {n} times"));
+            examples.push(|| format!("order {order}: payment: charged {n} times"));
         }
         let mut counts = [0u64; Effect::ALL.len()];
+        let mut applied = input.captures_per_order.len() as u64;
         let ledger = &input.observer.ledger;
         for order in 0..input.attempted {
-            for effect in Effect::ALL {
+            for effect in Effect::ALL.into_iter().filter(|e| e.harms_when_repeated()) {
                 let n = ledger.effects(order, effect);
+                applied += u64::from(n > 0);
                 if n > 1 {
                     counts[effect as usize] += 1;
-                    examples.push(|| format!("order {order}: {} {n} times", effect.name()));
+                    examples.push(|| {
+                        format!(
+                            "order {order}: {}: {} {n} times",
+                            effect.service(),
+                            effect.name()
+                        )
+                    });
                 }
             }
         }
@@ -44,9 +52,10 @@ impl Check for NoDuplicateEffects {
             .filter(|e| counts[**e as usize] > 0)
             .map(|e| {
                 format!(
-                    "{} orders with {} more than once",
+                    "{} orders with {} more than once ({})",
                     counts[*e as usize],
-                    e.name()
+                    e.name(),
+                    e.service()
                 )
             })
             .collect();
@@ -56,12 +65,21 @@ impl Check for NoDuplicateEffects {
             observed.push_str("; ");
             observed.push_str(&repeated.join("; "));
         }
-        CheckResult {
-            name: self.name(),
-            verdict: Verdict::holds(total == 0),
-            observed,
-            threshold: "0 orders with a repeated effect".into(),
-            evidence: examples.items,
+        let threshold = "0 orders with a repeated effect";
+        if applied == 0 {
+            return CheckResult::new(
+                &self.name(),
+                Verdict::Unknown,
+                "no effect was applied: nothing to judge",
+                threshold,
+            );
         }
+        CheckResult::new(
+            &self.name(),
+            Verdict::holds(total == 0),
+            observed,
+            threshold,
+        )
+        .with_examples(examples)
     }
 }

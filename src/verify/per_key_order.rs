@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Check, CheckInput, CheckResult, Verdict};
+use super::{Check, CheckInput, CheckResult, Examples, Verdict};
 use crate::topology::SUBSCRIPTIONS;
 
 pub struct PerKeyOrder;
@@ -17,24 +17,30 @@ impl Check for PerKeyOrder {
     fn evaluate(&self, input: &CheckInput<'_>) -> CheckResult {
         let o = input.observer;
         let mut total = 0;
-        let mut evidence = Vec::new();
+        let mut evidence = Examples::default();
         for (sub, s) in SUBSCRIPTIONS.iter().enumerate() {
             let n = o.counters.out_of_order[sub].load(Relaxed);
             if n > 0 {
                 total += n;
                 let orders = o.out_of_order_examples(sub);
-                evidence.push(format!(
-                    "{}: {n} out of order, e.g. orders {orders:?}",
-                    s.label()
-                ));
+                evidence
+                    .push(|| format!("{}: {n} out of order, e.g. orders {orders:?}", s.label()));
             }
         }
-        CheckResult {
-            name: self.name(),
-            verdict: Verdict::holds(total == 0),
-            observed: format!("{total} out-of-order deliveries"),
-            threshold: "0".into(),
-            evidence,
+        if o.counters.deliveries.load(Relaxed) == 0 {
+            return CheckResult::new(
+                &self.name(),
+                Verdict::Unknown,
+                "no deliveries: nothing to judge",
+                "0",
+            );
         }
+        CheckResult::new(
+            &self.name(),
+            Verdict::holds(total == 0),
+            format!("{total} out-of-order deliveries"),
+            "0",
+        )
+        .with_examples(evidence)
     }
 }

@@ -109,41 +109,42 @@ impl Check for RecoveryCheck {
             humantime::format_duration(self.drain_within)
         );
         if windows.is_empty() {
-            return CheckResult {
-                name: self.name(),
-                verdict: Verdict::Unknown,
-                observed: "no fault window to recover from".into(),
+            return CheckResult::new(
+                &self.name(),
+                Verdict::Unknown,
+                "no fault window to recover from",
                 threshold,
-                evidence: vec![],
-            };
+            );
         }
         let limit_ms = self.drain_within.as_millis() as u64;
         let slos = &input.scenario.checks.latency;
-        let mut evidence = Vec::new();
+        let mut evidence = super::Examples::default();
         let mut worst: Option<u64> = Some(0);
         for w in &windows {
             let r = measure(w, &samples, slos, |stage| o.stage(stage).series());
             let after = r
                 .lag_recovered_after_ms
                 .map_or("never".to_owned(), |ms| format!("{ms} ms"));
-            evidence.push(format!(
-                "{} on {} at {} ms: lag {} before, peak {}, back after {after}",
-                w.kind, w.target, w.start_ms, r.lag_before, r.backlog_peak
-            ));
+            evidence.push(|| {
+                format!(
+                    "{} on {} at {} ms: lag {} before, peak {}, back after {after}",
+                    w.kind, w.target, w.start_ms, r.lag_before, r.backlog_peak
+                )
+            });
             worst = match (worst, r.lag_recovered_after_ms) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 _ => None,
             };
         }
         let pass = worst.is_some_and(|ms| ms <= limit_ms);
-        CheckResult {
-            name: self.name(),
-            verdict: Verdict::holds(pass),
-            observed: worst.map_or("lag never recovered".to_owned(), |ms| {
+        CheckResult::new(
+            &self.name(),
+            Verdict::holds(pass),
+            worst.map_or("lag never recovered".to_owned(), |ms| {
                 format!("slowest recovery {ms} ms over {} windows", windows.len())
             }),
             threshold,
-            evidence,
-        }
+        )
+        .with_examples(evidence)
     }
 }

@@ -104,10 +104,10 @@ impl Check for ReplayCheck {
                 }
             }
         }
-        CheckResult {
-            name: self.name(),
-            verdict: Verdict::holds(problems == 0),
-            observed: format!(
+        CheckResult::new(
+            &self.name(),
+            Verdict::holds(problems == 0),
+            format!(
                 "{problems} problems after replaying {}",
                 replayed
                     .iter()
@@ -115,8 +115,8 @@ impl Check for ReplayCheck {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            threshold: "everything re-read, state equal to ground truth, no effect twice".into(),
-            evidence: evidence.items,
-        }
+            "everything re-read, state equal to ground truth, no effect twice",
+        )
+        .with_examples(evidence)
     }
 }
