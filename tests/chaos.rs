@@ -134,17 +134,21 @@ async fn ack_first_loses_and_after_effect_does_not(service: &str, lost: &str) {
     let c = check(&r, "no_loss");
     assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
     assert!(
-        c.observed.contains("0 deliveries lost"),
+        c.observed.contains("(0 with their delivery,")
+            && c.observed.contains("; 0 of ")
+            && c.observed.contains(" acked events never delivered"),
         "the broker lost nothing, the service did: {}",
         c.observed
     );
     let line = c
         .evidence
         .iter()
-        .find(|e| e.starts_with(&format!("{service}: ")) && e.contains("effects lost"))
+        .find(|e| e.starts_with(&format!("{service}: ")) && e.contains("owed effects lost"))
         .unwrap_or_else(|| panic!("no {service} line in {:?}", c.evidence));
     assert!(
-        line.contains("0 deliveries lost") && line.contains("acked back before the effect"),
+        line.contains("(0 with their delivery,")
+            && line.contains("acked back before the effect")
+            && line.contains("; 0 of "),
         "{line}"
     );
     let example = format!("{service}: {lost} (delivered 1x and acked back, never acted on)");

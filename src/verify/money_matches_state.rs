@@ -1,6 +1,7 @@
 //! `money_matches_state`: the money the payment provider took agrees with how each order
-//! ended (DESIGN.md §5). An order captured at the provider must end fulfilled; a fulfilled
-//! order must have been captured.
+//! ended (DESIGN.md §5). An order captured at the provider must end fulfilled; a shipped
+//! order must have been captured (shipped: the warehouse's effect or its `order.fulfilled`,
+//! whatever the order's first reported end says).
 //!
 //! The provider's own capture records are the money side, never the payment service's word:
 //! a call that timed out after the provider captured, followed by retries that all failed,
@@ -11,7 +12,8 @@
 //! `dead_letters`' to judge, as everywhere.
 
 use super::{Check, CheckInput, CheckResult, Examples, Verdict};
-use crate::observe::Terminal;
+use crate::events::Topic;
+use crate::observe::{Effect, Terminal};
 use crate::topology::ServiceKind;
 
 pub struct MoneyMatchesState;
@@ -33,13 +35,16 @@ impl Check for MoneyMatchesState {
         let parked = super::parked_orders(input);
         for order in (0..input.attempted).filter(|o| !parked.contains(o)) {
             let captures = input.captures_per_order.get(&order).copied().unwrap_or(0);
-            let terminal = ledger.terminal(order).0;
-            if captures == 0 && terminal != Terminal::Fulfilled {
+            // Shipped is what the warehouse did, whatever the order's first-reported end says.
+            let shipped = ledger.effects(order, Effect::Shipped) > 0
+                || ledger.acked_mask(order, Topic::Fulfilled) != 0;
+            if captures == 0 && !shipped {
                 continue;
             }
             judged += 1;
-            match (captures > 0, terminal) {
-                (true, Terminal::Failed | Terminal::Declined) => {
+            let terminal = ledger.terminal(order).0;
+            match (captures > 0, terminal, shipped) {
+                (true, Terminal::Failed | Terminal::Declined, _) => {
                     charged_not_paid += 1;
                     let state = if terminal == Terminal::Failed {
                         "payment failed"
@@ -50,13 +55,13 @@ impl Check for MoneyMatchesState {
                         format!("order {order}: charged {captures}x, but the order ended {state}")
                     });
                 }
-                (true, Terminal::None) if fulfils && pending => not_settled += 1,
-                (true, Terminal::None) if fulfils => {
+                (true, _, false) if fulfils && pending => not_settled += 1,
+                (true, _, false) if fulfils => {
                     charged_unfulfilled += 1;
                     examples
                         .push(|| format!("order {order}: charged {captures}x, never fulfilled"));
                 }
-                (false, Terminal::Fulfilled) => {
+                (false, _, true) => {
                     shipped_unpaid += 1;
                     examples.push(|| format!("order {order}: fulfilled without a capture"));
                 }
@@ -130,7 +135,8 @@ mod tests {
         l.set_terminal(failed, Terminal::Failed, 10);
         // Charged and never fulfilled.
         *w.captures.entry(unfulfilled).or_default() += 1;
-        // Fulfilled, never charged.
+        // Shipped, never charged.
+        l.effect(unpaid, Effect::Shipped);
         l.set_terminal(unpaid, Terminal::Fulfilled, 10);
         // A declined card charged anyway.
         *w.captures.entry(declining).or_default() += 1;

@@ -1,49 +1,74 @@
-//! `no_loss`: every effect an accepted order is owed happened by the end of the drain
-//! (DESIGN.md §5). Zero is the bar.
+//! `no_loss`: every effect an accepted order is owed happened by the end of the drain, and
+//! every event the broker acked reached every service that reads it (DESIGN.md §5). Zero is
+//! the bar.
 //!
 //! Judged on effects, not receipts: a consumer that acks and then crashes before acting has
 //! had every event delivered and still lost the order. Each missing effect is put in one of
 //! four places, per service:
-//! - *lost delivery*: its input event was acked by the broker and never delivered;
-//! - *lost effect*: the event was delivered and the service never acted on it (acked back to
-//!   the broker first, or no longer pending anywhere);
+//! - *lost with its delivery*: its input event was acked by the broker and never delivered;
+//! - *received, never acted on*: the event was delivered and the service never acted on it
+//!   (it acked the delivery back first, or nothing holds the event any more);
 //! - *not settled*: the service still had events queued or handlers running when the drain
 //!   ended, so the effect may yet happen: reported, never called lost, never passed;
 //! - *not reached*: its input event was never published, which is the upstream service's
 //!   loss (counted there), not this one's.
+//!
+//! Receipts are still counted: an acked event that never reached a service it should have
+//! is a lost delivery even when the effect happened through another event of the order (a
+//! resubmit's), since a broker that loses acked events is a finding on its own.
 //!
 //! Orders parked on the dead-letter topic are `dead_letters`' to judge.
 
 use super::expected::{Course, Expected, happened, owed};
 use super::{Check, CheckInput, CheckResult, Examples, Verdict};
 use crate::observe::Checkout;
-use crate::topology::{ServiceKind, subscription_index};
+use crate::topology::{SUBSCRIPTIONS, ServiceKind, subscription_index};
 
 pub struct NoLoss;
 
-/// Per service: what was owed and what became of the missing part.
+/// Per service: what was owed and received, and what became of the missing part.
 #[derive(Default, Clone, Copy)]
 struct Tally {
+    /// Effects owed.
     expected: u64,
-    lost_deliveries: u64,
+    /// Owed effects whose input event was acked and never delivered.
+    lost_with_delivery: u64,
+    /// Owed effects whose input was delivered and never acted on.
     lost_effects: u64,
     /// Of the lost effects: the delivery was acked back to the broker before the effect.
     acked_first: u64,
+    /// Events acked by the broker for this service to read.
+    acked: u64,
+    /// Of those, never delivered (whatever it cost in effects).
+    lost_deliveries: u64,
     not_settled: u64,
     not_reached: u64,
 }
 
 impl Tally {
     fn lost(&self) -> u64 {
-        self.lost_deliveries + self.lost_effects
+        self.lost_with_delivery + self.lost_effects
+    }
+
+    fn add(self, t: &Tally) -> Tally {
+        Tally {
+            expected: self.expected + t.expected,
+            lost_with_delivery: self.lost_with_delivery + t.lost_with_delivery,
+            lost_effects: self.lost_effects + t.lost_effects,
+            acked_first: self.acked_first + t.acked_first,
+            acked: self.acked + t.acked,
+            lost_deliveries: self.lost_deliveries + t.lost_deliveries,
+            not_settled: self.not_settled + t.not_settled,
+            not_reached: self.not_reached + t.not_reached,
+        }
     }
 }
 
 /// Where a missing effect went.
 enum Missing {
     NotReached,
-    LostDelivery,
-    LostEffect { acked_first: bool },
+    WithDelivery,
+    NeverActedOn { acked_first: bool },
     NotSettled,
 }
 
@@ -56,27 +81,29 @@ fn classify(input: &CheckInput<'_>, order: u64, e: &Expected) -> Missing {
     if published == 0 {
         return Missing::NotReached;
     }
-    let settled = input.settlement.settled(e.service);
-    let delivered = ledger.delivered_mask(order, sub) & published != 0;
-    let consumed = ledger.consumed_mask(order, sub) != 0;
-    match (delivered, consumed, settled) {
-        (_, _, false) => Missing::NotSettled,
-        (false, _, true) => Missing::LostDelivery,
-        (true, acked_first, true) => Missing::LostEffect { acked_first },
+    if !input.settlement.settled(e.service) {
+        return Missing::NotSettled;
+    }
+    if ledger.delivered_mask(order, sub) & published == 0 {
+        Missing::WithDelivery
+    } else {
+        Missing::NeverActedOn {
+            acked_first: ledger.consumed_mask(order, sub) != 0,
+        }
     }
 }
 
-fn why(m: &Missing, deliveries: u16) -> String {
+fn why(m: &Missing, topic: crate::events::Topic, deliveries: u16) -> String {
     match m {
-        Missing::LostDelivery => "acked by the broker, never delivered".to_owned(),
-        Missing::LostEffect { acked_first: true } => {
+        Missing::WithDelivery => format!("its {topic} was acked by the broker, never delivered"),
+        Missing::NeverActedOn { acked_first: true } => {
             format!("delivered {deliveries}x and acked back, never acted on")
         }
-        Missing::LostEffect { acked_first: false } => {
+        Missing::NeverActedOn { acked_first: false } => {
             format!("delivered {deliveries}x, never acted on, no longer pending")
         }
         Missing::NotSettled => "still queued or being handled at the drain limit".to_owned(),
-        Missing::NotReached => "its input was never published".to_owned(),
+        Missing::NotReached => format!("its {topic} was never published"),
     }
 }
 
@@ -86,63 +113,25 @@ impl Check for NoLoss {
     }
 
     fn evaluate(&self, input: &CheckInput<'_>) -> CheckResult {
-        let ledger = &input.observer.ledger;
         let parked = super::parked_orders(input);
         let mut tallies = [Tally::default(); ServiceKind::ALL.len()];
         let mut examples = Examples::default();
-        for order in 0..input.attempted {
-            if ledger.checkout(order) != Checkout::Accepted || parked.contains(&order) {
-                continue;
-            }
-            for e in owed(Course::of(input, order)) {
-                if !input.enabled.contains(&e.service) {
-                    continue;
-                }
-                let t = &mut tallies[e.service as usize];
-                t.expected += 1;
-                if happened(input, order, e.proof) > 0 {
-                    continue;
-                }
-                let missing = classify(input, order, e);
-                match missing {
-                    Missing::NotReached => {
-                        t.not_reached += 1;
-                        continue;
-                    }
-                    Missing::LostDelivery => t.lost_deliveries += 1,
-                    Missing::LostEffect { acked_first } => {
-                        t.lost_effects += 1;
-                        t.acked_first += u64::from(acked_first);
-                    }
-                    Missing::NotSettled => t.not_settled += 1,
-                }
-                let deliveries = subscription_index(e.service, e.input)
-                    .map_or(0, |sub| ledger.deliveries(order, sub));
-                examples.push(|| {
-                    format!(
-                        "order {order}: {}: {} ({})",
-                        e.service,
-                        e.describe(),
-                        why(&missing, deliveries)
-                    )
-                });
-            }
+        for order in (0..input.attempted).filter(|o| !parked.contains(o)) {
+            let owed_lost = owed_effects(input, order, &mut tallies, &mut examples);
+            receipts(input, order, owed_lost, &mut tallies, &mut examples);
         }
-        let total = tallies.iter().fold(Tally::default(), |a, t| Tally {
-            expected: a.expected + t.expected,
-            lost_deliveries: a.lost_deliveries + t.lost_deliveries,
-            lost_effects: a.lost_effects + t.lost_effects,
-            acked_first: a.acked_first + t.acked_first,
-            not_settled: a.not_settled + t.not_settled,
-            not_reached: a.not_reached + t.not_reached,
-        });
+        let total = tallies.iter().fold(Tally::default(), |a, t| a.add(t));
         examples.prepend(per_service_lines(&tallies));
+        let lost = total.lost_effects + total.lost_deliveries;
         let mut observed = format!(
-            "{} of {} expected effects lost ({} deliveries lost, {} received and never acted on)",
+            "{} of {} owed effects lost ({} with their delivery, {} received and never acted \
+             on); {} of {} acked events never delivered",
             total.lost(),
             total.expected,
+            total.lost_with_delivery,
+            total.lost_effects,
             total.lost_deliveries,
-            total.lost_effects
+            total.acked
         );
         if total.not_settled > 0 {
             observed.push_str(&format!(
@@ -153,11 +142,11 @@ impl Check for NoLoss {
         let (queued, queued_total) = input.settlement.queued();
         if total.not_settled == 0 && !queued.is_empty() {
             observed.push_str(&format!(
-                "; {queued_total} events still queued at the drain limit, every expected effect \
+                "; {queued_total} events still queued at the drain limit, every owed effect \
                  happened"
             ));
         }
-        let verdict = if total.lost() > 0 {
+        let verdict = if lost > 0 {
             Verdict::Fail
         } else if total.not_settled > 0 {
             Verdict::Unknown
@@ -171,25 +160,117 @@ impl Check for NoLoss {
     }
 }
 
+/// Judges the effects an accepted order is owed; returns, per subscription, whether an owed
+/// effect was lost with that subscription's delivery (already said, not to repeat).
+fn owed_effects(
+    input: &CheckInput<'_>,
+    order: u64,
+    tallies: &mut [Tally],
+    examples: &mut Examples,
+) -> [bool; SUBSCRIPTIONS.len()] {
+    let ledger = &input.observer.ledger;
+    let mut said = [false; SUBSCRIPTIONS.len()];
+    if ledger.checkout(order) != Checkout::Accepted {
+        return said;
+    }
+    for e in owed(Course::of(input, order)) {
+        if !input.enabled.contains(&e.service) {
+            continue;
+        }
+        let t = &mut tallies[e.service as usize];
+        t.expected += 1;
+        if happened(input, order, e.proof) > 0 {
+            continue;
+        }
+        let missing = classify(input, order, e);
+        match missing {
+            Missing::NotReached => {
+                t.not_reached += 1;
+                continue;
+            }
+            Missing::WithDelivery => t.lost_with_delivery += 1,
+            Missing::NeverActedOn { acked_first } => {
+                t.lost_effects += 1;
+                t.acked_first += u64::from(acked_first);
+            }
+            Missing::NotSettled => t.not_settled += 1,
+        }
+        let sub = subscription_index(e.service, e.input);
+        if let (Some(sub), Missing::WithDelivery) = (sub, &missing) {
+            said[sub] = true;
+        }
+        let deliveries = sub.map_or(0, |sub| ledger.deliveries(order, sub));
+        examples.push(|| {
+            format!(
+                "order {order}: {}: {} ({})",
+                e.service,
+                e.describe(),
+                why(&missing, e.input, deliveries)
+            )
+        });
+    }
+    said
+}
+
+/// Counts the acked events each running service should have received, and names the lost
+/// ones an owed effect did not already name.
+fn receipts(
+    input: &CheckInput<'_>,
+    order: u64,
+    said: [bool; SUBSCRIPTIONS.len()],
+    tallies: &mut [Tally],
+    examples: &mut Examples,
+) {
+    let ledger = &input.observer.ledger;
+    for (sub, s) in SUBSCRIPTIONS.iter().enumerate() {
+        if !input.enabled.contains(&s.service) {
+            continue;
+        }
+        let acked = ledger.acked_mask(order, s.topic);
+        let missing = acked & !ledger.delivered_mask(order, sub);
+        let t = &mut tallies[s.service as usize];
+        t.acked += u64::from(acked.count_ones());
+        if missing == 0 || !input.settlement.settled(s.service) {
+            continue;
+        }
+        t.lost_deliveries += u64::from(missing.count_ones());
+        if !said[sub] {
+            examples.push(|| {
+                format!(
+                    "order {order}: {}: {} acked by the broker, never delivered ({} of its \
+                     events)",
+                    s.service,
+                    s.topic,
+                    missing.count_ones()
+                )
+            });
+        }
+    }
+}
+
 fn per_service_lines(tallies: &[Tally]) -> Vec<String> {
     let mut lines = Vec::new();
     for service in ServiceKind::ALL {
         let t = tallies[service as usize];
-        if t.lost() > 0 {
+        if t.lost() > 0 || t.lost_deliveries > 0 {
             let mut line = format!(
-                "{service}: {} of {} effects lost: {} deliveries lost (acked by the broker, never \
-                 delivered), {} received and never acted on",
+                "{service}: {} of {} owed effects lost ({} with their delivery, {} received and \
+                 never acted on",
                 t.lost(),
                 t.expected,
-                t.lost_deliveries,
+                t.lost_with_delivery,
                 t.lost_effects
             );
             if t.acked_first > 0 {
                 line.push_str(&format!(
-                    " ({} of them acked back before the effect: `commit: on_receive`?)",
+                    ", {} of them acked back before the effect: `commit: on_receive`?",
                     t.acked_first
                 ));
             }
+            line.push_str(&format!(
+                "); {} of {} acked events never delivered",
+                t.lost_deliveries, t.acked
+            ));
             lines.push(line);
         }
         if t.not_settled > 0 {
@@ -252,14 +333,15 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Fail);
         assert_eq!(
             r.observed,
-            "1 of 9 expected effects lost (0 deliveries lost, 1 received and never acted on)"
+            "1 of 9 owed effects lost (0 with their delivery, 1 received and never acted on); 0 \
+             of 7 acked events never delivered"
         );
         assert_eq!(
             r.evidence,
             [
-                "email: 1 of 1 effects lost: 0 deliveries lost (acked by the broker, never \
-                 delivered), 1 received and never acted on (1 of them acked back before the \
-                 effect: `commit: on_receive`?)"
+                "email: 1 of 1 owed effects lost (0 with their delivery, 1 received and never \
+                 acted on, 1 of them acked back before the effect: `commit: on_receive`?); 0 of \
+                 1 acked events never delivered"
                     .to_owned(),
                 format!(
                     "order {order}: email: email sent never happened (delivered 1x and acked \
@@ -283,8 +365,8 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
         assert_eq!(
             r.observed,
-            "0 of 4 expected effects lost (0 deliveries lost, 0 received and never acted on); 3 \
-             not settled (still queued at the drain limit)"
+            "0 of 4 owed effects lost (0 with their delivery, 0 received and never acted on); 0 \
+             of 3 acked events never delivered; 3 not settled (still queued at the drain limit)"
         );
         assert!(
             r.evidence.contains(
@@ -306,7 +388,8 @@ mod tests {
         // analytics' loss but payment's.
         assert_eq!(
             r.observed,
-            "3 of 4 expected effects lost (3 deliveries lost, 0 received and never acted on)"
+            "3 of 4 owed effects lost (3 with their delivery, 0 received and never acted on); 3 \
+             of 3 acked events never delivered"
         );
         assert!(
             r.evidence.contains(
