@@ -69,10 +69,21 @@ enum Command {
         #[arg(long, value_name = "FACTOR")]
         rate_scale: Option<f64>,
     },
-    /// Check scenario files without running them; every error at once.
+    /// Check scenario files without running them; every error at once. With `run`'s flags,
+    /// checks what `run` with them would refuse. An unset ${ENV} is a warning here (CI may set
+    /// it later) and an error in `run`.
     Validate {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
+        /// As for `run`: check against this target instead of the scenario's.
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// As for `run`: allow a target outside loopback.
+        #[arg(long)]
+        allow_remote: bool,
+        /// As for `run`: check the phases' rates multiplied by this factor.
+        #[arg(long, value_name = "FACTOR")]
+        rate_scale: Option<f64>,
     },
     /// List the bundled scenarios.
     Scenarios,
@@ -216,13 +227,25 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             out,
             seed,
             quiet,
-            &Overrides {
+            scenario::Overrides {
                 target,
                 allow_remote,
                 rate_scale,
             },
         ),
-        Command::Validate { files } => Ok(validate(&files)),
+        Command::Validate {
+            files,
+            target,
+            allow_remote,
+            rate_scale,
+        } => Ok(validate(
+            &files,
+            &scenario::Overrides {
+                target,
+                allow_remote,
+                rate_scale,
+            },
+        )),
         Command::Scenarios => {
             for (name, text) in scenario::bundled() {
                 let description = scenario::parse(name, text)
@@ -468,74 +491,28 @@ fn bench(options: BenchOptions) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Command-line changes to a scenario's target and load.
-struct Overrides {
-    target: Option<String>,
-    allow_remote: bool,
-    rate_scale: Option<f64>,
+/// The flags to repeat in the reproduce command (passwords masked).
+fn reproduce_args(overrides: &scenario::Overrides) -> String {
+    let mut args = String::new();
+    if let Some(url) = &overrides.target {
+        args.push_str(&format!(
+            " --target '{}'",
+            doorbuster::transport::redact_url(url)
+        ));
+    }
+    if overrides.allow_remote {
+        args.push_str(" --allow-remote");
+    }
+    if let Some(factor) = overrides.rate_scale {
+        args.push_str(&format!(" --rate-scale {factor}"));
+    }
+    args
 }
 
-impl Overrides {
-    /// Applies them; the error is a command-line mistake (exit 2).
-    fn apply(&self, scenario: &mut scenario::Scenario) -> Result<(), String> {
-        if let Some(url) = &self.target {
-            let target = scenario::target::target_of_url(url).map_err(|e| {
-                let hint = e.hint.map(|h| format!("\n  hint: {h}")).unwrap_or_default();
-                format!("--target: {}{hint}", e.message)
-            })?;
-            scenario.target = match (&scenario.target, target) {
-                // The scenario's delivery settings stay when only the address changes.
-                (scenario::Target::Broker(old), scenario::Target::Broker(new))
-                    if old.kind == new.kind =>
-                {
-                    scenario::Target::Broker(scenario::BrokerTarget {
-                        url: new.url,
-                        ..old.clone()
-                    })
-                }
-                (scenario::Target::Http(old), scenario::Target::Http(new)) => {
-                    scenario::Target::Http(scenario::HttpTarget {
-                        url: new.url,
-                        ..old.clone()
-                    })
-                }
-                (_, new) => new,
-            };
-        }
-        if self.allow_remote {
-            match &mut scenario.target {
-                scenario::Target::Broker(b) => b.allow_remote = true,
-                scenario::Target::Http(h) => h.allow_remote = true,
-                scenario::Target::Embedded(_) => {}
-            }
-        }
-        if let Some(factor) = self.rate_scale {
-            if !(factor.is_finite() && factor > 0.0 && factor <= 1000.0) {
-                return Err(format!(
-                    "--rate-scale: {factor} is not a factor between 0 and 1000 (exclusive of 0)"
-                ));
-            }
-            scenario.scale_rates(factor);
-        }
-        Ok(())
-    }
-
-    /// The flags to repeat in the reproduce command (passwords masked).
-    fn reproduce_args(&self) -> String {
-        let mut args = String::new();
-        if let Some(url) = &self.target {
-            args.push_str(&format!(
-                " --target '{}'",
-                doorbuster::transport::redact_url(url)
-            ));
-        }
-        if self.allow_remote {
-            args.push_str(" --allow-remote");
-        }
-        if let Some(factor) = self.rate_scale {
-            args.push_str(&format!(" --rate-scale {factor}"));
-        }
-        args
+/// Prints what validation could not check, one `file:line:col: path: warning: ...` each.
+fn print_warnings(origin: &str, warnings: &[scenario::Problem]) {
+    for warning in warnings {
+        eprintln!("{}", warning.render_warning(origin));
     }
 }
 
@@ -544,19 +521,23 @@ fn run(
     out: Option<PathBuf>,
     seed: Option<u64>,
     quiet: bool,
-    overrides: &Overrides,
+    overrides: scenario::Overrides,
 ) -> anyhow::Result<ExitCode> {
-    let (mut scenario, source) = match scenario::load(arg) {
-        Ok(loaded) => loaded,
+    let run_arg = reproduce_args(&overrides);
+    // The same validation as `validate`, with the flags applied and every ${ENV} required:
+    // everything `run` refuses about the scenario is refused here, with its position, before
+    // anything connects.
+    let (scenario, source) = match scenario::load_with(arg, &scenario::Context::run(overrides)) {
+        Ok(loaded) => {
+            print_warnings(arg, &loaded.warnings);
+            (loaded.scenario, loaded.source)
+        }
         Err(e) => {
             eprintln!("{e}");
+            print_warnings(&e.origin, &e.warnings);
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
-    if let Err(message) = overrides.apply(&mut scenario) {
-        eprintln!("error: {message}");
-        return Ok(ExitCode::from(EXIT_BAD_INPUT));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -575,7 +556,7 @@ fn run(
             seed,
             out_dir: out,
             progress: !quiet,
-            run_arg: format!("{}{}", source.run_arg(), overrides.reproduce_args()),
+            run_arg: format!("{}{run_arg}", source.run_arg()),
             interrupt: Some(interrupt_rx),
             ..RunOptions::default()
         };
@@ -696,18 +677,23 @@ fn parse_share(text: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{text:?} is not a share like 10%"))
 }
 
-fn validate(files: &[String]) -> ExitCode {
+fn validate(files: &[String], overrides: &scenario::Overrides) -> ExitCode {
+    let context = scenario::Context::validate(overrides.clone());
     let mut bad = false;
     for file in files {
-        match scenario::load(file) {
-            Ok((s, _)) => println!(
-                "{file}: ok ({} phases, seed {})",
-                s.load.phases.len(),
-                s.seed
-            ),
+        match scenario::load_with(file, &context) {
+            Ok(loaded) => {
+                print_warnings(file, &loaded.warnings);
+                println!(
+                    "{file}: ok ({} phases, seed {})",
+                    loaded.scenario.load.phases.len(),
+                    loaded.scenario.seed
+                );
+            }
             Err(e) => {
                 bad = true;
                 eprintln!("{e}");
+                print_warnings(&e.origin, &e.warnings);
             }
         }
     }

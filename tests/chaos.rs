@@ -522,34 +522,16 @@ fn faults_are_validated_with_positions() {
     assert!(e.contains("faults[0].for"), "{e}");
 }
 
-#[tokio::test]
-async fn a_link_fault_needs_a_networked_broker() {
-    // The embedded broker has no TCP link to put the proxy on: a usage error, not a run.
-    let s = scenario(
-        "  - { at: 1s, for: 1s, link: latency, delay: 50ms }",
-        "  email: {}",
-    );
-    let err = execute(
-        &s,
-        RunOptions {
-            no_files: true,
-            run_arg: "test".into(),
-            ..RunOptions::default()
-        },
-    )
-    .await
-    .err()
-    .expect("refused");
-    assert!(
-        matches!(
-            err,
-            doorbuster::run::RunError::Transport(
-                doorbuster::transport::TransportError::Config { .. }
-            )
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("--target"), "{err}");
+#[test]
+fn a_link_fault_needs_a_networked_broker() {
+    // The embedded broker has no TCP link to put the proxy on: validation refuses it at the
+    // fault, so `validate` finds it and `run` never starts (tests/fixtures/broken/43-*).
+    let text = "name: x\nload:\n  phases:\n    - { hold: 10s, rate: 5/s }\nfaults:\n  - { at: 1s, for: 1s, link: latency, delay: 50ms }\n";
+    let err = doorbuster::scenario::parse("f.yaml", text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("f.yaml:6:30: faults[0].link:"), "{err}");
+    assert!(err.contains("--target"), "{err}");
 }
 
 // ---- the TCP fault proxy (link faults), real sockets on loopback ---------------------------

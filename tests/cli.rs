@@ -316,3 +316,205 @@ fn ctrl_c_stops_the_run_writes_a_partial_report_and_exits_130() {
         "{attempted} of {planned}"
     );
 }
+
+/// A command's exit code and stderr.
+type Outcome = (Option<i32>, String);
+
+/// `validate` and `run` on the same scenario with the same flags and environment: the
+/// exit codes and stderr of each, and whether `run` made a run folder.
+fn validate_and_run(args: &[&str], env: &[(&str, &str)]) -> (Outcome, Outcome, bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("run");
+    let with_env = |cmd: &mut Command| {
+        for var in ["DOORBUSTER_TEST_SHOP_TOKEN", "SHOP_TOKEN"] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+    };
+    let mut validate = doorbuster();
+    validate.arg("validate").args(args);
+    with_env(&mut validate);
+    let validated = validate.output().unwrap();
+    let mut run = doorbuster();
+    run.args(["run", "-q", "--out", out_dir.to_str().unwrap()])
+        .args(args);
+    with_env(&mut run);
+    let ran = run.output().unwrap();
+    (
+        (validated.status.code(), text(&validated.stderr)),
+        (ran.status.code(), text(&ran.stderr)),
+        out_dir.exists(),
+    )
+}
+
+#[test]
+fn validate_and_run_refuse_the_same_scenarios_at_the_same_position() {
+    // Everything `run` refuses about a scenario, `validate` finds: both exit 2 and print the
+    // same file:line:col lines, and `run` makes no run folder and connects nowhere. The
+    // targets are unresolvable names or loopback port 0/1, so a mistake sends nothing.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["tests/fixtures/broken/39-remote-host.yaml"],
+            ":3:9: target: orders-cache.invalid is not a loopback address",
+        ),
+        (
+            &["tests/fixtures/broken/40-port-zero.yaml"],
+            ":3:8: target.url: \"http://127.0.0.1:0/checkout\" names a port outside 1 to 65535",
+        ),
+        (
+            &["tests/fixtures/broken/41-port-above-65535.yaml"],
+            ":3:8: target.url: \"redis://127.0.0.1:70000\" names a port outside 1 to 65535",
+        ),
+        (
+            &["tests/fixtures/broken/42-unparsable-url.yaml"],
+            ":2:9: target: \"http://[::1/checkout\" is not a valid URL",
+        ),
+        (
+            &["tests/fixtures/broken/43-link-on-embedded.yaml"],
+            ":6:30: faults[0].link: a link fault needs a networked broker",
+        ),
+        (
+            &["tests/fixtures/broken/44-header-line-break.yaml"],
+            ":6:16: target.headers[\"X-Api-Key\"]: the value holds a line break",
+        ),
+        (
+            &["tests/fixtures/broken/45-only-pauses.yaml"],
+            ":4:5: load.phases: the phases plan no orders",
+        ),
+        (
+            &["tests/fixtures/broken/46-rates-round-to-no-orders.yaml"],
+            ":4:5: load.phases: the phases plan no orders",
+        ),
+        (
+            &["tests/fixtures/broken/47-faults-a-checkout-endpoint-cannot-carry.yaml"],
+            ":4:21: load.checkout.mode: `sync` charges through",
+        ),
+        (
+            &["tests/fixtures/broken/49-host-hidden-behind-a-backslash.yaml"],
+            ":3:9: target: shop.invalid is not a loopback address",
+        ),
+        // The flags meet the file's limits, named at the phase they break.
+        (
+            &["black-friday", "--rate-scale", "1000"],
+            ":20:27: load.phases[2].rate: \"1500/s\" times --rate-scale 1000 is 1500000/s",
+        ),
+        (
+            &["smoke", "--rate-scale", "0.00001"],
+            ":16:5: load.phases: the phases plan no orders",
+        ),
+        // A target given on the command line is checked like a written one.
+        (
+            &["smoke", "--target", "redis://127.0.0.1:0"],
+            ": --target: \"redis://127.0.0.1:0\" names a port outside",
+        ),
+        (
+            &[
+                "tests/fixtures/broken/43-link-on-embedded.yaml",
+                "--target",
+                "https://127.0.0.1:1/checkout",
+            ],
+            ":6:30: faults[0].link: the fault proxy cannot stand in for an https endpoint",
+        ),
+        (
+            &["tests/fixtures/broken/50-replay-on-classic-queues.yaml"],
+            ":9:23: faults[0].replay: RabbitMQ classic and quorum queues cannot be rewound",
+        ),
+        (
+            &[
+                "replay-analytics",
+                "--target",
+                "amqp://guest:guest@127.0.0.1:1/%2f",
+            ],
+            ":25:24: faults[0].replay: RabbitMQ classic and quorum queues",
+        ),
+    ];
+    for (args, expected) in cases {
+        let env = [("SHOP_TOKEN", "t0ken")];
+        let ((v_code, v_err), (r_code, r_err), made_folder) = validate_and_run(args, &env);
+        assert_eq!(v_code, Some(2), "validate {args:?}: {v_err}");
+        assert_eq!(r_code, Some(2), "run {args:?}: {r_err}");
+        let first = format!("{}{expected}", args[0]);
+        assert!(v_err.starts_with(&first), "validate {args:?}: {v_err}");
+        assert_eq!(v_err, r_err, "{args:?}: the same lines from both");
+        assert!(!made_folder, "{args:?}: run made a folder");
+        assert!(!r_err.contains("t0ken"), "{r_err}");
+    }
+}
+
+#[test]
+fn the_clean_twins_validate_with_exit_0() {
+    // The same files with the opt-in, a target that carries the fault, a factor within the
+    // limits: each validates. Nothing runs here.
+    for args in [
+        &[
+            "tests/fixtures/broken/39-remote-host.yaml",
+            "--allow-remote",
+        ][..],
+        &[
+            "tests/fixtures/broken/43-link-on-embedded.yaml",
+            "--target",
+            "redis://127.0.0.1:1",
+        ],
+        &["black-friday", "--rate-scale", "600"],
+        &["smoke", "--rate-scale", "0.01"],
+        &["replay-analytics", "--target", "redis://127.0.0.1:1"],
+    ] {
+        let out = doorbuster().arg("validate").args(args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).contains(": ok ("), "{args:?}");
+    }
+}
+
+#[test]
+fn an_unset_variable_is_a_warning_for_validate_and_an_error_for_run() {
+    // `validate` cannot know the run's environment (CI may set the secret later): a warning
+    // with the position, exit 0. `run` is about to connect: the same position, exit 2,
+    // before anything connects. Set, the file validates clean and `run` goes on to connect
+    // (port 1 on loopback: nothing listens, exit 3).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shop.yaml");
+    std::fs::write(
+        &file,
+        "name: shop\ntarget:\n  url: \"http://127.0.0.1:1/checkout\"\n  headers:\n    Authorization: \"Bearer ${DOORBUSTER_TEST_SHOP_TOKEN}\"\nload:\n  phases:\n    - { hold: 2s, rate: 10/s }\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let at = format!("{path}:5:20: target.headers.Authorization: ");
+    let ((v_code, v_err), (r_code, r_err), made_folder) = validate_and_run(&[path], &[]);
+    assert_eq!(v_code, Some(0), "{v_err}");
+    assert!(
+        v_err.starts_with(&format!(
+            "{at}warning: the environment variable DOORBUSTER_TEST_SHOP_TOKEN is not set here"
+        )),
+        "{v_err}"
+    );
+    assert_eq!(r_code, Some(2), "{r_err}");
+    assert!(
+        r_err.starts_with(&format!(
+            "{at}the environment variable DOORBUSTER_TEST_SHOP_TOKEN is not set"
+        )),
+        "{r_err}"
+    );
+    assert!(!made_folder);
+    let set = [("DOORBUSTER_TEST_SHOP_TOKEN", "t0ken")];
+    let ((v_code, v_err), (r_code, r_err), _) = validate_and_run(&[path], &set);
+    assert_eq!((v_code, v_err.as_str()), (Some(0), ""));
+    assert_eq!(r_code, Some(3), "{r_err}");
+    assert!(r_err.contains("127.0.0.1:1"), "{r_err}");
+    // A set value is checked as the run would send it, by `validate` too.
+    let newline = [("DOORBUSTER_TEST_SHOP_TOKEN", "t0ken\nX-Admin: yes")];
+    let ((v_code, v_err), (r_code, r_err), _) = validate_and_run(&[path], &newline);
+    assert_eq!((v_code, r_code), (Some(2), Some(2)), "{v_err}\n{r_err}");
+    assert_eq!(v_err, r_err);
+    assert!(
+        v_err.starts_with(&format!("{at}the value holds a line break")),
+        "{v_err}"
+    );
+}

@@ -334,3 +334,167 @@ mod never_panics {
         }
     }
 }
+
+/// A file that validates on its own, for the checks that need the command line or the
+/// environment: a checkout endpoint with a credential header, a spike of 1500/s.
+const ENDPOINT: &str = "\
+name: endpoint
+target:
+  url: \"http://127.0.0.1:${SHOP_PORT}/checkout\"
+  headers:
+    Authorization: \"Bearer ${SHOP_TOKEN}\"
+load:
+  phases:
+    - { hold: 10s, rate: 100/s }
+    - { spike: 5s, rate: 1500/s }
+";
+
+/// The environment a test gives validation: only the variables listed are set.
+fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+fn check(
+    text: &str,
+    overrides: Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    unset: Unset,
+) -> Result<(Scenario, Vec<Problem>), ScenarioError> {
+    let context = Context {
+        overrides,
+        env,
+        unset,
+    };
+    scenario::parse_with("endpoint.yaml", text, &context)
+}
+
+#[test]
+fn an_unset_variable_warns_in_validate_and_refuses_in_run_at_the_same_spot() {
+    // `validate` cannot know the run's environment: a warning with the position, and the
+    // file validates. `run` is about to connect: the same position, as an error.
+    let nothing = env_of(&[]);
+    let (_, warnings) = check(ENDPOINT, Overrides::default(), &nothing, Unset::Warning)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let warned: Vec<String> = warnings
+        .iter()
+        .map(|w| w.render_warning("endpoint.yaml"))
+        .collect();
+    let refused = check(ENDPOINT, Overrides::default(), &nothing, Unset::Error).unwrap_err();
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    assert_eq!(refused.problems.len(), 2, "{refused}");
+    for (warning, problem) in warnings.iter().zip(&refused.problems) {
+        assert_eq!(
+            (warning.line, warning.column, &warning.path),
+            (problem.line, problem.column, &problem.path)
+        );
+    }
+    insta::assert_snapshot!(
+        "env-unset",
+        format!("validate:\n{}\nrun:\n{refused}", warned.join("\n"))
+    );
+    // Set, they are expanded and the values checked like written ones: the twin is clean.
+    let set = env_of(&[("SHOP_PORT", "8080"), ("SHOP_TOKEN", "t0ken")]);
+    for unset in [Unset::Warning, Unset::Error] {
+        let (_, warnings) =
+            check(ENDPOINT, Overrides::default(), &set, unset).unwrap_or_else(|e| panic!("{e}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}
+
+#[test]
+fn expanded_values_meet_the_rules_of_written_ones() {
+    // What a variable brings is checked where the reference is written, by `validate` as
+    // much as by `run` once it is set: a port out of range, a line break in a header value.
+    let bad = env_of(&[
+        ("SHOP_PORT", "70000"),
+        ("SHOP_TOKEN", "t0ken\r\nX-Admin: yes"),
+    ]);
+    let mut seen = Vec::new();
+    for unset in [Unset::Warning, Unset::Error] {
+        let e = check(ENDPOINT, Overrides::default(), &bad, unset).unwrap_err();
+        seen.push(e.to_string());
+    }
+    assert_eq!(seen[0], seen[1], "validate and run refuse alike");
+    assert!(
+        !seen[0].contains("t0ken"),
+        "a credential stays out: {}",
+        seen[0]
+    );
+    insta::assert_snapshot!("env-expanded-values", seen[0]);
+}
+
+#[test]
+fn command_line_overrides_meet_the_files_limits() {
+    // `--rate-scale` results are held to the limits of the file's own rates, each named at
+    // the phase it breaks; `--target` is checked like a written target; a bad factor is a
+    // problem of the flag.
+    let set = env_of(&[("SHOP_PORT", "8080"), ("SHOP_TOKEN", "t0ken")]);
+    let refused = |overrides: Overrides| {
+        check(ENDPOINT, overrides, &set, Unset::Error)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let scale = |factor: f64| Overrides {
+        rate_scale: Some(factor),
+        ..Overrides::default()
+    };
+    let too_fast = refused(scale(1000.0));
+    let no_orders = refused(scale(0.0001));
+    let not_a_factor = refused(scale(0.0));
+    let remote = refused(Overrides {
+        target: Some("http://10.0.0.5:8080/checkout".to_owned()),
+        ..Overrides::default()
+    });
+    insta::assert_snapshot!(
+        "overrides",
+        [too_fast, no_orders, not_a_factor, remote].join("\n")
+    );
+    // The clean twins: a factor within the limits scales every rate; the opt-in lets a
+    // remote target validate (nothing connects here).
+    let (scaled, _) = check(ENDPOINT, scale(600.0), &set, Unset::Error).unwrap();
+    assert_eq!(
+        scaled.load.phases[1].kind,
+        PhaseKind::Spike {
+            rate: Rate(900_000.0)
+        }
+    );
+    let remote_allowed = Overrides {
+        target: Some("http://10.0.0.5:8080/checkout".to_owned()),
+        allow_remote: true,
+        ..Overrides::default()
+    };
+    let (s, _) = check(ENDPOINT, remote_allowed, &set, Unset::Error).unwrap();
+    match s.target {
+        Target::Http(h) => {
+            assert_eq!(h.url, "http://10.0.0.5:8080/checkout");
+            assert!(h.allow_remote);
+            assert_eq!(h.headers.len(), 1, "the file's headers stay");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_schedule_plans_what_validation_counted() {
+    // Validation's order count is the schedule's: a file planning 0.42 orders is refused, and
+    // the smallest accepted one plans at least one order with uniform arrivals.
+    let one = "name: one\nload:\n  arrivals: uniform\n  phases:\n    - { hold: 1s, rate: 1/s }\n";
+    let s = scenario::parse("one.yaml", one).unwrap_or_else(|e| panic!("{e}"));
+    let schedule = crate_under_test::load::Schedule::plan(&s.load, s.seed);
+    assert_eq!(schedule.orders(), 1);
+    let expected: f64 = s.load.phases.iter().map(Phase::expected_orders).sum();
+    assert_eq!(schedule.phases[0].expected, expected);
+    let under = one.replace("rate: 1/s", "rate: 0.9/s");
+    let e = scenario::parse("under.yaml", &under)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the phases plan no orders (0.90 expected)"),
+        "{e}"
+    );
+}

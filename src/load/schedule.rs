@@ -26,13 +26,7 @@ pub struct PlannedPhase {
 
 impl PlannedPhase {
     fn rates(&self) -> (f64, f64) {
-        match self.kind {
-            PhaseKind::Ramp { from, to } => (from.per_sec(), to.per_sec()),
-            PhaseKind::Hold { rate } | PhaseKind::Spike { rate } => {
-                (rate.per_sec(), rate.per_sec())
-            }
-            PhaseKind::Pause => (0.0, 0.0),
-        }
+        self.kind.rates()
     }
 
     fn seconds(&self) -> f64 {
@@ -78,15 +72,13 @@ impl Schedule {
         let mut start = 0;
         for phase in &load.phases {
             let end = start + duration_ns(phase.duration);
-            let mut p = PlannedPhase {
+            // The same count validation holds to its limits.
+            phases.push(PlannedPhase {
                 kind: phase.kind,
                 start,
                 end,
-                expected: 0.0,
-            };
-            let (from, to) = p.rates();
-            p.expected = (from + to) / 2.0 * p.seconds();
-            phases.push(p);
+                expected: phase.expected_orders(),
+            });
             start = end;
         }
         let mut due = Vec::new();

@@ -39,6 +39,19 @@ impl Problem {
         }
         Ok(())
     }
+
+    /// The same shape with `warning: ` before the message: something validation could not
+    /// check, which does not stop the file from validating.
+    pub fn render_warning(&self, origin: &str) -> String {
+        let mut out = String::new();
+        let warning = Problem {
+            message: format!("warning: {}", self.message),
+            ..self.clone()
+        };
+        // Writing to a String cannot fail.
+        let _ = warning.render(origin, &mut out);
+        out
+    }
 }
 
 /// A scenario that could not be loaded, with every problem found.
@@ -49,6 +62,9 @@ pub struct ScenarioError {
     pub origin: String,
     /// In file order; never empty.
     pub problems: Vec<Problem>,
+    /// What could not be checked (a `${NAME}` that `validate` finds unset), in file order;
+    /// not part of `Display`, which is the problems alone.
+    pub warnings: Vec<Problem>,
 }
 
 struct Rendered<'a> {
@@ -73,6 +89,7 @@ impl ScenarioError {
         ScenarioError {
             origin: origin.to_owned(),
             problems,
+            warnings: Vec::new(),
         }
     }
 

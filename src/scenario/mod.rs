@@ -7,6 +7,7 @@
 //! sees YAML.
 
 mod bundled;
+mod context;
 mod error;
 pub mod model;
 mod raw;
@@ -19,6 +20,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use bundled::bundled;
+pub use context::{Context, Overrides, RATE_SCALE_MAX, Unset};
 pub use error::{Problem, ScenarioError};
 pub use model::*;
 pub use template::template;
@@ -48,9 +50,25 @@ impl Source {
     }
 }
 
-/// Loads a scenario: `arg` is a path if it exists or ends with `.yaml`/`.yml`, else the
-/// name of a bundled scenario.
+/// A scenario that validated, with what validation could not check.
+#[derive(Debug)]
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub source: Source,
+    /// In file order, each rendered with [`Problem::render_warning`].
+    pub warnings: Vec<Problem>,
+}
+
+/// Loads a scenario from the file alone: no overrides, no environment (see [`load_with`]).
+/// `arg` is a path if it exists or ends with `.yaml`/`.yml`, else the name of a bundled
+/// scenario.
 pub fn load(arg: &str) -> Result<(Scenario, Source), ScenarioError> {
+    load_with(arg, &Context::file_only()).map(|l| (l.scenario, l.source))
+}
+
+/// Loads a scenario and validates it with the command line's overrides and the
+/// environment: how `validate` and `run` check a file, with the same code.
+pub fn load_with(arg: &str, context: &Context) -> Result<Loaded, ScenarioError> {
     let path = Path::new(arg);
     let looks_like_file = arg.ends_with(".yaml") || arg.ends_with(".yml");
     if path.exists() || looks_like_file {
@@ -59,11 +77,22 @@ pub fn load(arg: &str) -> Result<(Scenario, Source), ScenarioError> {
                 .then(|| format!("check the path; bundled scenarios are {}", bundled_names()));
             ScenarioError::whole_file(arg, format!("cannot read the scenario file: {e}"), hint)
         })?;
-        let scenario = parse(arg, &text)?;
-        return Ok((scenario, Source::File(path.to_path_buf())));
+        let (scenario, warnings) = parse_with(arg, &text, context)?;
+        return Ok(Loaded {
+            scenario,
+            source: Source::File(path.to_path_buf()),
+            warnings,
+        });
     }
     match bundled().iter().find(|(name, _)| *name == arg) {
-        Some((name, text)) => Ok((parse(name, text)?, Source::Bundled(name))),
+        Some((name, text)) => {
+            let (scenario, warnings) = parse_with(name, text, context)?;
+            Ok(Loaded {
+                scenario,
+                source: Source::Bundled(name),
+                warnings,
+            })
+        }
         None => {
             let names: Vec<&str> = bundled().iter().map(|(n, _)| *n).collect();
             let hint = match error::did_you_mean(arg, &names) {
@@ -93,8 +122,18 @@ fn bundled_names() -> String {
         .join(", ")
 }
 
-/// Parses and validates scenario text; `origin` is the file name used in messages.
+/// Parses and validates scenario text from the file alone (no overrides, no environment:
+/// warnings are dropped); `origin` is the file name used in messages.
 pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    parse_with(origin, text, &Context::file_only()).map(|(scenario, _)| scenario)
+}
+
+/// Parses and validates scenario text in a context; the scenario comes with its warnings.
+pub fn parse_with(
+    origin: &str,
+    text: &str,
+    context: &Context,
+) -> Result<(Scenario, Vec<Problem>), ScenarioError> {
     if text.len() > FILE_SIZE_MAX {
         return Err(ScenarioError::whole_file(
             origin,
@@ -114,5 +153,8 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
             Some("`doorbuster init NAME` writes a commented scenario to start from".to_owned()),
         ));
     };
-    validate::validate(&raw).map_err(|problems| ScenarioError::new(origin, problems))
+    validate::validate(&raw, context).map_err(|(problems, warnings)| ScenarioError {
+        warnings,
+        ..ScenarioError::new(origin, problems)
+    })
 }

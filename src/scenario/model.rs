@@ -46,22 +46,6 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
 }
 
-impl Scenario {
-    /// Multiplies every phase's rate by `factor` (`--rate-scale`).
-    pub fn scale_rates(&mut self, factor: f64) {
-        for phase in &mut self.load.phases {
-            match &mut phase.kind {
-                PhaseKind::Ramp { from, to } => {
-                    from.0 *= factor;
-                    to.0 *= factor;
-                }
-                PhaseKind::Hold { rate } | PhaseKind::Spike { rate } => rate.0 *= factor,
-                PhaseKind::Pause => {}
-            }
-        }
-    }
-}
-
 /// One fault: what goes wrong, when, for how long, and for which deliveries.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Fault {
@@ -298,6 +282,18 @@ pub struct Phase {
     pub duration: Duration,
 }
 
+impl Phase {
+    /// Arrivals the phase plans: the integral of its rate over its duration (the schedule's
+    /// Λ, whose ceiling is the count with uniform arrivals and whose mean it is with Poisson).
+    pub fn expected_orders(&self) -> f64 {
+        let (from, to) = self.kind.rates();
+        // Seconds from whole nanoseconds, exactly as the schedule counts them, so that its
+        // count and this one agree to the last bit.
+        let seconds = crate::clock::duration_ns(self.duration) as f64 / 1e9;
+        (from + to) / 2.0 * seconds
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
@@ -311,6 +307,19 @@ pub enum PhaseKind {
     Spike { rate: Rate },
     /// No arrivals.
     Pause,
+}
+
+impl PhaseKind {
+    /// Orders per second at the phase's start and at its end.
+    pub fn rates(&self) -> (f64, f64) {
+        match *self {
+            PhaseKind::Ramp { from, to } => (from.per_sec(), to.per_sec()),
+            PhaseKind::Hold { rate } | PhaseKind::Spike { rate } => {
+                (rate.per_sec(), rate.per_sec())
+            }
+            PhaseKind::Pause => (0.0, 0.0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]

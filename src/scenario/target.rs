@@ -3,10 +3,12 @@
 //!
 //! A scenario names its broker by URL (`redis://127.0.0.1:6379`,
 //! `amqp://${RABBIT_USER}:${RABBIT_PASSWORD}@127.0.0.1:5672/%2f`) or by kind alone (`redis`:
-//! the loopback default); an `http://` or `https://` URL names a checkout endpoint. References are checked for syntax when the file is validated and
-//! expanded only when connecting, so credentials stay out of the model, the summary and every
-//! report. Load goes only where it is told to: a host outside loopback needs `allow_remote`
-//! (DESIGN.md §11).
+//! the loopback default); an `http://` or `https://` URL names a checkout endpoint. Validation
+//! checks references for syntax, expands them (where the variables are set) to check the URL
+//! as its client will read it ([`check_expanded`]), and keeps the text as written: values are
+//! expanded again only when connecting, so credentials stay out of the model, the summary and
+//! every report. Load goes only where it is told to: a host outside loopback needs
+//! `allow_remote` (DESIGN.md §11).
 
 use super::model::{BrokerTarget, HttpTarget, Target};
 use crate::transport::BrokerKind;
@@ -100,6 +102,28 @@ pub fn check_header_name(name: &str) -> Result<(), UnitError> {
     Ok(())
 }
 
+/// A header value as it goes on the wire (`${NAME}` expanded): the rule of the HTTP client
+/// itself, with a line break named, since a CR or LF would end the header and start
+/// another. The message never quotes the value: it usually holds a credential.
+pub fn check_header_value(value: &str) -> Result<(), UnitError> {
+    if value.contains(['\r', '\n']) {
+        return Err(UnitError::new(
+            "the value holds a line break (CR or LF), which would end the header and start another",
+            Some(
+                "write the value on one line; a value read from ${NAME} must not hold a newline either",
+            ),
+        ));
+    }
+    reqwest::header::HeaderValue::from_str(value)
+        .map(|_| ())
+        .map_err(|_| {
+            UnitError::new(
+                "the value holds a control character, which HTTP does not allow in a header",
+                Some("a header value is text on one line; tabs are the only control characters allowed"),
+            )
+        })
+}
+
 fn check_has_host(url: &str) -> Result<(), UnitError> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     if hosts_of(rest).iter().all(|h| h.is_empty()) {
@@ -162,7 +186,25 @@ pub fn parse_url(url: &str) -> Result<BrokerKind, UnitError> {
 
 /// `${NAME}` references must be closed and name a variable (letters, digits, `_`).
 pub fn check_references(text: &str) -> Result<(), UnitError> {
-    expand_with(text, |_| Some(String::new())).map(|_| ())
+    references(text).map(|_| ())
+}
+
+/// The variables a text's `${NAME}` references name, in order (repeats kept).
+pub fn references(text: &str) -> Result<Vec<String>, UnitError> {
+    let mut names = Vec::new();
+    expand_with(text, |name| {
+        names.push(name.to_owned());
+        Some(String::new())
+    })?;
+    Ok(names)
+}
+
+/// Replaces every `${NAME}` with what `lookup` gives; an unset variable is an error.
+pub fn expand_from(
+    text: &str,
+    lookup: impl FnMut(&str) -> Option<String>,
+) -> Result<String, UnitError> {
+    expand_with(text, lookup)
 }
 
 /// Replaces every `${NAME}` with the environment variable's value.
@@ -170,7 +212,10 @@ pub fn expand_env(text: &str) -> Result<String, UnitError> {
     expand_with(text, |name| std::env::var(name).ok())
 }
 
-fn expand_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, UnitError> {
+fn expand_with(
+    text: &str,
+    mut lookup: impl FnMut(&str) -> Option<String>,
+) -> Result<String, UnitError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -233,23 +278,9 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The first `host:port` of a URL's authority, with the scheme's default port when none is
-/// written.
-pub fn first_host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let host = hosts_of(rest)
-        .into_iter()
-        .next()
-        .filter(|h| !h.is_empty())?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let first = authority.split(',').next().unwrap_or_default();
-    let port_text = if first.starts_with('[') {
-        first.rsplit_once("]:").map(|(_, p)| p)
-    } else {
-        first.split_once(':').map(|(_, p)| p)
-    };
-    let default_port = match scheme {
+/// The port a scheme's client uses when the URL names none.
+fn default_port(scheme: &str) -> Option<u16> {
+    Some(match scheme {
         "kafka" => 9092,
         "nats" | "tls" => 4222,
         "amqp" => 5672,
@@ -258,12 +289,110 @@ pub fn first_host_port(url: &str) -> Option<(String, u16)> {
         "http" => 80,
         "https" => 443,
         _ => return None,
+    })
+}
+
+/// One `host:port` a target URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// As the `url` crate reads it: an IPv6 address without brackets, `http` hosts normalised
+    /// (`127.1` is `127.0.0.1`).
+    pub host: String,
+    pub port: u16,
+}
+
+/// Every `host:port` of an expanded target URL, read by the `url` crate as the clients read
+/// it (a security boundary is not hand-parsed: `http://10.0.0.5\@127.0.0.1/` is a request to
+/// 10.0.0.5). Kafka's bootstrap list names several hosts, every other URL one. `shown` is the
+/// URL as written, for messages: the expanded one may hold a secret.
+pub fn endpoints(url: &str, shown: &str) -> Result<Vec<Endpoint>, UnitError> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(UnitError::new(
+            format!("{shown:?} is not a URL"),
+            Some(URL_HINT),
+        ));
     };
-    let port = match port_text {
-        Some(p) => p.parse().ok()?,
-        None => default_port,
+    let parts: Vec<String> = if scheme == "kafka" {
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        authority
+            .split(',')
+            .map(|host_port| format!("kafka://{host_port}{tail}"))
+            .collect()
+    } else {
+        vec![url.to_owned()]
     };
-    Some((host, port))
+    parts
+        .iter()
+        .map(|part| endpoint(scheme, part, shown))
+        .collect()
+}
+
+fn endpoint(scheme: &str, url: &str, shown: &str) -> Result<Endpoint, UnitError> {
+    let no_host = || UnitError::new(format!("{shown:?} names no host"), Some(URL_HINT));
+    let bad_port = || {
+        UnitError::new(
+            format!("{shown:?} names a port outside 1 to 65535"),
+            Some("a port is a number from 1 to 65535, such as 6379"),
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|e| match e {
+        url::ParseError::InvalidPort => bad_port(),
+        url::ParseError::EmptyHost => no_host(),
+        other => UnitError::new(
+            format!("{shown:?} is not a valid URL: {other}"),
+            Some(URL_HINT),
+        ),
+    })?;
+    let host = match parsed.host() {
+        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err(no_host()),
+    };
+    let port = match (parsed.port(), default_port(scheme)) {
+        (Some(0), _) => return Err(bad_port()),
+        (Some(port), _) | (None, Some(port)) => port,
+        (None, None) => return Err(no_host()),
+    };
+    Ok(Endpoint { host, port })
+}
+
+/// The one check of a target URL before anything connects to it, made by validation (with
+/// the file position) and again by the connecting code (for targets built without a file):
+/// the expanded URL parses as its client parses it, names a host and a port from 1 to 65535,
+/// and names only loopback hosts unless `allow_remote` (DESIGN.md §11). `shown` is the URL
+/// as written, for messages.
+pub fn check_expanded(url: &str, shown: &str, allow_remote: bool) -> Result<(), UnitError> {
+    let endpoints = endpoints(url, shown)?;
+    crate::transport::client_parses(url).map_err(|reason| {
+        UnitError::new(
+            format!("{shown:?} {}", reason.replace(url, shown)),
+            Some(URL_HINT),
+        )
+    })?;
+    let remote: Vec<&str> = endpoints
+        .iter()
+        .map(|e| e.host.as_str())
+        .filter(|host| !is_loopback(host))
+        .collect();
+    if !remote.is_empty() && !allow_remote {
+        return Err(UnitError::new(
+            format!(
+                "{} is not a loopback address; doorbuster sends load only where it is told to",
+                remote.join(", ")
+            ),
+            Some("pass --allow-remote or set `target.allow_remote: true`"),
+        ));
+    }
+    Ok(())
+}
+
+/// The first `host:port` of an expanded URL, with the scheme's default port when none is
+/// written.
+pub fn first_host_port(url: &str) -> Option<(String, u16)> {
+    let first = endpoints(url, "").ok()?.into_iter().next()?;
+    Some((first.host, first.port))
 }
 
 /// The URL with its host list replaced by `host_port` (credentials and path kept): how a
@@ -278,15 +407,6 @@ pub fn with_host_port(url: &str, host_port: &str) -> String {
         Some((userinfo, _)) => format!("{scheme}://{userinfo}@{host_port}{tail}"),
         None => format!("{scheme}://{host_port}{tail}"),
     }
-}
-
-/// The hosts of an expanded URL that are not loopback addresses.
-pub fn remote_hosts(url: &str) -> Vec<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    hosts_of(rest)
-        .into_iter()
-        .filter(|h| !is_loopback(h))
-        .collect()
 }
 
 #[cfg(test)]
@@ -361,17 +481,74 @@ mod tests {
 
     #[test]
     fn only_loopback_hosts_pass_the_guard() {
-        assert!(remote_hosts("redis://127.0.0.1:6379").is_empty());
-        assert!(remote_hosts("redis://localhost").is_empty());
-        assert!(remote_hosts("nats://[::1]:4222").is_empty());
-        assert!(remote_hosts("amqp://guest:guest@127.0.0.1:5672/%2f").is_empty());
+        let guard = |url: &str| check_expanded(url, url, false);
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis://localhost",
+            "nats://[::1]:4222",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "kafka://127.0.0.1:9092,localhost:9093",
+            "http://127.1:8080/checkout",
+        ] {
+            assert_eq!(guard(url), Ok(()), "{url}");
+        }
+        let refused = |url: &str| guard(url).expect_err(url).message;
+        assert!(
+            refused("kafka://127.0.0.1:9092,kafka-2.prod:9092")
+                .starts_with("kafka-2.prod is not a loopback")
+        );
+        assert!(refused("amqp://u:p@10.0.0.5:5672/").starts_with("10.0.0.5 is not"));
+        // A backslash ends the host of an http URL: the request goes to 10.0.0.5, whatever
+        // follows the `@`.
+        assert!(refused(r"http://10.0.0.5\@127.0.0.1/checkout").starts_with("10.0.0.5 is not"));
         assert_eq!(
-            remote_hosts("kafka://127.0.0.1:9092,kafka-2.prod:9092"),
-            vec!["kafka-2.prod".to_owned()]
+            check_expanded("amqp://u:p@10.0.0.5:5672/", "x", true),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn ports_and_unparsable_urls_are_refused_before_connecting() {
+        let refused = |url: &str| check_expanded(url, url, true).expect_err(url).message;
+        for url in [
+            "redis://127.0.0.1:0",
+            "redis://127.0.0.1:70000",
+            "http://127.0.0.1:65536/checkout",
+            "kafka://127.0.0.1:9092,127.0.0.1:0",
+        ] {
+            assert!(refused(url).contains("port outside 1 to 65535"), "{url}");
+        }
+        assert!(refused("http://[::1/checkout").contains("is not a valid URL"));
+        assert!(refused("redis://exa mple:6379").contains("is not a valid URL"));
+        // The clients' own parsers: Redis wants a database number, refuses a wildcard address.
+        assert!(refused("redis://127.0.0.1:6379/db").contains("is not a Redis URL"));
+        assert!(refused("redis://0.0.0.0:6379").contains("is not a Redis URL"));
+        assert!(refused("amqp://127.0.0.1:5672/?heartbeat=often").contains("is not an AMQP URL"));
+        assert_eq!(
+            check_expanded("redis://127.0.0.1:6379/2", "", false),
+            Ok(())
         );
         assert_eq!(
-            remote_hosts("amqp://u:p@10.0.0.5:5672/"),
-            vec!["10.0.0.5".to_owned()]
+            check_expanded("rediss://127.0.0.1:6380#insecure", "", false),
+            Ok(())
         );
+    }
+
+    #[test]
+    fn secrets_of_the_expanded_url_stay_out_of_messages() {
+        let e = check_expanded(
+            "amqp://u:s3cret@127.0.0.1:5672/?heartbeat=x",
+            "amqp://u:${PW}@127.0.0.1:5672/?heartbeat=x",
+            false,
+        )
+        .unwrap_err();
+        assert!(!e.message.contains("s3cret"), "{}", e.message);
+        let e = check_expanded(
+            "redis://:s3cret@127.0.0.1:99999",
+            "redis://:${PW}@127.0.0.1:99999",
+            false,
+        )
+        .unwrap_err();
+        assert!(!e.message.contains("s3cret"), "{}", e.message);
     }
 }

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
+use super::context::{Context, RATE_SCALE_MAX, Unset};
 use super::error::{Problem, did_you_mean, push_key};
 use super::model::*;
 use super::raw::*;
-use super::units::{self, UnitError, quoted};
+use super::units::{self, RATE_MAX_PER_SEC, UnitError, quoted};
 use crate::transport::{BrokerKind, QueueType};
 
 mod faults;
@@ -23,6 +24,10 @@ mod faults;
 /// minutes; a day means a typo such as `2M` (two months in humantime).
 const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
 const PHASES_MAX: usize = 1000;
+/// The most orders a scenario may plan. Every order is held until the checks (its ledger
+/// entry, its due time, its ground truth): 100 million is several gigabytes, and more is a
+/// typo in a rate or a duration, not a test that fits on one machine.
+const ORDERS_MAX: f64 = 100_000_000.0;
 const NAME_LEN_MAX: usize = 64;
 
 /// Every word `target:` (or its `kind:`) accepts.
@@ -69,16 +74,28 @@ fn default_service(name: &str) -> Service {
     }
 }
 
-/// Checks a whole scenario; `Err` holds every problem, in file order.
-pub fn validate(raw: &Spanned<RawScenario>) -> Result<Scenario, Vec<Problem>> {
-    let mut v = Validator::default();
+/// What validation found: the scenario and its warnings, or the problems and the warnings.
+type Checked = Result<(Scenario, Vec<Problem>), (Vec<Problem>, Vec<Problem>)>;
+
+/// Checks a whole scenario in its context (the command line's overrides, the environment);
+/// `Ok` holds the warnings, `Err` every problem and the warnings, each in file order.
+pub fn validate(raw: &Spanned<RawScenario>, context: &Context) -> Checked {
+    let mut v = Validator {
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        context,
+        rate_scale: None,
+        spots: Spots::default(),
+    };
     let scenario = v.scenario(raw);
+    // Missing keys are found after their siblings; file order reads best. Problems of a
+    // command-line flag have no position and come first.
+    v.warnings.sort_by_key(|p| (p.line, p.column));
     if v.problems.is_empty() {
-        Ok(scenario)
+        Ok((scenario, v.warnings))
     } else {
-        // Missing keys are found after their siblings; file order reads best.
         v.problems.sort_by_key(|p| (p.line, p.column));
-        Err(v.problems)
+        Err((v.problems, v.warnings))
     }
 }
 
@@ -98,9 +115,49 @@ impl Path {
     }
 }
 
-#[derive(Default)]
-struct Validator {
+struct Validator<'a> {
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    context: &'a Context<'a>,
+    /// `--rate-scale`, once it is known to be a valid factor.
+    rate_scale: Option<f64>,
+    spots: Spots,
+}
+
+/// Where a value is from: a position in the file, or a command-line flag (no position).
+#[derive(Clone)]
+struct Spot {
+    at: Option<Location>,
+    path: Path,
+}
+
+impl Spot {
+    fn at(at: &Location, path: Path) -> Spot {
+        Spot {
+            at: Some(*at),
+            path,
+        }
+    }
+
+    fn flag(name: &str) -> Spot {
+        Spot {
+            at: None,
+            path: Path(name.to_owned()),
+        }
+    }
+}
+
+/// Where the values that the checks across sections (the target against the faults, the
+/// checkout mode and the environment) are about came from, recorded while validating them.
+#[derive(Default)]
+struct Spots {
+    /// The target's URL; `None` while the target is the default or named by kind alone.
+    target_url: Option<Spot>,
+    /// Each header of a checkout endpoint, by name: where its value is.
+    headers: Vec<(String, Spot)>,
+    checkout_mode: Option<Spot>,
+    /// Parallel to the scenario's faults: where each one's kind key is.
+    faults: Vec<Spot>,
 }
 
 fn pos(location: &Location) -> (u32, u32) {
@@ -108,16 +165,30 @@ fn pos(location: &Location) -> (u32, u32) {
     (clamp(location.line()), clamp(location.column()))
 }
 
-impl Validator {
+fn spot_problem(spot: &Spot, message: String, hint: Option<String>) -> Problem {
+    let (line, column) = spot.at.as_ref().map_or((0, 0), pos);
+    Problem {
+        line,
+        column,
+        path: spot.path.0.clone(),
+        message,
+        hint,
+    }
+}
+
+impl Validator<'_> {
     fn report(&mut self, at: &Location, path: &Path, message: String, hint: Option<String>) {
-        let (line, column) = pos(at);
-        self.problems.push(Problem {
-            line,
-            column,
-            path: path.0.clone(),
-            message,
-            hint,
-        });
+        self.report_spot(&Spot::at(at, path.clone()), message, hint);
+    }
+
+    fn report_spot(&mut self, spot: &Spot, message: String, hint: Option<String>) {
+        let problem = spot_problem(spot, message, hint);
+        self.problems.push(problem);
+    }
+
+    fn warn_spot(&mut self, spot: &Spot, message: String, hint: Option<String>) {
+        let problem = spot_problem(spot, message, hint);
+        self.warnings.push(problem);
     }
 
     /// Parses one present value; on failure records the problem and returns `None`.
@@ -197,7 +268,11 @@ impl Validator {
             .map(|d| d.value.clone())
             .unwrap_or_default();
         let seed = self.or_default(&raw.seed, &root.key("seed"), 1, units::parse_integer);
+        self.rate_scale = self.rate_scale();
+        let before_target = self.problems.len();
         let target = self.target(raw.target.as_ref(), &root.key("target"));
+        let target = self.override_target(target);
+        let target_valid = self.problems.len() == before_target;
         let load = match &raw.load {
             Some(load) => self.load(load, &root.key("load")),
             None => {
@@ -215,7 +290,7 @@ impl Validator {
         let checks = self.checks(raw.checks.as_ref(), &root.key("checks"));
         let run_end = load.phases.iter().map(|p| p.duration).sum::<Duration>() + load.drain;
         let faults = self.faults(raw.faults.as_ref(), &root.key("faults"), run_end);
-        Scenario {
+        let scenario = Scenario {
             name,
             description,
             seed,
@@ -226,7 +301,245 @@ impl Validator {
             provider,
             checks,
             faults,
+        };
+        // A target that did not validate is the embedded placeholder: checking the faults
+        // against it would only repeat the target's problem.
+        if target_valid {
+            self.target_fits(&scenario);
         }
+        scenario
+    }
+
+    /// `--rate-scale`, if given and a usable factor.
+    fn rate_scale(&mut self) -> Option<f64> {
+        let factor = self.context.overrides.rate_scale?;
+        if factor.is_finite() && factor > 0.0 && factor <= RATE_SCALE_MAX {
+            return Some(factor);
+        }
+        self.report_spot(
+            &Spot::flag("--rate-scale"),
+            format!("{factor} is not a factor above 0 and at most {RATE_SCALE_MAX}"),
+            Some("0.5 halves every phase's rate, 2 doubles it".to_owned()),
+        );
+        None
+    }
+
+    /// Applies `--target` and `--allow-remote` to the file's target. The file's delivery
+    /// settings stay when only the address of the same broker kind changes, its headers when
+    /// one checkout endpoint replaces another.
+    fn override_target(&mut self, file: Target) -> Target {
+        // The context outlives the validator: borrowing it does not hold `self`.
+        let context = self.context;
+        let overrides = &context.overrides;
+        let mut target = file;
+        if let Some(url) = &overrides.target {
+            let flag = Spot::flag("--target");
+            match super::target::target_of_url(url) {
+                Err(e) => self.report_spot(&flag, e.message, e.hint),
+                Ok(given) => {
+                    self.spots.target_url = Some(flag);
+                    target = match (target, given) {
+                        (Target::Broker(old), Target::Broker(new)) if old.kind == new.kind => {
+                            Target::Broker(BrokerTarget {
+                                url: new.url,
+                                ..old
+                            })
+                        }
+                        (Target::Http(old), Target::Http(new)) => Target::Http(HttpTarget {
+                            url: new.url,
+                            ..old
+                        }),
+                        (_, given) => {
+                            self.spots.headers.clear();
+                            given
+                        }
+                    };
+                }
+            }
+        }
+        if overrides.allow_remote {
+            match &mut target {
+                Target::Broker(b) => b.allow_remote = true,
+                Target::Http(h) => h.allow_remote = true,
+                Target::Embedded(_) => {}
+            }
+        }
+        target
+    }
+
+    /// What `run` would refuse about the target only once it is about to connect, checked
+    /// here so that `validate` finds it too, with the position: faults and a checkout mode the
+    /// target cannot carry, the URL as its client reads it (after `${NAME}` expansion) behind
+    /// the loopback guard, and header values.
+    fn target_fits(&mut self, s: &Scenario) {
+        let fault_spots = std::mem::take(&mut self.spots.faults);
+        let url_spot = self
+            .spots
+            .target_url
+            .clone()
+            .unwrap_or_else(|| Spot::flag("target"));
+        match &s.target {
+            Target::Embedded(_) => {
+                for (fault, spot) in s.faults.iter().zip(&fault_spots) {
+                    if matches!(fault.kind, FaultKind::Link { .. }) {
+                        self.report_spot(
+                            spot,
+                            "a link fault needs a networked broker or an http:// checkout \
+                             endpoint to put the fault proxy in front of, and the target is \
+                             the embedded broker"
+                                .to_owned(),
+                            Some(
+                                "give the scenario a broker `target:`, or run with --target URL"
+                                    .to_owned(),
+                            ),
+                        );
+                    }
+                }
+            }
+            Target::Broker(b) => {
+                let rewinds = b.kind != BrokerKind::Rabbitmq || b.queue_type == QueueType::Stream;
+                for (fault, spot) in s.faults.iter().zip(&fault_spots) {
+                    if !rewinds && matches!(fault.kind, FaultKind::Replay { .. }) {
+                        self.report_spot(
+                            spot,
+                            "RabbitMQ classic and quorum queues cannot be rewound, so a replay \
+                             fault would never happen"
+                                .to_owned(),
+                            Some("set `target.queue_type: stream`, or remove the fault".to_owned()),
+                        );
+                    }
+                }
+                self.check_url(&b.url, b.allow_remote, &url_spot);
+            }
+            Target::Http(h) => self.http_target_fits(s, h, &fault_spots, &url_spot),
+        }
+    }
+
+    /// A checkout endpoint runs none of doorbuster's services, provider or broker: only
+    /// `link` (over http://) and `exec` faults apply, and `sync` checkout does not.
+    fn http_target_fits(
+        &mut self,
+        s: &Scenario,
+        h: &HttpTarget,
+        fault_spots: &[Spot],
+        url_spot: &Spot,
+    ) {
+        if s.load.checkout_mode == CheckoutMode::Sync {
+            let spot = self
+                .spots
+                .checkout_mode
+                .clone()
+                .unwrap_or_else(|| Spot::flag("load.checkout.mode"));
+            self.report_spot(
+                &spot,
+                "`sync` charges through doorbuster's payment provider; a checkout \
+                 endpoint does its own payment"
+                    .to_owned(),
+                Some("remove it: a checkout endpoint is tested with `async`".to_owned()),
+            );
+        }
+        for (fault, spot) in s.faults.iter().zip(fault_spots) {
+            match fault.kind {
+                FaultKind::Link { .. } if !h.url.starts_with("http://") => {
+                    self.report_spot(
+                        spot,
+                        "the fault proxy cannot stand in for an https endpoint: its \
+                         certificate names the shop, not the proxy"
+                            .to_owned(),
+                        Some("test link faults against an http:// endpoint".to_owned()),
+                    );
+                }
+                FaultKind::Link { .. } | FaultKind::Exec { .. } => {}
+                _ => self.report_spot(
+                    spot,
+                    format!(
+                        "a {} fault acts on doorbuster's simulated services, provider \
+                         or broker, which a checkout endpoint target does not run",
+                        fault.kind.label()
+                    ),
+                    Some(
+                        "only `link` and `exec` faults apply to a checkout endpoint; \
+                         remove it"
+                            .to_owned(),
+                    ),
+                ),
+            }
+        }
+        self.check_url(&h.url, h.allow_remote, url_spot);
+        let header_spots = std::mem::take(&mut self.spots.headers);
+        for (name, value) in &h.headers {
+            let Some((_, spot)) = header_spots.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let Some(expanded) = self.expand(value, spot) else {
+                continue;
+            };
+            if let Err(mut e) = super::target::check_header_value(&expanded) {
+                if &expanded != value {
+                    e.message
+                        .push_str(" (with its ${NAME} references expanded)");
+                }
+                self.report_spot(spot, e.message, e.hint);
+            }
+        }
+    }
+
+    /// The target URL as connecting reads it: `${NAME}` expanded, then the one check of a
+    /// target URL (it parses, ports, the loopback guard).
+    fn check_url(&mut self, url: &str, allow_remote: bool, spot: &Spot) {
+        let Some(expanded) = self.expand(url, spot) else {
+            return;
+        };
+        let shown = crate::transport::redact_url(url);
+        if let Err(mut e) = super::target::check_expanded(&expanded, &shown, allow_remote) {
+            if expanded != url {
+                e.message
+                    .push_str(" (with its ${NAME} references expanded)");
+            }
+            self.report_spot(spot, e.message, e.hint);
+        }
+    }
+
+    /// A value with its `${NAME}` references expanded from the context's environment, or
+    /// `None` if one is unset: an error for `run`, a warning for `validate` (the value is
+    /// then checked when the run expands it). Malformed references are reported where the
+    /// value is read; they give `None` here.
+    fn expand(&mut self, text: &str, spot: &Spot) -> Option<String> {
+        let env = self.context.env;
+        let mut unset: Vec<String> = Vec::new();
+        for name in super::target::references(text).ok()? {
+            if env(&name).is_none() && !unset.contains(&name) {
+                unset.push(name);
+            }
+        }
+        if unset.is_empty() {
+            return super::target::expand_from(text, env).ok();
+        }
+        for name in unset {
+            match self.context.unset {
+                Unset::Error => self.report_spot(
+                    spot,
+                    format!("the environment variable {name} is not set"),
+                    Some(
+                        "export it before the run; credentials come only from the environment"
+                            .to_owned(),
+                    ),
+                ),
+                Unset::Warning => self.warn_spot(
+                    spot,
+                    format!(
+                        "the environment variable {name} is not set here; `run` refuses the \
+                         scenario while it is unset"
+                    ),
+                    Some(
+                        "set it where the scenario runs (a CI secret, say); the value is \
+                         checked then"
+                            .to_owned(),
+                    ),
+                ),
+            }
+        }
+        None
     }
 
     fn target(&mut self, raw: Option<&Spanned<RawTarget>>, path: &Path) -> Target {
@@ -239,6 +552,7 @@ impl Validator {
         };
         match &raw.value {
             RawTarget::Kind(word) if word.contains("://") => {
+                self.spots.target_url = Some(Spot::at(&raw.referenced, path.clone()));
                 match super::target::target_of_url(word) {
                     Ok(target) => target,
                     Err(e) => {
@@ -289,6 +603,9 @@ impl Validator {
             .kind
             .as_ref()
             .map(|k| (k, self.target_kind(&k.value, &k.referenced, &kind_path)));
+        if let Some(url) = &map.url {
+            self.spots.target_url = Some(Spot::at(&url.referenced, path.key("url")));
+        }
         let from_url = map.url.as_ref().and_then(|url| {
             self.parse(url, &path.key("url"), super::target::parse_url)
                 .map(|kind| (kind, url.value.clone()))
@@ -440,6 +757,7 @@ impl Validator {
                 );
             }
         }
+        self.spots.target_url = Some(Spot::at(&url.referenced, path.key("url")));
         let Some(Target::Http(mut http)) =
             self.parse(url, &path.key("url"), super::target::target_of_url)
         else {
@@ -474,6 +792,9 @@ impl Validator {
                     .is_some()
                 {
                     http.headers.push((name.clone(), value.value.clone()));
+                    self.spots
+                        .headers
+                        .push((name.clone(), Spot::at(&value.referenced, header_path)));
                 }
             }
         }
@@ -584,6 +905,9 @@ impl Validator {
     }
 
     fn checkout_mode(&mut self, raw: &RawCheckout, path: &Path) -> CheckoutMode {
+        if let Some(mode) = &raw.mode {
+            self.spots.checkout_mode = Some(Spot::at(&mode.referenced, path.key("mode")));
+        }
         self.or_default(&raw.mode, &path.key("mode"), CheckoutMode::Async, |t| {
             choice(
                 t,
@@ -626,7 +950,71 @@ impl Validator {
             );
             self.report(&raw.referenced, path, message, None);
         }
+        // Orders are counted only when every phase is valid: a phase left out would
+        // make the count wrong.
+        if phases.len() == raw.value.len() {
+            self.orders_planned(&phases, &raw.referenced, path);
+        }
         phases
+    }
+
+    /// A scenario plans at least one order (a run of pauses, or rates so low that no order
+    /// falls due, has nothing to judge) and at most [`ORDERS_MAX`].
+    fn orders_planned(&mut self, phases: &[Phase], at: &Location, path: &Path) {
+        let expected: f64 = phases.iter().map(Phase::expected_orders).sum();
+        let scaled = self
+            .rate_scale
+            .map(|f| format!(" with --rate-scale {f}"))
+            .unwrap_or_default();
+        if expected < 1.0 {
+            let message = if phases.iter().all(|p| p.kind == PhaseKind::Pause) {
+                "the phases plan no orders: every phase is a pause".to_owned()
+            } else {
+                format!("the phases plan no orders ({expected:.2} expected{scaled})")
+            };
+            let hint =
+                "give a phase a rate that brings orders, e.g. `- { hold: 10s, rate: 100/s }`";
+            self.report(at, path, message, Some(hint.to_owned()));
+        } else if expected > ORDERS_MAX {
+            self.report(
+                at,
+                path,
+                format!(
+                    "the phases plan {expected:.0} orders{scaled}, above the limit of {ORDERS_MAX:.0}"
+                ),
+                Some(
+                    "every order is kept in memory until the checks: lower the rates or \
+                     shorten the phases"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+
+    /// A phase's rate times `--rate-scale`, held to the limit the file's own rates meet.
+    fn scaled(&mut self, rate: Rate, text: &Text, path: &Path) -> Option<Rate> {
+        let Some(factor) = self.rate_scale else {
+            return Some(rate);
+        };
+        let scaled = rate.per_sec() * factor;
+        if scaled > RATE_MAX_PER_SEC {
+            self.report(
+                &text.referenced,
+                path,
+                format!(
+                    "{} times --rate-scale {factor} is {scaled:.0}/s, above the limit of \
+                     {RATE_MAX_PER_SEC}/s",
+                    quoted(&text.value)
+                ),
+                Some(format!(
+                    "--rate-scale may be at most {} for this phase",
+                    // Rounded down, so that the factor suggested is one that passes.
+                    (RATE_MAX_PER_SEC / rate.per_sec() * 100.0).floor() / 100.0
+                )),
+            );
+            return None;
+        }
+        Some(Rate(scaled))
     }
 
     fn phase(&mut self, raw: &Spanned<RawPhase>, path: &Path) -> Option<Phase> {
@@ -717,7 +1105,8 @@ impl Validator {
             } else {
                 units::parse_rate
             };
-            v.parse(text, &path.key(name), parse)
+            let rate = v.parse(text, &path.key(name), parse)?;
+            v.scaled(rate, text, &path.key(name))
         };
         let kind = match kind {
             "ramp" => {

@@ -292,28 +292,38 @@ pub async fn connect(
     }
 }
 
-/// A target URL as written, made ready to connect: `${ENV}` references expanded, and a host
-/// outside loopback refused unless `allow_remote` (DESIGN.md §11).
+/// A target URL as written, made ready to connect: `${ENV}` references expanded and the one
+/// check of a target URL applied ([`crate::scenario::target::check_expanded`]: it parses, a
+/// port from 1 to 65535, a host outside loopback refused unless `allow_remote`). Scenario
+/// validation has made the same check with the file position; this call is what stands
+/// between a target built in code (tests, `bench`) and the network.
 pub fn expand_and_guard(url: &str, allow_remote: bool) -> Result<String, TransportError> {
-    let config_error = |reason: String| TransportError::Config {
+    let config_error = |e: crate::scenario::units::UnitError| TransportError::Config {
         target: redact_url(url),
-        reason,
-    };
-    let expanded = crate::scenario::target::expand_env(url).map_err(|e| {
-        config_error(match e.hint {
+        reason: match e.hint {
             Some(hint) => format!("{} ({hint})", e.message),
             None => e.message,
-        })
-    })?;
-    let remote = crate::scenario::target::remote_hosts(&expanded);
-    if !remote.is_empty() && !allow_remote {
-        return Err(config_error(format!(
-            "{} is not a loopback address; doorbuster sends load only where it is told \
-             to: pass --allow-remote or set `target.allow_remote: true`",
-            remote.join(", ")
-        )));
-    }
+        },
+    };
+    let expanded = crate::scenario::target::expand_env(url).map_err(config_error)?;
+    crate::scenario::target::check_expanded(&expanded, &redact_url(url), allow_remote)
+        .map_err(config_error)?;
     Ok(expanded)
+}
+
+/// Whether the client library of the URL's scheme accepts it, asked without connecting:
+/// validation refuses exactly what connecting would. The reason may quote the URL.
+pub fn client_parses(url: &str) -> Result<(), String> {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("redis" | "rediss") => ::redis::IntoConnectionInfo::into_connection_info(url)
+            .map(|_| ())
+            .map_err(|e| format!("is not a Redis URL: {e}")),
+        Some("amqp" | "amqps") => url
+            .parse::<lapin::uri::AMQPUri>()
+            .map(|_| ())
+            .map_err(|e| format!("is not an AMQP URL: {e}")),
+        _ => Ok(()),
+    }
 }
 
 /// The connection settings of a scenario's broker target: `${ENV}` expanded, the loopback

@@ -27,7 +27,7 @@ const WINDOWED: [&str; 8] = [
     "provider_outage",
 ];
 
-impl Validator {
+impl Validator<'_> {
     pub(super) fn faults(
         &mut self,
         raw: Option<&Spanned<Vec<Spanned<RawFault>>>>,
@@ -65,7 +65,7 @@ impl Validator {
         if let Some(outage) = &f.provider_outage {
             kinds.push(("provider_outage", &outage.referenced));
         }
-        let kind = match kinds.as_slice() {
+        let (kind, kind_at) = match kinds.as_slice() {
             [] => {
                 self.report(
                     at_fault,
@@ -77,7 +77,7 @@ impl Validator {
                 );
                 return None;
             }
-            [(one, _)] => *one,
+            [(one, at)] => (*one, **at),
             [(first, _), (second, at), ..] => {
                 self.report(
                     at,
@@ -142,6 +142,9 @@ impl Validator {
             FaultKind::Crash { restart_after, .. } => *restart_after,
             _ => duration,
         };
+        // Where the kind key is, for the checks of the faults against the target.
+        let kind_path = path.key(kind.label());
+        self.spots.faults.push(Spot::at(&kind_at, kind_path));
         Some(Fault {
             at,
             duration,

@@ -74,6 +74,10 @@ pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, Transpor
             .map_err(|e| config_error(format!("header {name}: {}", e.message)))?;
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| config_error(format!("{name:?} is not an HTTP header name")))?;
+        // Scenario validation has made this check with the file position; a target built in
+        // code gets it here.
+        crate::scenario::target::check_header_value(&value)
+            .map_err(|e| config_error(format!("header {name}: {}", e.message)))?;
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
             config_error(format!("the value of header {name} is not valid in HTTP"))
         })?;
