@@ -18,6 +18,32 @@ use doorbuster::transport::TransportError;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_CANNOT_RUN: u8 = 3;
 
+/// `println!` without its panic: a reader that went away (`doorbuster scenarios | head -1`)
+/// must not turn the command's exit code into a crash. What could not be written is dropped;
+/// the exit code still says how the command went.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` without its panic (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` without its panic, for `doorbuster run x 2>&1 | head -1` (see `outln!`).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 const EXAMPLES: &str = "\
 Examples:
   doorbuster run scenarios/black-friday.yaml      a Black Friday ramp, spike and cool-down
@@ -195,7 +221,7 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(EXIT_CANNOT_RUN)
         }
     }
@@ -228,7 +254,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 let description = scenario::parse(name, text)
                     .map(|s| s.description)
                     .unwrap_or_default();
-                println!("{name:<16} {description}");
+                outln!("{name:<16} {description}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -298,9 +324,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         ),
         Command::Schema { summary } => {
             if summary {
-                println!("{}", doorbuster::report::summary_schema());
+                outln!("{}", doorbuster::report::summary_schema());
             } else {
-                println!("{}", scenario::schema::json());
+                outln!("{}", scenario::schema::json());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -352,7 +378,7 @@ fn proxy(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    eprintln!("proxying {listen} -> {upstream}; Ctrl-C stops");
+    errln!("proxying {listen} -> {upstream}; Ctrl-C stops");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -365,7 +391,7 @@ fn proxy(
         shutdown,
     )) {
         Ok(stats) => {
-            println!("{stats:?}");
+            outln!("{stats:?}");
             Ok(ExitCode::SUCCESS)
         }
         Err(
@@ -373,11 +399,11 @@ fn proxy(
             | ProxyError::RemoteListen { .. }
             | ProxyError::InvalidToxic { .. }),
         ) => {
-            eprintln!("proxy: {e}");
+            errln!("proxy: {e}");
             Ok(ExitCode::from(EXIT_BAD_INPUT))
         }
         Err(e) => {
-            eprintln!("proxy: {e}");
+            errln!("proxy: {e}");
             Ok(ExitCode::from(EXIT_CANNOT_RUN))
         }
     }
@@ -398,7 +424,7 @@ fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow
         match scenario::target::target_of_url(url) {
             Ok(target) => scenario_target = target,
             Err(e) => {
-                eprintln!("error: --target: {}", e.message);
+                errln!("error: --target: {}", e.message);
                 return Ok(ExitCode::from(EXIT_BAD_INPUT));
             }
         }
@@ -414,7 +440,7 @@ fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow
     ));
     match report {
         Ok(r) => {
-            println!(
+            outln!(
                 "{}: {:.0} acked publishes/s ({} acked, {} failed in {:.1} s, {} clients, {} B payload, ack latency p50 {} us p99 {} us)",
                 r.target,
                 r.rate,
@@ -429,11 +455,11 @@ fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ TransportError::Config { .. }) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(ExitCode::from(EXIT_BAD_INPUT))
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(ExitCode::from(EXIT_CANNOT_RUN))
         }
     }
@@ -444,25 +470,29 @@ fn bench(options: BenchOptions) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    println!(
+    outln!(
         "provider via {:?}, {} s per trial",
-        options.via, options.seconds
+        options.via,
+        options.seconds
     );
-    println!("{MARKDOWN_HEADER}");
-    let report = runtime.block_on(search(&options, |t| println!("{}", markdown_row(t))));
+    outln!("{MARKDOWN_HEADER}");
+    let report = runtime.block_on(search(&options, |t| outln!("{}", markdown_row(t))));
     match report {
         Ok(report) => {
             match &report.sustained {
-                Some(t) => println!(
+                Some(t) => outln!(
                     "highest sustained: {:.0} orders/s (send lag p99 {} us, fulfilled p99 {} us); ledger {} bytes per order",
-                    t.rate, t.send_lag_p99_us, t.fulfilled_p99_us, report.ledger_bytes_per_order
+                    t.rate,
+                    t.send_lag_p99_us,
+                    t.fulfilled_p99_us,
+                    report.ledger_bytes_per_order
                 ),
-                None => println!("no rate was sustained; lower --start"),
+                None => outln!("no rate was sustained; lower --start"),
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(ExitCode::from(EXIT_CANNOT_RUN))
         }
     }
@@ -549,12 +579,12 @@ fn run(
     let (mut scenario, source) = match scenario::load(arg) {
         Ok(loaded) => loaded,
         Err(e) => {
-            eprintln!("{e}");
+            errln!("{e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
     if let Err(message) = overrides.apply(&mut scenario) {
-        eprintln!("error: {message}");
+        errln!("error: {message}");
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -565,7 +595,7 @@ fn run(
         let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
+                errln!(
                     "\ninterrupted: stopping the load, draining briefly, writing the partial report"
                 );
                 let _ = interrupt_tx.send(true);
@@ -581,21 +611,21 @@ fn run(
         };
         match execute(&scenario, options).await {
             Ok(result) => {
-                println!("{}", verdict_table(&result.summary));
-                print!("{}", closing_lines(&result.summary));
+                outln!("{}", verdict_table(&result.summary));
+                out!("{}", closing_lines(&result.summary));
                 if let Some(dir) = &result.dir {
-                    println!("report: {}", dir.join("report.html").display());
-                    println!("summary: {}", dir.join("summary.json").display());
+                    outln!("report: {}", dir.join("report.html").display());
+                    outln!("summary: {}", dir.join("summary.json").display());
                 }
                 step_summary(&result.summary);
                 Ok(ExitCode::from(result.summary.exit_code as u8))
             }
             Err(e @ RunError::Transport(TransportError::Config { .. })) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 Ok(ExitCode::from(EXIT_BAD_INPUT))
             }
             Err(e @ (RunError::Transport(_) | RunError::Provider(_) | RunError::Report { .. })) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 Ok(ExitCode::from(EXIT_CANNOT_RUN))
             }
         }
@@ -607,7 +637,7 @@ fn step_summary(summary: &doorbuster::report::summary::Summary) {
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         let markdown = doorbuster::report::markdown::render(summary);
         if let Err(e) = doorbuster::report::markdown::append_to(Path::new(&path), &markdown) {
-            eprintln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
+            errln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
         }
     }
 }
@@ -616,7 +646,7 @@ fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
     let summary = match doorbuster::report::load_summary(run_dir) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("report: {e}");
+            errln!("report: {e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
@@ -627,7 +657,7 @@ fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
     };
     doorbuster::report::write_all(&dir, &summary)
         .with_context(|| format!("cannot write the reports to {}", dir.display()))?;
-    println!("re-rendered the reports in {}", dir.display());
+    outln!("re-rendered the reports in {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -648,7 +678,7 @@ fn compare_runs(
     let (base, cand) = match (load(baseline), load(candidate)) {
         (Ok(b), Ok(c)) => (b, c),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("compare: {e}");
+            errln!("compare: {e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
@@ -664,17 +694,20 @@ fn compare_runs(
         tolerances.rate_drop_pp = v;
     }
     let comparison = compare(&base, &cand, &tolerances);
-    println!("{}", render_comparison(&comparison));
+    outln!("{}", render_comparison(&comparison));
     let regressions: Vec<_> = comparison.regressions().collect();
     if regressions.is_empty() {
-        println!("no regression beyond the tolerances");
+        outln!("no regression beyond the tolerances");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} regressions:", regressions.len());
+        outln!("{} regressions:", regressions.len());
         for r in regressions {
-            println!(
+            outln!(
                 "  - {}: {} -> {} ({})",
-                r.what, r.baseline, r.candidate, r.change
+                r.what,
+                r.baseline,
+                r.candidate,
+                r.change
             );
         }
         Ok(ExitCode::from(1))
@@ -700,14 +733,14 @@ fn validate(files: &[String]) -> ExitCode {
     let mut bad = false;
     for file in files {
         match scenario::load(file) {
-            Ok((s, _)) => println!(
+            Ok((s, _)) => outln!(
                 "{file}: ok ({} phases, seed {})",
                 s.load.phases.len(),
                 s.seed
             ),
             Err(e) => {
                 bad = true;
-                eprintln!("{e}");
+                errln!("{e}");
             }
         }
     }
@@ -724,14 +757,14 @@ fn init(name: &str, force: bool) -> anyhow::Result<ExitCode> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !valid {
-        eprintln!(
+        errln!(
             "init: the name {name:?} must be lowercase letters, digits and dashes, e.g. flash-sale"
         );
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
     let path = PathBuf::from(format!("{name}.yaml"));
     if path.exists() && !force {
-        eprintln!(
+        errln!(
             "init: {} exists; pass --force to overwrite it",
             path.display()
         );
@@ -739,7 +772,7 @@ fn init(name: &str, force: bool) -> anyhow::Result<ExitCode> {
     }
     std::fs::write(&path, scenario::template(name))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!(
+    outln!(
         "wrote {}; run it with: doorbuster run {}",
         path.display(),
         path.display()

@@ -38,6 +38,14 @@ fn intervals(dir: &Path, stage: &str) -> usize {
         .count()
 }
 
+/// A stdout that is a pipe nobody reads: the first write fails with EPIPE, as with `| head -1`
+/// once head has exited. Deterministic, unlike racing a reader that closes.
+fn closed_stdout() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Stdio::from(writer)
+}
+
 #[test]
 fn help_shows_examples_and_exit_codes() {
     let out = run(&["--help"]);
@@ -234,6 +242,63 @@ fn a_killed_run_still_leaves_its_interval_logs() {
         intervals(&out_dir, "order-created") >= 2,
         "flushed every second"
     );
+}
+
+#[test]
+fn a_closed_stdout_never_panics_nor_changes_the_exit_code() {
+    // `doorbuster ... | head -1`: the reader is gone; the exit code is still the command's.
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("tiny.yaml");
+    std::fs::write(
+        &pass,
+        "name: tiny\nload:\n  phases:\n    - { hold: 2s, rate: 50/s }\n  drain: 5s\nprovider: { via: in_process, latency: 1ms }\n",
+    )
+    .unwrap();
+    let invalid = dir.path().join("strict.yaml");
+    std::fs::write(
+        &invalid,
+        "name: strict\nload:\n  max_send_lag: 1us\n  phases:\n    - { hold: 2s, rate: 200/s }\n  drain: 5s\nprovider: { via: in_process, latency: 1ms }\n",
+    )
+    .unwrap();
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let cases: [(Vec<String>, i32); 5] = [
+        (vec!["scenarios".into()], 0),
+        (vec!["schema".into()], 0),
+        (vec!["validate".into(), pass.to_str().unwrap().into()], 0),
+        (
+            vec![
+                "run".into(),
+                pass.to_str().unwrap().into(),
+                "-q".into(),
+                "--out".into(),
+                out("pass"),
+            ],
+            0,
+        ),
+        (
+            vec![
+                "run".into(),
+                invalid.to_str().unwrap().into(),
+                "-q".into(),
+                "--out".into(),
+                out("invalid"),
+            ],
+            3,
+        ),
+    ];
+    for (args, code) in cases {
+        let result = doorbuster()
+            .args(&args)
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = text(&result.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(result.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+    // The run's files are written all the same.
+    assert_eq!(summary(&dir.path().join("pass"))["verdict"], "pass");
 }
 
 #[test]
