@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use doorbuster::bench::{BenchOptions, MARKDOWN_HEADER, markdown_row, search};
 use doorbuster::report::compare::{Tolerances, compare, render as render_comparison};
+use doorbuster::report::summary::StopSignal;
 use doorbuster::report::terminal::{closing_lines, verdict_table};
 use doorbuster::run::{RunError, RunOptions, execute};
 use doorbuster::scenario;
@@ -57,7 +58,8 @@ Examples:
   doorbuster schema > scenario.schema.json        editor completion and validation
 
 Exit codes: 0 every check passed, 1 a check failed, 2 invalid scenario or command line,
-3 the run could not be carried out or is not valid, 130 interrupted (partial report written).";
+3 the run could not be carried out or is not valid, 130 / 143 / 129 interrupted by SIGINT
+(Ctrl-C) / SIGTERM / SIGHUP (partial report written).";
 
 #[derive(Parser)]
 #[command(name = "doorbuster", version, about = "Load-testing and chaos harness for commerce event systems", after_help = EXAMPLES)]
@@ -592,14 +594,15 @@ fn run(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(false);
+        let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
+        let signals = StopSignals::listen().context("cannot listen for signals")?;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                errln!(
-                    "\ninterrupted: stopping the load, draining briefly, writing the partial report"
-                );
-                let _ = interrupt_tx.send(true);
-            }
+            let signal = signals.next().await;
+            errln!(
+                "\n{}: stopping the load, draining briefly, writing the partial report",
+                signal.name()
+            );
+            let _ = interrupt_tx.send(Some(signal));
         });
         let options = RunOptions {
             seed,
@@ -630,6 +633,35 @@ fn run(
             }
         }
     })
+}
+
+/// The signals that stop a run the way Ctrl-C does: CI timeouts, cancelled jobs and `docker
+/// stop` send SIGTERM, a closed terminal or SSH session SIGHUP. Once listened for, a signal
+/// no longer kills the process, so the run can write its partial report.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The first of them to arrive.
+    async fn next(mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.interrupt.recv() => StopSignal::Sigint,
+            _ = self.terminate.recv() => StopSignal::Sigterm,
+            _ = self.hangup.recv() => StopSignal::Sighup,
+        }
+    }
 }
 
 /// Appends the Markdown summary to GitHub Actions' job page when running there.

@@ -38,6 +38,38 @@ fn intervals(dir: &Path, stage: &str) -> usize {
         .count()
 }
 
+/// Seconds the checkout interval log of a run in `dir` holds so far (0 before it exists).
+fn logged_seconds(dir: &Path) -> usize {
+    if dir.join("latency-order-created.hlog").exists() {
+        intervals(dir, "order-created")
+    } else {
+        0
+    }
+}
+
+/// Waits (bounded) until a run's load has been going for `seconds`: its interval log is the
+/// event to wait for, written once a second from the load's t=0.
+fn wait_for_load(dir: &Path, seconds: usize) {
+    for _ in 0..600 {
+        if logged_seconds(dir) >= seconds {
+            return;
+        }
+        // A real process in real time: polling a file, not a paused clock.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the run in {} logged no {seconds} s in 30 s", dir.display());
+}
+
+/// Sends `signal` (TERM, HUP, INT, KILL) to a child with the system's `kill`.
+fn send(signal: &str, child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// A stdout that is a pipe nobody reads: the first write fails with EPIPE, as with `| head -1`
 /// once head has exited. Deterministic, unlike racing a reader that closes.
 fn closed_stdout() -> Stdio {
@@ -56,7 +88,7 @@ fn help_shows_examples_and_exit_codes() {
         help.contains("doorbuster run scenarios/black-friday.yaml"),
         "{help}"
     );
-    assert!(help.contains("130 interrupted"), "{help}");
+    assert!(help.contains("130 / 143 / 129 interrupted"), "{help}");
 }
 
 #[test]
@@ -245,6 +277,37 @@ fn a_killed_run_still_leaves_its_interval_logs() {
 }
 
 #[test]
+fn sigterm_and_sighup_stop_a_run_like_ctrl_c_with_their_own_exit_codes() {
+    // What CI timeouts, cancelled jobs and `docker stop` send must leave the whole report.
+    let dir = tempfile::tempdir().unwrap();
+    for (signal, name, code) in [("TERM", "SIGTERM", 143), ("HUP", "SIGHUP", 129)] {
+        let out_dir = dir.path().join(name);
+        let child = doorbuster()
+            .args(["run", "smoke", "-q", "--out", out_dir.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_load(&out_dir, 1);
+        send(signal, &child);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(&format!("{name}: stopping the load")));
+        assert!(text(&out.stdout).contains(&format!("verdict: Interrupted (exit {code})")));
+        let s = summary(&out_dir);
+        assert_eq!(s["verdict"], "interrupted");
+        assert_eq!(s["interrupted_by"], name);
+        assert_eq!(s["exit_code"], code);
+        let attempted = s["orders"]["attempted"].as_u64().unwrap();
+        assert!(attempted > 0 && attempted < s["orders"]["planned"].as_u64().unwrap());
+        let junit = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+        assert!(junit.contains(name), "{junit}");
+        let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        assert!(html.contains(&format!("{name} interrupted the run")));
+    }
+}
+
+#[test]
 fn a_closed_stdout_never_panics_nor_changes_the_exit_code() {
     // `doorbuster ... | head -1`: the reader is gone; the exit code is still the command's.
     let dir = tempfile::tempdir().unwrap();
@@ -361,19 +424,15 @@ fn ctrl_c_stops_the_run_writes_a_partial_report_and_exits_130() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Bounded wait: the smoke scenario is 15 s long; interrupt it a few seconds in. A real
-    // process in real time, so the paused-clock rule of clippy.toml does not apply.
-    #[allow(clippy::disallowed_methods)]
-    std::thread::sleep(Duration::from_secs(4));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // The smoke scenario is 15 s long; interrupt it a few seconds into its load.
+    wait_for_load(&out_dir, 3);
+    send("INT", &child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let s = summary(&out_dir);
     assert_eq!(s["verdict"], "interrupted");
+    assert_eq!(s["interrupted_by"], "SIGINT");
+    assert_eq!(s["exit_code"], 130);
     let attempted = s["orders"]["attempted"].as_u64().unwrap();
     let planned = s["orders"]["planned"].as_u64().unwrap();
     assert!(

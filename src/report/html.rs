@@ -55,6 +55,7 @@ struct View {
     verdict: &'static str,
     exit_code: i32,
     invalid_reason: Option<String>,
+    ended_early: Option<String>,
     reproduce: String,
     checks: Vec<CheckView>,
     rate_chart: String,
@@ -140,6 +141,7 @@ impl View {
             verdict: run_verdict(s.verdict),
             exit_code: s.exit_code,
             invalid_reason: s.invalid_reason.clone(),
+            ended_early: s.ended_early(),
             reproduce: s.reproduce.clone(),
             checks: s.checks.iter().map(CheckView::of).collect(),
             rate_chart: charts::rate(s),
@@ -356,6 +358,7 @@ mod tests {
             verdict: RunVerdict::Fail,
             exit_code: 1,
             invalid_reason: None,
+            interrupted_by: None,
             started_unix_ms: 1_700_000_000_000,
             duration_s: 3.0,
             target: TransportInfo {

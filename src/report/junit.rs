@@ -51,6 +51,7 @@ pub fn render(summary: &Summary) -> Result<String, quick_junit::SerializeError> 
                 summary
                     .invalid_reason
                     .clone()
+                    .or_else(|| summary.ended_early())
                     .unwrap_or_else(|| "the run was interrupted before the end".into()),
             );
         let mut case = TestCase::new("run", status);

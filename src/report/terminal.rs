@@ -97,6 +97,9 @@ pub fn closing_lines(summary: &Summary) -> String {
     if let Some(reason) = &summary.invalid_reason {
         out.push_str(&format!("INVALID: {reason}\n"));
     }
+    if let Some(note) = summary.ended_early() {
+        out.push_str(&format!("PARTIAL: {note}\n"));
+    }
     out.push_str(&format!(
         "verdict: {:?} (exit {})\nreproduce: {}\n",
         summary.verdict, summary.exit_code, summary.reproduce
