@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use doorbuster::bench::{BenchOptions, MARKDOWN_HEADER, markdown_row, search};
 use doorbuster::report::compare::{Tolerances, compare, render as render_comparison};
-use doorbuster::report::summary::StopSignal;
+use doorbuster::report::summary::{RunVerdict, StopSignal};
 use doorbuster::report::terminal::{closing_lines, verdict_table};
 use doorbuster::run::{RunError, RunOptions, execute};
 use doorbuster::scenario;
@@ -54,12 +54,14 @@ Examples:
   doorbuster scenarios                            list the bundled scenarios
   doorbuster init flash-sale                      write a commented flash-sale.yaml
   doorbuster compare reports/base reports/new     exit 1 if the new run regressed
-  doorbuster report reports/black-friday-...      re-render the reports of a run
+  doorbuster report reports/black-friday-...      re-render the reports of a run, or
+                                                  rebuild a killed run's partial report
   doorbuster schema > scenario.schema.json        editor completion and validation
 
 Exit codes: 0 every check passed, 1 a check failed, 2 invalid scenario or command line,
-3 the run could not be carried out or is not valid, 130 / 143 / 129 interrupted by SIGINT
-(Ctrl-C) / SIGTERM / SIGHUP (partial report written).";
+3 the run could not be carried out or is not valid, 4 `report` rebuilt a killed run's
+partial report (incomplete: no check judged), 130 / 143 / 129 interrupted by SIGINT (Ctrl-C)
+/ SIGTERM / SIGHUP (partial report written).";
 
 #[derive(Parser)]
 #[command(name = "doorbuster", version, about = "Load-testing and chaos harness for commerce event systems", after_help = EXAMPLES)]
@@ -133,7 +135,9 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         clients: usize,
     },
-    /// Re-render every report format of a run from its saved summary.json.
+    /// Re-render every report format of a run from its saved summary.json; for a run killed
+    /// before writing one, rebuild a partial report from run.json and the interval logs
+    /// (exit 4).
     Report {
         /// The run folder (or its summary.json).
         run_dir: PathBuf,
@@ -675,7 +679,7 @@ fn step_summary(summary: &doorbuster::report::summary::Summary) {
 }
 
 fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
-    let summary = match doorbuster::report::load_summary(run_dir) {
+    let summary = match doorbuster::report::load_or_rebuild(run_dir) {
         Ok(s) => s,
         Err(e) => {
             errln!("report: {e}");
@@ -689,8 +693,21 @@ fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
     };
     doorbuster::report::write_all(&dir, &summary)
         .with_context(|| format!("cannot write the reports to {}", dir.display()))?;
-    outln!("re-rendered the reports in {}", dir.display());
-    Ok(ExitCode::SUCCESS)
+    if summary.verdict != RunVerdict::Incomplete {
+        outln!("re-rendered the reports in {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("{}", verdict_table(&summary));
+    out!("{}", closing_lines(&summary));
+    outln!("report: {}", dir.join("report.html").display());
+    outln!("summary: {}", dir.join("summary.json").display());
+    // Said on stderr too, where a script that keeps only stdout's data still shows it.
+    errln!(
+        "report: the run in {} was killed before it finished; this report is PARTIAL (exit {})",
+        dir.display(),
+        summary.exit_code
+    );
+    Ok(ExitCode::from(summary.exit_code as u8))
 }
 
 /// Tolerances given on the command line; each one overrides the candidate scenario's.

@@ -23,6 +23,7 @@ use crate::observe::Observer;
 use crate::observe::hlog::IntervalLogs;
 use crate::orders::OrderFactory;
 use crate::publisher::Publisher;
+use crate::report::partial::RunRecord;
 use crate::report::progress::Progress;
 use crate::report::summary::{RunVerdict, StopSignal, Summary};
 use crate::scenario::model::{ProviderVia, Scenario, Service as ServiceConfig, Target};
@@ -251,6 +252,21 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             }
         })?;
         observer.write_interval_logs(logs);
+        // What a report rebuilt after a kill needs and the interval logs do not hold.
+        let started = clock.wall_start_unix_ns();
+        RunRecord::of(
+            scenario,
+            seed,
+            &opts.run_arg,
+            &schedule,
+            target_info(transport.as_ref(), scenario),
+            started,
+        )
+        .write(dir)
+        .map_err(|source| RunError::Report {
+            path: dir.clone(),
+            source,
+        })?;
     }
     let timeline = tokio::spawn(run_timeline(
         scenario.faults.clone(),

@@ -89,6 +89,7 @@ fn help_shows_examples_and_exit_codes() {
         "{help}"
     );
     assert!(help.contains("130 / 143 / 129 interrupted"), "{help}");
+    assert!(help.contains("4 `report` rebuilt a killed run's"), "{help}");
 }
 
 #[test]
@@ -252,10 +253,28 @@ fn a_passing_run_exits_0_and_writes_its_report() {
     assert!(intervals(&out_dir, "order-created-to-order-fulfilled") >= 15);
     let md = std::fs::read_to_string(&step_summary).expect("appended to $GITHUB_STEP_SUMMARY");
     assert!(md.starts_with("## doorbuster: smoke PASS"), "{md}");
+    // The t=0 record is there too, yet a finished run's report comes from its summary:
+    // re-rendering keeps the verdict and exits 0 (the twin of the killed run's exit 4).
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["reproduce"], "doorbuster run smoke --seed 1");
+    let rerender = run(&["report", out_dir.to_str().unwrap()]);
+    assert_eq!(
+        rerender.status.code(),
+        Some(0),
+        "{}",
+        text(&rerender.stderr)
+    );
+    assert!(text(&rerender.stdout).starts_with("re-rendered the reports in"));
+    let again = summary(&out_dir);
+    assert_eq!(again["verdict"], "pass");
+    assert_eq!(again["exit_code"], 0);
+    assert!(again.get("incomplete").is_none());
 }
 
 #[test]
-fn a_killed_run_still_leaves_its_interval_logs() {
+fn a_killed_run_leaves_what_report_rebuilds_into_a_partial_report_exit_4() {
+    // SIGKILL leaves no summary; `report DIR` rebuilds one that is incomplete and never passes.
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("killed");
     let mut child = doorbuster()
@@ -264,15 +283,62 @@ fn a_killed_run_still_leaves_its_interval_logs() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // A real process in real time; see the Ctrl-C test.
-    #[allow(clippy::disallowed_methods)]
-    std::thread::sleep(Duration::from_secs(4));
+    wait_for_load(&out_dir, 2);
     child.kill().unwrap(); // SIGKILL: no chance to write anything at exit
     child.wait().unwrap();
     assert!(!out_dir.join("summary.json").exists());
     assert!(
         intervals(&out_dir, "order-created") >= 2,
         "flushed every second"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["scenario"], "smoke");
+    assert_eq!(record["seed"], 1);
+    assert_eq!(record["target"]["kind"], "embedded");
+
+    let out = run(&["report", out_dir.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PARTIAL: the run ended without writing summary.json"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verdict: Incomplete (exit 4)"), "{stdout}");
+    assert!(text(&out.stderr).contains("killed before it finished"));
+    let s = summary(&out_dir);
+    assert_eq!(s["verdict"], "incomplete");
+    assert_eq!(s["exit_code"], 4);
+    assert_eq!(s["reproduce"], "doorbuster run smoke --seed 1");
+    let checks = s["checks"].as_array().unwrap();
+    assert!(!checks.is_empty());
+    assert!(
+        checks.iter().all(|c| c["verdict"] == "unknown"),
+        "{checks:?}"
+    );
+    assert!(s["orders"]["accepted"].as_u64().unwrap() > 0);
+    assert!(!s["latency"][0]["series"].as_array().unwrap().is_empty());
+    let junit = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("type=\"incomplete\""), "{junit}");
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("id=\"run-verdict\">incomplete<"));
+    // Asked again, the rebuilt summary still says what it is.
+    assert_eq!(
+        run(&["report", out_dir.to_str().unwrap()]).status.code(),
+        Some(4)
+    );
+    // A folder with neither file is not a run: bad input, said plainly.
+    let empty = run(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(
+        text(&empty.stderr).contains("neither summary.json"),
+        "{}",
+        text(&empty.stderr)
     );
 }
 

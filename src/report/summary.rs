@@ -25,6 +25,10 @@ pub enum RunVerdict {
     Fail,
     Invalid,
     Interrupted,
+    // The run was killed before it could judge anything (no summary.json): `doorbuster
+    // report` rebuilt this summary from what was on disk. Never a pass. (A plain comment: a
+    // doc comment would make the schema's plain string enum a `oneOf`.)
+    Incomplete,
 }
 
 impl RunVerdict {
@@ -47,6 +51,7 @@ impl RunVerdict {
             RunVerdict::Fail => 1,
             RunVerdict::Invalid => 3,
             RunVerdict::Interrupted => StopSignal::Sigint.exit_code(),
+            RunVerdict::Incomplete => 4,
         }
     }
 }
@@ -85,6 +90,19 @@ impl StopSignal {
             StopSignal::Sighup => "SIGHUP",
         }
     }
+}
+
+/// What a rebuilt (incomplete) summary is made of, and what it cannot know.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Incomplete {
+    /// Why the summary is partial, in one sentence.
+    pub reason: String,
+    /// The files it was rebuilt from.
+    pub rebuilt_from: Vec<String>,
+    /// Seconds of run time the interval logs cover (the last one ends here).
+    pub logged_seconds: u32,
+    /// What the summary's numbers do not include, because only memory held it.
+    pub unknown: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -250,6 +268,9 @@ pub struct Summary {
     /// The signal that stopped an interrupted run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_by: Option<StopSignal>,
+    /// Present only on a summary rebuilt from a killed run's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<Incomplete>,
     pub started_unix_ms: u64,
     pub duration_s: f64,
     pub target: TransportInfo,
@@ -346,6 +367,7 @@ impl Summary {
             interrupted_by: i
                 .interrupted_by
                 .filter(|_| i.verdict == RunVerdict::Interrupted),
+            incomplete: None,
             started_unix_ms: o.clock.wall_start_unix_ns() / 1_000_000,
             duration_s: o.now() as f64 / 1e9,
             target: i.transport,
@@ -384,6 +406,9 @@ impl Summary {
     /// One sentence on a run that did not reach its end: what stopped it and what the
     /// report is then worth. `None` for a run that finished.
     pub fn ended_early(&self) -> Option<String> {
+        if let Some(incomplete) = &self.incomplete {
+            return Some(incomplete.reason.clone());
+        }
         (self.verdict == RunVerdict::Interrupted).then(|| {
             format!(
                 "{} interrupted the run: the load stopped early, the pipeline drained briefly \
