@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use doorbuster::bench::{BenchOptions, MARKDOWN_HEADER, markdown_row, search};
 use doorbuster::report::compare::{Tolerances, compare, render as render_comparison};
+use doorbuster::report::summary::{RunVerdict, StopSignal};
 use doorbuster::report::terminal::{closing_lines, verdict_table};
 use doorbuster::run::{RunError, RunOptions, execute};
 use doorbuster::scenario;
@@ -18,6 +19,32 @@ use doorbuster::transport::TransportError;
 const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_CANNOT_RUN: u8 = 3;
 
+/// `println!` without its panic: a reader that went away (`doorbuster scenarios | head -1`)
+/// must not turn the command's exit code into a crash. What could not be written is dropped;
+/// the exit code still says how the command went.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` without its panic (see `outln!`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` without its panic, for `doorbuster run x 2>&1 | head -1` (see `outln!`).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 const EXAMPLES: &str = "\
 Examples:
   doorbuster run scenarios/black-friday.yaml      a Black Friday ramp, spike and cool-down
@@ -27,11 +54,14 @@ Examples:
   doorbuster scenarios                            list the bundled scenarios
   doorbuster init flash-sale                      write a commented flash-sale.yaml
   doorbuster compare reports/base reports/new     exit 1 if the new run regressed
-  doorbuster report reports/black-friday-...      re-render the reports of a run
+  doorbuster report reports/black-friday-...      re-render the reports of a run, or
+                                                  rebuild a killed run's partial report
   doorbuster schema > scenario.schema.json        editor completion and validation
 
 Exit codes: 0 every check passed, 1 a check failed, 2 invalid scenario or command line,
-3 the run could not be carried out or is not valid, 130 interrupted (partial report written).";
+3 the run could not be carried out or is not valid, 4 `report` rebuilt a killed run's
+partial report (incomplete: no check judged), 130 / 143 / 129 interrupted by SIGINT (Ctrl-C)
+/ SIGTERM / SIGHUP (partial report written).";
 
 #[derive(Parser)]
 #[command(name = "doorbuster", version, about = "Load-testing and chaos harness for commerce event systems", after_help = EXAMPLES)]
@@ -116,7 +146,9 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         clients: usize,
     },
-    /// Re-render every report format of a run from its saved summary.json.
+    /// Re-render every report format of a run from its saved summary.json; for a run killed
+    /// before writing one, rebuild a partial report from run.json and the interval logs
+    /// (exit 4).
     Report {
         /// The run folder (or its summary.json).
         run_dir: PathBuf,
@@ -206,7 +238,7 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(EXIT_CANNOT_RUN)
         }
     }
@@ -251,7 +283,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 let description = scenario::parse(name, text)
                     .map(|s| s.description)
                     .unwrap_or_default();
-                println!("{name:<16} {description}");
+                outln!("{name:<16} {description}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -321,9 +353,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         ),
         Command::Schema { summary } => {
             if summary {
-                println!("{}", doorbuster::report::summary_schema());
+                outln!("{}", doorbuster::report::summary_schema());
             } else {
-                println!("{}", scenario::schema::json());
+                outln!("{}", scenario::schema::json());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -375,7 +407,7 @@ fn proxy(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    eprintln!("proxying {listen} -> {upstream}; Ctrl-C stops");
+    errln!("proxying {listen} -> {upstream}; Ctrl-C stops");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -388,7 +420,7 @@ fn proxy(
         shutdown,
     )) {
         Ok(stats) => {
-            println!("{stats:?}");
+            outln!("{stats:?}");
             Ok(ExitCode::SUCCESS)
         }
         Err(
@@ -396,11 +428,11 @@ fn proxy(
             | ProxyError::RemoteListen { .. }
             | ProxyError::InvalidToxic { .. }),
         ) => {
-            eprintln!("proxy: {e}");
+            errln!("proxy: {e}");
             Ok(ExitCode::from(EXIT_BAD_INPUT))
         }
         Err(e) => {
-            eprintln!("proxy: {e}");
+            errln!("proxy: {e}");
             Ok(ExitCode::from(EXIT_CANNOT_RUN))
         }
     }
@@ -421,7 +453,7 @@ fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow
         match scenario::target::target_of_url(url) {
             Ok(target) => scenario_target = target,
             Err(e) => {
-                eprintln!("error: --target: {}", e.message);
+                errln!("error: --target: {}", e.message);
                 return Ok(ExitCode::from(EXIT_BAD_INPUT));
             }
         }
@@ -437,7 +469,7 @@ fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow
     ));
     match report {
         Ok(r) => {
-            println!(
+            outln!(
                 "{}: {:.0} acked publishes/s ({} acked, {} failed in {:.1} s, {} clients, {} B payload, ack latency p50 {} us p99 {} us)",
                 r.target,
                 r.rate,
@@ -452,11 +484,11 @@ fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ TransportError::Config { .. }) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(ExitCode::from(EXIT_BAD_INPUT))
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(ExitCode::from(EXIT_CANNOT_RUN))
         }
     }
@@ -467,25 +499,29 @@ fn bench(options: BenchOptions) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    println!(
+    outln!(
         "provider via {:?}, {} s per trial",
-        options.via, options.seconds
+        options.via,
+        options.seconds
     );
-    println!("{MARKDOWN_HEADER}");
-    let report = runtime.block_on(search(&options, |t| println!("{}", markdown_row(t))));
+    outln!("{MARKDOWN_HEADER}");
+    let report = runtime.block_on(search(&options, |t| outln!("{}", markdown_row(t))));
     match report {
         Ok(report) => {
             match &report.sustained {
-                Some(t) => println!(
+                Some(t) => outln!(
                     "highest sustained: {:.0} orders/s (send lag p99 {} us, fulfilled p99 {} us); ledger {} bytes per order",
-                    t.rate, t.send_lag_p99_us, t.fulfilled_p99_us, report.ledger_bytes_per_order
+                    t.rate,
+                    t.send_lag_p99_us,
+                    t.fulfilled_p99_us,
+                    report.ledger_bytes_per_order
                 ),
-                None => println!("no rate was sustained; lower --start"),
+                None => outln!("no rate was sustained; lower --start"),
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(ExitCode::from(EXIT_CANNOT_RUN))
         }
     }
@@ -512,7 +548,7 @@ fn reproduce_args(overrides: &scenario::Overrides) -> String {
 /// Prints what validation could not check, one `file:line:col: path: warning: ...` each.
 fn print_warnings(origin: &str, warnings: &[scenario::Problem]) {
     for warning in warnings {
-        eprintln!("{}", warning.render_warning(origin));
+        errln!("{}", warning.render_warning(origin));
     }
 }
 
@@ -533,7 +569,7 @@ fn run(
             (loaded.scenario, loaded.source)
         }
         Err(e) => {
-            eprintln!("{e}");
+            errln!("{e}");
             print_warnings(&e.origin, &e.warnings);
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
@@ -543,14 +579,15 @@ fn run(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(false);
+        let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
+        let signals = StopSignals::listen().context("cannot listen for signals")?;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\ninterrupted: stopping the load, draining briefly, writing the partial report"
-                );
-                let _ = interrupt_tx.send(true);
-            }
+            let signal = signals.next().await;
+            errln!(
+                "\n{}: stopping the load, draining briefly, writing the partial report",
+                signal.name()
+            );
+            let _ = interrupt_tx.send(Some(signal));
         });
         let options = RunOptions {
             seed,
@@ -562,25 +599,54 @@ fn run(
         };
         match execute(&scenario, options).await {
             Ok(result) => {
-                println!("{}", verdict_table(&result.summary));
-                print!("{}", closing_lines(&result.summary));
+                outln!("{}", verdict_table(&result.summary));
+                out!("{}", closing_lines(&result.summary));
                 if let Some(dir) = &result.dir {
-                    println!("report: {}", dir.join("report.html").display());
-                    println!("summary: {}", dir.join("summary.json").display());
+                    outln!("report: {}", dir.join("report.html").display());
+                    outln!("summary: {}", dir.join("summary.json").display());
                 }
                 step_summary(&result.summary);
                 Ok(ExitCode::from(result.summary.exit_code as u8))
             }
             Err(e @ RunError::Transport(TransportError::Config { .. })) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 Ok(ExitCode::from(EXIT_BAD_INPUT))
             }
             Err(e @ (RunError::Transport(_) | RunError::Provider(_) | RunError::Report { .. })) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 Ok(ExitCode::from(EXIT_CANNOT_RUN))
             }
         }
     })
+}
+
+/// The signals that stop a run the way Ctrl-C does: CI timeouts, cancelled jobs and `docker
+/// stop` send SIGTERM, a closed terminal or SSH session SIGHUP. Once listened for, a signal
+/// no longer kills the process, so the run can write its partial report.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The first of them to arrive.
+    async fn next(mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.interrupt.recv() => StopSignal::Sigint,
+            _ = self.terminate.recv() => StopSignal::Sigterm,
+            _ = self.hangup.recv() => StopSignal::Sighup,
+        }
+    }
 }
 
 /// Appends the Markdown summary to GitHub Actions' job page when running there.
@@ -588,16 +654,16 @@ fn step_summary(summary: &doorbuster::report::summary::Summary) {
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
         let markdown = doorbuster::report::markdown::render(summary);
         if let Err(e) = doorbuster::report::markdown::append_to(Path::new(&path), &markdown) {
-            eprintln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
+            errln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
         }
     }
 }
 
 fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
-    let summary = match doorbuster::report::load_summary(run_dir) {
+    let summary = match doorbuster::report::load_or_rebuild(run_dir) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("report: {e}");
+            errln!("report: {e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
@@ -608,8 +674,21 @@ fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
     };
     doorbuster::report::write_all(&dir, &summary)
         .with_context(|| format!("cannot write the reports to {}", dir.display()))?;
-    println!("re-rendered the reports in {}", dir.display());
-    Ok(ExitCode::SUCCESS)
+    if summary.verdict != RunVerdict::Incomplete {
+        outln!("re-rendered the reports in {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("{}", verdict_table(&summary));
+    out!("{}", closing_lines(&summary));
+    outln!("report: {}", dir.join("report.html").display());
+    outln!("summary: {}", dir.join("summary.json").display());
+    // Said on stderr too, where a script that keeps only stdout's data still shows it.
+    errln!(
+        "report: the run in {} was killed before it finished; this report is PARTIAL (exit {})",
+        dir.display(),
+        summary.exit_code
+    );
+    Ok(ExitCode::from(summary.exit_code as u8))
 }
 
 /// Tolerances given on the command line; each one overrides the candidate scenario's.
@@ -629,7 +708,7 @@ fn compare_runs(
     let (base, cand) = match (load(baseline), load(candidate)) {
         (Ok(b), Ok(c)) => (b, c),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("compare: {e}");
+            errln!("compare: {e}");
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
@@ -645,17 +724,20 @@ fn compare_runs(
         tolerances.rate_drop_pp = v;
     }
     let comparison = compare(&base, &cand, &tolerances);
-    println!("{}", render_comparison(&comparison));
+    outln!("{}", render_comparison(&comparison));
     let regressions: Vec<_> = comparison.regressions().collect();
     if regressions.is_empty() {
-        println!("no regression beyond the tolerances");
+        outln!("no regression beyond the tolerances");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} regressions:", regressions.len());
+        outln!("{} regressions:", regressions.len());
         for r in regressions {
-            println!(
+            outln!(
                 "  - {}: {} -> {} ({})",
-                r.what, r.baseline, r.candidate, r.change
+                r.what,
+                r.baseline,
+                r.candidate,
+                r.change
             );
         }
         Ok(ExitCode::from(1))
@@ -684,7 +766,7 @@ fn validate(files: &[String], overrides: &scenario::Overrides) -> ExitCode {
         match scenario::load_with(file, &context) {
             Ok(loaded) => {
                 print_warnings(file, &loaded.warnings);
-                println!(
+                outln!(
                     "{file}: ok ({} phases, seed {})",
                     loaded.scenario.load.phases.len(),
                     loaded.scenario.seed
@@ -692,7 +774,7 @@ fn validate(files: &[String], overrides: &scenario::Overrides) -> ExitCode {
             }
             Err(e) => {
                 bad = true;
-                eprintln!("{e}");
+                errln!("{e}");
                 print_warnings(&e.origin, &e.warnings);
             }
         }
@@ -710,14 +792,14 @@ fn init(name: &str, force: bool) -> anyhow::Result<ExitCode> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !valid {
-        eprintln!(
+        errln!(
             "init: the name {name:?} must be lowercase letters, digits and dashes, e.g. flash-sale"
         );
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
     let path = PathBuf::from(format!("{name}.yaml"));
     if path.exists() && !force {
-        eprintln!(
+        errln!(
             "init: {} exists; pass --force to overwrite it",
             path.display()
         );
@@ -725,7 +807,7 @@ fn init(name: &str, force: bool) -> anyhow::Result<ExitCode> {
     }
     std::fs::write(&path, scenario::template(name))
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!(
+    outln!(
         "wrote {}; run it with: doorbuster run {}",
         path.display(),
         path.display()

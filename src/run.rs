@@ -23,8 +23,9 @@ use crate::observe::hlog::IntervalLogs;
 use crate::observe::{Observer, Settlement};
 use crate::orders::OrderFactory;
 use crate::publisher::Publisher;
+use crate::report::partial::RunRecord;
 use crate::report::progress::Progress;
-use crate::report::summary::{RunVerdict, Summary};
+use crate::report::summary::{RunVerdict, StopSignal, Summary};
 use crate::scenario::model::{ProviderVia, Scenario, Service as ServiceConfig, Target};
 use crate::services::analytics::{Analytics, AnalyticsState};
 use crate::services::email::Email;
@@ -72,8 +73,8 @@ pub struct RunOptions {
     pub run_arg: String,
     /// Replaces the scenario's transport (sabotage wrappers in tests).
     pub transport: Option<Arc<dyn Transport>>,
-    /// Turns true on Ctrl-C.
-    pub interrupt: Option<watch::Receiver<bool>>,
+    /// Names the signal (Ctrl-C, SIGTERM, SIGHUP) that asks the run to stop early.
+    pub interrupt: Option<watch::Receiver<Option<StopSignal>>>,
 }
 
 /// Everything a run leaves behind, for the binary and for tests.
@@ -218,6 +219,21 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             }
         })?;
         observer.write_interval_logs(logs);
+        // What a report rebuilt after a kill needs and the interval logs do not hold.
+        let started = clock.wall_start_unix_ns();
+        RunRecord::of(
+            scenario,
+            seed,
+            &opts.run_arg,
+            &schedule,
+            target_info(transport.as_ref(), scenario),
+            started,
+        )
+        .write(dir)
+        .map_err(|source| RunError::Report {
+            path: dir.clone(),
+            source,
+        })?;
     }
     let timeline = tokio::spawn(run_timeline(
         scenario.faults.clone(),
@@ -243,10 +259,11 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         stop_rx.clone(),
     ));
 
-    let interrupt = opts
+    let signal = opts
         .interrupt
         .clone()
-        .unwrap_or_else(|| watch::channel(false).1);
+        .unwrap_or_else(|| watch::channel(None).1);
+    let interrupt = interrupted(signal.clone(), stop_rx.clone());
     let driver = Arc::new(Driver {
         publisher: publisher.clone(),
         factory: factory.clone(),
@@ -296,6 +313,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             per_service.join(", ")
         ));
     }
+    let interrupted_by = *signal.borrow();
 
     let _ = stop_tx.send(true);
     let _ = ticker.await;
@@ -344,6 +362,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         checks,
         verdict,
         invalid_reason: invalid,
+        interrupted_by,
         analytics: pipeline.analytics.as_ref().map(|a| a.state()),
     });
     if let Some(dir) = &dir {
@@ -554,6 +573,26 @@ async fn start_services(
             .then_some(inventory),
         enabled,
     })
+}
+
+/// Turns true once `signal` names one, until the run stops: the driver and the drain only
+/// need to know whether to stop, the summary which signal it was.
+fn interrupted(
+    mut signal: watch::Receiver<Option<StopSignal>>,
+    mut stop: watch::Receiver<bool>,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(signal.borrow().is_some());
+    tokio::spawn(async move {
+        tokio::select! {
+            got = signal.wait_for(Option::is_some) => {
+                if got.is_ok() {
+                    let _ = tx.send(true);
+                }
+            }
+            _ = crate::load::driver::stopped(&mut stop) => {}
+        }
+    });
+    rx
 }
 
 async fn lags(

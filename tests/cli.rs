@@ -38,6 +38,46 @@ fn intervals(dir: &Path, stage: &str) -> usize {
         .count()
 }
 
+/// Seconds the checkout interval log of a run in `dir` holds so far (0 before it exists).
+fn logged_seconds(dir: &Path) -> usize {
+    if dir.join("latency-order-created.hlog").exists() {
+        intervals(dir, "order-created")
+    } else {
+        0
+    }
+}
+
+/// Waits (bounded) until a run's load has been going for `seconds`: its interval log is the
+/// event to wait for, written once a second from the load's t=0.
+fn wait_for_load(dir: &Path, seconds: usize) {
+    for _ in 0..600 {
+        if logged_seconds(dir) >= seconds {
+            return;
+        }
+        // A real process in real time: polling a file, not a paused clock.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the run in {} logged no {seconds} s in 30 s", dir.display());
+}
+
+/// Sends `signal` (TERM, HUP, INT, KILL) to a child with the system's `kill`.
+fn send(signal: &str, child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A stdout that is a pipe nobody reads: the first write fails with EPIPE, as with `| head -1`
+/// once head has exited. Deterministic, unlike racing a reader that closes.
+fn closed_stdout() -> Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Stdio::from(writer)
+}
+
 #[test]
 fn help_shows_examples_and_exit_codes() {
     let out = run(&["--help"]);
@@ -48,7 +88,8 @@ fn help_shows_examples_and_exit_codes() {
         help.contains("doorbuster run scenarios/black-friday.yaml"),
         "{help}"
     );
-    assert!(help.contains("130 interrupted"), "{help}");
+    assert!(help.contains("130 / 143 / 129 interrupted"), "{help}");
+    assert!(help.contains("4 `report` rebuilt a killed run's"), "{help}");
 }
 
 #[test]
@@ -212,10 +253,28 @@ fn a_passing_run_exits_0_and_writes_its_report() {
     assert!(intervals(&out_dir, "order-created-to-order-fulfilled") >= 15);
     let md = std::fs::read_to_string(&step_summary).expect("appended to $GITHUB_STEP_SUMMARY");
     assert!(md.starts_with("## doorbuster: smoke PASS"), "{md}");
+    // The t=0 record is there too, yet a finished run's report comes from its summary:
+    // re-rendering keeps the verdict and exits 0 (the twin of the killed run's exit 4).
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["reproduce"], "doorbuster run smoke --seed 1");
+    let rerender = run(&["report", out_dir.to_str().unwrap()]);
+    assert_eq!(
+        rerender.status.code(),
+        Some(0),
+        "{}",
+        text(&rerender.stderr)
+    );
+    assert!(text(&rerender.stdout).starts_with("re-rendered the reports in"));
+    let again = summary(&out_dir);
+    assert_eq!(again["verdict"], "pass");
+    assert_eq!(again["exit_code"], 0);
+    assert!(again.get("incomplete").is_none());
 }
 
 #[test]
-fn a_killed_run_still_leaves_its_interval_logs() {
+fn a_killed_run_leaves_what_report_rebuilds_into_a_partial_report_exit_4() {
+    // SIGKILL leaves no summary; `report DIR` rebuilds one that is incomplete and never passes.
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("killed");
     let mut child = doorbuster()
@@ -224,9 +283,7 @@ fn a_killed_run_still_leaves_its_interval_logs() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // A real process in real time; see the Ctrl-C test.
-    #[allow(clippy::disallowed_methods)]
-    std::thread::sleep(Duration::from_secs(4));
+    wait_for_load(&out_dir, 2);
     child.kill().unwrap(); // SIGKILL: no chance to write anything at exit
     child.wait().unwrap();
     assert!(!out_dir.join("summary.json").exists());
@@ -234,6 +291,143 @@ fn a_killed_run_still_leaves_its_interval_logs() {
         intervals(&out_dir, "order-created") >= 2,
         "flushed every second"
     );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["scenario"], "smoke");
+    assert_eq!(record["seed"], 1);
+    assert_eq!(record["target"]["kind"], "embedded");
+
+    let out = run(&["report", out_dir.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PARTIAL: the run ended without writing summary.json"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verdict: Incomplete (exit 4)"), "{stdout}");
+    assert!(text(&out.stderr).contains("killed before it finished"));
+    let s = summary(&out_dir);
+    assert_eq!(s["verdict"], "incomplete");
+    assert_eq!(s["exit_code"], 4);
+    assert_eq!(s["reproduce"], "doorbuster run smoke --seed 1");
+    let checks = s["checks"].as_array().unwrap();
+    assert!(!checks.is_empty());
+    assert!(
+        checks.iter().all(|c| c["verdict"] == "unknown"),
+        "{checks:?}"
+    );
+    assert!(s["orders"]["accepted"].as_u64().unwrap() > 0);
+    assert!(!s["latency"][0]["series"].as_array().unwrap().is_empty());
+    let junit = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("type=\"incomplete\""), "{junit}");
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("id=\"run-verdict\">incomplete<"));
+    // Asked again, the rebuilt summary still says what it is.
+    assert_eq!(
+        run(&["report", out_dir.to_str().unwrap()]).status.code(),
+        Some(4)
+    );
+    // A folder with neither file is not a run: bad input, said plainly.
+    let empty = run(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(
+        text(&empty.stderr).contains("neither summary.json"),
+        "{}",
+        text(&empty.stderr)
+    );
+}
+
+#[test]
+fn sigterm_and_sighup_stop_a_run_like_ctrl_c_with_their_own_exit_codes() {
+    // What CI timeouts, cancelled jobs and `docker stop` send must leave the whole report.
+    let dir = tempfile::tempdir().unwrap();
+    for (signal, name, code) in [("TERM", "SIGTERM", 143), ("HUP", "SIGHUP", 129)] {
+        let out_dir = dir.path().join(name);
+        let child = doorbuster()
+            .args(["run", "smoke", "-q", "--out", out_dir.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_load(&out_dir, 1);
+        send(signal, &child);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(&format!("{name}: stopping the load")));
+        assert!(text(&out.stdout).contains(&format!("verdict: Interrupted (exit {code})")));
+        let s = summary(&out_dir);
+        assert_eq!(s["verdict"], "interrupted");
+        assert_eq!(s["interrupted_by"], name);
+        assert_eq!(s["exit_code"], code);
+        let attempted = s["orders"]["attempted"].as_u64().unwrap();
+        assert!(attempted > 0 && attempted < s["orders"]["planned"].as_u64().unwrap());
+        let junit = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+        assert!(junit.contains(name), "{junit}");
+        let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+        assert!(html.contains(&format!("{name} interrupted the run")));
+    }
+}
+
+#[test]
+fn a_closed_stdout_never_panics_nor_changes_the_exit_code() {
+    // `doorbuster ... | head -1`: the reader is gone; the exit code is still the command's.
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("tiny.yaml");
+    std::fs::write(
+        &pass,
+        "name: tiny\nload:\n  phases:\n    - { hold: 2s, rate: 50/s }\n  drain: 5s\nprovider: { via: in_process, latency: 1ms }\n",
+    )
+    .unwrap();
+    let invalid = dir.path().join("strict.yaml");
+    std::fs::write(
+        &invalid,
+        "name: strict\nload:\n  max_send_lag: 1us\n  phases:\n    - { hold: 2s, rate: 200/s }\n  drain: 5s\nprovider: { via: in_process, latency: 1ms }\n",
+    )
+    .unwrap();
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let cases: [(Vec<String>, i32); 5] = [
+        (vec!["scenarios".into()], 0),
+        (vec!["schema".into()], 0),
+        (vec!["validate".into(), pass.to_str().unwrap().into()], 0),
+        (
+            vec![
+                "run".into(),
+                pass.to_str().unwrap().into(),
+                "-q".into(),
+                "--out".into(),
+                out("pass"),
+            ],
+            0,
+        ),
+        (
+            vec![
+                "run".into(),
+                invalid.to_str().unwrap().into(),
+                "-q".into(),
+                "--out".into(),
+                out("invalid"),
+            ],
+            3,
+        ),
+    ];
+    for (args, code) in cases {
+        let result = doorbuster()
+            .args(&args)
+            .stdout(closed_stdout())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = text(&result.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(result.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+    // The run's files are written all the same.
+    assert_eq!(summary(&dir.path().join("pass"))["verdict"], "pass");
 }
 
 #[test]
@@ -296,19 +490,15 @@ fn ctrl_c_stops_the_run_writes_a_partial_report_and_exits_130() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Bounded wait: the smoke scenario is 15 s long; interrupt it a few seconds in. A real
-    // process in real time, so the paused-clock rule of clippy.toml does not apply.
-    #[allow(clippy::disallowed_methods)]
-    std::thread::sleep(Duration::from_secs(4));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // The smoke scenario is 15 s long; interrupt it a few seconds into its load.
+    wait_for_load(&out_dir, 3);
+    send("INT", &child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let s = summary(&out_dir);
     assert_eq!(s["verdict"], "interrupted");
+    assert_eq!(s["interrupted_by"], "SIGINT");
+    assert_eq!(s["exit_code"], 130);
     let attempted = s["orders"]["attempted"].as_u64().unwrap();
     let planned = s["orders"]["planned"].as_u64().unwrap();
     assert!(

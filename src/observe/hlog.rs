@@ -4,6 +4,7 @@
 //! The files read back with HdrHistogram's own tools (Java's `HistogramLogProcessor`, the
 //! Rust crate's `IntervalLogIterator`): the header is the one Java's `HistogramLogWriter`
 //! writes, values are microseconds, timestamps are seconds since the run's start (BaseTime).
+//! [`read_back`] is how `doorbuster report` rebuilds a killed run's latency from them.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -12,8 +13,10 @@ use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry,
+};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
 use crate::scenario::model::Stage;
 use crate::sync::lock;
@@ -97,11 +100,59 @@ impl IntervalLogs {
     }
 }
 
+/// One stage's log, read back.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    /// Each interval's first second of run time and its histogram, in the file's order.
+    pub intervals: Vec<(u32, Histogram<u64>)>,
+    /// Why reading stopped before the end of the file, if it did: a process killed while
+    /// writing can leave its last line cut short, and what came before it still counts.
+    pub damaged: Option<String>,
+}
+
+/// Reads `stage`'s log in `dir` back with HdrHistogram's own interval-log reader. A missing
+/// file is an error; a damaged one gives the intervals before the damage.
+pub fn read_back(dir: &Path, stage: Stage) -> io::Result<ReadBack> {
+    use base64::Engine as _;
+    let path = dir.join(file_name(stage));
+    let bytes = std::fs::read(&path)?;
+    let mut out = ReadBack::default();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let interval = match entry {
+            Ok(LogEntry::Interval(interval)) => interval,
+            Ok(_) => continue,
+            Err(e) => {
+                out.damaged = Some(format!("{}: unreadable from {e:?}", path.display()));
+                break;
+            }
+        };
+        let second = u32::try_from(interval.start_timestamp().as_secs()).unwrap_or(u32::MAX);
+        let histogram = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .map_err(|e| e.to_string())
+            .and_then(|raw| {
+                deserializer
+                    .deserialize::<u64, _>(&mut io::Cursor::new(raw))
+                    .map_err(|e| format!("{e:?}"))
+            });
+        match histogram {
+            Ok(h) => out.intervals.push((second, h)),
+            Err(e) => {
+                out.damaged = Some(format!(
+                    "{}: the interval at second {second} does not decode ({e})",
+                    path.display()
+                ));
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hdrhistogram::serialization::Deserializer;
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
     #[test]
     fn logs_read_back_with_hdrhistograms_own_reader() {
@@ -134,5 +185,36 @@ mod tests {
             file_name(Stage::Fulfilled),
             "latency-order-created-to-order-fulfilled.hlog"
         );
+    }
+
+    #[test]
+    fn read_back_returns_every_interval_and_stops_at_a_line_cut_short() {
+        // A killed run can leave half a line: the intervals before it still count.
+        let dir = tempfile::tempdir().unwrap();
+        let logs = IntervalLogs::create(dir.path(), 1_700_000_000_000_000_000).unwrap();
+        let mut h = crate::observe::recorder::new_histogram();
+        for us in [100, 200, 300, 50_000] {
+            h.record(us).unwrap();
+        }
+        for second in 0..3 {
+            logs.write(Stage::Checkout, second, &h).unwrap();
+        }
+        let whole = read_back(dir.path(), Stage::Checkout).unwrap();
+        assert!(whole.damaged.is_none(), "{:?}", whole.damaged);
+        let seconds: Vec<u32> = whole.intervals.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seconds, [0, 1, 2]);
+        assert_eq!(whole.intervals[2].1, h);
+
+        let path = dir.path().join(file_name(Stage::Checkout));
+        let text = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &text[..text.len() - 20]).unwrap();
+        let cut = read_back(dir.path(), Stage::Checkout).unwrap();
+        assert_eq!(cut.intervals.len(), 2);
+        assert!(cut.damaged.is_some());
+        // A log with its header only has no intervals; no file at all is an error.
+        let empty = read_back(dir.path(), Stage::Fulfilled).unwrap();
+        assert!(empty.intervals.is_empty() && empty.damaged.is_none());
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert!(read_back(elsewhere.path(), Stage::Fulfilled).is_err());
     }
 }

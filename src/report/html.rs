@@ -55,6 +55,9 @@ struct View {
     verdict: &'static str,
     exit_code: i32,
     invalid_reason: Option<String>,
+    ended_early: Option<String>,
+    /// What a rebuilt report of a killed run does not know (empty for any other run).
+    unknown: Vec<String>,
     reproduce: String,
     checks: Vec<CheckView>,
     rate_chart: String,
@@ -141,6 +144,12 @@ impl View {
             verdict: run_verdict(s.verdict),
             exit_code: s.exit_code,
             invalid_reason: s.invalid_reason.clone(),
+            ended_early: s.ended_early(),
+            unknown: s
+                .incomplete
+                .as_ref()
+                .map(|i| i.unknown.clone())
+                .unwrap_or_default(),
             reproduce: s.reproduce.clone(),
             checks: s.checks.iter().map(CheckView::of).collect(),
             rate_chart: charts::rate(s),
@@ -157,7 +166,14 @@ impl View {
                 .collect(),
             stages_without_data: without.into_iter().map(|l| l.stage.clone()).collect(),
             send_lag: LatencyRow::of(&s.send_lag),
-            orders: if s.checkout_only() {
+            orders: if s.incomplete.is_some() {
+                // A rebuilt report knows only what the interval logs counted.
+                vec![
+                    ("planned", o.planned),
+                    ("accepted (at least)", o.accepted),
+                    ("fulfilled (at least)", o.fulfilled),
+                ]
+            } else if s.checkout_only() {
                 // Against a checkout endpoint nothing downstream is observed: no zeros for it.
                 vec![
                     ("planned", o.planned),
@@ -287,6 +303,7 @@ fn run_verdict(v: RunVerdict) -> &'static str {
         RunVerdict::Fail => "fail",
         RunVerdict::Invalid => "invalid",
         RunVerdict::Interrupted => "interrupted",
+        RunVerdict::Incomplete => "incomplete",
     }
 }
 
@@ -357,6 +374,8 @@ mod tests {
             verdict: RunVerdict::Fail,
             exit_code: 1,
             invalid_reason: None,
+            interrupted_by: None,
+            incomplete: None,
             started_unix_ms: 1_700_000_000_000,
             duration_s: 3.0,
             target: TransportInfo {

@@ -1,6 +1,6 @@
 //! `junit.xml`: one test case per check, the evidence as the failure message, so CI systems
-//! show a doorbuster run like any other test report. A run that was invalid or interrupted
-//! adds a failing `run` case: its checks alone would not tell.
+//! show a doorbuster run like any other test report. A run that was invalid, interrupted or
+//! rebuilt incomplete adds a failing `run` case: its checks alone would not tell.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
@@ -50,7 +50,7 @@ pub fn render(summary: &Summary) -> Result<String, quick_junit::SerializeError> 
     }
     if matches!(
         summary.verdict,
-        RunVerdict::Invalid | RunVerdict::Interrupted
+        RunVerdict::Invalid | RunVerdict::Interrupted | RunVerdict::Incomplete
     ) {
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
         status
@@ -59,6 +59,7 @@ pub fn render(summary: &Summary) -> Result<String, quick_junit::SerializeError> 
                 summary
                     .invalid_reason
                     .clone()
+                    .or_else(|| summary.ended_early())
                     .unwrap_or_else(|| "the run was interrupted before the end".into()),
             );
         let mut case = TestCase::new("run", status);

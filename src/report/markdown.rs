@@ -21,6 +21,9 @@ pub fn render(s: &Summary) -> String {
     if let Some(reason) = &s.invalid_reason {
         let _ = writeln!(md, "**Invalid run:** {}\n", cell(reason));
     }
+    if let Some(note) = s.ended_early() {
+        let _ = writeln!(md, "**Partial run:** {}\n", cell(&note));
+    }
     let _ = writeln!(
         md,
         "| check | verdict | observed | threshold |\n|---|---|---|---|"

@@ -1,6 +1,7 @@
 //! Reports: one [`Summary`](summary::Summary) model, rendered per format (one file each):
 //! `summary.json`, `reproduce.txt`, `summary.md`, `junit.xml`, `report.html` (`html.rs`,
-//! charts in `charts.rs`); `compare.rs` judges one summary against another.
+//! charts in `charts.rs`); `compare.rs` judges one summary against another; `partial.rs`
+//! writes `run.json` at t=0 and rebuilds a killed run's partial summary from it.
 //!
 //! Rendering never changes a verdict; it only shows it. Files land in one folder per run.
 
@@ -9,6 +10,7 @@ pub mod compare;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod partial;
 pub mod progress;
 pub mod summary;
 pub mod terminal;
@@ -36,7 +38,9 @@ pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
 pub fn write_all(dir: &Path, summary: &Summary) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("summary.json"), json)?;
+    // Whole or absent: a run killed while writing it must leave no summary.json, so that
+    // `doorbuster report` rebuilds one instead of failing on half a file.
+    write_whole(&dir.join("summary.json"), &json)?;
     std::fs::write(
         dir.join("reproduce.txt"),
         format!("{}\n", summary.reproduce),
@@ -47,6 +51,16 @@ pub fn write_all(dir: &Path, summary: &Summary) -> std::io::Result<()> {
     let page = html::render(summary).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("report.html"), page)?;
     Ok(())
+}
+
+/// Writes `path` through a temporary file beside it and a rename, so that a reader (or a
+/// process killed meanwhile) sees the old file, no file, or the whole new one.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".partial");
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +77,37 @@ pub enum LoadError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "{0} is not a run folder: it has neither summary.json (a finished or interrupted run) \
+         nor run.json (written when a run's load starts)"
+    )]
+    NotARun(PathBuf),
+    #[error(transparent)]
+    Rebuild(#[from] partial::RebuildError),
+}
+
+/// A run's summary for `doorbuster report`: its `summary.json` when there is one; for a run
+/// killed before writing it, a partial summary rebuilt from `run.json` and the interval logs
+/// (verdict `incomplete`). `path` is the run folder or its summary.json.
+pub fn load_or_rebuild(path: &Path) -> Result<Summary, LoadError> {
+    let (dir, file) = if path.is_dir() {
+        (path.to_path_buf(), path.join("summary.json"))
+    } else {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        (dir, path.to_path_buf())
+    };
+    // Only an absent summary is rebuilt: an unreadable one is reported, never overwritten.
+    if file.exists() {
+        return load_summary(&file);
+    }
+    if dir.join(partial::RUN_RECORD).exists() {
+        return Ok(partial::rebuild(&dir)?);
+    }
+    Err(LoadError::NotARun(if path.is_dir() {
+        dir
+    } else {
+        path.to_path_buf()
+    }))
 }
 
 /// Reads a run's `summary.json`, given the run folder or the file itself.

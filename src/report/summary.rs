@@ -25,6 +25,10 @@ pub enum RunVerdict {
     Fail,
     Invalid,
     Interrupted,
+    // The run was killed before it could judge anything (no summary.json): `doorbuster
+    // report` rebuilt this summary from what was on disk. Never a pass. (A plain comment: a
+    // doc comment would make the schema's plain string enum a `oneOf`.)
+    Incomplete,
 }
 
 impl RunVerdict {
@@ -46,9 +50,59 @@ impl RunVerdict {
             RunVerdict::Pass => 0,
             RunVerdict::Fail => 1,
             RunVerdict::Invalid => 3,
-            RunVerdict::Interrupted => 130,
+            RunVerdict::Interrupted => StopSignal::Sigint.exit_code(),
+            RunVerdict::Incomplete => 4,
         }
     }
+}
+
+/// The signal that stopped a run early. The run stops the same way for each (load off, a
+/// short drain, a partial report); the exit code says which one it was, as a shell would
+/// (128 + the signal's number).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub enum StopSignal {
+    // Ctrl-C.
+    #[serde(rename = "SIGINT")]
+    Sigint,
+    // `kill`, CI timeouts and cancelled jobs, `docker stop`.
+    #[serde(rename = "SIGTERM")]
+    Sigterm,
+    // The terminal or the SSH session went away.
+    #[serde(rename = "SIGHUP")]
+    Sighup,
+}
+
+impl StopSignal {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            StopSignal::Sigint => 130,
+            StopSignal::Sigterm => 143,
+            StopSignal::Sighup => 129,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StopSignal::Sigint => "SIGINT",
+            StopSignal::Sigterm => "SIGTERM",
+            StopSignal::Sighup => "SIGHUP",
+        }
+    }
+}
+
+/// What a rebuilt (incomplete) summary is made of, and what it cannot know.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Incomplete {
+    /// Why the summary is partial, in one sentence.
+    pub reason: String,
+    /// The files it was rebuilt from.
+    pub rebuilt_from: Vec<String>,
+    /// Seconds of run time the interval logs cover (the last one ends here).
+    pub logged_seconds: u32,
+    /// What the summary's numbers do not include, because only memory held it.
+    pub unknown: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -207,9 +261,16 @@ pub struct Summary {
     pub seed: u64,
     pub reproduce: String,
     pub verdict: RunVerdict,
+    /// The process exit code: the verdict's, or for an interrupted run its signal's.
     pub exit_code: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invalid_reason: Option<String>,
+    /// The signal that stopped an interrupted run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_by: Option<StopSignal>,
+    /// Present only on a summary rebuilt from a killed run's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<Incomplete>,
     pub started_unix_ms: u64,
     pub duration_s: f64,
     pub target: TransportInfo,
@@ -251,6 +312,8 @@ pub struct SummaryInput<'a> {
     pub checks: Vec<CheckResult>,
     pub verdict: RunVerdict,
     pub invalid_reason: Option<String>,
+    /// The signal that stopped the run early, if one did.
+    pub interrupted_by: Option<StopSignal>,
     pub analytics: Option<AnalyticsState>,
 }
 
@@ -296,8 +359,15 @@ impl Summary {
             seed: i.seed,
             reproduce: reproduce_command(i.run_arg, i.seed),
             verdict: i.verdict,
-            exit_code: i.verdict.exit_code(),
+            exit_code: match (i.verdict, i.interrupted_by) {
+                (RunVerdict::Interrupted, Some(signal)) => signal.exit_code(),
+                (verdict, _) => verdict.exit_code(),
+            },
             invalid_reason: i.invalid_reason,
+            interrupted_by: i
+                .interrupted_by
+                .filter(|_| i.verdict == RunVerdict::Interrupted),
+            incomplete: None,
             started_unix_ms: o.clock.wall_start_unix_ns() / 1_000_000,
             duration_s: o.now() as f64 / 1e9,
             target: i.transport,
@@ -331,6 +401,21 @@ impl Summary {
             findings: o.findings(),
             ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,
         }
+    }
+
+    /// One sentence on a run that did not reach its end: what stopped it and what the
+    /// report is then worth. `None` for a run that finished.
+    pub fn ended_early(&self) -> Option<String> {
+        if let Some(incomplete) = &self.incomplete {
+            return Some(incomplete.reason.clone());
+        }
+        (self.verdict == RunVerdict::Interrupted).then(|| {
+            format!(
+                "{} interrupted the run: the load stopped early, the pipeline drained briefly \
+                 and the checks judged only the orders attempted by then",
+                self.interrupted_by.map_or("a signal", StopSignal::name),
+            )
+        })
     }
 
     pub fn check(&self, name: &str) -> Option<&CheckResult> {

@@ -59,7 +59,17 @@ fn checkout_line(mode: CheckoutMode) -> &'static str {
 /// The lines after the table: counts, verdict, reproduce command.
 pub fn closing_lines(summary: &Summary) -> String {
     let d = &summary.deliveries;
-    let mut out = if summary.checkout_only() {
+    let mut out = if let Some(incomplete) = &summary.incomplete {
+        format!(
+            "orders: {} planned; at least {} accepted and {} fulfilled in the {} s the interval \
+             logs cover\nnot known: {}\n",
+            summary.orders.planned,
+            summary.orders.accepted,
+            summary.orders.fulfilled,
+            incomplete.logged_seconds,
+            incomplete.unknown.join("; ")
+        )
+    } else if summary.checkout_only() {
         format!(
             "checkout: POST to the endpoint (accepted = a 2xx within checkout_timeout)\n\
              orders: {}\ndeliveries: not observed (the pipeline behind the endpoint is the shop's)\n",
@@ -93,6 +103,9 @@ pub fn closing_lines(summary: &Summary) -> String {
     }
     if let Some(reason) = &summary.invalid_reason {
         out.push_str(&format!("INVALID: {reason}\n"));
+    }
+    if let Some(note) = summary.ended_early() {
+        out.push_str(&format!("PARTIAL: {note}\n"));
     }
     out.push_str(&format!(
         "verdict: {:?} (exit {})\nreproduce: {}\n",
