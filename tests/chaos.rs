@@ -196,6 +196,62 @@ async fn no_loss_catches_analytics_acking_before_counting() {
         .await;
 }
 
+/// Regression (issue 11): an interrupt while a service is paused reported "196 deliveries
+/// lost". The paused service's events were still queued when the shortened drain ended: not
+/// settled, never lost, and the check cannot pass.
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_during_a_pause_leaves_events_not_settled_never_lost() {
+    use doorbuster::report::summary::{RunVerdict, StopSignal};
+    let s = scenario(
+        "  - { at: 2s, for: 60s, pause: email }",
+        "  email: { latency: 1ms }",
+    );
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let _ = tx.send(Some(StopSignal::Sigterm));
+    });
+    let options = RunOptions {
+        no_files: true,
+        run_arg: "test".into(),
+        interrupt: Some(rx),
+        ..RunOptions::default()
+    };
+    let r = execute(&s, options).await.expect("the run completes");
+    assert_eq!(r.summary.verdict, RunVerdict::Interrupted);
+    let c = check(&r, "no_loss");
+    assert_eq!(c.verdict, Verdict::Unknown, "{c:?}");
+    assert!(
+        c.observed.starts_with("0 of ")
+            && c.observed
+                .contains("not settled (still queued at the drain limit)"),
+        "{}",
+        c.observed
+    );
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.starts_with("email: ") && e.contains("not settled")),
+        "{:?}",
+        c.evidence
+    );
+    assert!(
+        r.summary
+            .findings
+            .iter()
+            .any(|f| f.what.starts_with("the drain ended with") && f.what.contains("email")),
+        "{:?}",
+        r.summary.findings
+    );
+    // The clean twin: the same pause, no interrupt, drains and passes.
+    let r = run(&scenario(
+        "  - { at: 2s, for: 3s, pause: email }",
+        "  email: { latency: 1ms }",
+    ))
+    .await;
+    passes(&r);
+}
+
 /// Regression (issue 11): a provider that captures and then answers too late for the payment
 /// service's timeout, every retry: the service gives up and announces a payment failure for
 /// an order the shopper paid for. Nothing flagged it; `money_matches_state` must.

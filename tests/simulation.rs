@@ -18,7 +18,8 @@ use doorbuster::report::summary::RunVerdict;
 
 use doorbuster::scenario::model::{ProviderVia, Scenario};
 use doorbuster::transport::{
-    Ack, BoxFuture, RewindTo, Subscription, Transport, TransportError, TransportInfo,
+    Ack, AckHandle, BoxFuture, Delivery, RewindTo, Subscription, Transport, TransportError,
+    TransportInfo,
 };
 use doorbuster::verify::Verdict;
 
@@ -137,6 +138,9 @@ enum Fault {
     Duplicate { topic: Topic },
     /// Every new member takes `delay` to join (Kafka: until its partitions are assigned).
     SlowJoin { delay: Duration },
+    /// The ack of `group`'s first delivery of `order` fails at the broker: the event stays
+    /// uncommitted, and nothing hands it out again within the run.
+    LostAck { group: &'static str, order: u64 },
     /// Announces `order.payment.succeeded` where payment published `order.payment.failed`
     /// for `order` (a payment service that reports success for a declined card).
     ForgeSuccess { order: u64 },
@@ -238,8 +242,17 @@ impl Transport for Sabotage {
         topics: &'a [Topic],
     ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
         Box::pin(async move {
-            if let Fault::SlowJoin { delay } = self.fault {
-                tokio::time::sleep(delay).await;
+            match self.fault {
+                Fault::SlowJoin { delay } => tokio::time::sleep(delay).await,
+                Fault::LostAck { group: g, order } if g == group => {
+                    let inner = self.inner.subscribe(group, topics).await?;
+                    return Ok(Box::new(LoseAck {
+                        inner,
+                        order,
+                        group: g,
+                    }) as Box<dyn Subscription>);
+                }
+                _ => {}
             }
             self.inner.subscribe(group, topics).await
         })
@@ -256,6 +269,92 @@ impl Transport for Sabotage {
     fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
         self.inner.lag(group)
     }
+}
+
+/// A member whose ack of one order's first delivery fails.
+struct LoseAck {
+    inner: Box<dyn Subscription>,
+    order: u64,
+    group: &'static str,
+}
+
+struct FailingAck(&'static str);
+
+impl AckHandle for FailingAck {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        let group = self.0.to_owned();
+        Box::pin(async move {
+            Err(TransportError::Group {
+                group,
+                reason: "the broker dropped the commit".into(),
+            })
+        })
+    }
+
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.ack()
+    }
+}
+
+impl Subscription for LoseAck {
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<Delivery>, TransportError>> {
+        Box::pin(async move {
+            let mut delivery = self.inner.next().await?;
+            if let Some(d) = &mut delivery
+                && d.envelope.meta.order_id == self.order
+                && d.envelope.meta.seq == 0
+                && !d.redelivered
+            {
+                d.ack = Box::new(FailingAck(self.group));
+            }
+            Ok(delivery)
+        })
+    }
+}
+
+/// Regression (issue 11): a run whose ack failed left the email group's lag at 1 until the
+/// drain limit and passed with no word about it. The effect happened, so nothing is lost,
+/// but the drain did not settle: the run says so in `no_loss` and in its findings.
+#[tokio::test(start_paused = true)]
+async fn a_drain_that_ends_with_an_event_still_queued_says_so() {
+    let mut s = control();
+    s.load.drain = Duration::from_secs(5);
+    let fault = Fault::LostAck {
+        group: "email",
+        order: 40,
+    };
+    let r = run_with(&s, Some(sabotage(&s, fault))).await;
+    // The embedded broker commits offsets: every event behind the uncommitted one in its
+    // partition counts in the lag.
+    let c = check(&r, "no_loss");
+    assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    assert!(
+        c.observed
+            .ends_with("events still queued at the drain limit, every owed effect happened"),
+        "{c:?}"
+    );
+    let findings: Vec<&str> = r.summary.findings.iter().map(|f| f.what.as_str()).collect();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.starts_with("the drain ended with ")
+                && f.ends_with("events not settled (still queued or being handled): email 87")),
+        "{findings:?}"
+    );
+    assert!(
+        findings.iter().any(|f| f.starts_with("email: ack failed")),
+        "{findings:?}"
+    );
+    // The clean twin drains to zero and says nothing of a queue.
+    let clean = run_with(&s, None).await;
+    assert!(!check(&clean, "no_loss").observed.contains("queued"));
+    assert!(
+        !clean
+            .summary
+            .findings
+            .iter()
+            .any(|f| f.what.starts_with("the drain ended with"))
+    );
 }
 
 /// Regression (Kafka on Tansu, black-friday INVALID with a send-lag p99 of 12 s): the run's
