@@ -326,6 +326,60 @@ async fn exec_runs_a_command_and_keeps_its_output() {
     assert_eq!(window(&r, "exec").start_ms, 2_000);
 }
 
+#[tokio::test(start_paused = true)]
+async fn overlapping_pauses_compose_and_the_report_shows_the_pause_that_happened() {
+    // Pauses 2..4 s and 3..6 s: the warehouse stays paused until 6 s, its backlog grows
+    // every second of that, and both windows say why.
+    let s = scenario(
+        "  - { at: 2s, for: 2s, pause: warehouse }\n  - { at: 3s, for: 3s, pause: warehouse }",
+        "  warehouse: { latency: 1ms }",
+    );
+    let r = run(&s).await;
+    passes(&r);
+    let lag = |second: u32| {
+        let sample = r
+            .summary
+            .samples
+            .iter()
+            .find(|s| s.second == second)
+            .unwrap();
+        sample
+            .lag
+            .iter()
+            .find(|(k, _)| k.name() == "warehouse")
+            .and_then(|(_, l)| *l)
+            .unwrap()
+    };
+    // Sample `s` is taken at the end of second s.
+    for second in 2..6 {
+        assert!(
+            lag(second) > lag(second - 1) + 50,
+            "still paused in second {second}: lag {} after {}",
+            lag(second),
+            lag(second - 1)
+        );
+    }
+    assert!(lag(6) < 20, "resumed at 6 s: lag {}", lag(6));
+    let windows: Vec<_> = r
+        .summary
+        .faults
+        .iter()
+        .map(|w| (w.start_ms, w.end_ms))
+        .collect();
+    assert_eq!(windows, [(2_000, Some(4_000)), (3_000, Some(6_000))]);
+    assert!(
+        r.summary.faults[1].notes[0].contains("already in force (faults[0])"),
+        "{:?}",
+        r.summary.faults
+    );
+    assert!(
+        r.summary.faults[0].notes[0]
+            .contains("its window closed while faults[1] kept pause on warehouse in force"),
+        "{:?}",
+        r.summary.faults
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_windows_start_and_end_within_100ms_of_plan_in_real_time() {
     // Real time, bounded: 3 s of load, the outage from 1 s to 2 s.
@@ -378,6 +432,22 @@ fn faults_are_validated_with_positions() {
     assert!(e.contains("a link fault takes no `keys`"), "{e}");
     let e = bad("  - { at: 1s, poison: email, keys: 5% }");
     assert!(e.contains("faults[0].for"), "{e}");
+    let e = bad(
+        "  - { at: 1s, for: 4s, errors: email, share: 5% }\n  - { at: 2s, for: 1s, errors: email, share: 50% }",
+    );
+    assert!(
+        e.contains("f.yaml:7:5: faults[1]: this errors fault on email (2s..3s) overlaps faults[0] at line 6 (1s..5s) with a different `share`"),
+        "{e}"
+    );
+    // Identical windows compose, back-to-back ones do not overlap.
+    for ok in [
+        "  - { at: 1s, for: 4s, errors: email, share: 5% }\n  - { at: 2s, for: 4s, errors: email, share: 5% }",
+        "  - { at: 1s, for: 1s, errors: email, share: 5% }\n  - { at: 2s, for: 4s, errors: email, share: 50% }",
+    ] {
+        let text =
+            format!("name: x\nload:\n  phases:\n    - {{ hold: 10s, rate: 5/s }}\nfaults:\n{ok}\n");
+        doorbuster::scenario::parse("f.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 #[tokio::test]
