@@ -262,6 +262,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             seed,
             run_dir: dir.clone(),
             proxy,
+            interrupt: opts.interrupt.clone(),
         },
         stop_rx.clone(),
     ));

@@ -122,6 +122,9 @@ pub struct ChaosCtx {
     pub run_dir: Option<PathBuf>,
     /// The fault proxy in front of the broker, when the scenario has link faults.
     pub proxy: Option<proxy::ProxyHandle>,
+    /// Becomes true when the run is interrupted: commands still running are killed instead
+    /// of waited for.
+    pub interrupt: Option<watch::Receiver<bool>>,
 }
 
 /// One fault kind: what starting and stopping it does.
@@ -129,6 +132,11 @@ pub trait FaultAction: Send + Sync {
     fn start<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()>;
     /// Called at `at + for` (never for instant faults).
     fn stop<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()>;
+    /// Called once when the timeline ends: waits for work the fault left running in the
+    /// background (an `exec` command), so that its outcome is in the report.
+    fn finish<'a>(&'a self, _ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The action for a fault, and what it acts on, as the report shows it (its kind's label is
@@ -203,16 +211,14 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, String) {
             }),
             format!("broker link ({})", toxic.kind()),
         ),
-        FaultKind::Exec { command } => (
-            Box::new(exec::Exec {
-                command: command.clone(),
-            }),
-            command.clone(),
-        ),
+        FaultKind::Exec { command } => {
+            (Box::new(exec::Exec::new(command.clone())), command.clone())
+        }
     }
 }
 
-/// Starts and stops every fault on the run's clock until `stop`.
+/// Starts and stops every fault on the run's clock until `stop`, then waits for what the
+/// faults left running (see [`FaultAction::finish`]).
 ///
 /// A fault whose switch is already on when its window opens composes with the window that
 /// switched it (validation has refused overlapping windows with different settings): nothing
@@ -275,6 +281,9 @@ pub async fn run_timeline(faults: Vec<Fault>, ctx: ChaosCtx, mut stop: watch::Re
             }
             ctx.observer.fault_stopped(i);
         }
+    }
+    for (action, _) in &actions {
+        action.finish(&ctx).await;
     }
 }
 
@@ -380,6 +389,7 @@ mod tests {
             seed: 7,
             run_dir: None,
             proxy: Some(proxy.clone()),
+            interrupt: None,
         };
         let (stop_tx, stop) = watch::channel(false);
         let timeline = tokio::spawn(run_timeline(scenario.faults.clone(), ctx, stop));
