@@ -235,6 +235,11 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             source,
         })?;
     }
+    let signal = opts
+        .interrupt
+        .clone()
+        .unwrap_or_else(|| watch::channel(None).1);
+    let interrupt = interrupted(signal.clone(), stop_rx.clone());
     let timeline = tokio::spawn(run_timeline(
         scenario.faults.clone(),
         ChaosCtx {
@@ -245,6 +250,7 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
             seed,
             run_dir: dir.clone(),
             proxy,
+            interrupt: Some(interrupt.clone()),
         },
         stop_rx.clone(),
     ));
@@ -259,11 +265,6 @@ pub async fn execute(scenario: &Scenario, opts: RunOptions) -> Result<RunResult,
         stop_rx.clone(),
     ));
 
-    let signal = opts
-        .interrupt
-        .clone()
-        .unwrap_or_else(|| watch::channel(None).1);
-    let interrupt = interrupted(signal.clone(), stop_rx.clone());
     let driver = Arc::new(Driver {
         publisher: publisher.clone(),
         factory: factory.clone(),

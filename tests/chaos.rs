@@ -499,29 +499,206 @@ async fn a_reorder_fault_is_caught_by_per_key_order() {
     assert_eq!(window(&r, "reorder").target, "order.created");
 }
 
-#[tokio::test(start_paused = true)]
-async fn exec_runs_a_command_and_keeps_its_output() {
+/// Runs `s` writing its folder into a fresh temporary directory.
+async fn run_in_dir(s: &Scenario) -> (RunResult, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let s = scenario(
-        "  - { at: 2s, exec: \"echo broker restarted\" }",
-        "  email: { latency: 1ms }",
-    );
     let options = RunOptions {
         out_dir: Some(dir.path().to_path_buf()),
         run_arg: "test".into(),
         ..RunOptions::default()
     };
-    let r = execute(&s, options).await.unwrap();
-    // The command runs in the background; real time passes for the child process.
-    for _ in 0..100 {
-        if dir.path().join("exec-0.log").exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    (execute(s, options).await.unwrap(), dir)
+}
+
+fn exec_findings(r: &RunResult) -> Vec<&str> {
+    r.summary
+        .findings
+        .iter()
+        .map(|f| f.what.as_str())
+        .filter(|w| w.starts_with("exec "))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn exec_runs_a_command_and_keeps_its_output() {
+    let s = scenario(
+        "  - { at: 2s, exec: \"echo broker restarted\" }",
+        "  email: { latency: 1ms }",
+    );
+    let (r, dir) = run_in_dir(&s).await;
+    // The run waited for the command: its log and outcome are there when it ends.
     let log = std::fs::read_to_string(dir.path().join("exec-0.log")).unwrap();
     assert_eq!(log.trim(), "broker restarted");
-    assert_eq!(window(&r, "exec").start_ms, 2_000);
+    let w = window(&r, "exec");
+    // The paused clock stands still while the command runs.
+    assert_eq!((w.start_ms, w.end_ms), (2_000, Some(2_000)));
+    let exec = w.exec.expect("the outcome is on the window");
+    assert_eq!(exec.exit_code, Some(0));
+    assert_eq!(exec.output_tail, ["broker restarted"]);
+    assert!(exec_findings(&r).is_empty(), "{:?}", r.summary.findings);
+    passes(&r);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_exec_is_a_finding_with_its_exit_status_and_last_lines_in_every_report() {
+    let s = scenario(
+        "  - { at: 2s, exec: \"echo flushing; echo 'broker: connection refused' >&2; exit 3\" }",
+        "  email: { latency: 1ms }",
+    );
+    let (r, dir) = run_in_dir(&s).await;
+    let w = window(&r, "exec");
+    assert_eq!(w.end_ms, Some(2_000));
+    assert!(
+        w.notes.iter().any(|n| n == "exited with exit status: 3"),
+        "{:?}",
+        w.notes
+    );
+    let exec = w.exec.expect("the outcome is on the window");
+    assert_eq!(exec.exit_code, Some(3));
+    // Both streams, in the order they were written.
+    assert_eq!(exec.output_tail, ["flushing", "broker: connection refused"]);
+    assert_eq!(
+        exec_findings(&r),
+        [
+            "exec faults[0]: the command exited with exit status: 3; last output: broker: connection refused"
+        ]
+    );
+    let terminal = doorbuster::report::terminal::closing_lines(&r.summary);
+    assert!(
+        terminal.contains("  exited with exit status: 3\n"),
+        "{terminal}"
+    );
+    assert!(
+        terminal.contains("  | flushing\n  | broker: connection refused\n"),
+        "{terminal}"
+    );
+    let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(md.contains("  - exited with exit status: 3"), "{md}");
+    assert!(md.contains("    broker: connection refused"), "{md}");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("exited with exit status: 3"));
+    assert!(html.contains("broker: connection refused"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["faults"][0]["exec"]["exit_code"], 3);
+    support::assert_valid_summary(&json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_window_ends_when_its_command_exits_and_the_latency_split_with_it() {
+    // Real time: a command of about 1 s at 1 s in a 4 s run. `during` holds the seconds up
+    // to the command's exit, `after` the rest of the run.
+    let text = "name: hook\nload:\n  arrivals: uniform\n  phases:\n    - { hold: 4s, rate: 50/s }\n  drain: 5s\nprovider: { via: in_process, latency: 1ms }\nfaults:\n  - { at: 1s, exec: \"sleep 1\" }\n";
+    let s = doorbuster::scenario::parse("hook.yaml", text).unwrap();
+    let r = run(&s).await;
+    let w = window(&r, "exec");
+    let end = w.end_ms.expect("the window ends when the command exits");
+    assert!((1_900..=2_900).contains(&end), "{w:?}");
+    assert_eq!(w.exec.as_ref().and_then(|e| e.exit_code), Some(0));
+    let split = checkout_split(&r, "exec");
+    eprintln!("exec window {}..{end} ms: {split:?}", w.start_ms);
+    // One second of 50 checkouts/s in `during` (from 1 s to the exit's second), the two or
+    // three seconds after it in `after`.
+    let during_s = (end / 1_000).max(2) - 1;
+    assert!(
+        split.during.count <= 50 * during_s + 10,
+        "during ran past the exit: {split:?}"
+    );
+    assert!(split.after.count >= 50, "{split:?}");
+    assert_eq!(
+        split.before.count + split.during.count + split.after.count,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_kills_a_running_exec_command_and_says_so() {
+    // Real time: a 30 s command at 0.5 s, the run interrupted at about 1.5 s. The run does
+    // not wait the command out: its window ends at the kill, which is a finding.
+    let text = "name: hook\nload:\n  phases:\n    - { hold: 10s, rate: 20/s }\n  drain: 5s\nprovider: { via: in_process, latency: 1ms }\nfaults:\n  - { at: 500ms, exec: \"echo started; sleep 30\" }\n";
+    let s = doorbuster::scenario::parse("hook.yaml", text).unwrap();
+    let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
+    let options = RunOptions {
+        no_files: true,
+        run_arg: "test".into(),
+        interrupt: Some(interrupt_rx),
+        ..RunOptions::default()
+    };
+    let run = tokio::spawn(async move { execute(&s, options).await });
+    // The stimulus, not a synchronisation: the command has been running for about 1 s.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    interrupt_tx.send_replace(Some(doorbuster::report::summary::StopSignal::Sigint));
+    let r = run.await.unwrap().unwrap();
+    assert_eq!(
+        r.summary.verdict,
+        doorbuster::report::summary::RunVerdict::Interrupted
+    );
+    let w = window(&r, "exec");
+    assert!(
+        w.notes
+            .iter()
+            .any(|n| n == "killed: the run was interrupted before it finished"),
+        "{w:?}"
+    );
+    assert!(w.end_ms.is_some_and(|end| end < 10_000), "{w:?}");
+    let exec = w.exec.expect("the outcome is on the window");
+    assert_eq!(exec.exit_code, None);
+    assert_eq!(exec.output_tail, ["started"]);
+    assert_eq!(exec_findings(&r).len(), 1, "{:?}", r.summary.findings);
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlapping_pauses_compose_and_the_report_shows_the_pause_that_happened() {
+    // Pauses 2..4 s and 3..6 s: the warehouse stays paused until 6 s, its backlog grows
+    // every second of that, and both windows say why.
+    let s = scenario(
+        "  - { at: 2s, for: 2s, pause: warehouse }\n  - { at: 3s, for: 3s, pause: warehouse }",
+        "  warehouse: { latency: 1ms }",
+    );
+    let r = run(&s).await;
+    passes(&r);
+    let lag = |second: u32| {
+        let sample = r
+            .summary
+            .samples
+            .iter()
+            .find(|s| s.second == second)
+            .unwrap();
+        sample
+            .lag
+            .iter()
+            .find(|(k, _)| k.name() == "warehouse")
+            .and_then(|(_, l)| *l)
+            .unwrap()
+    };
+    // Sample `s` is taken at the end of second s.
+    for second in 2..6 {
+        assert!(
+            lag(second) > lag(second - 1) + 50,
+            "still paused in second {second}: lag {} after {}",
+            lag(second),
+            lag(second - 1)
+        );
+    }
+    assert!(lag(6) < 20, "resumed at 6 s: lag {}", lag(6));
+    let windows: Vec<_> = r
+        .summary
+        .faults
+        .iter()
+        .map(|w| (w.start_ms, w.end_ms))
+        .collect();
+    assert_eq!(windows, [(2_000, Some(4_000)), (3_000, Some(6_000))]);
+    assert!(
+        r.summary.faults[1].notes[0].contains("already in force (faults[0])"),
+        "{:?}",
+        r.summary.faults
+    );
+    let terminal = doorbuster::report::terminal::closing_lines(&r.summary);
+    assert!(
+        terminal.contains("its window closed while faults[1] kept pause on warehouse in force"),
+        "{terminal}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -576,6 +753,22 @@ fn faults_are_validated_with_positions() {
     assert!(e.contains("a link fault takes no `keys`"), "{e}");
     let e = bad("  - { at: 1s, poison: email, keys: 5% }");
     assert!(e.contains("faults[0].for"), "{e}");
+    let e = bad(
+        "  - { at: 1s, for: 4s, errors: email, share: 5% }\n  - { at: 2s, for: 1s, errors: email, share: 50% }",
+    );
+    assert!(
+        e.contains("f.yaml:7:5: faults[1]: this errors fault on email (2s..3s) overlaps faults[0] at line 6 (1s..5s) with a different `share`"),
+        "{e}"
+    );
+    // Identical windows compose, back-to-back ones do not overlap.
+    for ok in [
+        "  - { at: 1s, for: 4s, errors: email, share: 5% }\n  - { at: 2s, for: 4s, errors: email, share: 5% }",
+        "  - { at: 1s, for: 1s, errors: email, share: 5% }\n  - { at: 2s, for: 4s, errors: email, share: 50% }",
+    ] {
+        let text =
+            format!("name: x\nload:\n  phases:\n    - {{ hold: 10s, rate: 5/s }}\nfaults:\n{ok}\n");
+        doorbuster::scenario::parse("f.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 #[test]

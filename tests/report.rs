@@ -316,6 +316,7 @@ fn faulted(mut s: Summary) -> Summary {
         notes: Vec::new(),
         latency: Vec::new(),
         recovery: None,
+        exec: None,
     }];
     let check = s
         .checks

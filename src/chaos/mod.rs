@@ -2,15 +2,18 @@
 //!
 //! The timeline (`run_timeline`) starts and stops each fault at its `at` and `at + for`,
 //! records the window in the observer as it really happened, and leaves the work to one
-//! small [`FaultAction`] per kind (one file each). Service faults do not reach into the
-//! services: they switch [`ServiceFaults`], which the service runner consults around every
-//! delivery, and [`scope::applies`] decides once, for every kind, which deliveries a fault
-//! touches (share of deliveries, share of order keys, seeded).
+//! small [`FaultAction`] per kind (one file each). Overlapping windows of one kind on one
+//! target share the state they switch: it stays on until the last of them ends
+//! ([`compose`]). Service faults do not reach into the services: they switch
+//! [`ServiceFaults`], which the service runner consults around every delivery, and
+//! [`scope::applies`] decides once, for every kind, which deliveries a fault touches (share
+//! of deliveries, share of order keys, seeded).
 //!
 //! `proxy/` is the TCP fault proxy for link faults (latency, jitter, bandwidth, reset,
 //! blackhole) between services and a networked broker, also runnable alone as
 //! `doorbuster proxy`.
 
+pub mod compose;
 pub mod crash;
 pub mod duplicate;
 pub mod errors;
@@ -97,8 +100,9 @@ impl ServiceFaults {
 #[derive(Default)]
 pub struct Chaos {
     services: [ServiceFaults; ServiceKind::ALL.len()],
-    /// The topic whose events are being reordered, if any.
-    pub reorder: RwLock<Option<Active<crate::events::Topic>>>,
+    /// The topics whose events are being reordered: one entry per topic at most, since
+    /// overlapping reorder windows of one topic share one entry (see `compose`).
+    pub reorder: RwLock<Vec<Active<crate::events::Topic>>>,
 }
 
 impl Chaos {
@@ -118,6 +122,9 @@ pub struct ChaosCtx {
     pub run_dir: Option<PathBuf>,
     /// The fault proxy in front of the broker, when the scenario has link faults.
     pub proxy: Option<proxy::ProxyHandle>,
+    /// Becomes true when the run is interrupted: commands still running are killed instead
+    /// of waited for.
+    pub interrupt: Option<watch::Receiver<bool>>,
 }
 
 /// One fault kind: what starting and stopping it does.
@@ -125,6 +132,11 @@ pub trait FaultAction: Send + Sync {
     fn start<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()>;
     /// Called at `at + for` (never for instant faults).
     fn stop<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()>;
+    /// Called once when the timeline ends: waits for work the fault left running in the
+    /// background (an `exec` command), so that its outcome is in the report.
+    fn finish<'a>(&'a self, _ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The action for a fault, and what it acts on, as the report shows it (its kind's label is
@@ -199,19 +211,24 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, String) {
             }),
             format!("broker link ({})", toxic.kind()),
         ),
-        FaultKind::Exec { command } => (
-            Box::new(exec::Exec {
-                command: command.clone(),
-            }),
-            command.clone(),
-        ),
+        FaultKind::Exec { command } => {
+            (Box::new(exec::Exec::new(command.clone())), command.clone())
+        }
     }
 }
 
-/// Starts and stops every fault on the run's clock until `stop`.
+/// Starts and stops every fault on the run's clock until `stop`, then waits for what the
+/// faults left running (see [`FaultAction::finish`]).
+///
+/// A fault whose switch is already on when its window opens composes with the window that
+/// switched it (validation has refused overlapping windows with different settings): nothing
+/// new is applied, and the switch goes off only when the last open window ends. Both cases
+/// are noted on the windows, so the report says what was in force and why.
 pub async fn run_timeline(faults: Vec<Fault>, ctx: ChaosCtx, mut stop: watch::Receiver<bool>) {
     let clock = &ctx.observer.clock;
     let actions: Vec<_> = faults.iter().map(action).collect();
+    let switches: Vec<_> = faults.iter().map(compose::switch).collect();
+    let mut held = compose::Held::default();
     // (time, fault index, is_start), in time order; a stop sorts before a start at the
     // same instant so back-to-back windows do not overlap.
     let mut events: Vec<(u64, usize, bool)> = Vec::new();
@@ -226,16 +243,211 @@ pub async fn run_timeline(faults: Vec<Fault>, ctx: ChaosCtx, mut stop: watch::Re
     for (at, i, start) in events {
         tokio::select! {
             _ = clock.sleep_until(at) => {}
-            _ = crate::load::driver::stopped(&mut stop) => return,
+            _ = crate::load::driver::stopped(&mut stop) => break,
         }
         let (action, target) = &actions[i];
+        let kind = faults[i].kind.label();
         if start {
-            ctx.observer
-                .fault_started(i, faults[i].kind.label(), target);
-            action.start(i, &ctx).await;
+            ctx.observer.fault_started(i, kind, target);
+            let opened = switches[i]
+                .clone()
+                .map_or(compose::Opened::First, |s| held.open(s, i));
+            match opened {
+                compose::Opened::First => action.start(i, &ctx).await,
+                compose::Opened::Joined { holder } => ctx.observer.fault_note(
+                    i,
+                    format!(
+                        "{kind} on {target} was already in force (faults[{holder}]): the \
+                         windows compose, and it stays on until the last of them ends"
+                    ),
+                ),
+            }
         } else {
-            action.stop(i, &ctx).await;
+            let closed = switches[i]
+                .as_ref()
+                .map_or(compose::Closed::Last { holder: i }, |s| held.close(s, i));
+            match closed {
+                compose::Closed::Last { holder } => actions[holder].0.stop(holder, &ctx).await,
+                compose::Closed::StillOpen { by } => ctx.observer.fault_note(
+                    i,
+                    format!(
+                        "its window closed while {} kept {kind} on {target} in force",
+                        by.iter()
+                            .map(|j| format!("faults[{j}]"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            }
             ctx.observer.fault_stopped(i);
         }
+    }
+    for (action, _) in &actions {
+        action.finish(&ctx).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::transport::embedded::EmbeddedBroker;
+
+    /// Every switch-like kind with overlapping identical windows (and poison, which keeps its
+    /// windows apart), plus back-to-back pause windows on email.
+    const FAULTS: &str = "
+  - { at: 2s, for: 3s, pause: warehouse }
+  - { at: 4s, for: 3s, pause: warehouse }
+  - { at: 1s, crash: email, restart_after: 2s }
+  - { at: 2s, crash: email, restart_after: 4s }
+  - { at: 1s, for: 4s, latency: payment, add: 100ms }
+  - { at: 3s, for: 4s, latency: payment, add: 100ms }
+  - { at: 1s, for: 2s, errors: inventory, share: 5% }
+  - { at: 2s, for: 4s, errors: inventory, share: 5% }
+  - { at: 1s, for: 2s, duplicate: analytics }
+  - { at: 2s, for: 2s, duplicate: analytics }
+  - { at: 3s, for: 3s, duplicate: analytics }
+  - { at: 1s, for: 2s, reorder: order.created }
+  - { at: 2s, for: 3s, reorder: order.created }
+  - { at: 1s, for: 3s, provider_outage: { errors: 30% } }
+  - { at: 3s, for: 3s, provider_outage: { errors: 30% } }
+  - { at: 1s, for: 2s, link: latency, delay: 10ms }
+  - { at: 2s, for: 3s, link: latency, delay: 10ms }
+  - { at: 2s, for: 2s, link: bandwidth, bytes_per_sec: 1000 }
+  - { at: 1s, for: 3s, poison: payment }
+  - { at: 2s, for: 3s, poison: payment }
+  - { at: 8s, for: 1s, pause: email }
+  - { at: 9s, for: 1s, pause: email }
+";
+
+    /// What is applied right now, per (kind, target) as the report names them.
+    fn applied(chaos: &Chaos, provider: &ProviderCore, proxy: &proxy::ProxyHandle) -> Vec<String> {
+        let mut on = Vec::new();
+        for kind in ServiceKind::ALL {
+            let f = chaos.service(kind);
+            let poison_open = f
+                .poison
+                .read()
+                .unwrap()
+                .iter()
+                .any(|w| w.until == crate::clock::RunTime::MAX);
+            for (label, is_on) in [
+                ("crash", *f.down.borrow()),
+                ("pause", *f.paused.borrow()),
+                ("latency", f.latency().is_some()),
+                ("errors", f.errors().is_some()),
+                ("duplicate", f.duplicate().is_some()),
+                ("poison", poison_open),
+            ] {
+                if is_on {
+                    on.push(format!("{label} {kind}"));
+                }
+            }
+        }
+        for a in chaos.reorder.read().unwrap().iter() {
+            on.push(format!("reorder {}", a.what));
+        }
+        if provider.outage().is_some() {
+            on.push("provider_outage payment provider".to_owned());
+        }
+        for name in proxy.toxic_names() {
+            let kind = if name == "fault-17" {
+                "bandwidth"
+            } else {
+                "latency"
+            };
+            on.push(format!("link broker link ({kind})"));
+        }
+        on.sort();
+        on.dedup();
+        on
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fault_stays_on_exactly_while_one_of_its_reported_windows_is_open() {
+        // Probed every 250 ms between the whole seconds the windows open and close at.
+        let text = format!(
+            "name: t\ntarget: redis://127.0.0.1:6379\nload:\n  phases:\n    - {{ hold: 20s, rate: 5/s }}\nfaults:\n{FAULTS}"
+        );
+        let scenario = crate::scenario::parse("t.yaml", &text).unwrap();
+        let clock = Clock::start();
+        clock.begin();
+        let observer = Arc::new(Observer::new(clock.clone(), 100));
+        let provider = Arc::new(ProviderCore::new(7, &scenario.provider, clock.clone()));
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let proxy = proxy::Proxy::start(loopback, loopback, 7, false, std::future::pending())
+            .await
+            .unwrap();
+        let chaos = Arc::new(Chaos::default());
+        let ctx = ChaosCtx {
+            chaos: chaos.clone(),
+            transport: Arc::new(EmbeddedBroker::new(1, 1_000, clock.clone())),
+            provider: provider.clone(),
+            observer: observer.clone(),
+            seed: 7,
+            run_dir: None,
+            proxy: Some(proxy.clone()),
+            interrupt: None,
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        let timeline = tokio::spawn(run_timeline(scenario.faults.clone(), ctx, stop));
+        let mut probes = Vec::new();
+        for step in 0..48u64 {
+            let at_ms = 125 + 250 * step;
+            clock.sleep_until(at_ms * 1_000_000).await;
+            probes.push((at_ms, applied(&chaos, &provider, &proxy)));
+        }
+        stop_tx.send_replace(true);
+        timeline.await.unwrap();
+
+        let windows = observer.fault_windows();
+        // The report keeps every window as it was written.
+        let planned: Vec<(u64, Option<u64>)> = scenario
+            .faults
+            .iter()
+            .map(|f| {
+                let ms = |d: std::time::Duration| d.as_millis() as u64;
+                (ms(f.at), f.duration.map(|d| ms(f.at + d)))
+            })
+            .collect();
+        let reported: Vec<_> = windows.iter().map(|w| (w.start_ms, w.end_ms)).collect();
+        assert_eq!(reported, planned);
+        // Second by second, what was applied is exactly what the open windows say.
+        for (at_ms, on) in &probes {
+            let mut open: Vec<String> = windows
+                .iter()
+                .filter(|w| w.start_ms <= *at_ms && w.end_ms.is_none_or(|e| *at_ms < e))
+                .map(|w| format!("{} {}", w.kind, w.target))
+                .collect();
+            open.sort();
+            open.dedup();
+            assert_eq!(on, &open, "at {at_ms} ms");
+        }
+        // The composed windows say so, on the one that joined and the one that ended first.
+        let notes: BTreeMap<usize, &Vec<String>> = windows
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| !w.notes.is_empty())
+            .map(|(i, w)| (i, &w.notes))
+            .collect();
+        assert!(
+            notes[&1][0].contains("already in force (faults[0])"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[&0][0].contains("faults[1] kept pause on warehouse"),
+            "{notes:?}"
+        );
+        // Back to back is not an overlap, and poison windows are kept apart: no notes.
+        assert!(
+            !notes.contains_key(&20) && !notes.contains_key(&21),
+            "{notes:?}"
+        );
+        assert!(
+            !notes.contains_key(&18) && !notes.contains_key(&19),
+            "{notes:?}"
+        );
     }
 }

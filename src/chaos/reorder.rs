@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Active, Chaos, ChaosCtx, FaultAction, read, write};
+use super::{Active, Chaos, ChaosCtx, FaultAction};
 use crate::events::{Envelope, Topic};
 use crate::scenario::model::FaultScope;
 use crate::sync::lock;
@@ -31,14 +31,20 @@ impl FaultAction for Reorder {
             scope: self.scope,
             what: self.topic,
         };
-        write(&ctx.chaos.reorder, Some(active));
+        lock_write(&ctx.chaos.reorder).push(active);
         Box::pin(async {})
     }
 
-    fn stop<'a>(&'a self, _: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
-        write(&ctx.chaos.reorder, None);
+    fn stop<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        lock_write(&ctx.chaos.reorder).retain(|a| a.index != index);
         Box::pin(async {})
     }
+}
+
+fn lock_write(
+    slot: &std::sync::RwLock<Vec<Active<Topic>>>,
+) -> std::sync::RwLockWriteGuard<'_, Vec<Active<Topic>>> {
+    slot.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Wraps the run's transport; does nothing unless a reorder fault is on.
@@ -75,11 +81,14 @@ impl Transport for ReorderTransport {
                 self.inner.publish(earlier).await?;
                 return ack;
             }
-            let picked = read(&self.chaos.reorder).filter(|a| {
-                a.what == envelope.topic
-                    && super::scope::applies(self.seed, a.index, a.scope, &envelope.meta, 0)
-            });
-            if picked.is_none() {
+            let picked = {
+                let on = self.chaos.reorder.read().unwrap_or_else(|e| e.into_inner());
+                on.iter().any(|a| {
+                    a.what == envelope.topic
+                        && super::scope::applies(self.seed, a.index, a.scope, &envelope.meta, 0)
+                })
+            };
+            if !picked {
                 return self.inner.publish(envelope).await;
             }
             lock(&self.held).insert(key, envelope);

@@ -100,6 +100,28 @@ pub struct FaultWindow {
     /// Backlog and recovery after the window (filled in when the run is summarised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
+    /// What an `exec` fault's command did, once it has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecOutcome>,
+}
+
+/// How an `exec` fault's command ended (the window's notes say it in words).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ExecOutcome {
+    /// Its exit code; `None` when it did not exit by itself (it could not start, was killed
+    /// at the timeout or by an interrupt, or ended by a signal).
+    pub exit_code: Option<i32>,
+    /// The last lines of its standard output and error, interleaved as written (at most 10
+    /// lines and 2 KiB; the whole output is in `exec-<index>.log` in the run folder).
+    #[serde(default)]
+    pub output_tail: Vec<String>,
+}
+
+impl ExecOutcome {
+    /// Exit code 0: anything else is a finding.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
 }
 
 /// How the pipeline came back from one fault window.
@@ -125,8 +147,11 @@ pub struct StageSplit {
     pub after: Percentiles,
 }
 
-/// Accumulates each stage's per-second histograms into before / during / after one planned
-/// fault window, as the seconds close: exact percentiles, bounded memory.
+/// Accumulates each stage's per-second histograms into before / during / after one fault
+/// window, as the seconds close: exact percentiles, bounded memory. The bounds come from
+/// the plan and are moved to the window's real start and end when the timeline records
+/// them (an `exec` window has no planned end: it ends when its command exits); seconds
+/// already closed stay where they were put.
 struct Split {
     start_s: u32,
     /// `None`: the window never closes (a crash without restart).
@@ -254,9 +279,18 @@ impl Observer {
         self
     }
 
+    /// The run second `now` falls in.
+    fn second_now(&self) -> u32 {
+        u32::try_from(self.now() / 1_000_000_000).unwrap_or(u32::MAX)
+    }
+
     /// Records that fault `index` started now.
     pub fn fault_started(&self, index: usize, kind: &str, target: &str) {
         let start_ms = self.now() / 1_000_000;
+        if let Some(split) = lock(&self.splits).get_mut(index) {
+            split.start_s = self.second_now();
+            split.end_s = split.end_s.map(|end| end.max(split.start_s + 1));
+        }
         let mut faults = lock(&self.faults);
         if faults.len() <= index {
             faults.resize(index + 1, None);
@@ -269,14 +303,26 @@ impl Observer {
             notes: Vec::new(),
             latency: Vec::new(),
             recovery: None,
+            exec: None,
         });
     }
 
-    /// Records that fault `index` stopped now.
+    /// Records that fault `index` stopped now: its latency split's `during` ends with the
+    /// current second (at least one second after its start), whatever the plan said.
     pub fn fault_stopped(&self, index: usize) {
         let end_ms = self.now() / 1_000_000;
+        if let Some(split) = lock(&self.splits).get_mut(index) {
+            split.end_s = Some(self.second_now().max(split.start_s + 1));
+        }
         if let Some(Some(w)) = lock(&self.faults).get_mut(index) {
             w.end_ms = Some(end_ms);
+        }
+    }
+
+    /// Records how fault `index`'s command ended.
+    pub fn exec_finished(&self, index: usize, outcome: ExecOutcome) {
+        if let Some(Some(w)) = lock(&self.faults).get_mut(index) {
+            w.exec = Some(outcome);
         }
     }
 

@@ -122,6 +122,10 @@ struct FaultRow {
     target: String,
     start: String,
     end: String,
+    /// What applying it did or found, and how an `exec` command ended.
+    notes: Vec<String>,
+    /// An `exec` command's last lines of output.
+    output_tail: Vec<String>,
 }
 
 impl View {
@@ -247,6 +251,12 @@ impl View {
                     end: f
                         .end_ms
                         .map_or_else(|| "still on at the end".to_owned(), seconds_from_ms),
+                    notes: f.notes.clone(),
+                    output_tail: f
+                        .exec
+                        .as_ref()
+                        .map(|e| e.output_tail.clone())
+                        .unwrap_or_default(),
                 })
                 .collect(),
             findings: s
@@ -342,7 +352,7 @@ fn wall_time(unix_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::{Finding, Sample, SeriesPoint};
+    use crate::observe::{ExecOutcome, Finding, Sample, SeriesPoint};
     use crate::report::summary::{
         Deliveries, FaultWindow, OrderCounts, PercentilePoint, Rates, SCHEMA_VERSION,
     };
@@ -445,13 +455,17 @@ mod tests {
             samples: Vec::new(),
             tolerances: Default::default(),
             faults: vec![FaultWindow {
-                kind: "crash".into(),
+                kind: "exec".into(),
                 target: "<email>".into(),
                 start_ms: 1000,
                 end_ms: Some(2000),
                 notes: vec!["<note>".into()],
                 latency: Vec::new(),
                 recovery: None,
+                exec: Some(ExecOutcome {
+                    exit_code: Some(1),
+                    output_tail: vec!["<img src=x> failed".into()],
+                }),
             }],
             findings: vec![Finding {
                 at_ms: 5,
@@ -472,6 +486,11 @@ mod tests {
         assert!(!html.contains("<all>"));
         assert!(!html.contains("<email>"));
         assert!(!html.contains("<no>"));
+        assert!(html.contains("&lt;note&gt;"), "notes are shown, escaped");
+        assert!(
+            html.contains("&lt;img src=x&gt; failed"),
+            "an exec command's output is shown, escaped"
+        );
         assert!(
             html.contains("&lt;script&gt;"),
             "the description is shown, escaped"
@@ -512,6 +531,7 @@ mod tests {
             notes: Vec::new(),
             latency: Vec::new(),
             recovery: None,
+            exec: None,
         });
         s.latency[0].distribution.push(PercentilePoint {
             percentile: 250.0,

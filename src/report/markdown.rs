@@ -107,6 +107,24 @@ pub fn render(s: &Summary) -> String {
             );
         }
         md.push('\n');
+        for (i, f) in s.faults.iter().enumerate() {
+            if f.notes.is_empty() && f.exec.is_none() {
+                continue;
+            }
+            let _ = writeln!(md, "- {} on {}:", cell(&f.kind), cell(&f.target));
+            for note in &f.notes {
+                let _ = writeln!(md, "  - {}", cell(note));
+            }
+            if let Some(exec) = f.exec.as_ref().filter(|e| !e.output_tail.is_empty()) {
+                let _ = writeln!(md, "  - last output (`exec-{i}.log`):\n");
+                let _ = writeln!(md, "    ```text");
+                for line in &exec.output_tail {
+                    let _ = writeln!(md, "    {}", line.replace("```", "'''"));
+                }
+                let _ = writeln!(md, "    ```");
+            }
+        }
+        md.push('\n');
     }
     let _ = writeln!(md, "Reproduce: `{}`", s.reproduce);
     md

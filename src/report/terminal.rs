@@ -100,6 +100,15 @@ pub fn closing_lines(summary: &Summary) -> String {
                 ))
                 .unwrap_or_default()
         ));
+        for note in &f.notes {
+            out.push_str(&format!("  {note}\n"));
+        }
+        if let Some(exec) = f.exec.as_ref().filter(|e| !e.output_tail.is_empty()) {
+            out.push_str("  last output:\n");
+            for line in &exec.output_tail {
+                out.push_str(&format!("  | {line}\n"));
+            }
+        }
     }
     if let Some(reason) = &summary.invalid_reason {
         out.push_str(&format!("INVALID: {reason}\n"));

@@ -195,6 +195,11 @@ impl ProxyHandle {
         removed
     }
 
+    /// The names of the toxics on right now.
+    pub fn toxic_names(&self) -> Vec<String> {
+        self.shared.toxics.borrow().keys().cloned().collect()
+    }
+
     pub fn stats(&self) -> ProxyStats {
         self.shared.counters.snapshot()
     }

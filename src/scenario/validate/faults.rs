@@ -37,11 +37,64 @@ impl Validator<'_> {
         let Some(raw) = raw else {
             return Vec::new();
         };
-        raw.value
+        let faults: Vec<(usize, Fault)> = raw
+            .value
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| self.fault(f, &path.index(i), run_end))
-            .collect()
+            .filter_map(|(i, f)| Some((i, self.fault(f, &path.index(i), run_end)?)))
+            .collect();
+        self.overlaps(&faults, &raw.value, path);
+        faults.into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// Refuses two overlapping windows of one fault on one target whose settings differ:
+    /// the state they switch holds one setting at a time, so the report could not say
+    /// which was applied (`chaos::compose`). Identical ones compose and pass.
+    fn overlaps(&mut self, faults: &[(usize, Fault)], raw: &[Spanned<RawFault>], path: &Path) {
+        for (n, (j, later)) in faults.iter().enumerate() {
+            for (i, earlier) in &faults[..n] {
+                let Some(keys) = crate::chaos::compose::conflict(earlier, later) else {
+                    continue;
+                };
+                let target = crate::chaos::action(later).1;
+                let kind = later.kind.label();
+                let window = |f: &Fault| {
+                    let at = humantime::format_duration(f.at);
+                    match f.duration {
+                        Some(d) => format!("{at}..{}", humantime::format_duration(f.at + d)),
+                        None => format!("from {at} on"),
+                    }
+                };
+                let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+                let keys = match quoted.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} and {last}", rest.join(", "))
+                    }
+                    _ => quoted.concat(),
+                };
+                let differs = if quoted.len() == 1 {
+                    format!("a different {keys}")
+                } else {
+                    format!("different {keys}")
+                };
+                self.report(
+                    &raw[*j].referenced,
+                    &path.index(*j),
+                    format!(
+                        "this {kind} fault on {target} ({}) overlaps faults[{i}] at line {} \
+                         ({}) with {differs}; {target} has one {kind} setting at a \
+                         time, so the report could not say which one was applied",
+                        window(later),
+                        raw[*i].referenced.line(),
+                        window(earlier),
+                    ),
+                    Some(format!(
+                        "give both the same {keys} (overlapping windows of one fault compose: \
+                         on until the last one ends), or make the windows back to back"
+                    )),
+                );
+            }
+        }
     }
 
     fn fault(&mut self, raw: &Spanned<RawFault>, path: &Path, run_end: Duration) -> Option<Fault> {
