@@ -207,14 +207,20 @@ impl Draw {
         let mut settings: BTreeMap<&str, String> = BTreeMap::new();
         match bug {
             Some(Bug::AckBeforeEffect(s)) => {
-                // Work takes long enough that the crash always finds some in hand.
+                // Work takes long enough that the crash finds some in hand, with slots
+                // enough to keep up with the load.
                 let shape = services.get_mut(s).expect("a service");
-                (shape.2, shape.3) = (300, 500);
+                (shape.1, shape.2, shape.3) = (shape.1.max(64), 300, 500);
                 settings.insert(s, "commit: on_receive".into());
                 spare(&mut faults, s);
-                // A replay or a duplicated upstream event delivers the order again and
-                // re-drives the lost work: the loss would be healed, not missed.
-                faults.retain(|f| !f.contains("replay:") && !f.contains("duplicate:"));
+                // What would keep the service idle at the crash (an upstream crash or pause)
+                // or deliver its orders again (a replay, a duplicate) would hide or heal the
+                // loss: the bug would not show, which is not a miss.
+                faults.retain(|f| {
+                    !["replay:", "duplicate:", "crash:", "pause:"]
+                        .iter()
+                        .any(|kind| f.contains(kind))
+                });
                 faults.push(format!(
                     "{{ at: {middle}s, crash: {s}, restart_after: 1s }}"
                 ));
@@ -227,7 +233,7 @@ impl Draw {
             Some(Bug::ReorderedKey) => {
                 resubmits = 30;
                 faults.push(format!(
-                    "{{ at: 1s, for: {}s, reorder: order.created, keys: 50% }}",
+                    "{{ at: 1s, for: {}s, reorder: order.created }}",
                     self.seconds - 1
                 ));
             }
