@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod clock;
+pub mod config;
 pub mod events;
 pub mod http_client;
 pub mod latency;

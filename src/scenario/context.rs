@@ -24,14 +24,7 @@ pub struct Overrides {
 /// refused rather than multiplied through.
 pub const RATE_SCALE_MAX: f64 = 1000.0;
 
-/// How serious a `${NAME}` reference to an unset variable is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unset {
-    /// `validate`: said, and the values that need it are left unchecked.
-    Warning,
-    /// `run`: the scenario is refused.
-    Error,
-}
+pub use crate::config::check::Unset;
 
 /// Everything validation needs besides the file's text.
 pub struct Context<'a> {

@@ -9,50 +9,9 @@
 use std::fmt;
 
 use super::raw::{PathSegment, RawError};
-
-/// One thing wrong with a scenario file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based; 0 when the problem has no position (the file could not be read).
-    pub line: u32,
-    /// 1-based, in characters; 0 when the problem has no position.
-    pub column: u32,
-    /// Field path such as `load.phases[2].rate`; empty for the file as a whole.
-    pub path: String,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl Problem {
-    /// Writes `origin:line:col: path: message` and, if there is one, `  hint: ...` below.
-    pub fn render(&self, origin: &str, f: &mut impl fmt::Write) -> fmt::Result {
-        write!(f, "{origin}:")?;
-        if self.line > 0 {
-            write!(f, "{}:{}:", self.line, self.column)?;
-        }
-        if !self.path.is_empty() {
-            write!(f, " {}:", self.path)?;
-        }
-        write!(f, " {}", self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
-        }
-        Ok(())
-    }
-
-    /// The same shape with `warning: ` before the message: something validation could not
-    /// check, which does not stop the file from validating.
-    pub fn render_warning(&self, origin: &str) -> String {
-        let mut out = String::new();
-        let warning = Problem {
-            message: format!("warning: {}", self.message),
-            ..self.clone()
-        };
-        // Writing to a String cannot fail.
-        let _ = warning.render(origin, &mut out);
-        out
-    }
-}
+pub use crate::config::check::Problem;
+use crate::config::check::push_key;
+pub(crate) use crate::config::units::did_you_mean;
 
 /// A scenario that could not be loaded, with every problem found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,45 +124,6 @@ pub(crate) fn join_path(segments: &[PathSegment]) -> String {
         }
     }
     out
-}
-
-/// Appends one key to a path in the form `join_path` uses.
-pub(crate) fn push_key(out: &mut String, key: &str) {
-    let plain_word = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    let percentile =
-        key.starts_with('p') && key[1..].chars().all(|c| c.is_ascii_digit() || c == '.');
-    if plain_word || (percentile && key.len() > 1) {
-        if !out.is_empty() {
-            out.push('.');
-        }
-        out.push_str(key);
-    } else {
-        out.push_str(&format!("[{key:?}]"));
-    }
-}
-
-/// The closest candidate to a misspelled word, if it is close enough to be a likely typo.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, c)| *d > 0 && *d <= 2 && *d * 3 <= c.chars().count().max(3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut row = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            row[j + 1] = substitute.min(prev[j + 1] + 1).min(row[j] + 1);
-        }
-        prev = row;
-    }
-    prev[b.len()]
 }
 
 /// Translates serde-saphyr's structural error into one problem. Its messages are written

@@ -1,7 +1,7 @@
 //! Scenarios: a YAML file (or a bundled name) in, a validated [`Scenario`] out.
 //!
 //! The pipeline is `text -> raw.rs (serde shapes, positions) -> validate.rs (pure, every
-//! problem at once) -> model.rs`; `units.rs` reads human units, `error.rs` renders problems
+//! problem at once) -> model.rs`; `config::units` reads human units, `error.rs` renders problems
 //! as `file:line:col: path: message` with a hint. This module is the only part of doorbuster
 //! that reads scenario files; everything downstream consumes the checked model and never
 //! sees YAML.
@@ -14,7 +14,6 @@ mod raw;
 pub mod schema;
 pub mod target;
 mod template;
-pub mod units;
 mod validate;
 
 use std::path::{Path, PathBuf};

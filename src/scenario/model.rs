@@ -6,30 +6,7 @@
 
 use std::time::Duration;
 
-/// Arrivals per second. Always finite and non-negative once validated.
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub struct Rate(pub f64);
-
-impl Rate {
-    pub fn per_sec(self) -> f64 {
-        self.0
-    }
-}
-
-/// A share between 0 and 1 (written `2.5%` in YAML).
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub struct Share(pub f64);
-
-impl Share {
-    pub const ZERO: Share = Share(0.0);
-    pub fn fraction(self) -> f64 {
-        self.0
-    }
-}
+pub use crate::config::units::{Comparison, LatencyDist, Rate, Share, ShareThreshold};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Scenario {
@@ -345,26 +322,6 @@ pub struct Catalog {
     pub stock: u32,
 }
 
-/// A processing-time or response-time distribution.
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(tag = "dist", rename_all = "snake_case")]
-pub enum LatencyDist {
-    /// `5ms`
-    Fixed(Duration),
-    /// `5ms..20ms`
-    Uniform { low: Duration, high: Duration },
-    /// `normal(10ms, 2ms)`: mean, standard deviation; clamped at zero.
-    Normal { mean: Duration, std_dev: Duration },
-    /// `lognormal(120ms, 0.4)`: median and sigma of the underlying normal.
-    LogNormal { median: Duration, sigma: f64 },
-}
-
-impl LatencyDist {
-    pub const ZERO: LatencyDist = LatencyDist::Fixed(Duration::ZERO);
-}
-
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
@@ -431,26 +388,6 @@ pub struct Provider {
     pub timeout: Duration,
     /// Retries after a provider error (not after a decline), with exponential backoff.
     pub retries: u32,
-}
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Comparison {
-    AtLeast,
-    AtMost,
-    LessThan,
-    GreaterThan,
-}
-
-/// `">= 99.5%"`
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub struct ShareThreshold {
-    pub comparison: Comparison,
-    pub share: Share,
 }
 
 /// A stage the latency SLOs and histograms name.

@@ -13,16 +13,12 @@
 //! a phase is one struct with optional `ramp`, `hold`, `spike` and `pause` keys.
 
 use std::fmt;
-use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
-/// A leaf value: the scalar's text as written (unquoted), with where it was written.
-/// Reading `yes`, `5` or `1.0` as text keeps the user's spelling for messages and lets
-/// `validate.rs` refuse YAML 1.1 booleans instead of silently accepting them.
-pub type Text = Spanned<String>;
+pub use crate::config::tree::{Entries, Node, Text};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,115 +259,6 @@ pub struct RawCompare {
     pub latency_increase: Option<Text>,
     pub latency_floor: Option<Text>,
     pub rate_drop: Option<Text>,
-}
-
-/// A mapping with free-form keys, kept in file order with each key's position, so that an
-/// unknown stage or percentile points at the key itself. Duplicate keys are already refused
-/// by serde-saphyr.
-#[derive(Debug)]
-pub struct Entries<V>(pub Vec<(Text, V)>);
-
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor<V>(PhantomData<V>);
-
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
-            type Value = Entries<V>;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a mapping")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
-
-        deserializer.deserialize_map(EntriesVisitor(PhantomData))
-    }
-}
-
-/// Any YAML value, for the few places whose shape `validate.rs` checks itself.
-#[derive(Debug)]
-pub enum Node {
-    /// A scalar's text (YAML 1.1 booleans arrive already read as `true`/`false`).
-    Scalar(String),
-    Map(Entries<Spanned<Node>>),
-    List,
-    Null,
-}
-
-impl Node {
-    /// What this node is, for "expected ..., found ..." messages.
-    pub fn describe(&self) -> String {
-        match self {
-            Node::Scalar(text) => format!("{text:?}"),
-            Node::Map(_) => "a mapping".to_owned(),
-            Node::List => "a list".to_owned(),
-            Node::Null => "nothing".to_owned(),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NodeVisitor;
-
-        impl<'de> Visitor<'de> for NodeVisitor {
-            type Value = Node;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any YAML value")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_owned()))
-            }
-
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_string()))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_string()))
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_string()))
-            }
-
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_string()))
-            }
-
-            fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-                Ok(Node::Null)
-            }
-
-            fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-                Ok(Node::Null)
-            }
-
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-                Ok(Node::List)
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Node::Map(Entries(entries)))
-            }
-        }
-
-        deserializer.deserialize_any(NodeVisitor)
-    }
 }
 
 /// What the structural step failed on: serde-saphyr's error and the field path it was at.

@@ -13,7 +13,8 @@
 use super::model::{BrokerTarget, HttpTarget, Target};
 use crate::transport::BrokerKind;
 
-use super::units::UnitError;
+use crate::config::env::check_references;
+use crate::config::units::UnitError;
 
 /// The broker a URL scheme selects.
 pub fn kind_of_scheme(scheme: &str) -> Option<BrokerKind> {
@@ -182,74 +183,6 @@ pub fn parse_url(url: &str) -> Result<BrokerKind, UnitError> {
     check_references(url)?;
     check_has_host(url)?;
     Ok(kind)
-}
-
-/// `${NAME}` references must be closed and name a variable (letters, digits, `_`).
-pub fn check_references(text: &str) -> Result<(), UnitError> {
-    references(text).map(|_| ())
-}
-
-/// The variables a text's `${NAME}` references name, in order (repeats kept).
-pub fn references(text: &str) -> Result<Vec<String>, UnitError> {
-    let mut names = Vec::new();
-    expand_with(text, |name| {
-        names.push(name.to_owned());
-        Some(String::new())
-    })?;
-    Ok(names)
-}
-
-/// Replaces every `${NAME}` with what `lookup` gives; an unset variable is an error.
-pub fn expand_from(
-    text: &str,
-    lookup: impl FnMut(&str) -> Option<String>,
-) -> Result<String, UnitError> {
-    expand_with(text, lookup)
-}
-
-/// Replaces every `${NAME}` with the environment variable's value.
-pub fn expand_env(text: &str) -> Result<String, UnitError> {
-    expand_with(text, |name| std::env::var(name).ok())
-}
-
-fn expand_with(
-    text: &str,
-    mut lookup: impl FnMut(&str) -> Option<String>,
-) -> Result<String, UnitError> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            return Err(UnitError::new(
-                format!("unclosed `${{` in {text:?}"),
-                Some("write a reference as ${NAME}"),
-            ));
-        };
-        let name = &after[..end];
-        let valid = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
-            return Err(UnitError::new(
-                format!("`${{{name}}}` is not an environment variable reference"),
-                Some("write a reference as ${NAME}, with letters, digits and _"),
-            ));
-        }
-        match lookup(name) {
-            Some(value) => out.push_str(&value),
-            None => {
-                return Err(UnitError::new(
-                    format!("the environment variable {name} is not set"),
-                    Some("export it before the run; credentials come only from the environment"),
-                ));
-            }
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// The hosts of a URL's authority (`a:1,b:2` lists several, as Kafka's bootstrap does).
@@ -438,13 +371,13 @@ mod tests {
     fn references_expand_from_the_environment_only() {
         let lookup = |name: &str| (name == "PW").then(|| "s3cret".to_owned());
         assert_eq!(
-            expand_with("amqp://u:${PW}@h", lookup).unwrap(),
+            crate::config::env::expand_from("amqp://u:${PW}@h", lookup).unwrap(),
             "amqp://u:s3cret@h"
         );
-        assert!(expand_with("amqp://u:${MISSING}@h", lookup).is_err());
-        assert!(expand_with("amqp://u:${PW@h", lookup).is_err());
-        assert!(expand_with("amqp://u:${1X}@h", lookup).is_err());
-        assert!(check_references("redis://${ANY_NAME}:6379").is_ok());
+        assert!(crate::config::env::expand_from("amqp://u:${MISSING}@h", lookup).is_err());
+        assert!(crate::config::env::expand_from("amqp://u:${PW@h", lookup).is_err());
+        assert!(crate::config::env::expand_from("amqp://u:${1X}@h", lookup).is_err());
+        assert!(crate::config::env::check_references("redis://${ANY_NAME}:6379").is_ok());
     }
 
     #[test]

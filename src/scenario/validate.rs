@@ -11,11 +11,16 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::context::{Context, RATE_SCALE_MAX, Unset};
-use super::error::{Problem, did_you_mean, push_key};
+use super::context::{Context, RATE_SCALE_MAX};
 use super::model::*;
 use super::raw::*;
-use super::units::{self, RATE_MAX_PER_SEC, UnitError, quoted};
+use crate::config::check::{Checker, Path, Problem, Spot};
+use crate::config::env;
+use crate::config::tree::{Entries, Node, Text};
+use crate::config::units::{
+    self, RATE_MAX_PER_SEC, UnitError, choice, did_you_mean, duration_in, int_in, parse_name,
+    quoted, threshold_or_off,
+};
 use crate::transport::{BrokerKind, QueueType};
 
 mod faults;
@@ -28,7 +33,6 @@ const PHASES_MAX: usize = 1000;
 /// entry, its due time, its ground truth): 100 million is several gigabytes, and more is a
 /// typo in a rate or a duration, not a test that fits on one machine.
 const ORDERS_MAX: f64 = 100_000_000.0;
-const NAME_LEN_MAX: usize = 64;
 
 /// Every word `target:` (or its `kind:`) accepts.
 const TARGET_KINDS: [&str; 5] = ["embedded", "kafka", "nats", "rabbitmq", "redis"];
@@ -81,8 +85,7 @@ type Checked = Result<(Scenario, Vec<Problem>), (Vec<Problem>, Vec<Problem>)>;
 /// `Ok` holds the warnings, `Err` every problem and the warnings, each in file order.
 pub fn validate(raw: &Spanned<RawScenario>, context: &Context) -> Checked {
     let mut v = Validator {
-        problems: Vec::new(),
-        warnings: Vec::new(),
+        check: Checker::new(context.env, context.unset),
         context,
         rate_scale: None,
         spots: Spots::default(),
@@ -90,60 +93,39 @@ pub fn validate(raw: &Spanned<RawScenario>, context: &Context) -> Checked {
     let scenario = v.scenario(raw);
     // Missing keys are found after their siblings; file order reads best. Problems of a
     // command-line flag have no position and come first.
-    v.warnings.sort_by_key(|p| (p.line, p.column));
-    if v.problems.is_empty() {
-        Ok((scenario, v.warnings))
+    let Checker {
+        mut problems,
+        mut warnings,
+        ..
+    } = v.check;
+    warnings.sort_by_key(|p| (p.line, p.column));
+    if problems.is_empty() {
+        Ok((scenario, warnings))
     } else {
-        v.problems.sort_by_key(|p| (p.line, p.column));
-        Err((v.problems, v.warnings))
-    }
-}
-
-/// A field path under construction: `load.phases[2].rate`.
-#[derive(Clone)]
-struct Path(String);
-
-impl Path {
-    fn key(&self, key: &str) -> Path {
-        let mut out = self.0.clone();
-        push_key(&mut out, key);
-        Path(out)
-    }
-
-    fn index(&self, i: usize) -> Path {
-        Path(format!("{}[{i}]", self.0))
+        problems.sort_by_key(|p| (p.line, p.column));
+        Err((problems, warnings))
     }
 }
 
 struct Validator<'a> {
-    problems: Vec<Problem>,
-    warnings: Vec<Problem>,
+    check: Checker<'a>,
     context: &'a Context<'a>,
     /// `--rate-scale`, once it is known to be a valid factor.
     rate_scale: Option<f64>,
     spots: Spots,
 }
 
-/// Where a value is from: a position in the file, or a command-line flag (no position).
-#[derive(Clone)]
-struct Spot {
-    at: Option<Location>,
-    path: Path,
+impl<'a> std::ops::Deref for Validator<'a> {
+    type Target = Checker<'a>;
+
+    fn deref(&self) -> &Checker<'a> {
+        &self.check
+    }
 }
 
-impl Spot {
-    fn at(at: &Location, path: Path) -> Spot {
-        Spot {
-            at: Some(*at),
-            path,
-        }
-    }
-
-    fn flag(name: &str) -> Spot {
-        Spot {
-            at: None,
-            path: Path(name.to_owned()),
-        }
+impl std::ops::DerefMut for Validator<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.check
     }
 }
 
@@ -160,97 +142,9 @@ struct Spots {
     faults: Vec<Spot>,
 }
 
-fn pos(location: &Location) -> (u32, u32) {
-    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-    (clamp(location.line()), clamp(location.column()))
-}
-
-fn spot_problem(spot: &Spot, message: String, hint: Option<String>) -> Problem {
-    let (line, column) = spot.at.as_ref().map_or((0, 0), pos);
-    Problem {
-        line,
-        column,
-        path: spot.path.0.clone(),
-        message,
-        hint,
-    }
-}
-
 impl Validator<'_> {
-    fn report(&mut self, at: &Location, path: &Path, message: String, hint: Option<String>) {
-        self.report_spot(&Spot::at(at, path.clone()), message, hint);
-    }
-
-    fn report_spot(&mut self, spot: &Spot, message: String, hint: Option<String>) {
-        let problem = spot_problem(spot, message, hint);
-        self.problems.push(problem);
-    }
-
-    fn warn_spot(&mut self, spot: &Spot, message: String, hint: Option<String>) {
-        let problem = spot_problem(spot, message, hint);
-        self.warnings.push(problem);
-    }
-
-    /// Parses one present value; on failure records the problem and returns `None`.
-    fn parse<T>(
-        &mut self,
-        text: &Text,
-        path: &Path,
-        parse: impl FnOnce(&str) -> Result<T, UnitError>,
-    ) -> Option<T> {
-        match parse(&text.value) {
-            Ok(value) => Some(value),
-            Err(e) => {
-                self.report(&text.referenced, path, e.message, e.hint);
-                None
-            }
-        }
-    }
-
-    /// An optional key: its parsed value, or `default` when absent (or invalid, in which
-    /// case the problem is recorded and the result is never used).
-    fn or_default<T>(
-        &mut self,
-        text: &Option<Text>,
-        path: &Path,
-        default: T,
-        parse: impl FnOnce(&str) -> Result<T, UnitError>,
-    ) -> T {
-        match text {
-            Some(text) => self.parse(text, path, parse).unwrap_or(default),
-            None => default,
-        }
-    }
-
-    /// A required key; a missing one is reported at its parent mapping.
-    fn required<T>(
-        &mut self,
-        text: &Option<Text>,
-        parent: &Location,
-        path: &Path,
-        example: &str,
-        parse: impl FnOnce(&str) -> Result<T, UnitError>,
-    ) -> Option<T> {
-        match text {
-            Some(text) => self.parse(text, path, parse),
-            None => {
-                self.missing(parent, path, example);
-                None
-            }
-        }
-    }
-
-    fn missing(&mut self, parent: &Location, path: &Path, example: &str) {
-        self.report(
-            parent,
-            path,
-            "this required key is missing".to_owned(),
-            Some(format!("add it, e.g. `{example}`")),
-        );
-    }
-
     fn scenario(&mut self, raw: &Spanned<RawScenario>) -> Scenario {
-        let root = Path(String::new());
+        let root = Path::root();
         let at = &raw.referenced;
         let raw = &raw.value;
         let name = self
@@ -500,48 +394,6 @@ impl Validator<'_> {
         }
     }
 
-    /// A value with its `${NAME}` references expanded from the context's environment, or
-    /// `None` if one is unset: an error for `run`, a warning for `validate` (the value is
-    /// then checked when the run expands it). Malformed references are reported where the
-    /// value is read; they give `None` here.
-    fn expand(&mut self, text: &str, spot: &Spot) -> Option<String> {
-        let env = self.context.env;
-        let mut unset: Vec<String> = Vec::new();
-        for name in super::target::references(text).ok()? {
-            if env(&name).is_none() && !unset.contains(&name) {
-                unset.push(name);
-            }
-        }
-        if unset.is_empty() {
-            return super::target::expand_from(text, env).ok();
-        }
-        for name in unset {
-            match self.context.unset {
-                Unset::Error => self.report_spot(
-                    spot,
-                    format!("the environment variable {name} is not set"),
-                    Some(
-                        "export it before the run; credentials come only from the environment"
-                            .to_owned(),
-                    ),
-                ),
-                Unset::Warning => self.warn_spot(
-                    spot,
-                    format!(
-                        "the environment variable {name} is not set here; `run` refuses the \
-                         scenario while it is unset"
-                    ),
-                    Some(
-                        "set it where the scenario runs (a CI secret, say); the value is \
-                         checked then"
-                            .to_owned(),
-                    ),
-                ),
-            }
-        }
-        None
-    }
-
     fn target(&mut self, raw: Option<&Spanned<RawTarget>>, path: &Path) -> Target {
         let embedded = EmbeddedTarget {
             partitions: 12,
@@ -788,7 +640,7 @@ impl Validator<'_> {
                     continue;
                 }
                 if self
-                    .parse(value, &header_path, super::target::check_references)
+                    .parse(value, &header_path, env::check_references)
                     .is_some()
                 {
                     http.headers.push((name.clone(), value.value.clone()));
@@ -1507,116 +1359,6 @@ fn placeholder_load() -> Load {
         phases: Vec::new(),
         drain: Duration::from_secs(30),
         max_send_lag: Duration::from_millis(100),
-    }
-}
-
-/// A scenario name: lowercase letters, digits and dashes, since it names report folders.
-fn parse_name(text: &str) -> Result<String, UnitError> {
-    let valid = !text.is_empty()
-        && text.len() <= NAME_LEN_MAX
-        && text
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if valid {
-        return Ok(text.to_owned());
-    }
-    let slug: String = text
-        .to_lowercase()
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    let example = if slug.is_empty() || slug.len() > NAME_LEN_MAX {
-        "black-friday".to_owned()
-    } else {
-        slug
-    };
-    Err(UnitError {
-        message: format!(
-            "{} is not a valid name: use 1 to {NAME_LEN_MAX} lowercase letters, digits and dashes",
-            quoted(text)
-        ),
-        hint: Some(format!("write a name like {example:?}")),
-    })
-}
-
-/// A whole number within inclusive bounds.
-fn int_in(text: &str, min: u64, max: u64) -> Result<u64, UnitError> {
-    let expected = if max == u64::MAX || (max == u64::from(u32::MAX) && min == 0) {
-        format!("at least {min}")
-    } else {
-        format!("{min} to {max}")
-    };
-    let out_of_range = || UnitError {
-        message: format!("{} is out of range: expected {expected}", quoted(text)),
-        hint: None,
-    };
-    match units::parse_integer(text) {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        Ok(_) => Err(out_of_range()),
-        // "-1" is a number, just outside the range; "four" is not a number at all.
-        Err(_) if text.trim().starts_with('-') => Err(out_of_range()),
-        Err(e) => Err(UnitError {
-            message: format!(
-                "expected a whole number ({expected}), found {}",
-                quoted(text)
-            ),
-            hint: e.hint,
-        }),
-    }
-}
-
-/// A duration, optionally above zero, at most `max`.
-fn duration_in(text: &str, positive: bool, max: Duration) -> Result<Duration, UnitError> {
-    let d = units::parse_duration(text)?;
-    if positive && d.is_zero() {
-        return Err(UnitError {
-            message: format!("{} must be longer than zero", quoted(text)),
-            hint: Some(units::DURATION_HINT.to_owned()),
-        });
-    }
-    if d > max {
-        return Err(UnitError {
-            message: format!(
-                "{} is above the limit of {}",
-                quoted(text),
-                humantime::format_duration(max)
-            ),
-            hint: None,
-        });
-    }
-    Ok(d)
-}
-
-/// One of a closed set of words; the error lists them and suggests the nearest.
-fn choice<T: Clone>(text: &str, what: &str, options: &[(&str, T)]) -> Result<T, UnitError> {
-    if let Some((_, value)) = options.iter().find(|(name, _)| *name == text) {
-        return Ok(value.clone());
-    }
-    let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-    Err(UnitError {
-        message: format!(
-            "{} is not {what}; expected one of {}",
-            quoted(text),
-            names.join(", ")
-        ),
-        hint: did_you_mean(text, &names).map(|s| format!("did you mean {s:?}?")),
-    })
-}
-
-/// A success-rate threshold, or `off` (or `false`) to disable the check.
-fn threshold_or_off(text: &str) -> Result<Option<ShareThreshold>, UnitError> {
-    match text.trim() {
-        "off" | "false" => Ok(None),
-        _ => units::parse_share_threshold(text)
-            .map(Some)
-            .map_err(|mut e| {
-                e.hint = Some(
-                    r#"write a threshold like ">= 99.5%", or `off` to disable the check"#
-                        .to_owned(),
-                );
-                e
-            }),
     }
 }
 

@@ -298,14 +298,14 @@ pub async fn connect(
 /// validation has made the same check with the file position; this call is what stands
 /// between a target built in code (tests, `bench`) and the network.
 pub fn expand_and_guard(url: &str, allow_remote: bool) -> Result<String, TransportError> {
-    let config_error = |e: crate::scenario::units::UnitError| TransportError::Config {
+    let config_error = |e: crate::config::units::UnitError| TransportError::Config {
         target: redact_url(url),
         reason: match e.hint {
             Some(hint) => format!("{} ({hint})", e.message),
             None => e.message,
         },
     };
-    let expanded = crate::scenario::target::expand_env(url).map_err(config_error)?;
+    let expanded = crate::config::env::expand_env(url).map_err(config_error)?;
     crate::scenario::target::check_expanded(&expanded, &redact_url(url), allow_remote)
         .map_err(config_error)?;
     Ok(expanded)

@@ -70,7 +70,7 @@ pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, Transpor
         reqwest::Url::parse(&url).map_err(|e| config_error(format!("not a valid URL: {e}")))?;
     let mut headers = HeaderMap::new();
     for (name, value) in &target.headers {
-        let value = crate::scenario::target::expand_env(value)
+        let value = crate::config::env::expand_env(value)
             .map_err(|e| config_error(format!("header {name}: {}", e.message)))?;
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| config_error(format!("{name:?} is not an HTTP header name")))?;

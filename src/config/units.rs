@@ -9,7 +9,74 @@
 
 use std::time::Duration;
 
-use super::model::{Comparison, LatencyDist, Rate, Share, ShareThreshold};
+// ---- The unit types of the validated model -----------------------------------------
+
+/// Arrivals per second. Always finite and non-negative once validated.
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct Rate(pub f64);
+
+impl Rate {
+    pub fn per_sec(self) -> f64 {
+        self.0
+    }
+}
+
+/// A share between 0 and 1 (written `2.5%` in YAML).
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct Share(pub f64);
+
+impl Share {
+    pub const ZERO: Share = Share(0.0);
+    pub fn fraction(self) -> f64 {
+        self.0
+    }
+}
+
+/// A processing-time or response-time distribution.
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(tag = "dist", rename_all = "snake_case")]
+pub enum LatencyDist {
+    /// `5ms`
+    Fixed(Duration),
+    /// `5ms..20ms`
+    Uniform { low: Duration, high: Duration },
+    /// `normal(10ms, 2ms)`: mean, standard deviation; clamped at zero.
+    Normal { mean: Duration, std_dev: Duration },
+    /// `lognormal(120ms, 0.4)`: median and sigma of the underlying normal.
+    LogNormal { median: Duration, sigma: f64 },
+}
+
+impl LatencyDist {
+    pub const ZERO: LatencyDist = LatencyDist::Fixed(Duration::ZERO);
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    AtLeast,
+    AtMost,
+    LessThan,
+    GreaterThan,
+}
+
+/// `">= 99.5%"`
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct ShareThreshold {
+    pub comparison: Comparison,
+    pub share: Share,
+}
+
+// ---- Parsers ---------------------------------------------------------------------
 
 /// Why one scalar could not be read. `validate.rs` adds the position and the field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,6 +562,127 @@ pub fn parse_percentile(text: &str) -> Result<f64, UnitError> {
                 None,
             )
         })
+}
+
+/// The closest candidate to a misspelled word, if it is close enough to be a likely typo
+/// (Levenshtein distance 1 or 2, at most a third of the candidate's length).
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::levenshtein(word, c), *c))
+        .filter(|(d, c)| *d > 0 && *d <= 2 && *d * 3 <= c.chars().count().max(3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// The longest a scenario name may be: it names report folders.
+pub const NAME_LEN_MAX: usize = 64;
+
+/// A scenario name: lowercase letters, digits and dashes, since it names report folders.
+pub fn parse_name(text: &str) -> Result<String, UnitError> {
+    let valid = !text.is_empty()
+        && text.len() <= NAME_LEN_MAX
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        return Ok(text.to_owned());
+    }
+    let slug: String = text
+        .to_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let example = if slug.is_empty() || slug.len() > NAME_LEN_MAX {
+        "black-friday".to_owned()
+    } else {
+        slug
+    };
+    Err(UnitError {
+        message: format!(
+            "{} is not a valid name: use 1 to {NAME_LEN_MAX} lowercase letters, digits and dashes",
+            quoted(text)
+        ),
+        hint: Some(format!("write a name like {example:?}")),
+    })
+}
+
+/// A whole number within inclusive bounds.
+pub fn int_in(text: &str, min: u64, max: u64) -> Result<u64, UnitError> {
+    let expected = if max == u64::MAX || (max == u64::from(u32::MAX) && min == 0) {
+        format!("at least {min}")
+    } else {
+        format!("{min} to {max}")
+    };
+    let out_of_range = || UnitError {
+        message: format!("{} is out of range: expected {expected}", quoted(text)),
+        hint: None,
+    };
+    match parse_integer(text) {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(out_of_range()),
+        // "-1" is a number, just outside the range; "four" is not a number at all.
+        Err(_) if text.trim().starts_with('-') => Err(out_of_range()),
+        Err(e) => Err(UnitError {
+            message: format!(
+                "expected a whole number ({expected}), found {}",
+                quoted(text)
+            ),
+            hint: e.hint,
+        }),
+    }
+}
+
+/// A duration, optionally above zero, at most `max`.
+pub fn duration_in(text: &str, positive: bool, max: Duration) -> Result<Duration, UnitError> {
+    let d = parse_duration(text)?;
+    if positive && d.is_zero() {
+        return Err(UnitError {
+            message: format!("{} must be longer than zero", quoted(text)),
+            hint: Some(DURATION_HINT.to_owned()),
+        });
+    }
+    if d > max {
+        return Err(UnitError {
+            message: format!(
+                "{} is above the limit of {}",
+                quoted(text),
+                humantime::format_duration(max)
+            ),
+            hint: None,
+        });
+    }
+    Ok(d)
+}
+
+/// One of a closed set of words; the error lists them and suggests the nearest.
+pub fn choice<T: Clone>(text: &str, what: &str, options: &[(&str, T)]) -> Result<T, UnitError> {
+    if let Some((_, value)) = options.iter().find(|(name, _)| *name == text) {
+        return Ok(value.clone());
+    }
+    let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+    Err(UnitError {
+        message: format!(
+            "{} is not {what}; expected one of {}",
+            quoted(text),
+            names.join(", ")
+        ),
+        hint: did_you_mean(text, &names).map(|s| format!("did you mean {s:?}?")),
+    })
+}
+
+/// A success-rate threshold, or `off` (or `false`) to disable the check.
+pub fn threshold_or_off(text: &str) -> Result<Option<ShareThreshold>, UnitError> {
+    match text.trim() {
+        "off" | "false" => Ok(None),
+        _ => parse_share_threshold(text).map(Some).map_err(|mut e| {
+            e.hint = Some(
+                r#"write a threshold like ">= 99.5%", or `off` to disable the check"#.to_owned(),
+            );
+            e
+        }),
+    }
 }
 
 #[cfg(test)]
