@@ -8,9 +8,10 @@
 
 pub mod check;
 pub mod env;
+pub mod schema;
 pub mod tree;
 pub mod units;
 
 pub use check::{Checker, Path, Problem, Spot, Unset};
-pub use tree::{Entries, Leaf, Node, Text};
+pub use tree::{Entries, Node, Text};
 pub use units::UnitError;

@@ -1,6 +1,5 @@
 //! The shapes a scenario file is read into before validation: every leaf kept as its text
-//! with its position ([`Text`]), typed leaves that also give the JSON Schema ([`Leaf`]),
-//! free-form mappings in file order ([`Entries`]) and any value ([`Node`]) for the few places
+//! with its position ([`Text`]), free-form mappings in file order ([`Entries`]) and any value ([`Node`]) for the few places
 //! whose shape is checked by hand.
 //!
 //! Spans survive only on plain structs, lists and maps: serde's buffering for
@@ -44,61 +43,6 @@ impl From<Spanned<String>> for Text {
 impl AsRef<Text> for Text {
     fn as_ref(&self) -> &Text {
         self
-    }
-}
-
-/// A leaf that validation reads as a `T`: its text with its position, and `T`'s JSON Schema
-/// for editors, from the one field declaration. `T` is a unit (`units::schema::Duration`),
-/// a model enum (`QueueType`), or a plain type (`u32`, `bool`, `String`).
-pub struct Leaf<T> {
-    pub text: Text,
-    unit: PhantomData<fn() -> T>,
-}
-
-impl<T> fmt::Debug for Leaf<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.text.fmt(f)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for Leaf<T> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Text::deserialize(deserializer).map(|text| Leaf {
-            text,
-            unit: PhantomData,
-        })
-    }
-}
-
-impl<T> AsRef<Text> for Leaf<T> {
-    fn as_ref(&self) -> &Text {
-        &self.text
-    }
-}
-
-impl<T> std::ops::Deref for Leaf<T> {
-    type Target = Text;
-
-    fn deref(&self) -> &Text {
-        &self.text
-    }
-}
-
-impl<T: schemars::JsonSchema> schemars::JsonSchema for Leaf<T> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        T::schema_name()
-    }
-
-    fn schema_id() -> std::borrow::Cow<'static, str> {
-        T::schema_id()
-    }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        T::json_schema(generator)
-    }
-
-    fn inline_schema() -> bool {
-        T::inline_schema()
     }
 }
 

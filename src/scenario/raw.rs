@@ -20,58 +20,122 @@ use serde_saphyr::Spanned;
 
 pub use crate::config::tree::{Entries, Node, Text};
 
-#[derive(Debug, Deserialize)]
+/// A doorbuster scenario: load, orders, services, the payment provider and the checks, on
+/// one clock. Only `name` and `load.phases` are required.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "doorbuster scenario")]
 pub struct RawScenario {
+    /// Lowercase letters, digits and dashes, e.g. `black-friday`.
+    #[schemars(required, with = "crate::config::schema::Name")]
     pub name: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub description: Option<Text>,
+    /// One seed drives the whole run; every report prints it. Default 1.
+    #[schemars(with = "Option<crate::config::schema::Int<0, {u64::MAX}>>")]
     pub seed: Option<Text>,
+    #[schemars(with = "Option<RawTarget>")]
     pub target: Option<Spanned<RawTarget>>,
+    #[schemars(required, with = "RawLoad")]
     pub load: Option<Spanned<RawLoad>>,
+    #[schemars(with = "Option<RawOrders>")]
     pub orders: Option<Spanned<RawOrders>>,
+    #[schemars(with = "Option<RawServices>")]
     pub services: Option<Spanned<RawServices>>,
+    #[schemars(with = "Option<RawProvider>")]
     pub provider: Option<Spanned<RawProvider>>,
+    #[schemars(with = "Option<RawChecks>")]
     pub checks: Option<Spanned<RawChecks>>,
+    /// Faults on the scenario's clock, e.g. `{ at: 80s, crash: email, restart_after: 10s }`.
+    #[schemars(with = "Option<Vec<RawFault>>")]
     pub faults: Option<Spanned<Vec<Spanned<RawFault>>>>,
 }
 
 /// One fault on the timeline. Exactly one kind key (`crash`, `pause`, `latency`, `errors`,
 /// `duplicate`, `provider_outage`, `replay`, `exec`), its companions, and `at`/`for`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFault {
+    /// Start, on the run's clock.
+    #[schemars(required, with = "crate::config::schema::Duration")]
     pub at: Option<Text>,
     #[serde(rename = "for")]
+    /// How long it lasts (pause, latency, errors, poison, duplicate, reorder,
+    /// provider_outage).
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub for_: Option<Text>,
+    /// The service's consumers stop without committing.
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
     pub crash: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub restart_after: Option<Text>,
+    /// The service stops consuming, keeping its partitions.
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
     pub pause: Option<Text>,
+    /// Added processing time for the service (with `add`).
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
     pub latency: Option<Text>,
+    /// The added time: quote it inside `{ }` when it has a comma.
+    #[schemars(with = "Option<crate::config::schema::Latency>")]
     pub add: Option<Text>,
+    /// The service fails deliveries (nack).
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
     pub errors: Option<Text>,
+    /// Events of the picked orders, intended inside the window, always fail at the service
+    /// (poison messages); with `max_deliveries` they end on `order.dead_letter`.
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
     pub poison: Option<Text>,
+    /// Deliveries arrive twice at the service.
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
     pub duplicate: Option<Text>,
+    /// Share of deliveries the fault touches (default 100%).
+    #[schemars(with = "Option<crate::config::schema::Share>")]
     pub share: Option<Text>,
+    /// Share of orders the fault touches (default 100%).
+    #[schemars(with = "Option<crate::config::schema::Share>")]
     pub keys: Option<Text>,
+    #[schemars(with = "Option<RawOutage>")]
     pub provider_outage: Option<Spanned<RawOutage>>,
+    /// Events of one key delivered out of order on this topic, e.g. `order.created`.
+    #[schemars(with = "Option<String>")]
     pub reorder: Option<Text>,
+    /// Rewind the service's consumer group (`to: earliest` or a run time).
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
     pub replay: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub to: Option<Text>,
+    /// A command run with `sh -c`; its output goes to the run folder.
+    #[schemars(with = "Option<String>")]
     pub exec: Option<Text>,
+    /// A fault on the TCP link to a networked broker, through the built-in fault proxy.
+    #[schemars(with = "Option<LinkKind>")]
     pub link: Option<Text>,
+    /// Link latency: the added delay.
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub delay: Option<Text>,
+    /// Link latency: uniform jitter around `delay`.
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub jitter: Option<Text>,
+    /// Link bandwidth: bytes per second, per connection and direction.
+    #[schemars(with = "Option<crate::config::schema::Int<1, {u64::MAX}>>")]
     pub bytes_per_sec: Option<Text>,
+    /// Which way a link fault acts (default both).
+    #[schemars(with = "Option<crate::chaos::proxy::Direction>")]
     pub direction: Option<Text>,
 }
 
+/// The payment provider fails a share of calls:
 /// `provider_outage: { errors: 30%, latency: 2s, status: 503, retry_after: 1s }`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutage {
+    #[schemars(with = "Option<crate::config::schema::Share>")]
     pub errors: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Latency>")]
     pub latency: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Int<400, 599>>")]
     pub status: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub retry_after: Option<Text>,
 }
 
@@ -84,21 +148,76 @@ pub enum RawTarget {
     Map(Box<RawTargetMap>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTargetMap {
+    /// The broker; optional when `url` is given (its scheme selects the broker).
+    #[schemars(with = "Option<TargetName>")]
     pub kind: Option<Text>,
+    /// The broker's URL; credentials only as `${ENV}` references.
+    #[schemars(with = "Option<crate::config::schema::TargetUrl>")]
     pub url: Option<Text>,
+    /// Partitions per topic (1..=1024, default 12); Kafka and the embedded broker.
+    #[schemars(with = "Option<crate::config::schema::Int<1, 1024>>")]
     pub partitions: Option<Text>,
+    /// Events kept per partition (default 1000000); embedded broker only.
+    #[schemars(with = "Option<crate::config::schema::Int<1000, {u64::MAX}>>")]
     pub retention: Option<Text>,
+    /// Kafka producer acks (default all).
+    #[schemars(with = "Option<Acks>")]
     pub acks: Option<Text>,
+    /// Kafka idempotent producer (default true).
+    #[schemars(with = "Option<bool>")]
     pub idempotent: Option<Text>,
+    /// RabbitMQ queue type (default classic).
+    #[schemars(with = "Option<crate::transport::QueueType>")]
     pub queue_type: Option<Text>,
+    /// Time a delivery may stay unacked before the broker hands it to another member
+    /// (default 30s).
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub ack_wait: Option<Text>,
+    /// Deliveries of one event before the broker gives up on it (default unlimited).
+    #[schemars(with = "Option<crate::config::schema::Int<1, {u32::MAX as u64}>>")]
     pub max_deliver: Option<Text>,
+    /// Allow a host outside loopback (default false).
+    #[schemars(with = "Option<bool>")]
     pub allow_remote: Option<Text>,
     /// Checkout endpoints only: header name to value.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
     pub headers: Option<Spanned<std::collections::BTreeMap<String, Text>>>,
+}
+
+crate::words_schema!(
+    /// `target: embedded` or a broker kind on its loopback default port.
+    TargetName,
+    super::validate::TARGET_KINDS
+);
+crate::words_schema!(
+    /// Kafka producer acks.
+    Acks,
+    super::validate::ACKS
+);
+crate::words_schema!(
+    /// A fault on the TCP link, through the built-in fault proxy.
+    LinkKind,
+    crate::chaos::proxy::LinkToxic::KINDS
+);
+
+impl schemars::JsonSchema for RawTarget {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Target")
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Where the orders go: `embedded` (the in-process broker, the default), a broker kind on its loopback default port (`redis`), a broker URL (`redis://127.0.0.1:6379`), a checkout endpoint's URL (`http://127.0.0.1:8080/checkout`), or a block.",
+            "anyOf": [
+                generator.subschema_for::<TargetName>(),
+                generator.subschema_for::<crate::config::schema::TargetUrl>(),
+                generator.subschema_for::<RawTargetMap>(),
+            ]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for RawTarget {
@@ -143,121 +262,215 @@ impl<'de> Deserialize<'de> for RawTarget {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The arrival schedule: orders arrive on it whether or not earlier ones finished.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLoad {
+    /// `poisson` (default) or `uniform`.
+    #[schemars(with = "Option<crate::scenario::model::Arrivals>")]
     pub arrivals: Option<Text>,
+    /// A checkout not acked within this time has failed (default `2s`).
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub checkout_timeout: Option<Text>,
+    /// What a checkout waits for: `{ mode: async }` (default) or `{ mode: sync }`.
+    #[schemars(with = "Option<RawCheckout>")]
     pub checkout: Option<Spanned<RawCheckout>>,
+    /// At most this many checkouts in flight (default 10000).
+    #[schemars(with = "Option<crate::config::schema::Int<1, 1000000>>")]
     pub max_in_flight: Option<Text>,
+    /// The run is INVALID when the generator's own send-lag p99 exceeds this (default `100ms`).
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub max_send_lag: Option<Text>,
+    /// One kind per phase: `{ ramp: 30s, from: 50/s, to: 500/s }`, `{ hold: 40s, rate: 500/s }`,
+    /// `{ spike: 15s, rate: 1500/s }`, `{ pause: 5s }`.
+    #[schemars(required, with = "Vec<RawPhase>", length(min = 1, max = 1000))]
     pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
+    /// After the last phase, time for the pipeline to settle before the checks (default `30s`).
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub drain: Option<Text>,
 }
 
 /// `checkout: { mode: sync }`: a mapping, so that later checkout settings (an HTTP
 /// checkout endpoint in observe mode) have a place next to the mode.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheckout {
+    #[schemars(with = "Option<crate::scenario::model::CheckoutMode>")]
     pub mode: Option<Text>,
 }
 
 /// One phase; exactly one of `ramp`, `hold`, `spike`, `pause` must be present (checked in
 /// `validate.rs`, so that a phase with two kinds is reported next to every other problem).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPhase {
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub ramp: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub hold: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub spike: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub pause: Option<Text>,
+    /// Ramp start rate, e.g. `50/s`.
+    #[schemars(with = "Option<crate::config::schema::Rate>")]
     pub from: Option<Text>,
+    /// Ramp end rate, e.g. `500/s`.
+    #[schemars(with = "Option<crate::config::schema::Rate>")]
     pub to: Option<Text>,
+    /// Hold or spike rate, e.g. `500/s`.
+    #[schemars(with = "Option<crate::config::schema::Rate>")]
     pub rate: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The fake orders: catalog, line items, declines and resubmits.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOrders {
+    #[schemars(with = "Option<RawCatalog>")]
     pub catalog: Option<Spanned<RawCatalog>>,
+    /// Line items per order: `1..5` or `3` (default `1..5`).
+    #[schemars(with = "Option<crate::config::schema::Items>")]
     pub items: Option<Text>,
+    /// Only `en_US` for now.
+    #[schemars(with = "Option<String>")]
     pub locale: Option<Text>,
+    /// Share of cards the provider declines (business outcomes), e.g. `2%`.
+    #[schemars(with = "Option<crate::config::schema::Share>")]
     pub declines: Option<Text>,
+    /// Share of shoppers who click "buy" twice (same idempotency key), e.g. `0.5%`.
+    #[schemars(with = "Option<crate::config::schema::Share>")]
     pub resubmits: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCatalog {
+    #[schemars(with = "Option<crate::config::schema::Int<1, 1000000>>")]
     pub products: Option<Text>,
+    /// `zipf(1.1)` or `uniform`.
+    #[schemars(with = "Option<crate::config::schema::Popularity>")]
     pub popularity: Option<Text>,
+    /// Units in stock per product at the start.
+    #[schemars(with = "Option<crate::config::schema::Int<0, {u32::MAX as u64}>>")]
     pub stock: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The standard topology; override only what differs.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServices {
+    #[schemars(with = "Option<RawService>")]
     pub payment: Option<Spanned<RawService>>,
+    #[schemars(with = "Option<RawService>")]
     pub inventory: Option<Spanned<RawService>>,
+    #[schemars(with = "Option<RawService>")]
     pub email: Option<Spanned<RawService>>,
+    #[schemars(with = "Option<RawService>")]
     pub warehouse: Option<Spanned<RawService>>,
+    #[schemars(with = "Option<RawService>")]
     pub analytics: Option<Spanned<RawService>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
+    #[schemars(with = "Option<bool>")]
     pub enabled: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Int<1, 64>>")]
     pub replicas: Option<Text>,
+    /// Deliveries a replica handles at once (per-key order is kept regardless).
+    #[schemars(with = "Option<crate::config::schema::Int<1, 100000>>")]
     pub concurrency: Option<Text>,
+    /// `5ms`, `5ms..20ms`, `normal(10ms, 2ms)` or `lognormal(120ms, 0.4)`.
+    #[schemars(with = "Option<crate::config::schema::Latency>")]
     pub latency: Option<Text>,
+    /// `false` for negative controls: every delivery applies its effect again.
+    #[schemars(with = "Option<bool>")]
     pub idempotent: Option<Text>,
+    /// `after_effect` (at-least-once, default) or `on_receive` (at-most-once).
+    #[schemars(with = "Option<crate::scenario::model::CommitPolicy>")]
     pub commit: Option<Text>,
+    /// Deliveries of one event before it is moved to `order.dead_letter` (default: retry
+    /// forever).
+    #[schemars(with = "Option<crate::config::schema::Int<1, 1000>>")]
     pub max_deliveries: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The card API the payment service calls.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
+    /// `http` (a real server on loopback, default) or `in_process`.
+    #[schemars(with = "Option<crate::scenario::model::ProviderVia>")]
     pub via: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Latency>")]
     pub latency: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub timeout: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Int<0, 20>>")]
     pub retries: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What the run is judged on.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawChecks {
+    /// e.g. `">= 99.5%"`, or `off`.
+    #[schemars(with = "Option<crate::config::schema::Threshold>")]
     pub checkout_success_rate: Option<Text>,
+    /// e.g. `">= 99%"`, or `off`.
+    #[schemars(with = "Option<crate::config::schema::Threshold>")]
     pub completion_rate: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub settle_within: Option<Text>,
     /// Stage label -> percentile -> bound, in file order. The values are kept as generic
     /// nodes: the keys carry spans, which serde_path_to_error cannot record, so a value of
     /// the wrong shape is reported by `validate.rs`, which knows the path.
+    #[schemars(
+        with = "Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::config::schema::Bound>>>"
+    )]
     pub latency: Option<Spanned<Entries<Spanned<Node>>>>,
+    #[schemars(with = "Option<bool>")]
     pub no_loss: Option<Text>,
+    #[schemars(with = "Option<bool>")]
     pub money_matches_state: Option<Text>,
+    #[schemars(with = "Option<bool>")]
     pub no_duplicate_effects: Option<Text>,
+    #[schemars(with = "Option<bool>")]
     pub per_key_order: Option<Text>,
+    #[schemars(with = "Option<RawCompare>")]
     pub compare: Option<Spanned<RawCompare>>,
+    /// After each fault window, consumer lag must be back to its pre-fault level within
+    /// `drain_within`.
+    #[schemars(with = "Option<RawRecovery>")]
     pub recovery: Option<Spanned<RawRecovery>>,
+    /// Share of accepted orders that may be dead-lettered, e.g. `"<= 1%"` (default
+    /// `"<= 0%"`), or `off`.
+    #[schemars(with = "Option<crate::config::schema::Threshold>")]
     pub dead_letters: Option<Text>,
 }
 
 /// `recovery: { drain_within: 30s }`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecovery {
+    #[schemars(required, with = "crate::config::schema::Duration")]
     pub drain_within: Option<Text>,
 }
 
 /// Tolerances `doorbuster compare` applies when this scenario's run is the candidate.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCompare {
+    /// Relative growth allowed for gated latency percentiles (default `10%`).
+    #[schemars(with = "Option<crate::config::schema::Share>")]
     pub latency_increase: Option<Text>,
+    /// Latency growth below this is never a regression (default `1ms`).
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
     pub latency_floor: Option<Text>,
+    /// Percentage points a rate may fall (default `0.1%`).
+    #[schemars(with = "Option<crate::config::schema::Share>")]
     pub rate_drop: Option<Text>,
 }
 

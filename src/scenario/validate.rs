@@ -34,8 +34,11 @@ const PHASES_MAX: usize = 1000;
 /// typo in a rate or a duration, not a test that fits on one machine.
 const ORDERS_MAX: f64 = 100_000_000.0;
 
+/// The words `acks:` accepts: `all` (acks=all) or `leader` (acks=1).
+pub(super) const ACKS: [&str; 2] = ["all", "leader"];
+
 /// Every word `target:` (or its `kind:`) accepts.
-const TARGET_KINDS: [&str; 5] = ["embedded", "kafka", "nats", "rabbitmq", "redis"];
+pub(super) const TARGET_KINDS: [&str; 5] = ["embedded", "kafka", "nats", "rabbitmq", "redis"];
 
 const SERVICE_NAMES: [&str; 5] = ["payment", "inventory", "email", "warehouse", "analytics"];
 
@@ -531,7 +534,7 @@ impl Validator<'_> {
             int_in(t, 1, 1024).map(|n| n as u32)
         });
         broker.acks_all = self.or_default(&map.acks, &path.key("acks"), true, |t| {
-            choice(t, "an acks setting", &[("all", true), ("leader", false)])
+            choice(t, "an acks setting", &ACKS.map(|w| (w, w == "all")))
         });
         broker.idempotent = self.or_default(
             &map.idempotent,

@@ -31,6 +31,9 @@ pub enum LinkToxic {
 }
 
 impl LinkToxic {
+    /// Every kind, as written in YAML.
+    pub const KINDS: [&str; 4] = ["latency", "bandwidth", "reset", "blackhole"];
+
     /// The toxic's kind, as written in YAML (`latency`, `bandwidth`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
