@@ -110,6 +110,9 @@ pub const RATE_MAX_PER_SEC: f64 = 1_000_000.0;
 /// The most line items per order: the catalog and the fake-order generator assume small carts.
 pub const ITEMS_MAX: u32 = 50;
 /// A latency above this is a typo (`2M` is two months in humantime), not a simulation.
+/// The longest a single phase, a drain or the whole load may last. Runs are meant to be
+/// minutes; a day means a typo such as `2M` (two months in humantime).
+pub const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
 pub const LATENCY_MAX: Duration = Duration::from_secs(3600);
 pub const SIGMA_MAX: f64 = 3.0;
 pub const ZIPF_MAX: f64 = 5.0;

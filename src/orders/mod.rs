@@ -8,6 +8,7 @@
 
 pub mod cards;
 pub mod catalog;
+pub mod config;
 pub mod customer;
 pub mod order;
 pub mod payload;

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
-pub use crate::config::tree::{Entries, Node, Text};
+pub use crate::config::tree::Text;
 
 /// A doorbuster scenario: load, orders, services, the payment provider and the checks, on
 /// one clock. Only `name` and `load.phases` are required.
@@ -38,14 +38,14 @@ pub struct RawScenario {
     pub target: Option<Spanned<RawTarget>>,
     #[schemars(required, with = "RawLoad")]
     pub load: Option<Spanned<RawLoad>>,
-    #[schemars(with = "Option<RawOrders>")]
-    pub orders: Option<Spanned<RawOrders>>,
-    #[schemars(with = "Option<RawServices>")]
-    pub services: Option<Spanned<RawServices>>,
-    #[schemars(with = "Option<RawProvider>")]
-    pub provider: Option<Spanned<RawProvider>>,
-    #[schemars(with = "Option<RawChecks>")]
-    pub checks: Option<Spanned<RawChecks>>,
+    #[schemars(with = "Option<crate::orders::config::RawOrders>")]
+    pub orders: Option<Spanned<crate::orders::config::RawOrders>>,
+    #[schemars(with = "Option<crate::services::config::RawServices>")]
+    pub services: Option<Spanned<crate::services::config::RawServices>>,
+    #[schemars(with = "Option<crate::services::provider::config::RawProvider>")]
+    pub provider: Option<Spanned<crate::services::provider::config::RawProvider>>,
+    #[schemars(with = "Option<crate::verify::config::RawChecks>")]
+    pub checks: Option<Spanned<crate::verify::config::RawChecks>>,
     /// Faults on the scenario's clock, e.g. `{ at: 80s, crash: email, restart_after: 10s }`.
     #[schemars(with = "Option<Vec<RawFault>>")]
     pub faults: Option<Spanned<Vec<Spanned<RawFault>>>>,
@@ -321,157 +321,6 @@ pub struct RawPhase {
     /// Hold or spike rate, e.g. `500/s`.
     #[schemars(with = "Option<crate::config::schema::Rate>")]
     pub rate: Option<Text>,
-}
-
-/// The fake orders: catalog, line items, declines and resubmits.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawOrders {
-    #[schemars(with = "Option<RawCatalog>")]
-    pub catalog: Option<Spanned<RawCatalog>>,
-    /// Line items per order: `1..5` or `3` (default `1..5`).
-    #[schemars(with = "Option<crate::config::schema::Items>")]
-    pub items: Option<Text>,
-    /// Only `en_US` for now.
-    #[schemars(with = "Option<String>")]
-    pub locale: Option<Text>,
-    /// Share of cards the provider declines (business outcomes), e.g. `2%`.
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub declines: Option<Text>,
-    /// Share of shoppers who click "buy" twice (same idempotency key), e.g. `0.5%`.
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub resubmits: Option<Text>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawCatalog {
-    #[schemars(with = "Option<crate::config::schema::Int<1, 1000000>>")]
-    pub products: Option<Text>,
-    /// `zipf(1.1)` or `uniform`.
-    #[schemars(with = "Option<crate::config::schema::Popularity>")]
-    pub popularity: Option<Text>,
-    /// Units in stock per product at the start.
-    #[schemars(with = "Option<crate::config::schema::Int<0, {u32::MAX as u64}>>")]
-    pub stock: Option<Text>,
-}
-
-/// The standard topology; override only what differs.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawServices {
-    #[schemars(with = "Option<RawService>")]
-    pub payment: Option<Spanned<RawService>>,
-    #[schemars(with = "Option<RawService>")]
-    pub inventory: Option<Spanned<RawService>>,
-    #[schemars(with = "Option<RawService>")]
-    pub email: Option<Spanned<RawService>>,
-    #[schemars(with = "Option<RawService>")]
-    pub warehouse: Option<Spanned<RawService>>,
-    #[schemars(with = "Option<RawService>")]
-    pub analytics: Option<Spanned<RawService>>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawService {
-    #[schemars(with = "Option<bool>")]
-    pub enabled: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Int<1, 64>>")]
-    pub replicas: Option<Text>,
-    /// Deliveries a replica handles at once (per-key order is kept regardless).
-    #[schemars(with = "Option<crate::config::schema::Int<1, 100000>>")]
-    pub concurrency: Option<Text>,
-    /// `5ms`, `5ms..20ms`, `normal(10ms, 2ms)` or `lognormal(120ms, 0.4)`.
-    #[schemars(with = "Option<crate::config::schema::Latency>")]
-    pub latency: Option<Text>,
-    /// `false` for negative controls: every delivery applies its effect again.
-    #[schemars(with = "Option<bool>")]
-    pub idempotent: Option<Text>,
-    /// `after_effect` (at-least-once, default) or `on_receive` (at-most-once).
-    #[schemars(with = "Option<crate::scenario::model::CommitPolicy>")]
-    pub commit: Option<Text>,
-    /// Deliveries of one event before it is moved to `order.dead_letter` (default: retry
-    /// forever).
-    #[schemars(with = "Option<crate::config::schema::Int<1, 1000>>")]
-    pub max_deliveries: Option<Text>,
-}
-
-/// The card API the payment service calls.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawProvider {
-    /// `http` (a real server on loopback, default) or `in_process`.
-    #[schemars(with = "Option<crate::scenario::model::ProviderVia>")]
-    pub via: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Latency>")]
-    pub latency: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub timeout: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Int<0, 20>>")]
-    pub retries: Option<Text>,
-}
-
-/// What the run is judged on.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawChecks {
-    /// e.g. `">= 99.5%"`, or `off`.
-    #[schemars(with = "Option<crate::config::schema::Threshold>")]
-    pub checkout_success_rate: Option<Text>,
-    /// e.g. `">= 99%"`, or `off`.
-    #[schemars(with = "Option<crate::config::schema::Threshold>")]
-    pub completion_rate: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub settle_within: Option<Text>,
-    /// Stage label -> percentile -> bound, in file order. The values are kept as generic
-    /// nodes: the keys carry spans, which serde_path_to_error cannot record, so a value of
-    /// the wrong shape is reported by `validate.rs`, which knows the path.
-    #[schemars(
-        with = "Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::config::schema::Bound>>>"
-    )]
-    pub latency: Option<Spanned<Entries<Spanned<Node>>>>,
-    #[schemars(with = "Option<bool>")]
-    pub no_loss: Option<Text>,
-    #[schemars(with = "Option<bool>")]
-    pub money_matches_state: Option<Text>,
-    #[schemars(with = "Option<bool>")]
-    pub no_duplicate_effects: Option<Text>,
-    #[schemars(with = "Option<bool>")]
-    pub per_key_order: Option<Text>,
-    #[schemars(with = "Option<RawCompare>")]
-    pub compare: Option<Spanned<RawCompare>>,
-    /// After each fault window, consumer lag must be back to its pre-fault level within
-    /// `drain_within`.
-    #[schemars(with = "Option<RawRecovery>")]
-    pub recovery: Option<Spanned<RawRecovery>>,
-    /// Share of accepted orders that may be dead-lettered, e.g. `"<= 1%"` (default
-    /// `"<= 0%"`), or `off`.
-    #[schemars(with = "Option<crate::config::schema::Threshold>")]
-    pub dead_letters: Option<Text>,
-}
-
-/// `recovery: { drain_within: 30s }`
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawRecovery {
-    #[schemars(required, with = "crate::config::schema::Duration")]
-    pub drain_within: Option<Text>,
-}
-
-/// Tolerances `doorbuster compare` applies when this scenario's run is the candidate.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawCompare {
-    /// Relative growth allowed for gated latency percentiles (default `10%`).
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub latency_increase: Option<Text>,
-    /// Latency growth below this is never a regression (default `1ms`).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub latency_floor: Option<Text>,
-    /// Percentage points a rate may fall (default `0.1%`).
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub rate_drop: Option<Text>,
 }
 
 /// What the structural step failed on: serde-saphyr's error and the field path it was at.

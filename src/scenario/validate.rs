@@ -16,18 +16,15 @@ use super::model::*;
 use super::raw::*;
 use crate::config::check::{Checker, Path, Problem, Spot};
 use crate::config::env;
-use crate::config::tree::{Entries, Node, Text};
+use crate::config::tree::Text;
 use crate::config::units::{
-    self, RATE_MAX_PER_SEC, UnitError, choice, did_you_mean, duration_in, int_in, parse_name,
-    quoted, threshold_or_off,
+    self, DURATION_MAX, RATE_MAX_PER_SEC, UnitError, choice, did_you_mean, duration_in, int_in,
+    parse_name, quoted,
 };
 use crate::transport::{BrokerKind, QueueType};
 
 mod faults;
 
-/// The longest a single phase, a drain or the whole load may last. Runs are meant to be
-/// minutes; a day means a typo such as `2M` (two months in humantime).
-const DURATION_MAX: Duration = Duration::from_secs(24 * 3600);
 const PHASES_MAX: usize = 1000;
 /// The most orders a scenario may plan. Every order is held until the checks (its ledger
 /// entry, its due time, its ground truth): 100 million is several gigabytes, and more is a
@@ -39,47 +36,6 @@ pub(super) const ACKS: [&str; 2] = ["all", "leader"];
 
 /// Every word `target:` (or its `kind:`) accepts.
 pub(super) const TARGET_KINDS: [&str; 5] = ["embedded", "kafka", "nats", "rabbitmq", "redis"];
-
-const SERVICE_NAMES: [&str; 5] = ["payment", "inventory", "email", "warehouse", "analytics"];
-
-/// The standard topology: what each service looks like when the file does not say.
-fn default_service(name: &str) -> Service {
-    let ms = Duration::from_millis;
-    let (replicas, latency) = match name {
-        "payment" => (
-            4,
-            LatencyDist::Uniform {
-                low: ms(5),
-                high: ms(20),
-            },
-        ),
-        "inventory" => (
-            2,
-            LatencyDist::Uniform {
-                low: ms(1),
-                high: ms(5),
-            },
-        ),
-        "email" => (2, LatencyDist::Fixed(ms(30))),
-        "warehouse" => (
-            2,
-            LatencyDist::Uniform {
-                low: ms(10),
-                high: ms(50),
-            },
-        ),
-        _ => (1, LatencyDist::Fixed(ms(1))),
-    };
-    Service {
-        enabled: true,
-        replicas,
-        concurrency: 256,
-        latency,
-        idempotent: true,
-        commit: CommitPolicy::AfterEffect,
-        max_deliveries: None,
-    }
-}
 
 /// What validation found: the scenario and its warnings, or the problems and the warnings.
 type Checked = Result<(Scenario, Vec<Problem>), (Vec<Problem>, Vec<Problem>)>;
@@ -181,10 +137,17 @@ impl Validator<'_> {
                 placeholder_load()
             }
         };
-        let orders = self.orders(raw.orders.as_ref(), &root.key("orders"));
-        let services = self.services(raw.services.as_ref(), &root.key("services"));
-        let provider = self.provider(raw.provider.as_ref(), &root.key("provider"));
-        let checks = self.checks(raw.checks.as_ref(), &root.key("checks"));
+        let orders =
+            crate::orders::config::validate(raw.orders.as_ref(), self, &root.key("orders"));
+        let services =
+            crate::services::config::validate(raw.services.as_ref(), self, &root.key("services"));
+        let provider = crate::services::provider::config::validate(
+            raw.provider.as_ref(),
+            self,
+            &root.key("provider"),
+        );
+        let checks =
+            crate::verify::config::validate(raw.checks.as_ref(), self, &root.key("checks"));
         let run_end = load.phases.iter().map(|p| p.duration).sum::<Duration>() + load.drain;
         let faults = self.faults(raw.faults.as_ref(), &root.key("faults"), run_end);
         let scenario = Scenario {
@@ -985,371 +948,6 @@ impl Validator<'_> {
             duration: duration?,
         })
     }
-
-    fn orders(&mut self, raw: Option<&Spanned<RawOrders>>, path: &Path) -> Orders {
-        let empty = RawOrders {
-            catalog: None,
-            items: None,
-            locale: None,
-            declines: None,
-            resubmits: None,
-        };
-        let raw = raw.map_or(&empty, |r| &r.value);
-        let catalog = self.catalog(raw.catalog.as_ref(), &path.key("catalog"));
-        let (items_min, items_max) =
-            self.or_default(&raw.items, &path.key("items"), (1, 5), units::parse_items);
-        let locale = self.or_default(&raw.locale, &path.key("locale"), "en_US".to_owned(), |t| {
-            choice(t, "a supported locale", &[("en_US", "en_US".to_owned())])
-        });
-        let declines = self.or_default(
-            &raw.declines,
-            &path.key("declines"),
-            Share(0.02),
-            units::parse_share,
-        );
-        let resubmits = self.or_default(
-            &raw.resubmits,
-            &path.key("resubmits"),
-            Share(0.005),
-            units::parse_share,
-        );
-        Orders {
-            catalog,
-            items_min,
-            items_max,
-            locale,
-            declines,
-            resubmits,
-        }
-    }
-
-    fn catalog(&mut self, raw: Option<&Spanned<RawCatalog>>, path: &Path) -> Catalog {
-        let empty = RawCatalog {
-            products: None,
-            popularity: None,
-            stock: None,
-        };
-        let raw = raw.map_or(&empty, |r| &r.value);
-        Catalog {
-            products: self.or_default(&raw.products, &path.key("products"), 5000, |t| {
-                int_in(t, 1, 1_000_000).map(|n| n as u32)
-            }),
-            zipf_exponent: self.or_default(
-                &raw.popularity,
-                &path.key("popularity"),
-                1.1,
-                units::parse_popularity,
-            ),
-            stock: self.or_default(&raw.stock, &path.key("stock"), 200, |t| {
-                int_in(t, 0, u64::from(u32::MAX)).map(|n| n as u32)
-            }),
-        }
-    }
-
-    fn services(&mut self, raw: Option<&Spanned<RawServices>>, path: &Path) -> Services {
-        let service = |v: &mut Self, name: &str, raw: Option<&Spanned<RawService>>| {
-            let default = default_service(name);
-            match raw {
-                Some(raw) => v.service(&raw.value, default, &path.key(name)),
-                None => default,
-            }
-        };
-        let raw = raw.map(|r| &r.value);
-        Services {
-            payment: service(self, SERVICE_NAMES[0], raw.and_then(|r| r.payment.as_ref())),
-            inventory: service(
-                self,
-                SERVICE_NAMES[1],
-                raw.and_then(|r| r.inventory.as_ref()),
-            ),
-            email: service(self, SERVICE_NAMES[2], raw.and_then(|r| r.email.as_ref())),
-            warehouse: service(
-                self,
-                SERVICE_NAMES[3],
-                raw.and_then(|r| r.warehouse.as_ref()),
-            ),
-            analytics: service(
-                self,
-                SERVICE_NAMES[4],
-                raw.and_then(|r| r.analytics.as_ref()),
-            ),
-        }
-    }
-
-    fn service(&mut self, raw: &RawService, default: Service, path: &Path) -> Service {
-        Service {
-            enabled: self.or_default(
-                &raw.enabled,
-                &path.key("enabled"),
-                default.enabled,
-                units::parse_bool,
-            ),
-            replicas: self.or_default(
-                &raw.replicas,
-                &path.key("replicas"),
-                default.replicas,
-                |t| int_in(t, 1, 64).map(|n| n as u32),
-            ),
-            concurrency: self.or_default(
-                &raw.concurrency,
-                &path.key("concurrency"),
-                default.concurrency,
-                |t| int_in(t, 1, 100_000).map(|n| n as u32),
-            ),
-            latency: self.or_default(
-                &raw.latency,
-                &path.key("latency"),
-                default.latency,
-                units::parse_latency,
-            ),
-            idempotent: self.or_default(
-                &raw.idempotent,
-                &path.key("idempotent"),
-                default.idempotent,
-                units::parse_bool,
-            ),
-            commit: self.or_default(&raw.commit, &path.key("commit"), default.commit, |t| {
-                choice(
-                    t,
-                    "a commit policy",
-                    &[
-                        ("after_effect", CommitPolicy::AfterEffect),
-                        ("on_receive", CommitPolicy::OnReceive),
-                    ],
-                )
-            }),
-            max_deliveries: self.or_default(
-                &raw.max_deliveries,
-                &path.key("max_deliveries"),
-                default.max_deliveries,
-                |t| int_in(t, 1, 1000).map(|n| Some(n as u32)),
-            ),
-        }
-    }
-
-    fn provider(&mut self, raw: Option<&Spanned<RawProvider>>, path: &Path) -> Provider {
-        let empty = RawProvider {
-            via: None,
-            latency: None,
-            timeout: None,
-            retries: None,
-        };
-        let raw = raw.map_or(&empty, |r| &r.value);
-        Provider {
-            via: self.or_default(&raw.via, &path.key("via"), ProviderVia::Http, |t| {
-                choice(
-                    t,
-                    "a provider transport",
-                    &[
-                        ("http", ProviderVia::Http),
-                        ("in_process", ProviderVia::InProcess),
-                    ],
-                )
-            }),
-            latency: self.or_default(
-                &raw.latency,
-                &path.key("latency"),
-                LatencyDist::LogNormal {
-                    median: Duration::from_millis(120),
-                    sigma: 0.4,
-                },
-                units::parse_latency,
-            ),
-            timeout: self.or_default(
-                &raw.timeout,
-                &path.key("timeout"),
-                Duration::from_secs(2),
-                |t| duration_in(t, true, units::LATENCY_MAX),
-            ),
-            retries: self.or_default(&raw.retries, &path.key("retries"), 3, |t| {
-                int_in(t, 0, 20).map(|n| n as u32)
-            }),
-        }
-    }
-
-    fn checks(&mut self, raw: Option<&Spanned<RawChecks>>, path: &Path) -> Checks {
-        let empty = RawChecks {
-            checkout_success_rate: None,
-            completion_rate: None,
-            settle_within: None,
-            latency: None,
-            no_loss: None,
-            money_matches_state: None,
-            no_duplicate_effects: None,
-            per_key_order: None,
-            compare: None,
-            recovery: None,
-            dead_letters: None,
-        };
-        let raw = raw.map_or(&empty, |r| &r.value);
-        let at_least = |percent: f64| ShareThreshold {
-            comparison: Comparison::AtLeast,
-            share: Share(percent / 100.0),
-        };
-        Checks {
-            checkout_success_rate: self.or_default(
-                &raw.checkout_success_rate,
-                &path.key("checkout_success_rate"),
-                Some(at_least(99.5)),
-                threshold_or_off,
-            ),
-            completion_rate: self.or_default(
-                &raw.completion_rate,
-                &path.key("completion_rate"),
-                Some(at_least(99.0)),
-                threshold_or_off,
-            ),
-            settle_within: self.or_default(
-                &raw.settle_within,
-                &path.key("settle_within"),
-                Duration::from_secs(30),
-                |t| duration_in(t, true, DURATION_MAX),
-            ),
-            latency: match &raw.latency {
-                Some(latency) => self.latency_slos(&latency.value, &path.key("latency")),
-                None => Vec::new(),
-            },
-            no_loss: self.or_default(&raw.no_loss, &path.key("no_loss"), true, units::parse_bool),
-            money_matches_state: self.or_default(
-                &raw.money_matches_state,
-                &path.key("money_matches_state"),
-                true,
-                units::parse_bool,
-            ),
-            no_duplicate_effects: self.or_default(
-                &raw.no_duplicate_effects,
-                &path.key("no_duplicate_effects"),
-                true,
-                units::parse_bool,
-            ),
-            per_key_order: self.or_default(
-                &raw.per_key_order,
-                &path.key("per_key_order"),
-                true,
-                units::parse_bool,
-            ),
-            compare: self.compare(raw.compare.as_ref(), &path.key("compare")),
-            recovery: raw.recovery.as_ref().and_then(|r| {
-                let path = path.key("recovery");
-                self.required(
-                    &r.value.drain_within,
-                    &r.referenced,
-                    &path.key("drain_within"),
-                    "recovery: { drain_within: 30s }",
-                    |t| duration_in(t, true, DURATION_MAX),
-                )
-            }),
-            dead_letters: self.or_default(
-                &raw.dead_letters,
-                &path.key("dead_letters"),
-                Some(ShareThreshold {
-                    comparison: Comparison::AtMost,
-                    share: Share(0.0),
-                }),
-                threshold_or_off,
-            ),
-        }
-    }
-
-    fn compare(&mut self, raw: Option<&Spanned<RawCompare>>, path: &Path) -> CompareTolerances {
-        let defaults = CompareTolerances::default();
-        let Some(raw) = raw.map(|r| &r.value) else {
-            return defaults;
-        };
-        CompareTolerances {
-            latency_increase: self.or_default(
-                &raw.latency_increase,
-                &path.key("latency_increase"),
-                defaults.latency_increase,
-                units::parse_share,
-            ),
-            latency_floor: self.or_default(
-                &raw.latency_floor,
-                &path.key("latency_floor"),
-                defaults.latency_floor,
-                |t| duration_in(t, false, units::LATENCY_MAX),
-            ),
-            rate_drop: self.or_default(
-                &raw.rate_drop,
-                &path.key("rate_drop"),
-                defaults.rate_drop,
-                units::parse_share,
-            ),
-        }
-    }
-
-    fn latency_slos(&mut self, raw: &Entries<Spanned<Node>>, path: &Path) -> Vec<LatencySlo> {
-        let mut slos = Vec::new();
-        let mut seen: Vec<Stage> = Vec::new();
-        for (stage_text, percentiles) in &raw.0 {
-            // An unknown key is reported at its mapping's path: the message names the key.
-            let Some(stage) = self.parse(stage_text, path, parse_stage) else {
-                continue;
-            };
-            let stage_path = path.key(stage.label());
-            if seen.contains(&stage) {
-                self.report(
-                    &stage_text.referenced,
-                    &stage_path,
-                    format!("stage {} is listed twice", quoted(stage.label())),
-                    Some("merge the two entries into one mapping".to_owned()),
-                );
-                continue;
-            }
-            seen.push(stage);
-            let example = r#"write it like `{ p99: "< 3s" }`"#.to_owned();
-            let entries = match &percentiles.value {
-                Node::Map(entries) if entries.0.is_empty() => {
-                    let message = "lists no percentiles".to_owned();
-                    self.report(&percentiles.referenced, &stage_path, message, Some(example));
-                    continue;
-                }
-                Node::Map(entries) => entries,
-                other => {
-                    let message = format!(
-                        "expected a mapping of percentiles to bounds, found {}",
-                        other.describe()
-                    );
-                    self.report(&percentiles.referenced, &stage_path, message, Some(example));
-                    continue;
-                }
-            };
-            for (key, bound) in &entries.0 {
-                let percentile = self.parse(key, &stage_path, units::parse_percentile);
-                let bound_path = stage_path.key(&key.value);
-                let bound = match &bound.value {
-                    Node::Scalar(text) => match units::parse_latency_bound(text) {
-                        Ok(bound) => Some(bound),
-                        Err(e) => {
-                            self.report(&bound.referenced, &bound_path, e.message, e.hint);
-                            None
-                        }
-                    },
-                    other => {
-                        let message =
-                            format!("expected a bound like \"< 3s\", found {}", other.describe());
-                        self.report(&bound.referenced, &bound_path, message, None);
-                        None
-                    }
-                };
-                if let (Some(percentile), Some((comparison, bound))) = (percentile, bound) {
-                    slos.push(LatencySlo {
-                        stage,
-                        percentile,
-                        comparison,
-                        bound,
-                    });
-                }
-            }
-        }
-        // A stable order for reports and snapshots, whatever order the file used.
-        slos.sort_by(|a, b| {
-            a.stage
-                .cmp(&b.stage)
-                .then(a.percentile.total_cmp(&b.percentile))
-        });
-        slos
-    }
 }
 
 /// Stands in for a missing `load` so the rest of the file is still checked.
@@ -1363,29 +961,4 @@ fn placeholder_load() -> Load {
         drain: Duration::from_secs(30),
         max_send_lag: Duration::from_millis(100),
     }
-}
-
-/// A stage label, with any spacing around `->`.
-fn parse_stage(text: &str) -> Result<Stage, UnitError> {
-    let normalized = text
-        .split("->")
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" -> ");
-    if let Some(stage) = Stage::ALL.into_iter().find(|s| s.label() == normalized) {
-        return Ok(stage);
-    }
-    let labels: Vec<&str> = Stage::ALL.iter().map(|s| s.label()).collect();
-    Err(UnitError {
-        message: format!(
-            "unknown stage {}; expected one of {}",
-            quoted(text),
-            labels
-                .iter()
-                .map(|l| quoted(l))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        hint: did_you_mean(&normalized, &labels).map(|s| format!("did you mean {s:?}?")),
-    })
 }

@@ -7,6 +7,7 @@
 //! negative controls double-charge or send a second email on purpose.
 
 pub mod analytics;
+pub mod config;
 pub mod email;
 pub mod inventory;
 pub mod payment;

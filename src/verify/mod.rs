@@ -7,6 +7,7 @@
 
 pub mod checkout_success_rate;
 pub mod completion_rate;
+pub mod config;
 pub mod dead_letters;
 pub mod expected;
 pub mod latency_slo;

@@ -7,6 +7,7 @@
 //! the chaos timeline drives. Nothing here consumes or publishes events.
 
 pub mod client;
+pub mod config;
 pub mod core;
 pub mod http;
 

@@ -1,0 +1,68 @@
+//! `provider:` in a scenario file: the payment-provider mock's raw shape, its schema and its
+//! validation into the model's [`Provider`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::config::check::{Checker, Path};
+use crate::config::tree::Text;
+use crate::config::units::{self, LatencyDist, choice, duration_in, int_in};
+use crate::scenario::model::{Provider, ProviderVia};
+
+/// The card API the payment service calls.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// `http` (a real server on loopback, default) or `in_process`.
+    #[schemars(with = "Option<crate::scenario::model::ProviderVia>")]
+    pub via: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Latency>")]
+    pub latency: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
+    pub timeout: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Int<0, 20>>")]
+    pub retries: Option<Text>,
+}
+
+/// Checks `provider:`; every key has a default.
+pub fn validate(raw: Option<&Spanned<RawProvider>>, check: &mut Checker, path: &Path) -> Provider {
+    let empty = RawProvider {
+        via: None,
+        latency: None,
+        timeout: None,
+        retries: None,
+    };
+    let raw = raw.map_or(&empty, |r| &r.value);
+    Provider {
+        via: check.or_default(&raw.via, &path.key("via"), ProviderVia::Http, |t| {
+            choice(
+                t,
+                "a provider transport",
+                &[
+                    ("http", ProviderVia::Http),
+                    ("in_process", ProviderVia::InProcess),
+                ],
+            )
+        }),
+        latency: check.or_default(
+            &raw.latency,
+            &path.key("latency"),
+            LatencyDist::LogNormal {
+                median: Duration::from_millis(120),
+                sigma: 0.4,
+            },
+            units::parse_latency,
+        ),
+        timeout: check.or_default(
+            &raw.timeout,
+            &path.key("timeout"),
+            Duration::from_secs(2),
+            |t| duration_in(t, true, units::LATENCY_MAX),
+        ),
+        retries: check.or_default(&raw.retries, &path.key("retries"), 3, |t| {
+            int_in(t, 0, 20).map(|n| n as u32)
+        }),
+    }
+}
