@@ -36,8 +36,8 @@ pub struct RawScenario {
     pub seed: Option<Text>,
     #[schemars(with = "Option<RawTarget>")]
     pub target: Option<Spanned<RawTarget>>,
-    #[schemars(required, with = "RawLoad")]
-    pub load: Option<Spanned<RawLoad>>,
+    #[schemars(required, with = "crate::load::config::RawLoad")]
+    pub load: Option<Spanned<crate::load::config::RawLoad>>,
     #[schemars(with = "Option<crate::orders::config::RawOrders>")]
     pub orders: Option<Spanned<crate::orders::config::RawOrders>>,
     #[schemars(with = "Option<crate::services::config::RawServices>")]
@@ -260,67 +260,6 @@ impl<'de> Deserialize<'de> for RawTarget {
 
         deserializer.deserialize_any(TargetVisitor)
     }
-}
-
-/// The arrival schedule: orders arrive on it whether or not earlier ones finished.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawLoad {
-    /// `poisson` (default) or `uniform`.
-    #[schemars(with = "Option<crate::scenario::model::Arrivals>")]
-    pub arrivals: Option<Text>,
-    /// A checkout not acked within this time has failed (default `2s`).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub checkout_timeout: Option<Text>,
-    /// What a checkout waits for: `{ mode: async }` (default) or `{ mode: sync }`.
-    #[schemars(with = "Option<RawCheckout>")]
-    pub checkout: Option<Spanned<RawCheckout>>,
-    /// At most this many checkouts in flight (default 10000).
-    #[schemars(with = "Option<crate::config::schema::Int<1, 1000000>>")]
-    pub max_in_flight: Option<Text>,
-    /// The run is INVALID when the generator's own send-lag p99 exceeds this (default `100ms`).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub max_send_lag: Option<Text>,
-    /// One kind per phase: `{ ramp: 30s, from: 50/s, to: 500/s }`, `{ hold: 40s, rate: 500/s }`,
-    /// `{ spike: 15s, rate: 1500/s }`, `{ pause: 5s }`.
-    #[schemars(required, with = "Vec<RawPhase>", length(min = 1, max = 1000))]
-    pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
-    /// After the last phase, time for the pipeline to settle before the checks (default `30s`).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub drain: Option<Text>,
-}
-
-/// `checkout: { mode: sync }`: a mapping, so that later checkout settings (an HTTP
-/// checkout endpoint in observe mode) have a place next to the mode.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawCheckout {
-    #[schemars(with = "Option<crate::scenario::model::CheckoutMode>")]
-    pub mode: Option<Text>,
-}
-
-/// One phase; exactly one of `ramp`, `hold`, `spike`, `pause` must be present (checked in
-/// `validate.rs`, so that a phase with two kinds is reported next to every other problem).
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawPhase {
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub ramp: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub hold: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub spike: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub pause: Option<Text>,
-    /// Ramp start rate, e.g. `50/s`.
-    #[schemars(with = "Option<crate::config::schema::Rate>")]
-    pub from: Option<Text>,
-    /// Ramp end rate, e.g. `500/s`.
-    #[schemars(with = "Option<crate::config::schema::Rate>")]
-    pub to: Option<Text>,
-    /// Hold or spike rate, e.g. `500/s`.
-    #[schemars(with = "Option<crate::config::schema::Rate>")]
-    pub rate: Option<Text>,
 }
 
 /// What the structural step failed on: serde-saphyr's error and the field path it was at.
