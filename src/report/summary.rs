@@ -224,7 +224,9 @@ pub struct SubscriptionStats {
     pub series: Vec<SeriesPoint>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Deliveries {
     pub total: u64,
     /// Deliveries beyond the first of an event to a service: expected under at-least-once.
