@@ -340,6 +340,15 @@ impl Runner {
         }
     }
 
+    /// How long to wait before handing an event back after its `failures`-th failure: the
+    /// event's own seeded schedule, so its delays do not depend on which replica failed it.
+    fn retry_backoff(&self, event_id: u64, failures: u32) -> std::time::Duration {
+        let component = format!("{}.retry", self.service.kind().name());
+        crate::rng::backoff(RETRY_BACKOFF, self.seed, &component, event_id)
+            .nth(failures.saturating_sub(1) as usize)
+            .unwrap_or_default()
+    }
+
     /// A delivery failed: nack it for another try, or, at `max_deliveries`, move the event
     /// to the dead-letter topic and ack the original.
     async fn failed(&self, envelope: &Envelope, ack: Box<dyn AckHandle>, reason: &str) {
@@ -353,8 +362,8 @@ impl Runner {
         };
         if self.config.max_deliveries.is_none_or(|max| failures < max) {
             // Back off before handing it back, as a real consumer's retry policy does, so a
-            // poison event costs a redelivery every second at most, not a hot loop.
-            tokio::time::sleep(retry_backoff(failures)).await;
+            // poison event costs a redelivery every one to two seconds, not a hot loop.
+            tokio::time::sleep(self.retry_backoff(envelope.meta.event_id, failures)).await;
             settle(o, kind, ack.nack().await);
             return;
         }
@@ -397,11 +406,12 @@ impl Runner {
     }
 }
 
-/// 20 ms after the first failure, doubling, at most 1 s.
-fn retry_backoff(failures: u32) -> std::time::Duration {
-    let ms = 20u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
-    std::time::Duration::from_millis(ms.min(1000))
-}
+/// Redeliveries wait 20 ms after the first failure, doubling up to 1 s, each plus a jitter of
+/// up to as much again.
+const RETRY_BACKOFF: backon::ExponentialBuilder = backon::ExponentialBuilder::new()
+    .with_min_delay(std::time::Duration::from_millis(20))
+    .with_max_delay(std::time::Duration::from_secs(1))
+    .without_max_times();
 
 /// The group that reads `order.dead_letter` back, so a dead letter the broker lost shows.
 pub const DEAD_LETTER_AUDIT: &str = "dead-letter-audit";
