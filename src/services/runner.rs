@@ -11,8 +11,9 @@
 //! A supervisor per service owns the replicas. On a `crash` it aborts them: subscriptions
 //! and in-flight work are dropped without acks, as a killed process's are, and the broker
 //! redelivers; on restart it brings up fresh members. `pause` holds the replicas before
-//! their next delivery; `latency`, `errors` and `duplicate` act on the deliveries their
-//! scope picks; a `poison` event fails on every delivery.
+//! their next delivery. The delivery faults (`latency`, `errors`, `duplicate`, `poison`)
+//! are asked once per delivery for a plan (`chaos::delivery`): delay it, fail it, or handle
+//! it twice.
 //!
 //! A delivery that fails (an `errors` fault, poison, a refused downstream publish) is nacked
 //! so the broker sends it again, until the service's `max_deliveries`: then the event goes to
@@ -28,7 +29,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::{Service, ServiceError};
-use crate::chaos::{ServiceFaults, scope};
+use crate::chaos::ServiceFaults;
+use crate::chaos::delivery::{DeliveryCtx, Failure};
 use crate::events::{Envelope, Topic};
 use crate::load::driver::stopped;
 use crate::observe::Observer;
@@ -256,21 +258,25 @@ impl Runner {
             ack,
             redelivered,
         } = delivery;
-        let faults = self.faults();
-        let attempt = self.attempt(&envelope);
-        let picks = |index, scope| scope::applies(self.seed, index, scope, &envelope.meta, attempt);
-        if faults.is_poison(self.seed, &envelope.meta) {
-            o.counters.poison_failures.fetch_add(1, Relaxed);
-            self.failed(&envelope, ack, "poison: the event fails every time")
-                .await;
-            return;
-        }
-        if let Some(f) = faults.errors()
-            && picks(f.index, f.scope)
-        {
+        let kind = self.service.kind();
+        // One generator per event: the service's own latency first, then what the faults
+        // draw.
+        let mut rng = crate::rng::for_item(self.seed, kind.name(), envelope.meta.event_id);
+        let service_latency = crate::latency::sample(&self.config.latency, &mut rng);
+        let at = DeliveryCtx {
+            seed: self.seed,
+            meta: &envelope.meta,
+            attempt: self.attempt(&envelope),
+        };
+        let plan = self.faults().deliveries.plan(&at, &mut rng);
+        if let Some(failure) = plan.fail {
             // The service fails this delivery: nothing applied, the broker sends it again.
-            o.counters.fault_errors.fetch_add(1, Relaxed);
-            self.failed(&envelope, ack, "errors fault").await;
+            let counter = match failure {
+                Failure::Poison => &o.counters.poison_failures,
+                Failure::Errors => &o.counters.fault_errors,
+            };
+            counter.fetch_add(1, Relaxed);
+            self.failed(&envelope, ack, failure.reason()).await;
             return;
         }
         let mut ack: Option<Box<dyn AckHandle>> = Some(ack);
@@ -279,26 +285,13 @@ impl Runner {
         {
             self.acked(&envelope, a.ack().await);
         }
-        let running = Running::new(o, self.service.kind());
-        let mut rng = crate::rng::for_item(
-            self.seed,
-            self.service.kind().name(),
-            envelope.meta.event_id,
-        );
-        let mut pause = crate::latency::sample(&self.config.latency, &mut rng);
-        if let Some(f) = faults.latency()
-            && picks(f.index, f.scope)
-        {
-            pause += crate::latency::sample(&f.what, &mut rng);
-        }
+        let running = Running::new(o, kind);
+        let pause = service_latency + plan.delay;
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
         let mut result = self.service.handle(&envelope).await;
-        if let Some(f) = faults.duplicate()
-            && picks(f.index, f.scope)
-            && result.is_ok()
-        {
+        if plan.twice && result.is_ok() {
             // The same event arrives again: the service sees a second delivery.
             self.observe(&envelope, true);
             result = self.service.handle(&envelope).await;
