@@ -18,6 +18,7 @@
 //! `doorbuster proxy`.
 
 pub mod compose;
+pub mod config;
 pub mod crash;
 pub mod delivery;
 pub mod duplicate;
