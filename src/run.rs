@@ -477,6 +477,7 @@ async fn start_services(
 ) -> Result<Pipeline, RunError> {
     let env = ServiceEnv {
         publisher: publisher.clone(),
+        seed,
     };
     let s = &scenario.services;
     let analytics = Arc::new(Analytics::new(env.clone(), s.analytics.idempotent));

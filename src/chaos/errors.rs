@@ -1,29 +1,13 @@
 //! `errors`: the service fails a share of its deliveries (nack, no effect applied), so the
 //! broker delivers them again.
 
-use super::{Active, ChaosCtx, FaultAction, write};
-use crate::scenario::model::FaultScope;
-use crate::topology::ServiceKind;
-use crate::transport::BoxFuture;
+use super::delivery::{Decision, DeliveryCtx, DeliveryFault, Failure};
+use crate::rng::Rng;
 
-pub struct Errors {
-    pub service: ServiceKind,
-    pub scope: FaultScope,
-}
+pub struct Errors;
 
-impl FaultAction for Errors {
-    fn start<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
-        let active = Active {
-            index,
-            scope: self.scope,
-            what: (),
-        };
-        write(&ctx.chaos.service(self.service).errors, Some(active));
-        Box::pin(async {})
-    }
-
-    fn stop<'a>(&'a self, _: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
-        write(&ctx.chaos.service(self.service).errors, None);
-        Box::pin(async {})
+impl DeliveryFault for Errors {
+    fn decide(&self, _: &DeliveryCtx, _: &mut Rng) -> Decision {
+        Decision::Fail(Failure::Errors)
     }
 }

@@ -2,19 +2,25 @@
 //!
 //! The timeline (`run_timeline`) starts and stops each fault at its `at` and `at + for`,
 //! records the window in the observer as it really happened, and leaves the work to one
-//! small [`FaultAction`] per kind (one file each). Overlapping windows of one kind on one
-//! target share the state they switch: it stays on until the last of them ends
-//! ([`compose`]). Service faults do not reach into the services: they switch
-//! [`ServiceFaults`], which the service runner consults around every delivery, and
-//! [`scope::applies`] decides once, for every kind, which deliveries a fault touches (share
-//! of deliveries, share of order keys, seeded).
+//! small [`FaultAction`] per kind. Overlapping windows of one kind on one target share the
+//! state they switch: it stays on until the last of them ends ([`compose`]).
+//!
+//! Faults on a service's deliveries (`latency`, `errors`, `duplicate`, `poison`) are units
+//! behind one trait, [`delivery::DeliveryFault`]: the timeline arms them on the service's
+//! [`ServiceFaults`], where the runner asks for one [`delivery::Plan`] per delivery, and the
+//! wrapper that holds each of them applies its scope once ([`scope::applies`]: share of
+//! deliveries, share of order keys, seeded). `crash` and `pause` switch a service's gates.
+//! Chaos reaches no service: the runner reads what chaos armed, and the provider outage acts
+//! through [`provider_outage::OutageSwitch`], which the provider mock implements.
 //!
 //! `proxy/` is the TCP fault proxy for link faults (latency, jitter, bandwidth, reset,
 //! blackhole) between services and a networked broker, also runnable alone as
 //! `doorbuster proxy`.
 
 pub mod compose;
+pub mod config;
 pub mod crash;
+pub mod delivery;
 pub mod duplicate;
 pub mod errors;
 pub mod exec;
@@ -33,14 +39,14 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
+use self::delivery::{Armed, Armory, DeliveryFault};
 use crate::observe::Observer;
-use crate::scenario::model::{Fault, FaultKind, FaultScope, LatencyDist};
-use crate::services::provider::ProviderCore;
+use crate::scenario::model::{Fault, FaultKind, FaultScope};
 use crate::topology::ServiceKind;
 use crate::transport::{BoxFuture, Transport};
 
-/// A fault that touches a share of a service's deliveries, with the fault's index (for
-/// seeding its decisions).
+/// A fault that touches a share of a topic's events, with the fault's index (for seeding
+/// its decisions).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Active<T> {
     pub index: usize,
@@ -54,11 +60,8 @@ pub struct ServiceFaults {
     pub down: watch::Sender<bool>,
     /// True while the service is paused.
     pub paused: watch::Sender<bool>,
-    pub latency: RwLock<Option<Active<LatencyDist>>>,
-    pub errors: RwLock<Option<Active<()>>>,
-    pub duplicate: RwLock<Option<Active<()>>>,
-    /// Poison windows, kept after they close: their events stay poison.
-    pub poison: RwLock<Vec<poison::PoisonWindow>>,
+    /// The delivery faults armed on the service.
+    pub deliveries: Armory,
 }
 
 impl Default for ServiceFaults {
@@ -66,33 +69,8 @@ impl Default for ServiceFaults {
         ServiceFaults {
             down: watch::channel(false).0,
             paused: watch::channel(false).0,
-            latency: RwLock::new(None),
-            errors: RwLock::new(None),
-            duplicate: RwLock::new(None),
-            poison: RwLock::new(Vec::new()),
+            deliveries: Armory::default(),
         }
-    }
-}
-
-fn read<T: Copy>(slot: &RwLock<Option<T>>) -> Option<T> {
-    *slot.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write<T>(slot: &RwLock<Option<T>>, value: Option<T>) {
-    *slot.write().unwrap_or_else(|e| e.into_inner()) = value;
-}
-
-impl ServiceFaults {
-    pub fn latency(&self) -> Option<Active<LatencyDist>> {
-        read(&self.latency)
-    }
-
-    pub fn errors(&self) -> Option<Active<()>> {
-        read(&self.errors)
-    }
-
-    pub fn duplicate(&self) -> Option<Active<()>> {
-        read(&self.duplicate)
     }
 }
 
@@ -115,7 +93,7 @@ impl Chaos {
 pub struct ChaosCtx {
     pub chaos: Arc<Chaos>,
     pub transport: Arc<dyn Transport>,
-    pub provider: Arc<ProviderCore>,
+    pub provider: Arc<dyn provider_outage::OutageSwitch>,
     pub observer: Arc<Observer>,
     pub seed: u64,
     /// Where `exec` output goes; `None` when the run writes no files.
@@ -139,42 +117,74 @@ pub trait FaultAction: Send + Sync {
     }
 }
 
+/// A delivery fault's window on one service: arms the fault with its scope when it opens,
+/// disarms it when it closes (unless the fault stays armed after its window).
+pub struct Arm {
+    pub service: ServiceKind,
+    pub scope: FaultScope,
+    pub fault: Arc<dyn DeliveryFault>,
+}
+
+impl FaultAction for Arm {
+    fn start<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        self.fault.opened(ctx.observer.now());
+        ctx.chaos.service(self.service).deliveries.arm(Armed {
+            index,
+            scope: self.scope,
+            fault: self.fault.clone(),
+        });
+        Box::pin(async {})
+    }
+
+    fn stop<'a>(&'a self, index: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        if !self.fault.closed(ctx.observer.now()) {
+            ctx.chaos.service(self.service).deliveries.disarm(index);
+        }
+        Box::pin(async {})
+    }
+}
+
+/// A fault that holds one of a service's gates (`crash`: down, `pause`: paused) while its
+/// window is open.
+pub struct Gate {
+    pub service: ServiceKind,
+    pub gate: fn(&ServiceFaults) -> &watch::Sender<bool>,
+}
+
+impl FaultAction for Gate {
+    fn start<'a>(&'a self, _: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        (self.gate)(ctx.chaos.service(self.service)).send_replace(true);
+        Box::pin(async {})
+    }
+
+    fn stop<'a>(&'a self, _: usize, ctx: &'a ChaosCtx) -> BoxFuture<'a, ()> {
+        (self.gate)(ctx.chaos.service(self.service)).send_replace(false);
+        Box::pin(async {})
+    }
+}
+
 /// The action for a fault, and what it acts on, as the report shows it (its kind's label is
 /// [`FaultKind::label`]).
 pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, String) {
     let scope = fault.scope;
+    let arm =
+        |service: ServiceKind, fault: Arc<dyn DeliveryFault>| -> (Box<dyn FaultAction>, String) {
+            (
+                Box::new(Arm {
+                    service,
+                    scope,
+                    fault,
+                }),
+                service.to_string(),
+            )
+        };
     match &fault.kind {
-        FaultKind::Crash { service, .. } => (Box::new(crash::Crash(*service)), service.to_string()),
-        FaultKind::Pause { service } => (Box::new(pause::Pause(*service)), service.to_string()),
-        FaultKind::Latency { service, add } => (
-            Box::new(latency::Latency {
-                service: *service,
-                add: *add,
-                scope,
-            }),
-            service.to_string(),
-        ),
-        FaultKind::Errors { service } => (
-            Box::new(errors::Errors {
-                service: *service,
-                scope,
-            }),
-            service.to_string(),
-        ),
-        FaultKind::Poison { service } => (
-            Box::new(poison::Poison {
-                service: *service,
-                scope,
-            }),
-            service.to_string(),
-        ),
-        FaultKind::Duplicate { service } => (
-            Box::new(duplicate::Duplicate {
-                service: *service,
-                scope,
-            }),
-            service.to_string(),
-        ),
+        FaultKind::Crash { service, .. } => (Box::new(crash::crash(*service)), service.to_string()),
+        FaultKind::Pause { service } => (Box::new(pause::pause(*service)), service.to_string()),
+        FaultKind::Latency { service, add } => arm(*service, Arc::new(latency::Latency(*add))),
+        FaultKind::Errors { service } => arm(*service, Arc::new(errors::Errors)),
+        FaultKind::Poison { service } => arm(*service, Arc::new(poison::Poison::default())),
+        FaultKind::Duplicate { service } => arm(*service, Arc::new(duplicate::Duplicate)),
         FaultKind::ProviderOutage {
             errors,
             status,
@@ -322,34 +332,43 @@ mod tests {
   - { at: 9s, for: 1s, pause: email }
 ";
 
+    /// The provider's outage switch, as the test sees it.
+    #[derive(Default)]
+    struct Provider(std::sync::atomic::AtomicBool);
+
+    impl provider_outage::OutageSwitch for Provider {
+        fn set_outage(&self, _: provider_outage::Outage) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+
+        fn clear_outage(&self) {
+            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// What is applied right now, per (kind, target) as the report names them.
-    fn applied(chaos: &Chaos, provider: &ProviderCore, proxy: &proxy::ProxyHandle) -> Vec<String> {
+    fn applied(
+        chaos: &Chaos,
+        faults: &[Fault],
+        provider: &Provider,
+        proxy: &proxy::ProxyHandle,
+    ) -> Vec<String> {
         let mut on = Vec::new();
         for kind in ServiceKind::ALL {
             let f = chaos.service(kind);
-            let poison_open = f
-                .poison
-                .read()
-                .unwrap()
-                .iter()
-                .any(|w| w.until == crate::clock::RunTime::MAX);
-            for (label, is_on) in [
-                ("crash", *f.down.borrow()),
-                ("pause", *f.paused.borrow()),
-                ("latency", f.latency().is_some()),
-                ("errors", f.errors().is_some()),
-                ("duplicate", f.duplicate().is_some()),
-                ("poison", poison_open),
-            ] {
+            for (label, is_on) in [("crash", *f.down.borrow()), ("pause", *f.paused.borrow())] {
                 if is_on {
                     on.push(format!("{label} {kind}"));
                 }
+            }
+            for index in f.deliveries.in_force() {
+                on.push(format!("{} {kind}", faults[index].kind.label()));
             }
         }
         for a in chaos.reorder.read().unwrap().iter() {
             on.push(format!("reorder {}", a.what));
         }
-        if provider.outage().is_some() {
+        if provider.0.load(std::sync::atomic::Ordering::Relaxed) {
             on.push("provider_outage payment provider".to_owned());
         }
         for name in proxy.toxic_names() {
@@ -375,7 +394,7 @@ mod tests {
         let clock = Clock::start();
         clock.begin();
         let observer = Arc::new(Observer::new(clock.clone(), 100));
-        let provider = Arc::new(ProviderCore::new(7, &scenario.provider, clock.clone()));
+        let provider = Arc::new(Provider::default());
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let proxy = proxy::Proxy::start(loopback, loopback, 7, false, std::future::pending())
             .await
@@ -397,7 +416,7 @@ mod tests {
         for step in 0..48u64 {
             let at_ms = 125 + 250 * step;
             clock.sleep_until(at_ms * 1_000_000).await;
-            probes.push((at_ms, applied(&chaos, &provider, &proxy)));
+            probes.push((at_ms, applied(&chaos, &scenario.faults, &provider, &proxy)));
         }
         stop_tx.send_replace(true);
         timeline.await.unwrap();

@@ -1,13 +1,31 @@
 //! `provider_outage`: the payment-provider mock answers a share of calls with an error
 //! status (5xx, or 429 with Retry-After) and may be slow; nothing is captured for a failed
 //! call. The payment service retries with backoff and the same idempotency key.
+//!
+//! Chaos does not know the provider: it switches an outage through [`OutageSwitch`], which
+//! the provider mock implements.
 
 use std::time::Duration;
 
 use super::{ChaosCtx, FaultAction};
 use crate::scenario::model::{LatencyDist, Share};
-use crate::services::provider::Outage;
 use crate::transport::BoxFuture;
+
+/// A provider outage while it is switched on: a share of calls fail with `status`, and
+/// every call takes `latency` instead of the usual distribution when it is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outage {
+    pub error_share: f64,
+    pub status: u16,
+    pub latency: Option<LatencyDist>,
+    pub retry_after: Option<Duration>,
+}
+
+/// What a provider offers the outage fault.
+pub trait OutageSwitch: Send + Sync {
+    fn set_outage(&self, outage: Outage);
+    fn clear_outage(&self);
+}
 
 pub struct ProviderOutage {
     pub errors: Share,

@@ -53,7 +53,22 @@ impl FaultScope {
     };
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// One fault kind with its settings. The variants are in the order error messages list the
+/// kinds; [`FaultKindName`] is their names (`crash`, `provider_outage`, ...).
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    strum::EnumDiscriminants,
+)]
+#[strum_discriminants(
+    name(FaultKindName),
+    derive(strum::IntoStaticStr, strum::Display, strum::VariantArray),
+    strum(serialize_all = "snake_case")
+)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum FaultKind {
     /// The service's consumers stop without committing, and restart after `restart_after`.
@@ -83,6 +98,8 @@ pub enum FaultKind {
     Duplicate {
         service: crate::topology::ServiceKind,
     },
+    /// Events of one key delivered out of order on this topic.
+    Reorder { topic: crate::events::Topic },
     /// The payment provider fails a share of calls, optionally slower, with a status.
     ProviderOutage {
         errors: Share,
@@ -90,8 +107,12 @@ pub enum FaultKind {
         latency: Option<LatencyDist>,
         retry_after: Option<Duration>,
     },
-    /// Events of one key delivered out of order on this topic.
-    Reorder { topic: crate::events::Topic },
+    /// A fault on the TCP link between doorbuster and a networked broker, through the
+    /// built-in fault proxy; `share` is the share of connections it reaches.
+    Link {
+        toxic: crate::chaos::proxy::LinkToxic,
+        direction: crate::chaos::proxy::Direction,
+    },
     /// Rewind the service's consumer group.
     Replay {
         service: crate::topology::ServiceKind,
@@ -99,30 +120,12 @@ pub enum FaultKind {
     },
     /// Run a command (`sh -c`); its output goes to the run folder.
     Exec { command: String },
-    /// A fault on the TCP link between doorbuster and a networked broker, through the
-    /// built-in fault proxy; `share` is the share of connections it reaches.
-    Link {
-        toxic: crate::chaos::proxy::LinkToxic,
-        direction: crate::chaos::proxy::Direction,
-    },
 }
 
 impl FaultKind {
     /// The scenario key that selects this kind (`crash`, `provider_outage`, `link`, ...).
     pub fn label(&self) -> &'static str {
-        match self {
-            FaultKind::Crash { .. } => "crash",
-            FaultKind::Pause { .. } => "pause",
-            FaultKind::Latency { .. } => "latency",
-            FaultKind::Errors { .. } => "errors",
-            FaultKind::Poison { .. } => "poison",
-            FaultKind::Duplicate { .. } => "duplicate",
-            FaultKind::ProviderOutage { .. } => "provider_outage",
-            FaultKind::Reorder { .. } => "reorder",
-            FaultKind::Replay { .. } => "replay",
-            FaultKind::Exec { .. } => "exec",
-            FaultKind::Link { .. } => "link",
-        }
+        FaultKindName::from(self).into()
     }
 }
 

@@ -47,96 +47,8 @@ pub struct RawScenario {
     #[schemars(with = "Option<crate::verify::config::RawChecks>")]
     pub checks: Option<Spanned<crate::verify::config::RawChecks>>,
     /// Faults on the scenario's clock, e.g. `{ at: 80s, crash: email, restart_after: 10s }`.
-    #[schemars(with = "Option<Vec<RawFault>>")]
-    pub faults: Option<Spanned<Vec<Spanned<RawFault>>>>,
-}
-
-/// One fault on the timeline. Exactly one kind key (`crash`, `pause`, `latency`, `errors`,
-/// `duplicate`, `provider_outage`, `replay`, `exec`), its companions, and `at`/`for`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawFault {
-    /// Start, on the run's clock.
-    #[schemars(required, with = "crate::config::schema::Duration")]
-    pub at: Option<Text>,
-    #[serde(rename = "for")]
-    /// How long it lasts (pause, latency, errors, poison, duplicate, reorder,
-    /// provider_outage).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub for_: Option<Text>,
-    /// The service's consumers stop without committing.
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub crash: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub restart_after: Option<Text>,
-    /// The service stops consuming, keeping its partitions.
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub pause: Option<Text>,
-    /// Added processing time for the service (with `add`).
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub latency: Option<Text>,
-    /// The added time: quote it inside `{ }` when it has a comma.
-    #[schemars(with = "Option<crate::config::schema::Latency>")]
-    pub add: Option<Text>,
-    /// The service fails deliveries (nack).
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub errors: Option<Text>,
-    /// Events of the picked orders, intended inside the window, always fail at the service
-    /// (poison messages); with `max_deliveries` they end on `order.dead_letter`.
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub poison: Option<Text>,
-    /// Deliveries arrive twice at the service.
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub duplicate: Option<Text>,
-    /// Share of deliveries the fault touches (default 100%).
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub share: Option<Text>,
-    /// Share of orders the fault touches (default 100%).
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub keys: Option<Text>,
-    #[schemars(with = "Option<RawOutage>")]
-    pub provider_outage: Option<Spanned<RawOutage>>,
-    /// Events of one key delivered out of order on this topic, e.g. `order.created`.
-    #[schemars(with = "Option<String>")]
-    pub reorder: Option<Text>,
-    /// Rewind the service's consumer group (`to: earliest` or a run time).
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub replay: Option<Text>,
-    #[schemars(with = "Option<String>")]
-    pub to: Option<Text>,
-    /// A command run with `sh -c`; its output goes to the run folder.
-    #[schemars(with = "Option<String>")]
-    pub exec: Option<Text>,
-    /// A fault on the TCP link to a networked broker, through the built-in fault proxy.
-    #[schemars(with = "Option<LinkKind>")]
-    pub link: Option<Text>,
-    /// Link latency: the added delay.
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub delay: Option<Text>,
-    /// Link latency: uniform jitter around `delay`.
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub jitter: Option<Text>,
-    /// Link bandwidth: bytes per second, per connection and direction.
-    #[schemars(with = "Option<crate::config::schema::Int<1, {u64::MAX}>>")]
-    pub bytes_per_sec: Option<Text>,
-    /// Which way a link fault acts (default both).
-    #[schemars(with = "Option<crate::chaos::proxy::Direction>")]
-    pub direction: Option<Text>,
-}
-
-/// The payment provider fails a share of calls:
-/// `provider_outage: { errors: 30%, latency: 2s, status: 503, retry_after: 1s }`
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawOutage {
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub errors: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Latency>")]
-    pub latency: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Int<400, 599>>")]
-    pub status: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub retry_after: Option<Text>,
+    #[schemars(with = "Option<Vec<crate::chaos::config::RawFault>>")]
+    pub faults: Option<Spanned<Vec<Spanned<crate::chaos::config::RawFault>>>>,
 }
 
 /// `target: embedded`, `target: redis://127.0.0.1:6379`, or a mapping:
@@ -196,11 +108,6 @@ crate::words_schema!(
     /// Kafka producer acks.
     Acks,
     super::validate::ACKS
-);
-crate::words_schema!(
-    /// A fault on the TCP link, through the built-in fault proxy.
-    LinkKind,
-    crate::chaos::proxy::LinkToxic::KINDS
 );
 
 impl schemars::JsonSchema for RawTarget {

@@ -17,12 +17,8 @@ use super::raw::*;
 use crate::config::check::{Checker, Path, Problem, Spot};
 use crate::config::env;
 use crate::config::tree::Text;
-use crate::config::units::{
-    self, DURATION_MAX, UnitError, choice, did_you_mean, duration_in, int_in, parse_name, quoted,
-};
+use crate::config::units::{self, choice, did_you_mean, duration_in, int_in, parse_name, quoted};
 use crate::transport::{BrokerKind, QueueType};
-
-mod faults;
 
 /// The words `acks:` accepts: `all` (acks=all) or `leader` (acks=1).
 pub(super) const ACKS: [&str; 2] = ["all", "leader"];
@@ -148,7 +144,15 @@ impl Validator<'_> {
         let checks =
             crate::verify::config::validate(raw.checks.as_ref(), self, &root.key("checks"));
         let run_end = load.phases.iter().map(|p| p.duration).sum::<Duration>() + load.drain;
-        let faults = self.faults(raw.faults.as_ref(), &root.key("faults"), run_end);
+        let faults = match &raw.faults {
+            Some(raw) => {
+                let path = root.key("faults");
+                let (faults, spots) = crate::chaos::config::validate(raw, self, &path, run_end);
+                self.spots.faults = spots;
+                faults
+            }
+            None => Vec::new(),
+        };
         let scenario = Scenario {
             name,
             description,

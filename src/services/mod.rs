@@ -69,6 +69,8 @@ pub trait Service: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct ServiceEnv {
     pub publisher: Publisher,
+    /// The run's seed: a service's random choices (its retry jitter) are drawn from it.
+    pub seed: u64,
 }
 
 /// The set of keys a service has already handled: its idempotency store. `claim` is the

@@ -5,7 +5,8 @@
 //! provider captures once however often the order arrives. With `idempotent: false` it treats
 //! every delivery as a new payment with a fresh key: the double charge a negative control
 //! needs, provable from the provider's own capture records. Provider errors are retried with
-//! exponential backoff (honouring Retry-After) under the same key, as a real client would;
+//! jittered exponential backoff (honouring Retry-After) under the same key, as a real client
+//! would;
 //! after the last retry the order fails (a failure, unlike a decline).
 
 use std::sync::Arc;
@@ -24,8 +25,13 @@ use crate::scenario::model::Stage;
 use crate::topology::ServiceKind;
 use crate::transport::BoxFuture;
 
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Provider retries wait 100 ms, doubling up to 5 s, each plus a jitter of up to as much
+/// again drawn from the order's seeded stream, so that retries of many orders spread out
+/// and a rerun waits the same.
+const BACKOFF: backon::ExponentialBuilder = backon::ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(Duration::from_secs(5))
+    .without_max_times();
 
 /// The body of `order.payment.*` events.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -111,7 +117,7 @@ impl Payment {
         self.publish(Topic::PaymentAttempted, &cause, &fact).await?;
         let request = charge_request(order, &view);
         let o = &self.env.publisher.observer;
-        let mut backoff = BACKOFF_FIRST;
+        let mut backoff = crate::rng::backoff(BACKOFF, self.env.seed, "payment.backoff", order);
         for attempt in 0..=self.retries {
             let wait = match self.provider.charge(&key, &request).await {
                 Ok(ChargeResponse::Captured { charge_id }) => {
@@ -144,8 +150,9 @@ impl Payment {
             };
             o.counters.provider_errors.fetch_add(1, Relaxed);
             if attempt < self.retries {
-                tokio::time::sleep(wait.unwrap_or(backoff)).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                // The schedule moves on even when the provider said how long to wait.
+                let next = backoff.next().unwrap_or_default();
+                tokio::time::sleep(wait.unwrap_or(next)).await;
             }
         }
         fact.reason = Some("provider_error".into());

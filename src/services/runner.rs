@@ -11,8 +11,9 @@
 //! A supervisor per service owns the replicas. On a `crash` it aborts them: subscriptions
 //! and in-flight work are dropped without acks, as a killed process's are, and the broker
 //! redelivers; on restart it brings up fresh members. `pause` holds the replicas before
-//! their next delivery; `latency`, `errors` and `duplicate` act on the deliveries their
-//! scope picks; a `poison` event fails on every delivery.
+//! their next delivery. The delivery faults (`latency`, `errors`, `duplicate`, `poison`)
+//! are asked once per delivery for a plan (`chaos::delivery`): delay it, fail it, or handle
+//! it twice.
 //!
 //! A delivery that fails (an `errors` fault, poison, a refused downstream publish) is nacked
 //! so the broker sends it again, until the service's `max_deliveries`: then the event goes to
@@ -28,7 +29,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::{Service, ServiceError};
-use crate::chaos::{ServiceFaults, scope};
+use crate::chaos::ServiceFaults;
+use crate::chaos::delivery::{DeliveryCtx, Failure};
 use crate::events::{Envelope, Topic};
 use crate::load::driver::stopped;
 use crate::observe::Observer;
@@ -256,21 +258,25 @@ impl Runner {
             ack,
             redelivered,
         } = delivery;
-        let faults = self.faults();
-        let attempt = self.attempt(&envelope);
-        let picks = |index, scope| scope::applies(self.seed, index, scope, &envelope.meta, attempt);
-        if faults.is_poison(self.seed, &envelope.meta) {
-            o.counters.poison_failures.fetch_add(1, Relaxed);
-            self.failed(&envelope, ack, "poison: the event fails every time")
-                .await;
-            return;
-        }
-        if let Some(f) = faults.errors()
-            && picks(f.index, f.scope)
-        {
+        let kind = self.service.kind();
+        // One generator per event: the service's own latency first, then what the faults
+        // draw.
+        let mut rng = crate::rng::for_item(self.seed, kind.name(), envelope.meta.event_id);
+        let service_latency = crate::latency::sample(&self.config.latency, &mut rng);
+        let at = DeliveryCtx {
+            seed: self.seed,
+            meta: &envelope.meta,
+            attempt: self.attempt(&envelope),
+        };
+        let plan = self.faults().deliveries.plan(&at, &mut rng);
+        if let Some(failure) = plan.fail {
             // The service fails this delivery: nothing applied, the broker sends it again.
-            o.counters.fault_errors.fetch_add(1, Relaxed);
-            self.failed(&envelope, ack, "errors fault").await;
+            let counter = match failure {
+                Failure::Poison => &o.counters.poison_failures,
+                Failure::Errors => &o.counters.fault_errors,
+            };
+            counter.fetch_add(1, Relaxed);
+            self.failed(&envelope, ack, failure.reason()).await;
             return;
         }
         let mut ack: Option<Box<dyn AckHandle>> = Some(ack);
@@ -279,26 +285,13 @@ impl Runner {
         {
             self.acked(&envelope, a.ack().await);
         }
-        let running = Running::new(o, self.service.kind());
-        let mut rng = crate::rng::for_item(
-            self.seed,
-            self.service.kind().name(),
-            envelope.meta.event_id,
-        );
-        let mut pause = crate::latency::sample(&self.config.latency, &mut rng);
-        if let Some(f) = faults.latency()
-            && picks(f.index, f.scope)
-        {
-            pause += crate::latency::sample(&f.what, &mut rng);
-        }
+        let running = Running::new(o, kind);
+        let pause = service_latency + plan.delay;
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
         let mut result = self.service.handle(&envelope).await;
-        if let Some(f) = faults.duplicate()
-            && picks(f.index, f.scope)
-            && result.is_ok()
-        {
+        if plan.twice && result.is_ok() {
             // The same event arrives again: the service sees a second delivery.
             self.observe(&envelope, true);
             result = self.service.handle(&envelope).await;
@@ -340,6 +333,15 @@ impl Runner {
         }
     }
 
+    /// How long to wait before handing an event back after its `failures`-th failure: the
+    /// event's own seeded schedule, so its delays do not depend on which replica failed it.
+    fn retry_backoff(&self, event_id: u64, failures: u32) -> std::time::Duration {
+        let component = format!("{}.retry", self.service.kind().name());
+        crate::rng::backoff(RETRY_BACKOFF, self.seed, &component, event_id)
+            .nth(failures.saturating_sub(1) as usize)
+            .unwrap_or_default()
+    }
+
     /// A delivery failed: nack it for another try, or, at `max_deliveries`, move the event
     /// to the dead-letter topic and ack the original.
     async fn failed(&self, envelope: &Envelope, ack: Box<dyn AckHandle>, reason: &str) {
@@ -353,8 +355,8 @@ impl Runner {
         };
         if self.config.max_deliveries.is_none_or(|max| failures < max) {
             // Back off before handing it back, as a real consumer's retry policy does, so a
-            // poison event costs a redelivery every second at most, not a hot loop.
-            tokio::time::sleep(retry_backoff(failures)).await;
+            // poison event costs a redelivery every one to two seconds, not a hot loop.
+            tokio::time::sleep(self.retry_backoff(envelope.meta.event_id, failures)).await;
             settle(o, kind, ack.nack().await);
             return;
         }
@@ -397,11 +399,12 @@ impl Runner {
     }
 }
 
-/// 20 ms after the first failure, doubling, at most 1 s.
-fn retry_backoff(failures: u32) -> std::time::Duration {
-    let ms = 20u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
-    std::time::Duration::from_millis(ms.min(1000))
-}
+/// Redeliveries wait 20 ms after the first failure, doubling up to 1 s, each plus a jitter of
+/// up to as much again.
+const RETRY_BACKOFF: backon::ExponentialBuilder = backon::ExponentialBuilder::new()
+    .with_min_delay(std::time::Duration::from_millis(20))
+    .with_max_delay(std::time::Duration::from_secs(1))
+    .without_max_times();
 
 /// The group that reads `order.dead_letter` back, so a dead letter the broker lost shows.
 pub const DEAD_LETTER_AUDIT: &str = "dead-letter-audit";

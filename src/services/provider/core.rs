@@ -13,6 +13,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
+pub use crate::chaos::provider_outage::Outage;
 use crate::clock::{Clock, RunTime};
 use crate::latency;
 use crate::orders::cards::{self, CardOutcome};
@@ -65,16 +66,6 @@ pub struct ProviderStats {
     pub conflicts: u64,
     /// Calls failed by an outage.
     pub errors: u64,
-}
-
-/// A provider outage while it is switched on: a share of calls fail with `status`, and
-/// every call takes `latency` instead of the usual distribution when it is given.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Outage {
-    pub error_share: f64,
-    pub status: u16,
-    pub latency: Option<LatencyDist>,
-    pub retry_after: Option<Duration>,
 }
 
 /// What a key's first call decided, kept to answer the key's later calls. Small on purpose:
@@ -291,6 +282,17 @@ fn fnv1a(start: u64, s: &str) -> u64 {
     }
     // A separator, so ("ab", "c") and ("a", "bc") differ when hashes are chained.
     (hash ^ 0xff).wrapping_mul(0x0100_0000_01b3)
+}
+
+/// The seam the `provider_outage` fault switches.
+impl crate::chaos::provider_outage::OutageSwitch for ProviderCore {
+    fn set_outage(&self, outage: Outage) {
+        ProviderCore::set_outage(self, outage);
+    }
+
+    fn clear_outage(&self) {
+        ProviderCore::clear_outage(self);
+    }
 }
 
 #[cfg(test)]

@@ -1,42 +1,211 @@
-//! Validation of `faults:`: one kind per entry, the companions that kind takes, `at` inside
-//! the run and `for` where the fault is a window. Part of the pure validation step: every
-//! problem is collected, nothing is read or run.
+//! `faults:` in a scenario file: the raw shape of one fault entry (with its schema) and its
+//! pure validation into the model's [`Fault`]s: exactly one kind per entry (the kind names
+//! come from [`FaultKindName`]), the companions that kind takes, `at` inside the run and
+//! `for` where the fault is a window, and no two overlapping windows of one fault whose
+//! settings differ ([`super::compose::conflict`]). Every problem is collected; nothing is
+//! read or run.
 
-use super::*;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+use strum::VariantArray;
+
+use crate::config::check::{Checker, Path, Spot};
+use crate::config::tree::Text;
+use crate::config::units::{self, DURATION_MAX, UnitError, choice, duration_in, int_in, quoted};
+use crate::scenario::model::{Fault, FaultKind, FaultKindName, FaultScope, ReplayTo, Share};
 use crate::topology::ServiceKind;
 
-const SERVICES: [(&str, ServiceKind); 5] = [
-    ("payment", ServiceKind::Payment),
-    ("inventory", ServiceKind::Inventory),
-    ("email", ServiceKind::Email),
-    ("warehouse", ServiceKind::Warehouse),
-    ("analytics", ServiceKind::Analytics),
-];
+/// One fault on the timeline. Exactly one kind key (`crash`, `pause`, `latency`, `errors`,
+/// `duplicate`, `provider_outage`, `replay`, `exec`), its companions, and `at`/`for`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    /// Start, on the run's clock.
+    #[schemars(required, with = "crate::config::schema::Duration")]
+    pub at: Option<Text>,
+    #[serde(rename = "for")]
+    /// How long it lasts (pause, latency, errors, poison, duplicate, reorder,
+    /// provider_outage).
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
+    pub for_: Option<Text>,
+    /// The service's consumers stop without committing.
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
+    pub crash: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
+    pub restart_after: Option<Text>,
+    /// The service stops consuming, keeping its partitions.
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
+    pub pause: Option<Text>,
+    /// Added processing time for the service (with `add`).
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
+    pub latency: Option<Text>,
+    /// The added time: quote it inside `{ }` when it has a comma.
+    #[schemars(with = "Option<crate::config::schema::Latency>")]
+    pub add: Option<Text>,
+    /// The service fails deliveries (nack).
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
+    pub errors: Option<Text>,
+    /// Events of the picked orders, intended inside the window, always fail at the service
+    /// (poison messages); with `max_deliveries` they end on `order.dead_letter`.
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
+    pub poison: Option<Text>,
+    /// Deliveries arrive twice at the service.
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
+    pub duplicate: Option<Text>,
+    /// Share of deliveries the fault touches (default 100%).
+    #[schemars(with = "Option<crate::config::schema::Share>")]
+    pub share: Option<Text>,
+    /// Share of orders the fault touches (default 100%).
+    #[schemars(with = "Option<crate::config::schema::Share>")]
+    pub keys: Option<Text>,
+    #[schemars(with = "Option<RawOutage>")]
+    pub provider_outage: Option<Spanned<RawOutage>>,
+    /// Events of one key delivered out of order on this topic, e.g. `order.created`.
+    #[schemars(with = "Option<String>")]
+    pub reorder: Option<Text>,
+    /// Rewind the service's consumer group (`to: earliest` or a run time).
+    #[schemars(with = "Option<crate::topology::ServiceKind>")]
+    pub replay: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub to: Option<Text>,
+    /// A command run with `sh -c`; its output goes to the run folder.
+    #[schemars(with = "Option<String>")]
+    pub exec: Option<Text>,
+    /// A fault on the TCP link to a networked broker, through the built-in fault proxy.
+    #[schemars(with = "Option<LinkKind>")]
+    pub link: Option<Text>,
+    /// Link latency: the added delay.
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
+    pub delay: Option<Text>,
+    /// Link latency: uniform jitter around `delay`.
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
+    pub jitter: Option<Text>,
+    /// Link bandwidth: bytes per second, per connection and direction.
+    #[schemars(with = "Option<crate::config::schema::Int<1, {u64::MAX}>>")]
+    pub bytes_per_sec: Option<Text>,
+    /// Which way a link fault acts (default both).
+    #[schemars(with = "Option<crate::chaos::proxy::Direction>")]
+    pub direction: Option<Text>,
+}
+
+/// The payment provider fails a share of calls:
+/// `provider_outage: { errors: 30%, latency: 2s, status: 503, retry_after: 1s }`
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutage {
+    #[schemars(with = "Option<crate::config::schema::Share>")]
+    pub errors: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Latency>")]
+    pub latency: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Int<400, 599>>")]
+    pub status: Option<Text>,
+    #[schemars(with = "Option<crate::config::schema::Duration>")]
+    pub retry_after: Option<Text>,
+}
+
+crate::words_schema!(
+    /// A fault on the TCP link, through the built-in fault proxy.
+    LinkKind,
+    super::proxy::LinkToxic::KINDS
+);
 
 const EXAMPLE: &str = "write a fault like `{ at: 80s, crash: email, restart_after: 10s }`";
 
-/// Kinds that last a window and so need `for`.
-const WINDOWED: [&str; 8] = [
-    "link",
-    "pause",
-    "latency",
-    "errors",
-    "poison",
-    "duplicate",
-    "reorder",
-    "provider_outage",
-];
+/// Whether the kind lasts a window and so needs `for`: all but the crash (its window is its
+/// downtime) and the instant ones.
+fn windowed(kind: FaultKindName) -> bool {
+    !matches!(
+        kind,
+        FaultKindName::Crash | FaultKindName::Replay | FaultKindName::Exec
+    )
+}
 
-impl Validator<'_> {
-    pub(super) fn faults(
+/// The keys besides `at` and `for` a kind takes.
+fn companions_of(kind: FaultKindName) -> &'static [&'static str] {
+    match kind {
+        FaultKindName::Crash => &["restart_after"],
+        FaultKindName::Latency => &["add", "share", "keys"],
+        FaultKindName::Errors
+        | FaultKindName::Poison
+        | FaultKindName::Duplicate
+        | FaultKindName::Reorder => &["share", "keys"],
+        FaultKindName::Replay => &["to"],
+        FaultKindName::Link => &["delay", "jitter", "bytes_per_sec", "direction", "share"],
+        FaultKindName::Pause | FaultKindName::ProviderOutage | FaultKindName::Exec => &[],
+    }
+}
+
+/// The service names a service fault may name.
+fn services() -> Vec<(&'static str, ServiceKind)> {
+    ServiceKind::ALL.iter().map(|k| (k.name(), *k)).collect()
+}
+
+impl RawFault {
+    /// Where this entry names `kind`, if it does.
+    fn kind_key(&self, kind: FaultKindName) -> Option<&Location> {
+        let text = match kind {
+            FaultKindName::Crash => &self.crash,
+            FaultKindName::Pause => &self.pause,
+            FaultKindName::Latency => &self.latency,
+            FaultKindName::Errors => &self.errors,
+            FaultKindName::Poison => &self.poison,
+            FaultKindName::Duplicate => &self.duplicate,
+            FaultKindName::Reorder => &self.reorder,
+            FaultKindName::Replay => &self.replay,
+            FaultKindName::Exec => &self.exec,
+            FaultKindName::Link => &self.link,
+            FaultKindName::ProviderOutage => {
+                return self.provider_outage.as_ref().map(|o| &o.referenced);
+            }
+        };
+        text.as_ref().map(|t| &t.referenced)
+    }
+}
+
+/// Checks `faults:`. Returns the faults that validated and, parallel to them, where each
+/// one's kind key is (for the checks of the faults against the target).
+pub fn validate(
+    raw: &Spanned<Vec<Spanned<RawFault>>>,
+    check: &mut Checker,
+    path: &Path,
+    run_end: Duration,
+) -> (Vec<Fault>, Vec<Spot>) {
+    let mut v = FaultsValidator {
+        check,
+        spots: Vec::new(),
+    };
+    let faults = v.faults(raw, path, run_end);
+    (faults, v.spots)
+}
+
+struct FaultsValidator<'c, 'a> {
+    check: &'c mut Checker<'a>,
+    spots: Vec<Spot>,
+}
+
+impl<'a> std::ops::Deref for FaultsValidator<'_, 'a> {
+    type Target = Checker<'a>;
+
+    fn deref(&self) -> &Checker<'a> {
+        self.check
+    }
+}
+
+impl std::ops::DerefMut for FaultsValidator<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.check
+    }
+}
+
+impl FaultsValidator<'_, '_> {
+    fn faults(
         &mut self,
-        raw: Option<&Spanned<Vec<Spanned<RawFault>>>>,
+        raw: &Spanned<Vec<Spanned<RawFault>>>,
         path: &Path,
         run_end: Duration,
     ) -> Vec<Fault> {
-        let Some(raw) = raw else {
-            return Vec::new();
-        };
         let faults: Vec<(usize, Fault)> = raw
             .value
             .iter()
@@ -53,10 +222,10 @@ impl Validator<'_> {
     fn overlaps(&mut self, faults: &[(usize, Fault)], raw: &[Spanned<RawFault>], path: &Path) {
         for (n, (j, later)) in faults.iter().enumerate() {
             for (i, earlier) in &faults[..n] {
-                let Some(keys) = crate::chaos::compose::conflict(earlier, later) else {
+                let Some(keys) = super::compose::conflict(earlier, later) else {
                     continue;
                 };
-                let target = crate::chaos::action(later).1;
+                let target = super::action(later).1;
                 let kind = later.kind.label();
                 let window = |f: &Fault| {
                     let at = humantime::format_duration(f.at);
@@ -100,38 +269,25 @@ impl Validator<'_> {
     fn fault(&mut self, raw: &Spanned<RawFault>, path: &Path, run_end: Duration) -> Option<Fault> {
         let at_fault = &raw.referenced;
         let f = &raw.value;
-        let mut kinds: Vec<(&str, &Location)> = [
-            ("crash", &f.crash),
-            ("pause", &f.pause),
-            ("latency", &f.latency),
-            ("errors", &f.errors),
-            ("poison", &f.poison),
-            ("duplicate", &f.duplicate),
-            ("reorder", &f.reorder),
-            ("replay", &f.replay),
-            ("exec", &f.exec),
-            ("link", &f.link),
-        ]
-        .into_iter()
-        .filter_map(|(name, text)| text.as_ref().map(|t| (name, &t.referenced)))
-        .collect();
-        if let Some(outage) = &f.provider_outage {
-            kinds.push(("provider_outage", &outage.referenced));
-        }
+        let kinds: Vec<(FaultKindName, &Location)> = FaultKindName::VARIANTS
+            .iter()
+            .filter_map(|&kind| Some((kind, f.kind_key(kind)?)))
+            .collect();
         let (kind, kind_at) = match kinds.as_slice() {
             [] => {
+                let names: Vec<&str> = FaultKindName::VARIANTS.iter().map(|&k| k.into()).collect();
+                let (last, rest) = names.split_last().unwrap_or((&"", &[]));
                 self.report(
                     at_fault,
                     path,
-                    "a fault needs one of crash, pause, latency, errors, poison, duplicate, \
-                     reorder, provider_outage, link, replay or exec"
-                        .to_owned(),
+                    format!("a fault needs one of {} or {last}", rest.join(", ")),
                     Some(EXAMPLE.to_owned()),
                 );
                 return None;
             }
-            [(one, at)] => (*one, **at),
+            [(one, at)] => (*one, *at),
             [(first, _), (second, at), ..] => {
+                let second: &str = (*second).into();
                 self.report(
                     at,
                     &path.key(second),
@@ -150,11 +306,11 @@ impl Validator<'_> {
             .for_
             .as_ref()
             .and_then(|t| self.parse(t, &path.key("for"), |t| duration_in(t, true, DURATION_MAX)));
-        let windowed = WINDOWED.contains(&kind);
+        let windowed = windowed(kind);
         match &f.for_ {
             None if windowed => self.missing(at_fault, &path.key("for"), "for: 20s"),
             Some(t) if !windowed => {
-                let hint = if kind == "crash" {
+                let hint = if kind == FaultKindName::Crash {
                     "a crash ends when the service restarts: write `restart_after: 10s`"
                 } else {
                     "it happens at one instant"
@@ -197,7 +353,7 @@ impl Validator<'_> {
         };
         // Where the kind key is, for the checks of the faults against the target.
         let kind_path = path.key(kind.label());
-        self.spots.faults.push(Spot::at(&kind_at, kind_path));
+        self.spots.push(Spot::at(kind_at, kind_path));
         Some(Fault {
             at,
             duration,
@@ -207,15 +363,8 @@ impl Validator<'_> {
     }
 
     /// Reports companions the kind does not take (`add` on a crash, `to` on a pause...).
-    fn companions(&mut self, f: &RawFault, kind: &str, path: &Path) {
-        let allowed: &[&str] = match kind {
-            "crash" => &["restart_after"],
-            "latency" => &["add", "share", "keys"],
-            "errors" | "poison" | "duplicate" | "reorder" => &["share", "keys"],
-            "replay" => &["to"],
-            "link" => &["delay", "jitter", "bytes_per_sec", "direction", "share"],
-            _ => &[],
-        };
+    fn companions(&mut self, f: &RawFault, kind: FaultKindName, path: &Path) {
+        let allowed = companions_of(kind);
         for (name, text) in [
             ("restart_after", &f.restart_after),
             ("add", &f.add),
@@ -233,11 +382,7 @@ impl Validator<'_> {
                 let hint = if allowed.is_empty() {
                     format!(
                         "a {kind} fault takes only `at`{}",
-                        if WINDOWED.contains(&kind) {
-                            " and `for`"
-                        } else {
-                            ""
-                        }
+                        if windowed(kind) { " and `for`" } else { "" }
                     )
                 } else {
                     format!("a {kind} fault takes {}", allowed.join(", "))
@@ -255,16 +400,17 @@ impl Validator<'_> {
     fn fault_kind(
         &mut self,
         f: &RawFault,
-        kind: &str,
+        kind: FaultKindName,
         at_fault: &Location,
         path: &Path,
     ) -> Option<FaultKind> {
-        let service = |v: &mut Validator, text: &Option<Text>| {
+        let key: &str = kind.into();
+        let service = |v: &mut Self, text: &Option<Text>| {
             text.as_ref()
-                .and_then(|t| v.parse(t, &path.key(kind), |t| choice(t, "a service", &SERVICES)))
+                .and_then(|t| v.parse(t, &path.key(key), |t| choice(t, "a service", &services())))
         };
         Some(match kind {
-            "crash" => {
+            FaultKindName::Crash => {
                 let service = service(self, &f.crash)?;
                 let restart_after = f.restart_after.as_ref().and_then(|t| {
                     self.parse(t, &path.key("restart_after"), |t| {
@@ -276,10 +422,10 @@ impl Validator<'_> {
                     restart_after,
                 }
             }
-            "pause" => FaultKind::Pause {
+            FaultKindName::Pause => FaultKind::Pause {
                 service: service(self, &f.pause)?,
             },
-            "latency" => {
+            FaultKindName::Latency => {
                 let service = service(self, &f.latency);
                 let add = self.required(
                     &f.add,
@@ -293,16 +439,16 @@ impl Validator<'_> {
                     add: add?,
                 }
             }
-            "errors" => FaultKind::Errors {
+            FaultKindName::Errors => FaultKind::Errors {
                 service: service(self, &f.errors)?,
             },
-            "poison" => FaultKind::Poison {
+            FaultKindName::Poison => FaultKind::Poison {
                 service: service(self, &f.poison)?,
             },
-            "duplicate" => FaultKind::Duplicate {
+            FaultKindName::Duplicate => FaultKind::Duplicate {
                 service: service(self, &f.duplicate)?,
             },
-            "reorder" => {
+            FaultKindName::Reorder => {
                 let text = f.reorder.as_ref()?;
                 let topics: Vec<(&str, crate::events::Topic)> = crate::events::Topic::ALL
                     .iter()
@@ -314,7 +460,7 @@ impl Validator<'_> {
                     })?,
                 }
             }
-            "replay" => {
+            FaultKindName::Replay => {
                 let service = service(self, &f.replay);
                 let to = self.or_default(&f.to, &path.key("to"), ReplayTo::Earliest, |t| {
                     if t.trim() == "earliest" {
@@ -335,7 +481,7 @@ impl Validator<'_> {
                     to,
                 }
             }
-            "exec" => {
+            FaultKindName::Exec => {
                 let command = f.exec.as_ref()?;
                 if command.value.trim().is_empty() {
                     self.report(
@@ -350,15 +496,17 @@ impl Validator<'_> {
                     command: command.value.clone(),
                 }
             }
-            "link" => self.link(f, at_fault, path)?,
-            _ => self.outage(f.provider_outage.as_ref()?, &path.key("provider_outage"))?,
+            FaultKindName::Link => self.link(f, at_fault, path)?,
+            FaultKindName::ProviderOutage => {
+                self.outage(f.provider_outage.as_ref()?, &path.key("provider_outage"))?
+            }
         })
     }
 
     /// `{ link: latency, delay: 100ms, jitter: 20ms }`, `{ link: bandwidth, bytes_per_sec:
     /// 65536 }`, `{ link: reset }`, `{ link: blackhole }`; `direction` and `share` optional.
     fn link(&mut self, f: &RawFault, at_fault: &Location, path: &Path) -> Option<FaultKind> {
-        use crate::chaos::proxy::{Direction, LinkToxic, ToxicSpec};
+        use super::proxy::{Direction, LinkToxic, ToxicSpec};
         let text = f.link.as_ref()?;
         let kind = self.parse(text, &path.key("link"), |t| {
             choice(
@@ -397,7 +545,7 @@ impl Validator<'_> {
                 );
             }
         }
-        let max = crate::chaos::proxy::LATENCY_MAX;
+        let max = super::proxy::LATENCY_MAX;
         let toxic = match kind {
             "latency" => LinkToxic::Latency {
                 latency: self.required(
