@@ -1,8 +1,7 @@
-//! Chaos: every fault kind on the embedded broker under tokio's paused clock, with exact or
-//! bounded expectations, and the negative controls issue 4 names: a crashed non-idempotent
-//! email service is caught sending second emails, a consumer that acks before processing
-//! and crashes is caught losing orders, a replay into a non-idempotent service is caught
-//! re-applying effects. Each has its clean twin that passes.
+//! Chaos: every fault kind, one module per area (service faults, interrupts, the provider,
+//! replay and reorder, exec, validation, dead letters, link faults, the fault proxy, broker
+//! restarts), each with a negative control that must fail and its clean twin that passes.
+//! One test binary; this file holds the scenario helpers the modules share.
 
 #[path = "../support/mod.rs"]
 mod support;
