@@ -9,9 +9,13 @@
 
 use std::time::Duration;
 
+use crate::config::{Checker, Path, Unset};
 use crate::report::summary::{RunVerdict, Summary};
 use crate::run::{RunError, RunOptions, execute};
-use crate::scenario::model::{ProviderVia, Stage};
+use crate::scenario::model::{
+    Arrivals, Comparison, EmbeddedTarget, LatencyDist, LatencySlo, Phase, PhaseKind, ProviderVia,
+    Rate, Scenario, Stage, Target,
+};
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -22,8 +26,8 @@ pub struct BenchOptions {
     pub max_rate: f64,
     /// Bisection steps after the first failure.
     pub refine: u32,
-    /// A broker URL to run the trials against instead of the embedded broker.
-    pub target: Option<String>,
+    /// The broker to run the trials against instead of the embedded one.
+    pub target: Option<Target>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,47 +54,86 @@ pub struct BenchReport {
     pub ledger_bytes_per_order: usize,
 }
 
-fn scenario_text(rate: f64, seconds: u64, via: ProviderVia, target: Option<&str>) -> String {
-    let via = match via {
-        ProviderVia::Http => "http",
-        ProviderVia::InProcess => "in_process",
-    };
-    let target = match target {
-        Some(url) => format!("{url:?}"),
-        None => "{ kind: embedded, partitions: 12, retention: 1000000 }".to_owned(),
-    };
-    format!(
-        r#"
-name: bench
-description: Throughput search, every check on.
-seed: 1
-target: {target}
-load:
-  arrivals: uniform
-  max_in_flight: 200000
-  phases:
-    - {{ hold: {seconds}s, rate: {rate}/s }}
-  drain: 10s
-services:
-  payment:   {{ latency: 0ms }}
-  inventory: {{ latency: 0ms }}
-  email:     {{ latency: 0ms }}
-  warehouse: {{ latency: 0ms }}
-  analytics: {{ latency: 0ms }}
-provider: {{ via: {via}, latency: 0ms }}
-checks:
-  settle_within: 5s
-  latency:
-    order.created -> order.fulfilled: {{ p99: "< 1s" }}
-"#
-    )
+/// A component's configuration with every option at its default: what its `validate`
+/// makes of a section the scenario leaves out.
+fn defaults<T>(validate: impl FnOnce(&mut Checker, &Path) -> T) -> T {
+    let no_env = |_: &str| None;
+    let mut check = Checker::new(&no_env, Unset::Error);
+    let value = validate(&mut check, &Path::root());
+    debug_assert!(check.problems.is_empty(), "{:?}", check.problems);
+    value
+}
+
+/// The embedded broker the trials run on unless told otherwise.
+fn trial_target() -> Target {
+    Target::Embedded(EmbeddedTarget {
+        partitions: 12,
+        retention: 1_000_000,
+    })
+}
+
+/// The embedded broker `--publish-only` measures unless told otherwise.
+pub fn publish_target() -> Target {
+    Target::Embedded(EmbeddedTarget {
+        partitions: 12,
+        retention: 100_000_000,
+    })
+}
+
+/// One trial's scenario, built in code: `rate` orders per second held for `seconds`, every
+/// service and the provider without added latency, every check on, fulfilment p99 under a
+/// second.
+pub fn trial_scenario(
+    rate: f64,
+    seconds: u64,
+    via: ProviderVia,
+    target: Option<Target>,
+) -> Scenario {
+    let mut load = crate::load::config::placeholder();
+    load.arrivals = Arrivals::Uniform;
+    load.max_in_flight = 200_000;
+    load.phases = vec![Phase {
+        kind: PhaseKind::Hold { rate: Rate(rate) },
+        duration: Duration::from_secs(seconds),
+    }];
+    load.drain = Duration::from_secs(10);
+    let mut services = defaults(|c, p| crate::services::config::validate(None, c, p));
+    for service in [
+        &mut services.payment,
+        &mut services.inventory,
+        &mut services.email,
+        &mut services.warehouse,
+        &mut services.analytics,
+    ] {
+        service.latency = LatencyDist::ZERO;
+    }
+    let mut provider = defaults(|c, p| crate::services::provider::config::validate(None, c, p));
+    provider.via = via;
+    provider.latency = LatencyDist::ZERO;
+    let mut checks = defaults(|c, p| crate::verify::config::validate(None, c, p));
+    checks.settle_within = Duration::from_secs(5);
+    checks.latency = vec![LatencySlo {
+        stage: Stage::Fulfilled,
+        percentile: 99.0,
+        comparison: Comparison::LessThan,
+        bound: Duration::from_secs(1),
+    }];
+    Scenario {
+        name: "bench".to_owned(),
+        description: "Throughput search, every check on.".to_owned(),
+        seed: 1,
+        target: target.unwrap_or_else(trial_target),
+        load,
+        orders: defaults(|c, p| crate::orders::config::validate(None, c, p)),
+        services,
+        provider,
+        checks,
+        faults: Vec::new(),
+    }
 }
 
 async fn trial(rate: f64, opts: &BenchOptions) -> Result<Trial, RunError> {
-    let text = scenario_text(rate.round(), opts.seconds, opts.via, opts.target.as_deref());
-    // The text is ours and parses; a failure here is a bug worth a loud message.
-    let scenario = crate::scenario::parse("bench.yaml", &text)
-        .map_err(|e| RunError::Provider(std::io::Error::other(e.to_string())))?;
+    let scenario = trial_scenario(rate.round(), opts.seconds, opts.via, opts.target.clone());
     let result = execute(
         &scenario,
         RunOptions {
@@ -213,38 +256,38 @@ pub struct PublishReport {
     pub latency_p99_us: u64,
 }
 
-/// Publishes real `order.created` events (one generated order's payload, fresh ids) from
-/// `clients` concurrent publishers for `duration`, and reports acked publishes per second.
+/// Publishes real `order.created` events (one generated order's payload, a fresh order id
+/// and idempotency key each) through the `Publisher`, from `clients` concurrent publishers
+/// for `duration`, and reports acked publishes per second.
 pub async fn publish_rate(
-    target: &crate::scenario::model::Target,
+    target: &Target,
     clients: usize,
     duration: Duration,
 ) -> Result<PublishReport, crate::transport::TransportError> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-    use crate::events::{Envelope, EventMeta, Topic};
+    use crate::events::Topic;
+    use crate::publisher::{Cause, Publisher};
 
     let clock = crate::clock::Clock::start();
     let transport = crate::transport::connect(target, clock.clone()).await?;
-    let scenario = crate::scenario::parse(
-        "bench.yaml",
-        "name: bench\nload:\n  phases:\n    - { hold: 1s, rate: 1/s }\n",
-    )
-    .map_err(|e| crate::transport::TransportError::Config {
-        target: "bench".into(),
-        reason: e.to_string(),
-    })?;
-    let order = crate::orders::OrderFactory::new(1, &scenario.orders).make(0, 0);
+    let orders = defaults(|c, p| crate::orders::config::validate(None, c, p));
+    let order = crate::orders::OrderFactory::new(1, &orders).make(0, 0);
     let payload = order.to_json();
     let key_text: Arc<str> = Arc::from(order.idempotency_key.as_str());
+    // No ledger slots: the order ids are not planned ones, so the publisher records no
+    // per-order acks, only its counters (the failed publishes among them).
+    let publisher = Publisher {
+        transport: transport.clone(),
+        observer: Arc::new(crate::observe::Observer::new(clock.clone(), 0)),
+    };
     let acked = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
     let deadline = clock.now() + crate::clock::duration_ns(duration);
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients as u64 {
-        let (transport, payload, key_text) = (transport.clone(), payload.clone(), key_text.clone());
-        let (acked, failed, clock) = (acked.clone(), failed.clone(), clock.clone());
+        let (publisher, payload, key_text) = (publisher.clone(), payload.clone(), key_text.clone());
+        let (acked, clock) = (acked.clone(), clock.clone());
         tasks.spawn(async move {
             let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("static histogram bounds are valid");
@@ -253,29 +296,18 @@ pub async fn publish_rate(
                 let id = (client << 32) | n;
                 n += 1;
                 let sent = clock.now();
-                let envelope = Envelope {
-                    topic: Topic::OrderCreated,
-                    meta: EventMeta {
-                        event_id: id,
-                        order_id: id,
-                        seq: 0,
-                        intended_at: sent,
-                        intended_wall_ns: clock.wall_ns(sent),
-                        sent_at: sent,
-                        // One key per publish: a checkout endpoint must take each as a
-                        // new order, not replay the first.
-                        idempotency_key: bytes::Bytes::from(format!("{}-{id}", key_text)),
-                    },
-                    payload: payload.clone(),
+                let cause = Cause {
+                    order_id: id,
+                    intended_at: sent,
+                    intended_wall_ns: clock.wall_ns(sent),
+                    // One key per publish: a checkout endpoint must take each as a new
+                    // order, not replay the first.
+                    idempotency_key: bytes::Bytes::from(format!("{}-{id}", key_text)),
                 };
-                match transport.publish(envelope).await {
-                    Ok(_) => {
-                        acked.fetch_add(1, Relaxed);
-                        latency.saturating_record((clock.now() - sent) / 1_000);
-                    }
-                    Err(_) => {
-                        failed.fetch_add(1, Relaxed);
-                    }
+                let envelope = publisher.envelope(Topic::OrderCreated, &cause, payload.clone());
+                if publisher.publish(envelope).await.is_ok() {
+                    acked.fetch_add(1, Relaxed);
+                    latency.saturating_record((clock.now() - sent) / 1_000);
                 }
             }
             latency
@@ -296,10 +328,67 @@ pub async fn publish_rate(
         clients,
         seconds,
         acked,
-        failed: failed.load(Relaxed),
+        failed: publisher.observer.counters.publish_errors.load(Relaxed),
         payload_bytes: payload.len(),
         rate: acked as f64 / seconds.max(1e-9),
         latency_p50_us: latency.value_at_quantile(0.5),
         latency_p99_us: latency.value_at_quantile(0.99),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scenario text `bench` used to parse, kept to prove the scenario now built in code
+    /// is the same one.
+    fn text(rate: f64, seconds: u64, via: &str, target: &str) -> String {
+        format!(
+            r#"
+name: bench
+description: Throughput search, every check on.
+seed: 1
+target: {target}
+load:
+  arrivals: uniform
+  max_in_flight: 200000
+  phases:
+    - {{ hold: {seconds}s, rate: {rate}/s }}
+  drain: 10s
+services:
+  payment:   {{ latency: 0ms }}
+  inventory: {{ latency: 0ms }}
+  email:     {{ latency: 0ms }}
+  warehouse: {{ latency: 0ms }}
+  analytics: {{ latency: 0ms }}
+provider: {{ via: {via}, latency: 0ms }}
+checks:
+  settle_within: 5s
+  latency:
+    order.created -> order.fulfilled: {{ p99: "< 1s" }}
+"#
+        )
+    }
+
+    /// A trial's scenario built in code equals the one its YAML text described, on the
+    /// embedded broker and on a broker named by URL, for either provider path.
+    #[test]
+    fn the_trial_scenario_built_in_code_is_the_one_the_text_described() {
+        let embedded = "{ kind: embedded, partitions: 12, retention: 1000000 }";
+        let parsed =
+            crate::scenario::parse("bench.yaml", &text(2500.0, 7, "in_process", embedded)).unwrap();
+        assert_eq!(
+            trial_scenario(2500.0, 7, ProviderVia::InProcess, None),
+            parsed
+        );
+        let url = "redis://127.0.0.1:6379";
+        let parsed =
+            crate::scenario::parse("bench.yaml", &text(40.0, 1, "http", &format!("{url:?}")))
+                .unwrap();
+        let target = crate::scenario::target::target_of_url(url).unwrap();
+        assert_eq!(
+            trial_scenario(40.0, 1, ProviderVia::Http, Some(target)),
+            parsed
+        );
+    }
 }

@@ -13,6 +13,7 @@ pub mod chaos;
 pub mod clock;
 pub mod config;
 pub mod events;
+pub mod exit;
 pub mod http_client;
 pub mod latency;
 pub mod load;

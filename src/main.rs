@@ -1,23 +1,15 @@
-//! The `doorbuster` command: parse arguments, call the library, print, map to exit codes.
+//! The `doorbuster` command: parse arguments, build the one async runtime, hand each
+//! subcommand to its function in `cli/`, and exit with the code it names (`doorbuster::exit`).
 //! Nothing else lives here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use doorbuster::bench::{BenchOptions, MARKDOWN_HEADER, markdown_row, search};
-use doorbuster::report::compare::{Tolerances, compare, render as render_comparison};
-use doorbuster::report::summary::{RunVerdict, StopSignal};
-use doorbuster::report::terminal::{closing_lines, verdict_table};
-use doorbuster::run::{RunError, RunOptions, execute};
+use doorbuster::bench::BenchOptions;
+use doorbuster::exit::Exit;
 use doorbuster::scenario;
 use doorbuster::scenario::model::ProviderVia;
-use doorbuster::transport::TransportError;
-
-/// Exit codes (DESIGN.md §8).
-const EXIT_BAD_INPUT: u8 = 2;
-const EXIT_CANNOT_RUN: u8 = 3;
 
 /// `println!` without its panic: a reader that went away (`doorbuster scenarios | head -1`)
 /// must not turn the command's exit code into a crash. What could not be written is dropped;
@@ -226,6 +218,8 @@ enum Command {
     },
 }
 
+mod cli;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -236,15 +230,24 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match dispatch(cli.command) {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(e) => {
             errln!("error: {e:#}");
-            ExitCode::from(EXIT_CANNOT_RUN)
+            Exit::CannotRun.into()
         }
     }
 }
 
-fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+/// The process's one async runtime, for the subcommands that need one.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Run {
             scenario,
@@ -254,23 +257,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             target,
             allow_remote,
             rate_scale,
-        } => run(
-            &scenario,
-            out,
-            seed,
-            quiet,
-            scenario::Overrides {
+        } => {
+            let overrides = scenario::Overrides {
                 target,
                 allow_remote,
                 rate_scale,
-            },
-        ),
+            };
+            cli::run::run(&runtime()?, &scenario, out, seed, quiet, overrides)
+        }
         Command::Validate {
             files,
             target,
             allow_remote,
             rate_scale,
-        } => Ok(validate(
+        } => Ok(cli::validate::validate(
             &files,
             &scenario::Overrides {
                 target,
@@ -278,17 +278,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 rate_scale,
             },
         )),
-        Command::Scenarios => {
-            for (name, text) in scenario::bundled() {
-                let description = scenario::parse(name, text)
-                    .map(|s| s.description)
-                    .unwrap_or_default();
-                outln!("{name:<16} {description}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Init { name, force } => init(&name, force),
-        Command::Report { run_dir } => rerender(&run_dir),
+        Command::Scenarios => Ok(cli::scenarios::scenarios()),
+        Command::Init { name, force } => cli::init::init(&name, force),
+        Command::Report { run_dir } => cli::report::report(&run_dir),
         Command::Proxy {
             listen,
             upstream,
@@ -332,7 +324,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                         .share(doorbuster::scenario::model::Share(share.min(1.0)))
                 })
                 .collect();
-            proxy(listen, upstream, specs, seed, allow_remote)
+            Ok(cli::proxy::proxy(
+                &runtime()?,
+                listen,
+                upstream,
+                specs,
+                seed,
+                allow_remote,
+            ))
         }
         Command::Compare {
             baseline,
@@ -341,31 +340,17 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             latency_floor,
             rate_drop,
             gate,
-        } => compare_runs(
+        } => Ok(cli::compare::compare(
             &baseline,
             &candidate,
-            ToleranceFlags {
+            cli::compare::ToleranceFlags {
                 latency_increase,
                 latency_floor,
                 rate_drop,
                 gate,
             },
-        ),
-        Command::Schema { summary } => {
-            if summary {
-                outln!("{}", doorbuster::report::summary_schema());
-            } else {
-                outln!("{}", scenario::schema::json());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench {
-            seconds,
-            target,
-            publish_only: true,
-            clients,
-            ..
-        } => publish_bench(target, clients.max(1), seconds.max(1)),
+        )),
+        Command::Schema { summary } => Ok(cli::schema::schema(summary)),
         Command::Bench {
             provider,
             seconds,
@@ -373,18 +358,34 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             max,
             refine,
             target,
-            ..
-        } => bench(BenchOptions {
-            via: match provider {
-                Via::Http => ProviderVia::Http,
-                Via::InProcess => ProviderVia::InProcess,
-            },
-            seconds: seconds.max(1),
-            start_rate: start.max(1.0),
-            max_rate: max,
-            refine,
-            target,
-        }),
+            publish_only,
+            clients,
+        } => {
+            let target = match cli::bench::target(target.as_deref()) {
+                Ok(target) => target,
+                Err(exit) => return Ok(exit),
+            };
+            if publish_only {
+                return Ok(cli::bench::publish(
+                    &runtime()?,
+                    target,
+                    clients.max(1),
+                    seconds.max(1),
+                ));
+            }
+            let options = BenchOptions {
+                via: match provider {
+                    Via::Http => ProviderVia::Http,
+                    Via::InProcess => ProviderVia::InProcess,
+                },
+                seconds: seconds.max(1),
+                start_rate: start.max(1.0),
+                max_rate: max,
+                refine,
+                target,
+            };
+            Ok(cli::bench::bench(&runtime()?, options))
+        }
     }
 }
 
@@ -395,353 +396,10 @@ enum Way {
     Both,
 }
 
-fn proxy(
-    listen: std::net::SocketAddr,
-    upstream: std::net::SocketAddr,
-    toxics: Vec<doorbuster::chaos::proxy::ToxicSpec>,
-    seed: u64,
-    allow_remote: bool,
-) -> anyhow::Result<ExitCode> {
-    use doorbuster::chaos::proxy::{ProxyError, run_standalone};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    errln!("proxying {listen} -> {upstream}; Ctrl-C stops");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match runtime.block_on(run_standalone(
-        listen,
-        upstream,
-        toxics,
-        seed,
-        allow_remote,
-        shutdown,
-    )) {
-        Ok(stats) => {
-            outln!("{stats:?}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(
-            e @ (ProxyError::RemoteUpstream { .. }
-            | ProxyError::RemoteListen { .. }
-            | ProxyError::InvalidToxic { .. }),
-        ) => {
-            errln!("proxy: {e}");
-            Ok(ExitCode::from(EXIT_BAD_INPUT))
-        }
-        Err(e) => {
-            errln!("proxy: {e}");
-            Ok(ExitCode::from(EXIT_CANNOT_RUN))
-        }
-    }
-}
-
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Via {
     InProcess,
     Http,
-}
-
-fn publish_bench(target: Option<String>, clients: usize, seconds: u64) -> anyhow::Result<ExitCode> {
-    let mut scenario_target = scenario::Target::Embedded(scenario::EmbeddedTarget {
-        partitions: 12,
-        retention: 100_000_000,
-    });
-    if let Some(url) = &target {
-        match scenario::target::target_of_url(url) {
-            Ok(target) => scenario_target = target,
-            Err(e) => {
-                errln!("error: --target: {}", e.message);
-                return Ok(ExitCode::from(EXIT_BAD_INPUT));
-            }
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let report = runtime.block_on(doorbuster::bench::publish_rate(
-        &scenario_target,
-        clients,
-        std::time::Duration::from_secs(seconds),
-    ));
-    match report {
-        Ok(r) => {
-            outln!(
-                "{}: {:.0} acked publishes/s ({} acked, {} failed in {:.1} s, {} clients, {} B payload, ack latency p50 {} us p99 {} us)",
-                r.target,
-                r.rate,
-                r.acked,
-                r.failed,
-                r.seconds,
-                r.clients,
-                r.payload_bytes,
-                r.latency_p50_us,
-                r.latency_p99_us
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e @ TransportError::Config { .. }) => {
-            errln!("error: {e}");
-            Ok(ExitCode::from(EXIT_BAD_INPUT))
-        }
-        Err(e) => {
-            errln!("error: {e}");
-            Ok(ExitCode::from(EXIT_CANNOT_RUN))
-        }
-    }
-}
-
-fn bench(options: BenchOptions) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    outln!(
-        "provider via {:?}, {} s per trial",
-        options.via,
-        options.seconds
-    );
-    outln!("{MARKDOWN_HEADER}");
-    let report = runtime.block_on(search(&options, |t| outln!("{}", markdown_row(t))));
-    match report {
-        Ok(report) => {
-            match &report.sustained {
-                Some(t) => outln!(
-                    "highest sustained: {:.0} orders/s (send lag p99 {} us, fulfilled p99 {} us); ledger {} bytes per order",
-                    t.rate,
-                    t.send_lag_p99_us,
-                    t.fulfilled_p99_us,
-                    report.ledger_bytes_per_order
-                ),
-                None => outln!("no rate was sustained; lower --start"),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            errln!("error: {e}");
-            Ok(ExitCode::from(EXIT_CANNOT_RUN))
-        }
-    }
-}
-
-/// The flags to repeat in the reproduce command (passwords masked).
-fn reproduce_args(overrides: &scenario::Overrides) -> String {
-    let mut args = String::new();
-    if let Some(url) = &overrides.target {
-        args.push_str(&format!(
-            " --target '{}'",
-            doorbuster::transport::redact_url(url)
-        ));
-    }
-    if overrides.allow_remote {
-        args.push_str(" --allow-remote");
-    }
-    if let Some(factor) = overrides.rate_scale {
-        args.push_str(&format!(" --rate-scale {factor}"));
-    }
-    args
-}
-
-/// Prints what validation could not check, one `file:line:col: path: warning: ...` each.
-fn print_warnings(origin: &str, warnings: &[scenario::Problem]) {
-    for warning in warnings {
-        errln!("{}", warning.render_warning(origin));
-    }
-}
-
-fn run(
-    arg: &str,
-    out: Option<PathBuf>,
-    seed: Option<u64>,
-    quiet: bool,
-    overrides: scenario::Overrides,
-) -> anyhow::Result<ExitCode> {
-    let run_arg = reproduce_args(&overrides);
-    // The same validation as `validate`, with the flags applied and every ${ENV} required:
-    // everything `run` refuses about the scenario is refused here, with its position, before
-    // anything connects.
-    let (scenario, source) = match scenario::load_with(arg, &scenario::Context::run(overrides)) {
-        Ok(loaded) => {
-            print_warnings(arg, &loaded.warnings);
-            (loaded.scenario, loaded.source)
-        }
-        Err(e) => {
-            errln!("{e}");
-            print_warnings(&e.origin, &e.warnings);
-            return Ok(ExitCode::from(EXIT_BAD_INPUT));
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
-        let signals = StopSignals::listen().context("cannot listen for signals")?;
-        tokio::spawn(async move {
-            let signal = signals.next().await;
-            errln!(
-                "\n{}: stopping the load, draining briefly, writing the partial report",
-                signal.name()
-            );
-            let _ = interrupt_tx.send(Some(signal));
-        });
-        let options = RunOptions {
-            seed,
-            out_dir: out,
-            progress: !quiet,
-            run_arg: format!("{}{run_arg}", source.run_arg()),
-            interrupt: Some(interrupt_rx),
-            ..RunOptions::default()
-        };
-        match execute(&scenario, options).await {
-            Ok(result) => {
-                outln!("{}", verdict_table(&result.summary));
-                out!("{}", closing_lines(&result.summary));
-                if let Some(dir) = &result.dir {
-                    outln!("report: {}", dir.join("report.html").display());
-                    outln!("summary: {}", dir.join("summary.json").display());
-                }
-                step_summary(&result.summary);
-                Ok(ExitCode::from(result.summary.exit_code as u8))
-            }
-            Err(e @ RunError::Transport(TransportError::Config { .. })) => {
-                errln!("error: {e}");
-                Ok(ExitCode::from(EXIT_BAD_INPUT))
-            }
-            Err(e @ (RunError::Transport(_) | RunError::Provider(_) | RunError::Report { .. })) => {
-                errln!("error: {e}");
-                Ok(ExitCode::from(EXIT_CANNOT_RUN))
-            }
-        }
-    })
-}
-
-/// The signals that stop a run the way Ctrl-C does: CI timeouts, cancelled jobs and `docker
-/// stop` send SIGTERM, a closed terminal or SSH session SIGHUP. Once listened for, a signal
-/// no longer kills the process, so the run can write its partial report.
-struct StopSignals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-    hangup: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn listen() -> std::io::Result<StopSignals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(StopSignals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-            hangup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// The first of them to arrive.
-    async fn next(mut self) -> StopSignal {
-        tokio::select! {
-            _ = self.interrupt.recv() => StopSignal::Sigint,
-            _ = self.terminate.recv() => StopSignal::Sigterm,
-            _ = self.hangup.recv() => StopSignal::Sighup,
-        }
-    }
-}
-
-/// Appends the Markdown summary to GitHub Actions' job page when running there.
-fn step_summary(summary: &doorbuster::report::summary::Summary) {
-    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        let markdown = doorbuster::report::markdown::render(summary);
-        if let Err(e) = doorbuster::report::markdown::append_to(Path::new(&path), &markdown) {
-            errln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
-        }
-    }
-}
-
-fn rerender(run_dir: &Path) -> anyhow::Result<ExitCode> {
-    let summary = match doorbuster::report::load_or_rebuild(run_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            errln!("report: {e}");
-            return Ok(ExitCode::from(EXIT_BAD_INPUT));
-        }
-    };
-    let dir = if run_dir.is_dir() {
-        run_dir.to_path_buf()
-    } else {
-        run_dir.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
-    doorbuster::report::write_all(&dir, &summary)
-        .with_context(|| format!("cannot write the reports to {}", dir.display()))?;
-    if summary.verdict != RunVerdict::Incomplete {
-        outln!("re-rendered the reports in {}", dir.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!("{}", verdict_table(&summary));
-    out!("{}", closing_lines(&summary));
-    outln!("report: {}", dir.join("report.html").display());
-    outln!("summary: {}", dir.join("summary.json").display());
-    // Said on stderr too, where a script that keeps only stdout's data still shows it.
-    errln!(
-        "report: the run in {} was killed before it finished; this report is PARTIAL (exit {})",
-        dir.display(),
-        summary.exit_code
-    );
-    Ok(ExitCode::from(summary.exit_code as u8))
-}
-
-/// Tolerances given on the command line; each one overrides the candidate scenario's.
-struct ToleranceFlags {
-    latency_increase: Option<f64>,
-    latency_floor: Option<std::time::Duration>,
-    rate_drop: Option<f64>,
-    gate: Vec<String>,
-}
-
-fn compare_runs(
-    baseline: &Path,
-    candidate: &Path,
-    flags: ToleranceFlags,
-) -> anyhow::Result<ExitCode> {
-    let load = |p: &Path| doorbuster::report::load_summary(p);
-    let (base, cand) = match (load(baseline), load(candidate)) {
-        (Ok(b), Ok(c)) => (b, c),
-        (Err(e), _) | (_, Err(e)) => {
-            errln!("compare: {e}");
-            return Ok(ExitCode::from(EXIT_BAD_INPUT));
-        }
-    };
-    let mut tolerances = Tolerances::from_scenario(&cand.tolerances);
-    tolerances.gated = flags.gate;
-    if let Some(v) = flags.latency_increase {
-        tolerances.latency_increase = v;
-    }
-    if let Some(v) = flags.latency_floor {
-        tolerances.latency_floor = v;
-    }
-    if let Some(v) = flags.rate_drop {
-        tolerances.rate_drop_pp = v;
-    }
-    let comparison = compare(&base, &cand, &tolerances);
-    outln!("{}", render_comparison(&comparison));
-    let regressions: Vec<_> = comparison.regressions().collect();
-    if regressions.is_empty() {
-        outln!("no regression beyond the tolerances");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        outln!("{} regressions:", regressions.len());
-        for r in regressions {
-            outln!(
-                "  - {}: {} -> {} ({})",
-                r.what,
-                r.baseline,
-                r.candidate,
-                r.change
-            );
-        }
-        Ok(ExitCode::from(1))
-    }
 }
 
 /// `10%` -> 0.10, for the command line.
@@ -757,62 +415,6 @@ fn parse_share(text: &str) -> Result<f64, String> {
         .filter(|v| v.is_finite() && *v >= 0.0)
         .map(|v| v / 100.0)
         .ok_or_else(|| format!("{text:?} is not a share like 10%"))
-}
-
-fn validate(files: &[String], overrides: &scenario::Overrides) -> ExitCode {
-    let context = scenario::Context::validate(overrides.clone());
-    let mut bad = false;
-    for file in files {
-        match scenario::load_with(file, &context) {
-            Ok(loaded) => {
-                print_warnings(file, &loaded.warnings);
-                outln!(
-                    "{file}: ok ({} phases, seed {})",
-                    loaded.scenario.load.phases.len(),
-                    loaded.scenario.seed
-                );
-            }
-            Err(e) => {
-                bad = true;
-                errln!("{e}");
-                print_warnings(&e.origin, &e.warnings);
-            }
-        }
-    }
-    if bad {
-        ExitCode::from(EXIT_BAD_INPUT)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn init(name: &str, force: bool) -> anyhow::Result<ExitCode> {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        errln!(
-            "init: the name {name:?} must be lowercase letters, digits and dashes, e.g. flash-sale"
-        );
-        return Ok(ExitCode::from(EXIT_BAD_INPUT));
-    }
-    let path = PathBuf::from(format!("{name}.yaml"));
-    if path.exists() && !force {
-        errln!(
-            "init: {} exists; pass --force to overwrite it",
-            path.display()
-        );
-        return Ok(ExitCode::from(EXIT_BAD_INPUT));
-    }
-    std::fs::write(&path, scenario::template(name))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    outln!(
-        "wrote {}; run it with: doorbuster run {}",
-        path.display(),
-        path.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// mimalloc instead of glibc malloc: the pipeline allocates and frees on both worker threads

@@ -207,6 +207,34 @@ fn targets_go_only_where_told_and_secrets_stay_out_of_errors() {
     );
 }
 
+/// Regression: `bench` parsed a scenario text it built around `--target`, and a target that
+/// text could not hold came out as "cannot start the payment-provider mock", exit 3. A bad
+/// `--target` is bad input (exit 2), said as such, for the search and for `--publish-only`,
+/// and a host outside loopback is refused before anything connects.
+#[test]
+fn bench_refuses_a_bad_target_as_bad_input() {
+    for publish_only in [false, true] {
+        let with = |target: &str| {
+            let mut args = vec!["bench", "--seconds", "1", "--target", target];
+            if publish_only {
+                args.push("--publish-only");
+            }
+            run(&args)
+        };
+        let scheme = with("mqtt://127.0.0.1:1883");
+        let stderr = text(&scheme.stderr);
+        assert_eq!(scheme.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("error: --target: "), "{stderr}");
+        assert!(stderr.contains("redis://127.0.0.1:6379"), "{stderr}");
+        assert!(!stderr.contains("payment-provider"), "{stderr}");
+        let remote = with("redis://10.255.0.1:6379");
+        let stderr = text(&remote.stderr);
+        assert_eq!(remote.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("10.255.0.1"), "{stderr}");
+        assert!(!stderr.contains("payment-provider"), "{stderr}");
+    }
+}
+
 #[test]
 fn a_passing_run_exits_0_and_writes_its_report() {
     let dir = tempfile::tempdir().unwrap();

@@ -100,15 +100,9 @@ impl FaultAction for Exec {
             let Some(mut task) = lock(&self.running).take() else {
                 return;
             };
-            let mut interrupt = ctx.interrupt.clone();
             let interrupted = async {
-                match interrupt.as_mut() {
-                    // A closed channel means no interrupt can come any more, not one.
-                    Some(rx) => {
-                        if rx.wait_for(|i| *i).await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
-                    }
+                match &ctx.interrupt {
+                    Some(interrupt) => interrupt.cancelled().await,
                     None => std::future::pending::<()>().await,
                 }
             };

@@ -38,6 +38,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use self::delivery::{Armed, Armory, DeliveryFault};
 use crate::observe::Observer;
@@ -100,9 +101,9 @@ pub struct ChaosCtx {
     pub run_dir: Option<PathBuf>,
     /// The fault proxy in front of the broker, when the scenario has link faults.
     pub proxy: Option<proxy::ProxyHandle>,
-    /// Becomes true when the run is interrupted: commands still running are killed instead
+    /// Cancelled when the run is interrupted: commands still running are killed instead
     /// of waited for.
-    pub interrupt: Option<watch::Receiver<bool>>,
+    pub interrupt: Option<CancellationToken>,
 }
 
 /// One fault kind: what starting and stopping it does.
@@ -234,7 +235,7 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, String) {
 /// switched it (validation has refused overlapping windows with different settings): nothing
 /// new is applied, and the switch goes off only when the last open window ends. Both cases
 /// are noted on the windows, so the report says what was in force and why.
-pub async fn run_timeline(faults: Vec<Fault>, ctx: ChaosCtx, mut stop: watch::Receiver<bool>) {
+pub async fn run_timeline(faults: Vec<Fault>, ctx: ChaosCtx, stop: CancellationToken) {
     let clock = &ctx.observer.clock;
     let actions: Vec<_> = faults.iter().map(action).collect();
     let switches: Vec<_> = faults.iter().map(compose::switch).collect();
@@ -253,7 +254,7 @@ pub async fn run_timeline(faults: Vec<Fault>, ctx: ChaosCtx, mut stop: watch::Re
     for (at, i, start) in events {
         tokio::select! {
             _ = clock.sleep_until(at) => {}
-            _ = crate::load::driver::stopped(&mut stop) => break,
+            _ = stop.cancelled() => break,
         }
         let (action, target) = &actions[i];
         let kind = faults[i].kind.label();
@@ -410,15 +411,15 @@ mod tests {
             proxy: Some(proxy.clone()),
             interrupt: None,
         };
-        let (stop_tx, stop) = watch::channel(false);
-        let timeline = tokio::spawn(run_timeline(scenario.faults.clone(), ctx, stop));
+        let stop = CancellationToken::new();
+        let timeline = tokio::spawn(run_timeline(scenario.faults.clone(), ctx, stop.clone()));
         let mut probes = Vec::new();
         for step in 0..48u64 {
             let at_ms = 125 + 250 * step;
             clock.sleep_until(at_ms * 1_000_000).await;
             probes.push((at_ms, applied(&chaos, &scenario.faults, &provider, &proxy)));
         }
-        stop_tx.send_replace(true);
+        stop.cancel();
         timeline.await.unwrap();
 
         let windows = observer.fault_windows();

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::RngExt;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::{RunTime, duration_ns};
 use crate::events::Topic;
@@ -54,14 +55,14 @@ impl Driver {
         &self.publisher.observer
     }
 
-    /// Dispatches every scheduled arrival, or until `stop` turns true.
+    /// Dispatches every scheduled arrival, or until `stop` is cancelled.
     ///
     /// On a multi-thread runtime the dispatch loop gets a thread of its own (the checkouts
     /// still run on the caller's runtime): a generator queued behind thousands of service
     /// tasks would fall behind its schedule because of the system under test, which is
     /// exactly what its send lag must not measure. Under a current-thread runtime (the
     /// paused-clock tests) it runs inline.
-    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> DriverOutcome {
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> DriverOutcome {
         let handle = tokio::runtime::Handle::current();
         if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
             return self.dispatch(stop, handle).await;
@@ -91,13 +92,13 @@ impl Driver {
 
     async fn dispatch(
         self: Arc<Self>,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
         checkouts: tokio::runtime::Handle,
     ) -> DriverOutcome {
         let slots = Arc::new(Semaphore::new(self.load.max_in_flight));
         let clock = &self.observer().clock;
         for (id, &due) in self.schedule.due.iter().enumerate() {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return DriverOutcome {
                     dispatched: id,
                     stopped_early: true,
@@ -106,7 +107,7 @@ impl Driver {
             if due > clock.now() {
                 tokio::select! {
                     _ = clock.sleep_until(due) => {}
-                    _ = stopped(&mut stop) => {
+                    _ = stop.cancelled() => {
                         return DriverOutcome { dispatched: id, stopped_early: true };
                     }
                 }
@@ -213,12 +214,5 @@ impl Driver {
                 o.finding(format!("resubmit of order {id} was not acked"));
             }
         }
-    }
-}
-
-/// Resolves once `stop` turns true; never, if its sender is gone without saying so.
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    if stop.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }

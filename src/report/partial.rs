@@ -207,7 +207,7 @@ pub fn rebuild(dir: &Path) -> Result<Summary, RebuildError> {
         seed: record.seed,
         reproduce: record.reproduce,
         verdict: RunVerdict::Incomplete,
-        exit_code: RunVerdict::Incomplete.exit_code(),
+        exit_code: crate::exit::Exit::Incomplete.code().into(),
         invalid_reason: None,
         interrupted_by: None,
         incomplete: Some(Incomplete {

@@ -12,85 +12,11 @@ use crate::services::analytics::AnalyticsState;
 use crate::services::provider::{ProviderCore, ProviderStats};
 use crate::topology::SUBSCRIPTIONS;
 use crate::transport::TransportInfo;
-use crate::verify::{CheckResult, Verdict};
+use crate::verify::CheckResult;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum RunVerdict {
-    Pass,
-    Fail,
-    Invalid,
-    Interrupted,
-    // The run was killed before it could judge anything (no summary.json): `doorbuster
-    // report` rebuilt this summary from what was on disk. Never a pass. (A plain comment: a
-    // doc comment would make the schema's plain string enum a `oneOf`.)
-    Incomplete,
-}
-
-impl RunVerdict {
-    pub fn decide(interrupted: bool, invalid: bool, checks: &[CheckResult]) -> RunVerdict {
-        if interrupted {
-            RunVerdict::Interrupted
-        } else if invalid {
-            RunVerdict::Invalid
-        } else if checks.iter().all(|c| c.verdict == Verdict::Pass) {
-            RunVerdict::Pass
-        } else {
-            RunVerdict::Fail
-        }
-    }
-
-    /// The process exit code for this verdict (DESIGN.md §8).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            RunVerdict::Pass => 0,
-            RunVerdict::Fail => 1,
-            RunVerdict::Invalid => 3,
-            RunVerdict::Interrupted => StopSignal::Sigint.exit_code(),
-            RunVerdict::Incomplete => 4,
-        }
-    }
-}
-
-/// The signal that stopped a run early. The run stops the same way for each (load off, a
-/// short drain, a partial report); the exit code says which one it was, as a shell would
-/// (128 + the signal's number).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub enum StopSignal {
-    // Ctrl-C.
-    #[serde(rename = "SIGINT")]
-    Sigint,
-    // `kill`, CI timeouts and cancelled jobs, `docker stop`.
-    #[serde(rename = "SIGTERM")]
-    Sigterm,
-    // The terminal or the SSH session went away.
-    #[serde(rename = "SIGHUP")]
-    Sighup,
-}
-
-impl StopSignal {
-    pub fn exit_code(self) -> i32 {
-        match self {
-            StopSignal::Sigint => 130,
-            StopSignal::Sigterm => 143,
-            StopSignal::Sighup => 129,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            StopSignal::Sigint => "SIGINT",
-            StopSignal::Sigterm => "SIGTERM",
-            StopSignal::Sighup => "SIGHUP",
-        }
-    }
-}
+pub use crate::exit::{RunVerdict, StopSignal};
 
 /// What a rebuilt (incomplete) summary is made of, and what it cannot know.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -317,6 +243,9 @@ pub struct SummaryInput<'a> {
     /// The signal that stopped the run early, if one did.
     pub interrupted_by: Option<StopSignal>,
     pub analytics: Option<AnalyticsState>,
+    /// The fault windows, each with its recovery measured (by the run's judge step: the
+    /// report renders what was measured and measures nothing itself).
+    pub faults: Vec<FaultWindow>,
 }
 
 pub fn reproduce_command(run_arg: &str, seed: u64) -> String {
@@ -334,19 +263,6 @@ impl Summary {
         let orders = order_counts(&i, o);
 
         let samples = o.samples();
-        let faults: Vec<FaultWindow> = o
-            .fault_windows()
-            .into_iter()
-            .map(|mut w| {
-                w.recovery = Some(crate::verify::recovery::measure(
-                    &w,
-                    &samples,
-                    &i.scenario.checks.latency,
-                    |stage| o.stage(stage).series(),
-                ));
-                w
-            })
-            .collect();
         let mut achieved = Vec::with_capacity(samples.len());
         let mut previous = 0;
         for s in &samples {
@@ -361,10 +277,9 @@ impl Summary {
             seed: i.seed,
             reproduce: reproduce_command(i.run_arg, i.seed),
             verdict: i.verdict,
-            exit_code: match (i.verdict, i.interrupted_by) {
-                (RunVerdict::Interrupted, Some(signal)) => signal.exit_code(),
-                (verdict, _) => verdict.exit_code(),
-            },
+            exit_code: crate::exit::Exit::of_run(i.verdict, i.interrupted_by)
+                .code()
+                .into(),
             invalid_reason: i.invalid_reason,
             interrupted_by: i
                 .interrupted_by
@@ -399,7 +314,7 @@ impl Summary {
             analytics: i.analytics,
             samples,
             tolerances: i.scenario.checks.compare,
-            faults,
+            faults: i.faults,
             findings: o.findings(),
             ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,
         }

@@ -25,14 +25,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::{Service, ServiceError};
 use crate::chaos::ServiceFaults;
 use crate::chaos::delivery::{DeliveryCtx, Failure};
 use crate::events::{Envelope, Topic};
-use crate::load::driver::stopped;
 use crate::observe::Observer;
 use crate::observe::dead_letters::DeadLetter;
 use crate::scenario::model::{CommitPolicy, Service as ServiceConfig};
@@ -106,11 +106,11 @@ impl Runner {
         Ok(subscriptions)
     }
 
-    /// Runs the service on the members [`Runner::join`] made until `stop` turns true.
+    /// Runs the service on the members [`Runner::join`] made until `stop` is cancelled.
     pub fn start(
         self: Arc<Self>,
         first: Vec<Box<dyn Subscription>>,
-        stop: watch::Receiver<bool>,
+        stop: CancellationToken,
         tasks: &mut JoinSet<()>,
     ) {
         tasks.spawn(self.supervise(first, stop));
@@ -119,7 +119,7 @@ impl Runner {
     async fn supervise(
         self: Arc<Self>,
         mut subscriptions: Vec<Box<dyn Subscription>>,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) {
         let mut down = self.faults().down.subscribe();
         loop {
@@ -128,14 +128,14 @@ impl Runner {
                 replicas.spawn(self.clone().replica(subscription, stop.clone()));
             }
             tokio::select! {
-                _ = stopped(&mut stop) => return,
+                _ = stop.cancelled() => return,
                 _ = down.wait_for(|d| *d) => {}
             }
             // The crash: no acks, no commits, in-flight work gone.
             replicas.abort_all();
             while replicas.join_next().await.is_some() {}
             tokio::select! {
-                _ = stopped(&mut stop) => return,
+                _ = stop.cancelled() => return,
                 _ = down.wait_for(|d| !*d) => {}
             }
             match self.join().await {
@@ -152,7 +152,7 @@ impl Runner {
     async fn replica(
         self: Arc<Self>,
         mut subscription: Box<dyn Subscription>,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency as usize));
         let busy: Busy = Arc::default();
@@ -164,7 +164,7 @@ impl Runner {
             if *paused.borrow_and_update() {
                 tokio::select! {
                     _ = paused.wait_for(|p| !*p) => {}
-                    _ = stopped(&mut stop) => return,
+                    _ = stop.cancelled() => return,
                 }
             }
             // Backpressure: take a slot before taking a delivery.
@@ -173,11 +173,11 @@ impl Runner {
                     Ok(slot) => slot,
                     Err(_) => return,
                 },
-                _ = stopped(&mut stop) => return,
+                _ = stop.cancelled() => return,
             };
             let delivery = tokio::select! {
                 d = subscription.next() => d,
-                _ = stopped(&mut stop) => return,
+                _ = stop.cancelled() => return,
             };
             let delivery = match delivery {
                 Ok(Some(d)) => d,
@@ -413,12 +413,12 @@ pub const DEAD_LETTER_AUDIT: &str = "dead-letter-audit";
 pub async fn audit_dead_letters(
     mut sub: Box<dyn Subscription>,
     observer: Arc<Observer>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
         let delivery = tokio::select! {
             d = sub.next() => d,
-            _ = stopped(&mut stop) => return,
+            _ = stop.cancelled() => return,
         };
         let delivery = match delivery {
             Ok(Some(d)) => d,

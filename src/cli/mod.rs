@@ -1,0 +1,23 @@
+//! One function per subcommand: each takes its parsed arguments, calls the library, prints
+//! what it found and says how the process exits (`doorbuster::exit::Exit`). No work of the
+//! library's is done here, and nothing here builds a runtime: `main` builds the one runtime
+//! and hands it to the subcommands that need it.
+
+pub mod bench;
+pub mod compare;
+pub mod init;
+pub mod proxy;
+pub mod report;
+pub mod run;
+pub mod scenarios;
+pub mod schema;
+pub mod validate;
+
+use doorbuster::scenario;
+
+/// Prints what validation could not check, one `file:line:col: path: warning: ...` each.
+fn print_warnings(origin: &str, warnings: &[scenario::Problem]) {
+    for warning in warnings {
+        errln!("{}", warning.render_warning(origin));
+    }
+}

@@ -1,0 +1,135 @@
+//! `doorbuster run SCENARIO`: validate, run and judge a scenario; print the verdict table
+//! and where the report went. Ctrl-C, SIGTERM and SIGHUP stop the run early with a partial
+//! report.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use doorbuster::exit::{Exit, StopSignal};
+use doorbuster::report::terminal::{closing_lines, verdict_table};
+use doorbuster::run::{RunOptions, execute};
+use doorbuster::scenario;
+use tokio::runtime::Runtime;
+
+use super::print_warnings;
+
+pub fn run(
+    runtime: &Runtime,
+    arg: &str,
+    out: Option<PathBuf>,
+    seed: Option<u64>,
+    quiet: bool,
+    overrides: scenario::Overrides,
+) -> anyhow::Result<Exit> {
+    let run_arg = reproduce_args(&overrides);
+    // The same validation as `validate`, with the flags applied and every ${ENV} required:
+    // everything `run` refuses about the scenario is refused here, with its position, before
+    // anything connects.
+    let (scenario, source) = match scenario::load_with(arg, &scenario::Context::run(overrides)) {
+        Ok(loaded) => {
+            print_warnings(arg, &loaded.warnings);
+            (loaded.scenario, loaded.source)
+        }
+        Err(e) => {
+            errln!("{e}");
+            print_warnings(&e.origin, &e.warnings);
+            return Ok(Exit::BadInput);
+        }
+    };
+    runtime.block_on(async move {
+        let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
+        let signals = StopSignals::listen().context("cannot listen for signals")?;
+        tokio::spawn(async move {
+            let signal = signals.next().await;
+            errln!(
+                "\n{}: stopping the load, draining briefly, writing the partial report",
+                signal.name()
+            );
+            let _ = interrupt_tx.send(Some(signal));
+        });
+        let options = RunOptions {
+            seed,
+            out_dir: out,
+            progress: !quiet,
+            run_arg: format!("{}{run_arg}", source.run_arg()),
+            interrupt: Some(interrupt_rx),
+            ..RunOptions::default()
+        };
+        match execute(&scenario, options).await {
+            Ok(result) => {
+                outln!("{}", verdict_table(&result.summary));
+                out!("{}", closing_lines(&result.summary));
+                if let Some(dir) = &result.dir {
+                    outln!("report: {}", dir.join("report.html").display());
+                    outln!("summary: {}", dir.join("summary.json").display());
+                }
+                step_summary(&result.summary);
+                Ok(Exit::of_run(
+                    result.summary.verdict,
+                    result.summary.interrupted_by,
+                ))
+            }
+            Err(e) => {
+                errln!("error: {e}");
+                Ok(Exit::from(&e))
+            }
+        }
+    })
+}
+
+/// The flags to repeat in the reproduce command (passwords masked).
+fn reproduce_args(overrides: &scenario::Overrides) -> String {
+    let mut args = String::new();
+    if let Some(url) = &overrides.target {
+        args.push_str(&format!(
+            " --target '{}'",
+            doorbuster::transport::redact_url(url)
+        ));
+    }
+    if overrides.allow_remote {
+        args.push_str(" --allow-remote");
+    }
+    if let Some(factor) = overrides.rate_scale {
+        args.push_str(&format!(" --rate-scale {factor}"));
+    }
+    args
+}
+
+/// The signals that stop a run the way Ctrl-C does: CI timeouts, cancelled jobs and `docker
+/// stop` send SIGTERM, a closed terminal or SSH session SIGHUP. Once listened for, a signal
+/// no longer kills the process, so the run can write its partial report.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The first of them to arrive.
+    async fn next(mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.interrupt.recv() => StopSignal::Sigint,
+            _ = self.terminate.recv() => StopSignal::Sigterm,
+            _ = self.hangup.recv() => StopSignal::Sighup,
+        }
+    }
+}
+
+/// Appends the Markdown summary to GitHub Actions' job page when running there.
+fn step_summary(summary: &doorbuster::report::summary::Summary) {
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let markdown = doorbuster::report::markdown::render(summary);
+        if let Err(e) = doorbuster::report::markdown::append_to(Path::new(&path), &markdown) {
+            errln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
+        }
+    }
+}

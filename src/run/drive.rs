@@ -1,0 +1,67 @@
+//! Drive: the open-model driver dispatches the schedule, from t=0 until its end or an
+//! interrupt, while the ticker closes each second of the run.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Run;
+use super::drain::lags;
+use crate::load::Schedule;
+use crate::load::driver::{Driver, DriverOutcome};
+use crate::observe::Observer;
+use crate::report::progress::Progress;
+use crate::topology::ServiceKind;
+use crate::transport::Transport;
+
+impl Run<'_> {
+    /// Dispatches every arrival of the schedule, or until the run is interrupted.
+    pub async fn drive(&self) -> DriverOutcome {
+        let driver = Arc::new(Driver {
+            publisher: self.publisher.clone(),
+            factory: self.factory.clone(),
+            schedule: self.schedule.clone(),
+            load: self.scenario.load.clone(),
+            seed: self.seed,
+            provider: self.client.clone(),
+        });
+        driver.run(self.interrupt.clone()).await
+    }
+}
+
+/// Closes each second of the run until `stop`.
+pub(super) async fn tick(
+    observer: Arc<Observer>,
+    transport: Arc<dyn Transport>,
+    groups: Vec<ServiceKind>,
+    schedule: Arc<Schedule>,
+    progress: Progress,
+    stop: CancellationToken,
+) {
+    let clock = &observer.clock;
+    let mut second: u32 = 0;
+    loop {
+        let end = u64::from(second + 1) * 1_000_000_000;
+        tokio::select! {
+            _ = clock.sleep_until(end) => {}
+            _ = stop.cancelled() => break,
+        }
+        close(&observer, &transport, &groups, second).await;
+        progress.update(&observer, &schedule, second);
+        second += 1;
+    }
+    // The last, partial second.
+    close(&observer, &transport, &groups, second).await;
+}
+
+/// Closes `second` now, then asks the broker for the groups' lags.
+async fn close(
+    observer: &Observer,
+    transport: &Arc<dyn Transport>,
+    groups: &[ServiceKind],
+    second: u32,
+) {
+    let mut sample = observer.close_second(second);
+    sample.lag = lags(transport, groups).await;
+    observer.record_sample(sample);
+}

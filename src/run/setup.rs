@@ -1,0 +1,524 @@
+//! Setup: everything before t=0. Connect (through the fault proxy when the scenario has
+//! link faults), start the provider and every service's consumers, begin the clock, write
+//! what a killed run's report needs, and start the fault timeline and the ticker.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::{RunError, RunOptions};
+use crate::chaos::proxy::ProxyHandle;
+use crate::chaos::reorder::ReorderTransport;
+use crate::chaos::{Chaos, ChaosCtx, run_timeline};
+use crate::clock::Clock;
+use crate::exit::StopSignal;
+use crate::load::Schedule;
+use crate::observe::Observer;
+use crate::observe::hlog::IntervalLogs;
+use crate::orders::OrderFactory;
+use crate::publisher::Publisher;
+use crate::report::partial::RunRecord;
+use crate::report::progress::Progress;
+use crate::scenario::model::{ProviderVia, Scenario, Service as ServiceConfig, Target};
+use crate::services::analytics::Analytics;
+use crate::services::email::Email;
+use crate::services::inventory::Inventory;
+use crate::services::payment::Payment;
+use crate::services::provider::{ProviderClient, ProviderCore};
+use crate::services::runner::Runner;
+use crate::services::warehouse::Warehouse;
+use crate::services::{Idempotency, Processed, Service, ServiceEnv};
+use crate::topology::ServiceKind;
+use crate::transport::{Transport, TransportError};
+
+/// A run between its steps: what setup started, for `drive`, `drain` and `judge`.
+pub struct Run<'s> {
+    pub(super) scenario: &'s Scenario,
+    pub(super) seed: u64,
+    pub(super) run_arg: String,
+    pub(super) schedule: Arc<Schedule>,
+    pub(super) dir: Option<PathBuf>,
+    pub(super) observer: Arc<Observer>,
+    pub(super) transport: Arc<dyn Transport>,
+    pub(super) factory: Arc<OrderFactory>,
+    pub(super) publisher: Publisher,
+    pub(super) provider: Arc<ProviderCore>,
+    pub(super) client: Arc<ProviderClient>,
+    pub(super) pipeline: Pipeline,
+    pub(super) progress: Progress,
+    /// Names the signal that interrupted the run, if one did.
+    pub(super) signal: watch::Receiver<Option<StopSignal>>,
+    /// Cancelled when a signal interrupts the run.
+    pub(super) interrupt: CancellationToken,
+    /// Stops the services, the provider's server, the timeline and the ticker; cancelled by
+    /// the drain, or when the run is dropped early.
+    pub(super) stop: CancellationToken,
+    /// Stops the fault proxy, after the broker's cleanup.
+    pub(super) proxy_stop: CancellationToken,
+    pub(super) timeline: Option<JoinHandle<()>>,
+    pub(super) ticker: Option<JoinHandle<()>>,
+    _stop_on_drop: DropGuard,
+    _proxy_stop_on_drop: DropGuard,
+}
+
+/// The services a run started: their tasks, and what the judge reads back from them.
+pub(super) struct Pipeline {
+    pub(super) tasks: JoinSet<()>,
+    pub(super) enabled: Vec<ServiceKind>,
+    /// The consumer groups whose lag the ticker and the drain watch.
+    pub(super) groups: Vec<ServiceKind>,
+    pub(super) analytics: Option<Arc<Analytics>>,
+    pub(super) inventory: Option<Arc<Inventory>>,
+}
+
+impl Pipeline {
+    /// No services (an HTTP checkout target).
+    fn none() -> Pipeline {
+        Pipeline {
+            tasks: JoinSet::new(),
+            enabled: Vec::new(),
+            groups: Vec::new(),
+            analytics: None,
+            inventory: None,
+        }
+    }
+}
+
+/// What the transport says of itself, and which of the scenario's checks it cannot show.
+pub(super) fn target_info(
+    transport: &dyn Transport,
+    scenario: &Scenario,
+) -> crate::transport::TransportInfo {
+    let mut info = transport.info();
+    let left_out = crate::verify::left_out(scenario);
+    if !left_out.is_empty() {
+        info.settings.push((
+            "checks left out".to_owned(),
+            format!(
+                "{} (the pipeline behind the target is not observed)",
+                left_out.join(", ")
+            ),
+        ));
+    }
+    info
+}
+
+impl<'s> Run<'s> {
+    pub async fn setup(scenario: &'s Scenario, opts: RunOptions) -> Result<Run<'s>, RunError> {
+        let seed = opts.seed.unwrap_or(scenario.seed);
+        let clock = Clock::start();
+        let schedule = Arc::new(Schedule::plan(&scenario.load, seed));
+        // What the target can carry (faults, the checkout mode) was checked with the scenario:
+        // `scenario::validate` refuses the misfits with their position.
+        let checkout_only = matches!(scenario.target, Target::Http(_));
+        // Stops the fault proxy at the end, or on any early return.
+        let proxy_stop = CancellationToken::new();
+        let proxy_stop_on_drop = proxy_stop.clone().drop_guard();
+        // Connect first: an unreachable broker leaves no half-made run folder behind.
+        let (transport, proxy) = connect(scenario, seed, &opts, &clock, &proxy_stop).await?;
+        let dir = (!opts.no_files).then(|| {
+            opts.out_dir
+                .clone()
+                .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed))
+        });
+        let observer = Arc::new(
+            Observer::new(clock.clone(), schedule.orders()).with_fault_plan(
+                scenario
+                    .faults
+                    .iter()
+                    .map(|f| (f.at, f.duration.map(|d| f.at + d))),
+            ),
+        );
+        let chaos = Arc::new(Chaos::default());
+        let reorders = scenario
+            .faults
+            .iter()
+            .any(|f| matches!(f.kind, crate::scenario::model::FaultKind::Reorder { .. }));
+        let transport: Arc<dyn Transport> = if reorders {
+            Arc::new(ReorderTransport::new(transport, chaos.clone(), seed))
+        } else {
+            transport
+        };
+        let factory = Arc::new(OrderFactory::new(seed, &scenario.orders));
+        let publisher = Publisher {
+            transport: transport.clone(),
+            observer: observer.clone(),
+        };
+
+        // Stops the services, the provider's server, the timeline and the ticker at the end of
+        // the run, or on any early return.
+        let stop = CancellationToken::new();
+        let stop_on_drop = stop.clone().drop_guard();
+        let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock.clone()));
+        let client = Arc::new(provider_client(scenario, &provider, stop.clone()).await?);
+        // Behind a checkout endpoint the pipeline is the shop's own: no services run here.
+        let pipeline = if checkout_only {
+            Pipeline::none()
+        } else {
+            start_services(
+                scenario,
+                seed,
+                &publisher,
+                &factory,
+                client.clone(),
+                &chaos,
+                stop.clone(),
+            )
+            .await?
+        };
+        // Setup is over: the provider answers and every service's consumers have joined their
+        // groups (on Kafka, each member holds its partitions, which takes seconds). The load's
+        // t=0 is now, so that no arrival is due before the system under test could take it.
+        let setup = clock.begin();
+        tracing::info!(
+            setup_ms = setup.as_millis() as u64,
+            "setup done; the load starts"
+        );
+        if let Some(dir) = &dir {
+            record(
+                dir,
+                scenario,
+                seed,
+                &opts.run_arg,
+                &schedule,
+                &observer,
+                &transport,
+            )?;
+        }
+        let signal = opts
+            .interrupt
+            .clone()
+            .unwrap_or_else(|| watch::channel(None).1);
+        let interrupt = interrupted(signal.clone(), stop.clone());
+        let timeline = tokio::spawn(run_timeline(
+            scenario.faults.clone(),
+            ChaosCtx {
+                chaos,
+                transport: transport.clone(),
+                provider: provider.clone(),
+                observer: observer.clone(),
+                seed,
+                run_dir: dir.clone(),
+                proxy,
+                interrupt: Some(interrupt.clone()),
+            },
+            stop.clone(),
+        ));
+
+        let progress = Progress::new(opts.progress, scenario, &schedule);
+        let ticker = tokio::spawn(super::drive::tick(
+            observer.clone(),
+            transport.clone(),
+            pipeline.groups.clone(),
+            schedule.clone(),
+            progress.clone(),
+            stop.clone(),
+        ));
+
+        Ok(Run {
+            scenario,
+            seed,
+            run_arg: opts.run_arg,
+            schedule,
+            dir,
+            observer,
+            transport,
+            factory,
+            publisher,
+            provider,
+            client,
+            pipeline,
+            progress,
+            signal,
+            interrupt,
+            stop,
+            proxy_stop,
+            timeline: Some(timeline),
+            ticker: Some(ticker),
+            _stop_on_drop: stop_on_drop,
+            _proxy_stop_on_drop: proxy_stop_on_drop,
+        })
+    }
+}
+
+/// Connects to the scenario's target, or takes the transport the options give; through the
+/// fault proxy when the scenario has link faults.
+async fn connect(
+    scenario: &Scenario,
+    seed: u64,
+    opts: &RunOptions,
+    clock: &Clock,
+    proxy_stop: &CancellationToken,
+) -> Result<(Arc<dyn Transport>, Option<ProxyHandle>), RunError> {
+    let links = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f.kind, crate::scenario::model::FaultKind::Link { .. }));
+    Ok(match &opts.transport {
+        Some(t) => (t.clone(), None),
+        None if links => {
+            let (target, proxy) = through_fault_proxy(scenario, seed, proxy_stop.clone()).await?;
+            (
+                crate::transport::connect(&target, clock.clone()).await?,
+                Some(proxy),
+            )
+        }
+        None => (
+            crate::transport::connect(&scenario.target, clock.clone()).await?,
+            None,
+        ),
+    })
+}
+
+/// Starts the interval logs and writes `run.json`: what a report rebuilt after a kill needs
+/// and the interval logs do not hold.
+fn record(
+    dir: &Path,
+    scenario: &Scenario,
+    seed: u64,
+    run_arg: &str,
+    schedule: &Schedule,
+    observer: &Observer,
+    transport: &Arc<dyn Transport>,
+) -> Result<(), RunError> {
+    let report_error = |source| RunError::Report {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let started = observer.clock.wall_start_unix_ns();
+    let logs = IntervalLogs::create(dir, started).map_err(report_error)?;
+    observer.write_interval_logs(logs);
+    RunRecord::of(
+        scenario,
+        seed,
+        run_arg,
+        schedule,
+        target_info(transport.as_ref(), scenario),
+        started,
+    )
+    .write(dir)
+    .map_err(report_error)
+}
+
+/// Starts the TCP fault proxy in front of the scenario's broker (or checkout endpoint) for
+/// its `link` faults and returns the target pointed at the proxy.
+async fn through_fault_proxy(
+    scenario: &Scenario,
+    seed: u64,
+    stop: CancellationToken,
+) -> Result<(Target, ProxyHandle), RunError> {
+    let config_error = |target: &str, reason: &str| {
+        RunError::Transport(TransportError::Config {
+            target: crate::transport::redact_url(target),
+            reason: reason.to_owned(),
+        })
+    };
+    // Validation refuses link faults on the embedded broker and on an https endpoint, with
+    // the fault's position; a scenario built in code gets this one line.
+    let (written, allow_remote) = match &scenario.target {
+        Target::Broker(b) => (b.url.clone(), b.allow_remote),
+        Target::Http(h) if h.url.starts_with("http://") => (h.url.clone(), h.allow_remote),
+        Target::Http(_) | Target::Embedded(_) => {
+            return Err(config_error(
+                "link",
+                "a link fault needs a broker or an http:// target (see `doorbuster validate`)",
+            ));
+        }
+    };
+    let url = crate::transport::expand_and_guard(&written, allow_remote)?;
+    let unreachable = |reason: String| {
+        RunError::Transport(TransportError::Unreachable {
+            target: crate::transport::redact_url(&url),
+            reason,
+        })
+    };
+    let (host, port) = crate::scenario::target::first_host_port(&url)
+        .ok_or_else(|| unreachable("the URL names no host and port".to_owned()))?;
+    let upstream = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| unreachable(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| unreachable(format!("{host} resolves to no address")))?;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let proxy = crate::chaos::proxy::Proxy::start(
+        listen,
+        upstream,
+        seed,
+        allow_remote,
+        stop.cancelled_owned(),
+    )
+    .await
+    .map_err(|e| unreachable(format!("fault proxy: {e}")))?;
+    // The URL as written (its ${ENV} references expand when connecting), host and port
+    // replaced by the proxy's loopback address.
+    let proxied =
+        crate::scenario::target::with_host_port(&written, &proxy.local_addr().to_string());
+    let target = match &scenario.target {
+        Target::Broker(b) => Target::Broker(crate::scenario::model::BrokerTarget {
+            url: proxied,
+            ..b.clone()
+        }),
+        Target::Http(h) => Target::Http(crate::scenario::model::HttpTarget {
+            url: proxied,
+            ..h.clone()
+        }),
+        Target::Embedded(e) => Target::Embedded(e.clone()),
+    };
+    Ok((target, proxy))
+}
+
+async fn provider_client(
+    scenario: &Scenario,
+    core: &Arc<ProviderCore>,
+    stop: CancellationToken,
+) -> Result<ProviderClient, RunError> {
+    match scenario.provider.via {
+        ProviderVia::InProcess => Ok(ProviderClient::InProcess(core.clone())),
+        ProviderVia::Http => {
+            let (addr, _server) =
+                crate::services::provider::serve(core.clone(), stop.cancelled_owned())
+                    .await
+                    .map_err(RunError::Provider)?;
+            ProviderClient::http(format!("http://{addr}"), &scenario.provider)
+                .map_err(|e| RunError::Provider(std::io::Error::other(e.to_string())))
+        }
+    }
+}
+
+async fn start_services(
+    scenario: &Scenario,
+    seed: u64,
+    publisher: &Publisher,
+    factory: &OrderFactory,
+    client: Arc<ProviderClient>,
+    chaos: &Arc<Chaos>,
+    stop: CancellationToken,
+) -> Result<Pipeline, RunError> {
+    let env = ServiceEnv {
+        publisher: publisher.clone(),
+    };
+    let s = &scenario.services;
+    let analytics = Arc::new(Analytics::new(env.clone(), s.analytics.idempotent));
+    let inventory = Arc::new(Inventory::new(
+        env.clone(),
+        s.inventory.idempotent,
+        factory.initial_stock(),
+    ));
+    let all: [(&ServiceConfig, Arc<dyn Service>); 5] = [
+        (
+            &s.payment,
+            Arc::new(Payment::new(
+                env.clone(),
+                client,
+                s.payment.idempotent,
+                scenario.provider.retries,
+            )),
+        ),
+        (&s.inventory, inventory.clone()),
+        (
+            &s.email,
+            Arc::new(Email {
+                env: env.clone(),
+                idempotency: Idempotency::new(s.email.idempotent),
+            }),
+        ),
+        (
+            &s.warehouse,
+            Arc::new(Warehouse {
+                env: env.clone(),
+                idempotency: Idempotency::new(s.warehouse.idempotent),
+                announced: Processed::default(),
+            }),
+        ),
+        (&s.analytics, analytics.clone()),
+    ];
+    let mut tasks = JoinSet::new();
+    let mut enabled = Vec::new();
+    let mut runners = Vec::new();
+    for (config, service) in all {
+        if !config.enabled {
+            continue;
+        }
+        enabled.push(service.kind());
+        runners.push(Arc::new(Runner {
+            service,
+            config: config.clone(),
+            transport: publisher.transport.clone(),
+            observer: publisher.observer.clone(),
+            seed,
+            faults: chaos.clone(),
+            failures: std::sync::Mutex::new(HashMap::new()),
+        }));
+    }
+    // Every service's members join at once: the groups are independent, and on Kafka each
+    // one takes seconds to assemble.
+    let mut joining = JoinSet::new();
+    for (i, runner) in runners.iter().enumerate() {
+        let runner = runner.clone();
+        joining.spawn(async move { (i, runner.join().await) });
+    }
+    let mut members: Vec<Option<Vec<_>>> = runners.iter().map(|_| None).collect();
+    while let Some(joined) = joining.join_next().await {
+        let (i, joined) = joined.map_err(|e| TransportError::Group {
+            group: "services".to_owned(),
+            reason: format!("joining panicked: {e}"),
+        })?;
+        members[i] = Some(joined?);
+    }
+    for (runner, first) in runners.into_iter().zip(members) {
+        runner.start(first.unwrap_or_default(), stop.clone(), &mut tasks);
+    }
+    if s.park_dead_letters() {
+        let sub = publisher
+            .transport
+            .subscribe(
+                crate::services::runner::DEAD_LETTER_AUDIT,
+                &[crate::events::Topic::DeadLetter],
+            )
+            .await?;
+        tasks.spawn(crate::services::runner::audit_dead_letters(
+            sub,
+            publisher.observer.clone(),
+            stop.clone(),
+        ));
+    }
+    Ok(Pipeline {
+        tasks,
+        groups: enabled.clone(),
+        analytics: enabled
+            .contains(&ServiceKind::Analytics)
+            .then_some(analytics),
+        inventory: enabled
+            .contains(&ServiceKind::Inventory)
+            .then_some(inventory),
+        enabled,
+    })
+}
+
+/// Cancelled once `signal` names one, until the run stops: the driver and the drain only
+/// need to know whether to stop, the summary which signal it was.
+fn interrupted(
+    mut signal: watch::Receiver<Option<StopSignal>>,
+    stop: CancellationToken,
+) -> CancellationToken {
+    let interrupt = CancellationToken::new();
+    if signal.borrow().is_some() {
+        interrupt.cancel();
+    }
+    let cancel = interrupt.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            got = signal.wait_for(Option::is_some) => {
+                if got.is_ok() {
+                    cancel.cancel();
+                }
+            }
+            _ = stop.cancelled() => {}
+        }
+    });
+    interrupt
+}
