@@ -233,7 +233,7 @@ pub async fn publish_rate(
     )
     .map_err(|e| crate::transport::TransportError::Config {
         target: "bench".into(),
-        reason: e.to_string(),
+        source: e.to_string().into(),
     })?;
     let order = crate::orders::OrderFactory::new(1, &scenario.orders).make(0, 0);
     let payload = order.to_json();

@@ -392,7 +392,7 @@ async fn through_fault_proxy(
     let config_error = |target: &str, reason: &str| {
         RunError::Transport(TransportError::Config {
             target: crate::transport::redact_url(target),
-            reason: reason.to_owned(),
+            source: reason.into(),
         })
     };
     // Validation refuses link faults on the embedded broker and on an https endpoint, with
@@ -411,7 +411,7 @@ async fn through_fault_proxy(
     let unreachable = |reason: String| {
         RunError::Transport(TransportError::Unreachable {
             target: crate::transport::redact_url(&url),
-            reason,
+            source: reason.into(),
         })
     };
     let (host, port) = crate::scenario::target::first_host_port(&url)
@@ -542,7 +542,7 @@ async fn start_services(
     while let Some(joined) = joining.join_next().await {
         let (i, joined) = joined.map_err(|e| TransportError::Group {
             group: "services".to_owned(),
-            reason: format!("joining panicked: {e}"),
+            source: crate::transport::Cause::from(e).context("joining panicked"),
         })?;
         members[i] = Some(joined?);
     }
