@@ -286,7 +286,7 @@ impl AckHandle for FailingAck {
         Box::pin(async move {
             Err(TransportError::Group {
                 group,
-                reason: "the broker dropped the commit".into(),
+                source: "the broker dropped the commit".into(),
             })
         })
     }

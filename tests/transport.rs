@@ -87,6 +87,7 @@ fn broker_config(kind: BrokerKind, url: String) -> BrokerConfig {
             ack_wait: Duration::from_secs(1),
             ..BrokerOptions::default()
         },
+        allow_remote: false,
     }
 }
 
@@ -508,7 +509,8 @@ async fn rediss_connects_over_tls_and_checks_the_certificate() {
         format!("rediss://127.0.0.1:{}/", server.port),
     );
     match doorbuster::transport::connect_broker(&strict, Clock::start()).await {
-        Err(TransportError::Unreachable { reason, .. }) => {
+        Err(TransportError::Unreachable { source, .. }) => {
+            let reason = source.to_string();
             assert!(reason.to_lowercase().contains("certificate"), "{reason}");
         }
         Err(e) => panic!("expected Unreachable, got {e}"),
@@ -772,4 +774,66 @@ async fn retention_drops_the_oldest_events_and_lag_skips_them() {
     let got = take(&mut a, 25).await;
     assert_eq!(ids(&got).first(), Some(&(15, 0)));
     assert_eq!(got.len(), 10);
+}
+
+/// The loopback guard stands before every client: a target that names a host outside
+/// loopback, however it is spelled, is refused as a configuration error before anything
+/// connects. A listener on loopback takes the place of the broker in each URL and must see
+/// no connection at all, not even to the loopback part of a mixed list; no password reaches
+/// the message.
+#[tokio::test]
+async fn a_remote_target_is_refused_before_any_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counting = accepted.clone();
+    let acceptor = tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counting.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let brokers = [
+        format!("kafka://127.0.0.1:{port},10.255.255.1:9092"),
+        format!("kafka://u:s3cret@127.0.0.1:{port}/,10.255.255.1:9092"),
+        format!("kafka://127.0.0.1:{port}#,evil.example:9092"),
+        format!("kafka://127.0.0.1:{port}/@evil.example:9092"),
+        format!("redis://:s3cret@evil.example#@127.0.0.1:{port}"),
+        format!("redis://127.0.0.1@evil.example:{port}"),
+        format!("redis://167772161:{port}"),
+        format!("nats://[::ffff:10.0.0.1]:{port}"),
+        format!("nats://127.0.0.1:{port},evil.example:{port}"),
+        format!("amqp://u:s3cret@0xa.0.0.1:{port}/%2f"),
+    ];
+    for url in &brokers {
+        let scheme = url.split_once("://").unwrap().0;
+        let kind = doorbuster::transport::target_url::kind_of_scheme(scheme).unwrap();
+        match doorbuster::transport::connect_broker(
+            &broker_config(kind, url.clone()),
+            Clock::start(),
+        )
+        .await
+        {
+            Err(e @ TransportError::Config { .. }) => {
+                assert!(!e.to_string().contains("s3cret"), "{url}: {e}");
+            }
+            Err(e) => panic!("{url}: expected a configuration error, got {e}"),
+            Ok(_) => panic!("{url}: connected"),
+        }
+    }
+    let endpoint = doorbuster::transport::Target::Http(doorbuster::transport::target::HttpTarget {
+        url: format!("http://127.0.0.1@evil.example:{port}/checkout"),
+        headers: Vec::new(),
+        allow_remote: false,
+    });
+    match doorbuster::transport::connect(&endpoint, Clock::start()).await {
+        Err(TransportError::Config { .. }) => {}
+        Err(e) => panic!("expected a configuration error, got {e}"),
+        Ok(_) => panic!("connected to the checkout endpoint"),
+    }
+    // Any connection would have been accepted by now: the clients connect at once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    acceptor.abort();
 }

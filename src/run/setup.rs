@@ -314,7 +314,7 @@ async fn through_fault_proxy(
     let config_error = |target: &str, reason: &str| {
         RunError::Transport(TransportError::Config {
             target: crate::transport::redact_url(target),
-            reason: reason.to_owned(),
+            source: reason.into(),
         })
     };
     // Validation refuses link faults on the embedded broker and on an https endpoint, with
@@ -333,7 +333,7 @@ async fn through_fault_proxy(
     let unreachable = |reason: String| {
         RunError::Transport(TransportError::Unreachable {
             target: crate::transport::redact_url(&url),
-            reason,
+            source: reason.into(),
         })
     };
     let (host, port) = crate::scenario::target::first_host_port(&url)
@@ -400,6 +400,7 @@ async fn start_services(
 ) -> Result<Pipeline, RunError> {
     let env = ServiceEnv {
         publisher: publisher.clone(),
+        seed,
     };
     let s = &scenario.services;
     let analytics = Arc::new(Analytics::new(env.clone(), s.analytics.idempotent));
@@ -465,7 +466,7 @@ async fn start_services(
     while let Some(joined) = joining.join_next().await {
         let (i, joined) = joined.map_err(|e| TransportError::Group {
             group: "services".to_owned(),
-            reason: format!("joining panicked: {e}"),
+            source: crate::transport::Cause::from(e).context("joining panicked"),
         })?;
         members[i] = Some(joined?);
     }

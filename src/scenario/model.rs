@@ -140,60 +140,7 @@ pub enum ReplayTo {
     Time(Duration),
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Target {
-    /// The in-process broker (the default).
-    Embedded(EmbeddedTarget),
-    /// A networked broker: Kafka, NATS JetStream, RabbitMQ or Redis Streams.
-    Broker(BrokerTarget),
-    /// A checkout endpoint: orders are POSTed to it; the pipeline behind it is not observed.
-    Http(HttpTarget),
-}
-
-/// A checkout endpoint as the scenario (or `--target`) names it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct HttpTarget {
-    /// The URL as written (`http://` or `https://`); `${ENV}` references are expanded only
-    /// when connecting.
-    pub url: String,
-    /// Request headers sent with every order (`Authorization: "Bearer ${SHOP_TOKEN}"`),
-    /// values expanded only when connecting.
-    pub headers: Vec<(String, String)>,
-    /// A host outside loopback is refused unless this is set (or `--allow-remote`).
-    pub allow_remote: bool,
-}
-
-/// A networked broker as the scenario (or `--target`) names it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct BrokerTarget {
-    pub kind: crate::transport::BrokerKind,
-    /// The URL as written: `${ENV}` references are expanded only when connecting, so
-    /// credentials never reach a report.
-    pub url: String,
-    /// Partitions per topic where the broker has them (Kafka).
-    pub partitions: u32,
-    /// Kafka: acks=all (else acks=1).
-    pub acks_all: bool,
-    /// Kafka: the idempotent producer.
-    pub idempotent: bool,
-    /// RabbitMQ: classic, quorum or stream queues.
-    pub queue_type: crate::transport::QueueType,
-    /// Time a delivery may stay unacked before the broker hands it to another member.
-    pub ack_wait: Duration,
-    /// Deliveries of one event before the broker gives up on it.
-    pub max_deliver: Option<u32>,
-    /// A host outside loopback is refused unless this is set (or `--allow-remote`).
-    pub allow_remote: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct EmbeddedTarget {
-    /// Partitions per topic (default 12).
-    pub partitions: u32,
-    /// Events kept per partition before the oldest are dropped (default 1_000_000).
-    pub retention: u64,
-}
+pub use crate::transport::target::{BrokerTarget, EmbeddedTarget, HttpTarget, Target};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,

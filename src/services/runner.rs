@@ -99,7 +99,7 @@ impl Runner {
             // An early return drops the other replicas: they leave the group again.
             let subscription = joined.map_err(|e| TransportError::Group {
                 group: kind.name().to_owned(),
-                reason: format!("joining panicked: {e}"),
+                source: crate::transport::Cause::from(e).context("joining panicked"),
             })??;
             subscriptions.push(subscription);
         }

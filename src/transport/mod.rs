@@ -2,7 +2,7 @@
 //!
 //! Services, checks and reports see only [`Transport`], [`Subscription`] and [`Delivery`];
 //! adding a broker means one folder here, a [`BrokerKind`] variant with its URL scheme
-//! (`scenario/target.rs`, the schema mirror), and passing the conformance suite in
+//! (`target_url.rs`, the schema mirror), and passing the conformance suite in
 //! `tests/transport.rs` (docs/adding-a-transport.md walks through it). A transport never records observations
 //! itself: the driver and the services do that around its calls, so every broker is measured
 //! the same way.
@@ -15,12 +15,20 @@
 //!   its consumer stopped is delivered again to another member of the group.
 //! - Dropping a [`Subscription`] is a crash: the member leaves without acking what it holds.
 
+mod backoff;
 pub mod embedded;
+mod error;
 pub mod http;
 pub mod kafka;
 pub mod nats;
 pub mod rabbitmq;
 pub mod redis;
+pub mod target;
+pub mod target_url;
+
+pub use error::{Cause, TransportError};
+pub use target::Target;
+pub use target_url::{expand_and_guard, redact_url};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,24 +39,6 @@ use crate::clock::RunTime;
 use crate::events::{Envelope, Topic};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The target as given cannot be used (an unset `${ENV}`, a remote host without the
-    /// opt-in): a scenario or command-line error, exit code 2.
-    #[error("target {target}: {reason}")]
-    Config { target: String, reason: String },
-    #[error("cannot reach the broker at {target}: {reason}")]
-    Unreachable { target: String, reason: String },
-    #[error("publish to {topic} was refused: {reason}")]
-    Publish { topic: Topic, reason: String },
-    /// The event was sent but no answer came (the connection dropped, the ack timed out): the
-    /// broker may or may not have it. Counted apart from refused publishes and from loss.
-    #[error("publish to {topic} got no answer: {reason}")]
-    Indeterminate { topic: Topic, reason: String },
-    #[error("group {group}: {reason}")]
-    Group { group: String, reason: String },
-}
 
 /// The broker's acknowledgement of a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +192,8 @@ pub struct BrokerConfig {
     /// Partitions per topic where the broker has them (Kafka); ignored elsewhere.
     pub partitions: u32,
     pub options: BrokerOptions,
+    /// A host outside loopback is refused unless this is set (DESIGN.md §11).
+    pub allow_remote: bool,
 }
 
 impl BrokerConfig {
@@ -219,28 +211,8 @@ impl std::fmt::Debug for BrokerConfig {
             .field("namespace", &self.namespace)
             .field("partitions", &self.partitions)
             .field("options", &self.options)
+            .field("allow_remote", &self.allow_remote)
             .finish()
-    }
-}
-
-/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{tail}")
-        }
-        None => url.to_owned(),
     }
 }
 
@@ -277,10 +249,9 @@ impl Default for BrokerOptions {
 /// Builds the transport a scenario targets. A networked broker that cannot be reached is
 /// [`TransportError::Unreachable`] (exit code 3).
 pub async fn connect(
-    target: &crate::scenario::model::Target,
+    target: &Target,
     clock: crate::clock::Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
-    use crate::scenario::model::Target;
     match target {
         Target::Embedded(cfg) => Ok(Arc::new(embedded::EmbeddedBroker::new(
             cfg.partitions,
@@ -292,45 +263,9 @@ pub async fn connect(
     }
 }
 
-/// A target URL as written, made ready to connect: `${ENV}` references expanded and the one
-/// check of a target URL applied ([`crate::scenario::target::check_expanded`]: it parses, a
-/// port from 1 to 65535, a host outside loopback refused unless `allow_remote`). Scenario
-/// validation has made the same check with the file position; this call is what stands
-/// between a target built in code (tests, `bench`) and the network.
-pub fn expand_and_guard(url: &str, allow_remote: bool) -> Result<String, TransportError> {
-    let config_error = |e: crate::config::units::UnitError| TransportError::Config {
-        target: redact_url(url),
-        reason: match e.hint {
-            Some(hint) => format!("{} ({hint})", e.message),
-            None => e.message,
-        },
-    };
-    let expanded = crate::config::env::expand_env(url).map_err(config_error)?;
-    crate::scenario::target::check_expanded(&expanded, &redact_url(url), allow_remote)
-        .map_err(config_error)?;
-    Ok(expanded)
-}
-
-/// Whether the client library of the URL's scheme accepts it, asked without connecting:
-/// validation refuses exactly what connecting would. The reason may quote the URL.
-pub fn client_parses(url: &str) -> Result<(), String> {
-    match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("redis" | "rediss") => ::redis::IntoConnectionInfo::into_connection_info(url)
-            .map(|_| ())
-            .map_err(|e| format!("is not a Redis URL: {e}")),
-        Some("amqp" | "amqps") => url
-            .parse::<lapin::uri::AMQPUri>()
-            .map(|_| ())
-            .map_err(|e| format!("is not an AMQP URL: {e}")),
-        _ => Ok(()),
-    }
-}
-
 /// The connection settings of a scenario's broker target: `${ENV}` expanded, the loopback
 /// guard applied, a fresh namespace for the run.
-pub fn broker_config(
-    b: &crate::scenario::model::BrokerTarget,
-) -> Result<BrokerConfig, TransportError> {
+pub fn broker_config(b: &target::BrokerTarget) -> Result<BrokerConfig, TransportError> {
     Ok(BrokerConfig {
         kind: b.kind,
         url: expand_and_guard(&b.url, b.allow_remote)?,
@@ -343,6 +278,7 @@ pub fn broker_config(
             ack_wait: b.ack_wait,
             max_deliver: b.max_deliver,
         },
+        allow_remote: b.allow_remote,
     })
 }
 
@@ -354,37 +290,19 @@ fn run_namespace() -> String {
     format!("doorbuster-{ms:x}")
 }
 
-/// Connects to a networked broker.
+/// Connects to a networked broker. The loopback guard is applied here too, before any
+/// client is built: a `BrokerConfig` made in code (tests, `bench`) passes the same gate as a
+/// scenario's target.
 pub async fn connect_broker(
     cfg: &BrokerConfig,
     clock: crate::clock::Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
+    target_url::check_expanded(&cfg.url, &cfg.redacted_url(), cfg.allow_remote)
+        .map_err(|e| target_url::refused(cfg.redacted_url(), e))?;
     match cfg.kind {
         BrokerKind::Kafka => kafka::connect(cfg, clock).await,
         BrokerKind::Nats => nats::connect(cfg, clock).await,
         BrokerKind::Rabbitmq => rabbitmq::connect(cfg, clock).await,
         BrokerKind::Redis => self::redis::connect(cfg, clock).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_never_reach_a_report() {
-        assert_eq!(
-            redact_url("amqp://guest:s3cret@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(
-            redact_url("redis://:pw@localhost:6379/0"),
-            "redis://:***@localhost:6379/0"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(redact_url("nats://token@host:4222"), "nats://***@host:4222");
     }
 }

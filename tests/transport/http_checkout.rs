@@ -217,7 +217,8 @@ async fn refused_unanswered_and_unreachable_are_told_apart() {
     let t = connect(&url, &[]).await;
     // A 503 is a refusal, with the status and the shop's words.
     match t.publish(event(4, 0)).await {
-        Err(TransportError::Publish { reason, .. }) => {
+        Err(TransportError::Publish { source, .. }) => {
+            let reason = source.to_string();
             assert!(reason.contains("503"), "{reason}");
             assert!(reason.contains("payment gateway unavailable"), "{reason}");
         }
@@ -244,7 +245,8 @@ async fn refused_unanswered_and_unreachable_are_told_apart() {
         let (url, shop) = start_shop(Behaviour::Refuse { every: 1, status }).await;
         let t = connect(&url, &[]).await;
         match t.publish(event(1, 0)).await {
-            Err(TransportError::Indeterminate { reason, .. }) => {
+            Err(TransportError::Indeterminate { source, .. }) => {
+                let reason = source.to_string();
                 assert!(reason.contains(&status.to_string()), "{reason}");
             }
             other => panic!("{status}: expected unknown, got {other:?}"),

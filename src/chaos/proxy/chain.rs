@@ -90,7 +90,7 @@ mod tests {
 
     use super::*;
     use crate::chaos::proxy::spec::{Direction, LinkToxic};
-    use crate::scenario::model::Share;
+    use crate::config::units::Share;
 
     fn set(entries: &[(&str, ToxicSpec)]) -> ToxicSet {
         entries

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::model::Share;
+use crate::config::units::Share;
 
 /// The largest latency or jitter a toxic takes: anything longer is a typo, not a link.
 pub const LATENCY_MAX: Duration = Duration::from_secs(3600);

@@ -103,10 +103,11 @@ impl Inner {
             if group.topics != topics {
                 return Err(TransportError::Group {
                     group: name.to_owned(),
-                    reason: format!(
+                    source: format!(
                         "members must consume the same topics: {:?} vs {:?}",
                         group.topics, topics
-                    ),
+                    )
+                    .into(),
                 });
             }
             return Ok(group.clone());
@@ -128,7 +129,7 @@ impl Inner {
             .cloned()
             .ok_or_else(|| TransportError::Group {
                 group: name.to_owned(),
-                reason: "no such group".to_owned(),
+                source: "no such group".into(),
             })
     }
 }

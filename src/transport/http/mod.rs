@@ -25,9 +25,13 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use super::{Ack, BoxFuture, RewindTo, Subscription, Transport, TransportError, TransportInfo};
+use super::target::HttpTarget;
+use super::{
+    Ack, BoxFuture, Cause, RewindTo, Subscription, Transport, TransportError, TransportInfo,
+};
 use crate::events::{Envelope, Topic};
-use crate::scenario::model::HttpTarget;
+
+pub mod headers;
 
 /// Connecting (TCP, and TLS for https) gives up after this.
 const CONNECT_BOUND: Duration = Duration::from_secs(3);
@@ -58,13 +62,13 @@ pub struct HttpCheckout {
 /// header values, the loopback guard applied, the host reachable over TCP (else
 /// `Unreachable`, exit 3, before the run starts).
 pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, TransportError> {
-    let url = super::expand_and_guard(&target.url, target.allow_remote)?;
+    let url = super::target_url::expand_and_guard(&target.url, target.allow_remote)?;
     // Reports and errors show the URL as written: a secret in it is a ${ENV} reference
     // there, wherever in the URL it sits (a query's API key included).
-    let redacted = super::redact_url(&target.url);
-    let config_error = |reason: String| TransportError::Config {
+    let redacted = super::target_url::redact_url(&target.url);
+    let config_error = |source: String| TransportError::Config {
         target: redacted.clone(),
-        reason,
+        source: source.into(),
     };
     let parsed =
         reqwest::Url::parse(&url).map_err(|e| config_error(format!("not a valid URL: {e}")))?;
@@ -76,7 +80,7 @@ pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, Transpor
             .map_err(|_| config_error(format!("{name:?} is not an HTTP header name")))?;
         // Scenario validation has made this check with the file position; a target built in
         // code gets it here.
-        crate::scenario::target::check_header_value(&value)
+        headers::check_header_value(&value)
             .map_err(|e| config_error(format!("header {name}: {}", e.message)))?;
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
             config_error(format!("the value of header {name} is not valid in HTTP"))
@@ -111,12 +115,12 @@ pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, Transpor
 /// the first order, not thousands of refused checkouts. No request is sent, so probing has
 /// no effect on the shop.
 async fn probe(url: &str, redacted: &str) -> Result<(), TransportError> {
-    let unreachable = |reason: String| TransportError::Unreachable {
+    let unreachable = |source: Cause| TransportError::Unreachable {
         target: redacted.to_owned(),
-        reason,
+        source,
     };
-    let (host, port) = crate::scenario::target::first_host_port(url)
-        .ok_or_else(|| unreachable("the URL names no host and port".to_owned()))?;
+    let (host, port) = super::target_url::first_host_port(url)
+        .ok_or_else(|| unreachable("the URL names no host and port".into()))?;
     match tokio::time::timeout(
         CONNECT_BOUND,
         tokio::net::TcpStream::connect((host.as_str(), port)),
@@ -124,10 +128,12 @@ async fn probe(url: &str, redacted: &str) -> Result<(), TransportError> {
     .await
     {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(unreachable(format!("{host}:{port}: {e}"))),
-        Err(_) => Err(unreachable(format!(
-            "{host}:{port}: no answer within {CONNECT_BOUND:?}"
-        ))),
+        Ok(Err(e)) => Err(unreachable(
+            Cause::from(e).context(format!("{host}:{port}")),
+        )),
+        Err(_) => Err(unreachable(
+            format!("{host}:{port}: no answer within {CONNECT_BOUND:?}").into(),
+        )),
     }
 }
 
@@ -137,10 +143,13 @@ impl HttpCheckout {
         if topic != Topic::OrderCreated {
             return Err(TransportError::Publish {
                 topic,
-                reason: "an HTTP checkout endpoint takes orders (order.created) only".to_owned(),
+                source: "an HTTP checkout endpoint takes orders (order.created) only".into(),
             });
         }
-        let refused = |reason: String| TransportError::Publish { topic, reason };
+        let refused = |reason: String| TransportError::Publish {
+            topic,
+            source: reason.into(),
+        };
         let meta = &envelope.meta;
         let key = HeaderValue::from_bytes(&meta.idempotency_key)
             .map_err(|_| refused("the order's idempotency key is not a header value".into()))?;
@@ -164,7 +173,7 @@ impl HttpCheckout {
             // The shop (or the gateway's upstream) may have taken the order: unknown.
             return Err(TransportError::Indeterminate {
                 topic,
-                reason: format!("HTTP {status}: the order may have been taken"),
+                source: format!("HTTP {status}: the order may have been taken").into(),
             });
         }
         if !status.is_success() {
@@ -189,30 +198,23 @@ impl HttpCheckout {
         let not_sent = e.is_connect() || e.is_builder();
         // Without the URL: reqwest's message may quote it, and it may hold a secret. Its
         // own message is generic ("error sending request"): the causes say what happened.
-        let e = e.without_url();
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            reason.push_str(": ");
-            reason.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let source = Cause::Http(e.without_url());
         if not_sent {
             TransportError::Publish {
                 topic,
-                reason: format!("not sent to {}: {reason}", self.redacted),
+                source: source.context(format!("not sent to {}", self.redacted)),
             }
         } else {
-            TransportError::Indeterminate { topic, reason }
+            TransportError::Indeterminate { topic, source }
         }
     }
 
     fn no_groups(group: &str) -> TransportError {
         TransportError::Group {
             group: group.to_owned(),
-            reason: "an HTTP checkout endpoint has no consumer groups: doorbuster only \
+            source: "an HTTP checkout endpoint has no consumer groups: doorbuster only \
                      submits orders to it"
-                .to_owned(),
+                .into(),
         }
     }
 }

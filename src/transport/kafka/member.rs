@@ -24,7 +24,7 @@ use super::{
 };
 use crate::events::{Envelope, EventMeta};
 use crate::sync::lock;
-use crate::transport::{AckHandle, BoxFuture, Delivery, Subscription, TransportError};
+use crate::transport::{AckHandle, BoxFuture, Cause, Delivery, Subscription, TransportError};
 
 /// Fetched events a member buffers before its thread waits for the service.
 const BUFFER_MAX: usize = 4096;
@@ -44,7 +44,7 @@ const MEMBER_RECONNECT_BACKOFF_MS: &str = "1000";
 /// A live member asks its thread to seek and commit: (topic name, partition) -> offset.
 pub(crate) struct RewindCommand {
     pub targets: HashMap<(String, i32), i64>,
-    pub reply: oneshot::Sender<Result<(), String>>,
+    pub reply: oneshot::Sender<Result<(), KafkaError>>,
 }
 
 /// The handed-out, not yet committed offsets of one assigned partition.
@@ -154,9 +154,9 @@ pub(super) async fn join(
     group: &str,
     shared: Arc<GroupShared>,
 ) -> Result<Box<dyn Subscription>, TransportError> {
-    let error = |reason: String| TransportError::Group {
+    let error = |source: Cause| TransportError::Group {
         group: group.to_owned(),
-        reason,
+        source,
     };
     let names = shared
         .topics
@@ -182,11 +182,11 @@ pub(super) async fn join(
         .set("partition.assignment.strategy", "range")
         .set("reconnect.backoff.ms", MEMBER_RECONNECT_BACKOFF_MS)
         .create_with_context(context)
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error(e.into()))?;
     let topic_names: Vec<&str> = names.keys().map(String::as_str).collect();
     consumer
         .subscribe(&topic_names)
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error(e.into()))?;
     let consumer = Arc::new(consumer);
     let (tx, rx) = mpsc::channel(BUFFER_MAX);
     let (retry_tx, retry_rx) = mpsc::unbounded_channel();
@@ -216,7 +216,7 @@ pub(super) async fn join(
     std::thread::Builder::new()
         .name(format!("kafka-{group}"))
         .spawn(move || poller.run())
-        .map_err(|e| error(e.to_string()))?;
+        .map_err(|e| error(e.into()))?;
     lock(&shared.members).push(Arc::downgrade(&member));
     let subscription = KafkaSubscription {
         member,
@@ -227,7 +227,7 @@ pub(super) async fn join(
     let started = inner.clock.now();
     tokio::time::timeout(JOIN_TIMEOUT, joined.wait_for(|&j| j))
         .await
-        .map_err(|_| error(format!("no partitions assigned within {JOIN_TIMEOUT:?}")))?
+        .map_err(|_| error(format!("no partitions assigned within {JOIN_TIMEOUT:?}").into()))?
         .map_err(|_| error("the member stopped while joining".into()))?;
     let join_ms = inner.clock.now().saturating_sub(started) / 1_000_000;
     tracing::debug!(group, join_ms, "kafka member joined");
@@ -415,11 +415,11 @@ impl Poller {
     }
 
     /// Seeks the assigned partitions to their targets and commits every target.
-    fn rewind(&self, targets: &HashMap<(String, i32), i64>) -> Result<(), String> {
+    fn rewind(&self, targets: &HashMap<(String, i32), i64>) -> Result<(), KafkaError> {
         let member = self.member.upgrade();
         // No ack commit may land after this one and move the group forward again.
         let _guard = member.as_ref().map(|m| m.commit_lock.blocking_lock());
-        let assigned = self.consumer.assignment().map_err(|e| e.to_string())?;
+        let assigned = self.consumer.assignment()?;
         for element in assigned.elements() {
             let key = (element.topic().to_owned(), element.partition());
             let Some(&offset) = targets.get(&key) else {
@@ -439,12 +439,9 @@ impl Poller {
         }
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), &offset) in targets {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(offset))
-                .map_err(|e| e.to_string())?;
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(offset))?;
         }
-        self.consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| e.to_string())
+        self.consumer.commit(&tpl, CommitMode::Sync)
     }
 }
 
@@ -499,7 +496,7 @@ impl Subscription for KafkaSubscription {
                         Some(f) => f,
                         None => return Err(TransportError::Group {
                             group: self.member.group.clone(),
-                            reason: "the member's consumer stopped".into(),
+                            source: "the member's consumer stopped".into(),
                         }),
                     },
                 };
@@ -590,16 +587,16 @@ impl KafkaAck {
         };
         let mut tpl = TopicPartitionList::new();
         let partition = fetched.tp.1;
-        let group_error = |reason: String| TransportError::Group {
+        let group_error = |source: Cause| TransportError::Group {
             group: member.group.clone(),
-            reason,
+            source,
         };
         tpl.add_partition_offset(&name, partition, Offset::Offset(offset))
-            .map_err(|e| group_error(e.to_string()))?;
+            .map_err(|e| group_error(e.into()))?;
         let committed =
             tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
                 .await
-                .map_err(|e| group_error(e.to_string()))?;
+                .map_err(|e| group_error(e.into()))?;
         match committed {
             Ok(()) => {
                 let mut state = lock(&member.state);
@@ -611,7 +608,7 @@ impl KafkaAck {
                 Ok(())
             }
             Err(e) if stale_commit(&e) => Ok(()),
-            Err(e) => Err(group_error(format!("commit failed: {e}"))),
+            Err(e) => Err(group_error(Cause::from(e).context("commit failed"))),
         }
     }
 }

@@ -56,7 +56,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, RewindTo, Subscription, Transport, TransportError, TransportInfo,
+    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Transport, TransportError,
+    TransportInfo, target_url,
 };
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
@@ -89,22 +90,27 @@ pub async fn connect(
     cfg: &BrokerConfig,
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
-    let servers = bootstrap_servers(&cfg.url);
-    let unreachable = |reason: String| TransportError::Unreachable {
+    let servers = bootstrap_servers(&cfg.url).map_err(|e| TransportError::Config {
         target: cfg.redacted_url(),
-        reason,
+        source: e.into(),
+    })?;
+    let unreachable = |source: Cause| TransportError::Unreachable {
+        target: cfg.redacted_url(),
+        source,
     };
     let admin: AdminClient<DefaultClientContext> = base_config(&servers)
         .create()
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(e.into()))?;
     let admin = Arc::new(admin);
     // librdkafka retries a dead address forever; one bounded metadata request tells.
     let probe = admin.clone();
     tokio::task::spawn_blocking(move || probe.inner().fetch_metadata(None, CONNECT_TIMEOUT))
         .await
-        .map_err(|e| unreachable(e.to_string()))?
-        .map_err(|e| unreachable(format!("no metadata within {CONNECT_TIMEOUT:?}: {e}")))?;
-    let producer = new_producer(cfg, &servers).map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(e.into()))?
+        .map_err(|e| {
+            unreachable(Cause::from(e).context(format!("no metadata within {CONNECT_TIMEOUT:?}")))
+        })?;
+    let producer = new_producer(cfg, &servers).map_err(|e| unreachable(e.into()))?;
     let inner = Arc::new(Inner {
         cfg: cfg.clone(),
         servers,
@@ -119,15 +125,24 @@ pub async fn connect(
     inner
         .ensure_topics()
         .await
-        .map_err(|reason| unreachable(format!("cannot create topics: {reason}")))?;
+        .map_err(|e| unreachable(e.context("cannot create topics")))?;
     Ok(Arc::new(KafkaTransport { inner }))
 }
 
-/// `kafka://a:9092,b:9092/` becomes `a:9092,b:9092`.
-fn bootstrap_servers(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
-    rest.trim_end_matches('/').to_owned()
+/// `kafka://a:9092,b:9092/` becomes `a:9092,b:9092`: built from the endpoints the loopback
+/// guard judged ([`target_url::endpoints`]), so librdkafka is given exactly the hosts that
+/// were checked. Reading the text after `://` instead let `kafka://127.0.0.1:9092/,remote:9092`
+/// past the guard (the guard read one host, librdkafka two).
+fn bootstrap_servers(url: &str) -> Result<String, crate::config::units::UnitError> {
+    let endpoints = target_url::endpoints(url, &target_url::redact_url(url))?;
+    Ok(endpoints
+        .iter()
+        .map(|e| match e.host.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => format!("[{v6}]:{}", e.port),
+            Err(_) => format!("{}:{}", e.host, e.port),
+        })
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 fn base_config(servers: &str) -> ClientConfig {
@@ -246,7 +261,7 @@ impl Inner {
     }
 
     /// Creates the run's topics; ones that exist already are fine.
-    async fn ensure_topics(&self) -> Result<(), String> {
+    async fn ensure_topics(&self) -> Result<(), Cause> {
         let names: Vec<String> = Topic::ALL.iter().map(|&t| self.topic_name(t)).collect();
         let new: Vec<NewTopic<'_>> = names
             .iter()
@@ -255,12 +270,12 @@ impl Inner {
         let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
         let results = tokio::time::timeout(REQUEST_TIMEOUT, self.admin.create_topics(&new, &opts))
             .await
-            .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| Cause::from(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+            .map_err(Cause::from)?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => return Err(format!("{name}: {code}")),
+                Err((name, code)) => return Err(Cause::from(code).context(name)),
             }
         }
         Ok(())
@@ -385,7 +400,7 @@ impl Inner {
                 ) else {
                     return Err(TransportError::Indeterminate {
                         topic,
-                        reason: format!("delivery report without an offset: {delivery:?}"),
+                        source: format!("delivery report without an offset: {delivery:?}").into(),
                     });
                 };
                 if !producer.acked.load(Ordering::Relaxed) {
@@ -411,10 +426,11 @@ impl Inner {
                 self.recreate_topics_soon();
                 Err(TransportError::Indeterminate {
                     topic,
-                    reason: format!(
+                    source: format!(
                         "no delivery report within {:?}",
                         PUBLISH_TIMEOUT + PUBLISH_GRACE
-                    ),
+                    )
+                    .into(),
                 })
             }
         }
@@ -426,10 +442,11 @@ impl Inner {
             if group.topics != topics {
                 return Err(TransportError::Group {
                     group: name.to_owned(),
-                    reason: format!(
+                    source: format!(
                         "members must consume the same topics: {:?} vs {:?}",
                         group.topics, topics
-                    ),
+                    )
+                    .into(),
                 });
             }
             return Ok(group.clone());
@@ -441,7 +458,7 @@ impl Inner {
             .create()
             .map_err(|e| TransportError::Group {
                 group: name.to_owned(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         let group = Arc::new(GroupShared {
             id,
@@ -460,7 +477,7 @@ impl Inner {
             .cloned()
             .ok_or_else(|| TransportError::Group {
                 group: name.to_owned(),
-                reason: "no such group".to_owned(),
+                source: "no such group".to_owned().into(),
             })
     }
 
@@ -563,9 +580,9 @@ impl Inner {
             members.retain(|m| m.strong_count() > 0);
             members.iter().filter_map(Weak::upgrade).collect()
         };
-        let group_error = |reason: String| TransportError::Group {
+        let group_error = |source: Cause| TransportError::Group {
             group: name.to_owned(),
-            reason,
+            source,
         };
         if members.is_empty() {
             let tpl = self.partition_list(&group, |tp| {
@@ -596,7 +613,7 @@ impl Inner {
         for answer in replies {
             match tokio::time::timeout(REQUEST_TIMEOUT * 2, answer).await {
                 Ok(Ok(Ok(()))) | Ok(Err(_)) => {} // Err: the member stopped meanwhile.
-                Ok(Ok(Err(reason))) => return Err(group_error(reason)),
+                Ok(Ok(Err(e))) => return Err(group_error(e.into())),
                 Err(_) => return Err(group_error("a member did not rewind in time".into())),
             }
         }
@@ -615,19 +632,21 @@ impl Inner {
         let names: Vec<String> = Topic::ALL.iter().map(|&t| self.topic_name(t)).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
-        let failed = |reason: String| TransportError::Unreachable {
+        let failed = |source: Cause| TransportError::Unreachable {
             target: self.cfg.redacted_url(),
-            reason: format!("cleanup: {reason}"),
+            source: source.context("cleanup"),
         };
         let results = tokio::time::timeout(REQUEST_TIMEOUT, self.admin.delete_topics(&refs, &opts))
             .await
             .map_err(|_| failed("deleting topics timed out".into()))?
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(e.into()))?;
         for result in results {
             if let Err((name, code)) = result
                 && code != RDKafkaErrorCode::UnknownTopicOrPartition
             {
-                return Err(failed(format!("deleting {name}: {code}")));
+                return Err(failed(
+                    Cause::from(code).context(format!("deleting {name}")),
+                ));
             }
         }
         let groups: Vec<String> = lock(&self.groups).values().map(|g| g.id.clone()).collect();
@@ -659,19 +678,18 @@ async fn blocking<T: Send + 'static>(
     group: &str,
     call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
 ) -> Result<T, TransportError> {
-    let error = |reason: String| TransportError::Group {
+    let error = |source: Cause| TransportError::Group {
         group: group.to_owned(),
-        reason,
+        source,
     };
     tokio::task::spawn_blocking(call)
         .await
-        .map_err(|e| error(e.to_string()))?
-        .map_err(|e| error(e.to_string()))
+        .map_err(|e| error(e.into()))?
+        .map_err(|e| error(e.into()))
 }
 
 /// Refused before it was sent, or sent and unanswered.
 fn publish_error(topic: Topic, error: KafkaError) -> TransportError {
-    let reason = error.to_string();
     let code = error.rdkafka_error_code();
     let unanswered = matches!(
         code,
@@ -689,10 +707,11 @@ fn publish_error(topic: Topic, error: KafkaError) -> TransportError {
                 | RDKafkaErrorCode::PurgeInflight
         )
     );
+    let source = error.into();
     if unanswered {
-        TransportError::Indeterminate { topic, reason }
+        TransportError::Indeterminate { topic, source }
     } else {
-        TransportError::Publish { topic, reason }
+        TransportError::Publish { topic, source }
     }
 }
 
@@ -783,11 +802,16 @@ mod tests {
 
     #[test]
     fn urls_become_bootstrap_servers() {
+        let servers = |url: &str| bootstrap_servers(url).unwrap();
+        assert_eq!(servers("kafka://127.0.0.1:9092"), "127.0.0.1:9092");
+        assert_eq!(servers("kafka://a:1,b:2/"), "a:1,b:2");
+        assert_eq!(servers("kafka://u:pw@a:1"), "a:1");
         assert_eq!(
-            bootstrap_servers("kafka://127.0.0.1:9092"),
-            "127.0.0.1:9092"
+            servers("kafka://[::1]:9092,127.1"),
+            "[::1]:9092,127.0.0.1:9092"
         );
-        assert_eq!(bootstrap_servers("kafka://a:1,b:2/"), "a:1,b:2");
-        assert_eq!(bootstrap_servers("kafka://u:pw@a:1"), "a:1");
+        // What the guard did not read never reaches librdkafka.
+        assert!(bootstrap_servers("kafka://127.0.0.1:9092/,10.0.0.1:9092").is_err());
+        assert!(bootstrap_servers("kafka://127.0.0.1:9092/@10.0.0.1:9092").is_err());
     }
 }

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 
 use super::{GroupState, Inner};
 use crate::events::{Envelope, EventMeta};
+use crate::transport::Cause;
+use crate::transport::backoff::Backoff;
 use crate::transport::{AckHandle, BoxFuture, Delivery, Subscription, TransportError};
 
 /// Messages one pull request asks for; small, so several members of a group share the work.
@@ -199,7 +201,7 @@ struct Pull {
 
 impl Pull {
     /// Opens a pull on the consumer in the current generation.
-    async fn open(&self) -> Result<(u64, pull::Stream), String> {
+    async fn open(&self) -> Result<(u64, pull::Stream), Cause> {
         let _rewinding = self.group.rewinding.read().await;
         let generation = self.group.generation();
         let name = &self.group.consumers[self.index];
@@ -208,15 +210,15 @@ impl Pull {
             self.inner.js.get_stream_no_info(&self.inner.stream),
         )
         .await
-        .map_err(|_| "no answer".to_owned())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| Cause::from("no answer"))?
+        .map_err(Cause::nats)?;
         let consumer: async_nats::jetstream::consumer::PullConsumer = tokio::time::timeout(
             super::ADMIN_TIMEOUT,
             stream.get_consumer::<pull::Config>(name),
         )
         .await
-        .map_err(|_| format!("consumer {name}: no answer"))?
-        .map_err(|e| format!("consumer {name}: {e}"))?;
+        .map_err(|_| Cause::from(format!("consumer {name}: no answer")))?
+        .map_err(|e| Cause::nats(e).context(format!("consumer {name}")))?;
         let messages = tokio::time::timeout(
             super::ADMIN_TIMEOUT,
             consumer
@@ -227,8 +229,8 @@ impl Pull {
                 .messages(),
         )
         .await
-        .map_err(|_| format!("pull on {name}: no answer"))?
-        .map_err(|e| format!("pull on {name}: {e}"))?;
+        .map_err(|_| Cause::from(format!("pull on {name}: no answer")))?
+        .map_err(|e| Cause::nats(e).context(format!("pull on {name}")))?;
         Ok((generation, messages))
     }
 
@@ -236,15 +238,14 @@ impl Pull {
     async fn run(self, ready: tokio::sync::oneshot::Sender<()>) {
         let mut ready = Some(ready);
         let mut rewinds = self.group.generation.subscribe();
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             rewinds.mark_unchanged();
             let (generation, mut messages) = match self.open().await {
                 Ok(opened) => opened,
                 Err(reason) => {
                     tracing::debug!(group = %self.group.name, %reason, "NATS pull not open, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    backoff.wait().await;
                     continue;
                 }
             };
@@ -258,12 +259,12 @@ impl Pull {
                             return;
                         }
                         // Re-open on the consumer the rewind created.
-                        backoff = BACKOFF_MIN;
+                        backoff.reset();
                         break;
                     }
                     item = messages.next() => match item {
                         Some(Ok(message)) => {
-                            backoff = BACKOFF_MIN;
+                            backoff.reset();
                             if let Some(reply) = &message.reply {
                                 lock(&self.held).insert(reply.to_string());
                             }
@@ -274,13 +275,11 @@ impl Pull {
                         }
                         Some(Err(e)) => {
                             tracing::debug!(group = %self.group.name, error = %e, "NATS pull failed, re-opening");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            backoff.wait().await;
                             break;
                         }
                         None => {
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            backoff.wait().await;
                             break;
                         }
                     }
@@ -311,7 +310,9 @@ impl NatsAck {
             Ok(()) => Ok(()),
             // The consumer that handed it out is gone; the new one hands it out again.
             Err(_) if self.generation != self.group.generation() => Ok(()),
-            Err(e) => Err(self.group.error(format!("{kind:?} not confirmed: {e}"))),
+            Err(e) => Err(self
+                .group
+                .error(Cause::nats(e).context(format!("{kind:?} not confirmed")))),
         }
     }
 }

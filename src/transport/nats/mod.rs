@@ -45,8 +45,8 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, BrokerOptions, RewindTo, Subscription, Transport, TransportError,
-    TransportInfo,
+    Ack, BoxFuture, BrokerConfig, BrokerOptions, Cause, RewindTo, Subscription, Transport,
+    TransportError, TransportInfo,
 };
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
@@ -101,10 +101,10 @@ impl GroupState {
         *self.generation.borrow()
     }
 
-    fn error(&self, reason: impl std::fmt::Display) -> TransportError {
+    fn error(&self, source: impl Into<Cause>) -> TransportError {
         TransportError::Group {
             group: self.name.clone(),
-            reason: reason.to_string(),
+            source: source.into(),
         }
     }
 }
@@ -122,10 +122,10 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-fn unreachable(cfg: &BrokerConfig, reason: impl std::fmt::Display) -> TransportError {
+fn unreachable(cfg: &BrokerConfig, source: impl Into<Cause>) -> TransportError {
     TransportError::Unreachable {
         target: cfg.redacted_url(),
-        reason: reason.to_string(),
+        source: source.into(),
     }
 }
 
@@ -140,10 +140,13 @@ pub async fn connect(
         .request_timeout(Some(ADMIN_TIMEOUT))
         // Reconnect forever (with the client's own backoff): a broker restart is a fault the
         // harness measures, not the end of the run.
-        .max_reconnects(None);
+        .max_reconnects(None)
+        // The server may advertise other cluster members; the loopback guard judged only
+        // the URL given, so load never follows an advertised address elsewhere.
+        .ignore_discovered_servers();
     let client = match tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(&cfg.url)).await {
         Ok(Ok(client)) => client,
-        Ok(Err(e)) => return Err(unreachable(cfg, e)),
+        Ok(Err(e)) => return Err(unreachable(cfg, Cause::nats(e))),
         Err(_) => return Err(unreachable(cfg, "no connection within 6 s")),
     };
     let js = ContextBuilder::new()
@@ -163,7 +166,7 @@ pub async fn connect(
         Ok(Err(e)) => {
             return Err(unreachable(
                 cfg,
-                format!("JetStream did not create stream {name}: {e}"),
+                Cause::nats(e).context(format!("JetStream did not create stream {name}")),
             ));
         }
         Err(_) => return Err(unreachable(cfg, "JetStream did not answer within 10 s")),
@@ -209,7 +212,7 @@ impl Inner {
             .headers(headers)
             .message_id(envelope.meta.event_id.to_string());
         let deadline = self.clock.instant_at(self.clock.now()) + PUBLISH_TIMEOUT;
-        let refused = |reason: String| TransportError::Publish { topic, reason };
+        let refused = |source: Cause| TransportError::Publish { topic, source };
         // Stage 1: hand the message to the connection. Failing here, nothing was sent.
         let pending = match tokio::time::timeout_at(
             deadline,
@@ -218,11 +221,11 @@ impl Inner {
         .await
         {
             Ok(Ok(pending)) => pending,
-            Ok(Err(e)) => return Err(refused(format!("not sent: {e}"))),
-            Err(_) => return Err(refused("not sent within 10 s".to_owned())),
+            Ok(Err(e)) => return Err(refused(Cause::nats(e).context("not sent"))),
+            Err(_) => return Err(refused("not sent within 10 s".into())),
         };
         // Stage 2: wait for the PubAck. Failing here without an answer, the server may have it.
-        let indeterminate = |reason: String| TransportError::Indeterminate { topic, reason };
+        let indeterminate = |source: Cause| TransportError::Indeterminate { topic, source };
         match tokio::time::timeout_at(deadline, std::future::IntoFuture::into_future(pending)).await
         {
             Ok(Ok(ack)) => Ok(Ack {
@@ -231,12 +234,12 @@ impl Inner {
             }),
             Ok(Err(e)) => match e.kind() {
                 PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
-                    Err(indeterminate(format!("no PubAck: {e}")))
+                    Err(indeterminate(Cause::nats(e).context("no PubAck")))
                 }
                 // An answer came and it was not a PubAck (no responders, an API error).
-                _ => Err(refused(e.to_string())),
+                _ => Err(refused(Cause::nats(e))),
             },
-            Err(_) => Err(indeterminate("no PubAck within 10 s".to_owned())),
+            Err(_) => Err(indeterminate("no PubAck within 10 s".into())),
         }
     }
 
@@ -281,7 +284,9 @@ impl Inner {
             .await;
             match created {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(state.error(format!("consumer {name}: {e}"))),
+                Ok(Err(e)) => {
+                    return Err(state.error(Cause::nats(e).context(format!("consumer {name}"))));
+                }
                 Err(_) => return Err(state.error(format!("consumer {name}: no answer"))),
             }
         }
@@ -298,7 +303,7 @@ impl Inner {
             .cloned()
             .ok_or_else(|| TransportError::Group {
                 group: group.to_owned(),
-                reason: "no such group".to_owned(),
+                source: "no such group".to_owned().into(),
             })
     }
 
@@ -308,10 +313,11 @@ impl Inner {
         name: &str,
     ) -> Result<jetstream::consumer::Info, TransportError> {
         let stream = self.js.get_stream_no_info(&self.stream).await;
-        let stream = stream.map_err(|e| group.error(format!("stream {}: {e}", self.stream)))?;
+        let stream = stream
+            .map_err(|e| group.error(Cause::nats(e).context(format!("stream {}", self.stream))))?;
         match tokio::time::timeout(ADMIN_TIMEOUT, stream.consumer_info(name)).await {
             Ok(Ok(info)) => Ok(info),
-            Ok(Err(e)) => Err(group.error(format!("consumer {name}: {e}"))),
+            Ok(Err(e)) => Err(group.error(Cause::nats(e).context(format!("consumer {name}")))),
             Err(_) => Err(group.error(format!("consumer {name}: no answer"))),
         }
     }
@@ -323,13 +329,14 @@ impl Inner {
             RewindTo::Time(at) => {
                 let wall = i128::from(self.clock.wall_ns(at));
                 let start_time = async_nats::datetime::from_nanos(wall)
-                    .map_err(|e| state.error(format!("rewind time: {e}")))?;
+                    .map_err(|e| state.error(Cause::nats(e).context("rewind time")))?;
                 DeliverPolicy::ByStartTime { start_time }
             }
         };
         let _rewinding = state.rewinding.write().await;
         let stream = self.js.get_stream_no_info(&self.stream).await;
-        let stream = stream.map_err(|e| state.error(format!("stream {}: {e}", self.stream)))?;
+        let stream = stream
+            .map_err(|e| state.error(Cause::nats(e).context(format!("stream {}", self.stream))))?;
         for (i, (topic, name)) in state.topics.iter().zip(&state.consumers).enumerate() {
             // What the old consumer handed out, by the server's count and by ours.
             let delivered = match self.consumer_info(&state, name).await {
@@ -340,13 +347,21 @@ impl Inner {
             state.reread_max[i].fetch_max(delivered.max(handed), Ordering::AcqRel);
             match tokio::time::timeout(ADMIN_TIMEOUT, stream.delete_consumer(name)).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(state.error(format!("delete consumer {name}: {e}"))),
+                Ok(Err(e)) => {
+                    return Err(
+                        state.error(Cause::nats(e).context(format!("delete consumer {name}")))
+                    );
+                }
                 Err(_) => return Err(state.error(format!("delete consumer {name}: no answer"))),
             }
             let config = self.consumer_config(name, *topic, deliver);
             match tokio::time::timeout(ADMIN_TIMEOUT, stream.create_consumer(config)).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(state.error(format!("create consumer {name}: {e}"))),
+                Ok(Err(e)) => {
+                    return Err(
+                        state.error(Cause::nats(e).context(format!("create consumer {name}")))
+                    );
+                }
                 Err(_) => return Err(state.error(format!("create consumer {name}: no answer"))),
             }
         }
@@ -443,11 +458,11 @@ impl Transport for NatsTransport {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(TransportError::Group {
                     group: stream.clone(),
-                    reason: format!("delete stream: {e}"),
+                    source: Cause::nats(e).context("delete stream"),
                 }),
                 Err(_) => Err(TransportError::Group {
                     group: stream.clone(),
-                    reason: "delete stream: no answer".to_owned(),
+                    source: "delete stream: no answer".into(),
                 }),
             }
         })

@@ -17,9 +17,10 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Acker, Channel, Consumer};
 use tokio::sync::mpsc;
 
-use super::link::log_name;
+use super::link::{BACKOFF_MAX, BACKOFF_MIN, log_name};
 use super::{Ctx, codec, lock};
-use crate::transport::{AckHandle, BoxFuture, Delivery, Subscription, TransportError};
+use crate::transport::backoff::Backoff;
+use crate::transport::{AckHandle, BoxFuture, Cause, Delivery, Subscription, TransportError};
 
 /// One consumer channel of one member, between two reconnects.
 struct Incarnation {
@@ -80,7 +81,7 @@ impl ClassicGroup {
 /// The first subscribe of a group in this transport: declares its queue and, when the queue
 /// is new, seeds it with what its topics' logs already hold, so a late group still sees every
 /// event from the earliest (like a new Kafka group reading from the start).
-pub(super) async fn prepare(ctx: &Ctx, group: &ClassicGroup) -> Result<(), String> {
+pub(super) async fn prepare(ctx: &Ctx, group: &ClassicGroup) -> Result<(), Cause> {
     let existed = ctx.message_count(&group.queue).await?.is_some();
     let live = ctx.link.live().await?;
     let work = async {
@@ -92,10 +93,7 @@ pub(super) async fn prepare(ctx: &Ctx, group: &ClassicGroup) -> Result<(), Strin
             ch.confirm_select(ConfirmSelectOptions::default()).await?;
             for topic in &group.topics {
                 let log = log_name(&ctx.namespace, *topic);
-                let count = ctx
-                    .log_length(*topic)
-                    .await
-                    .map_err(|e| lapin::Error::from(std::io::Error::other(e)))?;
+                let count = ctx.log_length(*topic).await?;
                 if count > 0 {
                     seeded +=
                         seed_from_log(ctx, &live.conn, &ch, &log, count, &group.queue).await?;
@@ -103,9 +101,9 @@ pub(super) async fn prepare(ctx: &Ctx, group: &ClassicGroup) -> Result<(), Strin
             }
         }
         let _ = ch.close(200, "declared".into()).await;
-        Ok::<u64, lapin::Error>(seeded)
+        Ok::<u64, Cause>(seeded)
     };
-    let seeded = work.await.map_err(|e| e.to_string())?;
+    let seeded = work.await?;
     if seeded > 0 {
         tracing::info!(queue = %group.queue, seeded, "rabbitmq: late group seeded from the topic logs");
     }
@@ -172,7 +170,7 @@ async fn attach(
     ctx: &Ctx,
     group: &ClassicGroup,
     member: u64,
-) -> Result<(Channel, Consumer), String> {
+) -> Result<(Channel, Consumer), Cause> {
     let live = ctx.link.live().await?;
     let setup = async {
         let ch = live.conn.create_channel().await?;
@@ -193,8 +191,8 @@ async fn attach(
     };
     match tokio::time::timeout(super::link::CONNECT_TIMEOUT, setup).await {
         Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("consumer setup timed out".to_owned()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err("consumer setup timed out".into()),
     }
 }
 
@@ -224,9 +222,9 @@ pub(super) async fn subscribe(
     let member = ctx.next_id.fetch_add(1, Ordering::Relaxed);
     let first = attach(&ctx, &group, member)
         .await
-        .map_err(|reason| TransportError::Group {
+        .map_err(|source| TransportError::Group {
             group: group.queue.clone(),
-            reason,
+            source,
         })?;
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(run_member(ctx, group.clone(), member, tx, Some(first)));
@@ -245,7 +243,7 @@ async fn run_member(
     tx: mpsc::UnboundedSender<Delivery>,
     mut first: Option<(Channel, Consumer)>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         if ctx.is_closed() || tx.is_closed() {
             return;
@@ -258,12 +256,11 @@ async fn run_member(
             Ok(pair) => pair,
             Err(e) => {
                 tracing::debug!(queue = %group.queue, error = %e, "rabbitmq: member waits for the broker");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.wait().await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         let held = Arc::new(AtomicU64::new(0));
         lock(&group.live).push(Incarnation {
             member,

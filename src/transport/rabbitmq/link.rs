@@ -16,11 +16,13 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::clock::{Clock, RunTime, duration_ns};
 use crate::events::Topic;
+use crate::transport::Cause;
+use crate::transport::backoff::Backoff;
 
 /// How long one connection attempt (TCP, TLS, login, declares) may take.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A connected connection with its publish channel.
 #[derive(Clone)]
@@ -49,7 +51,7 @@ pub(super) struct Link {
 
 struct Retry {
     not_before: RunTime,
-    backoff: Duration,
+    backoff: Backoff,
     last_error: String,
     generation: u64,
 }
@@ -88,7 +90,7 @@ impl Link {
             connecting: tokio::sync::Mutex::new(()),
             retry: Mutex::new(Retry {
                 not_before: 0,
-                backoff: BACKOFF_MIN,
+                backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
                 last_error: String::new(),
                 generation: 0,
             }),
@@ -97,7 +99,7 @@ impl Link {
 
     /// The current connection, reconnecting if it is gone. Fails at once (with the last
     /// error) while backing off after a failed attempt.
-    pub(super) async fn live(&self) -> Result<Live, String> {
+    pub(super) async fn live(&self) -> Result<Live, Cause> {
         if let Some(live) = lock(&self.current).as_ref().filter(|l| l.usable()) {
             return Ok(live.clone());
         }
@@ -108,19 +110,19 @@ impl Link {
         {
             let retry = lock(&self.retry);
             if self.clock.now() < retry.not_before {
-                return Err(format!("reconnecting (last error: {})", retry.last_error));
+                return Err(format!("reconnecting (last error: {})", retry.last_error).into());
             }
         }
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, self.open()).await;
-        let result = match attempt {
+        let result: Result<_, Cause> = match attempt {
             Ok(Ok((conn, publish))) => Ok((conn, publish)),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}").into()),
         };
         let mut retry = lock(&self.retry);
         match result {
             Ok((conn, publish)) => {
-                retry.backoff = BACKOFF_MIN;
+                retry.backoff.reset();
                 retry.generation += 1;
                 let live = Live {
                     conn: Arc::new(conn),
@@ -134,9 +136,8 @@ impl Link {
                 Ok(live)
             }
             Err(e) => {
-                retry.not_before = self.clock.now() + duration_ns(retry.backoff);
-                retry.backoff = (retry.backoff * 2).min(BACKOFF_MAX);
-                retry.last_error.clone_from(&e);
+                retry.not_before = self.clock.now() + duration_ns(retry.backoff.next_delay());
+                retry.last_error = e.to_string();
                 tracing::warn!(error = %e, "rabbitmq: connect failed");
                 Err(e)
             }

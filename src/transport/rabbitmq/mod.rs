@@ -60,8 +60,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Confirmation, Queue};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, BrokerOptions, QueueType, RewindTo, Subscription, Transport,
-    TransportError, TransportInfo,
+    Ack, BoxFuture, BrokerConfig, BrokerOptions, Cause, QueueType, RewindTo, Subscription,
+    Transport, TransportError, TransportInfo,
 };
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
@@ -148,7 +148,7 @@ impl Ctx {
     }
 
     /// How many events topic log `topic` holds (offsets start at 0 in a run's fresh log).
-    async fn log_length(&self, topic: Topic) -> Result<u64, String> {
+    async fn log_length(&self, topic: Topic) -> Result<u64, Cause> {
         let reported = self
             .message_count(&log_name(&self.namespace, topic))
             .await?
@@ -158,7 +158,7 @@ impl Ctx {
 
     /// Message count of a queue by a passive declare on a throwaway channel (a failed
     /// passive declare closes its channel); `None` when the queue does not exist.
-    async fn message_count(&self, queue: &str) -> Result<Option<u64>, String> {
+    async fn message_count(&self, queue: &str) -> Result<Option<u64>, Cause> {
         let live = self.link.live().await?;
         let probe = async {
             let ch = live.conn.create_channel().await?;
@@ -179,8 +179,8 @@ impl Ctx {
         };
         match tokio::time::timeout(link::CONNECT_TIMEOUT, probe).await {
             Ok(Ok(count)) => Ok(count),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no answer to a passive queue.declare".to_owned()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err("no answer to a passive queue.declare".into()),
         }
     }
 }
@@ -217,9 +217,9 @@ pub async fn connect(
     ctx.link
         .live()
         .await
-        .map_err(|reason| TransportError::Unreachable {
+        .map_err(|source| TransportError::Unreachable {
             target: cfg.redacted_url(),
-            reason,
+            source,
         })?;
     Ok(Arc::new(RabbitmqTransport {
         ctx,
@@ -236,14 +236,14 @@ impl RabbitmqTransport {
             .cloned()
             .ok_or_else(|| TransportError::Group {
                 group: group.to_owned(),
-                reason: "no such group in this run".to_owned(),
+                source: "no such group in this run".into(),
             })
     }
 
     async fn publish_one(&self, envelope: Envelope) -> Result<Ack, TransportError> {
         let topic = envelope.topic;
-        let refused = |reason: String| TransportError::Publish { topic, reason };
-        let unknown = |reason: String| TransportError::Indeterminate { topic, reason };
+        let refused = |source: Cause| TransportError::Publish { topic, source };
+        let unknown = |source: Cause| TransportError::Indeterminate { topic, source };
         let sent = AtomicBool::new(false);
         let work = async {
             let live = self.ctx.link.live().await.map_err(refused)?;
@@ -261,7 +261,7 @@ impl RabbitmqTransport {
                 .await
                 .map_err(|e| {
                     self.ctx.link.invalidate(live.generation);
-                    refused(e.to_string())
+                    refused(e.into())
                 })?;
             sent.store(true, Ordering::SeqCst);
             match confirm.await {
@@ -272,22 +272,24 @@ impl RabbitmqTransport {
                         self.published.fetch_add(1, Ordering::Relaxed)
                     },
                 }),
-                Ok(Confirmation::Nack(_)) => Err(refused("the broker nacked it".to_owned())),
+                Ok(Confirmation::Nack(_)) => Err(refused("the broker nacked it".into())),
                 Ok(Confirmation::NotRequested) => {
-                    Err(unknown("the channel was not in confirm mode".to_owned()))
+                    Err(unknown("the channel was not in confirm mode".into()))
                 }
                 Err(e) => {
                     self.ctx.link.invalidate(live.generation);
-                    Err(unknown(e.to_string()))
+                    Err(unknown(e.into()))
                 }
             }
         };
         match tokio::time::timeout(PUBLISH_TIMEOUT, work).await {
             Ok(result) => result,
-            Err(_) if sent.load(Ordering::SeqCst) => Err(unknown(format!(
-                "no publisher confirm within {PUBLISH_TIMEOUT:?}"
-            ))),
-            Err(_) => Err(refused(format!("not sent within {PUBLISH_TIMEOUT:?}"))),
+            Err(_) if sent.load(Ordering::SeqCst) => Err(unknown(
+                format!("no publisher confirm within {PUBLISH_TIMEOUT:?}").into(),
+            )),
+            Err(_) => Err(refused(
+                format!("not sent within {PUBLISH_TIMEOUT:?}").into(),
+            )),
         }
     }
 
@@ -318,11 +320,11 @@ impl RabbitmqTransport {
         match entry {
             Group::Classic(g) => {
                 if fresh {
-                    classic::prepare(&self.ctx, &g).await.map_err(|reason| {
+                    classic::prepare(&self.ctx, &g).await.map_err(|source| {
                         lock(&self.groups).remove(group);
                         TransportError::Group {
                             group: group.to_owned(),
-                            reason,
+                            source,
                         }
                     })?;
                 }
@@ -335,16 +337,16 @@ impl RabbitmqTransport {
     async fn cleanup_all(&self) -> Result<(), TransportError> {
         self.ctx.closed.store(true, Ordering::SeqCst);
         let groups: Vec<Group> = lock(&self.groups).drain().map(|(_, g)| g).collect();
-        let fail = |reason: String| TransportError::Group {
+        let fail = |source: Cause| TransportError::Group {
             group: self.ctx.namespace.clone(),
-            reason: format!("cleanup: {reason}"),
+            source: source.context("cleanup"),
         };
         let live = self.ctx.link.live().await.map_err(fail)?;
         let ch = live
             .conn
             .create_channel()
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
         let mut queues = Vec::new();
         for g in &groups {
             match g {
@@ -359,13 +361,13 @@ impl RabbitmqTransport {
         for q in queues {
             ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await
-                .map_err(|e| fail(format!("delete queue {q}: {e}")))?;
+                .map_err(|e| fail(Cause::from(e).context(format!("delete queue {q}"))))?;
         }
         for topic in Topic::ALL {
             let ex = exchange_name(&self.ctx.namespace, topic);
             ch.exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())
                 .await
-                .map_err(|e| fail(format!("delete exchange {ex}: {e}")))?;
+                .map_err(|e| fail(Cause::from(e).context(format!("delete exchange {ex}"))))?;
         }
         let _ = ch.close(200, "cleanup done".into()).await;
         self.ctx.link.close().await;
@@ -451,7 +453,7 @@ impl Transport for RabbitmqTransport {
             match self.group(group)? {
                 Group::Classic(_) => Err(TransportError::Group {
                     group: group.to_owned(),
-                    reason: "replay needs queue_type: stream".to_owned(),
+                    source: "replay needs queue_type: stream".into(),
                 }),
                 Group::Stream(g) => {
                     g.rewind(&self.ctx, to);
@@ -463,9 +465,9 @@ impl Transport for RabbitmqTransport {
 
     fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
         Box::pin(async move {
-            let fail = |reason: String| TransportError::Group {
+            let fail = |source: Cause| TransportError::Group {
                 group: group.to_owned(),
-                reason,
+                source,
             };
             match self.group(group)? {
                 Group::Classic(g) => {
@@ -474,7 +476,7 @@ impl Transport for RabbitmqTransport {
                         .message_count(&g.queue)
                         .await
                         .map_err(fail)?
-                        .ok_or_else(|| fail("its queue is gone".to_owned()))?;
+                        .ok_or_else(|| fail("its queue is gone".into()))?;
                     Ok(ready + g.held(self.ctx.prefetch).await)
                 }
                 Group::Stream(g) => g.lag(&self.ctx).await.map_err(fail),

@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
@@ -20,10 +19,13 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use tokio::sync::{mpsc, watch};
 
 use super::classic::next_delivery;
-use super::link::log_name;
+use super::link::{BACKOFF_MAX, BACKOFF_MIN, log_name};
 use super::{Ctx, codec, lock};
 use crate::events::{Envelope, Topic};
-use crate::transport::{AckHandle, BoxFuture, Delivery, RewindTo, Subscription, TransportError};
+use crate::transport::backoff::Backoff;
+use crate::transport::{
+    AckHandle, BoxFuture, Cause, Delivery, RewindTo, Subscription, TransportError,
+};
 
 /// Where a reader attaches next.
 #[derive(Debug, Clone, Copy)]
@@ -286,7 +288,7 @@ impl StreamGroup {
     }
 
     /// Per log: its length minus what the group has acked.
-    pub(super) async fn lag(&self, ctx: &Ctx) -> Result<u64, String> {
+    pub(super) async fn lag(&self, ctx: &Ctx) -> Result<u64, Cause> {
         let mut lengths = Vec::new();
         for topic in &self.topics {
             lengths.push(ctx.log_length(*topic).await?);
@@ -321,7 +323,7 @@ async fn attach(
     i: usize,
     start: Start,
     epoch: u64,
-) -> Result<(lapin::Channel, lapin::Consumer), String> {
+) -> Result<(lapin::Channel, lapin::Consumer), Cause> {
     let live = ctx.link.live().await?;
     let work = async {
         let ch = live.conn.create_channel().await?;
@@ -347,14 +349,14 @@ async fn attach(
     };
     match tokio::time::timeout(super::link::CONNECT_TIMEOUT, work).await {
         Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("stream consumer setup timed out".to_owned()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err("stream consumer setup timed out".into()),
     }
 }
 
 async fn run_reader(ctx: Arc<Ctx>, group: Arc<StreamGroup>, i: usize) {
     let mut epoch_rx = group.epoch_tx.subscribe();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         if ctx.is_closed() {
             return;
@@ -368,12 +370,11 @@ async fn run_reader(ctx: Arc<Ctx>, group: Arc<StreamGroup>, i: usize) {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::debug!(queue = %group.queue, error = %e, "rabbitmq: stream reader waits for the broker");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff.wait().await;
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         let lost = loop {
             let next = tokio::select! {
                 next = next_delivery(&mut consumer) => next,

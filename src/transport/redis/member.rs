@@ -20,6 +20,7 @@ use super::reply::{self, Entry, StreamId};
 use super::{GroupState, Inner, create_group, group_missing, lock, query};
 use crate::clock::{RunTime, duration_ns};
 use crate::events::{Envelope, EventMeta, Topic};
+use crate::transport::backoff::Backoff;
 use crate::transport::{AckHandle, BoxFuture, Delivery, Subscription, TransportError};
 
 /// Deliveries read ahead of the harness, per member.
@@ -84,7 +85,7 @@ pub(super) async fn spawn(
     route
         .beat(timing.heartbeat_ttl)
         .await
-        .map_err(|e| route.error(&e))?;
+        .map_err(|e| route.error(e))?;
     tokio::spawn(heartbeat(
         route.clone(),
         timing.heartbeat_ttl,
@@ -93,7 +94,7 @@ pub(super) async fn spawn(
     let reader = Reader {
         route: route.clone(),
         conn: Some(conn),
-        backoff: BACKOFF_MIN,
+        backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
         next_takeover: 0,
         timing,
     };
@@ -110,10 +111,10 @@ impl Route {
         self.tx.is_closed() || self.inner.shut.load(Ordering::SeqCst)
     }
 
-    fn error(&self, e: &RedisError) -> TransportError {
+    fn error(&self, e: RedisError) -> TransportError {
         TransportError::Group {
             group: self.group.label.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 
@@ -205,7 +206,7 @@ async fn heartbeat(route: Arc<Route>, ttl: Duration, every: Duration) {
 struct Reader {
     route: Arc<Route>,
     conn: Option<MultiplexedConnection>,
-    backoff: Duration,
+    backoff: Backoff,
     next_takeover: RunTime,
     timing: Timing,
 }
@@ -214,7 +215,7 @@ impl Reader {
     async fn run(mut self) {
         while !self.route.stopped() {
             match self.step().await {
-                Ok(()) => self.backoff = BACKOFF_MIN,
+                Ok(()) => self.backoff.reset(),
                 Err(e) => self.recover(e).await,
             }
         }
@@ -365,8 +366,7 @@ impl Reader {
                 self.conn = None;
             }
         }
-        tokio::time::sleep(self.backoff).await;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.backoff.wait().await;
     }
 }
 
@@ -382,7 +382,7 @@ impl AckHandle for RedisAck {
             self.route
                 .xack(self.idx, self.id)
                 .await
-                .map_err(|e| self.route.error(&e))
+                .map_err(|e| self.route.error(e))
         })
     }
 
@@ -404,7 +404,7 @@ impl AckHandle for RedisAck {
                 .arg(self.id.to_string());
             let v = query(&route.inner, &claim)
                 .await
-                .map_err(|e| route.error(&e))?;
+                .map_err(|e| route.error(e))?;
             for entry in reply::entries(&v) {
                 route.deliver(self.idx, entry, true).await;
             }

@@ -46,7 +46,8 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnec
 use ::redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, RewindTo, Subscription, Transport, TransportError, TransportInfo,
+    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Transport, TransportError,
+    TransportInfo,
 };
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
@@ -115,7 +116,7 @@ impl Inner {
             .cloned()
             .ok_or_else(|| TransportError::Group {
                 group: label.to_owned(),
-                reason: "no such group (no member ever subscribed)".to_owned(),
+                source: "no such group (no member ever subscribed)".into(),
             })
     }
 
@@ -126,10 +127,11 @@ impl Inner {
             if g.topics != topics {
                 return Err(TransportError::Group {
                     group: label.to_owned(),
-                    reason: format!(
+                    source: format!(
                         "members must name the same topics: {:?} then {topics:?}",
                         g.topics
-                    ),
+                    )
+                    .into(),
                 });
             }
             return Ok(g.clone());
@@ -205,14 +207,14 @@ pub async fn connect(
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     let target = cfg.redacted_url();
-    let unreachable = |reason: String| TransportError::Unreachable {
+    let unreachable = |source: Cause| TransportError::Unreachable {
         target: target.clone(),
-        reason,
+        source,
     };
     crate::tls::install_provider();
     let client = Client::open(cfg.url.as_str())
         // The parser's message may quote the URL (and its password): name the kind only.
-        .map_err(|e| unreachable(format!("not a Redis URL ({:?})", e.kind())))?;
+        .map_err(|e| unreachable(format!("not a Redis URL ({:?})", e.kind()).into()))?;
     // A plain connection first, so an absent server fails fast instead of inside the
     // connection manager's retries.
     let probe_cfg = AsyncConnectionConfig::new()
@@ -223,8 +225,8 @@ pub async fn connect(
         client.get_multiplexed_async_connection_with_config(&probe_cfg),
     )
     .await
-    .map_err(|_| unreachable("no answer within 4 s".to_owned()))?
-    .map_err(|e| unreachable(e.to_string()))?;
+    .map_err(|_| unreachable("no answer within 4 s".into()))?
+    .map_err(|e| unreachable(e.into()))?;
     let server = server_settings(&mut probe).await;
     let manager_cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_BOUND))
@@ -237,8 +239,8 @@ pub async fn connect(
         ConnectionManager::new_with_config(client.clone(), manager_cfg),
     )
     .await
-    .map_err(|_| unreachable("no answer within 10 s".to_owned()))?
-    .map_err(|e| unreachable(e.to_string()))?;
+    .map_err(|_| unreachable("no answer within 10 s".into()))?
+    .map_err(|e| unreachable(e.into()))?;
     Ok(Arc::new(RedisBroker {
         inner: Arc::new(Inner {
             client,
@@ -287,14 +289,14 @@ async fn server_settings(conn: &mut MultiplexedConnection) -> Vec<(String, Strin
 
 /// Maps a failed XADD: a server refusal or a connection refused before sending is `Publish`;
 /// anything else (dropped connection, timeout) may have reached the server.
-fn publish_error(topic: Topic, e: &RedisError) -> TransportError {
-    let reason = e.to_string();
+fn publish_error(topic: Topic, e: RedisError) -> TransportError {
     let refused = matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
         || e.is_connection_refusal();
+    let source = e.into();
     if refused {
-        TransportError::Publish { topic, reason }
+        TransportError::Publish { topic, source }
     } else {
-        TransportError::Indeterminate { topic, reason }
+        TransportError::Indeterminate { topic, source }
     }
 }
 
@@ -353,9 +355,9 @@ impl Transport for RedisBroker {
             match reply {
                 Err(_) => Err(TransportError::Indeterminate {
                     topic,
-                    reason: format!("no XADD reply within {PUBLISH_BOUND:?}"),
+                    source: format!("no XADD reply within {PUBLISH_BOUND:?}").into(),
                 }),
-                Ok(Err(e)) => Err(publish_error(topic, &e)),
+                Ok(Err(e)) => Err(publish_error(topic, e)),
                 Ok(Ok(v)) => match reply::text(&v).and_then(StreamId::parse) {
                     // The id is the ack: its ms part and sequence, packed into one offset.
                     Some(id) => Ok(Ack {
@@ -364,7 +366,7 @@ impl Transport for RedisBroker {
                     }),
                     None => Err(TransportError::Indeterminate {
                         topic,
-                        reason: format!("unexpected XADD reply {v:?}"),
+                        source: format!("unexpected XADD reply {v:?}").into(),
                     }),
                 },
             }
@@ -380,7 +382,7 @@ impl Transport for RedisBroker {
             let g = self.inner.group_for(group, topics)?;
             let group_err = |e: RedisError| TransportError::Group {
                 group: group.to_owned(),
-                reason: e.to_string(),
+                source: e.into(),
             };
             let mut conn = self.inner.conn.clone();
             for stream in &g.streams {
@@ -388,7 +390,7 @@ impl Transport for RedisBroker {
                     .await
                     .map_err(|_| TransportError::Group {
                         group: group.to_owned(),
-                        reason: "no answer to XGROUP CREATE".to_owned(),
+                        source: "no answer to XGROUP CREATE".into(),
                     })?
                     .map_err(group_err)?;
             }
@@ -408,7 +410,7 @@ impl Transport for RedisBroker {
             let g = self.inner.group(group)?;
             let group_err = |e: RedisError| TransportError::Group {
                 group: group.to_owned(),
-                reason: e.to_string(),
+                source: e.into(),
             };
             let setid = |stream: &str| {
                 let mut cmd = ::redis::cmd("XGROUP");
@@ -456,7 +458,7 @@ impl Transport for RedisBroker {
                     total.saturating_add(stream_lag(&self.inner, stream, &g.name).await.map_err(
                         |e| TransportError::Group {
                             group: group.to_owned(),
-                            reason: e.to_string(),
+                            source: e.into(),
                         },
                     )?);
             }
@@ -469,7 +471,7 @@ impl Transport for RedisBroker {
             self.inner.shut.store(true, Ordering::SeqCst);
             let cleanup_err = |e: RedisError| TransportError::Group {
                 group: "*".to_owned(),
-                reason: format!("cleanup: {e}"),
+                source: Cause::from(e).context("cleanup"),
             };
             let mut del = ::redis::cmd("DEL");
             for t in Topic::ALL {

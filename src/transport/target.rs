@@ -1,0 +1,99 @@
+//! What a scenario's `target:` names, checked: the embedded broker, a networked broker or a
+//! checkout endpoint, each with its settings. The URLs stay as written (`${ENV}` references
+//! unexpanded) until [`super::connect`] expands and guards them.
+
+use std::time::Duration;
+
+use super::BrokerKind;
+use super::target_url::{check_has_host, is_http_scheme, parse_url};
+use crate::config::env::check_references;
+use crate::config::units::UnitError;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// The in-process broker (the default).
+    Embedded(EmbeddedTarget),
+    /// A networked broker: Kafka, NATS JetStream, RabbitMQ or Redis Streams.
+    Broker(BrokerTarget),
+    /// A checkout endpoint: orders are POSTed to it; the pipeline behind it is not observed.
+    Http(HttpTarget),
+}
+
+/// A checkout endpoint as the scenario (or `--target`) names it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct HttpTarget {
+    /// The URL as written (`http://` or `https://`); `${ENV}` references are expanded only
+    /// when connecting.
+    pub url: String,
+    /// Request headers sent with every order (`Authorization: "Bearer ${SHOP_TOKEN}"`),
+    /// values expanded only when connecting.
+    pub headers: Vec<(String, String)>,
+    /// A host outside loopback is refused unless this is set (or `--allow-remote`).
+    pub allow_remote: bool,
+}
+
+/// A networked broker as the scenario (or `--target`) names it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct BrokerTarget {
+    pub kind: BrokerKind,
+    /// The URL as written: `${ENV}` references are expanded only when connecting, so
+    /// credentials never reach a report.
+    pub url: String,
+    /// Partitions per topic where the broker has them (Kafka).
+    pub partitions: u32,
+    /// Kafka: acks=all (else acks=1).
+    pub acks_all: bool,
+    /// Kafka: the idempotent producer.
+    pub idempotent: bool,
+    /// RabbitMQ: classic, quorum or stream queues.
+    pub queue_type: super::QueueType,
+    /// Time a delivery may stay unacked before the broker hands it to another member.
+    pub ack_wait: Duration,
+    /// Deliveries of one event before the broker gives up on it.
+    pub max_deliver: Option<u32>,
+    /// A host outside loopback is refused unless this is set (or `--allow-remote`).
+    pub allow_remote: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct EmbeddedTarget {
+    /// Partitions per topic (default 12).
+    pub partitions: u32,
+    /// Events kept per partition before the oldest are dropped (default 1_000_000).
+    pub retention: u64,
+}
+
+/// What a target URL names, every option at its default: a broker or a checkout endpoint.
+pub fn target_of_url(url: &str) -> Result<Target, UnitError> {
+    if url
+        .split_once("://")
+        .is_some_and(|(scheme, _)| is_http_scheme(scheme))
+    {
+        check_references(url)?;
+        check_has_host(url)?;
+        return Ok(Target::Http(HttpTarget {
+            url: url.to_owned(),
+            headers: Vec::new(),
+            allow_remote: false,
+        }));
+    }
+    let kind = parse_url(url)?;
+    Ok(Target::Broker(broker_defaults(kind, url.to_owned())))
+}
+
+/// A broker target with every option at its default.
+pub fn broker_defaults(kind: BrokerKind, url: String) -> BrokerTarget {
+    let defaults = super::BrokerOptions::default();
+    BrokerTarget {
+        kind,
+        url,
+        partitions: 12,
+        acks_all: defaults.acks_all,
+        idempotent: defaults.idempotent,
+        queue_type: defaults.queue_type,
+        ack_wait: defaults.ack_wait,
+        max_deliver: defaults.max_deliver,
+        allow_remote: false,
+    }
+}
