@@ -4,11 +4,10 @@
 //! payload). Metadata is typed here so the embedded broker moves it without encoding; networked
 //! transports map it to native headers with [`EventMeta::to_headers`] / [`EventMeta::from_headers`].
 
-use std::fmt;
-
 use bytes::Bytes;
 
-/// The topics of the standard commerce topology (DESIGN.md §2).
+/// The topics of the standard commerce topology (DESIGN.md §2). The name of each is written
+/// once per variant for serde and once for strum (`name`, `from_name`, `Display`).
 #[derive(
     Debug,
     Clone,
@@ -21,20 +20,29 @@ use bytes::Bytes;
     serde::Serialize,
     serde::Deserialize,
     schemars::JsonSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
 )]
 pub enum Topic {
     #[serde(rename = "order.created")]
+    #[strum(serialize = "order.created")]
     OrderCreated,
     #[serde(rename = "order.payment.attempted")]
+    #[strum(serialize = "order.payment.attempted")]
     PaymentAttempted,
     #[serde(rename = "order.payment.succeeded")]
+    #[strum(serialize = "order.payment.succeeded")]
     PaymentSucceeded,
     #[serde(rename = "order.payment.failed")]
+    #[strum(serialize = "order.payment.failed")]
     PaymentFailed,
     #[serde(rename = "order.fulfilled")]
+    #[strum(serialize = "order.fulfilled")]
     Fulfilled,
     /// Where a service parks an event it gave up on after `max_deliveries`.
     #[serde(rename = "order.dead_letter")]
+    #[strum(serialize = "order.dead_letter")]
     DeadLetter,
 }
 
@@ -60,29 +68,16 @@ impl Topic {
     ];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Topic::OrderCreated => "order.created",
-            Topic::PaymentAttempted => "order.payment.attempted",
-            Topic::PaymentSucceeded => "order.payment.succeeded",
-            Topic::PaymentFailed => "order.payment.failed",
-            Topic::Fulfilled => "order.fulfilled",
-            Topic::DeadLetter => "order.dead_letter",
-        }
+        self.into()
     }
 
     pub fn from_name(name: &str) -> Option<Topic> {
-        Topic::ALL.into_iter().find(|t| t.name() == name)
+        name.parse().ok()
     }
 
     /// Dense index for per-topic arrays.
     pub fn index(self) -> usize {
         self as usize
-    }
-}
-
-impl fmt::Display for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

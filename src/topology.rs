@@ -3,8 +3,6 @@
 //! This table is the single source of "who should receive what": the services subscribe from
 //! it and the `no_loss` check derives expected deliveries from it.
 
-use std::fmt;
-
 use crate::events::Topic;
 
 #[derive(
@@ -19,8 +17,11 @@ use crate::events::Topic;
     serde::Serialize,
     serde::Deserialize,
     schemars::JsonSchema,
+    strum::IntoStaticStr,
+    strum::Display,
 )]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ServiceKind {
     Payment,
     Inventory,
@@ -39,13 +40,7 @@ impl ServiceKind {
     ];
 
     pub fn name(self) -> &'static str {
-        match self {
-            ServiceKind::Payment => "payment",
-            ServiceKind::Inventory => "inventory",
-            ServiceKind::Email => "email",
-            ServiceKind::Warehouse => "warehouse",
-            ServiceKind::Analytics => "analytics",
-        }
+        self.into()
     }
 
     /// The topics this service's consumer group reads.
@@ -60,12 +55,6 @@ impl ServiceKind {
                 Topic::Fulfilled,
             ],
         }
-    }
-}
-
-impl fmt::Display for ServiceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

@@ -54,15 +54,7 @@ fn server_lock(kind: BrokerKind) -> &'static tokio::sync::RwLock<()> {
 /// The loopback server each networked broker's tests use; `DOORBUSTER_<KIND>_URL` overrides.
 fn broker_url(kind: BrokerKind) -> String {
     let var = format!("DOORBUSTER_{}_URL", format!("{kind:?}").to_uppercase());
-    std::env::var(var).unwrap_or_else(|_| {
-        match kind {
-            BrokerKind::Kafka => "kafka://127.0.0.1:9092",
-            BrokerKind::Nats => "nats://127.0.0.1:4222",
-            BrokerKind::Rabbitmq => "amqp://guest:guest@127.0.0.1:5672/%2f",
-            BrokerKind::Redis => "redis://127.0.0.1:6379",
-        }
-        .to_owned()
-    })
+    std::env::var(var).unwrap_or_else(|_| kind.spec().default_url.to_owned())
 }
 
 /// A namespace no other test (or earlier run of this one) uses.
@@ -77,16 +69,19 @@ fn fresh_namespace() -> String {
 }
 
 fn broker_config(kind: BrokerKind, url: String) -> BrokerConfig {
+    let mut options = BrokerOptions::defaults(kind);
+    // Short, so a crashed member's events come back within a test's patience; few
+    // partitions, so a test's handful of events spreads over all of them.
+    match &mut options {
+        BrokerOptions::Kafka(o) => o.partitions = 4,
+        BrokerOptions::Nats(o) => o.ack_wait = Duration::from_secs(1),
+        BrokerOptions::Redis(o) => o.ack_wait = Duration::from_secs(1),
+        _ => {}
+    }
     BrokerConfig {
-        kind,
         url,
         namespace: fresh_namespace(),
-        partitions: 4,
-        options: BrokerOptions {
-            // Short, so a crashed member's events come back within a test's patience.
-            ack_wait: Duration::from_secs(1),
-            ..BrokerOptions::default()
-        },
+        options,
         allow_remote: false,
     }
 }
@@ -727,7 +722,11 @@ mod rabbitmq_stream {
     // The same contract on stream queues, the RabbitMQ queue type that can replay.
     conformance!(
         contract,
-        broker_with(BrokerKind::Rabbitmq, |o| o.queue_type = QueueType::Stream)
+        broker_with(BrokerKind::Rabbitmq, |o| {
+            if let BrokerOptions::Rabbitmq(o) = o {
+                o.queue_type = QueueType::Stream;
+            }
+        })
     );
 }
 
@@ -808,7 +807,7 @@ async fn a_remote_target_is_refused_before_any_connection() {
     ];
     for url in &brokers {
         let scheme = url.split_once("://").unwrap().0;
-        let kind = doorbuster::transport::target_url::kind_of_scheme(scheme).unwrap();
+        let kind = BrokerKind::of_scheme(scheme).unwrap();
         match doorbuster::transport::connect_broker(
             &broker_config(kind, url.clone()),
             Clock::start(),

@@ -16,6 +16,9 @@ pub fn target(url: Option<&str>) -> Result<Option<Target>, Exit> {
         Ok(target) => Ok(Some(target)),
         Err(e) => {
             errln!("error: --target: {}", e.message);
+            if let Some(hint) = &e.hint {
+                errln!("  hint: {hint}");
+            }
             Err(Exit::BadInput)
         }
     }

@@ -92,13 +92,6 @@ unit!(
     "Lowercase letters, digits and dashes, e.g. black-friday."
 );
 
-unit!(
-    /// A target URL: a broker's or a checkout endpoint's (`scenario::target::target_of_url`).
-    TargetUrl,
-    r"^(kafka|nats|tls|amqps?|rediss?|https?)://.+$",
-    "A broker URL such as redis://127.0.0.1:6379, or a checkout endpoint's http(s):// URL."
-);
-
 /// Declares the schema of one of a closed set of words, listed by the slice the validator
 /// reads them from.
 #[macro_export]

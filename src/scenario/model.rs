@@ -162,8 +162,10 @@ pub enum Arrivals {
     serde::Serialize,
     serde::Deserialize,
     schemars::JsonSchema,
+    strum::IntoStaticStr,
 )]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum CheckoutMode {
     /// The checkout ends when `order.created` is acked; payment happens downstream, off the
     /// shopper's path (the event-driven design under test).
@@ -178,10 +180,7 @@ pub enum CheckoutMode {
 impl CheckoutMode {
     /// The name used in scenario files and reports.
     pub fn label(self) -> &'static str {
-        match self {
-            CheckoutMode::Async => "async",
-            CheckoutMode::Sync => "sync",
-        }
+        self.into()
     }
 }
 
@@ -353,17 +352,22 @@ pub struct Provider {
     serde::Serialize,
     serde::Deserialize,
     schemars::JsonSchema,
+    strum::IntoStaticStr,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// `order.created` acked by the broker (the checkout latency); in the sync checkout
     /// mode, the inline provider call's answer too.
+    #[strum(serialize = "order.created")]
     Checkout,
     /// `order.created -> order.payment.succeeded`
+    #[strum(serialize = "order.created -> order.payment.succeeded")]
     PaymentSucceeded,
     /// `order.created -> order.fulfilled`
+    #[strum(serialize = "order.created -> order.fulfilled")]
     Fulfilled,
     /// `order.created -> email.sent`
+    #[strum(serialize = "order.created -> email.sent")]
     EmailSent,
 }
 
@@ -377,12 +381,7 @@ impl Stage {
 
     /// The name used in scenario files and reports.
     pub fn label(self) -> &'static str {
-        match self {
-            Stage::Checkout => "order.created",
-            Stage::PaymentSucceeded => "order.created -> order.payment.succeeded",
-            Stage::Fulfilled => "order.created -> order.fulfilled",
-            Stage::EmailSent => "order.created -> email.sent",
-        }
+        self.into()
     }
 }
 

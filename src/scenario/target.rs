@@ -5,5 +5,5 @@
 pub use crate::transport::http::headers::{
     RESERVED_HEADERS, check_header_name, check_header_value,
 };
-pub use crate::transport::target::{broker_defaults, target_of_url};
+pub use crate::transport::target::target_of_url;
 pub use crate::transport::target_url::*;

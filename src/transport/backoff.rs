@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use backon::ExponentialBuilder;
 
 /// Delays from `min` doubling up to `max`, forever. backon's jitter adds up to one step
 /// again, so the step stops at half of `max`: no wait is longer than `max`.
@@ -15,31 +17,50 @@ pub(crate) fn policy(min: Duration, max: Duration) -> ExponentialBuilder {
         .with_min_delay(min)
         .with_max_delay((max / 2).max(min))
         .with_factor(2.0)
-        .with_jitter()
         .without_max_times()
 }
 
+/// Every backoff of the process draws its jitter from its own stream (the seed of the one
+/// place that seeds jitter, `rng::backoff`): two members that lost the broker together wait
+/// different times.
+fn next_stream() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A backoff that is reset after every success.
-#[derive(Debug)]
 pub(crate) struct Backoff {
     policy: ExponentialBuilder,
-    delays: <ExponentialBuilder as BackoffBuilder>::Backoff,
+    stream: u64,
+    delays: Box<dyn Iterator<Item = Duration> + Send + Sync>,
     max: Duration,
+}
+
+impl std::fmt::Debug for Backoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backoff")
+            .field("policy", &self.policy)
+            .field("stream", &self.stream)
+            .field("max", &self.max)
+            .finish()
+    }
 }
 
 impl Backoff {
     pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
         let policy = policy(min, max);
+        let stream = next_stream();
         Backoff {
             policy,
-            delays: policy.build(),
+            stream,
+            delays: delays(policy, stream),
             max,
         }
     }
 
     /// Starts again from the shortest delay.
     pub(crate) fn reset(&mut self) {
-        self.delays = self.policy.build();
+        self.delays = delays(self.policy, self.stream);
     }
 
     /// The delay before the next attempt.
@@ -51,6 +72,18 @@ impl Backoff {
     pub(crate) async fn wait(&mut self) {
         tokio::time::sleep(self.next_delay()).await;
     }
+}
+
+fn delays(
+    policy: ExponentialBuilder,
+    stream: u64,
+) -> Box<dyn Iterator<Item = Duration> + Send + Sync> {
+    Box::new(crate::rng::backoff(
+        policy,
+        0,
+        "transport.reconnect",
+        stream,
+    ))
 }
 
 #[cfg(test)]

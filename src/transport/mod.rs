@@ -1,9 +1,9 @@
 //! The seam between the harness and a broker.
 //!
 //! Services, checks and reports see only [`Transport`], [`Subscription`] and [`Delivery`];
-//! adding a broker means one folder here, a [`BrokerKind`] variant with its URL scheme
-//! (`target_url.rs`, the schema mirror), and passing the conformance suite in
-//! `tests/transport.rs` (docs/adding-a-transport.md walks through it). A transport never records observations
+//! adding a broker means one folder here (its `config.rs` names its URL schemes and takes its
+//! `target:` keys), one line in `brokers!` below, and one line running the conformance suite
+//! in `tests/transport.rs` (docs/adding-a-transport.md walks through it). A transport never records observations
 //! itself: the driver and the services do that around its calls, so every broker is measured
 //! the same way.
 //!
@@ -16,24 +16,23 @@
 //! - Dropping a [`Subscription`] is a crash: the member leaves without acking what it holds.
 
 mod backoff;
+pub mod config;
 pub mod embedded;
 mod error;
+mod groups;
 pub mod http;
-pub mod kafka;
-pub mod nats;
-pub mod rabbitmq;
-pub mod redis;
+pub mod settings;
 pub mod target;
 pub mod target_url;
 
 pub use error::{Cause, TransportError};
+pub use rabbitmq::config::QueueType;
 pub use target::Target;
 pub use target_url::{expand_and_guard, redact_url};
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::clock::RunTime;
 use crate::events::{Envelope, Topic};
@@ -133,70 +132,170 @@ pub trait AckHandle: Send {
     fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
 }
 
-/// The networked brokers doorbuster speaks to.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum BrokerKind {
-    Kafka,
-    Nats,
-    Rabbitmq,
-    Redis,
+/// The one list of networked brokers: a variant and the folder that implements it. The
+/// folder's `config.rs` declares how a scenario names the broker and the options it takes
+/// ([`settings::BrokerSettings`]); its `mod.rs` has `connect(cfg, options, clock)`. Everything
+/// that names a broker (the URL schemes, `target:` words, the schema, validation, connecting)
+/// goes through the items this makes.
+macro_rules! brokers {
+    ($($variant:ident => $folder:ident),+ $(,)?) => {
+        $(pub mod $folder;)+
+
+        /// The networked brokers doorbuster speaks to.
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+            schemars::JsonSchema,
+        )]
+        #[serde(rename_all = "snake_case")]
+        pub enum BrokerKind {
+            $($variant,)+
+        }
+
+        /// A networked broker's validated options: the variant is the broker its URL's
+        /// scheme selected, the value its folder's `config::Options`.
+        #[derive(
+            Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+            schemars::JsonSchema,
+        )]
+        #[serde(tag = "broker", rename_all = "snake_case")]
+        pub enum BrokerOptions {
+            $($variant($folder::config::Options),)+
+        }
+
+        impl BrokerKind {
+            pub const ALL: &'static [BrokerKind] = &[$(BrokerKind::$variant,)+];
+
+            /// How a scenario names the broker (its folder's `config.rs`).
+            pub fn spec(self) -> &'static settings::BrokerSpec {
+                match self {
+                    $(BrokerKind::$variant => {
+                        &<$folder::config::Options as settings::BrokerSettings>::SPEC
+                    })+
+                }
+            }
+
+            /// The keys the broker takes in a `target:` mapping.
+            pub fn keys(self) -> Vec<String> {
+                match self {
+                    $(BrokerKind::$variant => settings::keys_of::<
+                        <$folder::config::Options as settings::BrokerSettings>::Keys,
+                    >(),)+
+                }
+            }
+        }
+
+        impl BrokerOptions {
+            pub fn kind(&self) -> BrokerKind {
+                match self {
+                    $(BrokerOptions::$variant(_) => BrokerKind::$variant,)+
+                }
+            }
+
+            /// Every option at its default.
+            pub fn defaults(kind: BrokerKind) -> BrokerOptions {
+                match kind {
+                    $(BrokerKind::$variant => BrokerOptions::$variant(Default::default()),)+
+                }
+            }
+
+            /// Why a consumer group cannot be rewound (a `replay` fault), and what to
+            /// change; `None` when it can.
+            pub fn cannot_rewind(&self) -> Option<(&'static str, &'static str)> {
+                match self {
+                    $(BrokerOptions::$variant(o) => settings::BrokerSettings::cannot_rewind(o),)+
+                }
+            }
+
+            pub(crate) fn validate(
+                kind: BrokerKind,
+                check: &mut crate::config::check::Checker,
+                keys: &mut settings::OptionKeys,
+                path: &crate::config::check::Path,
+            ) -> BrokerOptions {
+                match kind {
+                    $(BrokerKind::$variant => BrokerOptions::$variant(
+                        <$folder::config::Options as settings::BrokerSettings>::validate(
+                            check, keys, path,
+                        ),
+                    ),)+
+                }
+            }
+        }
+
+        /// Each broker's fragment of the `target:` schema.
+        fn key_schemas(generator: &mut schemars::SchemaGenerator) -> Vec<schemars::Schema> {
+            vec![$(<<$folder::config::Options as settings::BrokerSettings>::Keys
+                as schemars::JsonSchema>::json_schema(generator),)+]
+        }
+
+        /// Connects to a networked broker. The loopback guard is applied here too, before
+        /// any client is built: a `BrokerConfig` made in code (tests, `bench`) passes the
+        /// same gate as a scenario's target.
+        pub async fn connect_broker(
+            cfg: &BrokerConfig,
+            clock: crate::clock::Clock,
+        ) -> Result<Arc<dyn Transport>, TransportError> {
+            target_url::check_expanded(&cfg.url, &cfg.redacted_url(), cfg.allow_remote)
+                .map_err(|e| target_url::refused(cfg.redacted_url(), e))?;
+            match &cfg.options {
+                $(BrokerOptions::$variant(options) => {
+                    $folder::connect(cfg, options, clock).await
+                })+
+            }
+        }
+    };
+}
+
+brokers! {
+    Kafka => kafka,
+    Nats => nats,
+    Rabbitmq => rabbitmq,
+    Redis => redis,
 }
 
 impl BrokerKind {
-    pub const ALL: [BrokerKind; 4] = [Self::Kafka, Self::Nats, Self::Rabbitmq, Self::Redis];
-
-    /// The URL scheme that selects this broker (`kafka://`, `nats://`, `amqp://`, `redis://`).
+    /// The URL scheme that is the broker's own (`kafka://`, `nats://`, `amqp://`, `redis://`).
     pub fn scheme(self) -> &'static str {
-        match self {
-            Self::Kafka => "kafka",
-            Self::Nats => "nats",
-            Self::Rabbitmq => "amqp",
-            Self::Redis => "redis",
-        }
+        self.spec().schemes[0].0
     }
-}
 
-/// RabbitMQ queue types (`x-queue-type`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueType {
-    #[default]
-    Classic,
-    Quorum,
-    Stream,
+    /// The broker a kind name (`target: redis`) selects.
+    pub fn of_name(name: &str) -> Option<BrokerKind> {
+        BrokerKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.spec().name == name)
+    }
+
+    /// The broker a URL scheme selects.
+    pub fn of_scheme(scheme: &str) -> Option<BrokerKind> {
+        BrokerKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.spec().schemes.iter().any(|(s, _)| *s == scheme))
+    }
 }
 
 /// Everything a networked transport needs to connect; built from the scenario's `target:`
 /// (with `${ENV}` references expanded) or from `--target URL`.
 #[derive(Clone)]
 pub struct BrokerConfig {
-    pub kind: BrokerKind,
     /// The URL with credentials expanded. Never print it: use [`BrokerConfig::redacted_url`].
     pub url: String,
     /// Prefix of every stream, topic, exchange, queue and group name the run creates. Unique
     /// per run, so runs (and tests) never see each other's events.
     pub namespace: String,
-    /// Partitions per topic where the broker has them (Kafka); ignored elsewhere.
-    pub partitions: u32,
+    /// The broker (the variant) and its options.
     pub options: BrokerOptions,
     /// A host outside loopback is refused unless this is set (DESIGN.md §11).
     pub allow_remote: bool,
 }
 
 impl BrokerConfig {
+    pub fn kind(&self) -> BrokerKind {
+        self.options.kind()
+    }
+
     /// The URL with any password replaced by `***`, for reports and errors.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
@@ -206,43 +305,11 @@ impl BrokerConfig {
 impl std::fmt::Debug for BrokerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrokerConfig")
-            .field("kind", &self.kind)
             .field("url", &self.redacted_url())
             .field("namespace", &self.namespace)
-            .field("partitions", &self.partitions)
             .field("options", &self.options)
             .field("allow_remote", &self.allow_remote)
             .finish()
-    }
-}
-
-/// Delivery settings a scenario can choose; each transport uses the ones that apply to it
-/// and states them in [`Transport::info`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerOptions {
-    /// Kafka: `acks=all` (true) or `acks=1`.
-    pub acks_all: bool,
-    /// Kafka: `enable.idempotence`.
-    pub idempotent: bool,
-    /// RabbitMQ: the type of the queue declared per service.
-    pub queue_type: QueueType,
-    /// How long a delivery may stay unacked before the broker hands it to another member
-    /// (NATS AckWait; Redis: the idle time after which XAUTOCLAIM takes it over).
-    pub ack_wait: Duration,
-    /// Deliveries of one event before the broker gives up on it (NATS MaxDeliver, RabbitMQ
-    /// quorum `x-delivery-limit`); `None` means no limit.
-    pub max_deliver: Option<u32>,
-}
-
-impl Default for BrokerOptions {
-    fn default() -> Self {
-        Self {
-            acks_all: true,
-            idempotent: true,
-            queue_type: QueueType::Classic,
-            ack_wait: Duration::from_secs(30),
-            max_deliver: None,
-        }
     }
 }
 
@@ -267,17 +334,9 @@ pub async fn connect(
 /// guard applied, a fresh namespace for the run.
 pub fn broker_config(b: &target::BrokerTarget) -> Result<BrokerConfig, TransportError> {
     Ok(BrokerConfig {
-        kind: b.kind,
         url: expand_and_guard(&b.url, b.allow_remote)?,
         namespace: run_namespace(),
-        partitions: b.partitions,
-        options: BrokerOptions {
-            acks_all: b.acks_all,
-            idempotent: b.idempotent,
-            queue_type: b.queue_type,
-            ack_wait: b.ack_wait,
-            max_deliver: b.max_deliver,
-        },
+        options: b.options.clone(),
         allow_remote: b.allow_remote,
     })
 }
@@ -288,21 +347,4 @@ fn run_namespace() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     format!("doorbuster-{ms:x}")
-}
-
-/// Connects to a networked broker. The loopback guard is applied here too, before any
-/// client is built: a `BrokerConfig` made in code (tests, `bench`) passes the same gate as a
-/// scenario's target.
-pub async fn connect_broker(
-    cfg: &BrokerConfig,
-    clock: crate::clock::Clock,
-) -> Result<Arc<dyn Transport>, TransportError> {
-    target_url::check_expanded(&cfg.url, &cfg.redacted_url(), cfg.allow_remote)
-        .map_err(|e| target_url::refused(cfg.redacted_url(), e))?;
-    match cfg.kind {
-        BrokerKind::Kafka => kafka::connect(cfg, clock).await,
-        BrokerKind::Nats => nats::connect(cfg, clock).await,
-        BrokerKind::Rabbitmq => rabbitmq::connect(cfg, clock).await,
-        BrokerKind::Redis => self::redis::connect(cfg, clock).await,
-    }
 }

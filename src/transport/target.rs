@@ -2,10 +2,8 @@
 //! checkout endpoint, each with its settings. The URLs stay as written (`${ENV}` references
 //! unexpanded) until [`super::connect`] expands and guards them.
 
-use std::time::Duration;
-
-use super::BrokerKind;
 use super::target_url::{check_has_host, is_http_scheme, parse_url};
+use super::{BrokerKind, BrokerOptions};
 use crate::config::env::check_references;
 use crate::config::units::UnitError;
 
@@ -36,24 +34,28 @@ pub struct HttpTarget {
 /// A networked broker as the scenario (or `--target`) names it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct BrokerTarget {
-    pub kind: BrokerKind,
     /// The URL as written: `${ENV}` references are expanded only when connecting, so
     /// credentials never reach a report.
     pub url: String,
-    /// Partitions per topic where the broker has them (Kafka).
-    pub partitions: u32,
-    /// Kafka: acks=all (else acks=1).
-    pub acks_all: bool,
-    /// Kafka: the idempotent producer.
-    pub idempotent: bool,
-    /// RabbitMQ: classic, quorum or stream queues.
-    pub queue_type: super::QueueType,
-    /// Time a delivery may stay unacked before the broker hands it to another member.
-    pub ack_wait: Duration,
-    /// Deliveries of one event before the broker gives up on it.
-    pub max_deliver: Option<u32>,
+    /// The broker its URL's scheme selected, with the options its folder validated.
+    pub options: BrokerOptions,
     /// A host outside loopback is refused unless this is set (or `--allow-remote`).
     pub allow_remote: bool,
+}
+
+impl BrokerTarget {
+    /// A broker target with every option at its default.
+    pub fn defaults(kind: BrokerKind, url: impl Into<String>) -> BrokerTarget {
+        BrokerTarget {
+            url: url.into(),
+            options: BrokerOptions::defaults(kind),
+            allow_remote: false,
+        }
+    }
+
+    pub fn kind(&self) -> BrokerKind {
+        self.options.kind()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -62,6 +64,15 @@ pub struct EmbeddedTarget {
     pub partitions: u32,
     /// Events kept per partition before the oldest are dropped (default 1_000_000).
     pub retention: u64,
+}
+
+impl Default for EmbeddedTarget {
+    fn default() -> Self {
+        Self {
+            partitions: 12,
+            retention: 1_000_000,
+        }
+    }
 }
 
 /// What a target URL names, every option at its default: a broker or a checkout endpoint.
@@ -79,21 +90,5 @@ pub fn target_of_url(url: &str) -> Result<Target, UnitError> {
         }));
     }
     let kind = parse_url(url)?;
-    Ok(Target::Broker(broker_defaults(kind, url.to_owned())))
-}
-
-/// A broker target with every option at its default.
-pub fn broker_defaults(kind: BrokerKind, url: String) -> BrokerTarget {
-    let defaults = super::BrokerOptions::default();
-    BrokerTarget {
-        kind,
-        url,
-        partitions: 12,
-        acks_all: defaults.acks_all,
-        idempotent: defaults.idempotent,
-        queue_type: defaults.queue_type,
-        ack_wait: defaults.ack_wait,
-        max_deliver: defaults.max_deliver,
-        allow_remote: false,
-    }
+    Ok(Target::Broker(BrokerTarget::defaults(kind, url)))
 }

@@ -20,36 +20,15 @@ use super::{BrokerKind, TransportError};
 use crate::config::env::check_references;
 use crate::config::units::UnitError;
 
-/// The broker a URL scheme selects.
-pub fn kind_of_scheme(scheme: &str) -> Option<BrokerKind> {
-    match scheme {
-        "kafka" => Some(BrokerKind::Kafka),
-        "nats" | "tls" => Some(BrokerKind::Nats),
-        "amqp" | "amqps" => Some(BrokerKind::Rabbitmq),
-        "redis" | "rediss" => Some(BrokerKind::Redis),
-        _ => None,
-    }
-}
-
-/// The broker a kind name (`target: redis`) selects.
-pub fn kind_of_name(name: &str) -> Option<BrokerKind> {
-    match name {
-        "kafka" => Some(BrokerKind::Kafka),
-        "nats" => Some(BrokerKind::Nats),
-        "rabbitmq" => Some(BrokerKind::Rabbitmq),
-        "redis" => Some(BrokerKind::Redis),
-        _ => None,
-    }
-}
-
-/// Where a broker named only by kind is looked for: its standard port on loopback.
-pub fn default_url(kind: BrokerKind) -> &'static str {
-    match kind {
-        BrokerKind::Kafka => "kafka://127.0.0.1:9092",
-        BrokerKind::Nats => "nats://127.0.0.1:4222",
-        BrokerKind::Rabbitmq => "amqp://guest:guest@127.0.0.1:5672/%2f",
-        BrokerKind::Redis => "redis://127.0.0.1:6379",
-    }
+/// Every scheme a target URL may have, for messages: `kafka, nats, ..., http or https`.
+fn known_schemes() -> String {
+    let mut schemes: Vec<&str> = BrokerKind::ALL
+        .iter()
+        .flat_map(|k| k.spec().schemes.iter().map(|(s, _)| *s))
+        .chain(["http"])
+        .collect();
+    schemes.push("or https");
+    schemes.join(", ").replace(", or ", " or ")
 }
 
 const URL_HINT: &str = "write a URL such as \"redis://127.0.0.1:6379\", \"nats://127.0.0.1:4222\", \
@@ -141,7 +120,7 @@ pub fn parse_url(url: &str) -> Result<BrokerKind, UnitError> {
             Some(URL_HINT),
         ));
     };
-    let kind = match kind_of_scheme(scheme) {
+    let kind = match BrokerKind::of_scheme(scheme) {
         Some(kind) => kind,
         None if is_http_scheme(scheme) => {
             return Err(UnitError::new(
@@ -154,7 +133,8 @@ pub fn parse_url(url: &str) -> Result<BrokerKind, UnitError> {
         None => {
             return Err(UnitError::new(
                 format!(
-                    "{scheme:?} is not a target URL scheme; expected kafka, nats, tls, amqp, amqps, redis, rediss, http or https"
+                    "{scheme:?} is not a target URL scheme; expected {}",
+                    known_schemes()
                 ),
                 Some(URL_HINT),
             ));
@@ -212,16 +192,17 @@ fn resolved_name(domain: &str) -> String {
 
 /// The port a scheme's client uses when the URL names none.
 fn default_port(scheme: &str) -> Option<u16> {
-    Some(match scheme {
-        "kafka" => 9092,
-        "nats" | "tls" => 4222,
-        "amqp" => 5672,
-        "amqps" => 5671,
-        "redis" | "rediss" => 6379,
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
-    })
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => BrokerKind::ALL.iter().find_map(|k| {
+            k.spec()
+                .schemes
+                .iter()
+                .find(|(s, _)| *s == scheme)
+                .map(|(_, port)| *port)
+        }),
+    }
 }
 
 /// One `host:port` a target URL names.
@@ -666,7 +647,11 @@ mod tests {
             ),
             // No host, bad ports, the wildcard address.
             ("redis://:6379", Refused("names no host")),
-            ("http:///checkout", Refused("names no host")),
+            // An http client skips the extra slashes: the host is `checkout`, not loopback.
+            (
+                "http:///checkout",
+                Refused("checkout is not a loopback address"),
+            ),
             ("kafka://127.0.0.1:9092,", Refused("names no host")),
             ("redis://127.0.0.1:0", Refused("port outside 1 to 65535")),
             (

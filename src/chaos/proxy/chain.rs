@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 
 use crate::rng::Rng;
 
+use super::spec::LinkToxic;
 use super::spec::{Flow, ToxicSpec};
-use super::toxic::{self, Chunk, Toxic, ToxicAction};
+use super::toxic::{Chunk, Toxic, ToxicAction};
+use super::{bandwidth::Bandwidth, blackhole::Blackhole, latency::Latency, reset::Reset};
 
 /// The toxics switched on, by name. Names order the chain, so it is the same on every link.
 pub type ToxicSet = BTreeMap<String, ToxicSpec>;
@@ -58,7 +60,7 @@ impl ToxicChain {
                 .position(|i| i.name == *name && i.spec == *spec)
                 .map(|at| previous.swap_remove(at));
             let installed = kept.unwrap_or_else(|| {
-                let toxic = toxic::build(&spec.toxic);
+                let toxic = build(&spec.toxic);
                 resets |= toxic.resets_on_install();
                 Installed {
                     name: name.clone(),
@@ -81,6 +83,16 @@ impl ToxicChain {
             }
         }
         ToxicAction::Deliver(deliver_at)
+    }
+}
+
+/// A fresh toxic for one link.
+fn build(toxic: &LinkToxic) -> Box<dyn Toxic> {
+    match *toxic {
+        LinkToxic::Latency { latency, jitter } => Box::new(Latency::new(latency, jitter)),
+        LinkToxic::Bandwidth { bytes_per_sec } => Box::new(Bandwidth::new(bytes_per_sec)),
+        LinkToxic::Reset => Box::new(Reset),
+        LinkToxic::Blackhole => Box::new(Blackhole),
     }
 }
 

@@ -19,7 +19,7 @@
 //!
 //! Adding a toxic, as toxiproxy's CREATING_TOXICS.md has it: one file here implementing
 //! `Toxic` (decide one chunk's fate; never sleep, never check direction or share), one
-//! `LinkToxic` variant with its `ToxicSpec::problem` checks, one arm in `toxic::build`, a
+//! `LinkToxic` variant with its `ToxicSpec::problem` checks, one arm in `chain::build`, a
 //! unit test beside it and a real-socket test in `tests/chaos/link_proxy.rs`.
 //!
 //! Limits: it listens on loopback only, and dials only loopback upstreams unless built with

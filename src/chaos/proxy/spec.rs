@@ -2,7 +2,7 @@
 //!
 //! A `ToxicSpec` names one fault (`LinkToxic`), the direction it acts in and the share of
 //! connections it reaches. It is plain validated data, like the scenario model it will be
-//! carried in: building the running toxic from it is `toxic::build`'s job, deciding which
+//! carried in: building the running toxic from it is `chain::build`'s job, deciding which
 //! connection and direction it reaches is the chain's (`chain.rs`). Nothing here does I/O.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The one-method interface every toxic implements, and the spec-to-toxic factory.
+//! The one-method interface every toxic implements (`chain.rs` builds them from specs).
 //!
 //! As in toxiproxy, a toxic is a tiny unit that decides the fate of one chunk of bytes on
 //! one link (one direction of one connection): deliver it at some time, drop it, or reset the
@@ -9,9 +9,6 @@
 
 use crate::clock::RunTime;
 use crate::rng::Rng;
-
-use super::spec::LinkToxic;
-use super::{bandwidth::Bandwidth, blackhole::Blackhole, latency::Latency, reset::Reset};
 
 /// What a toxic knows about a chunk: its size and when the proxy read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,15 +38,5 @@ pub trait Toxic: Send {
     /// waiting for a chunk. Only a reset acts on its own; toxiproxy's `reset_peer` likewise.
     fn resets_on_install(&self) -> bool {
         false
-    }
-}
-
-/// A fresh toxic for one link.
-pub fn build(toxic: &LinkToxic) -> Box<dyn Toxic> {
-    match *toxic {
-        LinkToxic::Latency { latency, jitter } => Box::new(Latency::new(latency, jitter)),
-        LinkToxic::Bandwidth { bytes_per_sec } => Box::new(Bandwidth::new(bytes_per_sec)),
-        LinkToxic::Reset => Box::new(Reset),
-        LinkToxic::Blackhole => Box::new(Blackhole),
     }
 }

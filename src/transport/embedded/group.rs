@@ -103,6 +103,12 @@ pub(crate) struct Group {
     next_member: AtomicU64,
 }
 
+impl crate::transport::groups::GroupTopics for Group {
+    fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+}
+
 impl Group {
     pub fn new(topics: &[Topic], partitions: u32) -> Group {
         let mut tps = Vec::new();

@@ -12,12 +12,14 @@
 //! It exists so the main job runs with nothing installed and so tests are deterministic. It
 //! is not a product broker: nothing is persisted and there is one process.
 
+pub mod config;
 mod group;
 mod log;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::groups::Groups;
 use group::{Group, Tp, lock};
 use log::PartitionLog;
 
@@ -42,7 +44,7 @@ struct Inner {
     retention: u64,
     clock: Clock,
     logs: Vec<Vec<Mutex<PartitionLog>>>,
-    groups: Mutex<HashMap<String, Arc<Group>>>,
+    groups: Groups<Group>,
     /// Groups per topic, to wake on publish.
     readers: Vec<RwLock<Vec<Arc<Group>>>>,
 }
@@ -64,7 +66,7 @@ impl EmbeddedBroker {
                 retention,
                 clock,
                 logs,
-                groups: Mutex::new(HashMap::new()),
+                groups: Groups::default(),
                 readers: Topic::ALL.iter().map(|_| RwLock::new(Vec::new())).collect(),
             }),
         }
@@ -98,39 +100,23 @@ impl Inner {
     }
 
     fn group(&self, name: &str, topics: &[Topic]) -> Result<Arc<Group>, TransportError> {
-        let mut groups = lock(&self.groups);
-        if let Some(group) = groups.get(name) {
-            if group.topics != topics {
-                return Err(TransportError::Group {
-                    group: name.to_owned(),
-                    source: format!(
-                        "members must consume the same topics: {:?} vs {:?}",
-                        group.topics, topics
-                    )
-                    .into(),
-                });
-            }
-            return Ok(group.clone());
-        }
-        let group = Arc::new(Group::new(topics, self.partitions));
+        let group = self
+            .groups
+            .join(name, topics, || Ok(Group::new(topics, self.partitions)))?;
+        // A new group reads from the earliest event: wake it on every later publish.
         for topic in topics {
-            self.readers[topic.index()]
+            let mut readers = self.readers[topic.index()]
                 .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(group.clone());
+                .unwrap_or_else(|e| e.into_inner());
+            if !readers.iter().any(|g| Arc::ptr_eq(g, &group)) {
+                readers.push(group.clone());
+            }
         }
-        groups.insert(name.to_owned(), group.clone());
         Ok(group)
     }
 
     fn existing_group(&self, name: &str) -> Result<Arc<Group>, TransportError> {
-        lock(&self.groups)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| TransportError::Group {
-                group: name.to_owned(),
-                source: "no such group".into(),
-            })
+        self.groups.existing(name)
     }
 }
 

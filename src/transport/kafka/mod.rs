@@ -38,6 +38,7 @@
 //!   memory storage across a restart) makes that figure an overstatement until the log
 //!   catches up again.
 
+pub mod config;
 mod member;
 
 use std::collections::{HashMap, HashSet};
@@ -63,6 +64,7 @@ use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
 use crate::sync::lock;
 
+use super::groups::{GroupTopics, Groups};
 use member::{MemberShared, RewindCommand};
 
 /// How long the broker has to acknowledge a publish (`message.timeout.ms`).
@@ -88,6 +90,7 @@ pub(crate) type Tp = (Topic, i32);
 /// answers, and creates the run's topics.
 pub async fn connect(
     cfg: &BrokerConfig,
+    options: &config::Options,
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     let servers = bootstrap_servers(&cfg.url).map_err(|e| TransportError::Config {
@@ -110,15 +113,16 @@ pub async fn connect(
         .map_err(|e| {
             unreachable(Cause::from(e).context(format!("no metadata within {CONNECT_TIMEOUT:?}")))
         })?;
-    let producer = new_producer(cfg, &servers).map_err(|e| unreachable(e.into()))?;
+    let producer = new_producer(options, &servers).map_err(|e| unreachable(e.into()))?;
     let inner = Arc::new(Inner {
         cfg: cfg.clone(),
+        options: options.clone(),
         servers,
         clock,
         admin,
         producer: RwLock::new(producer),
         high: Mutex::new(HashMap::new()),
-        groups: Mutex::new(HashMap::new()),
+        groups: Groups::default(),
         ensuring_topics: AtomicBool::new(false),
         members_running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     });
@@ -157,16 +161,14 @@ fn base_config(servers: &str) -> ClientConfig {
     config
 }
 
-/// Idempotence requires `acks=all`, so `acks=1` turns it off.
-fn idempotent(cfg: &BrokerConfig) -> bool {
-    cfg.options.idempotent && cfg.options.acks_all
-}
-
-fn producer_config(cfg: &BrokerConfig, servers: &str) -> ClientConfig {
+fn producer_config(options: &config::Options, servers: &str) -> ClientConfig {
     let mut config = base_config(servers);
     config
-        .set("acks", if cfg.options.acks_all { "all" } else { "1" })
-        .set("enable.idempotence", idempotent(cfg).to_string())
+        .set("acks", options.acks())
+        .set(
+            "enable.idempotence",
+            options.idempotent_producer().to_string(),
+        )
         .set(
             "message.timeout.ms",
             PUBLISH_TIMEOUT.as_millis().to_string(),
@@ -200,9 +202,9 @@ struct Producing {
     acked: Arc<AtomicBool>,
 }
 
-fn new_producer(cfg: &BrokerConfig, servers: &str) -> KafkaResult<Producing> {
+fn new_producer(options: &config::Options, servers: &str) -> KafkaResult<Producing> {
     let brokers_lost = Arc::new(AtomicBool::new(false));
-    let producer = producer_config(cfg, servers).create_with_context(ProducerWatch {
+    let producer = producer_config(options, servers).create_with_context(ProducerWatch {
         brokers_lost: brokers_lost.clone(),
     })?;
     Ok(Producing {
@@ -218,6 +220,7 @@ pub struct KafkaTransport {
 
 pub(crate) struct Inner {
     cfg: BrokerConfig,
+    options: config::Options,
     servers: String,
     clock: Clock,
     admin: Arc<AdminClient<DefaultClientContext>>,
@@ -226,7 +229,7 @@ pub(crate) struct Inner {
     producer: RwLock<Producing>,
     /// One past the highest offset acked per partition: this run's high watermarks.
     high: Mutex<HashMap<Tp, i64>>,
-    groups: Mutex<HashMap<String, Arc<GroupShared>>>,
+    groups: Groups<GroupShared>,
     ensuring_topics: AtomicBool,
     /// Member threads still running (their consumers not yet closed).
     pub(crate) members_running: Arc<std::sync::atomic::AtomicUsize>,
@@ -246,6 +249,12 @@ pub(crate) struct GroupShared {
     pub probe: Arc<BaseConsumer<DefaultConsumerContext>>,
 }
 
+impl GroupTopics for GroupShared {
+    fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+}
+
 impl Inner {
     pub(crate) fn topic_name(&self, topic: Topic) -> String {
         format!("{}.{}", self.cfg.namespace, topic.name())
@@ -257,7 +266,7 @@ impl Inner {
     }
 
     fn partitions(&self) -> i32 {
-        i32::try_from(self.cfg.partitions.max(1)).unwrap_or(1)
+        i32::try_from(self.options.partitions.max(1)).unwrap_or(1)
     }
 
     /// Creates the run's topics; ones that exist already are fine.
@@ -318,7 +327,7 @@ impl Inner {
             // Tansu forgets producer ids across a restart and answers UNKNOWN_PRODUCER_ID
             // forever, which librdkafka 2.12 retries without declaring the producer failed:
             // a timed-out idempotent publish also gets a fresh producer (a new producer id).
-            None if timed_out && idempotent(&self.cfg) => (
+            None if timed_out && self.options.idempotent_producer() => (
                 RDKafkaErrorCode::MessageTimedOut,
                 "idempotent publish timed out".to_owned(),
             ),
@@ -344,7 +353,7 @@ impl Inner {
             return current;
         }
         self.recreate_topics_soon();
-        if !(idempotent(&self.cfg) && current.acked.load(Ordering::Acquire)) {
+        if !(self.options.idempotent_producer() && current.acked.load(Ordering::Acquire)) {
             return current;
         }
         self.replace_producer(
@@ -360,7 +369,7 @@ impl Inner {
         if current.producer.client().native_ptr() != old.producer.client().native_ptr() {
             return; // Someone replaced it already.
         }
-        match new_producer(&self.cfg, &self.servers) {
+        match new_producer(&self.options, &self.servers) {
             Ok(fresh) => {
                 tracing::warn!(%code, reason, "kafka producer replaced");
                 *current = fresh;
@@ -437,20 +446,10 @@ impl Inner {
     }
 
     fn group(&self, name: &str, topics: &[Topic]) -> Result<Arc<GroupShared>, TransportError> {
-        let mut groups = lock(&self.groups);
-        if let Some(group) = groups.get(name) {
-            if group.topics != topics {
-                return Err(TransportError::Group {
-                    group: name.to_owned(),
-                    source: format!(
-                        "members must consume the same topics: {:?} vs {:?}",
-                        group.topics, topics
-                    )
-                    .into(),
-                });
-            }
-            return Ok(group.clone());
-        }
+        self.groups.join(name, topics, || self.new_group(name, topics))
+    }
+
+    fn new_group(&self, name: &str, topics: &[Topic]) -> Result<GroupShared, TransportError> {
         let id = format!("{}.{}", self.cfg.namespace, name);
         let probe: BaseConsumer<DefaultConsumerContext> = base_config(&self.servers)
             .set("group.id", &id)
@@ -460,25 +459,17 @@ impl Inner {
                 group: name.to_owned(),
                 source: e.into(),
             })?;
-        let group = Arc::new(GroupShared {
+        Ok(GroupShared {
             id,
             topics: topics.to_vec(),
             delivered_end: Mutex::new(HashMap::new()),
             members: Mutex::new(Vec::new()),
             probe: Arc::new(probe),
-        });
-        groups.insert(name.to_owned(), group.clone());
-        Ok(group)
+        })
     }
 
     fn existing_group(&self, name: &str) -> Result<Arc<GroupShared>, TransportError> {
-        lock(&self.groups)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| TransportError::Group {
-                group: name.to_owned(),
-                source: "no such group".to_owned().into(),
-            })
+        self.groups.existing(name)
     }
 
     /// Every partition of the group's topics, with `offset` for each.
@@ -649,7 +640,7 @@ impl Inner {
                 ));
             }
         }
-        let groups: Vec<String> = lock(&self.groups).values().map(|g| g.id.clone()).collect();
+        let groups: Vec<String> = self.groups.all().iter().map(|g| g.id.clone()).collect();
         if !groups.is_empty() {
             let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
             // Groups with live members cannot be deleted; the broker expires them later.
@@ -718,7 +709,8 @@ fn publish_error(topic: Topic, error: KafkaError) -> TransportError {
 impl Transport for KafkaTransport {
     fn info(&self) -> TransportInfo {
         let cfg = &self.inner.cfg;
-        let acks = if cfg.options.acks_all { "all" } else { "1" };
+        let options = &self.inner.options;
+        let acks = options.acks();
         TransportInfo {
             kind: "kafka".into(),
             settings: vec![
@@ -727,12 +719,15 @@ impl Transport for KafkaTransport {
                     "publish ack".into(),
                     format!("acks={acks}, delivery report"),
                 ),
-                ("idempotent producer".into(), idempotent(cfg).to_string()),
+                (
+                    "idempotent producer".into(),
+                    options.idempotent_producer().to_string(),
+                ),
                 (
                     "publish timeout".into(),
                     format!("{} s (message.timeout.ms)", PUBLISH_TIMEOUT.as_secs()),
                 ),
-                ("partitions".into(), cfg.partitions.max(1).to_string()),
+                ("partitions".into(), options.partitions.max(1).to_string()),
                 (
                     "consumer group".into(),
                     format!("{}.<service>, eager rebalancing", cfg.namespace),

@@ -32,6 +32,7 @@
 //! - the client reconnects by itself with backoff; members re-open their pulls after an error.
 //!   `cleanup` deletes the stream, and with it every consumer of the run.
 
+pub mod config;
 mod member;
 
 use std::collections::HashMap;
@@ -45,8 +46,8 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, BrokerOptions, Cause, RewindTo, Subscription, Transport,
-    TransportError, TransportInfo,
+    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Transport, TransportError,
+    TransportInfo,
 };
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
@@ -74,7 +75,7 @@ struct Inner {
     /// The stream name and the first token of every subject of the run.
     stream: String,
     url: String,
-    options: BrokerOptions,
+    options: config::Options,
     clock: Clock,
     groups: tokio::sync::Mutex<HashMap<String, Arc<GroupState>>>,
 }
@@ -132,6 +133,7 @@ fn unreachable(cfg: &BrokerConfig, source: impl Into<Cause>) -> TransportError {
 /// Connects to the server, checks JetStream answers, and creates the run's stream.
 pub async fn connect(
     cfg: &BrokerConfig,
+    settings: &config::Options,
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     let options = async_nats::ConnectOptions::new()
@@ -176,7 +178,7 @@ pub async fn connect(
             js,
             stream: name,
             url: cfg.redacted_url(),
-            options: cfg.options.clone(),
+            options: settings.clone(),
             clock,
             groups: tokio::sync::Mutex::new(HashMap::new()),
         }),

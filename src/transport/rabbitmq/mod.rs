@@ -43,6 +43,7 @@
 
 mod classic;
 mod codec;
+pub mod config;
 mod link;
 mod stream;
 
@@ -60,8 +61,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Confirmation, Queue};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, BrokerOptions, Cause, QueueType, RewindTo, Subscription,
-    Transport, TransportError, TransportInfo,
+    Ack, BoxFuture, BrokerConfig, Cause, QueueType, RewindTo, Subscription, Transport,
+    TransportError, TransportInfo,
 };
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
@@ -82,7 +83,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(super) struct Ctx {
     link: Link,
     namespace: String,
-    options: BrokerOptions,
+    options: config::Options,
     clock: Clock,
     prefetch: u16,
     closed: AtomicBool,
@@ -99,11 +100,7 @@ impl Ctx {
 
     fn queue_arguments(&self) -> FieldTable {
         let mut args = FieldTable::default();
-        let kind = match self.options.queue_type {
-            QueueType::Classic => "classic",
-            QueueType::Quorum => "quorum",
-            QueueType::Stream => "stream",
-        };
+        let kind: &'static str = self.options.queue_type.into();
         args.insert(
             "x-queue-type".into(),
             AMQPValue::LongString(LongString::from(kind)),
@@ -202,12 +199,13 @@ pub struct RabbitmqTransport {
 /// seconds when nobody answers there.
 pub async fn connect(
     cfg: &BrokerConfig,
+    options: &config::Options,
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     let ctx = Arc::new(Ctx {
         link: Link::new(cfg.url.clone(), cfg.namespace.clone(), clock.clone()),
         namespace: cfg.namespace.clone(),
-        options: cfg.options.clone(),
+        options: options.clone(),
         clock,
         prefetch: PREFETCH,
         closed: AtomicBool::new(false),
@@ -378,11 +376,7 @@ impl RabbitmqTransport {
 impl Transport for RabbitmqTransport {
     fn info(&self) -> TransportInfo {
         let o = &self.ctx.options;
-        let queue_type = match o.queue_type {
-            QueueType::Classic => "classic",
-            QueueType::Quorum => "quorum",
-            QueueType::Stream => "stream",
-        };
+        let queue_type: &'static str = o.queue_type.into();
         let commit = match o.queue_type {
             QueueType::Stream => "offsets kept by the transport (acked prefix per topic log)",
             _ => "basic.ack per delivery; nack = basic.nack(requeue)",

@@ -74,7 +74,7 @@ pub(super) async fn spawn(
     consumer: String,
     conn: MultiplexedConnection,
 ) -> Result<Box<dyn Subscription>, TransportError> {
-    let timing = Timing::from_ack_wait(inner.cfg.options.ack_wait);
+    let timing = Timing::from_ack_wait(inner.options.ack_wait);
     let (tx, rx) = mpsc::channel(BUFFER);
     let route = Arc::new(Route {
         inner,

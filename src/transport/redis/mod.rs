@@ -34,10 +34,10 @@
 //!   against the system's roots; `rediss://host:port/#insecure` skips the check (a
 //!   self-signed test server).
 
+pub mod config;
 mod member;
 mod reply;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -52,6 +52,7 @@ use super::{
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
 use reply::StreamId;
+use super::groups::{GroupTopics, Groups};
 
 /// The longest a publish may take before it counts as `Indeterminate`.
 pub const PUBLISH_BOUND: Duration = Duration::from_secs(10);
@@ -69,8 +70,9 @@ struct Inner {
     /// Shared, multiplexed (pipelined) and self-reconnecting: publishes, acks, control.
     conn: ConnectionManager,
     cfg: BrokerConfig,
+    options: config::Options,
     clock: Clock,
-    groups: Mutex<HashMap<String, Arc<GroupState>>>,
+    groups: Groups<GroupState>,
     /// Set by `cleanup`: members stop and nothing re-creates the streams.
     shut: AtomicBool,
     /// What the server said about itself at connect (version, persistence).
@@ -87,6 +89,12 @@ struct GroupState {
     streams: Vec<String>,
     next_member: AtomicU32,
     marks: Mutex<Vec<Marks>>,
+}
+
+impl GroupTopics for GroupState {
+    fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
 }
 
 /// Per stream: the highest id handed to the group and the rewind watermark below which a
@@ -111,41 +119,21 @@ impl Inner {
     }
 
     fn group(&self, label: &str) -> Result<Arc<GroupState>, TransportError> {
-        lock(&self.groups)
-            .get(label)
-            .cloned()
-            .ok_or_else(|| TransportError::Group {
-                group: label.to_owned(),
-                source: "no such group (no member ever subscribed)".into(),
-            })
+        self.groups.existing(label)
     }
 
     /// The group's state, made on first use; every member must name the same topics.
     fn group_for(&self, label: &str, topics: &[Topic]) -> Result<Arc<GroupState>, TransportError> {
-        let mut groups = lock(&self.groups);
-        if let Some(g) = groups.get(label) {
-            if g.topics != topics {
-                return Err(TransportError::Group {
-                    group: label.to_owned(),
-                    source: format!(
-                        "members must name the same topics: {:?} then {topics:?}",
-                        g.topics
-                    )
-                    .into(),
-                });
-            }
-            return Ok(g.clone());
-        }
-        let g = Arc::new(GroupState {
+        self.groups.join(label, topics, || {
+            Ok(GroupState {
             label: label.to_owned(),
             name: format!("{}-{label}", self.cfg.namespace),
             topics: topics.to_vec(),
             streams: topics.iter().map(|t| self.stream(*t)).collect(),
             next_member: AtomicU32::new(0),
             marks: Mutex::new(vec![Marks::default(); topics.len()]),
-        });
-        groups.insert(label.to_owned(), g.clone());
-        Ok(g)
+            })
+        })
     }
 
     /// A dedicated connection for one member's blocking reads.
@@ -204,6 +192,7 @@ async fn query(inner: &Inner, cmd: &Cmd) -> Result<Value, RedisError> {
 /// there.
 pub async fn connect(
     cfg: &BrokerConfig,
+    options: &config::Options,
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     let target = cfg.redacted_url();
@@ -246,8 +235,9 @@ pub async fn connect(
             client,
             conn,
             cfg: cfg.clone(),
+            options: options.clone(),
             clock,
-            groups: Mutex::new(HashMap::new()),
+            groups: Groups::default(),
             shut: AtomicBool::new(false),
             server,
         }),
@@ -324,7 +314,7 @@ impl Transport for RedisBroker {
                 "ack wait".into(),
                 format!(
                     "{:?} (member heartbeat TTL; then XCLAIM)",
-                    cfg.options.ack_wait
+                    self.inner.options.ack_wait
                 ),
             ),
             ("max deliver".into(), "not enforced".into()),
