@@ -52,6 +52,19 @@ pub(crate) fn ack_wait(check: &mut Checker, keys: &mut OptionKeys, path: &Path) 
     )
 }
 
+/// The partitions per topic when none are given (Kafka and the embedded broker).
+pub(crate) const PARTITIONS_DEFAULT: u32 = 12;
+
+/// `partitions:`, for the brokers that have them.
+pub(crate) fn partitions(check: &mut Checker, keys: &mut OptionKeys, path: &Path) -> u32 {
+    check.or_default(
+        &keys.take("partitions"),
+        &path.key("partitions"),
+        PARTITIONS_DEFAULT,
+        |t| int_in(t, 1, 1024).map(|n| n as u32),
+    )
+}
+
 /// `max_deliver:`, for the brokers that take it.
 pub(crate) fn max_deliver(check: &mut Checker, keys: &mut OptionKeys, path: &Path) -> Option<u32> {
     check.or_default(

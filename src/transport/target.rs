@@ -69,7 +69,7 @@ pub struct EmbeddedTarget {
 impl Default for EmbeddedTarget {
     fn default() -> Self {
         Self {
-            partitions: 12,
+            partitions: super::settings::PARTITIONS_DEFAULT,
             retention: 1_000_000,
         }
     }

@@ -4,7 +4,7 @@
 use crate::config::check::{Checker, Path};
 use crate::config::schema::Int;
 use crate::config::units::int_in;
-use crate::transport::settings::OptionKeys;
+use crate::transport::settings::{self, OptionKeys};
 use crate::transport::target::EmbeddedTarget;
 
 /// The keys the embedded broker takes in a `target:` mapping: its schema fragment.
@@ -21,12 +21,7 @@ pub struct Keys {
 pub fn validate(check: &mut Checker, keys: &mut OptionKeys, path: &Path) -> EmbeddedTarget {
     let defaults = EmbeddedTarget::default();
     EmbeddedTarget {
-        partitions: check.or_default(
-            &keys.take("partitions"),
-            &path.key("partitions"),
-            defaults.partitions,
-            |t| int_in(t, 1, 1024).map(|n| n as u32),
-        ),
+        partitions: settings::partitions(check, keys, path),
         retention: check.or_default(
             &keys.take("retention"),
             &path.key("retention"),

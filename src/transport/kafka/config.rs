@@ -3,8 +3,8 @@
 
 use crate::config::check::{Checker, Path};
 use crate::config::schema::Int;
-use crate::config::units::{choice, int_in, parse_bool};
-use crate::transport::settings::{BrokerSettings, BrokerSpec, OptionKeys};
+use crate::config::units::{choice, parse_bool};
+use crate::transport::settings::{self, BrokerSettings, BrokerSpec, OptionKeys};
 
 /// The words `acks:` takes: `all` (acks=all) or `leader` (acks=1).
 pub const ACKS: [&str; 2] = ["all", "leader"];
@@ -43,7 +43,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            partitions: 12,
+            partitions: settings::PARTITIONS_DEFAULT,
             acks_all: true,
             idempotent: true,
         }
@@ -74,12 +74,7 @@ impl BrokerSettings for Options {
     fn validate(check: &mut Checker, keys: &mut OptionKeys, path: &Path) -> Self {
         let defaults = Self::default();
         Self {
-            partitions: check.or_default(
-                &keys.take("partitions"),
-                &path.key("partitions"),
-                defaults.partitions,
-                |t| int_in(t, 1, 1024).map(|n| n as u32),
-            ),
+            partitions: settings::partitions(check, keys, path),
             acks_all: check.or_default(&keys.take("acks"), &path.key("acks"), true, |t| {
                 choice(t, "an acks setting", &ACKS.map(|w| (w, w == "all")))
             }),

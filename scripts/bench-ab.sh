@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Before/after: the same embedded-pipeline runs with two doorbuster binaries, alternated, in
+# one sitting (the machine is shared and noisy: read the medians and the ratio).
+#
+#   scripts/bench-ab.sh BEFORE_BINARY AFTER_BINARY [ROUNDS]      (default 5 rounds)
+#
+# Workloads (the bench trial's shape: embedded broker, all five services and the provider in
+# process with zero added latency, uniform arrivals, every check on, fulfilment p99 < 1 s):
+#   cpu   20,000 orders/s for 5 s: CPU seconds (user + sys) and peak RSS for 100,000 orders
+#   peak  65,000 orders/s for 5 s: the verdict and fulfilment p99 near the sustained maximum
+# Build each binary with `cargo build --release` at the commit it stands for.
+set -euo pipefail
+before=${1:?before binary}
+after=${2:?after binary}
+rounds=${3:-5}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cat >"$work/ab.yaml" <<'YAML'
+name: bench-ab
+seed: 1
+load:
+  arrivals: uniform
+  max_in_flight: 200000
+  drain: 10s
+  phases:
+    - { hold: 5s, rate: 20000/s }
+services:
+  payment: { latency: 0ms }
+  inventory: { latency: 0ms }
+  email: { latency: 0ms }
+  warehouse: { latency: 0ms }
+  analytics: { latency: 0ms }
+provider: { via: in_process, latency: 0ms }
+checks:
+  settle_within: 5s
+  latency:
+    order.created -> order.fulfilled: { p99: "< 1s" }
+YAML
+
+run_one() { # LABEL BINARY WORKLOAD
+    local label=$1 bin=$2 workload=$3 scale=1
+    [[ $workload == peak ]] && scale=3.25
+    local out="$work/$label-$workload"
+    rm -rf "$out"
+    local code=0
+    /usr/bin/time -f "%U %S %e %M" -o "$work/time" \
+        "$bin" run "$work/ab.yaml" --quiet --out "$out" --rate-scale "$scale" >/dev/null 2>&1 || code=$?
+    read -r user sys wall rss < <(tail -1 "$work/time")
+    local p99
+    p99=$(python3 -c "import json,sys; s=json.load(open('$out/summary.json')); \
+print(next((l['p99_us'] for l in s.get('latency',[]) if l.get('stage')=='order.created -> order.fulfilled'),0))" 2>/dev/null || echo "?")
+    printf '%s %s exit=%s cpu=%.2f wall=%s rss_mb=%d fulfilled_p99_us=%s\n' \
+        "$label" "$workload" "$code" "$(echo "$user + $sys" | bc)" "$wall" $((rss / 1024)) "$p99"
+}
+
+for workload in cpu peak; do
+    for round in $(seq "$rounds"); do
+        if ((round % 2)); then
+            run_one before "$before" "$workload"
+            run_one after "$after" "$workload"
+        else
+            run_one after "$after" "$workload"
+            run_one before "$before" "$workload"
+        fi
+    done
+done | tee "$work/results"
+
+echo "== medians"
+python3 - "$work/results" <<'PY'
+import statistics, sys, collections
+rows = collections.defaultdict(lambda: collections.defaultdict(list))
+for line in open(sys.argv[1]):
+    label, workload, *fields = line.split()
+    for f in fields:
+        k, v = f.split("=")
+        try:
+            rows[(workload, label)][k].append(float(v))
+        except ValueError:
+            pass
+for workload in ("cpu", "peak"):
+    for label in ("before", "after"):
+        r = rows[(workload, label)]
+        med = {k: statistics.median(v) for k, v in r.items()}
+        passes = sum(1 for e in r["exit"] if e == 0)
+        print(f"{workload:4} {label:6} pass {passes}/{len(r['exit'])}  cpu {med['cpu']:.2f} s  "
+              f"wall {med['wall']:.2f} s  rss {med['rss_mb']:.0f} MB  "
+              f"fulfilled p99 {med.get('fulfilled_p99_us', 0)/1000:.1f} ms")
+    b, a = rows[(workload, "before")], rows[(workload, "after")]
+    print(f"{workload:4} after/before cpu {statistics.median(a['cpu'])/statistics.median(b['cpu']):.3f}")
+PY
