@@ -78,9 +78,8 @@ pub struct TargetUrl;
 
 impl TargetUrl {
     pub fn pattern() -> String {
-        let schemes = BrokerKind::ALL
-            .iter()
-            .flat_map(|k| k.spec().schemes.iter().map(|(s, _)| *s))
+        let schemes = BrokerKind::schemes()
+            .map(|(s, ..)| s)
             .chain(["http", "https"])
             .map(|scheme| {
                 // A scheme may hold `+`, `-` and `.` (`pulsar+ssl`): literal in a pattern.

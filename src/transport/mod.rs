@@ -267,12 +267,21 @@ impl BrokerKind {
             .find(|k| k.spec().name == name)
     }
 
+    /// Every URL scheme a broker answers to, with its broker and default port, in list order.
+    pub fn schemes() -> impl Iterator<Item = (&'static str, BrokerKind, u16)> {
+        BrokerKind::ALL.iter().flat_map(|&kind| {
+            kind.spec()
+                .schemes
+                .iter()
+                .map(move |&(scheme, port)| (scheme, kind, port))
+        })
+    }
+
     /// The broker a URL scheme selects.
     pub fn of_scheme(scheme: &str) -> Option<BrokerKind> {
-        BrokerKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.spec().schemes.iter().any(|(s, _)| *s == scheme))
+        Self::schemes()
+            .find(|(s, ..)| *s == scheme)
+            .map(|(_, kind, _)| kind)
     }
 }
 

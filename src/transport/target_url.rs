@@ -22,13 +22,8 @@ use crate::config::units::UnitError;
 
 /// Every scheme a target URL may have, for messages: `kafka, nats, ..., http or https`.
 fn known_schemes() -> String {
-    let mut schemes: Vec<&str> = BrokerKind::ALL
-        .iter()
-        .flat_map(|k| k.spec().schemes.iter().map(|(s, _)| *s))
-        .chain(["http"])
-        .collect();
-    schemes.push("or https");
-    schemes.join(", ").replace(", or ", " or ")
+    let schemes: Vec<&str> = BrokerKind::schemes().map(|(s, ..)| s).collect();
+    format!("{}, http or https", schemes.join(", "))
 }
 
 const URL_HINT: &str = "write a URL such as \"redis://127.0.0.1:6379\", \"nats://127.0.0.1:4222\", \
@@ -195,13 +190,9 @@ fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
-        _ => BrokerKind::ALL.iter().find_map(|k| {
-            k.spec()
-                .schemes
-                .iter()
-                .find(|(s, _)| *s == scheme)
-                .map(|(_, port)| *port)
-        }),
+        _ => BrokerKind::schemes()
+            .find(|(s, ..)| *s == scheme)
+            .map(|(.., port)| port),
     }
 }
 

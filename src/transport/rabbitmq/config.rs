@@ -16,9 +16,8 @@ use crate::transport::settings::{self, BrokerSettings, BrokerSpec, OptionKeys};
     serde::Serialize,
     serde::Deserialize,
     schemars::JsonSchema,
-    strum::EnumString,
     strum::IntoStaticStr,
-    strum::VariantNames,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -66,10 +65,9 @@ impl BrokerSettings for Options {
             &path.key("queue_type"),
             QueueType::Classic,
             |t| {
-                let words: &[&str] = <QueueType as strum::VariantNames>::VARIANTS;
-                let options: Vec<(&str, QueueType)> = words
+                let options: Vec<(&str, QueueType)> = <QueueType as strum::VariantArray>::VARIANTS
                     .iter()
-                    .filter_map(|w| w.parse().ok().map(|q| (*w, q)))
+                    .map(|&q| (q.into(), q))
                     .collect();
                 choice(t, "a queue type", &options)
             },
