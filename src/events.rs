@@ -8,22 +8,9 @@ use bytes::Bytes;
 
 /// The topics of the standard commerce topology (DESIGN.md §2). The name of each is written
 /// once per variant for serde and once for strum (`name`, `from_name`, `Display`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::Display,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::Display)]
 pub enum Topic {
     #[serde(rename = "order.created")]
     #[strum(serialize = "order.created")]

@@ -9,9 +9,8 @@ use crate::chaos::proxy::ProxyError;
 use crate::transport::TransportError;
 
 /// How a run ended, as `summary.json` says it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunVerdict {
     Pass,
@@ -27,9 +26,8 @@ pub enum RunVerdict {
 /// The signal that stopped a run early. The run stops the same way for each (load off, a
 /// short drain, a partial report); the exit code says which one it was, as a shell would
 /// (128 + the signal's number).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub enum StopSignal {
     // Ctrl-C.
     #[serde(rename = "SIGINT")]

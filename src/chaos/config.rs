@@ -11,8 +11,9 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 use strum::VariantArray;
 
-use crate::config::check::{Checker, Path, Spot};
-use crate::config::tree::Text;
+use crate::config::check::{Checker, Path, Section, Spot};
+use crate::config::schema;
+use crate::config::tree::{Scalar, Text};
 use crate::config::units::{self, DURATION_MAX, UnitError, choice, duration_in, int_in, quoted};
 use crate::scenario::model::{Fault, FaultKind, FaultKindName, FaultScope, ReplayTo, Share};
 use crate::topology::ServiceKind;
@@ -28,66 +29,46 @@ pub struct RawFault {
     #[serde(rename = "for")]
     /// How long it lasts (pause, latency, errors, poison, duplicate, reorder,
     /// provider_outage).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub for_: Option<Text>,
+    pub for_: Option<Scalar<schema::Duration>>,
     /// The service's consumers stop without committing.
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub crash: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub restart_after: Option<Text>,
+    pub crash: Option<Scalar<crate::topology::ServiceKind>>,
+    pub restart_after: Option<Scalar<schema::Duration>>,
     /// The service stops consuming, keeping its partitions.
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub pause: Option<Text>,
+    pub pause: Option<Scalar<crate::topology::ServiceKind>>,
     /// Added processing time for the service (with `add`).
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub latency: Option<Text>,
+    pub latency: Option<Scalar<crate::topology::ServiceKind>>,
     /// The added time: quote it inside `{ }` when it has a comma.
-    #[schemars(with = "Option<crate::config::schema::Latency>")]
-    pub add: Option<Text>,
+    pub add: Option<Scalar<schema::Latency>>,
     /// The service fails deliveries (nack).
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub errors: Option<Text>,
+    pub errors: Option<Scalar<crate::topology::ServiceKind>>,
     /// Events of the picked orders, intended inside the window, always fail at the service
     /// (poison messages); with `max_deliveries` they end on `order.dead_letter`.
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub poison: Option<Text>,
+    pub poison: Option<Scalar<crate::topology::ServiceKind>>,
     /// Deliveries arrive twice at the service.
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub duplicate: Option<Text>,
+    pub duplicate: Option<Scalar<crate::topology::ServiceKind>>,
     /// Share of deliveries the fault touches (default 100%).
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub share: Option<Text>,
+    pub share: Option<Scalar<schema::Share>>,
     /// Share of orders the fault touches (default 100%).
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub keys: Option<Text>,
+    pub keys: Option<Scalar<schema::Share>>,
     #[schemars(with = "Option<RawOutage>")]
     pub provider_outage: Option<Spanned<RawOutage>>,
     /// Events of one key delivered out of order on this topic, e.g. `order.created`.
-    #[schemars(with = "Option<String>")]
-    pub reorder: Option<Text>,
+    pub reorder: Option<Scalar<String>>,
     /// Rewind the service's consumer group (`to: earliest` or a run time).
-    #[schemars(with = "Option<crate::topology::ServiceKind>")]
-    pub replay: Option<Text>,
-    #[schemars(with = "Option<String>")]
-    pub to: Option<Text>,
+    pub replay: Option<Scalar<crate::topology::ServiceKind>>,
+    pub to: Option<Scalar<String>>,
     /// A command run with `sh -c`; its output goes to the run folder.
-    #[schemars(with = "Option<String>")]
-    pub exec: Option<Text>,
+    pub exec: Option<Scalar<String>>,
     /// A fault on the TCP link to a networked broker, through the built-in fault proxy.
-    #[schemars(with = "Option<LinkKind>")]
-    pub link: Option<Text>,
+    pub link: Option<Scalar<LinkKind>>,
     /// Link latency: the added delay.
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub delay: Option<Text>,
+    pub delay: Option<Scalar<schema::Duration>>,
     /// Link latency: uniform jitter around `delay`.
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub jitter: Option<Text>,
+    pub jitter: Option<Scalar<schema::Duration>>,
     /// Link bandwidth: bytes per second, per connection and direction.
-    #[schemars(with = "Option<crate::config::schema::Int<1, {u64::MAX}>>")]
-    pub bytes_per_sec: Option<Text>,
+    pub bytes_per_sec: Option<Scalar<schema::Int<1, { u64::MAX }>>>,
     /// Which way a link fault acts (default both).
-    #[schemars(with = "Option<crate::chaos::proxy::Direction>")]
-    pub direction: Option<Text>,
+    pub direction: Option<Scalar<crate::chaos::proxy::Direction>>,
 }
 
 /// The payment provider fails a share of calls:
@@ -95,14 +76,10 @@ pub struct RawFault {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutage {
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub errors: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Latency>")]
-    pub latency: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Int<400, 599>>")]
-    pub status: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub retry_after: Option<Text>,
+    pub errors: Option<Scalar<schema::Share>>,
+    pub latency: Option<Scalar<schema::Latency>>,
+    pub status: Option<Scalar<schema::Int<400, 599>>>,
+    pub retry_after: Option<Scalar<schema::Duration>>,
 }
 
 crate::words_schema!(
@@ -146,21 +123,21 @@ impl RawFault {
     /// Where this entry names `kind`, if it does.
     fn kind_key(&self, kind: FaultKindName) -> Option<&Location> {
         let text = match kind {
-            FaultKindName::Crash => &self.crash,
-            FaultKindName::Pause => &self.pause,
-            FaultKindName::Latency => &self.latency,
-            FaultKindName::Errors => &self.errors,
-            FaultKindName::Poison => &self.poison,
-            FaultKindName::Duplicate => &self.duplicate,
-            FaultKindName::Reorder => &self.reorder,
-            FaultKindName::Replay => &self.replay,
-            FaultKindName::Exec => &self.exec,
-            FaultKindName::Link => &self.link,
+            FaultKindName::Crash => self.crash.as_deref(),
+            FaultKindName::Pause => self.pause.as_deref(),
+            FaultKindName::Latency => self.latency.as_deref(),
+            FaultKindName::Errors => self.errors.as_deref(),
+            FaultKindName::Poison => self.poison.as_deref(),
+            FaultKindName::Duplicate => self.duplicate.as_deref(),
+            FaultKindName::Reorder => self.reorder.as_deref(),
+            FaultKindName::Replay => self.replay.as_deref(),
+            FaultKindName::Exec => self.exec.as_deref(),
+            FaultKindName::Link => self.link.as_deref(),
             FaultKindName::ProviderOutage => {
                 return self.provider_outage.as_ref().map(|o| &o.referenced);
             }
         };
-        text.as_ref().map(|t| &t.referenced)
+        text.map(|t| &t.referenced)
     }
 }
 
@@ -174,30 +151,14 @@ pub fn validate(
 ) -> (Vec<Fault>, Vec<Spot>) {
     let mut v = FaultsValidator {
         check,
-        spots: Vec::new(),
+        state: Vec::new(),
     };
     let faults = v.faults(raw, path, run_end);
-    (faults, v.spots)
+    (faults, v.state)
 }
 
-struct FaultsValidator<'c, 'a> {
-    check: &'c mut Checker<'a>,
-    spots: Vec<Spot>,
-}
-
-impl<'a> std::ops::Deref for FaultsValidator<'_, 'a> {
-    type Target = Checker<'a>;
-
-    fn deref(&self) -> &Checker<'a> {
-        self.check
-    }
-}
-
-impl std::ops::DerefMut for FaultsValidator<'_, '_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.check
-    }
-}
+/// The state is where each fault's kind was written.
+type FaultsValidator<'c, 'a> = Section<'c, 'a, Vec<Spot>>;
 
 impl FaultsValidator<'_, '_> {
     fn faults(
@@ -353,7 +314,7 @@ impl FaultsValidator<'_, '_> {
         };
         // Where the kind key is, for the checks of the faults against the target.
         let kind_path = path.key(kind.label());
-        self.spots.push(Spot::at(kind_at, kind_path));
+        self.state.push(Spot::at(kind_at, kind_path));
         Some(Fault {
             at,
             duration,
@@ -366,15 +327,15 @@ impl FaultsValidator<'_, '_> {
     fn companions(&mut self, f: &RawFault, kind: FaultKindName, path: &Path) {
         let allowed = companions_of(kind);
         for (name, text) in [
-            ("restart_after", &f.restart_after),
-            ("add", &f.add),
-            ("share", &f.share),
-            ("keys", &f.keys),
-            ("to", &f.to),
-            ("delay", &f.delay),
-            ("jitter", &f.jitter),
-            ("bytes_per_sec", &f.bytes_per_sec),
-            ("direction", &f.direction),
+            ("restart_after", f.restart_after.as_deref()),
+            ("add", f.add.as_deref()),
+            ("share", f.share.as_deref()),
+            ("keys", f.keys.as_deref()),
+            ("to", f.to.as_deref()),
+            ("delay", f.delay.as_deref()),
+            ("jitter", f.jitter.as_deref()),
+            ("bytes_per_sec", f.bytes_per_sec.as_deref()),
+            ("direction", f.direction.as_deref()),
         ] {
             if let Some(t) = text
                 && !allowed.contains(&name)
@@ -405,13 +366,12 @@ impl FaultsValidator<'_, '_> {
         path: &Path,
     ) -> Option<FaultKind> {
         let key: &str = kind.into();
-        let service = |v: &mut Self, text: &Option<Text>| {
-            text.as_ref()
-                .and_then(|t| v.parse(t, &path.key(key), |t| choice(t, "a service", &services())))
+        let service = |v: &mut Self, text: Option<&Text>| {
+            text.and_then(|t| v.parse(t, &path.key(key), |t| choice(t, "a service", &services())))
         };
         Some(match kind {
             FaultKindName::Crash => {
-                let service = service(self, &f.crash)?;
+                let service = service(self, f.crash.as_deref())?;
                 let restart_after = f.restart_after.as_ref().and_then(|t| {
                     self.parse(t, &path.key("restart_after"), |t| {
                         duration_in(t, false, DURATION_MAX)
@@ -423,10 +383,10 @@ impl FaultsValidator<'_, '_> {
                 }
             }
             FaultKindName::Pause => FaultKind::Pause {
-                service: service(self, &f.pause)?,
+                service: service(self, f.pause.as_deref())?,
             },
             FaultKindName::Latency => {
-                let service = service(self, &f.latency);
+                let service = service(self, f.latency.as_deref());
                 let add = self.required(
                     &f.add,
                     at_fault,
@@ -440,13 +400,13 @@ impl FaultsValidator<'_, '_> {
                 }
             }
             FaultKindName::Errors => FaultKind::Errors {
-                service: service(self, &f.errors)?,
+                service: service(self, f.errors.as_deref())?,
             },
             FaultKindName::Poison => FaultKind::Poison {
-                service: service(self, &f.poison)?,
+                service: service(self, f.poison.as_deref())?,
             },
             FaultKindName::Duplicate => FaultKind::Duplicate {
-                service: service(self, &f.duplicate)?,
+                service: service(self, f.duplicate.as_deref())?,
             },
             FaultKindName::Reorder => {
                 let text = f.reorder.as_ref()?;
@@ -461,7 +421,7 @@ impl FaultsValidator<'_, '_> {
                 }
             }
             FaultKindName::Replay => {
-                let service = service(self, &f.replay);
+                let service = service(self, f.replay.as_deref());
                 let to = self.or_default(&f.to, &path.key("to"), ReplayTo::Earliest, |t| {
                     if t.trim() == "earliest" {
                         Ok(ReplayTo::Earliest)
@@ -526,9 +486,9 @@ impl FaultsValidator<'_, '_> {
             _ => &[],
         };
         for (name, value) in [
-            ("delay", &f.delay),
-            ("jitter", &f.jitter),
-            ("bytes_per_sec", &f.bytes_per_sec),
+            ("delay", f.delay.as_deref()),
+            ("jitter", f.jitter.as_deref()),
+            ("bytes_per_sec", f.bytes_per_sec.as_deref()),
         ] {
             if let Some(v) = value
                 && !wants.contains(&name)

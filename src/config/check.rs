@@ -140,6 +140,28 @@ pub enum Unset {
     Error,
 }
 
+/// A section's validator: the shared [`Checker`] and what the section keeps while it walks
+/// its raw config (`S`). It derefs to the checker, so `self.report(..)` and `self.parse(..)`
+/// read the same in every section's methods.
+pub struct Section<'c, 'a, S> {
+    pub check: &'c mut Checker<'a>,
+    pub state: S,
+}
+
+impl<'a, S> std::ops::Deref for Section<'_, 'a, S> {
+    type Target = Checker<'a>;
+
+    fn deref(&self) -> &Checker<'a> {
+        self.check
+    }
+}
+
+impl<S> std::ops::DerefMut for Section<'_, '_, S> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.check
+    }
+}
+
 /// Collects problems and warnings while component configs validate themselves.
 pub struct Checker<'a> {
     pub problems: Vec<Problem>,

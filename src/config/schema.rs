@@ -1,5 +1,5 @@
 //! The JSON Schema of each unit, for editors: a component's raw config names the unit of a
-//! leaf (`#[schemars(with = "Option<schema::Duration>")]`) and the scenario schema is derived
+//! leaf (`Option<Scalar<schema::Duration>>`, [`crate::config::tree::Scalar`]) and the scenario schema is derived
 //! from the raw types, so there is no second, hand-kept description of the file.
 //!
 //! A pattern here is what an editor can check without running doorbuster: the shape of the

@@ -46,6 +46,69 @@ impl AsRef<Text> for Text {
     }
 }
 
+/// A leaf whose schema is `S`'s: a raw config field declares `Option<Scalar<schema::Duration>>`,
+/// the scenario schema shows a duration there, and validation still reads the located
+/// [`Text`] (through `AsRef` and `Deref`), so that it can report the user's own spelling.
+pub struct Scalar<S> {
+    text: Text,
+    schema: PhantomData<fn() -> S>,
+}
+
+impl<S> Scalar<S> {
+    pub fn new(text: Text) -> Scalar<S> {
+        Scalar {
+            text,
+            schema: PhantomData,
+        }
+    }
+}
+
+impl<S> fmt::Debug for Scalar<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.text.fmt(f)
+    }
+}
+
+impl<'de, S> Deserialize<'de> for Scalar<S> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Text::deserialize(deserializer).map(Scalar::new)
+    }
+}
+
+impl<S> std::ops::Deref for Scalar<S> {
+    type Target = Text;
+
+    fn deref(&self) -> &Text {
+        &self.text
+    }
+}
+
+impl<S> AsRef<Text> for Scalar<S> {
+    fn as_ref(&self) -> &Text {
+        &self.text
+    }
+}
+
+/// Exactly `S`'s schema, so the derived scenario schema is what `#[schemars(with = "S")]`
+/// would give.
+impl<S: schemars::JsonSchema> schemars::JsonSchema for Scalar<S> {
+    fn inline_schema() -> bool {
+        S::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        S::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        S::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        S::json_schema(generator)
+    }
+}
+
 /// A mapping with free-form keys, kept in file order with each key's position, so that an
 /// unknown stage or percentile points at the key itself. Duplicate keys are already refused
 /// by serde-saphyr.
@@ -75,6 +138,34 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
         deserializer.deserialize_map(EntriesVisitor(PhantomData))
     }
 }
+
+/// The `visit_*` methods of a [`Visitor`] that reads any YAML scalar (a string, a boolean,
+/// a number) as its text and wraps it with `$wrap`: the one rule for "a scalar written
+/// anywhere a word was expected", shared by [`Node`] and `target:`.
+macro_rules! visit_scalars_as_text {
+    ($value:ty, $wrap:expr) => {
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$value, E> {
+            Ok($wrap(v.to_owned()))
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<$value, E> {
+            Ok($wrap(v.to_string()))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$value, E> {
+            Ok($wrap(v.to_string()))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$value, E> {
+            Ok($wrap(v.to_string()))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<$value, E> {
+            Ok($wrap(v.to_string()))
+        }
+    };
+}
+pub(crate) use visit_scalars_as_text;
 
 /// Any YAML value, for the few places whose shape `validate.rs` checks itself.
 #[derive(Debug)]
@@ -109,25 +200,7 @@ impl<'de> Deserialize<'de> for Node {
                 f.write_str("any YAML value")
             }
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_owned()))
-            }
-
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_string()))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_string()))
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_string()))
-            }
-
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-                Ok(Node::Scalar(v.to_string()))
-            }
+            visit_scalars_as_text!(Node, Node::Scalar);
 
             fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
                 Ok(Node::Null)

@@ -12,9 +12,8 @@ use std::time::Duration;
 // ---- The unit types of the validated model -----------------------------------------
 
 /// Arrivals per second. Always finite and non-negative once validated.
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Rate(pub f64);
 
 impl Rate {
@@ -24,9 +23,8 @@ impl Rate {
 }
 
 /// A share between 0 and 1 (written `2.5%` in YAML).
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Share(pub f64);
 
 impl Share {
@@ -37,9 +35,8 @@ impl Share {
 }
 
 /// A processing-time or response-time distribution.
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "dist", rename_all = "snake_case")]
 pub enum LatencyDist {
     /// `5ms`
@@ -56,9 +53,8 @@ impl LatencyDist {
     pub const ZERO: LatencyDist = LatencyDist::Fixed(Duration::ZERO);
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Comparison {
     AtLeast,
@@ -68,9 +64,8 @@ pub enum Comparison {
 }
 
 /// `">= 99.5%"`
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ShareThreshold {
     pub comparison: Comparison,
     pub share: Share,

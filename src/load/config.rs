@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use crate::config::check::{Checker, Path, Spot};
-use crate::config::tree::Text;
+use crate::config::check::{Checker, Path, Section, Spot};
+use crate::config::schema;
+use crate::config::tree::{Scalar, Text};
 use crate::config::units::{
     self, DURATION_MAX, RATE_MAX_PER_SEC, Rate, choice, duration_in, int_in, quoted,
 };
@@ -24,27 +25,22 @@ const ORDERS_MAX: f64 = 100_000_000.0;
 #[serde(deny_unknown_fields)]
 pub struct RawLoad {
     /// `poisson` (default) or `uniform`.
-    #[schemars(with = "Option<crate::scenario::model::Arrivals>")]
-    pub arrivals: Option<Text>,
+    pub arrivals: Option<Scalar<crate::scenario::model::Arrivals>>,
     /// A checkout not acked within this time has failed (default `2s`).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub checkout_timeout: Option<Text>,
+    pub checkout_timeout: Option<Scalar<schema::Duration>>,
     /// What a checkout waits for: `{ mode: async }` (default) or `{ mode: sync }`.
     #[schemars(with = "Option<RawCheckout>")]
     pub checkout: Option<Spanned<RawCheckout>>,
     /// At most this many checkouts in flight (default 10000).
-    #[schemars(with = "Option<crate::config::schema::Int<1, 1000000>>")]
-    pub max_in_flight: Option<Text>,
+    pub max_in_flight: Option<Scalar<schema::Int<1, 1000000>>>,
     /// The run is INVALID when the generator's own send-lag p99 exceeds this (default `100ms`).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub max_send_lag: Option<Text>,
+    pub max_send_lag: Option<Scalar<schema::Duration>>,
     /// One kind per phase: `{ ramp: 30s, from: 50/s, to: 500/s }`, `{ hold: 40s, rate: 500/s }`,
     /// `{ spike: 15s, rate: 1500/s }`, `{ pause: 5s }`.
     #[schemars(required, with = "Vec<RawPhase>", length(min = 1, max = 1000))]
     pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
     /// After the last phase, time for the pipeline to settle before the checks (default `30s`).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub drain: Option<Text>,
+    pub drain: Option<Scalar<schema::Duration>>,
 }
 
 /// `checkout: { mode: sync }`: a mapping, so that later checkout settings (an HTTP
@@ -52,8 +48,7 @@ pub struct RawLoad {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheckout {
-    #[schemars(with = "Option<crate::scenario::model::CheckoutMode>")]
-    pub mode: Option<Text>,
+    pub mode: Option<Scalar<crate::scenario::model::CheckoutMode>>,
 }
 
 /// One phase; exactly one of `ramp`, `hold`, `spike`, `pause` must be present (checked in
@@ -61,23 +56,16 @@ pub struct RawCheckout {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPhase {
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub ramp: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub hold: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub spike: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub pause: Option<Text>,
+    pub ramp: Option<Scalar<schema::Duration>>,
+    pub hold: Option<Scalar<schema::Duration>>,
+    pub spike: Option<Scalar<schema::Duration>>,
+    pub pause: Option<Scalar<schema::Duration>>,
     /// Ramp start rate, e.g. `50/s`.
-    #[schemars(with = "Option<crate::config::schema::Rate>")]
-    pub from: Option<Text>,
+    pub from: Option<Scalar<schema::Rate>>,
     /// Ramp end rate, e.g. `500/s`.
-    #[schemars(with = "Option<crate::config::schema::Rate>")]
-    pub to: Option<Text>,
+    pub to: Option<Scalar<schema::Rate>>,
     /// Hold or spike rate, e.g. `500/s`.
-    #[schemars(with = "Option<crate::config::schema::Rate>")]
-    pub rate: Option<Text>,
+    pub rate: Option<Scalar<schema::Rate>>,
 }
 
 /// Checks `load:`. `rate_scale` is `--rate-scale`, once it is known to be a valid factor.
@@ -90,31 +78,20 @@ pub fn validate(
 ) -> (Load, Option<Spot>) {
     let mut v = LoadValidator {
         check,
-        rate_scale,
-        mode_spot: None,
+        state: LoadState {
+            rate_scale,
+            mode_spot: None,
+        },
     };
     let load = v.load(raw, path);
-    (load, v.mode_spot)
+    (load, v.state.mode_spot)
 }
 
-struct LoadValidator<'c, 'a> {
-    check: &'c mut Checker<'a>,
+type LoadValidator<'c, 'a> = Section<'c, 'a, LoadState>;
+
+struct LoadState {
     rate_scale: Option<f64>,
     mode_spot: Option<Spot>,
-}
-
-impl<'a> std::ops::Deref for LoadValidator<'_, 'a> {
-    type Target = Checker<'a>;
-
-    fn deref(&self) -> &Checker<'a> {
-        self.check
-    }
-}
-
-impl std::ops::DerefMut for LoadValidator<'_, '_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.check
-    }
 }
 
 impl LoadValidator<'_, '_> {
@@ -185,7 +162,7 @@ impl LoadValidator<'_, '_> {
 
     fn checkout_mode(&mut self, raw: &RawCheckout, path: &Path) -> CheckoutMode {
         if let Some(mode) = &raw.mode {
-            self.mode_spot = Some(Spot::at(&mode.referenced, path.key("mode")));
+            self.state.mode_spot = Some(Spot::at(&mode.referenced, path.key("mode")));
         }
         self.or_default(&raw.mode, &path.key("mode"), CheckoutMode::Async, |t| {
             choice(
@@ -242,6 +219,7 @@ impl LoadValidator<'_, '_> {
     fn orders_planned(&mut self, phases: &[Phase], at: &Location, path: &Path) {
         let expected: f64 = phases.iter().map(Phase::expected_orders).sum();
         let scaled = self
+            .state
             .rate_scale
             .map(|f| format!(" with --rate-scale {f}"))
             .unwrap_or_default();
@@ -272,7 +250,7 @@ impl LoadValidator<'_, '_> {
 
     /// A phase's rate times `--rate-scale`, held to the limit the file's own rates meet.
     fn scaled(&mut self, rate: Rate, text: &Text, path: &Path) -> Option<Rate> {
-        let Some(factor) = self.rate_scale else {
+        let Some(factor) = self.state.rate_scale else {
             return Some(rate);
         };
         let scaled = rate.per_sec() * factor;
@@ -306,7 +284,7 @@ impl LoadValidator<'_, '_> {
             ("pause", &p.pause),
         ]
         .into_iter()
-        .filter_map(|(name, text)| text.as_ref().map(|t| (name, t)))
+        .filter_map(|(name, text)| text.as_deref().map(|t| (name, t)))
         .collect();
         let (kind, duration_text) = match kinds.as_slice() {
             [] => {
@@ -377,16 +355,17 @@ impl LoadValidator<'_, '_> {
             }
         }
         // Rates are checked even when a companion is wrong, so every bad value is reported.
-        let rate_of = |v: &mut Self, name: &str, text: &Option<Text>, positive: bool| {
-            let text = text.as_ref()?;
-            let parse = if positive {
-                units::parse_positive_rate
-            } else {
-                units::parse_rate
+        let rate_of =
+            |v: &mut Self, name: &str, text: &Option<Scalar<schema::Rate>>, positive: bool| {
+                let text = text.as_ref()?;
+                let parse = if positive {
+                    units::parse_positive_rate
+                } else {
+                    units::parse_rate
+                };
+                let rate = v.parse(text, &path.key(name), parse)?;
+                v.scaled(rate, text, &path.key(name))
             };
-            let rate = v.parse(text, &path.key(name), parse)?;
-            v.scaled(rate, text, &path.key(name))
-        };
         let kind = match kind {
             "ramp" => {
                 let from = rate_of(self, "from", &p.from, false);

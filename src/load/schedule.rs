@@ -13,9 +13,8 @@ use crate::clock::{RunTime, duration_ns};
 use crate::scenario::model::{Arrivals, Load, PhaseKind};
 
 /// One phase on the run's clock.
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct PlannedPhase {
     pub kind: PhaseKind,
     pub start: RunTime,
@@ -56,7 +55,8 @@ impl PlannedPhase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Schedule {
     pub phases: Vec<PlannedPhase>,
     /// Due time of each order, ascending; order id = index.

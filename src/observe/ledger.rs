@@ -22,7 +22,8 @@ const TOPICS: usize = Topic::PIPELINE.len();
 const SUBS: usize = SUBSCRIPTIONS.len();
 
 /// What happened to a checkout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Checkout {
     /// Not yet answered (or never sent, for a run that was interrupted).
@@ -34,7 +35,8 @@ pub enum Checkout {
 }
 
 /// How an order ended, as the services reported it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Terminal {
     None = 0,
@@ -48,7 +50,8 @@ pub enum Terminal {
 /// What a service did about an order, recorded when it did it (captures are the payment
 /// provider's own records, not the ledger's). Each is applied at most once per order by an
 /// idempotent service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Effect {

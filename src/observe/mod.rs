@@ -66,7 +66,8 @@ pub struct Counters {
 }
 
 /// Counter totals and lags at the end of one second.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Sample {
     pub second: u32,
     pub attempted: u64,
@@ -83,7 +84,8 @@ pub struct Sample {
 
 /// A fault's window on the run's clock, as it actually happened (start and stop are
 /// recorded when the timeline applied them, not copied from the plan).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FaultWindow {
     pub kind: String,
     pub target: String,
@@ -106,7 +108,8 @@ pub struct FaultWindow {
 }
 
 /// How an `exec` fault's command ended (the window's notes say it in words).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ExecOutcome {
     /// Its exit code; `None` when it did not exit by itself (it could not start, was killed
     /// at the timeout or by an interrupt, or ended by a signal).
@@ -125,7 +128,8 @@ impl ExecOutcome {
 }
 
 /// How the pipeline came back from one fault window.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Recovery {
     /// Total consumer lag (all groups) in the last second before the fault.
     pub lag_before: u64,
@@ -139,7 +143,8 @@ pub struct Recovery {
 }
 
 /// One stage's latency around a fault window.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StageSplit {
     pub stage: Stage,
     pub before: Percentiles,
@@ -206,7 +211,8 @@ impl Settlement {
 
 /// A misbehaviour worth reporting that is not a check result (a broker error, a stalled
 /// publish): findings go to the report; they never panic the run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Finding {
     pub at_ms: u64,
     pub what: String,

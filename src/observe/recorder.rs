@@ -20,9 +20,8 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Percentiles of one second (or of a whole run), in microseconds.
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Percentiles {
     pub count: u64,
     pub p50_us: u64,
@@ -45,9 +44,8 @@ impl Percentiles {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SeriesPoint {
     /// The second (of run time) this point covers: `[second, second + 1)`.
     pub second: u32,

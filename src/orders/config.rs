@@ -5,7 +5,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::config::check::{Checker, Path};
-use crate::config::tree::Text;
+use crate::config::schema;
+use crate::config::tree::Scalar;
 use crate::config::units::{self, Share, choice, int_in};
 use crate::scenario::model::{Catalog, Orders};
 
@@ -16,30 +17,23 @@ pub struct RawOrders {
     #[schemars(with = "Option<RawCatalog>")]
     pub catalog: Option<Spanned<RawCatalog>>,
     /// Line items per order: `1..5` or `3` (default `1..5`).
-    #[schemars(with = "Option<crate::config::schema::Items>")]
-    pub items: Option<Text>,
+    pub items: Option<Scalar<schema::Items>>,
     /// Only `en_US` for now.
-    #[schemars(with = "Option<String>")]
-    pub locale: Option<Text>,
+    pub locale: Option<Scalar<String>>,
     /// Share of cards the provider declines (business outcomes), e.g. `2%`.
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub declines: Option<Text>,
+    pub declines: Option<Scalar<schema::Share>>,
     /// Share of shoppers who click "buy" twice (same idempotency key), e.g. `0.5%`.
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub resubmits: Option<Text>,
+    pub resubmits: Option<Scalar<schema::Share>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCatalog {
-    #[schemars(with = "Option<crate::config::schema::Int<1, 1000000>>")]
-    pub products: Option<Text>,
+    pub products: Option<Scalar<schema::Int<1, 1000000>>>,
     /// `zipf(1.1)` or `uniform`.
-    #[schemars(with = "Option<crate::config::schema::Popularity>")]
-    pub popularity: Option<Text>,
+    pub popularity: Option<Scalar<schema::Popularity>>,
     /// Units in stock per product at the start.
-    #[schemars(with = "Option<crate::config::schema::Int<0, {u32::MAX as u64}>>")]
-    pub stock: Option<Text>,
+    pub stock: Option<Scalar<schema::Int<0, { u32::MAX as u64 }>>>,
 }
 
 /// Checks `orders:`; every key has a default.

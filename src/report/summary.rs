@@ -19,7 +19,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub use crate::exit::{RunVerdict, StopSignal};
 
 /// What a rebuilt (incomplete) summary is made of, and what it cannot know.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Incomplete {
     /// Why the summary is partial, in one sentence.
     pub reason: String,
@@ -31,7 +32,8 @@ pub struct Incomplete {
     pub unknown: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct OrderCounts {
     pub planned: u64,
     pub attempted: u64,
@@ -107,7 +109,8 @@ impl OrderCounts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StageLatency {
     pub stage: String,
     #[serde(flatten)]
@@ -118,9 +121,8 @@ pub struct StageLatency {
 }
 
 /// One point of a percentile distribution: `percentile` % of samples were at most `value_us`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct PercentilePoint {
     pub percentile: f64,
     pub value_us: u64,
@@ -139,7 +141,8 @@ pub fn distribution(h: &hdrhistogram::Histogram<u64>) -> Vec<PercentilePoint> {
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SubscriptionStats {
     pub subscription: String,
     pub deliveries: u64,
@@ -150,9 +153,8 @@ pub struct SubscriptionStats {
     pub series: Vec<SeriesPoint>,
 }
 
-#[derive(
-    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Deliveries {
     pub total: u64,
     /// Deliveries beyond the first of an event to a service: expected under at-least-once.
@@ -171,7 +173,8 @@ pub struct Deliveries {
     pub per_subscription: Vec<SubscriptionStats>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Rates {
     /// Arrivals planned per second of run time.
     pub planned_per_second: Vec<u64>,
@@ -180,7 +183,8 @@ pub struct Rates {
     pub phases: Vec<PlannedPhase>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     pub schema_version: u32,
     pub doorbuster_version: String,

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 pub use crate::config::units::{Comparison, LatencyDist, Rate, Share, ShareThreshold};
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Scenario {
     pub name: String,
     pub description: String,
@@ -24,7 +25,8 @@ pub struct Scenario {
 }
 
 /// One fault: what goes wrong, when, for how long, and for which deliveries.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Fault {
     /// Start, on the run's clock.
     pub at: Duration,
@@ -38,9 +40,8 @@ pub struct Fault {
 
 /// A share of deliveries (`share`, decided per delivery) of a share of orders (`keys`,
 /// decided per order id), both seeded. 100 % / 100 % touches everything.
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FaultScope {
     pub share: Share,
     pub keys: Share,
@@ -55,15 +56,9 @@ impl FaultScope {
 
 /// One fault kind with its settings. The variants are in the order error messages list the
 /// kinds; [`FaultKindName`] is their names (`crash`, `provider_outage`, ...).
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-    strum::EnumDiscriminants,
-)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(strum::EnumDiscriminants)]
 #[strum_discriminants(
     name(FaultKindName),
     derive(strum::IntoStaticStr, strum::Display, strum::VariantArray),
@@ -129,9 +124,8 @@ impl FaultKind {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayTo {
     /// The oldest retained event.
@@ -142,9 +136,8 @@ pub enum ReplayTo {
 
 pub use crate::transport::target::{BrokerTarget, EmbeddedTarget, HttpTarget, Target};
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Arrivals {
     Uniform,
@@ -152,18 +145,9 @@ pub enum Arrivals {
 }
 
 /// Where payment sits relative to the checkout.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum CheckoutMode {
@@ -184,7 +168,8 @@ impl CheckoutMode {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Load {
     pub arrivals: Arrivals,
     /// An order whose checkout is not answered within this time is a failed checkout.
@@ -200,9 +185,8 @@ pub struct Load {
     pub max_send_lag: Duration,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Phase {
     pub kind: PhaseKind,
     pub duration: Duration,
@@ -220,9 +204,8 @@ impl Phase {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum PhaseKind {
     /// Rate changes linearly from `from` to `to` over the phase.
@@ -248,7 +231,8 @@ impl PhaseKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Orders {
     pub catalog: Catalog,
     /// Line items per order, inclusive bounds (default 1..=5).
@@ -262,7 +246,8 @@ pub struct Orders {
     pub resubmits: Share,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Catalog {
     pub products: u32,
     /// Zipf exponent of product popularity (`zipf(1.1)`).
@@ -271,9 +256,8 @@ pub struct Catalog {
     pub stock: u32,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CommitPolicy {
     /// Commit (ack) after the effect is applied: at-least-once.
@@ -282,7 +266,8 @@ pub enum CommitPolicy {
     OnReceive,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Service {
     pub enabled: bool,
     pub replicas: u32,
@@ -296,7 +281,8 @@ pub struct Service {
     pub max_deliveries: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Services {
     pub payment: Service,
     pub inventory: Service,
@@ -320,16 +306,16 @@ impl Services {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderVia {
     Http,
     InProcess,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Provider {
     pub via: ProviderVia,
     pub latency: LatencyDist,
@@ -340,20 +326,9 @@ pub struct Provider {
 }
 
 /// A stage the latency SLOs and histograms name.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-    strum::IntoStaticStr,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// `order.created` acked by the broker (the checkout latency); in the sync checkout
@@ -386,9 +361,8 @@ impl Stage {
 }
 
 /// `order.created -> order.fulfilled: { p99: "< 3s" }`
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct LatencySlo {
     pub stage: Stage,
     /// 0..=100, e.g. 99.9
@@ -397,7 +371,8 @@ pub struct LatencySlo {
     pub bound: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Checks {
     pub checkout_success_rate: Option<ShareThreshold>,
     pub completion_rate: Option<ShareThreshold>,
@@ -421,9 +396,8 @@ pub struct Checks {
 
 /// How far a run of this scenario may fall behind a baseline before `doorbuster compare`
 /// calls it a regression (command-line flags override these).
-#[derive(
-    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CompareTolerances {
     /// Relative growth allowed for the gated latency percentiles (`10%`).
     pub latency_increase: Share,

@@ -15,7 +15,8 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-pub use crate::config::tree::Text;
+pub use crate::config::schema;
+use crate::config::tree::{Scalar, Text};
 
 /// A doorbuster scenario: load, orders, services, the payment provider and the checks, on
 /// one clock. Only `name` and `load.phases` are required.
@@ -26,11 +27,9 @@ pub struct RawScenario {
     /// Lowercase letters, digits and dashes, e.g. `black-friday`.
     #[schemars(required, with = "crate::config::schema::Name")]
     pub name: Option<Text>,
-    #[schemars(with = "Option<String>")]
-    pub description: Option<Text>,
+    pub description: Option<Scalar<String>>,
     /// One seed drives the whole run; every report prints it. Default 1.
-    #[schemars(with = "Option<crate::config::schema::Int<0, {u64::MAX}>>")]
-    pub seed: Option<Text>,
+    pub seed: Option<Scalar<schema::Int<0, { u64::MAX }>>>,
     #[schemars(with = "Option<crate::transport::config::RawTarget>")]
     pub target: Option<Spanned<crate::transport::config::RawTarget>>,
     #[schemars(required, with = "crate::load::config::RawLoad")]

@@ -13,9 +13,8 @@ use crate::sync::lock;
 use crate::topology::ServiceKind;
 use crate::transport::BoxFuture;
 
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct AnalyticsState {
     pub orders_created: u64,
     pub payments_succeeded: u64,

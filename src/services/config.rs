@@ -7,11 +7,11 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::config::check::{Checker, Path};
-use crate::config::tree::Text;
+use crate::config::schema;
+use crate::config::tree::Scalar;
 use crate::config::units::{self, LatencyDist, choice, int_in};
 use crate::scenario::model::{CommitPolicy, Service, Services};
-
-const SERVICE_NAMES: [&str; 5] = ["payment", "inventory", "email", "warehouse", "analytics"];
+use crate::topology::ServiceKind;
 
 /// The standard topology: what each service looks like when the file does not say.
 fn default_service(name: &str) -> Service {
@@ -55,26 +55,19 @@ fn default_service(name: &str) -> Service {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
-    #[schemars(with = "Option<bool>")]
-    pub enabled: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Int<1, 64>>")]
-    pub replicas: Option<Text>,
+    pub enabled: Option<Scalar<bool>>,
+    pub replicas: Option<Scalar<schema::Int<1, 64>>>,
     /// Deliveries a replica handles at once (per-key order is kept regardless).
-    #[schemars(with = "Option<crate::config::schema::Int<1, 100000>>")]
-    pub concurrency: Option<Text>,
+    pub concurrency: Option<Scalar<schema::Int<1, 100000>>>,
     /// `5ms`, `5ms..20ms`, `normal(10ms, 2ms)` or `lognormal(120ms, 0.4)`.
-    #[schemars(with = "Option<crate::config::schema::Latency>")]
-    pub latency: Option<Text>,
+    pub latency: Option<Scalar<schema::Latency>>,
     /// `false` for negative controls: every delivery applies its effect again.
-    #[schemars(with = "Option<bool>")]
-    pub idempotent: Option<Text>,
+    pub idempotent: Option<Scalar<bool>>,
     /// `after_effect` (at-least-once, default) or `on_receive` (at-most-once).
-    #[schemars(with = "Option<crate::scenario::model::CommitPolicy>")]
-    pub commit: Option<Text>,
+    pub commit: Option<Scalar<crate::scenario::model::CommitPolicy>>,
     /// Deliveries of one event before it is moved to `order.dead_letter` (default: retry
     /// forever).
-    #[schemars(with = "Option<crate::config::schema::Int<1, 1000>>")]
-    pub max_deliveries: Option<Text>,
+    pub max_deliveries: Option<Scalar<schema::Int<1, 1000>>>,
 }
 
 /// The standard topology; override only what differs.
@@ -95,36 +88,33 @@ pub struct RawServices {
 
 /// Checks `services:`: the standard topology, with what the file overrides.
 pub fn validate(raw: Option<&Spanned<RawServices>>, check: &mut Checker, path: &Path) -> Services {
-    let service = |check: &mut Checker, name: &str, raw: Option<&Spanned<RawService>>| {
+    let raw = raw.map(|r| &r.value);
+    let mut service = |kind: ServiceKind| {
+        let name = kind.name();
         let default = default_service(name);
-        match raw {
+        match raw.and_then(|r| r.get(kind)) {
             Some(raw) => one_service(&raw.value, default, check, &path.key(name)),
             None => default,
         }
     };
-    let raw = raw.map(|r| &r.value);
     Services {
-        payment: service(
-            check,
-            SERVICE_NAMES[0],
-            raw.and_then(|r| r.payment.as_ref()),
-        ),
-        inventory: service(
-            check,
-            SERVICE_NAMES[1],
-            raw.and_then(|r| r.inventory.as_ref()),
-        ),
-        email: service(check, SERVICE_NAMES[2], raw.and_then(|r| r.email.as_ref())),
-        warehouse: service(
-            check,
-            SERVICE_NAMES[3],
-            raw.and_then(|r| r.warehouse.as_ref()),
-        ),
-        analytics: service(
-            check,
-            SERVICE_NAMES[4],
-            raw.and_then(|r| r.analytics.as_ref()),
-        ),
+        payment: service(ServiceKind::Payment),
+        inventory: service(ServiceKind::Inventory),
+        email: service(ServiceKind::Email),
+        warehouse: service(ServiceKind::Warehouse),
+        analytics: service(ServiceKind::Analytics),
+    }
+}
+
+impl RawServices {
+    fn get(&self, kind: ServiceKind) -> Option<&Spanned<RawService>> {
+        match kind {
+            ServiceKind::Payment => self.payment.as_ref(),
+            ServiceKind::Inventory => self.inventory.as_ref(),
+            ServiceKind::Email => self.email.as_ref(),
+            ServiceKind::Warehouse => self.warehouse.as_ref(),
+            ServiceKind::Analytics => self.analytics.as_ref(),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use super::target_url::{check_expanded, is_http_scheme, parse_url};
 use super::{BrokerKind, BrokerOptions};
 use crate::config::check::{Checker, Path, Spot};
 use crate::config::env;
-use crate::config::tree::Text;
+use crate::config::tree::{Text, visit_scalars_as_text};
 use crate::config::units::{did_you_mean, parse_bool, quoted};
 
 /// `target: embedded`, `target: redis://127.0.0.1:6379`, or a mapping:
@@ -175,25 +175,7 @@ impl<'de> Deserialize<'de> for RawTarget {
                 f.write_str("a target kind such as `embedded`, or a mapping with `kind:`")
             }
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTarget, E> {
-                Ok(RawTarget::Kind(v.to_owned()))
-            }
-
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawTarget, E> {
-                Ok(RawTarget::Kind(v.to_string()))
-            }
-
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawTarget, E> {
-                Ok(RawTarget::Kind(v.to_string()))
-            }
-
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawTarget, E> {
-                Ok(RawTarget::Kind(v.to_string()))
-            }
-
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawTarget, E> {
-                Ok(RawTarget::Kind(v.to_string()))
-            }
+            visit_scalars_as_text!(RawTarget, RawTarget::Kind);
 
             /// The map access is still serde-saphyr's, so spans inside survive (and it
             /// refuses a repeated key itself).

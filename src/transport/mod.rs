@@ -47,9 +47,8 @@ pub struct Ack {
 }
 
 /// What a report states about the delivery settings in use.
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct TransportInfo {
     pub kind: String,
     /// Human-readable settings: acks, commit policy, partitions, retention, ...
@@ -142,10 +141,8 @@ macro_rules! brokers {
         $(pub mod $folder;)+
 
         /// The networked brokers doorbuster speaks to.
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-            schemars::JsonSchema,
-        )]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum BrokerKind {
             $($variant,)+
@@ -153,10 +150,8 @@ macro_rules! brokers {
 
         /// A networked broker's validated options: the variant is the broker its URL's
         /// scheme selected, the value its folder's `config::Options`.
-        #[derive(
-            Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize,
-            schemars::JsonSchema,
-        )]
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
         #[serde(tag = "broker", rename_all = "snake_case")]
         pub enum BrokerOptions {
             $($variant($folder::config::Options),)+

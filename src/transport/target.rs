@@ -7,7 +7,8 @@ use super::{BrokerKind, BrokerOptions};
 use crate::config::env::check_references;
 use crate::config::units::UnitError;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// The in-process broker (the default).
@@ -19,7 +20,8 @@ pub enum Target {
 }
 
 /// A checkout endpoint as the scenario (or `--target`) names it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HttpTarget {
     /// The URL as written (`http://` or `https://`); `${ENV}` references are expanded only
     /// when connecting.
@@ -32,7 +34,8 @@ pub struct HttpTarget {
 }
 
 /// A networked broker as the scenario (or `--target`) names it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct BrokerTarget {
     /// The URL as written: `${ENV}` references are expanded only when connecting, so
     /// credentials never reach a report.
@@ -58,7 +61,8 @@ impl BrokerTarget {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct EmbeddedTarget {
     /// Partitions per topic (default 12).
     pub partitions: u32,

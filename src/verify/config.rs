@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::config::check::{Checker, Path};
-use crate::config::tree::{Entries, Node, Text};
+use crate::config::schema;
+use crate::config::tree::{Entries, Node, Scalar, Text};
 use crate::config::units::{
     self, Comparison, DURATION_MAX, Share, ShareThreshold, UnitError, did_you_mean, duration_in,
     quoted, threshold_or_off,
@@ -19,13 +20,10 @@ use crate::scenario::model::{Checks, CompareTolerances, LatencySlo, Stage};
 #[serde(deny_unknown_fields)]
 pub struct RawChecks {
     /// e.g. `">= 99.5%"`, or `off`.
-    #[schemars(with = "Option<crate::config::schema::Threshold>")]
-    pub checkout_success_rate: Option<Text>,
+    pub checkout_success_rate: Option<Scalar<schema::Threshold>>,
     /// e.g. `">= 99%"`, or `off`.
-    #[schemars(with = "Option<crate::config::schema::Threshold>")]
-    pub completion_rate: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub settle_within: Option<Text>,
+    pub completion_rate: Option<Scalar<schema::Threshold>>,
+    pub settle_within: Option<Scalar<schema::Duration>>,
     /// Stage label -> percentile -> bound, in file order. The values are kept as generic
     /// nodes: the keys carry spans, which serde_path_to_error cannot record, so a value of
     /// the wrong shape is reported by `validate.rs`, which knows the path.
@@ -33,14 +31,10 @@ pub struct RawChecks {
         with = "Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::config::schema::Bound>>>"
     )]
     pub latency: Option<Spanned<Entries<Spanned<Node>>>>,
-    #[schemars(with = "Option<bool>")]
-    pub no_loss: Option<Text>,
-    #[schemars(with = "Option<bool>")]
-    pub money_matches_state: Option<Text>,
-    #[schemars(with = "Option<bool>")]
-    pub no_duplicate_effects: Option<Text>,
-    #[schemars(with = "Option<bool>")]
-    pub per_key_order: Option<Text>,
+    pub no_loss: Option<Scalar<bool>>,
+    pub money_matches_state: Option<Scalar<bool>>,
+    pub no_duplicate_effects: Option<Scalar<bool>>,
+    pub per_key_order: Option<Scalar<bool>>,
     #[schemars(with = "Option<RawCompare>")]
     pub compare: Option<Spanned<RawCompare>>,
     /// After each fault window, consumer lag must be back to its pre-fault level within
@@ -49,8 +43,7 @@ pub struct RawChecks {
     pub recovery: Option<Spanned<RawRecovery>>,
     /// Share of accepted orders that may be dead-lettered, e.g. `"<= 1%"` (default
     /// `"<= 0%"`), or `off`.
-    #[schemars(with = "Option<crate::config::schema::Threshold>")]
-    pub dead_letters: Option<Text>,
+    pub dead_letters: Option<Scalar<schema::Threshold>>,
 }
 
 /// `recovery: { drain_within: 30s }`
@@ -66,14 +59,11 @@ pub struct RawRecovery {
 #[serde(deny_unknown_fields)]
 pub struct RawCompare {
     /// Relative growth allowed for gated latency percentiles (default `10%`).
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub latency_increase: Option<Text>,
+    pub latency_increase: Option<Scalar<schema::Share>>,
     /// Latency growth below this is never a regression (default `1ms`).
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub latency_floor: Option<Text>,
+    pub latency_floor: Option<Scalar<schema::Duration>>,
     /// Percentage points a rate may fall (default `0.1%`).
-    #[schemars(with = "Option<crate::config::schema::Share>")]
-    pub rate_drop: Option<Text>,
+    pub rate_drop: Option<Scalar<schema::Share>>,
 }
 
 /// Checks `checks:`; every check has a default.

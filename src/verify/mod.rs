@@ -29,9 +29,8 @@ use crate::topology::ServiceKind;
 /// Evidence lists are cut to this many examples (the terminal shows fewer).
 pub const EXAMPLES_MAX: usize = 100;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -46,7 +45,8 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CheckResult {
     pub name: String,
     pub verdict: Verdict,

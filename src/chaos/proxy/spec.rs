@@ -13,7 +13,8 @@ use crate::config::units::Share;
 pub const LATENCY_MAX: Duration = Duration::from_secs(3600);
 
 /// One link fault, as the scenario and the CLI write it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LinkToxic {
     /// Delays every chunk by `latency`, give or take a uniform `jitter`.
@@ -46,17 +47,8 @@ impl LinkToxic {
 }
 
 /// Which way through the proxy a toxic acts.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Client to upstream server (requests, produces).
@@ -87,7 +79,8 @@ pub(super) enum Flow {
 }
 
 /// A toxic with where it acts: the unit `ProxyHandle::add_toxic` takes.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToxicSpec {
     pub toxic: LinkToxic,

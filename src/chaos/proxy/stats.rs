@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::spec::Flow;
 
 /// A snapshot of the proxy's counters since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct ProxyStats {
     pub connections_accepted: u64,
     /// Connections open now (zero once the proxy has stopped).

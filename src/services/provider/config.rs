@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::config::check::{Checker, Path};
-use crate::config::tree::Text;
+use crate::config::schema;
+use crate::config::tree::Scalar;
 use crate::config::units::{self, LatencyDist, choice, duration_in, int_in};
 use crate::scenario::model::{Provider, ProviderVia};
 
@@ -16,14 +17,10 @@ use crate::scenario::model::{Provider, ProviderVia};
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     /// `http` (a real server on loopback, default) or `in_process`.
-    #[schemars(with = "Option<crate::scenario::model::ProviderVia>")]
-    pub via: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Latency>")]
-    pub latency: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Duration>")]
-    pub timeout: Option<Text>,
-    #[schemars(with = "Option<crate::config::schema::Int<0, 20>>")]
-    pub retries: Option<Text>,
+    pub via: Option<Scalar<crate::scenario::model::ProviderVia>>,
+    pub latency: Option<Scalar<schema::Latency>>,
+    pub timeout: Option<Scalar<schema::Duration>>,
+    pub retries: Option<Scalar<schema::Int<0, 20>>>,
 }
 
 /// Checks `provider:`; every key has a default.

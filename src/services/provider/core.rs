@@ -54,9 +54,9 @@ pub struct Capture {
     pub at: RunTime,
 }
 
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(schemars::JsonSchema)]
+#[derive(Serialize, Deserialize)]
 pub struct ProviderStats {
     pub calls: u64,
     pub captures: u64,

@@ -28,9 +28,8 @@ pub struct Keys {
 }
 
 /// How the run's topics are created and its producer acks.
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Options {
     /// Partitions per topic the run creates.
     pub partitions: u32,

@@ -19,9 +19,8 @@ pub struct Keys {
 }
 
 /// How the run's durable consumers are created.
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Options {
     /// AckWait: how long a delivery may stay unacked before another member gets it.
     pub ack_wait: Duration,

@@ -16,9 +16,8 @@ pub struct Keys {
 }
 
 /// How the run's consumer groups reclaim a crashed member's deliveries.
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Options {
     /// The idle time after which XAUTOCLAIM hands a pending delivery to another member.
     pub ack_wait: Duration,
