@@ -126,6 +126,23 @@ pub struct Envelope {
     pub topic: Topic,
     pub meta: EventMeta,
     pub payload: Bytes,
+    /// The key and headers the user's payload template rendered (`orders.payload`); `None`
+    /// for doorbuster's own events.
+    pub user: Option<std::sync::Arc<UserFields>>,
+}
+
+/// What a payload template renders besides the body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserFields {
+    /// The message key; `None` keeps the order id.
+    pub key: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl UserFields {
+    pub fn from_rendered(key: Option<String>, headers: Vec<(String, String)>) -> UserFields {
+        UserFields { key, headers }
+    }
 }
 
 impl Envelope {

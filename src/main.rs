@@ -165,6 +165,28 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "p50,p90,p99")]
         gate: Vec<String>,
     },
+    /// Print orders as the scenario sends them: through its `orders.payload` template, or as
+    /// doorbuster's own order.created. The same seed gives the same orders as `run`.
+    #[command(
+        after_help = "Examples:\n  doorbuster preview examples/payloads/checkout.yaml --count 3\n  doorbuster preview examples/payloads/checkout.yaml --json | jq .body.orderTotal"
+    )]
+    Preview {
+        /// A scenario file, or a bundled scenario's name.
+        scenario: String,
+        /// How many orders.
+        #[arg(long, short = 'n', default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        count: u64,
+        /// The first order id.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Overrides the scenario's seed.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// One JSON object per order and line: order, key, headers and the body (parsed
+        /// when it is JSON).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a JSON Schema: of scenario files (default) or of summary.json.
     Schema {
         /// The summary.json schema instead of the scenario one.
@@ -350,6 +372,13 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
                 gate,
             },
         )),
+        Command::Preview {
+            scenario,
+            count,
+            from,
+            seed,
+            json,
+        } => Ok(cli::preview::preview(&scenario, count, from, seed, json)),
         Command::Schema { summary } => Ok(cli::schema::schema(summary)),
         Command::Bench {
             provider,

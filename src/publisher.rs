@@ -51,6 +51,7 @@ impl Publisher {
     pub fn envelope(&self, topic: Topic, cause: &Cause, payload: Bytes) -> Envelope {
         let o = &self.observer;
         Envelope {
+            user: None,
             topic,
             meta: EventMeta {
                 event_id: o.next_event_id(),

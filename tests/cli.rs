@@ -736,3 +736,69 @@ fn an_unset_variable_is_a_warning_for_validate_and_an_error_for_run() {
         "{v_err}"
     );
 }
+
+#[test]
+fn preview_shows_orders_in_the_users_schema_and_template_mistakes_exit_2() {
+    // The bundled example: the seed article's order.created, held to its schema.
+    let out = run(&[
+        "preview",
+        "examples/payloads/checkout.yaml",
+        "--count",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["order"], i as u64);
+        assert_eq!(line["headers"]["ce-type"], "order.created");
+        assert!(
+            line["body"]["shipTo"][0]["address"]["zipCode"].is_string(),
+            "{line}"
+        );
+    }
+    // The same seed gives the same orders; another seed others.
+    let again = run(&[
+        "preview",
+        "examples/payloads/checkout.yaml",
+        "-n",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(again.stdout, out.stdout);
+    let other = run(&[
+        "preview",
+        "examples/payloads/checkout.yaml",
+        "-n",
+        "4",
+        "--json",
+        "--seed",
+        "8",
+    ]);
+    assert_ne!(other.stdout, out.stdout);
+
+    // A misspelled field: `validate`, `preview` and `run` all refuse it with the template's
+    // file, line and column, before any order is sent.
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/payloads");
+    for name in ["checkout.yaml", "order-created.schema.json"] {
+        std::fs::copy(example.join(name), dir.path().join(name)).unwrap();
+    }
+    let template = std::fs::read_to_string(example.join("order-created.json.j2")).unwrap();
+    let broken = template.replace("order.totals.total", "order.totals.totl");
+    std::fs::write(dir.path().join("order-created.json.j2"), broken).unwrap();
+    let scenario = dir.path().join("checkout.yaml");
+    let scenario = scenario.to_str().unwrap();
+    let expected = format!("{}:7:", dir.path().join("order-created.json.j2").display());
+    for command in ["validate", "preview", "run"] {
+        let out = run(&[command, scenario]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with(&expected), "{command}: {err}");
+        assert!(err.contains("order.totals.totl"), "{command}: {err}");
+    }
+}

@@ -368,6 +368,7 @@ fn check(
         overrides,
         env,
         unset,
+        files: Files::None,
     };
     scenario::parse_with("endpoint.yaml", text, &context)
 }
@@ -495,6 +496,68 @@ fn the_schedule_plans_what_validation_counted() {
         .to_string();
     assert!(
         e.contains("the phases plan no orders (0.90 expected)"),
+        "{e}"
+    );
+}
+
+/// Loads a scenario written beside a one-line payload template, as `run` loads files.
+fn with_payload(target: &str, payload_extra: &str) -> Result<Scenario, ScenarioError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("order.json.j2"), "{\"id\": {{ order.id }}}").unwrap();
+    let text = format!(
+        "name: payload\ntarget: {target}\nload:\n  phases:\n    - {{ hold: 2s, rate: 5/s }}\norders:\n  payload:\n    template: order.json.j2\n{payload_extra}"
+    );
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, text).unwrap();
+    scenario::load_with(
+        path.to_str().unwrap(),
+        &Context::validate(Overrides::default()),
+    )
+    .map(|l| l.scenario)
+}
+
+#[test]
+fn a_payload_template_goes_to_a_checkout_endpoint_only() {
+    // Clean twin: a checkout endpoint takes the rendered body and headers.
+    let ok = with_payload(
+        "http://127.0.0.1:8080/checkout",
+        "    headers: { ce-type: order.created }\n",
+    )
+    .unwrap();
+    let payload = ok.orders.payload.expect("the payload is in the model");
+    assert_eq!(payload.template.text, "{\"id\": {{ order.id }}}");
+    assert_eq!(
+        payload.headers,
+        [("ce-type".to_owned(), "order.created".to_owned())]
+    );
+    // A broker's simulated services read doorbuster's own order.created: refused, at the key.
+    for target in ["embedded", "redis://127.0.0.1:6379"] {
+        let e = with_payload(target, "").unwrap_err().to_string();
+        assert!(
+            e.contains(":8:5: orders.payload: the orders in your own schema"),
+            "{e}"
+        );
+    }
+    // A checkout endpoint has no message key.
+    let e = with_payload(
+        "http://127.0.0.1:8080/checkout",
+        "    key: \"{{ order.id }}\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("orders.payload.key: a checkout endpoint takes no message key"),
+        "{e}"
+    );
+    // A scenario given as text names no files.
+    let e = scenario::parse(
+        "text.yaml",
+        "name: t\ntarget: http://127.0.0.1:1/c\nload:\n  phases:\n    - { hold: 1s, rate: 1/s }\norders:\n  payload: { template: t.j2 }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("orders.payload.template: a scenario given as text"),
         "{e}"
     );
 }

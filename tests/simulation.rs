@@ -225,6 +225,7 @@ impl Transport for Sabotage {
                     if e.topic == Topic::PaymentFailed && e.meta.order_id == order =>
                 {
                     let forged = Envelope {
+                        user: None,
                         topic: Topic::PaymentSucceeded,
                         ..e
                     };

@@ -132,6 +132,7 @@ async fn connect_with(
 
 fn event(order: u64, seq: u8) -> Envelope {
     Envelope {
+        user: None,
         topic: Topic::OrderCreated,
         meta: EventMeta {
             event_id: order * 10 + u64::from(seq),
@@ -559,6 +560,7 @@ async fn restart_keeps_publish_accounting_exact(plan: Restart) -> Option<(Publis
     let t = server.t.clone();
     let mut sub = t.subscribe("restart", &[Topic::Fulfilled]).await.unwrap();
     let fulfilled = |order| Envelope {
+        user: None,
         topic: Topic::Fulfilled,
         ..event(order, 0)
     };

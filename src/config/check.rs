@@ -23,12 +23,16 @@ pub struct Problem {
     pub path: String,
     pub message: String,
     pub hint: Option<String>,
+    /// The file `line` and `column` are in when it is not the scenario itself (a payload
+    /// template the scenario names).
+    pub file: Option<String>,
 }
 
 impl Problem {
-    /// Writes `origin:line:col: path: message` and, if there is one, `  hint: ...` below.
+    /// Writes `origin:line:col: path: message` and, if there is one, `  hint: ...` below;
+    /// `file:line:col: ...` for a problem in a file the scenario names.
     pub fn render(&self, origin: &str, f: &mut impl fmt::Write) -> fmt::Result {
-        write!(f, "{origin}:")?;
+        write!(f, "{}:", self.file.as_deref().unwrap_or(origin))?;
         if self.line > 0 {
             write!(f, "{}:{}:", self.line, self.column)?;
         }
@@ -121,6 +125,7 @@ impl Spot {
             path: self.path.0.clone(),
             message,
             hint,
+            file: None,
         }
     }
 }
@@ -170,6 +175,48 @@ pub struct Checker<'a> {
     /// itself, so it stays a pure function of its inputs.
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub unset: Unset,
+    /// Reads the files the scenario names.
+    pub files: Files,
+}
+
+/// Where the files a scenario names (a payload template, a JSON Schema) are read from: the
+/// scenario's own folder. Validation opens no other file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Files {
+    /// Text with no folder (a bundled scenario, a test): naming a file is a problem.
+    #[default]
+    None,
+    Beside(std::path::PathBuf),
+}
+
+/// A file the scenario names, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedFile {
+    /// The path as it is shown in messages (joined to the scenario's folder).
+    pub shown: String,
+    pub text: String,
+}
+
+/// The largest file a scenario may name; a template or schema is far smaller.
+const NAMED_FILE_MAX: u64 = 1 << 20;
+
+impl Files {
+    pub fn read(&self, path: &str) -> Result<NamedFile, String> {
+        let Files::Beside(dir) = self else {
+            return Err("a scenario given as text (a bundled one) cannot name files".to_owned());
+        };
+        let full = dir.join(path);
+        let shown = full.display().to_string();
+        let size = std::fs::metadata(&full)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?
+            .len();
+        if size > NAMED_FILE_MAX {
+            return Err(format!("{shown} is {size} bytes, above the limit of 1 MiB"));
+        }
+        let text =
+            std::fs::read_to_string(&full).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        Ok(NamedFile { shown, text })
+    }
 }
 
 impl<'a> Checker<'a> {
@@ -179,7 +226,20 @@ impl<'a> Checker<'a> {
             warnings: Vec::new(),
             env,
             unset,
+            files: Files::None,
         }
+    }
+
+    /// A problem at a line and column of a file the scenario names.
+    pub fn report_in(&mut self, file: &str, at: (u32, u32), path: &Path, message: String) {
+        self.problems.push(Problem {
+            line: at.0,
+            column: at.1,
+            path: path.0.clone(),
+            message,
+            hint: None,
+            file: Some(file.to_owned()),
+        });
     }
 
     pub fn report(&mut self, at: &Location, path: &Path, message: String, hint: Option<String>) {

@@ -20,10 +20,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{RunTime, duration_ns};
 use crate::events::Topic;
+use crate::events::UserFields;
 use crate::load::Schedule;
 use crate::load::sync_checkout::pay_inline;
 use crate::observe::{Checkout, Observer};
 use crate::orders::OrderFactory;
+use crate::orders::template::Renderer;
 use crate::publisher::{Cause, Publisher};
 use crate::scenario::model::{CheckoutMode, Load, Stage};
 use crate::services::provider::ProviderClient;
@@ -40,6 +42,9 @@ pub struct Driver {
     pub seed: u64,
     /// The payment service's client; the synchronous checkout calls the provider with it.
     pub provider: Arc<ProviderClient>,
+    /// The user's payload template (`orders.payload`); `None` sends doorbuster's own
+    /// `order.created`.
+    pub renderer: Option<Arc<Renderer>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,10 +161,29 @@ impl Driver {
             intended_wall_ns: wall,
             idempotency_key: Bytes::from(order.idempotency_key.clone()),
         };
-        let payload = order.to_json();
-        let envelope = self
+        let (payload, user) = match &self.renderer {
+            None => (order.to_json(), None),
+            Some(renderer) => match renderer.render(&order) {
+                Ok(r) => (
+                    r.body,
+                    Some(Arc::new(UserFields::from_rendered(r.key, r.headers))),
+                ),
+                Err(error) => {
+                    // Validation rendered sample orders; this one still failed: the run
+                    // cannot send what the user's shop expects, and says so.
+                    o.finding(format!("order {id} could not be rendered: {error}"));
+                    o.ledger.set_checkout(id, Checkout::Failed);
+                    o.counters.failed.fetch_add(1, Relaxed);
+                    o.counters.checkout_not_sent.fetch_add(1, Relaxed);
+                    o.counters.not_rendered.fetch_add(1, Relaxed);
+                    return;
+                }
+            },
+        };
+        let mut envelope = self
             .publisher
             .envelope(Topic::OrderCreated, &cause, payload.clone());
+        envelope.user = user.clone();
         let published = tokio::time::timeout_at(deadline, self.publisher.publish(envelope)).await;
         let mut accepted = match published {
             Ok(Ok(_)) => {
@@ -203,9 +227,10 @@ impl Driver {
             let delay = Duration::from_millis(rng.random_range(RESUBMIT_DELAY_MS));
             tokio::time::sleep(delay).await;
             o.counters.resubmits.fetch_add(1, Relaxed);
-            let envelope = self
+            let mut envelope = self
                 .publisher
                 .envelope(Topic::OrderCreated, &cause, payload);
+            envelope.user = user;
             let timeout = self.load.checkout_timeout;
             if !matches!(
                 tokio::time::timeout(timeout, self.publisher.publish(envelope)).await,

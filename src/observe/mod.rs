@@ -57,6 +57,9 @@ pub struct Counters {
     pub checkout_unknown: AtomicU64,
     /// Checkouts that never reached the broker: no in-flight slot before `checkout_timeout`.
     pub checkout_not_sent: AtomicU64,
+    /// Orders the payload template could not render (`orders.payload`): never sent, and the
+    /// run cannot say what the shop would have done with them.
+    pub not_rendered: AtomicU64,
     /// Deliveries that failed because the event was poison.
     pub poison_failures: AtomicU64,
     /// Events services moved to the dead-letter topic (publish acked).

@@ -12,6 +12,7 @@ pub mod config;
 pub mod customer;
 pub mod order;
 pub mod payload;
+pub mod template;
 
 pub use cards::{CardOutcome, TestCard};
 pub use catalog::{Catalog, Category, Product};
@@ -40,6 +41,7 @@ mod tests {
                 locale: "en_US".into(),
                 declines: model::Share(0.5),
                 resubmits: model::Share(0.5),
+                payload: None,
             },
         )
     }

@@ -306,6 +306,7 @@ pub(crate) mod tests {
             locale: "en_US".into(),
             declines: Share(0.02),
             resubmits: Share(0.01),
+            payload: None,
         }
     }
 

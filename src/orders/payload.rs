@@ -28,13 +28,7 @@ impl Order {
             created_at: &self.created_at,
             channel: self.channel,
             currency: self.currency,
-            customer: CustomerOut {
-                id: &self.customer.id,
-                first_name: self.customer.first_name,
-                last_name: self.customer.last_name,
-                email: &self.customer.email,
-                phone: &self.customer.phone,
-            },
+            customer: CustomerOut::new(self),
             shipping_address: AddressOut::new(&self.ship_to, name),
             // Spelled out as a flag rather than a second copy of the address: it keeps the
             // payload near the 1 KB of a real event, and no consumer reads billing.
@@ -47,13 +41,7 @@ impl Order {
                 shipping_cents: self.totals.shipping_cents,
                 total_cents: self.totals.total_cents,
             },
-            payment: PaymentOut {
-                brand: self.payment.card.brand,
-                last4: self.payment.card.last4(),
-                exp_month: self.payment.exp_month,
-                exp_year: self.payment.exp_year,
-                card_token: self.payment.card.token,
-            },
+            payment: PaymentOut::new(self),
             user_agent: self.user_agent,
         };
         let mut out = Vec::with_capacity(PAYLOAD_CAPACITY);
@@ -86,13 +74,28 @@ struct Payload<'a> {
     user_agent: &'a str,
 }
 
-#[derive(Serialize)]
-struct CustomerOut<'a> {
+/// The shopper, as doorbuster's own payload and a payload template (`order.customer`) see
+/// them. The phone is US format in the 555-01xx range reserved for fiction.
+#[derive(Debug, Serialize)]
+pub(super) struct CustomerOut<'a> {
     id: &'a str,
     first_name: &'a str,
     last_name: &'a str,
     email: &'a str,
     phone: &'a str,
+}
+
+impl<'a> CustomerOut<'a> {
+    pub(super) fn new(order: &'a Order) -> Self {
+        let c = &order.customer;
+        CustomerOut {
+            id: &c.id,
+            first_name: c.first_name,
+            last_name: c.last_name,
+            email: &c.email,
+            phone: &c.phone,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -169,13 +172,26 @@ struct TotalsOut {
     total_cents: u64,
 }
 
-#[derive(Serialize)]
-struct PaymentOut<'a> {
+#[derive(Debug, Serialize)]
+pub(super) struct PaymentOut<'a> {
     brand: &'a str,
     last4: &'a str,
     exp_month: u32,
     exp_year: u32,
+    /// The PSP token standing for the card; the card number never leaves the factory.
     card_token: &'a str,
+}
+
+impl<'a> PaymentOut<'a> {
+    pub(super) fn new(order: &'a Order) -> Self {
+        PaymentOut {
+            brand: order.payment.card.brand,
+            last4: order.payment.card.last4(),
+            exp_month: order.payment.exp_month,
+            exp_year: order.payment.exp_year,
+            card_token: order.payment.card.token,
+        }
+    }
 }
 
 /// What payment, inventory and analytics read from an `order.created` payload. Strings

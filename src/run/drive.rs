@@ -24,6 +24,7 @@ impl Run<'_> {
             load: self.scenario.load.clone(),
             seed: self.seed,
             provider: self.client.clone(),
+            renderer: self.renderer.clone(),
         });
         driver.run(self.interrupt.clone()).await
     }

@@ -3,6 +3,7 @@
 //! is built from what was decided and written to the run folder.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::drain::Drained;
 use super::setup::target_info;
@@ -83,6 +84,13 @@ impl Run<'_> {
 /// Why the run is not valid, if it is not: the generator fell behind its own schedule, so
 /// its latencies do not describe the system under test.
 fn invalid_reason(scenario: &Scenario, observer: &Observer) -> Option<String> {
+    let not_rendered = observer.counters.not_rendered.load(Relaxed);
+    if not_rendered > 0 {
+        return Some(format!(
+            "{not_rendered} orders could not be rendered by the payload template and were not \
+             sent (the findings name them)"
+        ));
+    }
     let send_lag_p99 = observer.send_lag.total().value_at_quantile(0.99);
     (send_lag_p99 > scenario.load.max_send_lag.as_micros() as u64).then(|| {
         format!(

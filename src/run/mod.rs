@@ -37,6 +37,9 @@ pub enum RunError {
     Transport(#[from] TransportError),
     #[error("cannot start the payment-provider mock: {0}")]
     Provider(std::io::Error),
+    /// `orders.payload` validated but does not compile now (a bug of doorbuster's).
+    #[error("the payload template: {0}")]
+    Template(#[from] crate::orders::template::TemplateError),
     #[error("cannot write the report to {path}: {source}")]
     Report {
         path: PathBuf,
@@ -51,6 +54,7 @@ impl From<&RunError> for Exit {
     fn from(error: &RunError) -> Exit {
         match error {
             RunError::Transport(e) => Exit::from(e),
+            RunError::Template(_) => Exit::BadInput,
             RunError::Provider(_) | RunError::Report { .. } => Exit::CannotRun,
         }
     }

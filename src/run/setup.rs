@@ -20,6 +20,7 @@ use crate::load::Schedule;
 use crate::observe::Observer;
 use crate::observe::hlog::IntervalLogs;
 use crate::orders::OrderFactory;
+use crate::orders::template::Renderer;
 use crate::publisher::Publisher;
 use crate::report::partial::RunRecord;
 use crate::report::progress::Progress;
@@ -45,6 +46,7 @@ pub struct Run<'s> {
     pub(super) observer: Arc<Observer>,
     pub(super) transport: Arc<dyn Transport>,
     pub(super) factory: Arc<OrderFactory>,
+    pub(super) renderer: Option<Arc<Renderer>>,
     pub(super) publisher: Publisher,
     pub(super) provider: Arc<ProviderCore>,
     pub(super) client: Arc<ProviderClient>,
@@ -112,6 +114,10 @@ impl<'s> Run<'s> {
         let seed = opts.seed.unwrap_or(scenario.seed);
         let clock = Clock::start();
         let schedule = Arc::new(Schedule::plan(&scenario.load, seed));
+        let renderer = match &scenario.orders.payload {
+            Some(payload) => Some(Arc::new(Renderer::new(payload)?)),
+            None => None,
+        };
         // What the target can carry (faults, the checkout mode) was checked with the scenario:
         // `scenario::validate` refuses the misfits with their position.
         let checkout_only = matches!(scenario.target, Target::Http(_));
@@ -228,6 +234,7 @@ impl<'s> Run<'s> {
             observer,
             transport,
             factory,
+            renderer,
             publisher,
             provider,
             client,

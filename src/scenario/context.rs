@@ -24,7 +24,7 @@ pub struct Overrides {
 /// refused rather than multiplied through.
 pub const RATE_SCALE_MAX: f64 = 1000.0;
 
-pub use crate::config::check::Unset;
+pub use crate::config::check::{Files, Unset};
 
 /// Everything validation needs besides the file's text.
 pub struct Context<'a> {
@@ -33,6 +33,20 @@ pub struct Context<'a> {
     /// itself, so it stays a pure function of its inputs.
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub unset: Unset,
+    /// Where the files the scenario names are read from (its folder).
+    pub files: Files,
+}
+
+impl<'a> Context<'a> {
+    /// The same context, reading named files from `files`.
+    pub fn with_files(&self, files: Files) -> Context<'a> {
+        Context {
+            overrides: self.overrides.clone(),
+            env: self.env,
+            unset: self.unset,
+            files,
+        }
+    }
 }
 
 fn process_env(name: &str) -> Option<String> {
@@ -50,6 +64,7 @@ impl Context<'static> {
             overrides,
             env: &process_env,
             unset: Unset::Warning,
+            files: Files::None,
         }
     }
 
@@ -59,6 +74,7 @@ impl Context<'static> {
             overrides,
             env: &process_env,
             unset: Unset::Error,
+            files: Files::None,
         }
     }
 
@@ -69,6 +85,7 @@ impl Context<'static> {
             overrides: Overrides::default(),
             env: &no_env,
             unset: Unset::Warning,
+            files: Files::None,
         }
     }
 }

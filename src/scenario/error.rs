@@ -60,6 +60,7 @@ impl ScenarioError {
             path: String::new(),
             message,
             hint,
+            file: None,
         };
         ScenarioError::new(origin, vec![problem])
     }
@@ -67,14 +68,16 @@ impl ScenarioError {
     /// A miette report that underlines every problem in `text` (the scenario's source).
     /// For terminals; `Display` stays the stable, snapshot-tested form.
     pub fn to_report(&self, text: &str) -> miette::Report {
-        let labels = self.problems.iter().filter(|p| p.line > 0).map(|p| {
-            let offset = byte_offset(text, p.line, p.column);
-            let label = match &p.hint {
-                Some(hint) => format!("{}: {} ({hint})", p.path, p.message),
-                None => format!("{}: {}", p.path, p.message),
-            };
-            miette::LabeledSpan::at(offset..offset + token_len(&text[offset..]), label)
-        });
+        let labels = (self.problems.iter())
+            .filter(|p| p.line > 0 && p.file.is_none())
+            .map(|p| {
+                let offset = byte_offset(text, p.line, p.column);
+                let label = match &p.hint {
+                    Some(hint) => format!("{}: {} ({hint})", p.path, p.message),
+                    None => format!("{}: {}", p.path, p.message),
+                };
+                miette::LabeledSpan::at(offset..offset + token_len(&text[offset..]), label)
+            });
         let count = self.problems.len();
         let diagnostic = miette::MietteDiagnostic::new(format!(
             "{} has {count} problem{}",
@@ -212,6 +215,7 @@ pub(crate) fn from_raw_error(raw: &RawError, text: &str) -> Problem {
         path: join_path(&segments),
         message,
         hint,
+        file: None,
     }
 }
 
@@ -357,6 +361,7 @@ mod tests {
             path: "load.phases[2].rate".to_owned(),
             message: r#""-5/s" must be positive"#.to_owned(),
             hint: Some(r#"write a rate like "200/s""#.to_owned()),
+            file: None,
         };
         let e = ScenarioError::new("black-friday.yaml", vec![p.clone(), p]);
         let expected = "black-friday.yaml:14:11: load.phases[2].rate: \"-5/s\" must be positive\n  hint: write a rate like \"200/s\"";

@@ -19,7 +19,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use bundled::bundled;
-pub use context::{Context, Overrides, RATE_SCALE_MAX, Unset};
+pub use context::{Context, Files, Overrides, RATE_SCALE_MAX, Unset};
 pub use error::{Problem, ScenarioError};
 pub use model::*;
 pub use template::template;
@@ -76,7 +76,9 @@ pub fn load_with(arg: &str, context: &Context) -> Result<Loaded, ScenarioError> 
                 .then(|| format!("check the path; bundled scenarios are {}", bundled_names()));
             ScenarioError::whole_file(arg, format!("cannot read the scenario file: {e}"), hint)
         })?;
-        let (scenario, warnings) = parse_with(arg, &text, context)?;
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let context = context.with_files(Files::Beside(dir));
+        let (scenario, warnings) = parse_with(arg, &text, &context)?;
         return Ok(Loaded {
             scenario,
             source: Source::File(path.to_path_buf()),

@@ -4,7 +4,8 @@
 //! It parses every leaf with `units.rs`, checks ranges and the rules that span several keys
 //! (a phase has exactly one kind, a ramp needs `from` and `to`), and collects every problem
 //! in the file instead of stopping at the first, each with its position and field path.
-//! It reads no files and no clock; the same raw input always gives the same result.
+//! It reads no clock and no file but those the scenario names, through its context; the
+//! same raw input and files always give the same result.
 
 use std::time::Duration;
 
@@ -23,7 +24,10 @@ type Checked = Result<(Scenario, Vec<Problem>), (Vec<Problem>, Vec<Problem>)>;
 /// `Ok` holds the warnings, `Err` every problem and the warnings, each in file order.
 pub fn validate(raw: &Spanned<RawScenario>, context: &Context) -> Checked {
     let mut v = Validator {
-        check: Checker::new(context.env, context.unset),
+        check: Checker {
+            files: context.files.clone(),
+            ..Checker::new(context.env, context.unset)
+        },
         context,
         rate_scale: None,
         spots: Spots::default(),
@@ -75,6 +79,9 @@ struct Spots {
     checkout_mode: Option<Spot>,
     /// Parallel to the scenario's faults: where each one's kind key is.
     faults: Vec<Spot>,
+    /// Where `orders.payload` and its `key` are, when written.
+    payload: Option<Spot>,
+    payload_key: Option<Spot>,
 }
 
 impl Validator<'_> {
@@ -128,6 +135,12 @@ impl Validator<'_> {
         };
         let orders =
             crate::orders::config::validate(raw.orders.as_ref(), self, &root.key("orders"));
+        if let Some(payload) = raw.orders.as_ref().and_then(|o| o.value.payload.as_ref()) {
+            let path = root.key("orders").key("payload");
+            self.spots.payload_key =
+                (payload.value.key.as_ref()).map(|k| Spot::at(&k.referenced, path.key("key")));
+            self.spots.payload = Some(Spot::at(&payload.referenced, path));
+        }
         let services =
             crate::services::config::validate(raw.services.as_ref(), self, &root.key("services"));
         let provider = crate::services::provider::config::validate(
@@ -216,8 +229,43 @@ impl Validator<'_> {
             }
             Target::Http(h) => self.http_target_fits(s, h, &fault_spots),
         }
+        self.payload_fits(s);
         let spots = std::mem::take(&mut self.spots.target);
         crate::transport::config::check_connectable(&s.target, &spots, &mut self.check);
+    }
+
+    /// `orders.payload` is the body a checkout endpoint receives. On a broker, doorbuster's
+    /// simulated services read its own `order.created`, so a payload in another schema has
+    /// no reader there until observe mode taps the user's own services; a checkout endpoint
+    /// takes no message key.
+    fn payload_fits(&mut self, s: &Scenario) {
+        let Some(spot) = self.spots.payload.take() else {
+            return;
+        };
+        match &s.target {
+            Target::Http(_) => {
+                if let Some(key) = self.spots.payload_key.take() {
+                    self.report_spot(
+                        &key,
+                        "a checkout endpoint takes no message key; `key` is for a broker"
+                            .to_owned(),
+                        Some("remove it; the endpoint gets the body and headers".to_owned()),
+                    );
+                }
+            }
+            Target::Embedded(_) | Target::Broker(_) => self.report_spot(
+                &spot,
+                "the orders in your own schema go to a checkout endpoint; on a broker \
+                 doorbuster's simulated services read its own order.created (observe mode, \
+                 which taps your own services instead, is not built yet)"
+                    .to_owned(),
+                Some(
+                    "set `target:` to your checkout URL (http://127.0.0.1:PORT/checkout), or \
+                     remove `orders.payload`"
+                        .to_owned(),
+                ),
+            ),
+        }
     }
 
     /// A checkout endpoint runs none of doorbuster's services, provider or broker: only

@@ -378,6 +378,7 @@ impl Runner {
             }
         };
         let parked = Envelope {
+            user: None,
             topic: Topic::DeadLetter,
             meta: envelope.meta.clone(),
             payload,

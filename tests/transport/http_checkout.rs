@@ -49,10 +49,14 @@ struct Seen {
     replay: bool,
     /// The shop took the order (it answered 2xx or was about to).
     taken: bool,
+    /// The `ce-type` header, when the request had one.
+    ce_type: Option<String>,
 }
 
 struct Shop {
     behaviour: Behaviour,
+    /// The JSON Schema of the bodies the shop takes; it answers 422 to any other.
+    contract: Option<jsonschema::Validator>,
     seen: Mutex<Vec<Seen>>,
     /// Idempotency key -> order id of the first request with it.
     keys: Mutex<HashMap<String, u64>>,
@@ -85,12 +89,18 @@ async fn checkout(
         .unwrap_or(u64::MAX);
     let key = header("idempotency-key").unwrap_or_default();
     let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    let body_matches = parsed
-        .as_ref()
-        .and_then(|v| v.get("order_id"))
-        .and_then(serde_json::Value::as_u64)
-        == Some(order_id);
+    // doorbuster's own order.created has `order_id`; the seed article's schema a string
+    // `orderId` whose last 16 hex digits are the id (the template's `order.uid`).
+    let own_id = parsed.as_ref().and_then(|v| v.get("order_id")?.as_u64());
+    let seed_id = parsed.as_ref().and_then(|v| {
+        let uid = v.get("orderId")?.as_str()?;
+        u64::from_str_radix(uid.get(8..)?, 16).ok()
+    });
+    let body_matches = own_id.or(seed_id) == Some(order_id);
+    let breaks_contract = (shop.contract.as_ref())
+        .is_some_and(|c| parsed.as_ref().is_none_or(|body| !c.is_valid(body)));
     let refuse = match shop.behaviour {
+        _ if breaks_contract => Some(422),
         Behaviour::Refuse { every, status } if order_id.is_multiple_of(every) => Some(status),
         _ => None,
     };
@@ -109,6 +119,7 @@ async fn checkout(
         body_matches,
         replay,
         taken: refuse.is_none(),
+        ce_type: header("ce-type"),
     });
     if let Some(status) = refuse {
         let status = StatusCode::from_u16(status).unwrap();
@@ -138,11 +149,29 @@ async fn checkout(
 /// Starts a shop on 127.0.0.1:0; returns its checkout URL. It serves until the test's
 /// runtime ends.
 async fn start_shop(behaviour: Behaviour) -> (String, Arc<Shop>) {
-    let shop = Arc::new(Shop {
+    serve(Shop {
         behaviour,
+        contract: None,
         seen: Mutex::new(Vec::new()),
         keys: Mutex::new(HashMap::new()),
-    });
+    })
+    .await
+}
+
+/// A shop that takes only bodies `schema` accepts.
+async fn start_contract_shop(schema: &str) -> (String, Arc<Shop>) {
+    let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
+    serve(Shop {
+        behaviour: Behaviour::Accept,
+        contract: Some(jsonschema::validator_for(&schema).unwrap()),
+        seen: Mutex::new(Vec::new()),
+        keys: Mutex::new(HashMap::new()),
+    })
+    .await
+}
+
+async fn serve(shop: Shop) -> (String, Arc<Shop>) {
+    let shop = Arc::new(shop);
     let app = axum::Router::new()
         .route("/checkout", axum::routing::post(checkout))
         .with_state(shop.clone());
@@ -496,5 +525,133 @@ fn faults_on_services_the_endpoint_target_does_not_run_are_refused() {
     assert!(
         err.starts_with("f.yaml:7:22: faults[0].crash: a crash fault"),
         "{err}"
+    );
+}
+
+const SEED_TEMPLATE: &str = include_str!("../../examples/payloads/order-created.json.j2");
+const SEED_SCHEMA: &str = include_str!("../../examples/payloads/order-created.schema.json");
+
+/// A scenario file beside a payload template (and the schema, when `with_schema`), as a user
+/// keeps them, loaded the way `run` loads it.
+fn payload_scenario(
+    dir: &std::path::Path,
+    url: &str,
+    template: &str,
+    with_schema: bool,
+) -> doorbuster::scenario::Scenario {
+    std::fs::write(dir.join("order.json.j2"), template).unwrap();
+    std::fs::write(dir.join("order.schema.json"), SEED_SCHEMA).unwrap();
+    let schema = if with_schema {
+        "    schema: order.schema.json\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        r#"name: seed-schema
+seed: 11
+target: "{url}"
+load:
+  arrivals: uniform
+  phases:
+    - {{ hold: 3s, rate: 60/s }}
+  drain: 5s
+orders:
+  resubmits: 0%
+  payload:
+    template: order.json.j2
+{schema}    headers:
+      ce-type: order.created
+checks:
+  checkout_success_rate: ">= 99%"
+"#
+    );
+    let path = dir.join("checkout.yaml");
+    std::fs::write(&path, text).unwrap();
+    let context = doorbuster::scenario::Context::run(Default::default());
+    match doorbuster::scenario::load_with(path.to_str().unwrap(), &context) {
+        Ok(loaded) => loaded.scenario,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_in_the_users_schema_reach_the_shop_as_its_contract_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, shop) = start_contract_shop(SEED_SCHEMA).await;
+    let r = run(&payload_scenario(dir.path(), &url, SEED_TEMPLATE, true)).await;
+    let o = &r.summary.orders;
+    assert_eq!(o.attempted, 180);
+    assert_eq!(o.accepted, 180, "{o:?}");
+    let seen = shop.seen();
+    assert_eq!(shop.orders_taken(), 180);
+    // Every body was the seed schema's, about the order its headers named, with the
+    // template's header.
+    assert!(seen.iter().all(|s| s.json && s.body_matches), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.ce_type.as_deref() == Some("order.created"))
+    );
+    assert_eq!(verdict(&r, "checkout_success_rate"), Verdict::Pass);
+
+    // Negative control: the total quoted, which the shop's contract refuses. Without
+    // `schema:` in the scenario, validation has no contract to hold it to, so the orders go
+    // out and the shop refuses every one.
+    let quoted = SEED_TEMPLATE.replace(
+        r#""orderTotal": {{ order.totals.total }}"#,
+        r#""orderTotal": "{{ order.totals.total }}""#,
+    );
+    assert_ne!(quoted, SEED_TEMPLATE);
+    let (url, shop) = start_contract_shop(SEED_SCHEMA).await;
+    let r = run(&payload_scenario(dir.path(), &url, &quoted, false)).await;
+    assert_eq!(r.summary.orders.accepted, 0);
+    assert_eq!(shop.orders_taken(), 0);
+    assert_eq!(verdict(&r, "checkout_success_rate"), Verdict::Fail);
+    // With the schema, the same template is refused before any order is sent.
+    let (_, shop) = start_contract_shop(SEED_SCHEMA).await;
+    std::fs::write(dir.path().join("order.json.j2"), &quoted).unwrap();
+    let path = dir.path().join("checkout.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "    template: order.json.j2\n",
+        "    template: order.json.j2\n    schema: order.schema.json\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let context = doorbuster::scenario::Context::run(Default::default());
+    let error = doorbuster::scenario::load_with(path.to_str().unwrap(), &context).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("order.json.j2:7:3: orders.payload.template:"),
+        "{message}"
+    );
+    assert!(message.contains("/orderTotal"), "{message}");
+    assert!(shop.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_the_template_cannot_render_makes_the_run_invalid_not_green() {
+    // Validation renders orders 0 to 15; this template breaks from order 100 on, so only
+    // the run meets it. Those orders are not sent, and the run cannot be trusted.
+    let dir = tempfile::tempdir().unwrap();
+    let (url, shop) = start_contract_shop(SEED_SCHEMA).await;
+    let late = SEED_TEMPLATE.replace(
+        r#""orderCurrency": {{ order.currency|tojson }},"#,
+        r#""orderCurrency": {{ (order.currency if order.id < 100 else order.nope)|tojson }},"#,
+    );
+    assert_ne!(late, SEED_TEMPLATE);
+    let r = run(&payload_scenario(dir.path(), &url, &late, true)).await;
+    let o = &r.summary.orders;
+    assert_eq!(o.attempted, 180);
+    assert_eq!(o.accepted, 100, "{o:?}");
+    assert_eq!(shop.seen().len(), 100);
+    assert_eq!(
+        r.summary.verdict,
+        doorbuster::report::summary::RunVerdict::Invalid
+    );
+    assert!(
+        r.summary
+            .findings
+            .iter()
+            .any(|f| f.what.contains("order 100 could not be rendered")),
+        "{:?}",
+        r.summary.findings
     );
 }

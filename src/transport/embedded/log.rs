@@ -70,6 +70,7 @@ mod tests {
 
     fn env(id: u64) -> Arc<Envelope> {
         Arc::new(Envelope {
+            user: None,
             topic: Topic::OrderCreated,
             meta: EventMeta {
                 event_id: id,

@@ -153,14 +153,26 @@ impl HttpCheckout {
         let meta = &envelope.meta;
         let key = HeaderValue::from_bytes(&meta.idempotency_key)
             .map_err(|_| refused("the order's idempotency key is not a header value".into()))?;
-        let response = self
+        let mut request = self
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(IDEMPOTENCY_KEY, key)
             .header(ORDER_ID, meta.order_id)
-            .header(EVENT_ID, meta.event_id)
+            .header(EVENT_ID, meta.event_id);
+        // The headers the user's payload template rendered (`orders.payload.headers`).
+        for (name, value) in envelope.user.iter().flat_map(|u| &u.headers) {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| refused(format!("{name:?} is not an HTTP header name")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                refused(format!(
+                    "the rendered value of header {name} is not valid in HTTP"
+                ))
+            })?;
+            request = request.header(header, value);
+        }
+        let response = request
             .body(envelope.payload)
             .send()
             .await

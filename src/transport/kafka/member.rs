@@ -455,6 +455,7 @@ fn decode(tp: Tp, message: &BorrowedMessage<'_>) -> Option<Envelope> {
             .and_then(|v| std::str::from_utf8(v).ok())
     })?;
     Some(Envelope {
+        user: None,
         topic: tp.0,
         meta,
         payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),

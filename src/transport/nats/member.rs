@@ -129,6 +129,7 @@ impl NatsSubscription {
         let redelivered =
             delivered > 1 || sequence <= self.group.reread_max[index].load(Ordering::Acquire);
         let envelope = Envelope {
+            user: None,
             topic: self.group.topics[index],
             meta,
             payload: message.payload.clone(),

@@ -51,6 +51,7 @@ pub(super) fn decode(properties: &BasicProperties, data: Vec<u8>) -> Option<Arc<
     let topic = Topic::from_name(header_str(headers, TOPIC_HEADER)?)?;
     let meta = EventMeta::from_headers(|name| header_str(headers, name))?;
     Some(Arc::new(Envelope {
+        user: None,
         topic,
         meta,
         payload: Bytes::from(data),
@@ -99,6 +100,7 @@ mod tests {
     #[test]
     fn an_envelope_survives_the_round_trip() {
         let envelope = Envelope {
+            user: None,
             topic: Topic::PaymentFailed,
             meta: EventMeta {
                 event_id: 7,

@@ -187,6 +187,7 @@ fn decode(topic: Topic, mut entry: Entry) -> Option<Envelope> {
     let at = entry.fields.iter().position(|(k, _)| k == b"payload")?;
     let (_, payload) = entry.fields.swap_remove(at);
     Some(Envelope {
+        user: None,
         topic,
         meta,
         payload: Bytes::from(payload),
