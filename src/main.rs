@@ -197,6 +197,25 @@ enum Command {
     #[command(
         after_help = "Example:\n  doorbuster proxy --listen 127.0.0.1:16379 --upstream 127.0.0.1:6379 --latency 100ms --jitter 20ms"
     )]
+    /// Serve the payment provider on loopback until Ctrl-C, for your own payment service to
+    /// charge: the JSON card API (`POST /v1/charges`) and a Stripe-compatible subset
+    /// (PaymentIntents create, confirm, capture, retrieve; refunds) with Stripe's idempotency
+    /// rules. Every capture is recorded (`GET /v1/captures`); at the end it says which orders
+    /// were charged more than once.
+    #[command(
+        after_help = "Example:\n  doorbuster provider --listen 127.0.0.1:12111\n  curl -s 127.0.0.1:12111/v1/payment_intents -H 'Idempotency-Key: k1' \\\n    -d amount=2000 -d currency=usd -d payment_method=pm_card_visa -d confirm=true \\\n    -d 'metadata[order_id]=17'"
+    )]
+    Provider {
+        /// Where to listen (loopback only), e.g. 127.0.0.1:12111.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// How long each answer takes: `5ms..20ms`, `lognormal(50ms, 0.4)`, `0ms`.
+        #[arg(long, default_value = "5ms..20ms")]
+        latency: String,
+        /// Seeds charge ids and latencies.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     Proxy {
         /// Where clients connect (loopback only).
         #[arg(long)]
@@ -303,6 +322,11 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Scenarios => Ok(cli::scenarios::scenarios()),
         Command::Init { name, force } => cli::init::init(&name, force),
         Command::Report { run_dir } => cli::report::report(&run_dir),
+        Command::Provider {
+            listen,
+            latency,
+            seed,
+        } => Ok(cli::provider::provider(&runtime()?, listen, &latency, seed)),
         Command::Proxy {
             listen,
             upstream,

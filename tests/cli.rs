@@ -802,3 +802,64 @@ fn preview_shows_orders_in_the_users_schema_and_template_mistakes_exit_2() {
         assert!(err.contains("order.totals.totl"), "{command}: {err}");
     }
 }
+
+/// One form-encoded POST over a plain TCP connection, as any HTTP client would send it; the
+/// response's status line.
+fn post_form(addr: &str, path: &str, key: &str, form: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nIdempotency-Key: {key}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn provider_serves_stripe_payment_intents_and_names_the_orders_charged_twice() {
+    // Refused off loopback, before binding.
+    let out = run(&["provider", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("loopback"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut child = doorbuster()
+        .args(["provider", "--listen", "127.0.0.1:0", "--latency", "0ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("provider listening on http://")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let pay =
+        "amount=2764&currency=usd&payment_method=pm_card_visa&confirm=true&metadata%5Border_id%5D=";
+    // Order 5: a retry with the same key (one charge). Order 6: a retry with a fresh key.
+    for (key, order) in [("a", 5), ("a", 5), ("b", 6), ("c", 6)] {
+        let status = post_form(&addr, "/v1/payment_intents", key, &format!("{pay}{order}"));
+        assert!(status.contains(" 200 "), "{status}");
+    }
+    send("INT", &child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(rest.contains("captures 3"), "{rest}");
+    assert!(rest.contains("replays 1"), "{rest}");
+    assert!(
+        rest.contains("1 orders charged more than once: 6\n"),
+        "{rest}"
+    );
+}

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod compare;
 pub mod init;
 pub mod preview;
+pub mod provider;
 pub mod proxy;
 pub mod report;
 pub mod run;

@@ -226,6 +226,75 @@ impl ProviderCore {
         (response, call)
     }
 
+    /// An injected outage's answer to a call of the Stripe API, when the outage fails this
+    /// call (counted as a call and an error); `None` lets it through (counted as a call).
+    pub fn outage_strikes(&self, key: &str) -> Option<ChargeResponse> {
+        let key_hash = fnv1a(FNV_OFFSET, key);
+        let outage = self.outage();
+        let mut state = self.lock();
+        state.stats.calls += 1;
+        let call = state.stats.calls;
+        let outage = outage?;
+        let draw = rng::unit_for_item(self.seed, "provider.outage", key_hash ^ call);
+        (draw < outage.error_share).then(|| {
+            state.stats.errors += 1;
+            ChargeResponse::Error {
+                status: outage.status,
+                retry_after: outage.retry_after,
+            }
+        })
+    }
+
+    /// Waits one answer's latency (the outage's, during one), sampled per key and call.
+    pub async fn answer_after(&self, key: &str) {
+        let key_hash = fnv1a(FNV_OFFSET, key);
+        let call = self.lock().stats.calls;
+        let dist = self
+            .outage()
+            .and_then(|o| o.latency)
+            .unwrap_or(self.latency);
+        let mut rng = rng::for_item(self.seed, "provider.latency", key_hash ^ call);
+        tokio::time::sleep(latency::sample(&dist, &mut rng)).await;
+    }
+
+    /// Records money taken for `order_id` under idempotency key `key` (empty for none) and
+    /// returns the new charge's id.
+    pub fn capture(&self, order_id: u64, key: &str, amount_cents: u64) -> String {
+        let mut state = self.lock();
+        let charge_id = self.charge_id(fnv1a(FNV_OFFSET, key), state.stats.calls);
+        state.captures.push(Capture {
+            charge_id: charge_id.clone(),
+            order_id,
+            idempotency_key: key.to_owned(),
+            amount_cents,
+            at: self.clock.now(),
+        });
+        state.stats.captures += 1;
+        charge_id
+    }
+
+    /// A card said no (a business outcome, counted).
+    pub fn count_decline(&self) {
+        self.lock().stats.declines += 1;
+    }
+
+    /// A reused key answered from its stored result (`replay`), or refused for other
+    /// parameters or while its first request was in flight (`conflict`).
+    pub fn count_reuse(&self, replay: bool) {
+        let mut state = self.lock();
+        if replay {
+            state.stats.replays += 1;
+        } else {
+            state.stats.conflicts += 1;
+        }
+    }
+
+    /// 96 seeded bits for an object id (`pi_...`, `re_...`), from a key and a count.
+    pub fn id_for(&self, key: &str, n: u64) -> u128 {
+        let mut rng = rng::for_item(self.seed, "provider.object_id", fnv1a(FNV_OFFSET, key) ^ n);
+        rng.random::<u128>() >> 32
+    }
+
     /// `ch_` and 24 hex digits, like a provider's opaque charge id.
     fn charge_id(&self, key_hash: u64, call: u64) -> String {
         let mut rng = rng::for_item(self.seed, "provider.charge_id", key_hash ^ call);

@@ -23,14 +23,15 @@ use super::core::{ChargeRequest, ChargeResponse, ProviderCore};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Stripe's limit; longer keys are a client bug worth reporting, not storing.
-const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+pub(super) const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 
 /// The routes, for serving or for tests that drive the router directly.
 pub fn router(core: Arc<ProviderCore>) -> Router {
     Router::new()
         .route("/v1/charges", post(create_charge))
         .route("/v1/captures", get(list_captures))
-        .with_state(core)
+        .with_state(core.clone())
+        .merge(super::stripe::routes(core))
 }
 
 /// Serves the mock on 127.0.0.1 at a free port until `shutdown` completes.
@@ -38,7 +39,23 @@ pub async fn serve(
     core: Arc<ProviderCore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    serve_on(core, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), shutdown).await
+}
+
+/// Serves the mock at `addr`, a loopback address (`doorbuster provider --listen`), until
+/// `shutdown` completes. Any other address is refused before binding.
+pub async fn serve_on(
+    core: Arc<ProviderCore>,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} is not a loopback address; the provider serves on loopback only"),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     // Small request/response pairs: Nagle's delay would dominate the latency we measure.
     let listener = listener.tap_io(|tcp| {
@@ -134,7 +151,7 @@ fn invalid_request(code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn provider_error(status: u16, retry_after: Option<Duration>) -> Response {
+pub(super) fn provider_error(status: u16, retry_after: Option<Duration>) -> Response {
     // An outage configured with a status that is not an HTTP error still has to fail.
     let status = StatusCode::from_u16(status)
         .ok()

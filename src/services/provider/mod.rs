@@ -10,7 +10,8 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod stripe;
 
 pub use self::client::{ProviderClient, ProviderError};
 pub use self::core::{Capture, ChargeRequest, ChargeResponse, Outage, ProviderCore, ProviderStats};
-pub use self::http::{IDEMPOTENCY_KEY, router, serve};
+pub use self::http::{IDEMPOTENCY_KEY, router, serve, serve_on};
