@@ -212,9 +212,22 @@ enum Command {
         /// How long each answer takes: `5ms..20ms`, `lognormal(50ms, 0.4)`, `0ms`.
         #[arg(long, default_value = "5ms..20ms")]
         latency: String,
-        /// Seeds charge ids and latencies.
+        /// Seeds charge ids, latencies and which calls the faults below hit.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Share of calls that fail with --status (an outage for the whole run), e.g. 10%.
+        #[arg(long, default_value = "0%", value_parser = parse_share)]
+        errors: f64,
+        /// The failing calls' status: 5xx, or 429 (sent with Retry-After: 1).
+        #[arg(long, default_value_t = 503, value_parser = clap::value_parser!(u16).range(400..=599))]
+        status: u16,
+        /// Share of the other calls whose answer is lost: the card is charged and the answer
+        /// withheld for --lost-answer-delay, past your client's timeout, e.g. 5%.
+        #[arg(long, default_value = "0%", value_parser = parse_share)]
+        lost_answers: f64,
+        /// How long a lost answer is withheld (it is then sent, to nobody listening).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        lost_answer_delay: std::time::Duration,
     },
     Proxy {
         /// Where clients connect (loopback only).
@@ -326,7 +339,22 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             listen,
             latency,
             seed,
-        } => Ok(cli::provider::provider(&runtime()?, listen, &latency, seed)),
+            errors,
+            status,
+            lost_answers,
+            lost_answer_delay,
+        } => Ok(cli::provider::provider(
+            &runtime()?,
+            listen,
+            &latency,
+            seed,
+            cli::provider::Faults {
+                errors,
+                status,
+                lost_answers,
+                lost_answer_delay,
+            },
+        )),
         Command::Proxy {
             listen,
             upstream,

@@ -806,8 +806,20 @@ fn preview_shows_orders_in_the_users_schema_and_template_mistakes_exit_2() {
 /// One form-encoded POST over a plain TCP connection, as any HTTP client would send it; the
 /// response's status line.
 fn post_form(addr: &str, path: &str, key: &str, form: &str) -> String {
+    post_form_within(addr, path, key, form, Duration::from_secs(30)).expect("an answer")
+}
+
+/// The same, giving up after `timeout` like a payment client: `None` when no answer came.
+fn post_form_within(
+    addr: &str,
+    path: &str,
+    key: &str,
+    form: &str,
+    timeout: Duration,
+) -> Option<String> {
     use std::io::{Read, Write};
     let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(timeout)).unwrap();
     write!(
         tcp,
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nIdempotency-Key: {key}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
@@ -815,8 +827,49 @@ fn post_form(addr: &str, path: &str, key: &str, form: &str) -> String {
     )
     .unwrap();
     let mut response = String::new();
-    tcp.read_to_string(&mut response).unwrap();
-    response.lines().next().unwrap_or_default().to_owned()
+    match tcp.read_to_string(&mut response) {
+        Ok(_) => Some(response.lines().next().unwrap_or_default().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A `doorbuster provider` child, the rest of its stdout, and the address it listens on.
+type Started = (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    String,
+);
+
+/// Starts `doorbuster provider` with `flags` on a free loopback port.
+fn start_provider(flags: &[&str]) -> Started {
+    let mut child = doorbuster()
+        .args(["provider", "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("provider listening on http://")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    (child, stdout, addr)
+}
+
+/// Stops a provider with Ctrl-C; its closing lines.
+fn stop_provider(mut child: std::process::Child, mut stdout: impl std::io::Read) -> String {
+    send("INT", &child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    rest
 }
 
 #[test]
@@ -830,20 +883,7 @@ fn provider_serves_stripe_payment_intents_and_names_the_orders_charged_twice() {
         text(&out.stderr)
     );
 
-    let mut child = doorbuster()
-        .args(["provider", "--listen", "127.0.0.1:0", "--latency", "0ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("provider listening on http://")
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_owned();
+    let (child, stdout, addr) = start_provider(&["--latency", "0ms"]);
     let pay =
         "amount=2764&currency=usd&payment_method=pm_card_visa&confirm=true&metadata%5Border_id%5D=";
     // Order 5: a retry with the same key (one charge). Order 6: a retry with a fresh key.
@@ -851,15 +891,42 @@ fn provider_serves_stripe_payment_intents_and_names_the_orders_charged_twice() {
         let status = post_form(&addr, "/v1/payment_intents", key, &format!("{pay}{order}"));
         assert!(status.contains(" 200 "), "{status}");
     }
-    send("INT", &child);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let rest = stop_provider(child, stdout);
     assert!(rest.contains("captures 3"), "{rest}");
     assert!(rest.contains("replays 1"), "{rest}");
     assert!(
         rest.contains("1 orders charged more than once: 6\n"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn a_lost_answer_charges_and_a_retry_with_a_fresh_key_charges_again() {
+    // Every answer is lost: the client gives up after 300 ms, the card was charged anyway.
+    let (child, stdout, addr) = start_provider(&[
+        "--latency",
+        "0ms",
+        "--lost-answers",
+        "100%",
+        "--lost-answer-delay",
+        "2s",
+    ]);
+    let pay = "amount=2764&currency=usd&payment_method=pm_card_visa&confirm=true&metadata%5Border_id%5D=9";
+    for key in ["first-try", "fresh-key-retry"] {
+        let answer = post_form_within(
+            &addr,
+            "/v1/payment_intents",
+            key,
+            pay,
+            Duration::from_millis(300),
+        );
+        assert_eq!(answer, None, "the answer should have been lost");
+    }
+    let rest = stop_provider(child, stdout);
+    assert!(rest.contains("captures 2"), "{rest}");
+    assert!(rest.contains("lost answers 2"), "{rest}");
+    assert!(
+        rest.contains("1 orders charged more than once: 9\n"),
         "{rest}"
     );
 }

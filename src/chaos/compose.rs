@@ -90,18 +90,21 @@ fn differences(a: &Fault, b: &Fault) -> Vec<&'static str> {
                 status,
                 latency,
                 retry_after,
+                lost_answers,
             },
             FaultKind::ProviderOutage {
                 errors: errors_b,
                 status: status_b,
                 latency: latency_b,
                 retry_after: retry_after_b,
+                lost_answers: lost_answers_b,
             },
         ) => {
             differ("errors", errors != errors_b);
             differ("status", status != status_b);
             differ("latency", latency != latency_b);
             differ("retry_after", retry_after != retry_after_b);
+            differ("lost_answers", lost_answers != lost_answers_b);
         }
         (
             FaultKind::Link { toxic, direction },

@@ -71,12 +71,17 @@ pub struct RawFault {
     pub direction: Option<Scalar<crate::chaos::proxy::Direction>>,
 }
 
-/// The payment provider fails a share of calls:
-/// `provider_outage: { errors: 30%, latency: 2s, status: 503, retry_after: 1s }`
+/// The payment provider fails a share of calls, or loses a share of answers:
+/// `provider_outage: { errors: 30%, latency: 2s, status: 503, retry_after: 1s }`,
+/// `provider_outage: { lost_answers: 5% }`
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutage {
+    /// Share of calls that fail with `status` (default 100%, or 0% with `lost_answers`).
     pub errors: Option<Scalar<schema::Share>>,
+    /// Share of the other calls whose answer is lost: the card is charged, the answer comes
+    /// only after the payment service's timeout (default 0%).
+    pub lost_answers: Option<Scalar<schema::Share>>,
     pub latency: Option<Scalar<schema::Latency>>,
     pub status: Option<Scalar<schema::Int<400, 599>>>,
     pub retry_after: Option<Scalar<schema::Duration>>,
@@ -552,10 +557,23 @@ impl FaultsValidator<'_, '_> {
 
     fn outage(&mut self, raw: &Spanned<RawOutage>, path: &Path) -> Option<FaultKind> {
         let o = &raw.value;
+        // An outage fails every call unless it says otherwise; one that loses answers
+        // fails none unless it says so.
+        let errors_default = if o.lost_answers.is_some() {
+            Share::ZERO
+        } else {
+            Share(1.0)
+        };
         let errors = self.or_default(
             &o.errors,
             &path.key("errors"),
-            Share(1.0),
+            errors_default,
+            units::parse_share,
+        );
+        let lost_answers = self.or_default(
+            &o.lost_answers,
+            &path.key("lost_answers"),
+            Share::ZERO,
             units::parse_share,
         );
         let latency = o
@@ -575,6 +593,7 @@ impl FaultsValidator<'_, '_> {
             status,
             latency,
             retry_after,
+            lost_answers,
         })
     }
 }

@@ -191,12 +191,14 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, String) {
             status,
             latency,
             retry_after,
+            lost_answers,
         } => (
             Box::new(provider_outage::ProviderOutage {
                 errors: *errors,
                 status: *status,
                 latency: *latency,
                 retry_after: *retry_after,
+                lost_answers: *lost_answers,
             }),
             "payment provider".to_owned(),
         ),

@@ -1,6 +1,8 @@
 //! `provider_outage`: the payment-provider mock answers a share of calls with an error
 //! status (5xx, or 429 with Retry-After) and may be slow; nothing is captured for a failed
-//! call. The payment service retries with backoff and the same idempotency key.
+//! call. A share of answers may be lost: the card is charged and the answer never comes in
+//! time, the classic cause of double charges when a client retries with a fresh key. The
+//! payment service retries with backoff and the same idempotency key.
 //!
 //! Chaos does not know the provider: it switches an outage through [`OutageSwitch`], which
 //! the provider mock implements.
@@ -19,6 +21,8 @@ pub struct Outage {
     pub status: u16,
     pub latency: Option<LatencyDist>,
     pub retry_after: Option<Duration>,
+    /// Share of the calls that do not fail whose answer is lost.
+    pub lost_answers: f64,
 }
 
 /// What a provider offers the outage fault.
@@ -32,6 +36,7 @@ pub struct ProviderOutage {
     pub status: u16,
     pub latency: Option<LatencyDist>,
     pub retry_after: Option<Duration>,
+    pub lost_answers: Share,
 }
 
 impl FaultAction for ProviderOutage {
@@ -41,6 +46,7 @@ impl FaultAction for ProviderOutage {
             status: self.status,
             latency: self.latency,
             retry_after: self.retry_after,
+            lost_answers: self.lost_answers.fraction(),
         });
         Box::pin(async {})
     }

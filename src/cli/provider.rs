@@ -9,10 +9,24 @@ use doorbuster::clock::Clock;
 use doorbuster::config::units;
 use doorbuster::exit::Exit;
 use doorbuster::scenario::model::{Provider, ProviderVia};
-use doorbuster::services::provider::{ProviderCore, serve_on};
+use doorbuster::services::provider::{Outage, ProviderCore, serve_on};
 use tokio::runtime::Runtime;
 
-pub fn provider(runtime: &Runtime, listen: SocketAddr, latency: &str, seed: u64) -> Exit {
+/// Faults for the whole time the provider serves (`--errors`, `--lost-answers`).
+pub struct Faults {
+    pub errors: f64,
+    pub status: u16,
+    pub lost_answers: f64,
+    pub lost_answer_delay: Duration,
+}
+
+pub fn provider(
+    runtime: &Runtime,
+    listen: SocketAddr,
+    latency: &str,
+    seed: u64,
+    faults: Faults,
+) -> Exit {
     let latency = match units::parse_latency(latency) {
         Ok(latency) => latency,
         Err(e) => {
@@ -23,11 +37,23 @@ pub fn provider(runtime: &Runtime, listen: SocketAddr, latency: &str, seed: u64)
     let cfg = Provider {
         via: ProviderVia::Http,
         latency,
-        // The client's timeout and retries are the user's service's, not the provider's.
-        timeout: Duration::from_secs(30),
+        // The client's timeout is the user's service's; a lost answer is withheld this long
+        // (and a second more).
+        timeout: faults
+            .lost_answer_delay
+            .saturating_sub(Duration::from_secs(1)),
         retries: 0,
     };
     let core = Arc::new(ProviderCore::new(seed, &cfg, Clock::start()));
+    if faults.errors > 0.0 || faults.lost_answers > 0.0 {
+        core.set_outage(Outage {
+            error_share: faults.errors,
+            status: faults.status,
+            latency: None,
+            retry_after: (faults.status == 429).then_some(Duration::from_secs(1)),
+            lost_answers: faults.lost_answers,
+        });
+    }
     runtime.block_on(async {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
@@ -57,13 +83,15 @@ pub fn provider(runtime: &Runtime, listen: SocketAddr, latency: &str, seed: u64)
             .map(|(order, _)| order)
             .collect();
         outln!(
-            "calls {} · captures {} · declines {} · replays {} · conflicts {} · outage errors {}",
+            "calls {} · captures {} · declines {} · replays {} · conflicts {} · outage errors {} · \
+             lost answers {}",
             s.calls,
             s.captures,
             s.declines,
             s.replays,
             s.conflicts,
-            s.errors
+            s.errors,
+            s.lost_answers
         );
         if charged_twice.is_empty() {
             outln!("no order was charged more than once");

@@ -101,6 +101,9 @@ pub enum FaultKind {
         status: u16,
         latency: Option<LatencyDist>,
         retry_after: Option<Duration>,
+        /// Share of calls whose answer is lost: the call is decided (a card is charged) and
+        /// the answer withheld until the client has given up.
+        lost_answers: Share,
     },
     /// A fault on the TCP link between doorbuster and a networked broker, through the
     /// built-in fault proxy; `share` is the share of connections it reaches.

@@ -199,3 +199,48 @@ async fn a_sync_checkout_without_an_outage_passes_and_charges_once() {
     assert_eq!(p.captures as usize, r.provider.captures_per_order().len());
     assert!(p.replays >= p.captures, "{p:?}");
 }
+
+/// A lost answer (the card charged, the answer too late to read) is harmless to a payment
+/// service that retries under the order's key, and a double charge for one that retries with
+/// a fresh key: the classic cause, proven from the provider's own captures.
+#[tokio::test(start_paused = true)]
+async fn lost_answers_are_safe_under_one_key_and_double_charge_with_fresh_keys() {
+    let with = |services: &str| {
+        scenario_with(
+            "  - { at: 2s, for: 3s, provider_outage: { lost_answers: 20% } }",
+            services,
+            "  no_duplicate_effects: true\n  money_matches_state: true",
+        )
+    };
+    let safe = run(&with("  payment: { latency: 1ms }")).await;
+    let p = &safe.summary.provider;
+    assert!(p.lost_answers > 0, "{p:?}");
+    assert_eq!(p.errors, 0, "lost answers fail no call: {p:?}");
+    // The retries after a lost answer were replays of the stored charge.
+    assert!(p.replays >= p.lost_answers / 2, "{p:?}");
+    assert!(safe.provider.captures_per_order().values().all(|&n| n == 1));
+    assert_eq!(check(&safe, "no_duplicate_effects").verdict, Verdict::Pass);
+    assert_eq!(check(&safe, "money_matches_state").verdict, Verdict::Pass);
+
+    // Negative control: the same fault and a service that retries with a fresh key.
+    let buggy = run(&with("  payment: { idempotent: false }")).await;
+    let doubled = (buggy.provider.captures_per_order().values())
+        .filter(|&&n| n > 1)
+        .count();
+    assert!(doubled > 0);
+    let c = check(&buggy, "no_duplicate_effects");
+    assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
+    assert!(
+        c.observed
+            .starts_with(&format!("{doubled} orders charged more than once")),
+        "{}",
+        c.observed
+    );
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.contains("payment: charged 2 times")),
+        "{:?}",
+        c.evidence
+    );
+}

@@ -13,7 +13,7 @@ use reqwest::header::RETRY_AFTER;
 use serde::Deserialize;
 
 use super::core::{ChargeRequest, ChargeResponse, ProviderCore};
-use super::http::IDEMPOTENCY_KEY;
+use super::wire::IDEMPOTENCY_KEY;
 use crate::scenario::model;
 
 /// Idle keep-alive connections kept per host. Bounded: unbounded pools caused connection

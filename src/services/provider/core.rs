@@ -66,6 +66,9 @@ pub struct ProviderStats {
     pub conflicts: u64,
     /// Calls failed by an outage.
     pub errors: u64,
+    /// Calls decided whose answer an outage withheld until the client had given up.
+    #[serde(default)]
+    pub lost_answers: u64,
 }
 
 /// What a key's first call decided, kept to answer the key's later calls. Small on purpose:
@@ -134,6 +137,9 @@ impl ProviderCore {
         let key_hash = fnv1a(FNV_OFFSET, idempotency_key);
         let outage = self.outage();
         let (response, call) = self.decide(idempotency_key, key_hash, req, outage.as_ref());
+        if !matches!(response, ChargeResponse::Error { .. }) {
+            self.lose_answer(key_hash, call).await;
+        }
         let dist = outage.and_then(|o| o.latency).unwrap_or(self.latency);
         let mut rng = rng::for_item(self.seed, "provider.latency", key_hash ^ call);
         tokio::time::sleep(latency::sample(&dist, &mut rng)).await;
@@ -224,6 +230,27 @@ impl ProviderCore {
             },
         );
         (response, call)
+    }
+
+    /// During an outage that loses answers, a share of decided calls (drawn per key and
+    /// call) wait here past the payment client's timeout before answering: the charge is
+    /// made, the answer comes too late to be read. A client that stops waiting drops this
+    /// wait with the call.
+    async fn lose_answer(&self, key_hash: u64, call: u64) {
+        let Some(outage) = self.outage() else {
+            return;
+        };
+        let draw = rng::unit_for_item(self.seed, "provider.lost_answer", key_hash ^ call);
+        if draw < outage.lost_answers {
+            self.lock().stats.lost_answers += 1;
+            tokio::time::sleep(self.timeout + LOST_ANSWER_MARGIN).await;
+        }
+    }
+
+    /// [`Self::lose_answer`] for a call of the Stripe API, after it was decided.
+    pub async fn maybe_lose_answer(&self, key: &str) {
+        let call = self.lock().stats.calls;
+        self.lose_answer(fnv1a(FNV_OFFSET, key), call).await;
     }
 
     /// An injected outage's answer to a call of the Stripe API, when the outage fails this
@@ -339,6 +366,9 @@ impl ProviderCore {
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// How long past the client's timeout a lost answer is withheld.
+const LOST_ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 /// FNV-1a over a string, continuing from `start` (`FNV_OFFSET` for a fresh hash): stable,
 /// unlike std's hasher, which is not promised to stay the same across Rust releases, and
@@ -485,6 +515,7 @@ pub(crate) mod tests {
     async fn an_outage_fails_calls_without_capture_until_cleared() {
         let core = core(ms(5));
         core.set_outage(Outage {
+            lost_answers: 0.0,
             error_share: 1.0,
             status: 503,
             latency: None,
@@ -512,6 +543,7 @@ pub(crate) mod tests {
     async fn a_partial_outage_fails_about_its_share() {
         let core = core(ms(1));
         core.set_outage(Outage {
+            lost_answers: 0.0,
             error_share: 0.3,
             status: 500,
             latency: None,
@@ -531,6 +563,7 @@ pub(crate) mod tests {
         let clock = Clock::start();
         let core = ProviderCore::new(1, &cfg(ms(10), Duration::from_secs(1)), clock.clone());
         core.set_outage(Outage {
+            lost_answers: 0.0,
             error_share: 0.0,
             status: 500,
             latency: Some(ms(4_000)),

@@ -8,22 +8,18 @@
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use serde_json::json;
 
 use super::core::{ChargeRequest, ChargeResponse, ProviderCore};
-
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// Stripe's limit; longer keys are a client bug worth reporting, not storing.
-pub(super) const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+use super::wire::{IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_LEN_MAX, provider_error};
 
 /// The routes, for serving or for tests that drive the router directly.
 pub fn router(core: Arc<ProviderCore>) -> Router {
@@ -149,32 +145,6 @@ fn invalid_request(code: &str, message: &str) -> Response {
         }})),
     )
         .into_response()
-}
-
-pub(super) fn provider_error(status: u16, retry_after: Option<Duration>) -> Response {
-    // An outage configured with a status that is not an HTTP error still has to fail.
-    let status = StatusCode::from_u16(status)
-        .ok()
-        .filter(|s| s.is_client_error() || s.is_server_error())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let kind = if status == StatusCode::TOO_MANY_REQUESTS {
-        "rate_limit_error"
-    } else {
-        "api_error"
-    };
-    let mut response = (
-        status,
-        axum::Json(json!({ "error": { "type": kind, "message": "injected provider outage" } })),
-    )
-        .into_response();
-    if let Some(after) = retry_after {
-        // Retry-After carries whole seconds; round up so clients never retry too early.
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
 }
 
 #[cfg(test)]
@@ -327,6 +297,7 @@ mod tests {
         let server = start(FAST).await;
         let client = server.client(Duration::from_secs(5));
         server.core.set_outage(Outage {
+            lost_answers: 0.0,
             error_share: 1.0,
             status: 429,
             latency: None,
@@ -339,6 +310,7 @@ mod tests {
         };
         assert_eq!(r.expect("answered"), expected);
         server.core.set_outage(Outage {
+            lost_answers: 0.0,
             error_share: 1.0,
             status: 503,
             latency: None,

@@ -11,7 +11,9 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod stripe;
+pub mod wire;
 
 pub use self::client::{ProviderClient, ProviderError};
 pub use self::core::{Capture, ChargeRequest, ChargeResponse, Outage, ProviderCore, ProviderStats};
-pub use self::http::{IDEMPOTENCY_KEY, router, serve, serve_on};
+pub use self::http::{router, serve, serve_on};
+pub use self::wire::IDEMPOTENCY_KEY;

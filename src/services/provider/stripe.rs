@@ -29,7 +29,7 @@ use axum::routing::{MethodRouter, get, post};
 use serde_json::{Value, json};
 
 use super::core::{ChargeResponse, ProviderCore};
-use super::http::{IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_LEN_MAX, provider_error};
+use super::wire::{IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_LEN_MAX, provider_error};
 use crate::orders::cards::{self, CardOutcome};
 
 /// The routes of the Stripe subset, over the core they charge through.
@@ -371,6 +371,7 @@ impl Stripe {
                 body: answer.body.clone(),
             }),
         });
+        self.core.maybe_lose_answer(key_text).await;
         self.core.answer_after(key_text).await;
         answer.into_response(false)
     }
@@ -839,6 +840,7 @@ mod tests {
     async fn an_outage_stores_nothing_so_the_key_runs_again_after_it() {
         let p = start(LatencyDist::ZERO).await;
         p.core.set_outage(Outage {
+            lost_answers: 0.0,
             error_share: 1.0,
             status: 503,
             latency: None,
