@@ -538,6 +538,17 @@ fn a_payload_template_goes_to_a_checkout_endpoint_only() {
             "{e}"
         );
     }
+    // A header name HTTP cannot carry is refused at the name.
+    let e = with_payload(
+        "http://127.0.0.1:8080/checkout",
+        "    headers: { \"ce type\": order.created }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(":9:16: orders.payload.headers[\"ce type\"]: \"ce type\" is not a header name"),
+        "{e}"
+    );
     // A checkout endpoint has no message key.
     let e = with_payload(
         "http://127.0.0.1:8080/checkout",

@@ -58,6 +58,14 @@ pub struct RawPayload {
     pub schema: Option<Scalar<String>>,
 }
 
+/// An HTTP field name (RFC 9110 `token`), which brokers' headers accept too.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// How many orders validation renders to try a payload template: enough to meet orders
 /// with one item and with several, few enough to stay instant.
 const SAMPLE_ORDERS: u64 = 16;
@@ -141,6 +149,16 @@ fn payload(
     let headers: Vec<(String, String)> = (raw.headers.iter().flat_map(|h| &h.0))
         .map(|(name, value)| (name.value.clone(), value.value.clone()))
         .collect();
+    for (name, _) in raw.headers.iter().flat_map(|h| &h.0) {
+        if !is_header_name(&name.value) {
+            check.report(
+                &name.referenced,
+                &path.key("headers").key(&name.value),
+                format!("{:?} is not a header name", name.value),
+                Some("letters, digits and !#$%&'*+-.^_`|~, like `ce-type`".to_owned()),
+            );
+        }
+    }
     let payload = Payload {
         template: template?,
         key: raw.key.as_ref().map(|k| k.value.clone()),
