@@ -153,7 +153,7 @@ enum Command {
         candidate: PathBuf,
         /// Relative growth allowed for gated latency percentiles, e.g. 10%
         /// (default: the candidate scenario's `checks.compare`, else 10%).
-        #[arg(long, value_parser = parse_share)]
+        #[arg(long, value_parser = cli::parse_share)]
         latency_increase: Option<f64>,
         /// Latency growth below this is never a regression (default 1ms).
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -170,33 +170,13 @@ enum Command {
     #[command(
         after_help = "Examples:\n  doorbuster preview examples/payloads/checkout.yaml --count 3\n  doorbuster preview examples/payloads/checkout.yaml --json | jq .body.orderTotal"
     )]
-    Preview {
-        /// A scenario file, or a bundled scenario's name.
-        scenario: String,
-        /// How many orders.
-        #[arg(long, short = 'n', default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-        count: u64,
-        /// The first order id.
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        /// Overrides the scenario's seed.
-        #[arg(long, value_name = "N")]
-        seed: Option<u64>,
-        /// One JSON object per order and line: order, key, headers and the body (parsed
-        /// when it is JSON).
-        #[arg(long)]
-        json: bool,
-    },
+    Preview(cli::preview::PreviewArgs),
     /// Print a JSON Schema: of scenario files (default) or of summary.json.
     Schema {
         /// The summary.json schema instead of the scenario one.
         #[arg(long)]
         summary: bool,
     },
-    /// Run the TCP fault proxy alone between a client and a loopback server, until Ctrl-C.
-    #[command(
-        after_help = "Example:\n  doorbuster proxy --listen 127.0.0.1:16379 --upstream 127.0.0.1:6379 --latency 100ms --jitter 20ms"
-    )]
     /// Serve the payment provider on loopback until Ctrl-C, for your own payment service to
     /// charge: the JSON card API (`POST /v1/charges`) and a Stripe-compatible subset
     /// (PaymentIntents create, confirm, capture, retrieve; refunds) with Stripe's idempotency
@@ -205,30 +185,11 @@ enum Command {
     #[command(
         after_help = "Example:\n  doorbuster provider --listen 127.0.0.1:12111\n  curl -s 127.0.0.1:12111/v1/payment_intents -H 'Idempotency-Key: k1' \\\n    -d amount=2000 -d currency=usd -d payment_method=pm_card_visa -d confirm=true \\\n    -d 'metadata[order_id]=17'"
     )]
-    Provider {
-        /// Where to listen (loopback only), e.g. 127.0.0.1:12111.
-        #[arg(long)]
-        listen: std::net::SocketAddr,
-        /// How long each answer takes: `5ms..20ms`, `lognormal(50ms, 0.4)`, `0ms`.
-        #[arg(long, default_value = "5ms..20ms")]
-        latency: String,
-        /// Seeds charge ids, latencies and which calls the faults below hit.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Share of calls that fail with --status (an outage for the whole run), e.g. 10%.
-        #[arg(long, default_value = "0%", value_parser = parse_share)]
-        errors: f64,
-        /// The failing calls' status: 5xx, or 429 (sent with Retry-After: 1).
-        #[arg(long, default_value_t = 503, value_parser = clap::value_parser!(u16).range(400..=599))]
-        status: u16,
-        /// Share of the other calls whose answer is lost: the card is charged and the answer
-        /// withheld for --lost-answer-delay, past your client's timeout, e.g. 5%.
-        #[arg(long, default_value = "0%", value_parser = parse_share)]
-        lost_answers: f64,
-        /// How long a lost answer is withheld (it is then sent, to nobody listening).
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        lost_answer_delay: std::time::Duration,
-    },
+    Provider(cli::provider::ProviderArgs),
+    /// Run the TCP fault proxy alone between a client and a loopback server, until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  doorbuster proxy --listen 127.0.0.1:16379 --upstream 127.0.0.1:6379 --latency 100ms --jitter 20ms"
+    )]
     Proxy {
         /// Where clients connect (loopback only).
         #[arg(long)]
@@ -255,7 +216,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Way::Both)]
         direction: Way,
         /// Share of connections the toxics apply to, e.g. 50%.
-        #[arg(long, default_value = "100%", value_parser = parse_share)]
+        #[arg(long, default_value = "100%", value_parser = cli::parse_share)]
         share: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -335,26 +296,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Scenarios => Ok(cli::scenarios::scenarios()),
         Command::Init { name, force } => cli::init::init(&name, force),
         Command::Report { run_dir } => cli::report::report(&run_dir),
-        Command::Provider {
-            listen,
-            latency,
-            seed,
-            errors,
-            status,
-            lost_answers,
-            lost_answer_delay,
-        } => Ok(cli::provider::provider(
-            &runtime()?,
-            listen,
-            &latency,
-            seed,
-            cli::provider::Faults {
-                errors,
-                status,
-                lost_answers,
-                lost_answer_delay,
-            },
-        )),
+        Command::Provider(args) => Ok(cli::provider::provider(&runtime()?, &args)),
         Command::Proxy {
             listen,
             upstream,
@@ -424,13 +366,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
                 gate,
             },
         )),
-        Command::Preview {
-            scenario,
-            count,
-            from,
-            seed,
-            json,
-        } => Ok(cli::preview::preview(&scenario, count, from, seed, json)),
+        Command::Preview(args) => Ok(cli::preview::preview(&args)),
         Command::Schema { summary } => Ok(cli::schema::schema(summary)),
         Command::Bench {
             provider,
@@ -481,21 +417,6 @@ enum Way {
 enum Via {
     InProcess,
     Http,
-}
-
-/// `10%` -> 0.10, for the command line.
-fn parse_share(text: &str) -> Result<f64, String> {
-    let number = text
-        .trim()
-        .strip_suffix('%')
-        .ok_or("write a share like 10%")?;
-    number
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(|v| v / 100.0)
-        .ok_or_else(|| format!("{text:?} is not a share like 10%"))
 }
 
 /// mimalloc instead of glibc malloc: the pipeline allocates and frees on both worker threads

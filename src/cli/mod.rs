@@ -23,3 +23,18 @@ fn print_warnings(origin: &str, warnings: &[scenario::Problem]) {
         errln!("{}", warning.render_warning(origin));
     }
 }
+
+/// `10%` -> 0.10, for the command line.
+pub fn parse_share(text: &str) -> Result<f64, String> {
+    let number = text
+        .trim()
+        .strip_suffix('%')
+        .ok_or("write a share like 10%")?;
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v / 100.0)
+        .ok_or_else(|| format!("{text:?} is not a share like 10%"))
+}

@@ -6,7 +6,34 @@ use doorbuster::scenario;
 
 use super::print_warnings;
 
-pub fn preview(arg: &str, count: u64, from: u64, seed: Option<u64>, json: bool) -> Exit {
+#[derive(clap::Args)]
+pub struct PreviewArgs {
+    /// A scenario file, or a bundled scenario's name.
+    scenario: String,
+    /// How many orders.
+    #[arg(long, short = 'n', default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    count: u64,
+    /// The first order id.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Overrides the scenario's seed.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// One JSON object per order and line: order, key, headers and the body (parsed when it
+    /// is JSON).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn preview(args: &PreviewArgs) -> Exit {
+    let PreviewArgs {
+        scenario: arg,
+        count,
+        from,
+        seed,
+        json,
+    } = args;
+    let (count, from, json) = (*count, *from, *json);
     let context = scenario::Context::validate(scenario::Overrides::default());
     let loaded = match scenario::load_with(arg, &context) {
         Ok(loaded) => loaded,

@@ -12,21 +12,43 @@ use doorbuster::scenario::model::{Provider, ProviderVia};
 use doorbuster::services::provider::{Outage, ProviderCore, serve_on};
 use tokio::runtime::Runtime;
 
-/// Faults for the whole time the provider serves (`--errors`, `--lost-answers`).
-pub struct Faults {
-    pub errors: f64,
-    pub status: u16,
-    pub lost_answers: f64,
-    pub lost_answer_delay: Duration,
+#[derive(clap::Args)]
+pub struct ProviderArgs {
+    /// Where to listen (loopback only), e.g. 127.0.0.1:12111.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// How long each answer takes: `5ms..20ms`, `lognormal(50ms, 0.4)`, `0ms`.
+    #[arg(long, default_value = "5ms..20ms")]
+    latency: String,
+    /// Seeds charge ids, latencies and which calls the faults below hit.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of calls that fail with --status (an outage for the whole run), e.g. 10%.
+    #[arg(long, default_value = "0%", value_parser = super::parse_share)]
+    errors: f64,
+    /// The failing calls' status: 5xx, or 429 (sent with Retry-After: 1).
+    #[arg(long, default_value_t = 503, value_parser = clap::value_parser!(u16).range(400..=599))]
+    status: u16,
+    /// Share of the other calls whose answer is lost: the card is charged and the answer
+    /// withheld for --lost-answer-delay, past your client's timeout, e.g. 5%.
+    #[arg(long, default_value = "0%", value_parser = super::parse_share)]
+    lost_answers: f64,
+    /// How long a lost answer is withheld (it is then sent, to nobody listening).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    lost_answer_delay: Duration,
 }
 
-pub fn provider(
-    runtime: &Runtime,
-    listen: SocketAddr,
-    latency: &str,
-    seed: u64,
-    faults: Faults,
-) -> Exit {
+pub fn provider(runtime: &Runtime, args: &ProviderArgs) -> Exit {
+    let ProviderArgs {
+        listen,
+        latency,
+        seed,
+        errors,
+        status,
+        lost_answers,
+        lost_answer_delay,
+    } = args;
+    let (listen, seed) = (*listen, *seed);
     let latency = match units::parse_latency(latency) {
         Ok(latency) => latency,
         Err(e) => {
@@ -39,19 +61,17 @@ pub fn provider(
         latency,
         // The client's timeout is the user's service's; a lost answer is withheld this long
         // (and a second more).
-        timeout: faults
-            .lost_answer_delay
-            .saturating_sub(Duration::from_secs(1)),
+        timeout: lost_answer_delay.saturating_sub(Duration::from_secs(1)),
         retries: 0,
     };
     let core = Arc::new(ProviderCore::new(seed, &cfg, Clock::start()));
-    if faults.errors > 0.0 || faults.lost_answers > 0.0 {
+    if *errors > 0.0 || *lost_answers > 0.0 {
         core.set_outage(Outage {
-            error_share: faults.errors,
-            status: faults.status,
+            error_share: *errors,
+            status: *status,
             latency: None,
-            retry_after: (faults.status == 429).then_some(Duration::from_secs(1)),
-            lost_answers: faults.lost_answers,
+            retry_after: (*status == 429).then_some(Duration::from_secs(1)),
+            lost_answers: *lost_answers,
         });
     }
     runtime.block_on(async {

@@ -20,6 +20,11 @@ pub use customer::{Address, City, Customer};
 pub use order::{LineItem, Order, OrderFactory, OrderPlan, Payment, Totals};
 pub use payload::{ItemView, OrderView, parse_view};
 
+/// Cents as decimal text: `12243` is `"122.43"` (reports, payload templates).
+pub fn decimal(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

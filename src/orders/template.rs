@@ -17,6 +17,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
+use super::decimal;
 use super::order::{LineItem, Order};
 use super::payload::{CustomerOut, PaymentOut};
 use crate::scenario::model::{Payload, SourceFile};
@@ -256,11 +257,6 @@ fn compile_schema(file: &SourceFile) -> Result<jsonschema::Validator, TemplateEr
     jsonschema::validator_for(&schema).map_err(|e| TemplateError::BadSchema {
         message: e.to_string(),
     })
-}
-
-/// Cents as decimal text: `12243` is `"122.43"`.
-fn decimal(cents: u64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 /// What a template sees as `order`. Every amount is in the order's currency.

@@ -238,7 +238,7 @@ impl View {
                     ("payments succeeded", a.payments_succeeded.to_string()),
                     ("payments failed", a.payments_failed.to_string()),
                     ("fulfilled", a.fulfilled.to_string()),
-                    ("revenue", cents(a.revenue_cents)),
+                    ("revenue", crate::orders::decimal(a.revenue_cents)),
                 ]
             }),
             faults: s
@@ -331,10 +331,6 @@ fn ms(us: u64) -> String {
 
 fn seconds_from_ms(ms: u64) -> String {
     format!("{:.3} s", ms as f64 / 1000.0)
-}
-
-fn cents(c: u64) -> String {
-    format!("{}.{:02}", c / 100, c % 100)
 }
 
 /// The start as RFC 3339 UTC; a time humantime cannot show (beyond year 9999, from an
