@@ -129,6 +129,7 @@ pub fn trial_scenario(
         provider,
         checks,
         faults: Vec::new(),
+        observe: None,
     }
 }
 

@@ -14,6 +14,15 @@ pub fn for_component(seed: u64, component: &str) -> Rng {
     ChaCha8Rng::seed_from_u64(mix(seed, fnv1a(component.as_bytes())))
 }
 
+/// A value new to every run, not drawn from the seed: the wall clock and the process id,
+/// mixed. For what must differ between two runs of one seed (observe mode's order keys).
+pub fn run_nonce() -> u64 {
+    let nanos = crate::clock::wall_now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    mix(nanos, u64::from(std::process::id()))
+}
+
 /// A generator for one item (an order, a call) of a named component.
 pub fn for_item(seed: u64, component: &str, item: u64) -> Rng {
     ChaCha8Rng::seed_from_u64(mix(mix(seed, fnv1a(component.as_bytes())), item))

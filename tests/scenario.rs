@@ -572,3 +572,110 @@ fn a_payload_template_goes_to_a_checkout_endpoint_only() {
         "{e}"
     );
 }
+
+/// A scenario with an `observe:` block, the given target, and `extra` YAML at the top level.
+fn observed(target: &str, observe: &str, extra: &str) -> Result<scenario::Scenario, String> {
+    let text = format!(
+        "name: shop\ntarget: {target}\nload:\n  phases: [ {{ hold: 5s, rate: 10/s }} ]\n\
+         observe:\n{observe}{extra}"
+    );
+    scenario::parse("shop.yaml", &text).map_err(|e| e.to_string())
+}
+
+const OBSERVE: &str = "  orders_to: shop.orders\n  outputs:\n    paid:\n      from: shop.payments\n      order: /orderId\n      expect: { approved: 1 }\n";
+
+#[test]
+fn observe_mode_is_checked_like_every_section() {
+    // Clean twin: the user's topics, a pointer, an expectation.
+    let ok = observed("redis://127.0.0.1:6379", OBSERVE, "").unwrap();
+    let observe = ok.observe.expect("observe is in the model");
+    assert_eq!(observe.outputs[0].expect.approved, 1);
+    assert_eq!(observe.outputs[0].expect.declined, 0);
+    let scenario::model::Target::Broker(b) = &ok.target else {
+        panic!("{:?}", ok.target);
+    };
+    assert_eq!(b.orders_to.as_deref(), Some("shop.orders"));
+
+    let cases: [(&str, &str, &str, &str); 9] = [
+        // Nothing outside doorbuster can read the embedded broker.
+        ("embedded", OBSERVE, "", ":6:3: observe: observe taps your own shop on your broker"),
+        // The orders need the user's topic.
+        (
+            "redis://127.0.0.1:6379",
+            &OBSERVE.replace("  orders_to: shop.orders\n", ""),
+            "",
+            "observe on a broker needs `orders_to`",
+        ),
+        // A locator is a pointer, a header or the key.
+        (
+            "redis://127.0.0.1:6379",
+            &OBSERVE.replace("/orderId", "orderId"),
+            "",
+            ":10:14: observe.outputs.paid.order: \"orderId\" is not a place in an event",
+        ),
+        // `each` is every class.
+        (
+            "redis://127.0.0.1:6379",
+            &OBSERVE.replace("{ approved: 1 }", "{ each: 1, approved: 1 }"),
+            "",
+            "observe.outputs.paid.expect.each: `each` is every order",
+        ),
+        // What to expect is not guessed.
+        (
+            "redis://127.0.0.1:6379",
+            &OBSERVE.replace("      expect: { approved: 1 }\n", ""),
+            "",
+            "observe.outputs.paid.expect: this required key is missing",
+        ),
+        // The user's services run, not doorbuster's.
+        (
+            "redis://127.0.0.1:6379",
+            OBSERVE,
+            "services:\n  email: { enabled: false }\n",
+            ":13:3: services: observe mode runs none of doorbuster's simulated services",
+        ),
+        // A fault on doorbuster's own services has nothing to act on.
+        (
+            "redis://127.0.0.1:6379",
+            OBSERVE,
+            "faults:\n  - { at: 1s, crash: payment }\n",
+            "faults[0].crash: a crash fault acts on doorbuster's simulated services",
+        ),
+        // An outage reaches the user's payment service only through `provider.listen`.
+        (
+            "redis://127.0.0.1:6379",
+            OBSERVE,
+            "faults:\n  - { at: 1s, for: 2s, provider_outage: { errors: 50% } }\n",
+            "`provider.listen` is not set",
+        ),
+        // The provider serves on loopback only.
+        (
+            "redis://127.0.0.1:6379",
+            OBSERVE,
+            "provider: { listen: 10.0.0.5:12111 }\n",
+            "provider.listen: 10.0.0.5:12111 is not a loopback address",
+        ),
+    ];
+    for (target, observe, extra, expected) in cases {
+        let e = observed(target, observe, extra).unwrap_err();
+        assert!(e.contains(expected), "expected {expected:?} in:\n{e}");
+    }
+    // With the provider where the user's service calls it, the outage is on the timeline.
+    let ok = observed(
+        "redis://127.0.0.1:6379",
+        OBSERVE,
+        "provider: { listen: 127.0.0.1:12111 }\nfaults:\n  - { at: 1s, for: 2s, provider_outage: { lost_answers: 5% } }\n",
+    )
+    .unwrap();
+    assert_eq!(ok.provider.listen, Some("127.0.0.1:12111".parse().unwrap()));
+}
+
+#[test]
+fn the_example_shops_scenario_validates_with_its_template() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/redis.yaml");
+    let context = scenario::Context::run(Default::default());
+    let loaded = scenario::load_with(path, &context).unwrap_or_else(|e| panic!("{e}"));
+    let observe = loaded.scenario.observe.expect("observe mode");
+    assert_eq!(observe.outputs.len(), 4);
+    assert!(loaded.scenario.orders.payload.is_some());
+}

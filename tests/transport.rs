@@ -23,6 +23,14 @@ mod support;
 #[path = "transport/http_checkout.rs"]
 mod http_checkout;
 
+// Observe mode: the user's own shop on a real broker, tapped.
+#[path = "transport/observe.rs"]
+mod observe;
+
+// The example shop (examples/shop) as separate processes, under test in observe mode.
+#[path = "transport/shop.rs"]
+mod shop;
+
 async fn embedded() -> Option<Server> {
     Some(Server {
         t: Arc::new(EmbeddedBroker::new(4, 100_000, Clock::start())),
@@ -83,6 +91,7 @@ fn broker_config(kind: BrokerKind, url: String) -> BrokerConfig {
         namespace: fresh_namespace(),
         options,
         allow_remote: false,
+        orders_to: None,
     }
 }
 

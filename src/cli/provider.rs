@@ -58,6 +58,7 @@ pub fn provider(runtime: &Runtime, args: &ProviderArgs) -> Exit {
     };
     let cfg = Provider {
         via: ProviderVia::Http,
+        listen: None,
         latency,
         // The client's timeout is the user's service's; a lost answer is withheld this long
         // (and a second more).

@@ -86,6 +86,18 @@ unit!(
     "zipf(1.1) or uniform."
 );
 unit!(
+    /// A loopback address and port (`provider::config::parse_listen`).
+    ListenAddr,
+    r"^\s*(127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\]):[0-9]{1,5}\s*$",
+    "A loopback address and port such as 127.0.0.1:12111."
+);
+unit!(
+    /// Where a value is in a tapped event (`observe::config::parse_locator`).
+    Locator,
+    r"^(key|header:\s*\S.*|/([^~]|~[01])*)$",
+    "A JSON pointer into the body (/orderId), a header (header:x-order-id) or key."
+);
+unit!(
     /// A scenario name (`units::parse_name`).
     Name,
     r"^[a-z0-9-]{1,64}$",
@@ -152,7 +164,7 @@ mod tests {
     #[test]
     fn every_pattern_agrees_with_its_parser() {
         type Parse = fn(&str) -> bool;
-        let cases: [(&str, Parse, &[&str], &[&str]); 8] = [
+        let cases: [(&str, Parse, &[&str], &[&str]); 9] = [
             (
                 Duration::PATTERN,
                 |t| units::parse_duration(t).is_ok(),
@@ -205,6 +217,12 @@ mod tests {
                 |t| units::parse_popularity(t).is_ok(),
                 &["zipf(1.1)", "uniform", "zipf( 2 )"],
                 &["zipf", "normal", "zipf(-1)"],
+            ),
+            (
+                Locator::PATTERN,
+                |t| crate::observe::config::parse_locator(t).is_ok(),
+                &["key", "header:x-order-id", "/orderId", "/a~1b/0", "/"],
+                &["orderId", "header:", "/a~2", "Key", ""],
             ),
         ];
         for (pattern, parses, good, bad) in cases {

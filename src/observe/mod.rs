@@ -4,9 +4,11 @@
 //! effect; transports never do. A ticker closes each second (latency intervals, counters,
 //! lag samples), so time series survive an interrupted run. Nothing here decides a verdict.
 
+pub mod config;
 pub mod dead_letters;
 pub mod hlog;
 pub mod ledger;
+pub mod outputs;
 pub mod recorder;
 
 use std::sync::Mutex;
@@ -246,6 +248,8 @@ pub struct Observer {
     /// Latency splits, indexed like the scenario's `faults`.
     splits: Mutex<Vec<Split>>,
     pub dead_letters: Mutex<dead_letters::DeadLetters>,
+    /// What the taps saw of the user's shop (observe mode).
+    pub outputs: Option<outputs::Outputs>,
 }
 
 impl Observer {
@@ -265,7 +269,14 @@ impl Observer {
             faults: Mutex::new(Vec::new()),
             splits: Mutex::new(Vec::new()),
             dead_letters: Mutex::new(dead_letters::DeadLetters::default()),
+            outputs: None,
         }
+    }
+
+    /// Observe mode: the tallies the taps record into.
+    pub fn with_outputs(mut self, outputs: outputs::Outputs) -> Observer {
+        self.outputs = Some(outputs);
+        self
     }
 
     /// Plans the latency splits: one per fault, `(start, end)` in run time.

@@ -111,6 +111,10 @@ pub struct OrderFactory {
     items_max: u32,
     declines: f64,
     resubmits: f64,
+    /// Mixed into every idempotency key (and so every `order.uid`): 0, or a value new to the
+    /// run in observe mode, where the user's shop outlives runs and must not take a run's
+    /// orders for an earlier run's.
+    key_salt: u64,
 }
 
 impl OrderFactory {
@@ -128,7 +132,15 @@ impl OrderFactory {
             items_max: hi,
             declines: cfg.declines.fraction(),
             resubmits: cfg.resubmits.fraction(),
+            key_salt: 0,
         }
+    }
+
+    /// The same orders with idempotency keys (and uids) of their own: for runs against a
+    /// shop that remembers keys and outputs from one run to the next.
+    pub fn with_key_salt(mut self, salt: u64) -> OrderFactory {
+        self.key_salt = salt;
+        self
     }
 
     pub fn seed(&self) -> u64 {
@@ -221,13 +233,20 @@ impl OrderFactory {
             .unwrap_or(product)
     }
 
+    /// The order's idempotency key, as [`make`](Self::make) gives it, without making the
+    /// rest of the order.
+    pub fn idempotency_key(&self, order_id: u64) -> String {
+        let mut rng = rng::for_item(self.seed, "orders.order", order_id);
+        format!("ik_{:016x}", rng.random::<u64>() ^ self.key_salt)
+    }
+
     /// The whole order, the same for the same (seed, order id) whenever it is asked for.
     pub fn make(&self, order_id: u64, intended_wall_ns: u64) -> Order {
         let plan = self.plan(order_id);
         let items = self.items(order_id);
         let mut rng = rng::for_item(self.seed, "orders.order", order_id);
 
-        let idempotency_key = format!("ik_{:016x}", rng.random::<u64>());
+        let idempotency_key = format!("ik_{:016x}", rng.random::<u64>() ^ self.key_salt);
         let (customer, ship_to, home) = customer::make(&mut rng);
         let table = if plan.declines {
             cards::DECLINING
@@ -359,6 +378,10 @@ pub(crate) mod tests {
             assert_eq!(ids.len(), items.len());
             assert!(items.iter().all(|i| (1..=3).contains(&i.quantity)));
             assert_eq!(factory.make(id, 0).items, items);
+            assert_eq!(
+                factory.make(id, 0).idempotency_key,
+                factory.idempotency_key(id)
+            );
         }
     }
 

@@ -381,7 +381,12 @@ impl<'a> ItemContext<'a> {
 /// The first eight hex digits of an order's `uid`: from its idempotency key, which is
 /// seeded per run, so two runs' uids differ while one run's are stable.
 fn order_tag(order: &Order) -> u32 {
-    let hex = order.idempotency_key.trim_start_matches("ik_");
+    uid_tag(&order.idempotency_key)
+}
+
+/// The tag of a `uid` from the order's idempotency key (`ik_` and 16 hex digits).
+pub fn uid_tag(idempotency_key: &str) -> u32 {
+    let hex = idempotency_key.trim_start_matches("ik_");
     hex.get(..8)
         .and_then(|h| u32::from_str_radix(h, 16).ok())
         .unwrap_or(0)

@@ -454,6 +454,7 @@ mod tests {
                     output_tail: vec!["<img src=x> failed".into()],
                 }),
             }],
+            outputs: Vec::new(),
             findings: vec![Finding {
                 at_ms: 5,
                 what: "broker said <no>".into(),

@@ -249,6 +249,7 @@ pub fn rebuild(dir: &Path) -> Result<Summary, RebuildError> {
         samples: Vec::new(),
         tolerances: record.tolerances,
         faults: Vec::new(),
+        outputs: Vec::new(),
         findings: findings
             .into_iter()
             .map(|what| Finding { at_ms, what })

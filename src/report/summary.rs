@@ -227,6 +227,9 @@ pub struct Summary {
     /// Fault windows, shaded on every time chart.
     #[serde(default)]
     pub faults: Vec<FaultWindow>,
+    /// Observe mode: what the taps saw of each of the user's outputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<crate::observe::outputs::OutputSummary>,
     pub findings: Vec<Finding>,
     pub ledger_bytes_per_order: usize,
 }
@@ -319,6 +322,9 @@ impl Summary {
             samples,
             tolerances: i.scenario.checks.compare,
             faults: i.faults,
+            outputs: (i.observer.outputs.as_ref())
+                .map(crate::observe::outputs::Outputs::summaries)
+                .unwrap_or_default(),
             findings: o.findings(),
             ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,
         }

@@ -69,6 +69,32 @@ pub fn closing_lines(summary: &Summary) -> String {
             incomplete.logged_seconds,
             incomplete.unknown.join("; ")
         )
+    } else if !summary.outputs.is_empty() {
+        let mut out = format!(
+            "checkout: published to your topic (accepted = the broker acked)
+orders: {}
+",
+            summary.orders.line(true),
+        );
+        for o in &summary.outputs {
+            let us = crate::verify::latency_slo::fmt_us;
+            out.push_str(&format!(
+                "output {} from {}: {} for the run's orders, {} written again, {} unknown; \
+                 intended -> tapped p50 {}, p99 {}, max {}\n",
+                o.name,
+                o.from,
+                o.matched,
+                o.repeated_events,
+                o.unknown,
+                us(o.latency.p50_us),
+                us(o.latency.p99_us),
+                us(o.latency.max_us),
+            ));
+            if let Some(why) = &o.broken {
+                out.push_str(&format!("  the tap stopped: {why}\n"));
+            }
+        }
+        out
     } else if summary.checkout_only() {
         format!(
             "checkout: POST to the endpoint (accepted = a 2xx within checkout_timeout)\n\

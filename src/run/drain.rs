@@ -11,10 +11,15 @@ use super::Run;
 use crate::clock::duration_ns;
 use crate::exit::StopSignal;
 use crate::load::driver::DriverOutcome;
-use crate::observe::{Observer, Settlement};
+use crate::observe::{Checkout, Observer, Settlement};
 use crate::topology::ServiceKind;
 use crate::transport::Transport;
 
+/// Observe mode: once every expected output is in, the taps watch this long for more (a
+/// duplicate that comes late) before the drain ends.
+const OUTPUTS_QUIET: Duration = Duration::from_secs(1);
+/// How often the drain counts the outputs still missing (a pass over every order).
+const OUTPUTS_POLL: Duration = Duration::from_millis(250);
 /// After an interrupt the drain is cut to this.
 const INTERRUPTED_DRAIN_MAX: Duration = Duration::from_secs(3);
 /// How often the drain looks whether the pipeline is quiet.
@@ -50,15 +55,27 @@ impl Run<'_> {
             .max()
             .filter(|_| !outcome.stopped_early)
             .unwrap_or(0);
-        let settlement = drain_until_quiet(
-            &self.observer,
-            &self.transport,
-            &self.pipeline.groups,
-            drain,
-            faults_end,
-            &self.interrupt,
-        )
-        .await;
+        let settlement = match &scenario.observe {
+            Some(observe) => {
+                let limit = if outcome.stopped_early {
+                    INTERRUPTED_DRAIN_MAX
+                } else {
+                    observe.settle_within
+                };
+                drain_until_outputs(&self.observer, limit, faults_end, &self.interrupt).await
+            }
+            None => {
+                drain_until_quiet(
+                    &self.observer,
+                    &self.transport,
+                    &self.pipeline.groups,
+                    drain,
+                    faults_end,
+                    &self.interrupt,
+                )
+                .await
+            }
+        };
         let interrupted = outcome.stopped_early || self.interrupt.is_cancelled();
         self.note_not_settled(&settlement);
         let interrupted_by = *self.signal.borrow();
@@ -152,5 +169,35 @@ async fn drain_until_quiet(
             }
         }
         tokio::time::sleep(SETTLE_POLL).await;
+    }
+}
+
+/// Observe mode: waits until every checkout is answered and every accepted order's expected
+/// outputs are in, and then no output came for [`OUTPUTS_QUIET`]; or until `limit`, or an
+/// interrupt.
+async fn drain_until_outputs(
+    observer: &Observer,
+    limit: Duration,
+    not_before: crate::clock::RunTime,
+    interrupt: &CancellationToken,
+) -> Settlement {
+    let clock = &observer.clock;
+    let deadline = (clock.now() + duration_ns(limit)).max(not_before);
+    let interrupted_before = interrupt.is_cancelled();
+    let ledger = &observer.ledger;
+    loop {
+        let c = &observer.counters;
+        let now = clock.now();
+        let complete = observer.outputs.as_ref().is_none_or(|outputs| {
+            let quiet_since = outputs.last_at.load(Relaxed) + duration_ns(OUTPUTS_QUIET);
+            now >= quiet_since
+                && outputs.missing(|order| ledger.checkout(order) == Checkout::Accepted) == 0
+        });
+        let quiet = c.open_checkouts.load(Relaxed) == 0 && complete && now >= not_before;
+        let ending = now >= deadline || (!interrupted_before && interrupt.is_cancelled());
+        if quiet || ending {
+            return Settlement::now(c, Vec::new());
+        }
+        tokio::time::sleep(OUTPUTS_POLL).await;
     }
 }

@@ -62,7 +62,12 @@ impl Run<'_> {
             invalid_reason: invalid,
             interrupted_by: drained.interrupted_by,
             analytics: pipeline.analytics.as_ref().map(|a| a.state()),
-            faults: recoveries(scenario, &observer),
+            // Recovery is measured on doorbuster's own consumer groups, which observe mode
+            // does not run.
+            faults: match scenario.observe {
+                Some(_) => observer.fault_windows(),
+                None => recoveries(scenario, &observer),
+            },
         });
         if let Some(dir) = &dir {
             crate::report::write_all(dir, &summary).map_err(|source| RunError::Report {

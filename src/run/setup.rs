@@ -19,6 +19,7 @@ use crate::exit::StopSignal;
 use crate::load::Schedule;
 use crate::observe::Observer;
 use crate::observe::hlog::IntervalLogs;
+use crate::observe::outputs::Outputs;
 use crate::orders::OrderFactory;
 use crate::orders::template::Renderer;
 use crate::publisher::Publisher;
@@ -131,14 +132,37 @@ impl<'s> Run<'s> {
                 .clone()
                 .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed))
         });
-        let observer = Arc::new(
-            Observer::new(clock.clone(), schedule.orders()).with_fault_plan(
-                scenario
-                    .faults
-                    .iter()
-                    .map(|f| (f.at, f.duration.map(|d| f.at + d))),
-            ),
+        let mut factory = OrderFactory::new(seed, &scenario.orders);
+        if scenario.observe.is_some() {
+            // The user's shop outlives the run: this run's orders get keys and uids of their
+            // own, so that neither side takes them for an earlier run's with the same seed.
+            factory = factory.with_key_salt(crate::rng::run_nonce());
+        }
+        let factory = Arc::new(factory);
+        let mut observer = Observer::new(clock.clone(), schedule.orders()).with_fault_plan(
+            scenario
+                .faults
+                .iter()
+                .map(|f| (f.at, f.duration.map(|d| f.at + d))),
         );
+        if let Some(observe) = &scenario.observe {
+            let windows = (scenario.faults.iter())
+                .map(|f| {
+                    let at = crate::clock::duration_ns(f.at);
+                    (
+                        at,
+                        at + crate::clock::duration_ns(f.duration.unwrap_or_default()),
+                    )
+                })
+                .collect();
+            observer = observer.with_outputs(Outputs::new(
+                observe,
+                schedule.clone(),
+                factory.clone(),
+                windows,
+            ));
+        }
+        let observer = Arc::new(observer);
         let chaos = Arc::new(Chaos::default());
         let reorders = scenario
             .faults
@@ -149,7 +173,6 @@ impl<'s> Run<'s> {
         } else {
             transport
         };
-        let factory = Arc::new(OrderFactory::new(seed, &scenario.orders));
         let publisher = Publisher {
             transport: transport.clone(),
             observer: observer.clone(),
@@ -162,7 +185,10 @@ impl<'s> Run<'s> {
         let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock.clone()));
         let client = Arc::new(provider_client(scenario, &provider, stop.clone()).await?);
         // Behind a checkout endpoint the pipeline is the shop's own: no services run here.
-        let pipeline = if checkout_only {
+        // In observe mode the shop is the user's too, and the taps read its outputs.
+        let pipeline = if scenario.observe.is_some() {
+            start_taps(&transport, &observer, stop.clone()).await?
+        } else if checkout_only {
             Pipeline::none()
         } else {
             start_services(
@@ -378,22 +404,27 @@ async fn through_fault_proxy(
     Ok((target, proxy))
 }
 
+/// The client the simulated payment service calls the provider through, and the provider's
+/// server when one is wanted: `via: http` (on a port of its own), or `listen:` (where the
+/// user's own payment service calls it, in observe mode).
 async fn provider_client(
     scenario: &Scenario,
     core: &Arc<ProviderCore>,
     stop: CancellationToken,
 ) -> Result<ProviderClient, RunError> {
-    match scenario.provider.via {
-        ProviderVia::InProcess => Ok(ProviderClient::InProcess(core.clone())),
-        ProviderVia::Http => {
-            let (addr, _server) =
-                crate::services::provider::serve(core.clone(), stop.cancelled_owned())
-                    .await
-                    .map_err(RunError::Provider)?;
-            ProviderClient::http(format!("http://{addr}"), &scenario.provider)
-                .map_err(|e| RunError::Provider(std::io::Error::other(e.to_string())))
+    let served = match (scenario.provider.listen, scenario.provider.via) {
+        (Some(listen), _) => {
+            crate::services::provider::serve_on(core.clone(), listen, stop.cancelled_owned()).await
         }
-    }
+        // Observe mode runs no payment service of its own: nothing to serve.
+        (None, ProviderVia::Http) if scenario.observe.is_none() => {
+            crate::services::provider::serve(core.clone(), stop.cancelled_owned()).await
+        }
+        (None, _) => return Ok(ProviderClient::InProcess(core.clone())),
+    };
+    let (addr, _server) = served.map_err(RunError::Provider)?;
+    ProviderClient::http(format!("http://{addr}"), &scenario.provider)
+        .map_err(|e| RunError::Provider(std::io::Error::other(e.to_string())))
 }
 
 async fn start_services(
@@ -505,6 +536,45 @@ async fn start_services(
             .then_some(inventory),
         enabled,
     })
+}
+
+/// Observe mode: one tap per output of the user's shop, each in place before the clock
+/// starts, recording what it reads until the run stops.
+async fn start_taps(
+    transport: &Arc<dyn Transport>,
+    observer: &Arc<Observer>,
+    stop: CancellationToken,
+) -> Result<Pipeline, RunError> {
+    let mut pipeline = Pipeline::none();
+    let Some(outputs) = &observer.outputs else {
+        return Ok(pipeline);
+    };
+    for (index, tally) in outputs.outputs.iter().enumerate() {
+        let mut tap = transport.tap(&tally.spec.from).await?;
+        let observer = observer.clone();
+        let stop = stop.clone();
+        pipeline.tasks.spawn(async move {
+            let Some(outputs) = &observer.outputs else {
+                return;
+            };
+            loop {
+                let next = tokio::select! {
+                    next = tap.next() => next,
+                    () = stop.cancelled() => return,
+                };
+                match next {
+                    Ok(Some(event)) => outputs.tapped(index, &event),
+                    Ok(None) => return,
+                    Err(e) => {
+                        outputs.broken(index, e.to_string());
+                        observer.finding(format!("a tap stopped: {e}"));
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    Ok(pipeline)
 }
 
 /// Cancelled once `signal` names one, until the run stops: the driver and the drain only

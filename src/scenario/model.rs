@@ -22,6 +22,9 @@ pub struct Scenario {
     pub checks: Checks,
     /// Faults on the scenario's clock, in file order.
     pub faults: Vec<Fault>,
+    /// Black-box mode: the user's own shop is under test (`observe:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observe: Option<crate::observe::config::Observe>,
 }
 
 /// One fault: what goes wrong, when, for how long, and for which deliveries.
@@ -349,6 +352,10 @@ pub enum ProviderVia {
 #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Provider {
     pub via: ProviderVia,
+    /// Where the provider serves its API for the user's own payment service (observe mode),
+    /// instead of a port of its own choosing; loopback only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
     pub latency: LatencyDist,
     /// The payment service's client timeout per call.
     pub timeout: Duration,

@@ -45,6 +45,8 @@ pub struct RawScenario {
     /// Faults on the scenario's clock, e.g. `{ at: 80s, crash: email, restart_after: 10s }`.
     #[schemars(with = "Option<Vec<crate::chaos::config::RawFault>>")]
     pub faults: Option<Spanned<Vec<Spanned<crate::chaos::config::RawFault>>>>,
+    #[schemars(with = "Option<crate::observe::config::RawObserve>")]
+    pub observe: Option<Spanned<crate::observe::config::RawObserve>>,
 }
 
 /// What the structural step failed on: serde-saphyr's error and the field path it was at.

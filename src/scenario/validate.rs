@@ -82,6 +82,9 @@ struct Spots {
     /// Where `orders.payload` and its `key` are, when written.
     payload: Option<Spot>,
     payload_key: Option<Spot>,
+    /// Where `observe:` and `services:` are, when written.
+    observe: Option<Spot>,
+    services: Option<Spot>,
 }
 
 impl Validator<'_> {
@@ -160,6 +163,16 @@ impl Validator<'_> {
             }
             None => Vec::new(),
         };
+        let observe = raw.observe.as_ref().map(|o| {
+            self.spots.observe = Some(Spot::at(&o.referenced, root.key("observe")));
+            crate::observe::config::validate(o, self, &root.key("observe"))
+        });
+        self.spots.services =
+            (raw.services.as_ref()).map(|s| Spot::at(&s.referenced, root.key("services")));
+        let mut target = target;
+        if let (Target::Broker(b), Some(o)) = (&mut target, &observe) {
+            b.orders_to = o.orders_to.clone();
+        }
         let scenario = Scenario {
             name,
             description,
@@ -171,6 +184,7 @@ impl Validator<'_> {
             provider,
             checks,
             faults,
+            observe,
         };
         // A target that did not validate is the embedded placeholder: checking the faults
         // against it would only repeat the target's problem.
@@ -199,6 +213,9 @@ impl Validator<'_> {
     /// target cannot carry, the URL as its client reads it (after `${NAME}` expansion) behind
     /// the loopback guard, and header values.
     fn target_fits(&mut self, s: &Scenario) {
+        if s.observe.is_some() {
+            self.observe_fits(s);
+        }
         let fault_spots = std::mem::take(&mut self.spots.faults);
         match &s.target {
             Target::Embedded(_) => {
@@ -243,6 +260,8 @@ impl Validator<'_> {
             return;
         };
         match &s.target {
+            // Observe mode publishes the user's own event to the user's own topic.
+            Target::Broker(_) if s.observe.is_some() => {}
             Target::Http(_) => {
                 if let Some(key) = self.spots.payload_key.take() {
                     self.report_spot(
@@ -265,6 +284,88 @@ impl Validator<'_> {
                         .to_owned(),
                 ),
             ),
+        }
+    }
+
+    /// Observe mode runs none of doorbuster's services: it publishes to the user's topic on
+    /// the user's broker and taps the user's outputs there. Only faults that reach the user's
+    /// shop apply: the provider it calls (served at `provider.listen`) and commands.
+    fn observe_fits(&mut self, s: &Scenario) {
+        let Some(observe) = &s.observe else {
+            return;
+        };
+        let spot = self
+            .spots
+            .observe
+            .clone()
+            .unwrap_or_else(|| Spot::flag("observe"));
+        match &s.target {
+            Target::Embedded(_) => self.report_spot(
+                &spot,
+                "observe taps your own shop on your broker, and the target is the embedded \
+                 broker inside doorbuster, which no other process can reach"
+                    .to_owned(),
+                Some("set `target:` to your broker's URL, or run with --target URL".to_owned()),
+            ),
+            Target::Http(_) => self.report_spot(
+                &spot,
+                "observe taps the outputs on a broker; a checkout endpoint target is not \
+                 tapped yet"
+                    .to_owned(),
+                Some(
+                    "set `target:` to your broker and `observe.orders_to` to your orders topic"
+                        .to_owned(),
+                ),
+            ),
+            Target::Broker(_) => {
+                if observe.orders_to.is_none() {
+                    self.report_spot(
+                        &spot,
+                        "observe on a broker needs `orders_to`: your topic the orders go to"
+                            .to_owned(),
+                        Some("orders_to: shop.orders".to_owned()),
+                    );
+                }
+            }
+        }
+        if let Some(services) = self.spots.services.clone() {
+            self.report_spot(
+                &services,
+                "observe mode runs none of doorbuster's simulated services: your own consume \
+                 the orders"
+                    .to_owned(),
+                Some("remove `services:`".to_owned()),
+            );
+        }
+        for (fault, spot) in s.faults.iter().zip(&self.spots.faults.clone()) {
+            match fault.kind {
+                FaultKind::Exec { .. } => {}
+                FaultKind::ProviderOutage { .. } if s.provider.listen.is_some() => {}
+                FaultKind::ProviderOutage { .. } => self.report_spot(
+                    spot,
+                    "in observe mode a provider outage reaches your payment service only \
+                     through the provider it calls, and `provider.listen` is not set"
+                        .to_owned(),
+                    Some(
+                        "provider: { listen: 127.0.0.1:12111 }, and point your payment \
+                          service at it"
+                            .to_owned(),
+                    ),
+                ),
+                _ => self.report_spot(
+                    spot,
+                    format!(
+                        "a {} fault acts on doorbuster's simulated services or its own \
+                         connection, which observe mode does not run",
+                        fault.kind.label()
+                    ),
+                    Some(
+                        "in observe mode use `provider_outage` (with `provider.listen`) \
+                          and `exec` faults"
+                            .to_owned(),
+                    ),
+                ),
+            }
         }
     }
 

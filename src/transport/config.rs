@@ -358,6 +358,7 @@ fn target_map(
         url,
         options,
         allow_remote,
+        orders_to: None,
     })
 }
 

@@ -34,6 +34,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::clock::RunTime;
 use crate::events::{Envelope, Topic};
 
@@ -98,6 +100,39 @@ pub trait Transport: Send + Sync + 'static {
     fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Reads what is published to `name` from now on: the user's own topic, stream, subject
+    /// or exchange, as the broker names it (observe mode). A tap joins no consumer group and
+    /// changes nothing the user's consumers see; it resolves once it is in place, so that
+    /// every event published after that reaches it. A broker without taps says so.
+    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
+        Box::pin(async move {
+            Err(TransportError::Group {
+                group: format!("tap {name}"),
+                source: Cause::Observed(format!("{} has no taps", self.info().kind)),
+            })
+        })
+    }
+}
+
+/// A reader of one of the user's topics (see [`Transport::tap`]).
+pub trait Tap: Send {
+    /// The next event on the topic, waiting for one; `Ok(None)` once the tap is closed.
+    fn next(&mut self) -> BoxFuture<'_, Result<Option<Tapped>, TransportError>>;
+}
+
+/// One event a tap read, as the user's service wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tapped {
+    /// The message key, when the broker has keys (Kafka's key, a NATS or RabbitMQ routing
+    /// subject, a Redis Streams field named `key`).
+    pub key: Option<Bytes>,
+    /// Headers (Kafka, NATS, AMQP properties' headers), or a Redis Streams entry's fields.
+    pub headers: Vec<(String, Bytes)>,
+    /// The body (a Redis Streams entry's `payload` field).
+    pub body: Bytes,
+    /// When the tap received it, on the run's clock.
+    pub at: RunTime,
 }
 
 /// One member of a consumer group.
@@ -293,11 +328,30 @@ pub struct BrokerConfig {
     pub options: BrokerOptions,
     /// A host outside loopback is refused unless this is set (DESIGN.md §11).
     pub allow_remote: bool,
+    /// Observe mode: the user's own topic (stream, subject, exchange) the orders are
+    /// published to, instead of the run's `order.created`. The user's: never created or
+    /// deleted by the run.
+    pub orders_to: Option<String>,
 }
 
 impl BrokerConfig {
     pub fn kind(&self) -> BrokerKind {
         self.options.kind()
+    }
+
+    /// The broker's name of `topic`: `{namespace}{sep}{topic}` for what the run creates, or
+    /// the user's own topic for `order.created` in observe mode.
+    pub fn topic_name(&self, topic: Topic, sep: &str) -> String {
+        match (&self.orders_to, topic) {
+            (Some(name), Topic::OrderCreated) => name.clone(),
+            _ => format!("{}{sep}{}", self.namespace, topic.name()),
+        }
+    }
+
+    /// Whether the run made `topic` on the broker (and removes it at the end): every topic
+    /// but the user's own.
+    pub fn owns(&self, topic: Topic) -> bool {
+        self.orders_to.is_none() || topic != Topic::OrderCreated
     }
 
     /// The URL with any password replaced by `***`, for reports and errors.
@@ -313,6 +367,7 @@ impl std::fmt::Debug for BrokerConfig {
             .field("namespace", &self.namespace)
             .field("options", &self.options)
             .field("allow_remote", &self.allow_remote)
+            .field("orders_to", &self.orders_to)
             .finish()
     }
 }
@@ -342,6 +397,7 @@ pub fn broker_config(b: &target::BrokerTarget) -> Result<BrokerConfig, Transport
         namespace: run_namespace(),
         options: b.options.clone(),
         allow_remote: b.allow_remote,
+        orders_to: b.orders_to.clone(),
     })
 }
 

@@ -44,6 +44,9 @@ pub struct BrokerTarget {
     pub options: BrokerOptions,
     /// A host outside loopback is refused unless this is set (or `--allow-remote`).
     pub allow_remote: bool,
+    /// Observe mode: the user's topic the orders go to (`observe.orders_to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders_to: Option<String>,
 }
 
 impl BrokerTarget {
@@ -53,6 +56,7 @@ impl BrokerTarget {
             url: url.into(),
             options: BrokerOptions::defaults(kind),
             allow_remote: false,
+            orders_to: None,
         }
     }
 

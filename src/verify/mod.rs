@@ -14,6 +14,7 @@ pub mod latency_slo;
 pub mod money_matches_state;
 pub mod no_duplicate_effects;
 pub mod no_loss;
+pub mod outputs;
 pub mod per_key_order;
 pub mod recovery;
 pub mod replay;
@@ -136,6 +137,8 @@ pub enum Sees {
     Checkout,
     /// The pipeline behind the checkout: deliveries, effects, the provider's records.
     Pipeline,
+    /// The user's own shop's outputs, as the taps saw them (observe mode).
+    Outputs,
 }
 
 /// A check a scenario asks for, and what it has to see.
@@ -198,17 +201,22 @@ const REGISTRY: &[fn(&Scenario) -> Vec<Planned>] = &[
             })
             .collect()
     },
-    |s| when(s.checks.no_loss, || no_loss::NoLoss),
+    |s| match s.observe {
+        Some(_) => tapped(s.checks.no_loss, outputs::NoLostOutputs),
+        None => when(s.checks.no_loss, || no_loss::NoLoss),
+    },
     |s| {
         when(s.checks.money_matches_state, || {
             money_matches_state::MoneyMatchesState
         })
     },
-    |s| {
-        when(s.checks.no_duplicate_effects, || {
+    |s| match s.observe {
+        Some(_) => tapped(s.checks.no_duplicate_effects, outputs::NoDuplicateOutputs),
+        None => when(s.checks.no_duplicate_effects, || {
             no_duplicate_effects::NoDuplicateEffects
-        })
+        }),
     },
+    |s| tapped(s.observe.is_some(), outputs::NoUnknownOutputs),
     |s| when(s.checks.per_key_order, || per_key_order::PerKeyOrder),
     |s| {
         let replays = s
@@ -245,15 +253,27 @@ fn when<C: Check + 'static>(asked: bool, check: impl FnOnce() -> C) -> Vec<Plann
     }
 }
 
+/// A check of the user's shop's outputs (observe mode), when the scenario asks for it.
+fn tapped(asked: bool, check: impl Check + 'static) -> Vec<Planned> {
+    let mut planned = when(asked, || check);
+    planned.iter_mut().for_each(|p| p.sees = Sees::Outputs);
+    planned
+}
+
 /// Every check the scenario asks for, in report order, whether or not the target can show it.
 pub fn planned(scenario: &Scenario) -> Vec<Planned> {
     REGISTRY.iter().flat_map(|entry| entry(scenario)).collect()
 }
 
 /// Against an HTTP checkout endpoint only what a shopper sees can be observed; the pipeline
-/// behind it is the shop's.
+/// behind it is the shop's. In observe mode the shop is the user's: its outputs are seen,
+/// doorbuster's simulated pipeline does not run.
 fn visible(scenario: &Scenario, sees: Sees) -> bool {
-    sees == Sees::Checkout || !matches!(scenario.target, Target::Http(_))
+    match sees {
+        Sees::Checkout => true,
+        Sees::Outputs => scenario.observe.is_some(),
+        Sees::Pipeline => scenario.observe.is_none() && !matches!(scenario.target, Target::Http(_)),
+    }
 }
 
 /// The checks a scenario asks for that the target can show, in report order. Those it

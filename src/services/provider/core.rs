@@ -403,6 +403,7 @@ pub(crate) mod tests {
     pub(crate) fn cfg(latency: LatencyDist, timeout: Duration) -> model::Provider {
         model::Provider {
             via: model::ProviderVia::InProcess,
+            listen: None,
             latency,
             timeout,
             retries: 0,

@@ -30,6 +30,10 @@
 //! - a broker restart: the shared connection and each member's connection reconnect with
 //!   backoff; a member that gets `NOGROUP` (the server lost the stream) re-creates the group.
 //!   `max_deliver` is not enforced.
+//! - observe mode: the orders go to the user's own stream (`observe.orders_to`) with the
+//!   rendered key and headers as fields beside `payload`; the run never deletes that
+//!   stream. A tap (`tap.rs`) `XREAD`s one of the user's streams from its end at start,
+//!   outside every consumer group.
 //! - TLS: `rediss://` connects through rustls (ring) and checks the server's certificate
 //!   against the system's roots; `rediss://host:port/#insecure` skips the check (a
 //!   self-signed test server).
@@ -37,6 +41,7 @@
 pub mod config;
 mod member;
 mod reply;
+mod tap;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,7 +51,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnec
 use ::redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Transport, TransportError,
+    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Tap, Transport, TransportError,
     TransportInfo,
 };
 use crate::clock::Clock;
@@ -111,7 +116,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Inner {
     fn stream(&self, topic: Topic) -> String {
-        format!("{}:{}", self.cfg.namespace, topic.name())
+        self.cfg.topic_name(topic, ":")
     }
 
     fn heartbeat_key(&self, consumer: &str) -> String {
@@ -338,6 +343,15 @@ impl Transport for RedisBroker {
             for (name, value) in envelope.meta.to_headers() {
                 cmd.arg(name).arg(value);
             }
+            // The user's own key and headers (observe mode), as fields beside the payload.
+            if let Some(user) = &envelope.user {
+                for (name, value) in &user.headers {
+                    cmd.arg(name).arg(value);
+                }
+                if let Some(key) = &user.key {
+                    cmd.arg("key").arg(key);
+                }
+            }
             cmd.arg("payload").arg(envelope.payload.as_ref());
             let mut conn = self.inner.conn.clone();
             let reply =
@@ -456,6 +470,13 @@ impl Transport for RedisBroker {
         })
     }
 
+    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
+        Box::pin(async move {
+            let tap = tap::open(&self.inner, name).await?;
+            Ok(Box::new(tap) as Box<dyn Tap>)
+        })
+    }
+
     fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             self.inner.shut.store(true, Ordering::SeqCst);
@@ -463,8 +484,9 @@ impl Transport for RedisBroker {
                 group: "*".to_owned(),
                 source: Cause::from(e).context("cleanup"),
             };
+            // The run's own streams; never the user's.
             let mut del = ::redis::cmd("DEL");
-            for t in Topic::ALL {
+            for t in Topic::ALL.into_iter().filter(|t| self.inner.cfg.owns(*t)) {
                 del.arg(self.inner.stream(t));
             }
             query(&self.inner, &del).await.map_err(cleanup_err)?;

@@ -1,0 +1,282 @@
+//! Observe mode against a real broker: doorbuster publishes orders to the user's own stream,
+//! a shop that is not doorbuster's (a separate task on its own Redis connection, as the
+//! user's service would be) consumes them and writes its outputs to its own streams, and the
+//! taps judge those outputs. The clean shop passes; each planted bug fails the check that
+//! should catch it, and the evidence names the orders it hurt.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use ::redis::AsyncCommands;
+use doorbuster::run::{RunOptions, RunResult, execute};
+use doorbuster::transport::BrokerKind;
+use doorbuster::verify::Verdict;
+
+/// The bugs the test shop can have.
+#[derive(Clone, Copy, Default)]
+struct Bugs {
+    /// Every order whose id is a multiple of this gets no `paid` output (a dropped event).
+    drop_every: Option<u64>,
+    /// Every order whose id is a multiple of this gets its `paid` output twice, as two
+    /// events with the same event id (a publish retried after a lost answer).
+    twice_every: Option<u64>,
+    /// Writes one `paid` output for an order the run never made.
+    foreign: bool,
+}
+
+/// What the shop did, to hold the evidence to.
+#[derive(Default)]
+struct Did {
+    dropped: BTreeSet<u64>,
+    twice: BTreeSet<u64>,
+}
+
+/// The user's shop: reads `orders` from its end, and per order writes `received` always,
+/// and `paid` (approved cards) or `declined` (declining cards) with the order id in the
+/// JSON body at `/order`.
+async fn shop(
+    url: String,
+    streams: [String; 4],
+    bugs: Bugs,
+    did: Arc<Mutex<Did>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let [orders, received, paid, declined] = streams;
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut after = "$".to_owned();
+    let mut event = 0u64;
+    // A shopper's second click carries the same idempotency key: handled once.
+    let mut handled = std::collections::HashSet::new();
+    let mut foreign = bugs.foreign;
+    while !stop.is_cancelled() {
+        let opts = ::redis::streams::StreamReadOptions::default()
+            .block(200)
+            .count(100);
+        let reply: ::redis::streams::StreamReadReply =
+            match conn.xread_options(&[&orders], &[&after], &opts).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+        for key in reply.keys {
+            for entry in key.ids {
+                after = entry.id.clone();
+                let Some(::redis::Value::BulkString(body)) = entry.map.get("payload") else {
+                    continue;
+                };
+                let order: serde_json::Value = serde_json::from_slice(body).unwrap();
+                if !handled.insert(order["idempotency_key"].as_str().unwrap().to_owned()) {
+                    continue;
+                }
+                let id = order["order_id"].as_u64().unwrap();
+                if std::mem::take(&mut foreign) {
+                    // Once the run is on (its taps are in place): an order it never made.
+                    let body = r#"{"order":"ffffffff00000000000f4240","event":"x"}"#;
+                    let _: String = conn.xadd(&paid, "*", &[("payload", body)]).await.unwrap();
+                }
+                let declines = order["payment"]["card_token"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Declined");
+                let mut out = |name: &str| {
+                    event += 1;
+                    format!(r#"{{"order":{id},"event":"e{event}","type":"{name}"}}"#)
+                };
+                let body = out("received");
+                let _: String = conn
+                    .xadd(&received, "*", &[("payload", &body)])
+                    .await
+                    .unwrap();
+                if declines {
+                    let body = out("declined");
+                    let _: String = conn
+                        .xadd(&declined, "*", &[("payload", &body)])
+                        .await
+                        .unwrap();
+                    continue;
+                }
+                if bugs.drop_every.is_some_and(|n| id.is_multiple_of(n)) {
+                    did.lock().unwrap().dropped.insert(id);
+                    continue;
+                }
+                let body = out("paid");
+                let _: String = conn.xadd(&paid, "*", &[("payload", &body)]).await.unwrap();
+                if bugs.twice_every.is_some_and(|n| id.is_multiple_of(n)) {
+                    did.lock().unwrap().twice.insert(id);
+                    let _: String = conn.xadd(&paid, "*", &[("payload", &body)]).await.unwrap();
+                }
+            }
+        }
+    }
+}
+
+fn scenario(url: &str, ns: &str) -> doorbuster::scenario::Scenario {
+    let text = format!(
+        r#"name: black-box
+seed: 5
+target: "{url}"
+load:
+  arrivals: uniform
+  phases:
+    - {{ hold: 3s, rate: 100/s }}
+orders:
+  declines: 10%
+observe:
+  orders_to: {ns}:orders
+  settle_within: 4s
+  outputs:
+    received:
+      from: {ns}:received
+      order: /order
+      expect: {{ each: 1 }}
+    paid:
+      from: {ns}:paid
+      order: /order
+      event_id: /event
+      expect: {{ approved: 1 }}
+    declined:
+      from: {ns}:declined
+      order: /order
+      filter: {{ at: /type, equals: declined }}
+      expect: {{ declined: 1 }}
+checks:
+  checkout_success_rate: ">= 99%"
+"#
+    );
+    match doorbuster::scenario::parse("black-box.yaml", &text) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn run_against_shop(bugs: Bugs) -> Option<(RunResult, Did)> {
+    // Held to the end: a test that restarts the server waits for this one.
+    let _server = super::broker(BrokerKind::Redis).await?;
+    let url = super::broker_url(BrokerKind::Redis);
+    let ns = super::fresh_namespace();
+    let streams = ["orders", "received", "paid", "declined"].map(|s| format!("{ns}:{s}"));
+    let did = Arc::new(Mutex::new(Did::default()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let shop = tokio::spawn(shop(
+        url.clone(),
+        streams.clone(),
+        bugs,
+        did.clone(),
+        stop.clone(),
+    ));
+    // The shop is reading from the stream's end before the first order goes out.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let result = execute(
+        &scenario(&url, &ns),
+        RunOptions {
+            no_files: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the run completes");
+    stop.cancel();
+    shop.await.unwrap();
+    // The user's streams are the user's: the run left them where they were.
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let kept: usize = conn.xlen(&streams[0]).await.unwrap();
+    assert_eq!(
+        kept as u64,
+        result.summary.orders.attempted + result.summary.orders.resubmits
+    );
+    let _: () = conn.del(&streams).await.unwrap();
+    let did = std::mem::take(&mut *did.lock().unwrap());
+    Some((result, did))
+}
+
+pub(super) fn check<'a>(r: &'a RunResult, name: &str) -> &'a doorbuster::verify::CheckResult {
+    r.summary
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} check in {:?}", r.summary.checks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shop_passes_and_its_outputs_are_timed() {
+    let Some((r, _)) = run_against_shop(Bugs::default()).await else {
+        return;
+    };
+    for name in ["no_loss", "no_duplicate_effects", "no_unknown_outputs"] {
+        let c = check(&r, name);
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    }
+    assert_eq!(r.summary.verdict, doorbuster::exit::RunVerdict::Pass);
+    let o = &r.summary.orders;
+    assert_eq!(o.accepted, 300, "{o:?}");
+    let outputs = &r.summary.outputs;
+    assert_eq!(outputs.len(), 3);
+    // Every order was received once (a resubmit is the same order: the shop handles it once),
+    // and either paid or declined.
+    let received = &outputs[0];
+    let declined = &outputs[2];
+    assert_eq!(received.matched, 300);
+    assert!(
+        declined.matched > 10 && declined.matched < 60,
+        "{declined:?}"
+    );
+    assert_eq!(outputs[1].matched + declined.matched, 300);
+    assert!(received.latency.count == 300 && received.latency.p50_us > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_that_drops_doubles_or_invents_outputs_fails_and_names_the_orders() {
+    let bugs = Bugs {
+        drop_every: Some(17),
+        twice_every: Some(13),
+        foreign: true,
+    };
+    let Some((r, did)) = run_against_shop(bugs).await else {
+        return;
+    };
+    let loss = check(&r, "no_loss");
+    assert_eq!(loss.verdict, Verdict::Fail, "{loss:?}");
+    assert!(!did.dropped.is_empty());
+    for order in &did.dropped {
+        assert!(
+            loss.evidence
+                .iter()
+                .any(|e| e.starts_with(&format!("order {order} "))
+                    && e.contains("no `paid`")
+                    && e.contains("stuck after `received`")),
+            "order {order} not named: {:?}",
+            loss.evidence
+        );
+    }
+    assert_eq!(loss.evidence_count() as usize, did.dropped.len());
+
+    let dups = check(&r, "no_duplicate_effects");
+    assert_eq!(dups.verdict, Verdict::Fail, "{dups:?}");
+    for order in &did.twice {
+        assert!(
+            dups.evidence
+                .iter()
+                .any(|e| e.starts_with(&format!("order {order} "))
+                    && e.contains("`paid` seen 2 times, expected 1")),
+            "order {order} not named: {:?}",
+            dups.evidence
+        );
+    }
+    assert!(
+        dups.observed.contains(&format!(
+            "{} `paid` events published again",
+            did.twice.len()
+        )),
+        "{}",
+        dups.observed
+    );
+
+    let unknown = check(&r, "no_unknown_outputs");
+    assert_eq!(unknown.verdict, Verdict::Fail, "{unknown:?}");
+    assert!(
+        unknown.evidence[0].contains("ffffffff00000000000f4240"),
+        "{unknown:?}"
+    );
+    assert_eq!(r.summary.verdict, doorbuster::exit::RunVerdict::Fail);
+}

@@ -1,0 +1,274 @@
+//! The example shop (examples/shop) as the system under test: three separate processes on
+//! the real Redis, its payment service charging through doorbuster's provider at the
+//! scenario's `provider.listen`. The clean shop passes through lost answers and a crash of its
+//! payment service; each planted bug fails the check that should catch it and names orders.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use doorbuster::exit::RunVerdict;
+use doorbuster::run::{RunOptions, RunResult, execute};
+
+use super::observe::check;
+use doorbuster::transport::BrokerKind;
+use doorbuster::verify::Verdict;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+/// The example's binary, built by `cargo test` beside this test's.
+fn shop_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(Path::parent).unwrap();
+    let shop = debug.join("examples").join("shop");
+    assert!(
+        shop.exists(),
+        "{} is missing: `cargo test` builds it, or `cargo build --example shop`",
+        shop.display()
+    );
+    shop
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+struct Shop {
+    stop: CancellationToken,
+    /// Restarts per service (payment, inventory, email): a service that dies on its own
+    /// shows here, so a clean run cannot pass on restarts alone.
+    restarts: Arc<[AtomicU32; 3]>,
+    supervisors: Vec<tokio::task::JoinHandle<()>>,
+    dir: tempfile::TempDir,
+    prefix: String,
+    url: String,
+}
+
+/// Starts one service and waits until it reads its stream.
+async fn spawn(service: &str, url: &str, prefix: &str, provider: &str, bugs: &[&str]) -> Child {
+    let mut cmd = Command::new(shop_binary());
+    cmd.args(["--service", service, "--redis", url, "--prefix", prefix])
+        .args(["--provider", provider])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for bug in bugs {
+        cmd.args(["--bug", bug]);
+    }
+    let mut child = cmd.spawn().expect("the example shop starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+    assert!(
+        matches!(&ready, Ok(Ok(Some(line))) if line.starts_with("ready")),
+        "{service} did not start: {ready:?}"
+    );
+    child
+}
+
+impl Shop {
+    /// The three services, each restarted whenever it dies (as systemd or Kubernetes
+    /// would); the payment service's current pid in `payment.pid`, for the scenario's
+    /// `exec` fault to kill.
+    async fn start(provider_port: u16, bugs: &[&'static str]) -> Shop {
+        let url = super::broker_url(BrokerKind::Redis);
+        let prefix = super::fresh_namespace();
+        let provider = format!("http://127.0.0.1:{provider_port}");
+        let dir = tempfile::tempdir().unwrap();
+        let stop = CancellationToken::new();
+        let restarts: Arc<[AtomicU32; 3]> = Arc::default();
+        let mut supervisors = Vec::new();
+        for (i, service) in ["payment", "inventory", "email"].into_iter().enumerate() {
+            let mut child = spawn(service, &url, &prefix, &provider, bugs).await;
+            let pidfile = dir.path().join(format!("{service}.pid"));
+            std::fs::write(&pidfile, child.id().unwrap().to_string()).unwrap();
+            let (stop, url, prefix, provider) =
+                (stop.clone(), url.clone(), prefix.clone(), provider.clone());
+            let bugs: Vec<&'static str> = bugs.to_vec();
+            let restarts = restarts.clone();
+            supervisors.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = child.wait() => {}
+                        () = stop.cancelled() => {
+                            let _ = child.kill().await;
+                            return;
+                        }
+                    }
+                    restarts[i].fetch_add(1, Ordering::Relaxed);
+                    child = spawn(service, &url, &prefix, &provider, &bugs).await;
+                    std::fs::write(&pidfile, child.id().unwrap().to_string()).unwrap();
+                }
+            }));
+        }
+        Shop {
+            stop,
+            restarts,
+            supervisors,
+            dir,
+            prefix,
+            url,
+        }
+    }
+
+    /// Stops the shop; its restarts per service.
+    async fn stop(self) -> [u32; 3] {
+        self.stop.cancel();
+        for s in self.supervisors {
+            s.await.unwrap();
+        }
+        // The shop's streams and markers are the test's to remove.
+        let client = ::redis::Client::open(self.url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = ::redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        self.restarts.each_ref().map(|n| n.load(Ordering::Relaxed))
+    }
+}
+
+/// examples/shop/redis.yaml, aimed at this test's shop: its streams, a free provider port,
+/// and the faults given.
+fn scenario(shop: &Shop, provider_port: u16, faults: &str) -> doorbuster::scenario::Scenario {
+    let example = include_str!("../../examples/shop/redis.yaml");
+    let head = example.split("\nfaults:").next().unwrap();
+    let text = head
+        .replace("shop.", &format!("{}.", shop.prefix))
+        .replace("127.0.0.1:12111", &format!("127.0.0.1:{provider_port}"))
+        .replace(
+            "redis://127.0.0.1:6379",
+            &super::broker_url(BrokerKind::Redis),
+        )
+        .replace(
+            "latency: 20ms..60ms",
+            // Payments take long enough that the payment service always holds some.
+            "latency: 100ms..200ms",
+        )
+        + "\nfaults:\n"
+        + &faults.replace("{dir}", &shop.dir.path().display().to_string());
+    let path = shop.dir.path().join("shop.yaml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/order-created.json.j2"),
+        shop.dir.path().join("order-created.json.j2"),
+    )
+    .unwrap();
+    let context = doorbuster::scenario::Context::run(Default::default());
+    match doorbuster::scenario::load_with(path.to_str().unwrap(), &context) {
+        Ok(loaded) => loaded.scenario,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The payment service crashes (SIGKILL) mid-load and is restarted by its supervisor.
+const CRASH: &str = "  - { at: 2s, exec: \"kill -9 $(cat {dir}/payment.pid)\" }\n";
+const LOST_ANSWERS: &str = "  - { at: 1s, for: 3s, provider_outage: { lost_answers: 10% } }\n";
+const PROVIDER_DOWN: &str =
+    "  - { at: 1s, for: 3s, provider_outage: { errors: 100%, status: 503 } }\n";
+
+/// Runs the scenario against a shop with these bugs and faults; the result and the shop's
+/// restarts per service.
+async fn run_shop(bugs: &[&'static str], faults: &str) -> Option<(RunResult, [u32; 3])> {
+    let _server = super::broker(BrokerKind::Redis).await?;
+    let port = free_port();
+    let shop = Shop::start(port, bugs).await;
+    let scenario = scenario(&shop, port, faults);
+    let result = execute(
+        &scenario,
+        RunOptions {
+            no_files: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the run completes");
+    let restarts = shop.stop().await;
+    Some((result, restarts))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clean_shop_passes_through_lost_answers_and_a_crash() {
+    let faults = format!("{LOST_ANSWERS}{CRASH}");
+    let Some((r, restarts)) = run_shop(&[], &faults).await else {
+        return;
+    };
+    for c in &r.summary.checks {
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    }
+    assert_eq!(r.summary.verdict, RunVerdict::Pass);
+    assert!(
+        r.summary.provider.lost_answers > 0,
+        "{:?}",
+        r.summary.provider
+    );
+    let exec = &r.summary.faults[1];
+    assert!(
+        exec.exec.as_ref().is_some_and(|e| e.succeeded()),
+        "{exec:?}"
+    );
+    // The kill, and nothing else: the shop passed with every service up.
+    assert_eq!(restarts, [1, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_keys_on_retry_charge_twice_and_the_provider_proves_it() {
+    let Some((r, restarts)) = run_shop(&["fresh-key-retries"], LOST_ANSWERS).await else {
+        return;
+    };
+    let dups = check(&r, "no_duplicate_effects");
+    assert_eq!(dups.verdict, Verdict::Fail, "{dups:?}");
+    assert!(
+        dups.evidence.iter().any(|e| e.contains("charged 2 times")),
+        "{dups:?}"
+    );
+    assert!(r.summary.provider.lost_answers > 0);
+    // The shop still wrote each output once: only the provider's books show the harm.
+    assert_eq!(check(&r, "no_loss").verdict, Verdict::Pass);
+    assert_eq!(restarts, [0, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_payment_on_error_loses_the_order() {
+    let Some((r, restarts)) = run_shop(&["drop-on-error"], PROVIDER_DOWN).await else {
+        return;
+    };
+    let loss = check(&r, "no_loss");
+    assert_eq!(loss.verdict, Verdict::Fail, "{loss:?}");
+    assert!(
+        loss.evidence.iter().any(|e| e.contains("no `paid`")),
+        "{loss:?}"
+    );
+    // Their clean twin: the same outage, and the shop that keeps what it could not pay.
+    let Some((clean, clean_restarts)) = run_shop(&[], PROVIDER_DOWN).await else {
+        return;
+    };
+    assert_eq!(check(&clean, "no_loss").verdict, Verdict::Pass);
+    assert_eq!((restarts, clean_restarts), ([0, 0, 0], [0, 0, 0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acking_before_the_effect_loses_what_a_crash_interrupts() {
+    let Some((r, restarts)) = run_shop(&["ack-before-effect"], CRASH).await else {
+        return;
+    };
+    let loss = check(&r, "no_loss");
+    assert_eq!(loss.verdict, Verdict::Fail, "{loss:?}");
+    assert!(
+        loss.evidence.iter().any(|e| e.contains("no `paid`")),
+        "{loss:?}"
+    );
+    assert_eq!(restarts, [1, 0, 0]);
+}
