@@ -598,7 +598,12 @@ fn observe_mode_is_checked_like_every_section() {
 
     let cases: [(&str, &str, &str, &str); 9] = [
         // Nothing outside doorbuster can read the embedded broker.
-        ("embedded", OBSERVE, "", ":6:3: observe: observe taps your own shop on your broker"),
+        (
+            "embedded",
+            OBSERVE,
+            "",
+            ":6:3: observe: observe taps your own shop on your broker",
+        ),
         // The orders need the user's topic.
         (
             "redis://127.0.0.1:6379",

@@ -140,6 +140,32 @@ pub(super) async fn lags(
     out
 }
 
+/// When a drain ends at the latest: `limit` from now (never before `not_before`), or an
+/// interrupt that comes during the drain.
+struct Until {
+    deadline: crate::clock::RunTime,
+    interrupted_before: bool,
+}
+
+impl Until {
+    fn new(
+        observer: &Observer,
+        limit: Duration,
+        not_before: crate::clock::RunTime,
+        interrupt: &CancellationToken,
+    ) -> Until {
+        Until {
+            deadline: (observer.clock.now() + duration_ns(limit)).max(not_before),
+            interrupted_before: interrupt.is_cancelled(),
+        }
+    }
+
+    fn reached(&self, observer: &Observer, interrupt: &CancellationToken) -> bool {
+        observer.clock.now() >= self.deadline
+            || (!self.interrupted_before && interrupt.is_cancelled())
+    }
+}
+
 /// Waits until every checkout is answered, no service is handling anything and every group
 /// has committed everything, or until `limit`, or until an interrupt; returns what was still
 /// pending then.
@@ -152,15 +178,14 @@ async fn drain_until_quiet(
     interrupt: &CancellationToken,
 ) -> Settlement {
     let clock = &observer.clock;
-    let deadline = (clock.now() + duration_ns(limit)).max(not_before);
-    let interrupted_before = interrupt.is_cancelled();
+    let until = Until::new(observer, limit, not_before, interrupt);
     loop {
         let c = &observer.counters;
         let quiet = c.open_checkouts.load(Relaxed) == 0
             && c.processing.load(Relaxed) == 0
             && c.dead_letters_arrived.load(Relaxed) >= c.dead_lettered.load(Relaxed)
             && clock.now() >= not_before;
-        let ending = clock.now() >= deadline || (!interrupted_before && interrupt.is_cancelled());
+        let ending = until.reached(observer, interrupt);
         if quiet || ending {
             // A lag the broker cannot tell counts as not drained.
             let lags = lags(transport, groups).await;
@@ -181,21 +206,18 @@ async fn drain_until_outputs(
     not_before: crate::clock::RunTime,
     interrupt: &CancellationToken,
 ) -> Settlement {
-    let clock = &observer.clock;
-    let deadline = (clock.now() + duration_ns(limit)).max(not_before);
-    let interrupted_before = interrupt.is_cancelled();
+    let until = Until::new(observer, limit, not_before, interrupt);
     let ledger = &observer.ledger;
     loop {
         let c = &observer.counters;
-        let now = clock.now();
+        let now = observer.clock.now();
         let complete = observer.outputs.as_ref().is_none_or(|outputs| {
             let quiet_since = outputs.last_at.load(Relaxed) + duration_ns(OUTPUTS_QUIET);
             now >= quiet_since
                 && outputs.missing(|order| ledger.checkout(order) == Checkout::Accepted) == 0
         });
         let quiet = c.open_checkouts.load(Relaxed) == 0 && complete && now >= not_before;
-        let ending = now >= deadline || (!interrupted_before && interrupt.is_cancelled());
-        if quiet || ending {
+        if quiet || until.reached(observer, interrupt) {
             return Settlement::now(c, Vec::new());
         }
         tokio::time::sleep(OUTPUTS_POLL).await;
