@@ -665,6 +665,38 @@ fn observe_mode_is_checked_like_every_section() {
         let e = observed(target, observe, extra).unwrap_err();
         assert!(e.contains(expected), "expected {expected:?} in:\n{e}");
     }
+    // A link fault in observe mode acts on one of the user's links, named with `on`.
+    let links = "  links:\n    shop-redis: { listen: 127.0.0.1:16379, to: 127.0.0.1:6379 }\n";
+    let with_links = format!("{OBSERVE}{links}");
+    let fault = |on: &str| format!("faults:\n  - {{ at: 1s, for: 2s, link: reset{on} }}\n");
+    let ok = observed(
+        "redis://127.0.0.1:6379",
+        &with_links,
+        &fault(", on: shop-redis"),
+    )
+    .unwrap();
+    assert_eq!(ok.observe.unwrap().links[0].listen.port(), 16379);
+    for (observe, on, expected) in [
+        (with_links.as_str(), "", "name it with `on`"),
+        (
+            with_links.as_str(),
+            ", on: shop-db",
+            "`on: shop-db` names no link of `observe.links`",
+        ),
+        (OBSERVE, ", on: shop-redis", "add `observe.links"),
+    ] {
+        let e = observed("redis://127.0.0.1:6379", observe, &fault(on)).unwrap_err();
+        assert!(e.contains(expected), "expected {expected:?} in:\n{e}");
+    }
+    let e = scenario::parse(
+        "s.yaml",
+        "name: s\ntarget: redis://127.0.0.1:6379\nload:\n  phases: [ { hold: 5s, rate: 10/s } ]\n\
+         faults:\n  - { at: 1s, for: 2s, link: reset, on: shop-redis }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("the scenario has no `observe:` block"), "{e}");
+
     // With the provider where the user's service calls it, the outage is on the timeline.
     let ok = observed(
         "redis://127.0.0.1:6379",

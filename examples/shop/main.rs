@@ -325,14 +325,22 @@ async fn main() {
     // Reads block for half a second: the answer may take that long.
     let config =
         redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-    let conn = match client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("shop: cannot reach {}: {e}", args.redis);
-            std::process::exit(3);
+    // Like any service started beside its broker, it waits for it (half a minute at most).
+    let mut tries = 0;
+    let conn = loop {
+        match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if tries >= 60 => {
+                eprintln!("shop: cannot reach {}: {e}", args.redis);
+                std::process::exit(3);
+            }
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
     };
     let shop = Shop { args, conn, http };

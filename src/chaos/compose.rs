@@ -107,10 +107,13 @@ fn differences(a: &Fault, b: &Fault) -> Vec<&'static str> {
             differ("lost_answers", lost_answers != lost_answers_b);
         }
         (
-            FaultKind::Link { toxic, direction },
+            FaultKind::Link {
+                toxic, direction, ..
+            },
             FaultKind::Link {
                 toxic: toxic_b,
                 direction: direction_b,
+                ..
             },
         ) => {
             match (toxic, toxic_b) {

@@ -69,6 +69,8 @@ pub struct RawFault {
     pub bytes_per_sec: Option<Scalar<schema::Int<1, { u64::MAX }>>>,
     /// Which way a link fault acts (default both).
     pub direction: Option<Scalar<crate::chaos::proxy::Direction>>,
+    /// Observe mode: which of your links (`observe.links`) a link fault acts on.
+    pub on: Option<Scalar<String>>,
 }
 
 /// The payment provider fails a share of calls, or loses a share of answers:
@@ -114,7 +116,14 @@ fn companions_of(kind: FaultKindName) -> &'static [&'static str] {
         | FaultKindName::Duplicate
         | FaultKindName::Reorder => &["share", "keys"],
         FaultKindName::Replay => &["to"],
-        FaultKindName::Link => &["delay", "jitter", "bytes_per_sec", "direction", "share"],
+        FaultKindName::Link => &[
+            "delay",
+            "jitter",
+            "bytes_per_sec",
+            "direction",
+            "share",
+            "on",
+        ],
         FaultKindName::Pause | FaultKindName::ProviderOutage | FaultKindName::Exec => &[],
     }
 }
@@ -341,6 +350,7 @@ impl FaultsValidator<'_, '_> {
             ("jitter", f.jitter.as_deref()),
             ("bytes_per_sec", f.bytes_per_sec.as_deref()),
             ("direction", f.direction.as_deref()),
+            ("on", f.on.as_deref()),
         ] {
             if let Some(t) = text
                 && !allowed.contains(&name)
@@ -552,7 +562,11 @@ impl FaultsValidator<'_, '_> {
             self.report(&text.referenced, &path.key("link"), problem, None);
             return None;
         }
-        Some(FaultKind::Link { toxic, direction })
+        Some(FaultKind::Link {
+            toxic,
+            direction,
+            on: f.on.as_ref().map(|t| t.value.clone()),
+        })
     }
 
     fn outage(&mut self, raw: &Spanned<RawOutage>, path: &Path) -> Option<FaultKind> {

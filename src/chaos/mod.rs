@@ -101,6 +101,8 @@ pub struct ChaosCtx {
     pub run_dir: Option<PathBuf>,
     /// The fault proxy in front of the broker, when the scenario has link faults.
     pub proxy: Option<proxy::ProxyHandle>,
+    /// Observe mode: the fault proxies on the user's own links (`observe.links`), by name.
+    pub links: std::collections::HashMap<String, proxy::ProxyHandle>,
     /// Cancelled when the run is interrupted: commands still running are killed instead
     /// of waited for.
     pub interrupt: Option<CancellationToken>,
@@ -216,13 +218,21 @@ pub fn action(fault: &Fault) -> (Box<dyn FaultAction>, String) {
             }),
             topic.to_string(),
         ),
-        FaultKind::Link { toxic, direction } => (
+        FaultKind::Link {
+            toxic,
+            direction,
+            on,
+        } => (
             Box::new(link::Link {
                 toxic: toxic.clone(),
                 direction: *direction,
                 share: scope.share,
+                on: on.clone(),
             }),
-            format!("broker link ({})", toxic.kind()),
+            match on {
+                Some(name) => format!("link {name} ({})", toxic.kind()),
+                None => format!("broker link ({})", toxic.kind()),
+            },
         ),
         FaultKind::Exec { command } => {
             (Box::new(exec::Exec::new(command.clone())), command.clone())
@@ -411,6 +421,7 @@ mod tests {
             seed: 7,
             run_dir: None,
             proxy: Some(proxy.clone()),
+            links: Default::default(),
             interrupt: None,
         };
         let stop = CancellationToken::new();

@@ -86,7 +86,7 @@ unit!(
     "zipf(1.1) or uniform."
 );
 unit!(
-    /// A loopback address and port (`provider::config::parse_listen`).
+    /// A loopback address and port (`units::parse_listen`).
     ListenAddr,
     r"^\s*(127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\]):[0-9]{1,5}\s*$",
     "A loopback address and port such as 127.0.0.1:12111."

@@ -683,6 +683,30 @@ pub fn threshold_or_off(text: &str) -> Result<Option<ShareThreshold>, UnitError>
     }
 }
 
+/// A loopback address with a port, where doorbuster listens for the user's services (the
+/// provider, a link's fault proxy).
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, UnitError> {
+    let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+        UnitError::new(
+            format!("{text:?} is not an address and port"),
+            Some("write it like `127.0.0.1:12111`"),
+        )
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(UnitError::new(
+            format!("{addr} is not a loopback address; doorbuster listens on loopback only"),
+            Some("use 127.0.0.1 or [::1]"),
+        ));
+    }
+    if addr.port() == 0 {
+        return Err(UnitError::new(
+            "port 0 would pick a port your service cannot know".to_owned(),
+            Some("name the port your payment service calls, like `127.0.0.1:12111`"),
+        ));
+    }
+    Ok(addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,23 @@ pub struct RawObserve {
     /// The outputs to tap, by a name of your choosing, in the order your shop makes them.
     #[schemars(required, with = "std::collections::BTreeMap<String, RawOutput>")]
     pub outputs: Option<Entries<Spanned<RawOutput>>>,
+    /// Your services' own connections, for link faults (`on: NAME`): the fault proxy listens
+    /// at `listen` and forwards to `to`; point your services at `listen`.
+    #[schemars(with = "Option<std::collections::BTreeMap<String, RawLink>>")]
+    pub links: Option<Entries<Spanned<RawLink>>>,
+}
+
+/// `{ listen: 127.0.0.1:16379, to: 127.0.0.1:6379 }`
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    /// Where your services connect instead (loopback).
+    #[schemars(required)]
+    pub listen: Option<Scalar<schema::ListenAddr>>,
+    /// Your broker's or database's address, `host:port` (loopback unless the target allows
+    /// remote hosts).
+    #[schemars(required)]
+    pub to: Option<Scalar<String>>,
 }
 
 /// One output of the user's shop.
@@ -82,6 +99,19 @@ pub struct Observe {
     /// In the order the shop makes them: an order seen in one output and missing from a
     /// later one is stuck between the two.
     pub outputs: Vec<Output>,
+    /// The user's links the run puts a fault proxy on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<UserLink>,
+}
+
+/// A fault proxy on one of the user's own connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct UserLink {
+    pub name: String,
+    pub listen: std::net::SocketAddr,
+    /// `host:port`, resolved when the run starts.
+    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,10 +237,52 @@ pub fn validate(raw: &Spanned<RawObserve>, check: &mut Checker, path: &Path) -> 
             }
         }
     }
+    let mut links = Vec::new();
+    for (key, raw) in raw.links.iter().flat_map(|l| &l.0) {
+        let path = path.key("links").key(&key.value);
+        let listen = check.required(
+            &raw.value.listen,
+            &raw.referenced,
+            &path.key("listen"),
+            "listen: 127.0.0.1:16379",
+            crate::config::units::parse_listen,
+        );
+        let to = check.required(
+            &raw.value.to,
+            &raw.referenced,
+            &path.key("to"),
+            "to: 127.0.0.1:6379",
+            parse_host_port,
+        );
+        if let (Some(listen), Some(to)) = (listen, to) {
+            links.push(UserLink {
+                name: key.value.clone(),
+                listen,
+                to,
+            });
+        }
+    }
     Observe {
         orders_to,
         settle_within,
         outputs,
+        links,
+    }
+}
+
+/// `host:port`, the address a link's proxy forwards to.
+fn parse_host_port(text: &str) -> Result<String, UnitError> {
+    let text = text.trim();
+    let port = text.rsplit_once(':').and_then(|(host, port)| {
+        (!host.is_empty()).then_some(())?;
+        port.parse::<u16>().ok().filter(|p| *p > 0)
+    });
+    match port {
+        Some(_) => Ok(text.to_owned()),
+        None => Err(UnitError::new(
+            format!("{text:?} is not a host and port"),
+            Some("write it like `127.0.0.1:6379`"),
+        )),
     }
 }
 

@@ -127,6 +127,8 @@ impl<'s> Run<'s> {
         let proxy_stop_on_drop = proxy_stop.clone().drop_guard();
         // Connect first: an unreachable broker leaves no half-made run folder behind.
         let (transport, proxy) = connect(scenario, seed, &opts, &clock, &proxy_stop).await?;
+        // The user's services connect through these: up before anything else starts.
+        let links = user_links(scenario, seed, &proxy_stop).await?;
         let dir = (!opts.no_files).then(|| {
             opts.out_dir
                 .clone()
@@ -236,6 +238,7 @@ impl<'s> Run<'s> {
                 seed,
                 run_dir: dir.clone(),
                 proxy,
+                links,
                 interrupt: Some(interrupt.clone()),
             },
             stop.clone(),
@@ -287,10 +290,13 @@ async fn connect(
     clock: &Clock,
     proxy_stop: &CancellationToken,
 ) -> Result<(Arc<dyn Transport>, Option<ProxyHandle>), RunError> {
-    let links = scenario
-        .faults
-        .iter()
-        .any(|f| matches!(f.kind, crate::scenario::model::FaultKind::Link { .. }));
+    // Link faults on doorbuster's own connection (not on one of the user's links).
+    let links = scenario.faults.iter().any(|f| {
+        matches!(
+            f.kind,
+            crate::scenario::model::FaultKind::Link { on: None, .. }
+        )
+    });
     Ok(match &opts.transport {
         Some(t) => (t.clone(), None),
         None if links => {
@@ -402,6 +408,46 @@ async fn through_fault_proxy(
         Target::Embedded(e) => Target::Embedded(e.clone()),
     };
     Ok((target, proxy))
+}
+
+/// Observe mode: a fault proxy on each of the user's links (`observe.links`), listening
+/// where the user's services connect and forwarding to their broker or database, for the
+/// timeline's link faults; stopped with the run's own proxy.
+async fn user_links(
+    scenario: &Scenario,
+    seed: u64,
+    stop: &CancellationToken,
+) -> Result<HashMap<String, ProxyHandle>, RunError> {
+    let mut proxies = HashMap::new();
+    let allow_remote = match &scenario.target {
+        Target::Broker(b) => b.allow_remote,
+        Target::Http(h) => h.allow_remote,
+        Target::Embedded(_) => false,
+    };
+    for link in scenario.observe.iter().flat_map(|o| &o.links) {
+        let unreachable = |reason: String| {
+            RunError::Transport(TransportError::Unreachable {
+                target: format!("link {} ({})", link.name, link.to),
+                source: reason.into(),
+            })
+        };
+        let upstream = tokio::net::lookup_host(link.to.as_str())
+            .await
+            .map_err(|e| unreachable(format!("cannot resolve {}: {e}", link.to)))?
+            .next()
+            .ok_or_else(|| unreachable(format!("{} resolves to no address", link.to)))?;
+        let proxy = crate::chaos::proxy::Proxy::start(
+            link.listen,
+            upstream,
+            seed,
+            allow_remote,
+            stop.clone().cancelled_owned(),
+        )
+        .await
+        .map_err(|e| unreachable(format!("fault proxy at {}: {e}", link.listen)))?;
+        proxies.insert(link.name.clone(), proxy);
+    }
+    Ok(proxies)
 }
 
 /// The client the simulated payment service calls the provider through, and the provider's

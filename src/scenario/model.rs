@@ -113,6 +113,10 @@ pub enum FaultKind {
     Link {
         toxic: crate::chaos::proxy::LinkToxic,
         direction: crate::chaos::proxy::Direction,
+        /// One of the user's links (`observe.links`) by name; `None` is doorbuster's own
+        /// link to the broker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on: Option<String>,
     },
     /// Rewind the service's consumer group.
     Replay {

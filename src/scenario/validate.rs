@@ -215,6 +215,22 @@ impl Validator<'_> {
     fn target_fits(&mut self, s: &Scenario) {
         if s.observe.is_some() {
             self.observe_fits(s);
+        } else {
+            for (fault, spot) in s.faults.iter().zip(&self.spots.faults.clone()) {
+                if let FaultKind::Link { on: Some(_), .. } = fault.kind {
+                    self.report_spot(
+                        spot,
+                        "`on` names one of your services' links (`observe.links`), and the \
+                         scenario has no `observe:` block"
+                            .to_owned(),
+                        Some(
+                            "remove `on`: without it the fault is on doorbuster's own link \
+                             to the broker"
+                                .to_owned(),
+                        ),
+                    );
+                }
+            }
         }
         let fault_spots = std::mem::take(&mut self.spots.faults);
         match &s.target {
@@ -338,8 +354,27 @@ impl Validator<'_> {
             );
         }
         for (fault, spot) in s.faults.iter().zip(&self.spots.faults.clone()) {
-            match fault.kind {
+            match &fault.kind {
                 FaultKind::Exec { .. } => {}
+                FaultKind::Link { on: Some(name), .. }
+                    if observe.links.iter().any(|l| l.name == *name) => {}
+                FaultKind::Link { on, .. } => {
+                    let names: Vec<&str> = observe.links.iter().map(|l| l.name.as_str()).collect();
+                    let message = match on {
+                        Some(name) => format!("`on: {name}` names no link of `observe.links`"),
+                        None => "in observe mode a link fault acts on one of your services' \
+                                 links: name it with `on`"
+                            .to_owned(),
+                    };
+                    let hint = if names.is_empty() {
+                        "add `observe.links: { shop-redis: { listen: 127.0.0.1:16379, to: \
+                         127.0.0.1:6379 } }` and point your services at `listen`"
+                            .to_owned()
+                    } else {
+                        format!("the links are {}", names.join(", "))
+                    };
+                    self.report_spot(spot, message, Some(hint));
+                }
                 FaultKind::ProviderOutage { .. } if s.provider.listen.is_some() => {}
                 FaultKind::ProviderOutage { .. } => self.report_spot(
                     spot,
@@ -360,8 +395,8 @@ impl Validator<'_> {
                         fault.kind.label()
                     ),
                     Some(
-                        "in observe mode use `provider_outage` (with `provider.listen`) \
-                          and `exec` faults"
+                        "in observe mode use `provider_outage` (with `provider.listen`), \
+                         `link` (on one of `observe.links`) and `exec` faults"
                             .to_owned(),
                     ),
                 ),

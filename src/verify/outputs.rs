@@ -280,6 +280,7 @@ mod tests {
                     declined: 0,
                 },
             }],
+            links: Vec::new(),
         };
         let schedule = Arc::new(crate::load::Schedule::plan(&w.scenario.load, 1));
         let outputs = Outputs::new(&observe, schedule, Arc::new(w.factory.clone()), Vec::new());

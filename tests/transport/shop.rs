@@ -38,15 +38,28 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// Where one test's shop lives: its streams' prefix and a folder for its pid files and the
+/// scenario.
+struct Place {
+    prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl Place {
+    fn new() -> Place {
+        Place {
+            prefix: super::fresh_namespace(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
 struct Shop {
     stop: CancellationToken,
     /// Restarts per service (payment, inventory, email): a service that dies on its own
     /// shows here, so a clean run cannot pass on restarts alone.
     restarts: Arc<[AtomicU32; 3]>,
     supervisors: Vec<tokio::task::JoinHandle<()>>,
-    dir: tempfile::TempDir,
-    prefix: String,
-    url: String,
 }
 
 /// Starts one service and waits until it reads its stream.
@@ -62,7 +75,7 @@ async fn spawn(service: &str, url: &str, prefix: &str, provider: &str, bugs: &[&
     }
     let mut child = cmd.spawn().expect("the example shop starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
     assert!(
         matches!(&ready, Ok(Ok(Some(line))) if line.starts_with("ready")),
         "{service} did not start: {ready:?}"
@@ -71,23 +84,24 @@ async fn spawn(service: &str, url: &str, prefix: &str, provider: &str, bugs: &[&
 }
 
 impl Shop {
-    /// The three services, each restarted whenever it dies (as systemd or Kubernetes
-    /// would); the payment service's current pid in `payment.pid`, for the scenario's
-    /// `exec` fault to kill.
-    async fn start(provider_port: u16, bugs: &[&'static str]) -> Shop {
-        let url = super::broker_url(BrokerKind::Redis);
-        let prefix = super::fresh_namespace();
+    /// The three services, connecting to Redis at `url`, each restarted whenever it dies
+    /// (as systemd or Kubernetes would); the payment service's current pid in
+    /// `payment.pid`, for the scenario's `exec` fault to kill.
+    async fn start(place: &Place, url: &str, provider_port: u16, bugs: &[&'static str]) -> Shop {
         let provider = format!("http://127.0.0.1:{provider_port}");
-        let dir = tempfile::tempdir().unwrap();
         let stop = CancellationToken::new();
         let restarts: Arc<[AtomicU32; 3]> = Arc::default();
         let mut supervisors = Vec::new();
         for (i, service) in ["payment", "inventory", "email"].into_iter().enumerate() {
-            let mut child = spawn(service, &url, &prefix, &provider, bugs).await;
-            let pidfile = dir.path().join(format!("{service}.pid"));
+            let mut child = spawn(service, url, &place.prefix, &provider, bugs).await;
+            let pidfile = place.dir.path().join(format!("{service}.pid"));
             std::fs::write(&pidfile, child.id().unwrap().to_string()).unwrap();
-            let (stop, url, prefix, provider) =
-                (stop.clone(), url.clone(), prefix.clone(), provider.clone());
+            let (stop, url, prefix, provider) = (
+                stop.clone(),
+                url.to_owned(),
+                place.prefix.clone(),
+                provider.clone(),
+            );
             let bugs: Vec<&'static str> = bugs.to_vec();
             let restarts = restarts.clone();
             supervisors.push(tokio::spawn(async move {
@@ -109,23 +123,19 @@ impl Shop {
             stop,
             restarts,
             supervisors,
-            dir,
-            prefix,
-            url,
         }
     }
 
-    /// Stops the shop; its restarts per service.
-    async fn stop(self) -> [u32; 3] {
+    /// Stops the shop and removes its streams and markers; its restarts per service.
+    async fn stop(self, place: &Place) -> [u32; 3] {
         self.stop.cancel();
         for s in self.supervisors {
             s.await.unwrap();
         }
-        // The shop's streams and markers are the test's to remove.
-        let client = ::redis::Client::open(self.url).unwrap();
+        let client = ::redis::Client::open(super::broker_url(BrokerKind::Redis)).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let keys: Vec<String> = ::redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
+            .arg(format!("{}*", place.prefix))
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -141,12 +151,17 @@ impl Shop {
 }
 
 /// examples/shop/redis.yaml, aimed at this test's shop: its streams, a free provider port,
-/// and the faults given.
-fn scenario(shop: &Shop, provider_port: u16, faults: &str) -> doorbuster::scenario::Scenario {
+/// `edit` applied to the text, and the faults given.
+fn scenario(
+    place: &Place,
+    provider_port: u16,
+    edit: impl FnOnce(String) -> String,
+    faults: &str,
+) -> doorbuster::scenario::Scenario {
     let example = include_str!("../../examples/shop/redis.yaml");
     let head = example.split("\nfaults:").next().unwrap();
     let text = head
-        .replace("shop.", &format!("{}.", shop.prefix))
+        .replace("shop.", &format!("{}.", place.prefix))
         .replace("127.0.0.1:12111", &format!("127.0.0.1:{provider_port}"))
         .replace(
             "redis://127.0.0.1:6379",
@@ -156,20 +171,28 @@ fn scenario(shop: &Shop, provider_port: u16, faults: &str) -> doorbuster::scenar
             "latency: 20ms..60ms",
             // Payments take long enough that the payment service always holds some.
             "latency: 100ms..200ms",
-        )
+        );
+    let text = edit(text)
         + "\nfaults:\n"
-        + &faults.replace("{dir}", &shop.dir.path().display().to_string());
-    let path = shop.dir.path().join("shop.yaml");
+        + &faults.replace("{dir}", &place.dir.path().display().to_string());
+    let path = place.dir.path().join("shop.yaml");
     std::fs::write(&path, text).unwrap();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop/order-created.json.j2"),
-        shop.dir.path().join("order-created.json.j2"),
+        place.dir.path().join("order-created.json.j2"),
     )
     .unwrap();
     let context = doorbuster::scenario::Context::run(Default::default());
     match doorbuster::scenario::load_with(path.to_str().unwrap(), &context) {
         Ok(loaded) => loaded.scenario,
         Err(e) => panic!("{e}"),
+    }
+}
+
+fn quietly() -> RunOptions {
+    RunOptions {
+        no_files: true,
+        ..Default::default()
     }
 }
 
@@ -183,19 +206,13 @@ const PROVIDER_DOWN: &str =
 /// restarts per service.
 async fn run_shop(bugs: &[&'static str], faults: &str) -> Option<(RunResult, [u32; 3])> {
     let _server = super::broker(BrokerKind::Redis).await?;
-    let port = free_port();
-    let shop = Shop::start(port, bugs).await;
-    let scenario = scenario(&shop, port, faults);
-    let result = execute(
-        &scenario,
-        RunOptions {
-            no_files: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("the run completes");
-    let restarts = shop.stop().await;
+    let (place, port) = (Place::new(), free_port());
+    let shop = Shop::start(&place, &super::broker_url(BrokerKind::Redis), port, bugs).await;
+    let scenario = scenario(&place, port, |s| s, faults);
+    let result = execute(&scenario, quietly())
+        .await
+        .expect("the run completes");
+    let restarts = shop.stop(&place).await;
     Some((result, restarts))
 }
 
@@ -271,4 +288,45 @@ async fn acking_before_the_effect_loses_what_a_crash_interrupts() {
         "{loss:?}"
     );
     assert_eq!(restarts, [1, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_to_the_shops_broker_slows_the_orders_it_carries() {
+    let Some(_server) = super::broker(BrokerKind::Redis).await else {
+        return;
+    };
+    let (place, port, link) = (Place::new(), free_port(), free_port());
+    let redis = super::broker_url(BrokerKind::Redis);
+    let upstream = redis.trim_start_matches("redis://").trim_end_matches('/');
+    let scenario = scenario(
+        &place,
+        port,
+        |s| {
+            // The shop connects through the run's proxy, up once setup is done: the first
+            // phase sends nothing while it does, as services wait for their broker.
+            s.replace(
+                "    - { hold: 6s, rate: 40/s }",
+                "    - { pause: 2s }\n    - { hold: 5s, rate: 40/s }",
+            ) + &format!(
+                "  links:\n    shop-redis: {{ listen: \"127.0.0.1:{link}\", to: \"{upstream}\" }}\n"
+            )
+        },
+        "  - { at: 3s, for: 2s, link: latency, delay: 1s, on: shop-redis }\n",
+    );
+    let run = tokio::spawn(async move { execute(&scenario, quietly()).await });
+    let shop = Shop::start(&place, &format!("redis://127.0.0.1:{link}"), port, &[]).await;
+    let r = run.await.unwrap().expect("the run completes");
+    let restarts = shop.stop(&place).await;
+    let paid = &r.summary.outputs[0];
+    let during = &paid.during_faults[0];
+    // Every round trip of the shop's in the window waited a second more.
+    assert!(during.count > 0 && during.p50_us >= 1_000_000, "{paid:?}");
+    assert!(paid.latency.p50_us < during.p50_us, "{paid:?}");
+    let window = &r.summary.faults[0];
+    assert!(
+        window.notes.iter().any(|n| n.contains("connections")),
+        "{window:?}"
+    );
+    assert_eq!(check(&r, "no_loss").verdict, Verdict::Pass);
+    assert_eq!(restarts, [0, 0, 0]);
 }

@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 use crate::config::check::{Checker, Path};
 use crate::config::schema;
 use crate::config::tree::Scalar;
-use crate::config::units::{self, LatencyDist, UnitError, choice, duration_in, int_in};
+use crate::config::units::{self, LatencyDist, choice, duration_in, int_in};
 use crate::scenario::model::{Provider, ProviderVia};
 
 /// The card API the payment service calls.
@@ -50,7 +50,7 @@ pub fn validate(raw: Option<&Spanned<RawProvider>>, check: &mut Checker, path: &
         listen: raw
             .listen
             .as_ref()
-            .and_then(|t| check.parse(t, &path.key("listen"), parse_listen)),
+            .and_then(|t| check.parse(t, &path.key("listen"), units::parse_listen)),
         latency: check.or_default(
             &raw.latency,
             &path.key("latency"),
@@ -70,27 +70,4 @@ pub fn validate(raw: Option<&Spanned<RawProvider>>, check: &mut Checker, path: &
             int_in(t, 0, 20).map(|n| n as u32)
         }),
     }
-}
-
-/// A loopback address with a port, where the provider serves for the user's services.
-pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, UnitError> {
-    let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
-        UnitError::new(
-            format!("{text:?} is not an address and port"),
-            Some("write it like `127.0.0.1:12111`"),
-        )
-    })?;
-    if !addr.ip().is_loopback() {
-        return Err(UnitError::new(
-            format!("{addr} is not a loopback address; the provider serves on loopback only"),
-            Some("use 127.0.0.1 or [::1]"),
-        ));
-    }
-    if addr.port() == 0 {
-        return Err(UnitError::new(
-            "port 0 would pick a port your service cannot know".to_owned(),
-            Some("name the port your payment service calls, like `127.0.0.1:12111`"),
-        ));
-    }
-    Ok(addr)
 }
