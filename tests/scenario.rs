@@ -665,6 +665,26 @@ fn observe_mode_is_checked_like_every_section() {
         let e = observed(target, observe, extra).unwrap_err();
         assert!(e.contains(expected), "expected {expected:?} in:\n{e}");
     }
+    // Behind a checkout endpoint the taps read the broker the shop writes to.
+    let http = "http://127.0.0.1:8080/checkout";
+    let behind = OBSERVE.replace("orders_to: shop.orders", "broker: redis://127.0.0.1:6379");
+    let ok = observed(http, &behind, "").unwrap();
+    assert!(ok.observe.unwrap().broker.is_some());
+    for (observe, expected) in [
+        (OBSERVE.to_owned(), "name the broker your shop writes to"),
+        (
+            OBSERVE.replace("orders_to: shop.orders", "broker: http://127.0.0.1:9/x"),
+            "observe.broker: \"http://127.0.0.1:9/x\" is not a broker URL",
+        ),
+        (
+            OBSERVE.replace("orders_to: shop.orders", "broker: redis://10.1.2.3:6379"),
+            "observe.broker",
+        ),
+    ] {
+        let e = observed(http, &observe, "").unwrap_err();
+        assert!(e.contains(expected), "expected {expected:?} in:\n{e}");
+    }
+
     // A link fault in observe mode acts on one of the user's links, named with `on`.
     let links = "  links:\n    shop-redis: { listen: 127.0.0.1:16379, to: 127.0.0.1:6379 }\n";
     let with_links = format!("{OBSERVE}{links}");

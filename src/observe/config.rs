@@ -21,6 +21,9 @@ pub struct RawObserve {
     /// Your topic, stream, subject or exchange the orders are published to, as your broker
     /// names it (on a broker target). doorbuster never creates or deletes it.
     pub orders_to: Option<Scalar<String>>,
+    /// The broker the taps read, when it is not the target (a checkout endpoint's shop
+    /// writes its outputs to a broker): `redis://127.0.0.1:6379`, `${ENV}` for credentials.
+    pub broker: Option<Scalar<String>>,
     /// How long after the last order the run waits for outputs still missing (default 30s).
     pub settle_within: Option<Scalar<schema::Duration>>,
     /// The outputs to tap, by a name of your choosing, in the order your shop makes them.
@@ -95,6 +98,9 @@ pub struct RawExpect {
 pub struct Observe {
     /// The user's topic the orders are published to (a broker target).
     pub orders_to: Option<String>,
+    /// Where the taps read, when not the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<crate::transport::target::BrokerTarget>,
     pub settle_within: Duration,
     /// In the order the shop makes them: an order seen in one output and missing from a
     /// later one is stuck between the two.
@@ -208,6 +214,20 @@ pub fn validate(raw: &Spanned<RawObserve>, check: &mut Checker, path: &Path) -> 
         .orders_to
         .as_ref()
         .and_then(|t| name(t, check, &path.key("orders_to")));
+    let broker = raw.broker.as_ref().and_then(|t| {
+        let b = check.parse(t, &path.key("broker"), |url| {
+            match crate::transport::target::target_of_url(url)? {
+                crate::transport::Target::Broker(b) => Ok(b),
+                _ => Err(UnitError::new(
+                    format!("{url:?} is not a broker URL"),
+                    Some("the taps read a broker: redis://, nats://, amqp:// or kafka://"),
+                )),
+            }
+        })?;
+        let spot = crate::config::check::Spot::at(&t.referenced, path.key("broker"));
+        crate::transport::config::check_broker_url(check, &b, &spot);
+        Some(b)
+    });
     let settle_within = check.or_default(
         &raw.settle_within,
         &path.key("settle_within"),
@@ -264,6 +284,7 @@ pub fn validate(raw: &Spanned<RawObserve>, check: &mut Checker, path: &Path) -> 
     }
     Observe {
         orders_to,
+        broker,
         settle_within,
         outputs,
         links,

@@ -125,6 +125,11 @@ impl Run<'_> {
         if let Err(e) = self.transport.cleanup().await {
             tracing::warn!("could not remove the run's streams from the broker: {e}");
         }
+        if let Some(tapped) = &self.tapped_broker
+            && let Err(e) = tapped.cleanup().await
+        {
+            tracing::warn!("could not tidy up the broker the taps read: {e}");
+        }
         self.proxy_stop.cancel();
     }
 }

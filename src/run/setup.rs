@@ -64,6 +64,8 @@ pub struct Run<'s> {
     pub(super) proxy_stop: CancellationToken,
     pub(super) timeline: Option<JoinHandle<()>>,
     pub(super) ticker: Option<JoinHandle<()>>,
+    /// Observe mode: the broker the taps read, when it is not the target's.
+    pub(super) tapped_broker: Option<Arc<dyn Transport>>,
     _stop_on_drop: DropGuard,
     _proxy_stop_on_drop: DropGuard,
 }
@@ -188,8 +190,22 @@ impl<'s> Run<'s> {
         let client = Arc::new(provider_client(scenario, &provider, stop.clone()).await?);
         // Behind a checkout endpoint the pipeline is the shop's own: no services run here.
         // In observe mode the shop is the user's too, and the taps read its outputs.
-        let pipeline = if scenario.observe.is_some() {
-            start_taps(&transport, &observer, stop.clone()).await?
+        let mut tapped_broker = None;
+        let pipeline = if let Some(observe) = &scenario.observe {
+            let taps_on = match &observe.broker {
+                // The shop behind a checkout endpoint writes to a broker of its own.
+                Some(b) => {
+                    let b = crate::scenario::model::BrokerTarget {
+                        allow_remote: b.allow_remote || target_allows_remote(scenario),
+                        ..b.clone()
+                    };
+                    let t = crate::transport::connect(&Target::Broker(b), clock.clone()).await?;
+                    tapped_broker = Some(t.clone());
+                    t
+                }
+                None => transport.clone(),
+            };
+            start_taps(&taps_on, &observer, stop.clone()).await?
         } else if checkout_only {
             Pipeline::none()
         } else {
@@ -275,6 +291,7 @@ impl<'s> Run<'s> {
             proxy_stop,
             timeline: Some(timeline),
             ticker: Some(ticker),
+            tapped_broker,
             _stop_on_drop: stop_on_drop,
             _proxy_stop_on_drop: proxy_stop_on_drop,
         })
@@ -410,6 +427,16 @@ async fn through_fault_proxy(
     Ok((target, proxy))
 }
 
+/// The scenario's opt-in to hosts outside loopback (its target's `allow_remote`), which
+/// covers the user's links and the broker the taps read too.
+fn target_allows_remote(scenario: &Scenario) -> bool {
+    match &scenario.target {
+        Target::Broker(b) => b.allow_remote,
+        Target::Http(h) => h.allow_remote,
+        Target::Embedded(_) => false,
+    }
+}
+
 /// Observe mode: a fault proxy on each of the user's links (`observe.links`), listening
 /// where the user's services connect and forwarding to their broker or database, for the
 /// timeline's link faults; stopped with the run's own proxy.
@@ -419,11 +446,7 @@ async fn user_links(
     stop: &CancellationToken,
 ) -> Result<HashMap<String, ProxyHandle>, RunError> {
     let mut proxies = HashMap::new();
-    let allow_remote = match &scenario.target {
-        Target::Broker(b) => b.allow_remote,
-        Target::Http(h) => h.allow_remote,
-        Target::Embedded(_) => false,
-    };
+    let allow_remote = target_allows_remote(scenario);
     for link in scenario.observe.iter().flat_map(|o| &o.links) {
         let unreachable = |reason: String| {
             RunError::Transport(TransportError::Unreachable {

@@ -323,16 +323,30 @@ impl Validator<'_> {
                     .to_owned(),
                 Some("set `target:` to your broker's URL, or run with --target URL".to_owned()),
             ),
-            Target::Http(_) => self.report_spot(
-                &spot,
-                "observe taps the outputs on a broker; a checkout endpoint target is not \
-                 tapped yet"
-                    .to_owned(),
-                Some(
-                    "set `target:` to your broker and `observe.orders_to` to your orders topic"
-                        .to_owned(),
-                ),
-            ),
+            Target::Http(_) => {
+                if observe.broker.is_none() {
+                    self.report_spot(
+                        &spot,
+                        "observe taps your shop's outputs on a broker, and the target is a \
+                         checkout endpoint"
+                            .to_owned(),
+                        Some(
+                            "name the broker your shop writes to: `broker: \
+                             redis://127.0.0.1:6379`"
+                                .to_owned(),
+                        ),
+                    );
+                }
+                if observe.orders_to.is_some() {
+                    self.report_spot(
+                        &spot,
+                        "`orders_to` is a topic on your broker, and the orders go to the \
+                         checkout endpoint"
+                            .to_owned(),
+                        Some("remove `orders_to`".to_owned()),
+                    );
+                }
+            }
             Target::Broker(_) => {
                 if observe.orders_to.is_none() {
                     self.report_spot(

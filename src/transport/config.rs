@@ -616,6 +616,11 @@ pub fn check_connectable(target: &Target, spots: &TargetSpots, check: &mut Check
     }
 }
 
+/// A broker URL named outside `target:` (`observe.broker`), checked as connecting reads it.
+pub fn check_broker_url(check: &mut Checker, b: &BrokerTarget, spot: &Spot) {
+    check_url(check, &b.url, b.allow_remote, spot);
+}
+
 /// The target URL as connecting reads it: `${NAME}` expanded, then the one check of a target
 /// URL (it parses, ports, the loopback guard).
 fn check_url(check: &mut Checker, url: &str, allow_remote: bool, spot: &Spot) {

@@ -268,6 +268,7 @@ mod tests {
         let mut w = World::new(10);
         let observe = Observe {
             orders_to: Some("shop.orders".into()),
+            broker: None,
             settle_within: std::time::Duration::from_secs(1),
             outputs: vec![Output {
                 name: "paid".into(),

@@ -110,11 +110,21 @@ async fn shop(
     }
 }
 
-fn scenario(url: &str, ns: &str) -> doorbuster::scenario::Scenario {
+/// Where the orders go: the shop's own stream, or a checkout endpoint in front of it.
+enum Entry {
+    Stream,
+    Checkout(String),
+}
+
+fn scenario(url: &str, ns: &str, entry: &Entry) -> doorbuster::scenario::Scenario {
+    let (target, entry) = match entry {
+        Entry::Stream => (url.to_owned(), format!("orders_to: {ns}:orders")),
+        Entry::Checkout(endpoint) => (endpoint.clone(), format!("broker: \"{url}\"")),
+    };
     let text = format!(
         r#"name: black-box
 seed: 5
-target: "{url}"
+target: "{target}"
 load:
   arrivals: uniform
   phases:
@@ -122,7 +132,7 @@ load:
 orders:
   declines: 10%
 observe:
-  orders_to: {ns}:orders
+  {entry}
   settle_within: 4s
   outputs:
     received:
@@ -149,7 +159,36 @@ checks:
     }
 }
 
+/// A checkout endpoint on loopback that takes each order into the shop's stream, as a
+/// shop's API puts orders on its broker; its URL.
+async fn checkout_endpoint(url: &str, stream: String) -> String {
+    let client = ::redis::Client::open(url).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let app = axum::Router::new().route(
+        "/checkout",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let (mut conn, stream) = (conn.clone(), stream.clone());
+            async move {
+                let added: ::redis::RedisResult<String> =
+                    conn.xadd(&stream, "*", &[("payload", body.as_ref())]).await;
+                match added {
+                    Ok(_) => axum::http::StatusCode::CREATED,
+                    Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/checkout")
+}
+
 async fn run_against_shop(bugs: Bugs) -> Option<(RunResult, Did)> {
+    run_against(bugs, false).await
+}
+
+async fn run_against(bugs: Bugs, through_checkout: bool) -> Option<(RunResult, Did)> {
     // Held to the end: a test that restarts the server waits for this one.
     let _server = super::broker(BrokerKind::Redis).await?;
     let url = super::broker_url(BrokerKind::Redis);
@@ -166,8 +205,13 @@ async fn run_against_shop(bugs: Bugs) -> Option<(RunResult, Did)> {
     ));
     // The shop is reading from the stream's end before the first order goes out.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let entry = if through_checkout {
+        Entry::Checkout(checkout_endpoint(&url, streams[0].clone()).await)
+    } else {
+        Entry::Stream
+    };
     let result = execute(
-        &scenario(&url, &ns),
+        &scenario(&url, &ns, &entry),
         RunOptions {
             no_files: true,
             ..Default::default()
@@ -279,4 +323,22 @@ async fn a_shop_that_drops_doubles_or_invents_outputs_fails_and_names_the_orders
         "{unknown:?}"
     );
     assert_eq!(r.summary.verdict, doorbuster::exit::RunVerdict::Fail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_posted_to_a_checkout_endpoint_are_followed_to_the_shops_outputs() {
+    let bugs = Bugs {
+        drop_every: Some(23),
+        ..Bugs::default()
+    };
+    let Some((r, did)) = run_against(bugs, true).await else {
+        return;
+    };
+    assert_eq!(r.summary.orders.accepted, 300);
+    assert_eq!(r.summary.outputs[0].matched, 300);
+    assert_eq!(check(&r, "checkout_success_rate").verdict, Verdict::Pass);
+    let loss = check(&r, "no_loss");
+    assert_eq!(loss.verdict, Verdict::Fail, "{loss:?}");
+    assert_eq!(loss.evidence_count() as usize, did.dropped.len());
+    assert_eq!(check(&r, "no_duplicate_effects").verdict, Verdict::Pass);
 }
