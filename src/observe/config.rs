@@ -52,7 +52,8 @@ pub struct RawLink {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutput {
-    /// The topic, stream, subject or exchange, as your broker names it.
+    /// The topic, stream, subject or exchange, as your broker names it; or
+    /// `http://127.0.0.1:PORT/path`, a webhook receiver doorbuster serves on loopback.
     #[schemars(required)]
     pub from: Option<Scalar<String>>,
     /// Where the order is in an output: a JSON pointer into the body (`/orderId`), a header
@@ -125,6 +126,9 @@ pub struct UserLink {
 pub struct Output {
     pub name: String,
     pub from: String,
+    /// `from` is a webhook doorbuster serves, not a topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<super::webhook::Webhook>,
     pub order: Locator,
     pub event_id: Option<Locator>,
     pub filter: Option<Filter>,
@@ -310,7 +314,12 @@ fn parse_host_port(text: &str) -> Result<String, UnitError> {
 /// A topic name as the user's broker spells it: not empty, no spaces.
 fn name(text: &Text, check: &mut Checker, path: &Path) -> Option<String> {
     check.parse(text, path, |t| {
-        if t.is_empty() || t.chars().any(char::is_whitespace) {
+        if t.starts_with("https://") {
+            Err(UnitError::new(
+                format!("{t:?}: a webhook receiver serves plain http on loopback"),
+                Some("point your shop at http://127.0.0.1:PORT/path"),
+            ))
+        } else if t.is_empty() || t.chars().any(char::is_whitespace) {
             Err(UnitError::new(
                 format!("{t:?} is not a topic name"),
                 Some("write the name as your broker has it, like `shop.orders`"),
@@ -329,8 +338,15 @@ fn output(
 ) -> Option<Output> {
     let at = &raw.referenced;
     let raw = &raw.value;
+    let mut webhook = None;
     let from = match &raw.from {
-        Some(t) => name(t, check, &path.key("from")),
+        Some(t) => match super::webhook::parse(&t.value) {
+            Some(hook) => {
+                webhook = check.parse(t, &path.key("from"), |_| hook);
+                webhook.as_ref().map(|_| t.value.clone())
+            }
+            None => name(t, check, &path.key("from")),
+        },
         None => {
             check.missing(at, &path.key("from"), "from: shop.payments");
             None
@@ -385,6 +401,7 @@ fn output(
     Some(Output {
         name: key.value.clone(),
         from: from?,
+        webhook,
         order: order?,
         event_id,
         filter,

@@ -10,6 +10,7 @@ pub mod hlog;
 pub mod ledger;
 pub mod outputs;
 pub mod recorder;
+pub mod webhook;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};

@@ -37,6 +37,9 @@ pub enum RunError {
     Transport(#[from] TransportError),
     #[error("cannot start the payment-provider mock: {0}")]
     Provider(std::io::Error),
+    /// A webhook output's receiver could not listen (the port is taken).
+    #[error("cannot start a webhook receiver: {0}")]
+    Webhook(std::io::Error),
     /// `orders.payload` validated but does not compile now (a bug of doorbuster's).
     #[error("the payload template: {0}")]
     Template(#[from] crate::orders::template::TemplateError),
@@ -55,7 +58,9 @@ impl From<&RunError> for Exit {
         match error {
             RunError::Transport(e) => Exit::from(e),
             RunError::Template(_) => Exit::BadInput,
-            RunError::Provider(_) | RunError::Report { .. } => Exit::CannotRun,
+            RunError::Provider(_) | RunError::Webhook(_) | RunError::Report { .. } => {
+                Exit::CannotRun
+            }
         }
     }
 }

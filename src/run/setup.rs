@@ -618,7 +618,19 @@ async fn start_taps(
     let Some(outputs) = &observer.outputs else {
         return Ok(pipeline);
     };
+    // Webhook outputs are served, not tapped: one receiver per address.
+    for served in crate::observe::webhook::serve(observer, &stop)
+        .await
+        .map_err(RunError::Webhook)?
+    {
+        pipeline.tasks.spawn(async move {
+            let _ = served.await;
+        });
+    }
     for (index, tally) in outputs.outputs.iter().enumerate() {
+        if tally.spec.webhook.is_some() {
+            continue;
+        }
         let mut tap = transport.tap(&tally.spec.from).await?;
         let observer = observer.clone();
         let stop = stop.clone();

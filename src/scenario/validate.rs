@@ -324,7 +324,8 @@ impl Validator<'_> {
                 Some("set `target:` to your broker's URL, or run with --target URL".to_owned()),
             ),
             Target::Http(_) => {
-                if observe.broker.is_none() {
+                let tapped = observe.outputs.iter().any(|o| o.webhook.is_none());
+                if observe.broker.is_none() && tapped {
                     self.report_spot(
                         &spot,
                         "observe taps your shop's outputs on a broker, and the target is a \

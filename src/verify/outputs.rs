@@ -273,6 +273,7 @@ mod tests {
             outputs: vec![Output {
                 name: "paid".into(),
                 from: "shop.payments".into(),
+                webhook: None,
                 order: Locator::Json("/order".into()),
                 event_id: Some(Locator::Json("/event".into())),
                 filter: None,

@@ -342,3 +342,95 @@ async fn orders_posted_to_a_checkout_endpoint_are_followed_to_the_shops_outputs(
     assert_eq!(loss.evidence_count() as usize, did.dropped.len());
     assert_eq!(check(&r, "no_duplicate_effects").verdict, Verdict::Pass);
 }
+
+/// A checkout endpoint that confirms each order to a webhook (as a shop calls a partner's
+/// API), except the orders whose id is a multiple of `drop_every`; its URL.
+async fn confirming_checkout(hook: String, drop_every: Option<u64>) -> String {
+    let client = doorbuster::http_client::builder().build().unwrap();
+    let app = axum::Router::new().route(
+        "/checkout",
+        axum::routing::post(move |body: bytes::Bytes| {
+            let (client, hook) = (client.clone(), hook.clone());
+            async move {
+                let order: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let id = order["order_id"].as_u64().unwrap();
+                if !drop_every.is_some_and(|n| id.is_multiple_of(n)) {
+                    tokio::spawn(async move {
+                        let body = format!(r#"{{"order":{id}}}"#);
+                        client.post(hook).body(body).send().await.unwrap();
+                    });
+                }
+                axum::http::StatusCode::CREATED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/checkout")
+}
+
+async fn run_with_webhook(drop_every: Option<u64>) -> RunResult {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = format!("http://127.0.0.1:{port}/hooks/confirmed");
+    let endpoint = confirming_checkout(hook.clone(), drop_every).await;
+    let text = format!(
+        r#"name: webhook
+seed: 3
+target: "{endpoint}"
+load:
+  arrivals: uniform
+  phases:
+    - {{ hold: 2s, rate: 100/s }}
+orders:
+  resubmits: 0%
+observe:
+  settle_within: 3s
+  outputs:
+    confirmed:
+      from: "{hook}"
+      order: /order
+      expect: {{ each: 1 }}
+"#
+    );
+    let scenario =
+        doorbuster::scenario::parse("webhook.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    execute(
+        &scenario,
+        RunOptions {
+            no_files: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the run completes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_the_shop_calls_is_a_tap() {
+    // Clean twin: every order confirmed once.
+    let r = run_with_webhook(None).await;
+    assert_eq!(r.summary.outputs[0].matched, 200);
+    for name in ["no_loss", "no_duplicate_effects", "no_unknown_outputs"] {
+        assert_eq!(
+            check(&r, name).verdict,
+            Verdict::Pass,
+            "{:?}",
+            check(&r, name)
+        );
+    }
+    // The shop forgets every 29th confirmation: those orders are named.
+    let r = run_with_webhook(Some(29)).await;
+    let loss = check(&r, "no_loss");
+    assert_eq!(loss.verdict, Verdict::Fail);
+    let named: Vec<&str> = loss
+        .evidence
+        .iter()
+        .map(|e| e.split(' ').nth(1).unwrap())
+        .collect();
+    assert_eq!(named, ["0", "29", "58", "87", "116", "145", "174"]);
+}
