@@ -74,7 +74,22 @@ struct View {
     provider: Vec<(&'static str, u64)>,
     analytics: Option<Vec<(&'static str, String)>>,
     faults: Vec<FaultRow>,
+    /// Observe mode: the user's shop's outputs, as tapped.
+    outputs: Vec<OutputRow>,
     findings: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct OutputRow {
+    name: String,
+    from: String,
+    matched: u64,
+    repeated: u64,
+    unknown: u64,
+    latency: LatencyRow,
+    /// Per fault window: the fault, and the latency of the orders intended inside it.
+    during: Vec<(String, LatencyRow)>,
+    broken: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -168,7 +183,12 @@ impl View {
                     row: LatencyRow::of(&l.percentiles),
                 })
                 .collect(),
-            stages_without_data: without.into_iter().map(|l| l.stage.clone()).collect(),
+            // In observe mode the simulated stages never have data: the outputs stand for them.
+            stages_without_data: without
+                .into_iter()
+                .filter(|_| s.outputs.is_empty())
+                .map(|l| l.stage.clone())
+                .collect(),
             send_lag: LatencyRow::of(&s.send_lag),
             orders: if s.incomplete.is_some() {
                 // A rebuilt report knows only what the interval logs counted.
@@ -177,8 +197,9 @@ impl View {
                     ("accepted (at least)", o.accepted),
                     ("fulfilled (at least)", o.fulfilled),
                 ]
-            } else if s.checkout_only() {
-                // Against a checkout endpoint nothing downstream is observed: no zeros for it.
+            } else if s.checkout_only() || !s.outputs.is_empty() {
+                // Against a checkout endpoint, or the user's own shop, nothing of doorbuster's
+                // simulated pipeline ran: no zeros for it.
                 vec![
                     ("planned", o.planned),
                     ("attempted", o.attempted),
@@ -257,6 +278,23 @@ impl View {
                         .as_ref()
                         .map(|e| e.output_tail.clone())
                         .unwrap_or_default(),
+                })
+                .collect(),
+            outputs: s
+                .outputs
+                .iter()
+                .map(|o| OutputRow {
+                    name: o.name.clone(),
+                    from: o.from.clone(),
+                    matched: o.matched,
+                    repeated: o.repeated_events,
+                    unknown: o.unknown,
+                    latency: LatencyRow::of(&o.latency),
+                    during: (s.faults.iter().zip(&o.during_faults))
+                        .filter(|(_, p)| p.count > 0)
+                        .map(|(f, p)| (format!("{} on {}", f.kind, f.target), LatencyRow::of(p)))
+                        .collect(),
+                    broken: o.broken.clone(),
                 })
                 .collect(),
             findings: s
@@ -454,7 +492,17 @@ mod tests {
                     output_tail: vec!["<img src=x> failed".into()],
                 }),
             }],
-            outputs: Vec::new(),
+            outputs: vec![crate::observe::outputs::OutputSummary {
+                name: "<paid>".into(),
+                from: "<shop.payments>".into(),
+                tapped: 3,
+                matched: 2,
+                repeated_events: 1,
+                unknown: 1,
+                latency: percentiles(1000),
+                during_faults: vec![percentiles(2000)],
+                broken: Some("<reset>".into()),
+            }],
             findings: vec![Finding {
                 at_ms: 5,
                 what: "broker said <no>".into(),

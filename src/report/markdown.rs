@@ -60,12 +60,22 @@ pub fn render(s: &Summary) -> String {
         }
         let _ = writeln!(md, "\n</details>");
     }
-    let _ = writeln!(md, "\n**Orders:** {}.\n", s.orders.line(s.checkout_only()));
+    // In observe mode the pipeline is the user's: its figures are the outputs'.
+    let observed = !s.outputs.is_empty();
+    let _ = writeln!(
+        md,
+        "\n**Orders:** {}.\n",
+        s.orders.line(s.checkout_only() || observed)
+    );
     let _ = writeln!(
         md,
         "| stage | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|"
     );
-    for l in &s.latency {
+    for l in s
+        .latency
+        .iter()
+        .filter(|l| !observed || l.percentiles.count > 0)
+    {
         let p = &l.percentiles;
         let _ = writeln!(
             md,
@@ -78,6 +88,27 @@ pub fn render(s: &Summary) -> String {
             fmt_us(p.p999_us),
             fmt_us(p.max_us)
         );
+    }
+    if !s.outputs.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n| output | from | for the run's orders | written again | unknown orders | p50 | p99 | max |\n|---|---|---|---|---|---|---|---|"
+        );
+        for o in &s.outputs {
+            let p = &o.latency;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(&o.name),
+                cell(&o.from),
+                o.matched,
+                o.repeated_events,
+                o.unknown,
+                fmt_us(p.p50_us),
+                fmt_us(p.p99_us),
+                fmt_us(p.max_us)
+            );
+        }
     }
     let _ = writeln!(
         md,
