@@ -537,7 +537,11 @@ mod tests {
     /// The charts are inlined as markup (not escaped), with their ids.
     #[test]
     fn charts_are_inline_svg() {
-        let html = render(&hostile_summary()).expect("renders");
+        let simulated = Summary {
+            outputs: Vec::new(),
+            ..hostile_summary()
+        };
+        let html = render(&simulated).expect("renders");
         for id in [
             "chart-rate",
             "chart-lag",
@@ -551,6 +555,10 @@ mod tests {
         // The hand-made summary has no samples: lag and deliveries say so.
         assert_eq!(html.matches("no data for this chart").count(), 2);
         assert!(!html.contains("http://") && !html.contains("https://"));
+        // In observe mode the shop's outputs stand where doorbuster's consumers would.
+        let observed = render(&hostile_summary()).expect("renders");
+        assert!(observed.contains("Your shop's outputs") && !observed.contains("chart-lag"));
+        assert!(!html.contains("Your shop's outputs"));
     }
 
     /// Odd data from an edited file (a fault ending before it starts or after the run, a
