@@ -1,14 +1,15 @@
 //! A small shop to put under test: not doorbuster's, a system of its own that doorbuster
 //! loads and breaks from the outside (observe mode, docs/black-box.md).
 //!
-//! Three services, each its own process, on Redis Streams, speaking the seed article's
+//! Three services, each its own process, on Redis Streams or NATS JetStream (`--broker`,
+//! `bus.rs`), speaking the seed article's
 //! `order.created` (examples/payloads): `payment` reads `{prefix}.orders`, charges the card
 //! through a Stripe-compatible API (doorbuster's provider) and writes `order.paid` or
 //! `order.payment_failed` to `{prefix}.payments`; `inventory` reserves stock for each paid
 //! order (`stock.reserved` on `{prefix}.stock`); `email` confirms it (`email.sent` on
-//! `{prefix}.emails`). Each service is a consumer group reading with `XREADGROUP`, acking
-//! after its effect, re-reading what it had not acked when it starts again, and writing each
-//! output once per order (a marker key per output event).
+//! `{prefix}.emails`). Each service is a consumer group (a Redis group, a durable JetStream
+//! consumer), acking after its effect, reading again what it had not acked when it starts
+//! again, and writing each output once per order.
 //!
 //! Flags plant the bugs real shops have:
 //! - `--bug fresh-key-retries`: a payment retried after a timeout or 5xx gets a new
@@ -20,28 +21,31 @@
 //!
 //! ```text
 //! cargo run --example shop -- --service payment --provider http://127.0.0.1:12111
+//! cargo run --example shop -- --service payment --broker nats://127.0.0.1:4222
 //! ```
 
 // A program of its own, not part of doorbuster: the rules clippy.toml keeps for
 // doorbuster's clock, randomness and HTTP clients are not its rules.
 #![allow(clippy::disallowed_methods)]
 
+mod bus;
+
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, Value};
 use serde_json::{Value as Json, json};
 
+use bus::{Bus, Entry};
+
 #[derive(Parser, Debug)]
-#[command(about = "An example shop on Redis Streams, with bugs to plant")]
+#[command(about = "An example shop on Redis Streams or NATS JetStream, with bugs to plant")]
 struct Args {
     /// Which service this process is.
     #[arg(long, value_enum)]
     service: Service,
+    /// `redis://...` or `nats://...`.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
+    broker: String,
     /// Prefix of the shop's streams and keys.
     #[arg(long, default_value = "shop")]
     prefix: String,
@@ -88,7 +92,7 @@ enum Handled {
 
 struct Shop {
     args: Args,
-    conn: MultiplexedConnection,
+    bus: Bus,
     http: reqwest::Client,
 }
 
@@ -99,15 +103,6 @@ impl Shop {
 
     fn has(&self, bug: Bug) -> bool {
         self.args.bugs.contains(&bug)
-    }
-
-    /// The stream this service reads and its group's name.
-    fn input(&self) -> (String, &'static str) {
-        match self.args.service {
-            Service::Payment => (self.stream("orders"), "payment"),
-            Service::Inventory => (self.stream("payments"), "inventory"),
-            Service::Email => (self.stream("stock"), "email"),
-        }
     }
 
     async fn handle(&self, event: &Json) -> Handled {
@@ -202,112 +197,45 @@ impl Shop {
         Err(last)
     }
 
-    /// Writes an output once: a marker per event id, set in the same step as the append (a
-    /// script runs atomically), keeps a re-read event from writing it again.
-    async fn emit(&self, stream: &str, event_id: &str, body: &Json) -> redis::RedisResult<()> {
-        const ONCE: &str = r"
-            if redis.call('SET', KEYS[1], 1, 'NX', 'EX', 3600) then
-                return redis.call('XADD', KEYS[2], '*', 'payload', ARGV[1])
-            end
-            return false";
-        let mut conn = self.conn.clone();
-        let marker = format!("{}:sent:{event_id}", self.args.prefix);
-        let _: Value = redis::cmd("EVAL")
-            .arg(ONCE)
-            .arg(2)
-            .arg(marker)
-            .arg(stream)
-            .arg(body.to_string())
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn ack(&self, stream: &str, group: &str, id: &str) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
-        let _: i64 = conn.xack(stream, group, &[id]).await?;
-        Ok(())
-    }
-
     /// One event, start to ack.
-    async fn process(&self, stream: &str, group: &str, id: String, payload: Option<Vec<u8>>) {
+    async fn process(&self, entry: Entry) {
         let early_ack = self.has(Bug::AckBeforeEffect);
         if early_ack {
-            let _ = self.ack(stream, group, &id).await;
+            let _ = self.bus.ack(&entry.ack).await;
         }
-        let event: Json = payload
-            .and_then(|p| serde_json::from_slice(&p).ok())
+        let event: Json = (entry.payload.as_deref())
+            .and_then(|p| serde_json::from_slice(p).ok())
             .unwrap_or(Json::Null);
         let ack = match self.handle(&event).await {
-            Handled::Output(out, event_id, body) => match self.emit(&out, &event_id, &body).await {
-                Ok(()) => true,
-                Err(e) => {
-                    eprintln!("shop {:?}: cannot write {event_id}: {e}", self.args.service);
-                    false
+            Handled::Output(out, event_id, body) => {
+                match self.bus.emit(&out, &event_id, &body.to_string()).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        eprintln!("shop {:?}: cannot write {event_id}: {e}", self.args.service);
+                        false
+                    }
                 }
-            },
+            }
             Handled::Nothing => true,
             Handled::Failed(why) => {
-                eprintln!("shop {:?}: {id}: {why}", self.args.service);
+                eprintln!("shop {:?}: {}: {why}", self.args.service, entry.id());
                 self.has(Bug::DropOnError)
             }
         };
         if ack && !early_ack {
-            let _ = self.ack(stream, group, &id).await;
-        }
-    }
-
-    async fn run(&self) -> redis::RedisResult<()> {
-        let (stream, group) = self.input();
-        let mut conn = self.conn.clone();
-        let created: redis::RedisResult<()> =
-            conn.xgroup_create_mkstream(&stream, group, "$").await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(e);
-        }
-        println!("ready: {:?} reads {stream} as {group}", self.args.service);
-        // What this consumer held and had not acked (a restart), then what is new.
-        let mut from = "0".to_owned();
-        loop {
-            let opts = StreamReadOptions::default()
-                .group(group, &self.args.consumer)
-                .count(64)
-                .block(500);
-            let reply: StreamReadReply = conn.xread_options(&[&stream], &[&from], &opts).await?;
-            let entries: Vec<_> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
-            if entries.is_empty() && from == "0" {
-                from = ">".to_owned();
-                continue;
-            }
-            let work = entries.into_iter().map(|entry| {
-                let payload = match entry.map.get("payload") {
-                    Some(Value::BulkString(b)) => Some(b.clone()),
-                    _ => None,
-                };
-                self.process(&stream, group, entry.id, payload)
-            });
-            futures_util::future::join_all(work).await;
-            if from == "0" {
-                // Pending entries that keep failing stay pending; go on with new ones and
-                // come back to them on the next pass.
-                from = ">".to_owned();
-            } else if pending(&mut conn, &stream, group).await? > 0 {
-                from = "0".to_owned();
-            }
+            let _ = self.bus.ack(&entry.ack).await;
         }
     }
 }
 
-/// Entries the group has handed out and not had acked.
-async fn pending(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-    group: &str,
-) -> redis::RedisResult<u64> {
-    let reply: redis::streams::StreamPendingReply = conn.xpending(stream, group).await?;
-    Ok(reply.count() as u64)
+/// The stream (subject) a service reads, and its group's name.
+fn input(args: &Args) -> (String, &'static str) {
+    let (name, group) = match args.service {
+        Service::Payment => ("orders", "payment"),
+        Service::Inventory => ("payments", "inventory"),
+        Service::Email => ("stock", "email"),
+    };
+    (format!("{}.{name}", args.prefix), group)
 }
 
 #[tokio::main]
@@ -315,37 +243,25 @@ async fn main() {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().build().expect("an HTTP client");
-    let client = match redis::Client::open(args.redis.as_str()) {
-        Ok(c) => c,
+    let (input, group) = input(&args);
+    let bus = match Bus::connect(&args.broker, &args.prefix, &input, group, &args.consumer).await {
+        Ok(bus) => bus,
         Err(e) => {
-            eprintln!("shop: {}: {e}", args.redis);
-            std::process::exit(2);
+            eprintln!("shop: cannot reach {}: {e}", args.broker);
+            std::process::exit(3);
         }
     };
-    // Reads block for half a second: the answer may take that long.
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-    // Like any service started beside its broker, it waits for it (half a minute at most).
-    let mut tries = 0;
-    let conn = loop {
-        match client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
-            Ok(c) => break c,
-            Err(e) if tries >= 60 => {
-                eprintln!("shop: cannot reach {}: {e}", args.redis);
-                std::process::exit(3);
+    println!("ready: {:?} reads {input} as {group}", args.service);
+    let mut shop = Shop { args, bus, http };
+    loop {
+        let entries = match shop.bus.next().await {
+            Ok(entries) => entries,
+            Err(e) => {
+                eprintln!("shop {:?}: {e}", shop.args.service);
+                std::process::exit(1);
             }
-            Err(_) => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    };
-    let shop = Shop { args, conn, http };
-    if let Err(e) = shop.run().await {
-        eprintln!("shop {:?}: {e}", shop.args.service);
-        std::process::exit(1);
+        };
+        let work = entries.into_iter().map(|e| shop.process(e));
+        futures_util::future::join_all(work).await;
     }
 }

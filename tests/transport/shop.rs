@@ -65,7 +65,7 @@ struct Shop {
 /// Starts one service and waits until it reads its stream.
 async fn spawn(service: &str, url: &str, prefix: &str, provider: &str, bugs: &[&str]) -> Child {
     let mut cmd = Command::new(shop_binary());
-    cmd.args(["--service", service, "--redis", url, "--prefix", prefix])
+    cmd.args(["--service", service, "--broker", url, "--prefix", prefix])
         .args(["--provider", provider])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
