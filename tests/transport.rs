@@ -27,6 +27,10 @@ mod http_checkout;
 #[path = "transport/observe.rs"]
 mod observe;
 
+// Taps and the user's own topics on each real broker, case by case.
+#[path = "transport/taps.rs"]
+mod taps;
+
 // The example shop (examples/shop) as separate processes, under test in observe mode.
 #[path = "transport/shop.rs"]
 mod shop;
@@ -107,7 +111,18 @@ async fn broker(kind: BrokerKind) -> Option<Server> {
 /// [`broker`] with some options changed.
 async fn broker_with(kind: BrokerKind, tweak: impl FnOnce(&mut BrokerOptions)) -> Option<Server> {
     let turn = Turn::Shared(server_lock(kind).read().await);
-    connect_with(kind, tweak, turn).await
+    connect_with(kind, |cfg| tweak(&mut cfg.options), turn).await
+}
+
+/// [`broker`] in observe mode: the run's namespace is `namespace`, and its orders go to the
+/// user's own `orders_to`.
+async fn broker_observing(kind: BrokerKind, namespace: &str, orders_to: &str) -> Option<Server> {
+    let turn = Turn::Shared(server_lock(kind).read().await);
+    let observing = |cfg: &mut BrokerConfig| {
+        cfg.namespace = namespace.to_owned();
+        cfg.orders_to = Some(orders_to.to_owned());
+    };
+    connect_with(kind, observing, turn).await
 }
 
 /// [`broker`] for a test that restarts the server: it waits until no other test of the
@@ -119,11 +134,11 @@ async fn broker_alone(kind: BrokerKind) -> Option<Server> {
 
 async fn connect_with(
     kind: BrokerKind,
-    tweak: impl FnOnce(&mut BrokerOptions),
+    tweak: impl FnOnce(&mut BrokerConfig),
     turn: Turn,
 ) -> Option<Server> {
     let mut cfg = broker_config(kind, broker_url(kind));
-    tweak(&mut cfg.options);
+    tweak(&mut cfg);
     match doorbuster::transport::connect_broker(&cfg, Clock::start()).await {
         Ok(t) => Some(Server {
             t,

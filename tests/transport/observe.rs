@@ -1,7 +1,7 @@
 //! Observe mode against a real broker: doorbuster publishes orders to the user's own stream,
-//! a shop that is not doorbuster's (a separate task on its own Redis connection, as the
-//! user's service would be) consumes them and writes its outputs to its own streams, and the
-//! taps judge those outputs. The clean shop passes; each planted bug fails the check that
+//! a shop that is not doorbuster's (a separate task on its own connection, with the broker's
+//! own client, as the user's service would be) consumes them and writes its outputs to its
+//! own streams, and the taps judge those outputs. The clean shop passes; each planted bug fails the check that
 //! should catch it, and the evidence names the orders it hurt.
 
 use std::collections::BTreeSet;
@@ -31,30 +31,129 @@ struct Did {
     twice: BTreeSet<u64>,
 }
 
-/// The user's shop: reads `orders` from its end, and per order writes `received` always,
-/// and `paid` (approved cards) or `declined` (declining cards) with the order id in the
-/// JSON body at `/order`.
-async fn shop(
-    url: String,
-    streams: [String; 4],
+/// Which of the shop's outputs an event goes to.
+#[derive(Clone, Copy)]
+enum Out {
+    Received,
+    Paid,
+    Declined,
+}
+
+/// Where the shop reads its orders and writes its outputs, as the broker names them.
+#[derive(Clone)]
+struct Names {
+    orders: String,
+    received: String,
+    paid: String,
+    declined: String,
+}
+
+impl Names {
+    /// `{ns}{sep}orders` and so on.
+    fn new(ns: &str, sep: &str) -> Names {
+        let name = |s: &str| format!("{ns}{sep}{s}");
+        Names {
+            orders: name("orders"),
+            received: name("received"),
+            paid: name("paid"),
+            declined: name("declined"),
+        }
+    }
+
+    fn of(&self, out: Out) -> &str {
+        match out {
+            Out::Received => &self.received,
+            Out::Paid => &self.paid,
+            Out::Declined => &self.declined,
+        }
+    }
+}
+
+/// The user's shop, apart from any broker: per order it writes `received` always, and
+/// `paid` (approved cards) or `declined` (declining cards) with the order id in the JSON
+/// body at `/order`.
+struct Logic {
     bugs: Bugs,
     did: Arc<Mutex<Did>>,
+    event: u64,
+    /// A shopper's second click carries the same idempotency key: handled once.
+    handled: std::collections::HashSet<String>,
+    foreign: bool,
+}
+
+impl Logic {
+    fn new(bugs: Bugs, did: Arc<Mutex<Did>>) -> Logic {
+        Logic {
+            bugs,
+            did,
+            event: 0,
+            handled: Default::default(),
+            foreign: bugs.foreign,
+        }
+    }
+
+    /// The outputs one order (its rendered body) makes, in the order they are written.
+    fn outputs(&mut self, body: &[u8]) -> Vec<(Out, String)> {
+        let order: serde_json::Value = serde_json::from_slice(body).unwrap();
+        if !self
+            .handled
+            .insert(order["idempotency_key"].as_str().unwrap().to_owned())
+        {
+            return Vec::new();
+        }
+        let id = order["order_id"].as_u64().unwrap();
+        let mut outs = Vec::new();
+        if std::mem::take(&mut self.foreign) {
+            // Once the run is on (its taps are in place): an order it never made.
+            let body = r#"{"order":"ffffffff00000000000f4240","event":"x"}"#;
+            outs.push((Out::Paid, body.to_owned()));
+        }
+        let declines = order["payment"]["card_token"]
+            .as_str()
+            .unwrap()
+            .contains("Declined");
+        let mut out = |name: &str| {
+            self.event += 1;
+            format!(
+                r#"{{"order":{id},"event":"e{}","type":"{name}"}}"#,
+                self.event
+            )
+        };
+        outs.push((Out::Received, out("received")));
+        if declines {
+            outs.push((Out::Declined, out("declined")));
+            return outs;
+        }
+        if self.bugs.drop_every.is_some_and(|n| id.is_multiple_of(n)) {
+            self.did.lock().unwrap().dropped.insert(id);
+            return outs;
+        }
+        let body = out("paid");
+        outs.push((Out::Paid, body.clone()));
+        if self.bugs.twice_every.is_some_and(|n| id.is_multiple_of(n)) {
+            self.did.lock().unwrap().twice.insert(id);
+            outs.push((Out::Paid, body));
+        }
+        outs
+    }
+}
+
+/// The shop on Redis Streams: reads `orders` from its end.
+async fn redis_shop(
+    url: String,
+    names: Names,
+    mut logic: Logic,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let [orders, received, paid, declined] = streams;
     let client = ::redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let mut after = "$".to_owned();
-    let mut event = 0u64;
-    // A shopper's second click carries the same idempotency key: handled once.
-    let mut handled = std::collections::HashSet::new();
-    let mut foreign = bugs.foreign;
     while !stop.is_cancelled() {
         let opts = ::redis::streams::StreamReadOptions::default()
             .block(200)
             .count(100);
         let reply: ::redis::streams::StreamReadReply =
-            match conn.xread_options(&[&orders], &[&after], &opts).await {
+            match conn.xread_options(&[&names.orders], &[&after], &opts).await {
                 Ok(r) => r,
                 Err(_) => continue,
             };
@@ -64,62 +163,94 @@ async fn shop(
                 let Some(::redis::Value::BulkString(body)) = entry.map.get("payload") else {
                     continue;
                 };
-                let order: serde_json::Value = serde_json::from_slice(body).unwrap();
-                if !handled.insert(order["idempotency_key"].as_str().unwrap().to_owned()) {
-                    continue;
-                }
-                let id = order["order_id"].as_u64().unwrap();
-                if std::mem::take(&mut foreign) {
-                    // Once the run is on (its taps are in place): an order it never made.
-                    let body = r#"{"order":"ffffffff00000000000f4240","event":"x"}"#;
-                    let _: String = conn.xadd(&paid, "*", &[("payload", body)]).await.unwrap();
-                }
-                let declines = order["payment"]["card_token"]
-                    .as_str()
-                    .unwrap()
-                    .contains("Declined");
-                let mut out = |name: &str| {
-                    event += 1;
-                    format!(r#"{{"order":{id},"event":"e{event}","type":"{name}"}}"#)
-                };
-                let body = out("received");
-                let _: String = conn
-                    .xadd(&received, "*", &[("payload", &body)])
-                    .await
-                    .unwrap();
-                if declines {
-                    let body = out("declined");
+                for (out, body) in logic.outputs(body) {
                     let _: String = conn
-                        .xadd(&declined, "*", &[("payload", &body)])
+                        .xadd(names.of(out), "*", &[("payload", &body)])
                         .await
                         .unwrap();
-                    continue;
-                }
-                if bugs.drop_every.is_some_and(|n| id.is_multiple_of(n)) {
-                    did.lock().unwrap().dropped.insert(id);
-                    continue;
-                }
-                let body = out("paid");
-                let _: String = conn.xadd(&paid, "*", &[("payload", &body)]).await.unwrap();
-                if bugs.twice_every.is_some_and(|n| id.is_multiple_of(n)) {
-                    did.lock().unwrap().twice.insert(id);
-                    let _: String = conn.xadd(&paid, "*", &[("payload", &body)]).await.unwrap();
                 }
             }
         }
     }
 }
 
-/// Where the orders go: the shop's own stream, or a checkout endpoint in front of it.
-enum Entry {
-    Stream,
-    Checkout(String),
+/// The user's stream on NATS JetStream: `{ns}` takes every subject `{ns}.>`; the shop is its
+/// durable consumer `shop`, made before the run from the stream's end.
+async fn nats_setup(url: &str, ns: &str) -> async_nats::jetstream::Context {
+    use async_nats::jetstream::{consumer::pull, stream};
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let stream = js
+        .create_stream(stream::Config {
+            name: ns.to_owned(),
+            subjects: vec![format!("{ns}.>")],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("shop".to_owned()),
+            filter_subject: format!("{ns}.orders"),
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    js
 }
 
-fn scenario(url: &str, ns: &str, entry: &Entry) -> doorbuster::scenario::Scenario {
-    let (target, entry) = match entry {
-        Entry::Stream => (url.to_owned(), format!("orders_to: {ns}:orders")),
-        Entry::Checkout(endpoint) => (endpoint.clone(), format!("broker: \"{url}\"")),
+/// The shop on NATS JetStream: pulls from its durable consumer, publishes its outputs
+/// through JetStream and acks each order after its outputs were acked.
+async fn nats_shop(
+    js: async_nats::jetstream::Context,
+    stream: String,
+    names: Names,
+    mut logic: Logic,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use futures_util::StreamExt;
+    let stream = js.get_stream(&stream).await.unwrap();
+    let consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("shop").await.unwrap();
+    let mut messages = consumer
+        .stream()
+        .heartbeat(std::time::Duration::from_secs(1))
+        .expires(std::time::Duration::from_secs(3))
+        .messages()
+        .await
+        .unwrap();
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => return,
+            m = messages.next() => match m {
+                Some(Ok(m)) => m,
+                _ => continue,
+            },
+        };
+        for (out, body) in logic.outputs(&message.payload) {
+            js.publish(names.of(out).to_owned(), body.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        message.ack().await.unwrap();
+    }
+}
+
+/// The scenario against the shop at `url`; the orders go to its `orders` topic, or, given a
+/// checkout endpoint, are POSTed there and the taps read `url`.
+fn scenario(url: &str, names: &Names, checkout: Option<&str>) -> doorbuster::scenario::Scenario {
+    let Names {
+        orders,
+        received,
+        paid,
+        declined,
+    } = names;
+    let (target, entry) = match checkout {
+        None => (url, format!("orders_to: {orders}")),
+        Some(endpoint) => (endpoint, format!("broker: \"{url}\"")),
     };
     let text = format!(
         r#"name: black-box
@@ -136,16 +267,16 @@ observe:
   settle_within: 4s
   outputs:
     received:
-      from: {ns}:received
+      from: {received}
       order: /order
       expect: {{ each: 1 }}
     paid:
-      from: {ns}:paid
+      from: {paid}
       order: /order
       event_id: /event
       expect: {{ approved: 1 }}
     declined:
-      from: {ns}:declined
+      from: {declined}
       order: /order
       filter: {{ at: /type, equals: declined }}
       expect: {{ declined: 1 }}
@@ -159,7 +290,13 @@ checks:
     }
 }
 
-/// A checkout endpoint on loopback that takes each order into the shop's stream, as a
+/// Runs the scenario against the shop on `kind`; afterwards checks the run left the user's
+/// orders topic in place with every order it published, and removes the user's topics.
+async fn run_against_shop_on(kind: BrokerKind, bugs: Bugs) -> Option<(RunResult, Did)> {
+    run_against(kind, bugs, false).await
+}
+
+/// A checkout endpoint on loopback that takes each order into the shop's Redis stream, as a
 /// shop's API puts orders on its broker; its URL.
 async fn checkout_endpoint(url: &str, stream: String) -> String {
     let client = ::redis::Client::open(url).unwrap();
@@ -184,34 +321,43 @@ async fn checkout_endpoint(url: &str, stream: String) -> String {
     format!("http://{addr}/checkout")
 }
 
-async fn run_against_shop(bugs: Bugs) -> Option<(RunResult, Did)> {
-    run_against(bugs, false).await
-}
-
-async fn run_against(bugs: Bugs, through_checkout: bool) -> Option<(RunResult, Did)> {
+/// Runs the scenario against the shop on `kind`, its orders published to the shop's topic or
+/// (`through_checkout`, Redis) POSTed to a checkout endpoint that puts them there.
+async fn run_against(
+    kind: BrokerKind,
+    bugs: Bugs,
+    through_checkout: bool,
+) -> Option<(RunResult, Did)> {
     // Held to the end: a test that restarts the server waits for this one.
-    let _server = super::broker(BrokerKind::Redis).await?;
-    let url = super::broker_url(BrokerKind::Redis);
+    let _server = super::broker(kind).await?;
+    let url = super::broker_url(kind);
     let ns = super::fresh_namespace();
-    let streams = ["orders", "received", "paid", "declined"].map(|s| format!("{ns}:{s}"));
     let did = Arc::new(Mutex::new(Did::default()));
+    let logic = Logic::new(bugs, did.clone());
     let stop = tokio_util::sync::CancellationToken::new();
-    let shop = tokio::spawn(shop(
-        url.clone(),
-        streams.clone(),
-        bugs,
-        did.clone(),
-        stop.clone(),
-    ));
+    let (names, shop, nats) = match kind {
+        BrokerKind::Redis => {
+            let names = Names::new(&ns, ":");
+            let shop = redis_shop(url.clone(), names.clone(), logic, stop.clone());
+            (names, tokio::spawn(shop), None)
+        }
+        BrokerKind::Nats => {
+            let names = Names::new(&ns, ".");
+            let js = nats_setup(&url, &ns).await;
+            let shop = nats_shop(js.clone(), ns.clone(), names.clone(), logic, stop.clone());
+            (names, tokio::spawn(shop), Some(js))
+        }
+        other => panic!("no test shop on {other:?}"),
+    };
     // The shop is reading from the stream's end before the first order goes out.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let entry = if through_checkout {
-        Entry::Checkout(checkout_endpoint(&url, streams[0].clone()).await)
+    let checkout = if through_checkout {
+        Some(checkout_endpoint(&url, names.orders.clone()).await)
     } else {
-        Entry::Stream
+        None
     };
     let result = execute(
-        &scenario(&url, &ns, &entry),
+        &scenario(&url, &names, checkout.as_deref()),
         RunOptions {
             no_files: true,
             ..Default::default()
@@ -221,15 +367,23 @@ async fn run_against(bugs: Bugs, through_checkout: bool) -> Option<(RunResult, D
     .expect("the run completes");
     stop.cancel();
     shop.await.unwrap();
-    // The user's streams are the user's: the run left them where they were.
-    let client = ::redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let kept: usize = conn.xlen(&streams[0]).await.unwrap();
-    assert_eq!(
-        kept as u64,
-        result.summary.orders.attempted + result.summary.orders.resubmits
-    );
-    let _: () = conn.del(&streams).await.unwrap();
+    // The user's topics are the user's: the run left the orders where they were.
+    let published = result.summary.orders.attempted + result.summary.orders.resubmits;
+    if let Some(js) = nats {
+        let stream = js.get_stream(&ns).await.unwrap();
+        let info = stream.info_with_subjects(&names.orders).await.unwrap();
+        let kept: Vec<_> = futures_util::StreamExt::collect(info).await;
+        let kept: u64 = kept.into_iter().map(|s| s.unwrap().1 as u64).sum();
+        assert_eq!(kept, published);
+        js.delete_stream(&ns).await.unwrap();
+    } else {
+        let client = ::redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let kept: usize = conn.xlen(&names.orders).await.unwrap();
+        assert_eq!(kept as u64, published);
+        let all = [&names.orders, &names.received, &names.paid, &names.declined];
+        let _: () = conn.del(&all).await.unwrap();
+    }
     let did = std::mem::take(&mut *did.lock().unwrap());
     Some((result, did))
 }
@@ -244,7 +398,27 @@ pub(super) fn check<'a>(r: &'a RunResult, name: &str) -> &'a doorbuster::verify:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_shop_passes_and_its_outputs_are_timed() {
-    let Some((r, _)) = run_against_shop(Bugs::default()).await else {
+    clean_shop_passes(BrokerKind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_that_drops_doubles_or_invents_outputs_fails_and_names_the_orders() {
+    buggy_shop_fails(BrokerKind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_clean_shop_passes_and_its_outputs_are_timed() {
+    clean_shop_passes(BrokerKind::Nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_shop_that_drops_doubles_or_invents_outputs_fails_and_names_the_orders() {
+    buggy_shop_fails(BrokerKind::Nats).await;
+}
+
+/// The clean twin: every check passes, every order is received once and paid or declined.
+async fn clean_shop_passes(kind: BrokerKind) {
+    let Some((r, _)) = run_against_shop_on(kind, Bugs::default()).await else {
         return;
     };
     for name in ["no_loss", "no_duplicate_effects", "no_unknown_outputs"] {
@@ -269,14 +443,15 @@ async fn a_clean_shop_passes_and_its_outputs_are_timed() {
     assert!(received.latency.count == 300 && received.latency.p50_us > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shop_that_drops_doubles_or_invents_outputs_fails_and_names_the_orders() {
+/// The planted bugs: a dropped, a doubled and an invented output each fail their check,
+/// naming the orders.
+async fn buggy_shop_fails(kind: BrokerKind) {
     let bugs = Bugs {
         drop_every: Some(17),
         twice_every: Some(13),
         foreign: true,
     };
-    let Some((r, did)) = run_against_shop(bugs).await else {
+    let Some((r, did)) = run_against_shop_on(kind, bugs).await else {
         return;
     };
     let loss = check(&r, "no_loss");
@@ -331,7 +506,7 @@ async fn orders_posted_to_a_checkout_endpoint_are_followed_to_the_shops_outputs(
         drop_every: Some(23),
         ..Bugs::default()
     };
-    let Some((r, did)) = run_against(bugs, true).await else {
+    let Some((r, did)) = run_against(BrokerKind::Redis, bugs, true).await else {
         return;
     };
     assert_eq!(r.summary.orders.accepted, 300);

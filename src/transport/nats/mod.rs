@@ -4,8 +4,9 @@
 //! - publish ack = JetStream's PubAck: the event is stored in the run's stream (file storage)
 //!   before `publish` resolves. The stream is named after the run's namespace and takes the
 //!   subjects `{namespace}.>`; a topic is the subject `{namespace}.{topic name}`. The event's
-//!   [`EventMeta`](crate::events::EventMeta) travels as headers, and `Nats-Msg-Id` is the event
-//!   id, so a retried publish inside the dedup window (2 min) is stored once. A publish is
+//!   [`EventMeta`](crate::events::EventMeta) travels as headers, and `Nats-Msg-Id` is
+//!   `{stream}-{event id}`, so a retried publish inside the dedup window (2 min) is stored
+//!   once, and two runs' events with the same id are both stored in the user's stream. A publish is
 //!   bounded (10 s): a refusal (no stream answered, an error reply, the client could not send)
 //!   is [`TransportError::Publish`]; no PubAck in time is [`TransportError::Indeterminate`].
 //!   Publishes are pipelined: each caller waits for its own PubAck only.
@@ -31,9 +32,16 @@
 //!   acked (a delivered, unacked event still counts).
 //! - the client reconnects by itself with backoff; members re-open their pulls after an error.
 //!   `cleanup` deletes the stream, and with it every consumer of the run.
+//! - observe mode: the orders go to the user's own subject (`observe.orders_to`) through
+//!   JetStream, so the PubAck comes from the user's stream that takes it (none: the publish
+//!   is refused); the rendered headers travel beside the `db-*` ones, and a rendered key, NATS
+//!   having none, as the header `key`. The run never creates, changes or deletes the user's
+//!   stream. A tap (`tap.rs`) is an ephemeral consumer of its own on the user's stream,
+//!   without acks, from the stream's end at start: the user's consumers are untouched.
 
 pub mod config;
 mod member;
+mod tap;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,7 +54,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Transport, TransportError,
+    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Tap, Transport, TransportError,
     TransportInfo,
 };
 use crate::clock::Clock;
@@ -74,6 +82,8 @@ struct Inner {
     js: jetstream::Context,
     /// The stream name and the first token of every subject of the run.
     stream: String,
+    /// The run's settings, with the stream's name as the namespace: names the subjects.
+    cfg: BrokerConfig,
     url: String,
     options: config::Options,
     clock: Clock,
@@ -176,6 +186,10 @@ pub async fn connect(
     Ok(Arc::new(NatsTransport {
         inner: Arc::new(Inner {
             js,
+            cfg: BrokerConfig {
+                namespace: name.clone(),
+                ..cfg.clone()
+            },
             stream: name,
             url: cfg.redacted_url(),
             options: settings.clone(),
@@ -185,9 +199,26 @@ pub async fn connect(
     }))
 }
 
+/// The user's own headers (observe mode); NATS has no key, so a rendered one is the header
+/// `key`. A name or value NATS cannot carry (a line break in a value) refuses the publish.
+fn user_headers(
+    headers: &mut async_nats::HeaderMap,
+    user: &crate::events::UserFields,
+) -> Result<(), Cause> {
+    let key = user.key.as_ref().map(|k| ("key".to_owned(), k.clone()));
+    for (name, value) in user.headers.iter().chain(key.as_ref()) {
+        let bad = |e: &dyn std::fmt::Display| Cause::from(format!("header {name:?}: {e}"));
+        let header: async_nats::HeaderName = name.parse().map_err(|e| bad(&e))?;
+        let value: async_nats::HeaderValue = value.parse().map_err(|e| bad(&e))?;
+        headers.append(header, value);
+    }
+    Ok(())
+}
+
 impl Inner {
+    /// `{stream}.{topic}`, or the user's own subject for the orders in observe mode.
     fn subject(&self, topic: Topic) -> String {
-        format!("{}.{}", self.stream, topic.name())
+        self.cfg.topic_name(topic, ".")
     }
 
     fn consumer_config(&self, name: &str, topic: Topic, deliver: DeliverPolicy) -> pull::Config {
@@ -209,10 +240,16 @@ impl Inner {
         for (name, value) in envelope.meta.to_headers() {
             headers.insert(name, value.as_str());
         }
+        if let Some(user) = &envelope.user {
+            user_headers(&mut headers, user)
+                .map_err(|e| TransportError::Publish { topic, source: e })?;
+        }
+        // Unique per run: in the user's stream, another run's event with the same id is not a
+        // duplicate of this one.
         let message = PublishMessage::build()
             .payload(envelope.payload)
             .headers(headers)
-            .message_id(envelope.meta.event_id.to_string());
+            .message_id(format!("{}-{}", self.stream, envelope.meta.event_id));
         let deadline = self.clock.instant_at(self.clock.now()) + PUBLISH_TIMEOUT;
         let refused = |source: Cause| TransportError::Publish { topic, source };
         // Stage 1: hand the message to the connection. Failing here, nothing was sent.
@@ -395,7 +432,7 @@ impl Transport for NatsTransport {
                 (
                     "publish ack".into(),
                     format!(
-                        "JetStream PubAck, file storage, within {} s; Nats-Msg-Id = event id (dedup window {} s)",
+                        "JetStream PubAck, file storage, within {} s; Nats-Msg-Id = stream-event id (dedup window {} s)",
                         PUBLISH_TIMEOUT.as_secs(),
                         DEDUP_WINDOW.as_secs()
                     ),
@@ -453,6 +490,14 @@ impl Transport for NatsTransport {
         Box::pin(self.inner.lag(group))
     }
 
+    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
+        Box::pin(async move {
+            let tap = tap::open(&self.inner, name).await?;
+            Ok(Box::new(tap) as Box<dyn Tap>)
+        })
+    }
+
+    /// Deletes the run's stream; the user's subject lives in the user's stream, never this one.
     fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let stream = &self.inner.stream;
