@@ -728,11 +728,13 @@ fn observe_mode_is_checked_like_every_section() {
 }
 
 #[test]
-fn the_example_shops_scenario_validates_with_its_template() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/shop/redis.yaml");
-    let context = scenario::Context::run(Default::default());
-    let loaded = scenario::load_with(path, &context).unwrap_or_else(|e| panic!("{e}"));
-    let observe = loaded.scenario.observe.expect("observe mode");
-    assert_eq!(observe.outputs.len(), 4);
-    assert!(loaded.scenario.orders.payload.is_some());
+fn the_example_shops_scenarios_validate_with_their_template() {
+    for file in ["redis.yaml", "nats.yaml"] {
+        let path = format!("{}/examples/shop/{file}", env!("CARGO_MANIFEST_DIR"));
+        let context = scenario::Context::run(Default::default());
+        let loaded = scenario::load_with(&path, &context).unwrap_or_else(|e| panic!("{e}"));
+        let observe = loaded.scenario.observe.expect("observe mode");
+        assert_eq!(observe.outputs.len(), 4);
+        assert!(loaded.scenario.orders.payload.is_some());
+    }
 }

@@ -41,13 +41,16 @@ fn free_port() -> u16 {
 /// Where one test's shop lives: its streams' prefix and a folder for its pid files and the
 /// scenario.
 struct Place {
+    /// The shop's broker.
+    kind: BrokerKind,
     prefix: String,
     dir: tempfile::TempDir,
 }
 
 impl Place {
-    fn new() -> Place {
+    fn new(kind: BrokerKind) -> Place {
         Place {
+            kind,
             prefix: super::fresh_namespace(),
             dir: tempfile::tempdir().unwrap(),
         }
@@ -132,19 +135,27 @@ impl Shop {
         for s in self.supervisors {
             s.await.unwrap();
         }
-        let client = ::redis::Client::open(super::broker_url(BrokerKind::Redis)).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = ::redis::cmd("KEYS")
-            .arg(format!("{}*", place.prefix))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = ::redis::cmd("DEL")
-                .arg(keys)
+        let url = super::broker_url(place.kind);
+        if place.kind == BrokerKind::Nats {
+            let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+            js.delete_stream(place.prefix.replace('.', "_"))
+                .await
+                .unwrap();
+        } else {
+            let client = ::redis::Client::open(url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let keys: Vec<String> = ::redis::cmd("KEYS")
+                .arg(format!("{}*", place.prefix))
                 .query_async(&mut conn)
                 .await
                 .unwrap();
+            if !keys.is_empty() {
+                let _: () = ::redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
         }
         self.restarts.each_ref().map(|n| n.load(Ordering::Relaxed))
     }
@@ -158,7 +169,10 @@ fn scenario(
     edit: impl FnOnce(String) -> String,
     faults: &str,
 ) -> doorbuster::scenario::Scenario {
-    let example = include_str!("../../examples/shop/redis.yaml");
+    let example = match place.kind {
+        BrokerKind::Nats => include_str!("../../examples/shop/nats.yaml"),
+        _ => include_str!("../../examples/shop/redis.yaml"),
+    };
     let head = example.split("\nfaults:").next().unwrap();
     let text = head
         .replace("shop.", &format!("{}.", place.prefix))
@@ -166,6 +180,10 @@ fn scenario(
         .replace(
             "redis://127.0.0.1:6379",
             &super::broker_url(BrokerKind::Redis),
+        )
+        .replace(
+            "nats://127.0.0.1:4222",
+            &super::broker_url(BrokerKind::Nats),
         )
         .replace(
             "latency: 20ms..60ms",
@@ -205,9 +223,18 @@ const PROVIDER_DOWN: &str =
 /// Runs the scenario against a shop with these bugs and faults; the result and the shop's
 /// restarts per service.
 async fn run_shop(bugs: &[&'static str], faults: &str) -> Option<(RunResult, [u32; 3])> {
-    let _server = super::broker(BrokerKind::Redis).await?;
-    let (place, port) = (Place::new(), free_port());
-    let shop = Shop::start(&place, &super::broker_url(BrokerKind::Redis), port, bugs).await;
+    run_shop_on(BrokerKind::Redis, bugs, faults).await
+}
+
+/// The same, with the shop on `kind` (Redis Streams or NATS JetStream).
+async fn run_shop_on(
+    kind: BrokerKind,
+    bugs: &[&'static str],
+    faults: &str,
+) -> Option<(RunResult, [u32; 3])> {
+    let _server = super::broker(kind).await?;
+    let (place, port) = (Place::new(kind), free_port());
+    let shop = Shop::start(&place, &super::broker_url(kind), port, bugs).await;
     let scenario = scenario(&place, port, |s| s, faults);
     let result = execute(&scenario, quietly())
         .await
@@ -295,7 +322,7 @@ async fn a_slow_link_to_the_shops_broker_slows_the_orders_it_carries() {
     let Some(_server) = super::broker(BrokerKind::Redis).await else {
         return;
     };
-    let (place, port, link) = (Place::new(), free_port(), free_port());
+    let (place, port, link) = (Place::new(BrokerKind::Redis), free_port(), free_port());
     let redis = super::broker_url(BrokerKind::Redis);
     let upstream = redis.trim_start_matches("redis://").trim_end_matches('/');
     let scenario = scenario(
@@ -329,4 +356,29 @@ async fn a_slow_link_to_the_shops_broker_slows_the_orders_it_carries() {
     );
     assert_eq!(check(&r, "no_loss").verdict, Verdict::Pass);
     assert_eq!(restarts, [0, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_the_clean_shop_passes_and_fresh_keys_charge_twice() {
+    // The same shop on NATS JetStream: clean through lost answers and a crash of its payment
+    // service (JetStream redelivers what it held after ack_wait)...
+    let faults = format!("{LOST_ANSWERS}{CRASH}");
+    let Some((r, restarts)) = run_shop_on(BrokerKind::Nats, &[], &faults).await else {
+        return;
+    };
+    for c in &r.summary.checks {
+        assert_eq!(c.verdict, Verdict::Pass, "{c:?}");
+    }
+    assert_eq!(restarts, [1, 0, 0]);
+    // ...and charging twice once its retries take fresh keys.
+    let Some((r, _)) = run_shop_on(BrokerKind::Nats, &["fresh-key-retries"], LOST_ANSWERS).await
+    else {
+        return;
+    };
+    let dups = check(&r, "no_duplicate_effects");
+    assert_eq!(dups.verdict, Verdict::Fail, "{dups:?}");
+    assert!(
+        dups.evidence.iter().any(|e| e.contains("charged 2 times")),
+        "{dups:?}"
+    );
 }
