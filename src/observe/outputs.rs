@@ -13,19 +13,29 @@ use hdrhistogram::Histogram;
 use super::config::{Locator, Observe, Output};
 use super::recorder::{Percentiles, new_histogram};
 use crate::clock::RunTime;
-use crate::load::Schedule;
-use crate::orders::OrderFactory;
 use crate::sync::lock;
 use crate::transport::Tapped;
 
 /// Examples kept per kind of surprise.
 const EXAMPLES_MAX: usize = 20;
 
+/// What the tally needs to know of the run's orders: the schedule and the order factory
+/// answer it (the run wires them in), so observation depends on neither.
+pub trait Orders: Send + Sync {
+    /// How many orders the run plans: ids `0..count`.
+    fn count(&self) -> u64;
+    /// When order `id` was intended, on the run's clock.
+    fn intended_at(&self, id: u64) -> RunTime;
+    /// The first eight hex digits of the order's `uid`.
+    fn uid_tag(&self, id: u64) -> u32;
+    /// The order's card is planned to decline.
+    fn declines(&self, id: u64) -> bool;
+}
+
 /// Every output's tally; one per run in observe mode.
 pub struct Outputs {
     pub outputs: Vec<Tally>,
-    schedule: Arc<Schedule>,
-    factory: Arc<OrderFactory>,
+    orders: Arc<dyn Orders>,
     /// Fault windows `[start, end)` in run time, in the scenario's order; a latency is
     /// split by the window its order's intended time falls in.
     windows: Vec<(RunTime, RunTime)>,
@@ -86,18 +96,17 @@ pub struct OutputSummary {
 impl Outputs {
     pub fn new(
         observe: &Observe,
-        schedule: Arc<Schedule>,
-        factory: Arc<OrderFactory>,
+        orders: Arc<dyn Orders>,
         windows: Vec<(RunTime, RunTime)>,
     ) -> Outputs {
-        let orders = schedule.orders();
+        let count = orders.count();
         Outputs {
             outputs: observe
                 .outputs
                 .iter()
                 .map(|spec| Tally {
                     spec: spec.clone(),
-                    seen: (0..orders).map(|_| AtomicU8::new(0)).collect(),
+                    seen: (0..count).map(|_| AtomicU8::new(0)).collect(),
                     state: Mutex::new(State {
                         latency: Some(new_histogram()),
                         during: windows.iter().map(|_| new_histogram()).collect(),
@@ -105,8 +114,7 @@ impl Outputs {
                     }),
                 })
                 .collect(),
-            schedule,
-            factory,
+            orders,
             windows,
             last_at: AtomicU64::new(0),
         }
@@ -153,7 +161,7 @@ impl Outputs {
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)))
             .unwrap_or(0);
         if before == 0 {
-            let intended = self.schedule.due[order as usize];
+            let intended = self.orders.intended_at(order);
             let us = event.at.saturating_sub(intended) / 1_000;
             let us = us.clamp(super::recorder::LOWEST_US, super::recorder::HIGHEST_US);
             if let Some(h) = state.latency.as_mut() {
@@ -180,13 +188,13 @@ impl Outputs {
         let value = value.trim();
         let id = if value.len() == 24 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
             let id = u64::from_str_radix(&value[8..], 16).ok()?;
-            (id < self.schedule.orders() as u64).then_some(())?;
-            let tag = crate::orders::template::uid_tag(&self.factory.idempotency_key(id));
+            (id < self.orders.count()).then_some(())?;
+            let tag = self.orders.uid_tag(id);
             (value[..8].eq_ignore_ascii_case(&format!("{tag:08x}"))).then_some(id)?
         } else {
             value.parse::<u64>().ok()?
         };
-        (id < self.schedule.orders() as u64).then_some(id)
+        (id < self.orders.count()).then_some(id)
     }
 
     /// How often output `index` named `order`.
@@ -201,11 +209,11 @@ impl Outputs {
     /// has seen, summed.
     pub fn missing(&self, accepted: impl Fn(u64) -> bool) -> u64 {
         let mut missing = 0u64;
-        for order in 0..self.schedule.orders() as u64 {
+        for order in 0..self.orders.count() {
             if !accepted(order) {
                 continue;
             }
-            let declines = self.factory.plan(order).declines;
+            let declines = self.orders.declines(order);
             for (i, tally) in self.outputs.iter().enumerate() {
                 let want = tally.spec.expect.of(declines);
                 missing += u64::from(want.saturating_sub(self.seen(i, order)));

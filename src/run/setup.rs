@@ -159,12 +159,11 @@ impl<'s> Run<'s> {
                     )
                 })
                 .collect();
-            observer = observer.with_outputs(Outputs::new(
-                observe,
-                schedule.clone(),
-                factory.clone(),
-                windows,
-            ));
+            let orders = Arc::new(crate::load::PlannedOrders {
+                schedule: schedule.clone(),
+                factory: factory.clone(),
+            });
+            observer = observer.with_outputs(Outputs::new(observe, orders, windows));
         }
         let observer = Arc::new(observer);
         let chaos = Arc::new(Chaos::default());

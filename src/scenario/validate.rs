@@ -290,13 +290,13 @@ impl Validator<'_> {
             }
             Target::Embedded(_) | Target::Broker(_) => self.report_spot(
                 &spot,
-                "the orders in your own schema go to a checkout endpoint; on a broker \
-                 doorbuster's simulated services read its own order.created (observe mode, \
-                 which taps your own services instead, is not built yet)"
+                "the orders in your own schema go to your own shop: a checkout endpoint, or \
+                 your topic on your broker in observe mode; doorbuster's simulated services \
+                 read only its own order.created"
                     .to_owned(),
                 Some(
-                    "set `target:` to your checkout URL (http://127.0.0.1:PORT/checkout), or \
-                     remove `orders.payload`"
+                    "set `target:` to your checkout URL (http://127.0.0.1:PORT/checkout), or add \
+                     `observe:` with `orders_to` (docs/black-box.md), or remove `orders.payload`"
                         .to_owned(),
                 ),
             ),

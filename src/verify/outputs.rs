@@ -284,8 +284,11 @@ mod tests {
             }],
             links: Vec::new(),
         };
-        let schedule = Arc::new(crate::load::Schedule::plan(&w.scenario.load, 1));
-        let outputs = Outputs::new(&observe, schedule, Arc::new(w.factory.clone()), Vec::new());
+        let orders = Arc::new(crate::load::PlannedOrders {
+            schedule: Arc::new(crate::load::Schedule::plan(&w.scenario.load, 1)),
+            factory: Arc::new(w.factory.clone()),
+        });
+        let outputs = Outputs::new(&observe, orders, Vec::new());
         w.observer = Observer::new(crate::clock::Clock::start(), 10).with_outputs(outputs);
         w
     }
