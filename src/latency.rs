@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::RngExt;
 use rand_distr::{Distribution, LogNormal, Normal};
 
-use crate::scenario::model::LatencyDist;
+use crate::config::units::LatencyDist;
 
 /// One sample. Never negative; invalid parameters (caught by validation) yield the median.
 pub fn sample(dist: &LatencyDist, rng: &mut impl rand::Rng) -> Duration {

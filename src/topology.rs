@@ -121,3 +121,38 @@ mod tests {
         assert_eq!(total, SUBSCRIPTIONS.len());
     }
 }
+
+/// A stage the latency SLOs and histograms name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// `order.created` acked by the broker (the checkout latency); in the sync checkout
+    /// mode, the inline provider call's answer too.
+    #[strum(serialize = "order.created")]
+    Checkout,
+    /// `order.created -> order.payment.succeeded`
+    #[strum(serialize = "order.created -> order.payment.succeeded")]
+    PaymentSucceeded,
+    /// `order.created -> order.fulfilled`
+    #[strum(serialize = "order.created -> order.fulfilled")]
+    Fulfilled,
+    /// `order.created -> email.sent`
+    #[strum(serialize = "order.created -> email.sent")]
+    EmailSent,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [
+        Stage::Checkout,
+        Stage::PaymentSucceeded,
+        Stage::Fulfilled,
+        Stage::EmailSent,
+    ];
+
+    /// The name used in scenario files and reports.
+    pub fn label(self) -> &'static str {
+        self.into()
+    }
+}

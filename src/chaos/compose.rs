@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::proxy::LinkToxic;
-use crate::scenario::model::{Fault, FaultKind};
+use crate::chaos::model::{Fault, FaultKind};
 
 /// The state one fault kind switches for one target: its kind's label and the target as
 /// the report names it (`action`'s second half).

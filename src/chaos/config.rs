@@ -11,11 +11,12 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 use strum::VariantArray;
 
+use crate::chaos::model::{Fault, FaultKind, FaultKindName, FaultScope, ReplayTo};
 use crate::config::check::{Checker, Path, Section, Spot};
 use crate::config::schema;
 use crate::config::tree::{Scalar, Text};
+use crate::config::units::Share;
 use crate::config::units::{self, DURATION_MAX, UnitError, choice, duration_in, int_in, quoted};
-use crate::scenario::model::{Fault, FaultKind, FaultKindName, FaultScope, ReplayTo, Share};
 use crate::topology::ServiceKind;
 
 /// One fault on the timeline. Exactly one kind key (`crash`, `pause`, `latency`, `errors`,

@@ -16,10 +16,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::scope;
+use crate::chaos::model::FaultScope;
 use crate::clock::RunTime;
 use crate::events::EventMeta;
 use crate::rng::Rng;
-use crate::scenario::model::FaultScope;
 
 /// One delivery, as a fault sees it.
 pub struct DeliveryCtx<'a> {

@@ -2,8 +2,8 @@
 //! distribution (fixed, uniform, normal, log-normal).
 
 use super::delivery::{Decision, DeliveryCtx, DeliveryFault};
+use crate::config::units::LatencyDist;
 use crate::rng::Rng;
-use crate::scenario::model::LatencyDist;
 
 pub struct Latency(pub LatencyDist);
 

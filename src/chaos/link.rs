@@ -8,7 +8,7 @@
 
 use super::proxy::{Direction, LinkToxic, ToxicSpec};
 use super::{ChaosCtx, FaultAction};
-use crate::scenario::model::Share;
+use crate::config::units::Share;
 use crate::transport::BoxFuture;
 
 pub struct Link {

@@ -26,6 +26,7 @@ pub mod errors;
 pub mod exec;
 pub mod latency;
 pub mod link;
+pub mod model;
 pub mod pause;
 pub mod poison;
 pub mod provider_outage;
@@ -41,8 +42,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use self::delivery::{Armed, Armory, DeliveryFault};
+use crate::chaos::model::{Fault, FaultKind, FaultScope};
 use crate::observe::Observer;
-use crate::scenario::model::{Fault, FaultKind, FaultScope};
 use crate::topology::ServiceKind;
 use crate::transport::{BoxFuture, Transport};
 

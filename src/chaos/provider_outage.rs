@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::{ChaosCtx, FaultAction};
-use crate::scenario::model::{LatencyDist, Share};
+use crate::config::units::{LatencyDist, Share};
 use crate::transport::BoxFuture;
 
 /// A provider outage while it is switched on: a share of calls fail with `status`, and

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Active, Chaos, ChaosCtx, FaultAction};
+use crate::chaos::model::FaultScope;
 use crate::events::{Envelope, Topic};
-use crate::scenario::model::FaultScope;
 use crate::sync::lock;
 use crate::transport::{
     Ack, BoxFuture, RewindTo, Subscription, Transport, TransportError, TransportInfo,

@@ -3,7 +3,7 @@
 //! effects twice, and its derived state must still equal the ground truth.
 
 use super::{ChaosCtx, FaultAction};
-use crate::scenario::model::ReplayTo;
+use crate::chaos::model::ReplayTo;
 use crate::topology::ServiceKind;
 use crate::transport::{BoxFuture, RewindTo};
 

@@ -6,9 +6,9 @@
 //! delivered to this subscription, so a redelivery is drawn again (an `errors: 5%` fault does
 //! not make the same 5 % fail forever).
 
+use crate::chaos::model::FaultScope;
 use crate::events::EventMeta;
 use crate::rng::unit_for_item;
-use crate::scenario::model::FaultScope;
 
 pub fn applies(seed: u64, index: usize, scope: FaultScope, meta: &EventMeta, attempt: u16) -> bool {
     let component = format!("fault.{index}");
@@ -26,7 +26,7 @@ pub fn applies(seed: u64, index: usize, scope: FaultScope, meta: &EventMeta, att
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::model::Share;
+    use crate::config::units::Share;
     use bytes::Bytes;
 
     fn meta(order: u64, event: u64) -> EventMeta {

@@ -12,7 +12,7 @@ use crate::config::tree::{Scalar, Text};
 use crate::config::units::{
     self, DURATION_MAX, RATE_MAX_PER_SEC, Rate, choice, duration_in, int_in, quoted,
 };
-use crate::scenario::model::{Arrivals, CheckoutMode, Load, Phase, PhaseKind};
+use crate::load::model::{Arrivals, CheckoutMode, Load, Phase, PhaseKind};
 
 const PHASES_MAX: usize = 1000;
 /// The most orders a scenario may plan. Every order is held until the checks (its ledger
@@ -25,7 +25,7 @@ const ORDERS_MAX: f64 = 100_000_000.0;
 #[serde(deny_unknown_fields)]
 pub struct RawLoad {
     /// `poisson` (default) or `uniform`.
-    pub arrivals: Option<Scalar<crate::scenario::model::Arrivals>>,
+    pub arrivals: Option<Scalar<crate::load::model::Arrivals>>,
     /// A checkout not acked within this time has failed (default `2s`).
     pub checkout_timeout: Option<Scalar<schema::Duration>>,
     /// What a checkout waits for: `{ mode: async }` (default) or `{ mode: sync }`.
@@ -48,7 +48,7 @@ pub struct RawLoad {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheckout {
-    pub mode: Option<Scalar<crate::scenario::model::CheckoutMode>>,
+    pub mode: Option<Scalar<crate::load::model::CheckoutMode>>,
 }
 
 /// One phase; exactly one of `ramp`, `hold`, `spike`, `pause` must be present (checked in

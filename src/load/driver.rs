@@ -22,13 +22,14 @@ use crate::clock::{RunTime, duration_ns};
 use crate::events::Topic;
 use crate::events::UserFields;
 use crate::load::Schedule;
+use crate::load::model::{CheckoutMode, Load};
 use crate::load::sync_checkout::pay_inline;
 use crate::observe::{Checkout, Observer};
 use crate::orders::OrderFactory;
 use crate::orders::template::Renderer;
 use crate::publisher::{Cause, Publisher};
-use crate::scenario::model::{CheckoutMode, Load, Stage};
 use crate::services::provider::ProviderClient;
+use crate::topology::Stage;
 use crate::transport::TransportError;
 
 /// A resubmit follows its first submission after this long (seeded, uniform).

@@ -1,6 +1,7 @@
 //! Load: the arrival schedule and the open-model driver that keeps to it.
 pub mod config;
 pub mod driver;
+pub mod model;
 pub mod schedule;
 pub mod sync_checkout;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand_distr::{Distribution, Exp1};
 
 use crate::clock::{RunTime, duration_ns};
-use crate::scenario::model::{Arrivals, Load, PhaseKind};
+use crate::load::model::{Arrivals, Load, PhaseKind};
 
 /// One phase on the run's clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -135,14 +135,15 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::model::{Phase, Rate};
+    use crate::config::units::Rate;
+    use crate::load::model::Phase;
     use proptest::prelude::*;
 
     fn load(arrivals: Arrivals, phases: Vec<Phase>) -> Load {
         Load {
             arrivals,
             checkout_timeout: Duration::from_secs(2),
-            checkout_mode: crate::scenario::model::CheckoutMode::Async,
+            checkout_mode: crate::load::model::CheckoutMode::Async,
             max_in_flight: 10_000,
             phases,
             drain: Duration::from_secs(30),

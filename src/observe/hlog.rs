@@ -18,8 +18,8 @@ use hdrhistogram::serialization::interval_log::{
 };
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
-use crate::scenario::model::Stage;
 use crate::sync::lock;
+use crate::topology::Stage;
 
 /// The file a stage's log goes to, inside the run folder.
 pub fn file_name(stage: Stage) -> String {

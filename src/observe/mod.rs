@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::clock::{Clock, RunTime};
-use crate::scenario::model::Stage;
 use crate::sync::lock;
+use crate::topology::Stage;
 use crate::topology::{SUBSCRIPTIONS, ServiceKind};
 pub use ledger::{Checkout, DeliveryNote, Effect, Ledger, Terminal};
 pub use recorder::{Percentiles, Recorder, SeriesPoint};

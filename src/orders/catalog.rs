@@ -7,8 +7,8 @@
 use rand::RngExt;
 use rand_distr::{Distribution, Zipf};
 
+use super::model;
 use crate::rng;
-use crate::scenario::model;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -9,8 +9,8 @@ use crate::config::schema;
 use crate::config::tree::{Entries, Scalar, Text};
 use crate::config::units::{self, Share, choice, int_in};
 use crate::orders::OrderFactory;
+use crate::orders::model::{Catalog, Orders, Payload, SourceFile};
 use crate::orders::template::{Part, Renderer, TemplateError, member_line, sample_wall_ns};
-use crate::scenario::model::{Catalog, Orders, Payload, SourceFile};
 
 /// The fake orders: catalog, line items, declines and resubmits.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

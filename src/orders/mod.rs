@@ -10,6 +10,7 @@ pub mod cards;
 pub mod catalog;
 pub mod config;
 pub mod customer;
+pub mod model;
 pub mod order;
 pub mod payload;
 pub mod template;
@@ -29,8 +30,9 @@ pub fn decimal(cents: u64) -> String {
 mod tests {
     use proptest::prelude::*;
 
+    use super::model;
     use super::*;
-    use crate::scenario::model;
+    use crate::config::units::Share;
 
     fn factory(seed: u64, products: u32, zipf_exponent: f64, items: (u32, u32)) -> OrderFactory {
         OrderFactory::new(
@@ -44,8 +46,8 @@ mod tests {
                 items_min: items.0,
                 items_max: items.1,
                 locale: "en_US".into(),
-                declines: model::Share(0.5),
-                resubmits: model::Share(0.5),
+                declines: Share(0.5),
+                resubmits: Share(0.5),
                 payload: None,
             },
         )

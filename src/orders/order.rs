@@ -15,8 +15,8 @@ use rand::RngExt;
 use super::cards::{self, TestCard};
 use super::catalog::Catalog;
 use super::customer::{self, Address, Customer};
+use super::model;
 use crate::rng;
-use crate::scenario::model;
 
 /// Orders at or above this subtotal ship free with standard shipping.
 const FREE_SHIPPING_MIN_CENTS: u64 = 5_000;
@@ -311,7 +311,8 @@ fn rfc3339_nanos(unix_ns: u64) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::scenario::model::{Catalog as CatalogCfg, Share};
+    use crate::config::units::Share;
+    use crate::orders::model::Catalog as CatalogCfg;
 
     pub(crate) fn cfg() -> model::Orders {
         model::Orders {

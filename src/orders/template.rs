@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::decimal;
 use super::order::{LineItem, Order};
 use super::payload::{CustomerOut, PaymentOut};
-use crate::scenario::model::{Payload, SourceFile};
+use crate::orders::model::{Payload, SourceFile};
 
 const BODY: &str = "body";
 const KEY: &str = "key";
@@ -409,7 +409,7 @@ pub struct Preview {
 /// Orders `from..from + count` of a run with `seed`, rendered the way the run sends them:
 /// through the scenario's payload template, or as doorbuster's own `order.created`.
 pub fn preview(
-    orders: &crate::scenario::model::Orders,
+    orders: &crate::orders::model::Orders,
     seed: u64,
     from: u64,
     count: u64,

@@ -10,7 +10,7 @@ use crate::config::check::{Checker, Path};
 use crate::config::schema;
 use crate::config::tree::Scalar;
 use crate::config::units::{self, LatencyDist, choice, int_in};
-use crate::scenario::model::{CommitPolicy, Service, Services};
+use crate::services::model::{CommitPolicy, Service, Services};
 use crate::topology::ServiceKind;
 
 /// The standard topology: what each service looks like when the file does not say.
@@ -64,7 +64,7 @@ pub struct RawService {
     /// `false` for negative controls: every delivery applies its effect again.
     pub idempotent: Option<Scalar<bool>>,
     /// `after_effect` (at-least-once, default) or `on_receive` (at-most-once).
-    pub commit: Option<Scalar<crate::scenario::model::CommitPolicy>>,
+    pub commit: Option<Scalar<crate::services::model::CommitPolicy>>,
     /// Deliveries of one event before it is moved to `order.dead_letter` (default: retry
     /// forever).
     pub max_deliveries: Option<Scalar<schema::Int<1, 1000>>>,

@@ -4,8 +4,8 @@
 use super::{Idempotency, Service, ServiceEnv, ServiceError};
 use crate::events::Envelope;
 use crate::observe::Effect;
-use crate::scenario::model::Stage;
 use crate::topology::ServiceKind;
+use crate::topology::Stage;
 use crate::transport::BoxFuture;
 
 pub struct Email {

@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod config;
 pub mod email;
 pub mod inventory;
+pub mod model;
 pub mod payment;
 pub mod provider;
 pub mod runner;

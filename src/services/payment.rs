@@ -21,8 +21,8 @@ use crate::events::{Envelope, Topic};
 use crate::observe::Terminal;
 use crate::orders::OrderView;
 use crate::publisher::Cause;
-use crate::scenario::model::Stage;
 use crate::topology::ServiceKind;
+use crate::topology::Stage;
 use crate::transport::BoxFuture;
 
 /// Provider retries wait 100 ms, doubling up to 5 s, each plus a jitter of up to as much

@@ -35,7 +35,7 @@ use crate::chaos::delivery::{DeliveryCtx, Failure};
 use crate::events::{Envelope, Topic};
 use crate::observe::Observer;
 use crate::observe::dead_letters::DeadLetter;
-use crate::scenario::model::{CommitPolicy, Service as ServiceConfig};
+use crate::services::model::{CommitPolicy, Service as ServiceConfig};
 use crate::sync::lock;
 use crate::topology::{ServiceKind, subscription_index};
 use crate::transport::{AckHandle, Delivery, Subscription, Transport, TransportError};

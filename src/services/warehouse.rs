@@ -8,8 +8,8 @@ use super::{Idempotency, Processed, Service, ServiceEnv, ServiceError};
 use crate::events::{Envelope, Topic};
 use crate::observe::{Effect, Terminal};
 use crate::publisher::Cause;
-use crate::scenario::model::Stage;
 use crate::topology::ServiceKind;
+use crate::topology::Stage;
 use crate::transport::BoxFuture;
 
 pub struct Warehouse {

@@ -4,8 +4,8 @@
 //! too; this check reads the ledger either way and does not need to know the mode.
 
 use super::{Check, CheckInput, CheckResult, Examples, ratio_result};
+use crate::config::units::ShareThreshold;
 use crate::observe::Checkout;
-use crate::scenario::model::ShareThreshold;
 
 pub struct CheckoutSuccessRate {
     pub threshold: ShareThreshold,

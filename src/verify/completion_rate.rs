@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use super::{Check, CheckInput, CheckResult, Examples, ratio_result};
+use crate::config::units::ShareThreshold;
 use crate::observe::{Checkout, Terminal};
-use crate::scenario::model::ShareThreshold;
 
 pub struct CompletionRate {
     pub threshold: ShareThreshold,

@@ -13,7 +13,8 @@ use crate::config::units::{
     self, Comparison, DURATION_MAX, Share, ShareThreshold, UnitError, did_you_mean, duration_in,
     quoted, threshold_or_off,
 };
-use crate::scenario::model::{Checks, CompareTolerances, LatencySlo, Stage};
+use crate::topology::Stage;
+use crate::verify::model::{Checks, CompareTolerances, LatencySlo};
 
 /// What the run is judged on.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -8,8 +8,9 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{Check, CheckInput, CheckResult, Examples, Verdict, ratio_result};
+use crate::config::units::ShareThreshold;
 use crate::observe::Checkout;
-use crate::scenario::model::{Scenario, ShareThreshold};
+use crate::scenario::model::Scenario;
 use crate::sync::lock;
 
 pub struct DeadLetterCheck {

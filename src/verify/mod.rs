@@ -11,6 +11,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod expected;
 pub mod latency_slo;
+pub mod model;
 pub mod money_matches_state;
 pub mod no_duplicate_effects;
 pub mod no_loss;
@@ -22,10 +23,12 @@ pub mod replay;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 
+use crate::config::units::{Comparison, ShareThreshold};
 use crate::observe::{Observer, Settlement};
 use crate::orders::OrderFactory;
-use crate::scenario::model::{Comparison, Scenario, ShareThreshold, Stage, Target};
+use crate::scenario::model::{Scenario, Target};
 use crate::topology::ServiceKind;
+use crate::topology::Stage;
 
 /// Evidence lists are cut to this many examples (the terminal shows fewer).
 pub const EXAMPLES_MAX: usize = 100;
@@ -222,7 +225,7 @@ const REGISTRY: &[fn(&Scenario) -> Vec<Planned>] = &[
         let replays = s
             .faults
             .iter()
-            .any(|f| matches!(f.kind, crate::scenario::model::FaultKind::Replay { .. }));
+            .any(|f| matches!(f.kind, crate::chaos::model::FaultKind::Replay { .. }));
         when(replays, || replay::ReplayCheck)
     },
     |s| {

@@ -8,9 +8,9 @@
 //! for the other services the effect counts per order must stay at one.
 
 use super::{Check, CheckInput, CheckResult, Examples, Verdict};
+use crate::chaos::model::FaultKind;
 use crate::events::Topic;
 use crate::observe::Effect;
-use crate::scenario::model::FaultKind;
 use crate::services::analytics::AnalyticsState;
 use crate::topology::ServiceKind;
 

@@ -13,8 +13,8 @@ use reqwest::header::RETRY_AFTER;
 use serde::Deserialize;
 
 use super::core::{ChargeRequest, ChargeResponse, ProviderCore};
+use super::model;
 use super::wire::IDEMPOTENCY_KEY;
-use crate::scenario::model;
 
 /// Idle keep-alive connections kept per host. Bounded: unbounded pools caused connection
 /// storms at 20-30k calls/s in the driver measurements (DESIGN §12).
@@ -168,7 +168,7 @@ mod tests {
     use super::super::core::tests::{cfg, req};
     use super::*;
     use crate::clock::Clock;
-    use crate::scenario::model::LatencyDist;
+    use crate::config::units::LatencyDist;
 
     #[tokio::test(start_paused = true)]
     async fn the_in_process_client_applies_the_timeout() {

@@ -10,14 +10,14 @@ use crate::config::check::{Checker, Path};
 use crate::config::schema;
 use crate::config::tree::Scalar;
 use crate::config::units::{self, LatencyDist, choice, duration_in, int_in};
-use crate::scenario::model::{Provider, ProviderVia};
+use crate::services::provider::model::{Provider, ProviderVia};
 
 /// The card API the payment service calls.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     /// `http` (a real server on loopback, default) or `in_process`.
-    pub via: Option<Scalar<crate::scenario::model::ProviderVia>>,
+    pub via: Option<Scalar<crate::services::provider::model::ProviderVia>>,
     /// Serve the provider's API at this loopback address, for your own payment service to
     /// call (observe mode), e.g. `127.0.0.1:12111`.
     pub listen: Option<Scalar<schema::ListenAddr>>,

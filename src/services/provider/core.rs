@@ -13,12 +13,13 @@ use std::time::Duration;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
+use super::model;
 pub use crate::chaos::provider_outage::Outage;
 use crate::clock::{Clock, RunTime};
+use crate::config::units::LatencyDist;
 use crate::latency;
 use crate::orders::cards::{self, CardOutcome};
 use crate::rng;
-use crate::scenario::model::{self, LatencyDist};
 
 /// The body of `POST /v1/charges`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -158,7 +158,7 @@ mod tests {
     use super::super::core::tests::{cfg, req};
     use super::*;
     use crate::clock::Clock;
-    use crate::scenario::model::LatencyDist;
+    use crate::config::units::LatencyDist;
 
     struct Server {
         core: Arc<ProviderCore>,

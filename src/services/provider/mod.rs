@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod http;
+pub mod model;
 pub mod stripe;
 pub mod wire;
 

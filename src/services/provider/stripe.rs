@@ -629,7 +629,7 @@ mod tests {
     use super::super::http::serve;
     use super::*;
     use crate::clock::Clock;
-    use crate::scenario::model::LatencyDist;
+    use crate::config::units::LatencyDist;
 
     /// The provider over real loopback HTTP, as a user's payment service meets it.
     struct Provider {
