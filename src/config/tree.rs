@@ -173,7 +173,7 @@ pub enum Node {
     /// A scalar's text (YAML 1.1 booleans arrive already read as `true`/`false`).
     Scalar(String),
     Map(Entries<Spanned<Node>>),
-    List,
+    List(Vec<Spanned<Node>>),
     Null,
 }
 
@@ -183,7 +183,7 @@ impl Node {
         match self {
             Node::Scalar(text) => format!("{text:?}"),
             Node::Map(_) => "a mapping".to_owned(),
-            Node::List => "a list".to_owned(),
+            Node::List(_) => "a list".to_owned(),
             Node::Null => "nothing".to_owned(),
         }
     }
@@ -211,8 +211,11 @@ impl<'de> Deserialize<'de> for Node {
             }
 
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-                Ok(Node::List)
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Node::List(items))
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {

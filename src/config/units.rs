@@ -563,11 +563,12 @@ pub fn parse_percentile(text: &str) -> Result<f64, UnitError> {
 }
 
 /// The closest candidate to a misspelled word, if it is close enough to be a likely typo
-/// (Levenshtein distance 1 or 2, at most a third of the candidate's length).
+/// (1 or 2 edits, a swap of two neighbours counting as one, and at most a third of the
+/// candidate's length: `laod` is `load`).
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (strsim::levenshtein(word, c), *c))
+        .map(|c| (strsim::osa_distance(word, c), *c))
         .filter(|(d, c)| *d > 0 && *d <= 2 && *d * 3 <= c.chars().count().max(3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

@@ -9,6 +9,7 @@
 mod bundled;
 mod context;
 mod error;
+mod keys;
 pub mod model;
 mod raw;
 pub mod schema;
@@ -145,6 +146,19 @@ pub fn parse_with(
             None,
         ));
     }
+    let unknown = keys::unknown(text);
+    if !unknown.is_empty() {
+        return Err(with_unknown_keys(origin, text, context, unknown));
+    }
+    parse_known(origin, text, context)
+}
+
+/// The structural step and validation, for a text whose keys are all known.
+fn parse_known(
+    origin: &str,
+    text: &str,
+    context: &Context,
+) -> Result<(Scenario, Vec<Problem>), ScenarioError> {
     let raw = raw::from_str(text)
         .map_err(|e| ScenarioError::new(origin, vec![error::from_raw_error(&e, text)]))?;
     let Some(raw) = raw else {
@@ -158,4 +172,34 @@ pub fn parse_with(
         warnings,
         ..ScenarioError::new(origin, problems)
     })
+}
+
+/// The problems of a file with unknown keys: every one of them, and, when they can all be
+/// cut out by lines, the problems of the rest of the file, in file order. A required key
+/// reported missing where an unknown key most likely meant it is left out: the did-you-mean
+/// says it.
+fn with_unknown_keys(
+    origin: &str,
+    text: &str,
+    context: &Context,
+    unknown: Vec<keys::Unknown>,
+) -> ScenarioError {
+    let rest = keys::without(text, &unknown).map(|clean| parse_known(origin, &clean, context));
+    let (mut problems, warnings) = match rest {
+        Some(Err(e)) => (e.problems, e.warnings),
+        Some(Ok((_, warnings))) => (Vec::new(), warnings),
+        None => (Vec::new(), Vec::new()),
+    };
+    problems.retain(|p| {
+        !(p.message == "this required key is missing"
+            && unknown
+                .iter()
+                .any(|u| u.meant.as_deref() == Some(p.path.as_str())))
+    });
+    problems.extend(unknown.into_iter().map(|u| u.problem));
+    problems.sort_by_key(|p| (p.file.is_some(), p.line, p.column));
+    ScenarioError {
+        warnings,
+        ..ScenarioError::new(origin, problems)
+    }
 }
