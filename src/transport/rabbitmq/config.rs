@@ -98,10 +98,7 @@ impl Address {
             None => (name, None),
         };
         if exchange.is_empty() {
-            return Err(format!(
-                "{name:?} names no exchange before the `:` (RabbitMQ's default exchange \
-                 cannot be tapped)"
-            ));
+            return Err(format!("{name:?} names no exchange before the `:`"));
         }
         if key == Some("") {
             return Err(format!(
