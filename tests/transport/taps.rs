@@ -627,4 +627,93 @@ mod rabbitmq {
 
         remove(&ch, &[&shop, &direct], &[&orders, &direct_queue]).await;
     }
+
+    /// A tap whose connection the broker closed reconnects and reads on from its own queue,
+    /// with nothing published meanwhile missing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rabbitmq_a_tap_reads_on_after_its_connection_is_lost() {
+        // Alone: closing every connection would pull the server from under other tests.
+        let Some(server) = broker_alone(BrokerKind::Rabbitmq).await else {
+            return;
+        };
+        let (conn, ch) = client().await;
+        let ns = fresh_namespace();
+        user_exchange(&ch, &ns, ExchangeKind::Fanout).await;
+        let mut tap = server.t.tap(&ns).await.expect("tap");
+        publish(&ch, &ns, "", 1).await;
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 1, Duration::from_secs(2)).await),
+            vec![1]
+        );
+
+        let closed = tokio::process::Command::new("rabbitmqctl")
+            .args(["close_all_connections", "--global", "doorbuster test"])
+            .output()
+            .await;
+        let Ok(closed) = closed.map(|o| o.status) else {
+            eprintln!("SKIP: no rabbitmqctl to close connections with");
+            remove(&client().await.1, &[&ns], &[]).await;
+            return;
+        };
+        assert!(
+            closed.success(),
+            "rabbitmqctl close_all_connections: {closed}"
+        );
+        // The control: the connections really went (the user's client's too).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !conn.status().connected(),
+            "the broker closed the connections"
+        );
+
+        // Published while the tap has no connection.
+        let (_conn, ch) = client().await;
+        for order in 2..4 {
+            publish(&ch, &ns, "", order).await;
+        }
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 2, Duration::from_secs(10)).await),
+            vec![2, 3]
+        );
+        publish(&ch, &ns, "", 4).await;
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 1, Duration::from_secs(2)).await),
+            vec![4]
+        );
+        drop(tap);
+        server.t.cleanup().await.expect("cleanup");
+        remove(&ch, &[&ns], &[]).await;
+    }
+
+    /// A tap whose queue was taken away ends with an error saying so, instead of making a
+    /// new queue and hiding the gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rabbitmq_a_tap_whose_queue_is_gone_says_so() {
+        let run = fresh_namespace();
+        let kind = BrokerKind::Rabbitmq;
+        let turn = Turn::Shared(server_lock(kind).read().await);
+        let Some(server) = connect_with(kind, |cfg| cfg.namespace = run.clone(), turn).await else {
+            return;
+        };
+        let (_conn, ch) = client().await;
+        let ns = fresh_namespace();
+        user_exchange(&ch, &ns, ExchangeKind::Fanout).await;
+        let mut tap = server.t.tap(&ns).await.expect("tap");
+        // The clean twin: the tap reads.
+        publish(&ch, &ns, "", 1).await;
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 1, Duration::from_secs(2)).await),
+            vec![1]
+        );
+        remove(&ch, &[], &[&format!("{run}.tap.0")]).await;
+        let e = tokio::time::timeout(Duration::from_secs(10), tap.next())
+            .await
+            .expect("the tap answers")
+            .expect_err("an error, not an event or the end");
+        let text = e.to_string();
+        assert!(text.contains(&ns) && text.contains("is gone"), "{text}");
+        drop(tap);
+        server.t.cleanup().await.expect("cleanup");
+        remove(&ch, &[&ns], &[]).await;
+    }
 }

@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn an_address_is_an_exchange_and_maybe_a_routing_key() {
         let plain = Address::parse("shop.events").unwrap();
-        assert_eq!((plain.exchange.as_str(), plain.key), ("shop.events", None));
+        assert_eq!((plain.exchange.as_str(), plain.key.as_deref()), ("shop.events", None));
         assert_eq!(plain.binding_key(), "#");
         let keyed = Address::parse("shop:order.paid:eu").unwrap();
         assert_eq!(keyed.exchange, "shop");

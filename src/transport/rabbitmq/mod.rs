@@ -39,6 +39,15 @@
 //!   re-declares the exchanges and logs, and every member re-attaches its consumer.
 //!   Durable exchanges and queues and persistent messages survive a broker restart.
 //!
+//! - observe mode: the orders go to the user's own exchange (`observe.orders_to`:
+//!   `exchange` or `exchange:routing-key`, [`config::Address`]), never declared, changed or
+//!   deleted by the run. The routing key is the fixed one, else the template's rendered key,
+//!   else the order id; the rendered headers travel beside the `db-*` ones. They are published
+//!   `mandatory` on a confirm channel of their own: an order no queue takes comes back and is
+//!   [`TransportError::Publish`], and so is one to a missing exchange, whose channel the
+//!   broker closes without touching the run's. A tap (`tap.rs`) binds a queue of the run's
+//!   own to one of the user's exchanges; the user's queues are never read.
+//!
 //! It may not record observations: the driver and the services do.
 
 mod classic;
