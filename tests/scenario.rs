@@ -738,3 +738,28 @@ fn the_example_shops_scenarios_validate_with_their_template() {
         assert!(loaded.scenario.orders.payload.is_some());
     }
 }
+
+#[test]
+fn rabbitmq_observe_names_are_an_exchange_and_maybe_a_routing_key() {
+    let amqp = "amqp://127.0.0.1:5672/%2f";
+    // Clean twin: an exchange, and an exchange with a routing key.
+    let keyed = OBSERVE.replace("from: shop.payments", "from: shop:order.paid");
+    let ok = observed(amqp, &keyed, "").unwrap();
+    assert_eq!(ok.observe.unwrap().outputs[0].from, "shop:order.paid");
+    for (observe, expected) in [
+        (
+            OBSERVE.replace("orders_to: shop.orders", "orders_to: \":orders\""),
+            ":6:14: observe.orders_to: \":orders\" names no exchange before the `:`",
+        ),
+        (
+            OBSERVE.replace("from: shop.payments", "from: \"shop.payments:\""),
+            "observe.outputs.paid.from: \"shop.payments:\" has a `:` and no routing key",
+        ),
+    ] {
+        let e = observed(amqp, &observe, "").unwrap_err();
+        assert!(e.contains(expected), "expected {expected:?} in:\n{e}");
+        assert!(e.contains("shop.events:order.paid"), "the hint: {e}");
+        // The same names are no problem on a broker without this syntax.
+        assert!(observed("redis://127.0.0.1:6379", &observe, "").is_ok());
+    }
+}

@@ -85,6 +85,31 @@ struct Spots {
     /// Where `observe:` and `services:` are, when written.
     observe: Option<Spot>,
     services: Option<Spot>,
+    /// `observe.orders_to` and each output's `from`, as written, with where they are.
+    observe_names: Vec<(String, Spot)>,
+}
+
+/// `orders_to` and each output's `from` in `observe:`, as written, with their spots.
+fn observe_names(raw: &crate::observe::config::RawObserve, path: &Path) -> Vec<(String, Spot)> {
+    let orders_to = raw.orders_to.iter().map(|t| {
+        (
+            t.value.clone(),
+            Spot::at(&t.referenced, path.key("orders_to")),
+        )
+    });
+    let from = raw
+        .outputs
+        .iter()
+        .flat_map(|e| &e.0)
+        .filter_map(|(key, o)| {
+            let from = o.value.from.as_ref()?;
+            let spot = Spot::at(
+                &from.referenced,
+                path.key("outputs").key(&key.value).key("from"),
+            );
+            Some((from.value.clone(), spot))
+        });
+    orders_to.chain(from).collect()
 }
 
 impl Validator<'_> {
@@ -165,6 +190,7 @@ impl Validator<'_> {
         };
         let observe = raw.observe.as_ref().map(|o| {
             self.spots.observe = Some(Spot::at(&o.referenced, root.key("observe")));
+            self.spots.observe_names = observe_names(&o.value, &root.key("observe"));
             crate::observe::config::validate(o, self, &root.key("observe"))
         });
         self.spots.services =
@@ -324,6 +350,13 @@ impl Validator<'_> {
                 Some("set `target:` to your broker's URL, or run with --target URL".to_owned()),
             ),
             Target::Http(_) => {
+                if observe
+                    .broker
+                    .as_ref()
+                    .is_some_and(|b| b.options.kind() == crate::transport::BrokerKind::Rabbitmq)
+                {
+                    self.rabbitmq_names_fit(observe);
+                }
                 let tapped = observe.outputs.iter().any(|o| o.webhook.is_none());
                 if observe.broker.is_none() && tapped {
                     self.report_spot(
@@ -348,7 +381,10 @@ impl Validator<'_> {
                     );
                 }
             }
-            Target::Broker(_) => {
+            Target::Broker(b) => {
+                if b.options.kind() == crate::transport::BrokerKind::Rabbitmq {
+                    self.rabbitmq_names_fit(observe);
+                }
                 if observe.orders_to.is_none() {
                     self.report_spot(
                         &spot,
@@ -416,6 +452,35 @@ impl Validator<'_> {
                     ),
                 ),
             }
+        }
+    }
+
+    /// On RabbitMQ `orders_to` and every tapped `from` name an exchange, with a routing key
+    /// after a `:` if any.
+    fn rabbitmq_names_fit(&mut self, observe: &crate::observe::config::Observe) {
+        let tapped = observe.outputs.iter().filter(|o| o.webhook.is_none());
+        let names = observe.orders_to.iter().chain(tapped.map(|o| &o.from));
+        for name in names {
+            let Err(problem) = crate::transport::rabbitmq::config::Address::parse(name) else {
+                continue;
+            };
+            let spot = self
+                .spots
+                .observe_names
+                .iter()
+                .find(|(written, _)| written == name)
+                .map(|(_, spot)| spot.clone())
+                .or_else(|| self.spots.observe.clone())
+                .unwrap_or_else(|| Spot::flag("observe"));
+            self.report_spot(
+                &spot,
+                problem,
+                Some(
+                    "on RabbitMQ name an exchange, `shop.events`, or an exchange and a routing \
+                     key, `shop.events:order.paid`"
+                        .to_owned(),
+                ),
+            );
         }
     }
 

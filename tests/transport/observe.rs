@@ -239,6 +239,108 @@ async fn nats_shop(
     }
 }
 
+/// The user's side on RabbitMQ: one topic exchange `{ns}`, the routing key naming the topic
+/// (`orders`, `paid`, ...); the shop's queue `{ns}.shop` and an audit queue `{ns}.audit` that
+/// nobody reads both take `orders`.
+async fn rabbitmq_setup(url: &str, ns: &str) -> lapin::Connection {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let topic = lapin::ExchangeKind::Topic;
+    ch.exchange_declare(ns.into(), topic, durable, FieldTable::default())
+        .await
+        .unwrap();
+    for queue in ["shop", "audit"] {
+        let queue = format!("{ns}.{queue}");
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare(queue.as_str().into(), durable, FieldTable::default())
+            .await
+            .unwrap();
+        let bind = QueueBindOptions::default();
+        ch.queue_bind(
+            queue.into(),
+            ns.into(),
+            "orders".into(),
+            bind,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    conn
+}
+
+/// The shop on RabbitMQ: consumes its queue with manual acks, publishes its outputs to the
+/// exchange (publisher confirms) and acks each order after its outputs were confirmed.
+async fn rabbitmq_shop(
+    url: String,
+    ns: String,
+    names: Names,
+    mut logic: Logic,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use futures_util::StreamExt;
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+    };
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut orders = ch
+        .basic_consume(
+            format!("{ns}.shop").as_str().into(),
+            "shop".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    loop {
+        let delivery = tokio::select! {
+            () = stop.cancelled() => return,
+            d = orders.next() => match d {
+                Some(Ok(d)) => d,
+                _ => return,
+            },
+        };
+        for (out, body) in logic.outputs(&delivery.data) {
+            // `{ns}:paid`: the exchange, and the routing key.
+            let (exchange, key) = names.of(out).split_once(':').unwrap();
+            ch.basic_publish(
+                exchange.into(),
+                key.into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+    }
+}
+
 /// The scenario against the shop at `url`; the orders go to its `orders` topic, or, given a
 /// checkout endpoint, are POSTed there and the taps read `url`.
 fn scenario(url: &str, names: &Names, checkout: Option<&str>) -> doorbuster::scenario::Scenario {
@@ -335,6 +437,7 @@ async fn run_against(
     let did = Arc::new(Mutex::new(Did::default()));
     let logic = Logic::new(bugs, did.clone());
     let stop = tokio_util::sync::CancellationToken::new();
+    let mut rabbitmq = None;
     let (names, shop, nats) = match kind {
         BrokerKind::Redis => {
             let names = Names::new(&ns, ":");
@@ -346,6 +449,13 @@ async fn run_against(
             let js = nats_setup(&url, &ns).await;
             let shop = nats_shop(js.clone(), ns.clone(), names.clone(), logic, stop.clone());
             (names, tokio::spawn(shop), Some(js))
+        }
+        BrokerKind::Rabbitmq => {
+            // `{ns}:orders` is the exchange `{ns}` with the routing key `orders`.
+            let names = Names::new(&ns, ":");
+            rabbitmq = Some(rabbitmq_setup(&url, &ns).await);
+            let shop = rabbitmq_shop(url.clone(), ns.clone(), names.clone(), logic, stop.clone());
+            (names, tokio::spawn(shop), None)
         }
         other => panic!("no test shop on {other:?}"),
     };
@@ -369,7 +479,9 @@ async fn run_against(
     shop.await.unwrap();
     // The user's topics are the user's: the run left the orders where they were.
     let published = result.summary.orders.attempted + result.summary.orders.resubmits;
-    if let Some(js) = nats {
+    if let Some(conn) = rabbitmq {
+        rabbitmq_kept(&conn, &ns, published).await;
+    } else if let Some(js) = nats {
         let stream = js.get_stream(&ns).await.unwrap();
         let info = stream.info_with_subjects(&names.orders).await.unwrap();
         let kept: Vec<_> = futures_util::StreamExt::collect(info).await;
@@ -386,6 +498,31 @@ async fn run_against(
     }
     let did = std::mem::take(&mut *did.lock().unwrap());
     Some((result, did))
+}
+
+/// The user's audit queue, which nobody reads, holds every order the run published; then the
+/// user's exchange and queues are removed.
+async fn rabbitmq_kept(conn: &lapin::Connection, ns: &str, published: u64) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+    let ch = conn.create_channel().await.unwrap();
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let audit = format!("{ns}.audit");
+    let q = ch
+        .queue_declare(audit.as_str().into(), passive, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(u64::from(q.message_count()), published);
+    for queue in [audit, format!("{ns}.shop")] {
+        ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    ch.exchange_delete(ns.into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
 }
 
 pub(super) fn check<'a>(r: &'a RunResult, name: &str) -> &'a doorbuster::verify::CheckResult {
@@ -414,6 +551,16 @@ async fn nats_a_clean_shop_passes_and_its_outputs_are_timed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_a_shop_that_drops_doubles_or_invents_outputs_fails_and_names_the_orders() {
     buggy_shop_fails(BrokerKind::Nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_a_clean_shop_passes_and_its_outputs_are_timed() {
+    clean_shop_passes(BrokerKind::Rabbitmq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_a_shop_that_drops_doubles_or_invents_outputs_fails_and_names_the_orders() {
+    buggy_shop_fails(BrokerKind::Rabbitmq).await;
 }
 
 /// The clean twin: every check passes, every order is received once and paid or declined.

@@ -258,3 +258,462 @@ mod nats {
         lost.cleanup().await.unwrap();
     }
 }
+
+mod rabbitmq {
+    use lapin::options::{
+        BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+    use super::*;
+
+    /// The user's side of the broker: a connection of its own and a confirm-mode channel.
+    async fn client() -> (Connection, Channel) {
+        let url = broker_url(BrokerKind::Rabbitmq);
+        let conn = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .expect("AMQP client");
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        (conn, ch)
+    }
+
+    /// The user's durable exchange `name` of `kind`.
+    async fn user_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
+        let options = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(name.into(), kind, options, FieldTable::default())
+            .await
+            .expect("the user's exchange");
+    }
+
+    /// The user's durable queue `name`, bound to `exchange` with `key`.
+    async fn user_queue(ch: &Channel, name: &str, exchange: &str, key: &str) {
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare(name.into(), options, FieldTable::default())
+            .await
+            .expect("the user's queue");
+        ch.queue_bind(
+            name.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn publish(ch: &Channel, exchange: &str, key: &str, order: u64) {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-order".into(),
+            AMQPValue::LongString(LongString::from(order.to_string())),
+        );
+        let props = BasicProperties::default().with_headers(headers);
+        let body = format!("order {order}");
+        ch.basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .expect("confirm");
+    }
+
+    /// What a tap must not change about the user's queue: its ready messages and consumers
+    /// (a passive declare on a channel of its own, which a missing queue would close).
+    async fn position(conn: &Connection, queue: &str) -> (u32, u32) {
+        let ch = conn.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = ch
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            .expect("the queue exists");
+        let _ = ch.close(200, "probed".into()).await;
+        (q.message_count(), q.consumer_count())
+    }
+
+    /// Whether a queue exists (a passive declare on a channel of its own).
+    async fn queue_exists(conn: &Connection, name: &str) -> bool {
+        let ch = conn.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let found = ch
+            .queue_declare(name.into(), passive, FieldTable::default())
+            .await;
+        if found.is_ok() {
+            let _ = ch.close(200, "probed".into()).await;
+        }
+        found.is_ok()
+    }
+
+    /// Whether an exchange exists (a passive declare on a channel of its own).
+    async fn exchange_exists(conn: &Connection, name: &str) -> bool {
+        let ch = conn.create_channel().await.unwrap();
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let found = ch
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Topic,
+                passive,
+                FieldTable::default(),
+            )
+            .await;
+        if found.is_ok() {
+            let _ = ch.close(200, "probed".into()).await;
+        }
+        found.is_ok()
+    }
+
+    async fn remove(ch: &Channel, exchanges: &[&str], queues: &[&str]) {
+        for q in queues {
+            ch.queue_delete((*q).into(), QueueDeleteOptions::default())
+                .await
+                .unwrap();
+        }
+        for x in exchanges {
+            ch.exchange_delete((*x).into(), ExchangeDeleteOptions::default())
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rabbitmq_a_tap_sees_what_comes_after_it_and_leaves_the_users_queue_alone() {
+        // The run's namespace is known, to find the taps' queues.
+        let run = fresh_namespace();
+        let kind = BrokerKind::Rabbitmq;
+        let turn = Turn::Shared(server_lock(kind).read().await);
+        let Some(server) = connect_with(kind, |cfg| cfg.namespace = run.clone(), turn).await else {
+            return;
+        };
+        let (conn, ch) = client().await;
+        let ns = fresh_namespace();
+        let payments = format!("{ns}.payments");
+        user_exchange(&ch, &ns, ExchangeKind::Topic).await;
+        // The user's payment service's queue takes `paid`; nobody reads it yet.
+        user_queue(&ch, &payments, &ns, "paid").await;
+        for order in 0..3 {
+            publish(&ch, &ns, "paid", order).await;
+        }
+        let before = position(&conn, &payments).await;
+        assert_eq!(before, (3, 0));
+
+        let mut tap = server.t.tap(&format!("{ns}:paid")).await.expect("tap");
+        for order in 10..15 {
+            publish(&ch, &ns, "paid", order).await;
+        }
+        // Another routing key of the same exchange is not the tap's.
+        publish(&ch, &ns, "other", 99).await;
+        let got = tapped(&mut tap, 6, Duration::from_secs(2)).await;
+        assert_eq!(orders_of(&got), vec![10, 11, 12, 13, 14], "{got:?}");
+        assert_eq!(bodies(&got)[0], "order 10");
+        assert!(got.iter().all(|t| t.key.as_deref() == Some(&b"paid"[..])));
+
+        // The user's queue: the five routed to it as well, no consumer, nothing taken.
+        let after = position(&conn, &payments).await;
+        assert_eq!(after, (before.0 + 5, 0));
+        // The negative control: a reader on the user's queue (what a tap must not be)
+        // moves exactly these numbers.
+        let reader = conn.create_channel().await.unwrap();
+        let _consumer = reader
+            .basic_consume(
+                payments.as_str().into(),
+                "reader".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_ne!(
+            position(&conn, &payments).await,
+            after,
+            "reading the user's queue shows"
+        );
+        let _ = reader.close(200, "control done".into()).await;
+
+        // A tap made now, bound with `#`, sees none of what came before it, and both see
+        // what comes next.
+        let mut late = server.t.tap(&ns).await.expect("second tap");
+        assert!(
+            tapped(&mut late, 1, Duration::from_millis(500))
+                .await
+                .is_empty()
+        );
+        publish(&ch, &ns, "paid", 20).await;
+        assert_eq!(
+            orders_of(&tapped(&mut late, 1, Duration::from_secs(2)).await),
+            vec![20]
+        );
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 1, Duration::from_secs(2)).await),
+            vec![20]
+        );
+
+        // An exchange that does not exist is an error naming it, not a panic.
+        let nowhere = format!("{ns}-nowhere");
+        let e = server.t.tap(&nowhere).await.err().expect("no exchange");
+        assert!(e.to_string().contains(&nowhere), "{e}");
+        // A name AMQP cannot carry is an error too.
+        assert!(server.t.tap(&format!(":{ns}")).await.is_err());
+
+        drop((tap, late));
+        let first_tap = format!("{run}.tap.0");
+        assert!(queue_exists(&conn, &first_tap).await, "the tap's own queue");
+        server.t.cleanup().await.expect("cleanup");
+        // The taps' queues went with the run; the user's exchange and queue stayed.
+        assert!(!queue_exists(&conn, &first_tap).await, "removed at cleanup");
+        assert!(exchange_exists(&conn, &ns).await);
+        assert!(queue_exists(&conn, &payments).await);
+        remove(&ch, &[&ns], &[&payments]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rabbitmq_orders_reach_the_users_exchange_and_cleanup_keeps_it() {
+        let (conn, ch) = client().await;
+        let ns = fresh_namespace();
+        let shop = format!("{ns}-shop");
+        let orders = format!("{shop}.orders");
+        user_exchange(&ch, &shop, ExchangeKind::Topic).await;
+        user_queue(&ch, &orders, &shop, "#").await;
+        let Some(server) = broker_observing(BrokerKind::Rabbitmq, &ns, &shop).await else {
+            return;
+        };
+        let t = &server.t;
+
+        t.publish(user_order(7))
+            .await
+            .expect("confirmed by the user's exchange");
+        let m = ch
+            .basic_get(orders.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("the order in the user's queue");
+        // The rendered key is the routing key; the rendered headers sit beside doorbuster's.
+        assert_eq!(m.delivery.routing_key.as_str(), "cart-7");
+        assert_eq!(m.delivery.exchange.as_str(), shop);
+        assert_eq!(m.delivery.data, event(7, 0).payload.to_vec());
+        let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+        let h = |name: &str| match headers.inner().get(name) {
+            Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into()),
+            _ => None,
+        };
+        assert_eq!(h("x-tenant").as_deref(), Some("acme"));
+        assert_eq!(h("db-order-id").as_deref(), Some("7"));
+        assert_eq!(h("key"), None::<String>);
+        // Without a rendered key the order id is the routing key.
+        t.publish(event(8, 0)).await.unwrap();
+        let m = ch
+            .basic_get(orders.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("the second order");
+        assert_eq!(m.delivery.routing_key.as_str(), "8");
+        // doorbuster's own events still go to the run's exchanges, not the user's.
+        t.publish(own_event(9)).await.expect("own event");
+        assert_eq!(position(&conn, &orders).await.0, 0);
+        let own = format!("{ns}.{}", Topic::Fulfilled.name());
+        assert!(exchange_exists(&conn, &own).await, "the run's own exchange");
+
+        t.cleanup().await.expect("cleanup");
+        assert!(
+            !exchange_exists(&conn, &own).await,
+            "the run's exchange is gone"
+        );
+        assert!(
+            exchange_exists(&conn, &shop).await,
+            "the user's exchange is kept"
+        );
+
+        // `exchange:routing-key` fixes the routing key; the rendered key travels as `key`.
+        let observing = |to: String| {
+            let mut cfg = broker_config(BrokerKind::Rabbitmq, broker_url(BrokerKind::Rabbitmq));
+            cfg.orders_to = Some(to);
+            cfg
+        };
+        let fixed = doorbuster::transport::connect_broker(
+            &observing(format!("{shop}:checkout")),
+            Clock::start(),
+        )
+        .await
+        .unwrap();
+        fixed.publish(user_order(3)).await.unwrap();
+        let m = ch
+            .basic_get(orders.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("the fixed-key order");
+        assert_eq!(m.delivery.routing_key.as_str(), "checkout");
+        let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+        assert!(matches!(
+            headers.inner().get("key"),
+            Some(AMQPValue::LongString(s)) if s.as_bytes() == b"cart-3"
+        ));
+        fixed.cleanup().await.unwrap();
+        assert_eq!(position(&conn, &orders).await.0, 0);
+
+        // An order no queue takes comes back and is refused, naming the exchange; the clean
+        // twin (a key the queue is bound to) is confirmed.
+        let direct = format!("{ns}-direct");
+        let direct_queue = format!("{direct}.payments");
+        user_exchange(&ch, &direct, ExchangeKind::Direct).await;
+        user_queue(&ch, &direct_queue, &direct, "orders").await;
+        let unrouted =
+            doorbuster::transport::connect_broker(&observing(direct.clone()), Clock::start())
+                .await
+                .unwrap();
+        match unrouted.publish(user_order(4)).await {
+            Err(TransportError::Publish { source, .. }) => {
+                let text = source.to_string();
+                assert!(
+                    text.contains("no queue took it") && text.contains(&direct),
+                    "{text}"
+                );
+            }
+            other => panic!("expected a refused publish, got {other:?}"),
+        }
+        unrouted.cleanup().await.unwrap();
+        let routed = doorbuster::transport::connect_broker(
+            &observing(format!("{direct}:orders")),
+            Clock::start(),
+        )
+        .await
+        .unwrap();
+        routed.publish(user_order(4)).await.expect("routed");
+        routed.cleanup().await.unwrap();
+        assert_eq!(position(&conn, &direct_queue).await, (1, 0));
+
+        // An exchange that does not exist: the publish is refused naming it, again on the next
+        // try, and doorbuster's own publishes go on.
+        let nowhere = format!("{ns}-nowhere");
+        let lost =
+            doorbuster::transport::connect_broker(&observing(nowhere.clone()), Clock::start())
+                .await
+                .unwrap();
+        for _ in 0..2 {
+            match lost.publish(user_order(1)).await {
+                Err(TransportError::Publish { source, .. }) => {
+                    assert!(source.to_string().contains(&nowhere), "{source}");
+                }
+                other => panic!("expected a refused publish, got {other:?}"),
+            }
+        }
+        lost.publish(own_event(2)).await.expect("own events go on");
+        lost.cleanup().await.unwrap();
+
+        remove(&ch, &[&shop, &direct], &[&orders, &direct_queue]).await;
+    }
+
+    /// A tap whose connection the broker closed reconnects and reads on from its own queue,
+    /// with nothing published meanwhile missing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rabbitmq_a_tap_reads_on_after_its_connection_is_lost() {
+        // Alone: closing every connection would pull the server from under other tests.
+        let Some(server) = broker_alone(BrokerKind::Rabbitmq).await else {
+            return;
+        };
+        let (conn, ch) = client().await;
+        let ns = fresh_namespace();
+        user_exchange(&ch, &ns, ExchangeKind::Fanout).await;
+        let mut tap = server.t.tap(&ns).await.expect("tap");
+        publish(&ch, &ns, "", 1).await;
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 1, Duration::from_secs(2)).await),
+            vec![1]
+        );
+
+        let closed = tokio::process::Command::new("rabbitmqctl")
+            .args(["close_all_connections", "--global", "doorbuster test"])
+            .output()
+            .await;
+        let Ok(closed) = closed.map(|o| o.status) else {
+            eprintln!("SKIP: no rabbitmqctl to close connections with");
+            remove(&client().await.1, &[&ns], &[]).await;
+            return;
+        };
+        assert!(
+            closed.success(),
+            "rabbitmqctl close_all_connections: {closed}"
+        );
+        // The control: the connections really went (the user's client's too).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !conn.status().connected(),
+            "the broker closed the connections"
+        );
+
+        // Published while the tap has no connection.
+        let (_conn, ch) = client().await;
+        for order in 2..4 {
+            publish(&ch, &ns, "", order).await;
+        }
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 2, Duration::from_secs(10)).await),
+            vec![2, 3]
+        );
+        publish(&ch, &ns, "", 4).await;
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 1, Duration::from_secs(2)).await),
+            vec![4]
+        );
+        drop(tap);
+        server.t.cleanup().await.expect("cleanup");
+        remove(&ch, &[&ns], &[]).await;
+    }
+
+    /// A tap whose queue was taken away ends with an error saying so, instead of making a
+    /// new queue and hiding the gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rabbitmq_a_tap_whose_queue_is_gone_says_so() {
+        let run = fresh_namespace();
+        let kind = BrokerKind::Rabbitmq;
+        let turn = Turn::Shared(server_lock(kind).read().await);
+        let Some(server) = connect_with(kind, |cfg| cfg.namespace = run.clone(), turn).await else {
+            return;
+        };
+        let (_conn, ch) = client().await;
+        let ns = fresh_namespace();
+        user_exchange(&ch, &ns, ExchangeKind::Fanout).await;
+        let mut tap = server.t.tap(&ns).await.expect("tap");
+        // The clean twin: the tap reads.
+        publish(&ch, &ns, "", 1).await;
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 1, Duration::from_secs(2)).await),
+            vec![1]
+        );
+        remove(&ch, &[], &[&format!("{run}.tap.0")]).await;
+        let e = tokio::time::timeout(Duration::from_secs(10), tap.next())
+            .await
+            .expect("the tap answers")
+            .expect_err("an error, not an event or the end");
+        let text = e.to_string();
+        assert!(text.contains(&ns) && text.contains("is gone"), "{text}");
+        drop(tap);
+        server.t.cleanup().await.expect("cleanup");
+        remove(&ch, &[&ns], &[]).await;
+    }
+}

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
-use crate::events::{Envelope, EventMeta, Topic};
+use crate::events::{Envelope, EventMeta, Topic, UserFields};
+use crate::transport::Cause;
 
 /// Header naming the topic, so a queue bound to several exchanges can tell them apart.
 const TOPIC_HEADER: &str = "db-topic";
@@ -35,6 +36,58 @@ pub(super) fn properties(envelope: &Envelope, published_wall_ns: u64) -> BasicPr
         .with_message_id(envelope.meta.event_id.to_string().into())
         .with_timestamp(published_wall_ns / 1_000_000_000)
         .with_headers(headers)
+}
+
+/// `props` with the user's rendered headers beside doorbuster's own (observe mode), and the
+/// rendered key as the header `key` when the routing key is not it. A name AMQP cannot
+/// carry (over 255 bytes) refuses the publish; doorbuster's own `db-*` headers keep their
+/// values.
+pub(super) fn with_user_headers(
+    props: BasicProperties,
+    user: &UserFields,
+    key_as_header: bool,
+) -> Result<BasicProperties, Cause> {
+    let mut headers = props.headers().clone().unwrap_or_default();
+    let key = user
+        .key
+        .as_ref()
+        .filter(|_| key_as_header)
+        .map(|k| ("key".to_owned(), k.clone()));
+    for (name, value) in user.headers.iter().chain(key.as_ref()) {
+        let name = ShortString::try_new(name.as_str())
+            .map_err(|e| Cause::from(format!("header {name:?}: {e}")))?;
+        if !headers.inner().contains_key(&name) {
+            let value = AMQPValue::LongString(LongString::from(value.as_bytes()));
+            headers.insert(name, value);
+        }
+    }
+    Ok(props.with_headers(headers))
+}
+
+/// A header's value as bytes, the way a tap hands it on: strings as they are, numbers,
+/// booleans and timestamps in decimal; tables, arrays and decimals are left out.
+pub(super) fn header_bytes(value: &AMQPValue) -> Option<Bytes> {
+    let text = match value {
+        AMQPValue::LongString(s) => return Some(Bytes::copy_from_slice(s.as_bytes())),
+        AMQPValue::ByteArray(b) => return Some(Bytes::copy_from_slice(b.as_slice())),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::ShortShortInt(v) => v.to_string(),
+        AMQPValue::ShortShortUInt(v) => v.to_string(),
+        AMQPValue::ShortInt(v) => v.to_string(),
+        AMQPValue::ShortUInt(v) => v.to_string(),
+        AMQPValue::LongInt(v) => v.to_string(),
+        AMQPValue::LongUInt(v) => v.to_string(),
+        AMQPValue::LongLongInt(v) => v.to_string(),
+        AMQPValue::Float(v) => v.to_string(),
+        AMQPValue::Double(v) => v.to_string(),
+        AMQPValue::Timestamp(v) => v.to_string(),
+        AMQPValue::DecimalValue(_)
+        | AMQPValue::FieldArray(_)
+        | AMQPValue::FieldTable(_)
+        | AMQPValue::Void => return None,
+    };
+    Some(Bytes::from(text))
 }
 
 fn header_str<'a>(headers: &'a FieldTable, name: &str) -> Option<&'a str> {

@@ -76,3 +76,74 @@ impl BrokerSettings for Options {
         ))
     }
 }
+
+/// One of the user's exchanges as observe mode names it (`orders_to`, an output's `from`):
+/// `exchange`, or `exchange:routing-key`. The first `:` ends the exchange's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub exchange: String,
+    /// For `orders_to`, the routing key of every order; for a tap, its binding key. `None`:
+    /// the order's rendered key (else its id), and a tap binds with `#`.
+    pub key: Option<String>,
+}
+
+/// The longest exchange name or routing key AMQP carries (a short string), in bytes.
+pub const NAME_MAX: usize = 255;
+
+impl Address {
+    /// Reads `exchange` or `exchange:routing-key`; the problem, in words, when it is neither.
+    pub fn parse(name: &str) -> Result<Address, String> {
+        let (exchange, key) = match name.split_once(':') {
+            Some((exchange, key)) => (exchange, Some(key)),
+            None => (name, None),
+        };
+        if exchange.is_empty() {
+            return Err(format!("{name:?} names no exchange before the `:`"));
+        }
+        if key == Some("") {
+            return Err(format!(
+                "{name:?} has a `:` and no routing key after it"
+            ));
+        }
+        for (what, text) in [("exchange name", Some(exchange)), ("routing key", key)] {
+            if let Some(text) = text
+                && text.len() > NAME_MAX
+            {
+                return Err(format!(
+                    "the {what} in {name:?} is {} bytes long; AMQP carries at most {NAME_MAX}",
+                    text.len()
+                ));
+            }
+        }
+        Ok(Address {
+            exchange: exchange.to_owned(),
+            key: key.map(str::to_owned),
+        })
+    }
+
+    /// The key a tap binds its queue with: the given one, else `#` (everything on a topic
+    /// exchange; a fanout or headers exchange ignores it).
+    pub fn binding_key(&self) -> &str {
+        self.key.as_deref().unwrap_or("#")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Address;
+
+    #[test]
+    fn an_address_is_an_exchange_and_maybe_a_routing_key() {
+        let plain = Address::parse("shop.events").unwrap();
+        assert_eq!((plain.exchange.as_str(), plain.key.as_deref()), ("shop.events", None));
+        assert_eq!(plain.binding_key(), "#");
+        let keyed = Address::parse("shop:order.paid:eu").unwrap();
+        assert_eq!(keyed.exchange, "shop");
+        assert_eq!(keyed.binding_key(), "order.paid:eu");
+        assert!(Address::parse(":orders").unwrap_err().contains("names no exchange"));
+        assert!(Address::parse("shop:").unwrap_err().contains("no routing key"));
+        let long = "x".repeat(256);
+        assert!(Address::parse(&long).unwrap_err().contains("256 bytes"));
+        assert!(Address::parse(&format!("shop:{long}")).is_err());
+    }
+}

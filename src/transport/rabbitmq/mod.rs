@@ -39,6 +39,15 @@
 //!   re-declares the exchanges and logs, and every member re-attaches its consumer.
 //!   Durable exchanges and queues and persistent messages survive a broker restart.
 //!
+//! - observe mode: the orders go to the user's own exchange (`observe.orders_to`:
+//!   `exchange` or `exchange:routing-key`, [`config::Address`]), never declared, changed or
+//!   deleted by the run. The routing key is the fixed one, else the template's rendered key,
+//!   else the order id; the rendered headers travel beside the `db-*` ones. They are published
+//!   `mandatory` on a confirm channel of their own: an order no queue takes comes back and is
+//!   [`TransportError::Publish`], and so is one to a missing exchange, whose channel the
+//!   broker closes without touching the run's. A tap (`tap.rs`) binds a queue of the run's
+//!   own to one of the user's exchanges; the user's queues are never read.
+//!
 //! It may not record observations: the driver and the services do.
 
 mod classic;
@@ -46,6 +55,7 @@ mod codec;
 pub mod config;
 mod link;
 mod stream;
+mod tap;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,14 +64,14 @@ use std::time::Duration;
 
 use lapin::Channel;
 use lapin::options::{
-    BasicPublishOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Confirmation, Queue};
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, Cause, QueueType, RewindTo, Subscription, Transport,
+    Ack, BoxFuture, BrokerConfig, Cause, QueueType, RewindTo, Subscription, Tap, Transport,
     TransportError, TransportInfo,
 };
 use crate::clock::Clock;
@@ -91,11 +101,40 @@ pub(super) struct Ctx {
     /// Publishes confirmed per topic: a lower bound on each topic log's length (the
     /// `message_count` a stream reports lags behind its appends).
     confirmed: [AtomicU64; Topic::ALL.len()],
+    /// Observe mode: the user's exchange the orders go to (`orders_to`).
+    orders_to: Option<config::Address>,
+    /// The confirm-mode channel of the publishes to the user's exchange, with the generation
+    /// of the connection it is on.
+    user_channel: tokio::sync::Mutex<Option<(u64, Channel)>>,
 }
 
 impl Ctx {
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Whether the run's own exchange carries `topic`: every topic but the orders in observe
+    /// mode, which go to the user's exchange.
+    fn owns(&self, topic: Topic) -> bool {
+        self.orders_to.is_none() || topic != Topic::OrderCreated
+    }
+
+    /// The channel the orders go to the user's exchange on, apart from the run's publish
+    /// channel: a publish to an exchange that does not exist makes the broker close the
+    /// channel it came on, and that must not take the run's channel (and with it the
+    /// connection, which `Link` would then re-open) along. Re-opened when it was closed.
+    async fn user_channel(&self, live: &link::Live) -> lapin::Result<Channel> {
+        let mut slot = self.user_channel.lock().await;
+        if let Some((generation, ch)) = slot.as_ref()
+            && *generation == live.generation
+            && ch.status().connected()
+        {
+            return Ok(ch.clone());
+        }
+        let ch = live.conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        *slot = Some((live.generation, ch.clone()));
+        Ok(ch)
     }
 
     fn queue_arguments(&self) -> FieldTable {
@@ -182,6 +221,15 @@ impl Ctx {
     }
 }
 
+/// Where one event is published.
+struct Route {
+    exchange: String,
+    key: String,
+    props: lapin::BasicProperties,
+    /// The user's exchange (observe mode): published mandatory on a channel of its own.
+    user: bool,
+}
+
 #[derive(Clone)]
 enum Group {
     Classic(Arc<ClassicGroup>),
@@ -193,6 +241,8 @@ pub struct RabbitmqTransport {
     redacted_url: String,
     groups: Mutex<HashMap<String, Group>>,
     published: AtomicU64,
+    /// The queues of the taps made in this run (observe mode), deleted at cleanup.
+    taps: Mutex<Vec<String>>,
 }
 
 /// Connects to the broker at `cfg.url`; [`TransportError::Unreachable`] within a few
@@ -202,6 +252,13 @@ pub async fn connect(
     options: &config::Options,
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
+    let orders_to = match &cfg.orders_to {
+        Some(name) => Some(config::Address::parse(name).map_err(|e| TransportError::Config {
+            target: cfg.redacted_url(),
+            source: format!("orders_to: {e}").into(),
+        })?),
+        None => None,
+    };
     let ctx = Arc::new(Ctx {
         link: Link::new(cfg.url.clone(), cfg.namespace.clone(), clock.clone()),
         namespace: cfg.namespace.clone(),
@@ -211,6 +268,8 @@ pub async fn connect(
         closed: AtomicBool::new(false),
         next_id: AtomicU64::new(0),
         confirmed: std::array::from_fn(|_| AtomicU64::new(0)),
+        orders_to,
+        user_channel: tokio::sync::Mutex::new(None),
     });
     ctx.link
         .live()
@@ -224,6 +283,7 @@ pub async fn connect(
         redacted_url: cfg.redacted_url(),
         groups: Mutex::new(HashMap::new()),
         published: AtomicU64::new(0),
+        taps: Mutex::new(Vec::new()),
     }))
 }
 
@@ -238,42 +298,95 @@ impl RabbitmqTransport {
             })
     }
 
+    /// The exchange, routing key and properties of `envelope`: the run's own exchange of its
+    /// topic keyed by the order id, or, for the orders in observe mode, the user's exchange
+    /// (see [`Route`]).
+    fn route(&self, envelope: &Envelope) -> Result<Route, Cause> {
+        let clock = &self.ctx.clock;
+        let props = codec::properties(envelope, clock.wall_ns(clock.now()));
+        let order_id = envelope.key().to_string();
+        let Some(to) = self.ctx.orders_to.as_ref().filter(|_| !self.ctx.owns(envelope.topic))
+        else {
+            return Ok(Route {
+                exchange: exchange_name(&self.ctx.namespace, envelope.topic),
+                key: order_id,
+                props,
+                user: false,
+            });
+        };
+        let rendered = envelope.user.as_ref().and_then(|u| u.key.clone());
+        let key = to.key.clone().or(rendered).unwrap_or(order_id);
+        let props = match &envelope.user {
+            Some(user) => codec::with_user_headers(props, user, to.key.is_some())?,
+            None => props,
+        };
+        Ok(Route {
+            exchange: to.exchange.clone(),
+            key,
+            props,
+            user: true,
+        })
+    }
+
     async fn publish_one(&self, envelope: Envelope) -> Result<Ack, TransportError> {
         let topic = envelope.topic;
         let refused = |source: Cause| TransportError::Publish { topic, source };
         let unknown = |source: Cause| TransportError::Indeterminate { topic, source };
+        let route = self.route(&envelope).map_err(refused)?;
+        let exchange = ShortString::try_new(route.exchange.as_str())
+            .map_err(|e| refused(format!("exchange {}: {e}", route.exchange).into()))?;
+        let key = ShortString::try_new(route.key.as_str())
+            .map_err(|e| refused(format!("routing key {:?}: {e}", route.key).into()))?;
         let sent = AtomicBool::new(false);
         let work = async {
             let live = self.ctx.link.live().await.map_err(refused)?;
-            let clock = &self.ctx.clock;
-            let props = codec::properties(&envelope, clock.wall_ns(clock.now()));
-            let confirm = live
-                .publish
-                .basic_publish(
-                    exchange_name(&self.ctx.namespace, topic).into(),
-                    envelope.key().to_string().into(),
-                    BasicPublishOptions::default(),
-                    &envelope.payload,
-                    props,
-                )
+            let channel = if route.user {
+                self.ctx.user_channel(&live).await.map_err(|e| {
+                    refused(Cause::from(e).context(format!("channel to exchange {}", route.exchange)))
+                })?
+            } else {
+                live.publish.clone()
+            };
+            // Only the user's exchange is published to mandatory: an order no queue of theirs
+            // takes comes back (basic.return) and is refused, not lost without a word.
+            let options = BasicPublishOptions {
+                mandatory: route.user,
+                ..BasicPublishOptions::default()
+            };
+            let confirm = channel
+                .basic_publish(exchange, key, options, &envelope.payload, route.props)
                 .await
                 .map_err(|e| {
-                    self.ctx.link.invalidate(live.generation);
+                    if !route.user || !live.conn.status().connected() {
+                        self.ctx.link.invalidate(live.generation);
+                    }
                     refused(e.into())
                 })?;
             sent.store(true, Ordering::SeqCst);
             match confirm.await {
-                Ok(Confirmation::Ack(_)) => Ok(Ack {
+                Ok(Confirmation::Ack(None)) => Ok(Ack {
                     partition: 0,
                     offset: {
                         self.ctx.confirmed[topic.index()].fetch_add(1, Ordering::SeqCst);
                         self.published.fetch_add(1, Ordering::Relaxed)
                     },
                 }),
+                Ok(Confirmation::Ack(Some(returned))) => Err(refused(
+                    format!(
+                        "no queue took it: exchange {} routed routing key {:?} nowhere ({} {})",
+                        route.exchange, route.key, returned.reply_code, returned.reply_text
+                    )
+                    .into(),
+                )),
                 Ok(Confirmation::Nack(_)) => Err(refused("the broker nacked it".into())),
                 Ok(Confirmation::NotRequested) => {
                     Err(unknown("the channel was not in confirm mode".into()))
                 }
+                // The broker closed the user's channel (no such exchange, no access) while
+                // the connection stayed up: it took nothing after the close.
+                Err(e) if route.user && live.conn.status().connected() => Err(refused(
+                    Cause::from(e).context(format!("exchange {}", route.exchange)),
+                )),
                 Err(e) => {
                     self.ctx.link.invalidate(live.generation);
                     Err(unknown(e.into()))
@@ -356,6 +469,7 @@ impl RabbitmqTransport {
             }
         }
         queues.extend(Topic::ALL.iter().map(|t| log_name(&self.ctx.namespace, *t)));
+        queues.append(&mut lock(&self.taps));
         for q in queues {
             ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await
@@ -480,5 +594,16 @@ impl Transport for RabbitmqTransport {
 
     fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(self.cleanup_all())
+    }
+
+    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
+        Box::pin(async move {
+            let n = self.ctx.next_id.fetch_add(1, Ordering::Relaxed);
+            let queue = format!("{}.tap.{n}", self.ctx.namespace);
+            // Registered first: a tap that fails half-way leaves nothing cleanup misses.
+            lock(&self.taps).push(queue.clone());
+            let tap = tap::open(self.ctx.clone(), name, queue).await?;
+            Ok(Box::new(tap) as Box<dyn Tap>)
+        })
     }
 }
