@@ -341,6 +341,136 @@ async fn rabbitmq_shop(
     }
 }
 
+/// The shop's Kafka client settings.
+fn kafka_config(url: &str) -> rdkafka::ClientConfig {
+    let servers = url.trim_start_matches("kafka://").trim_end_matches('/');
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", servers);
+    config
+}
+
+/// The user's topics on Kafka: the orders and the three outputs, 3 partitions each, made
+/// before the run as the user would.
+async fn kafka_setup(url: &str, names: &Names) -> rdkafka::ClientConfig {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let config = kafka_config(url);
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = config.create().unwrap();
+    let all = [&names.orders, &names.received, &names.paid, &names.declined];
+    let topics: Vec<NewTopic<'_>> = all
+        .iter()
+        .map(|n| NewTopic::new(n, 3, TopicReplication::Fixed(1)))
+        .collect();
+    let made = admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(made.iter().all(Result::is_ok), "{made:?}");
+    config
+}
+
+/// The shop on Kafka: a consumer in its own group `{ns}-shop` (rdkafka's StreamConsumer),
+/// joined before the run; it writes its outputs through its own producer and commits each
+/// order after its outputs were acked.
+async fn kafka_shop(
+    config: rdkafka::ClientConfig,
+    group: String,
+    names: Names,
+    mut logic: Logic,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let consumer: StreamConsumer = config
+        .clone()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        // Tansu holds a fetch for half its wait even when it has records.
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&names.orders]).unwrap();
+    let producer: FutureProducer = config.clone().set("linger.ms", "1").create().unwrap();
+    let consumer = Arc::new(consumer);
+    let shop = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = stop.cancelled() => return,
+                    m = consumer.recv() => match m {
+                        Ok(m) => m,
+                        Err(_) => continue,
+                    },
+                };
+                for (out, body) in logic.outputs(message.payload().unwrap_or_default()) {
+                    let record: FutureRecord<'_, (), str> =
+                        FutureRecord::to(names.of(out)).payload(&body);
+                    producer
+                        .send(record, std::time::Duration::from_secs(10))
+                        .await
+                        .unwrap();
+                }
+                consumer
+                    .commit_message(&message, CommitMode::Async)
+                    .unwrap();
+            }
+        })
+    };
+    // Joined: the group assigned it the orders' partitions (the task above serves the
+    // rebalance).
+    // At most 45 s.
+    for polls in 0.. {
+        if consumer.assignment().map_or(0, |a| a.count()) > 0 {
+            break;
+        }
+        assert!(polls < 450, "the shop did not join");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    shop
+}
+
+/// How many events `topic` holds, read from the start to the end of every partition.
+fn kafka_count(config: &rdkafka::ClientConfig, topic: &str) -> u64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = config
+        .clone()
+        .set("group.id", "doorbuster-test-reader")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "20")
+        .create()
+        .unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), wait).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut waiting = std::collections::HashSet::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+        waiting.insert(p.id());
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut count = 0;
+    // At most 100 polls of 100 ms that bring nothing.
+    let mut idle = 0;
+    while !waiting.is_empty() {
+        assert!(
+            idle < 100,
+            "{topic} not read to the end: {count} read, {waiting:?} left"
+        );
+        match consumer.poll(std::time::Duration::from_millis(100)) {
+            Some(Ok(_)) => count += 1,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                waiting.remove(&p);
+            }
+            _ => idle += 1,
+        }
+    }
+    count
+}
+
 /// The scenario against the shop at `url`; the orders go to its `orders` topic, or, given a
 /// checkout endpoint, are POSTed there and the taps read `url`.
 fn scenario(url: &str, names: &Names, checkout: Option<&str>) -> doorbuster::scenario::Scenario {
@@ -457,7 +587,13 @@ async fn run_against(
             let shop = rabbitmq_shop(url.clone(), ns.clone(), names.clone(), logic, stop.clone());
             (names, tokio::spawn(shop), None)
         }
-        other => panic!("no test shop on {other:?}"),
+        BrokerKind::Kafka => {
+            let names = Names::new(&ns, ".");
+            let config = kafka_setup(&url, &names).await;
+            let group = format!("{ns}-shop");
+            let shop = kafka_shop(config, group, names.clone(), logic, stop.clone()).await;
+            (names, shop, None)
+        }
     };
     // The shop is reading from the stream's end before the first order goes out.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -488,6 +624,23 @@ async fn run_against(
         let kept: u64 = kept.into_iter().map(|s| s.unwrap().1 as u64).sum();
         assert_eq!(kept, published);
         js.delete_stream(&ns).await.unwrap();
+    } else if kind == BrokerKind::Kafka {
+        let config = kafka_config(&url);
+        let (c, orders) = (config.clone(), names.orders.clone());
+        let kept = tokio::task::spawn_blocking(move || kafka_count(&c, &orders))
+            .await
+            .unwrap();
+        assert_eq!(kept, published);
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+            config.create().unwrap();
+        let all = [
+            &*names.orders,
+            &names.received,
+            &names.paid,
+            &names.declined,
+        ];
+        let opts = rdkafka::admin::AdminOptions::new();
+        admin.delete_topics(&all, &opts).await.unwrap();
     } else {
         let client = ::redis::Client::open(url).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -531,6 +684,16 @@ pub(super) fn check<'a>(r: &'a RunResult, name: &str) -> &'a doorbuster::verify:
         .iter()
         .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("no {name} check in {:?}", r.summary.checks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_a_clean_shop_passes_and_its_outputs_are_timed() {
+    clean_shop_passes(BrokerKind::Kafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_a_shop_that_drops_doubles_or_invents_outputs_fails_and_names_the_orders() {
+    buggy_shop_fails(BrokerKind::Kafka).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

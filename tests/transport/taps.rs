@@ -717,3 +717,374 @@ mod rabbitmq {
         remove(&ch, &[&ns], &[]).await;
     }
 }
+
+mod kafka {
+    use std::collections::BTreeMap;
+
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn config() -> ClientConfig {
+        let url = broker_url(BrokerKind::Kafka);
+        let servers = url.trim_start_matches("kafka://").trim_end_matches('/');
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", servers)
+            .set("allow.auto.create.topics", "false");
+        c
+    }
+
+    fn admin() -> AdminClient<DefaultClientContext> {
+        config().create().expect("admin client")
+    }
+
+    /// The user's own topic, made by the user (not by doorbuster).
+    async fn user_topic(name: &str, partitions: i32) {
+        let opts = AdminOptions::new().operation_timeout(Some(WAIT));
+        let made = admin()
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &opts,
+            )
+            .await
+            .expect("create topic");
+        assert!(made.iter().all(Result::is_ok), "{made:?}");
+    }
+
+    async fn delete_topics(names: &[&str]) {
+        let opts = AdminOptions::new().operation_timeout(Some(WAIT));
+        admin().delete_topics(names, &opts).await.expect("delete");
+    }
+
+    /// The topics the broker lists.
+    async fn listed() -> HashSet<String> {
+        tokio::task::spawn_blocking(|| {
+            let consumer: BaseConsumer = config().create().unwrap();
+            let metadata = consumer.fetch_metadata(None, WAIT).unwrap();
+            metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| t.name().to_owned())
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    fn producer() -> FutureProducer {
+        config().set("linger.ms", "5").create().expect("producer")
+    }
+
+    /// The user's service writes order `order` to `partition` of `topic`; its offset.
+    async fn produce(p: &FutureProducer, topic: &str, partition: i32, order: u64) -> i64 {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "x-order",
+            value: Some(order.to_string().as_str()),
+        });
+        let body = format!("order {order}");
+        let key = format!("k{order}");
+        let record = FutureRecord::to(topic)
+            .partition(partition)
+            .key(&key)
+            .payload(&body)
+            .headers(headers);
+        p.send(record, WAIT).await.expect("produced").offset
+    }
+
+    /// The committed offsets of `group` on the partitions of `topic`.
+    async fn committed(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Offset> {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config().set("group.id", &group).create().unwrap();
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..partitions {
+                tpl.add_partition(&topic, p);
+            }
+            let got = consumer.committed_offsets(tpl, WAIT).unwrap();
+            got.elements()
+                .iter()
+                .map(|e| (e.partition(), e.offset()))
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A consumer of the user's group reads one event of `partition` and commits it.
+    async fn read_one_and_commit(group: &str, topic: &str, partition: i32, from: i64) {
+        let (group, topic) = (group.to_owned(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config()
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(from))
+                .unwrap();
+            consumer.assign(&tpl).unwrap();
+            for polls in 0.. {
+                assert!(polls < 100, "nothing to read");
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    consumer.commit_message(&m, CommitMode::Sync).unwrap();
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Every record of `topic` from the start: (partition, key, headers, value).
+    #[allow(clippy::type_complexity)]
+    async fn records(topic: &str) -> Vec<(i32, Option<String>, Vec<(String, String)>, Bytes)> {
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config()
+                .set("group.id", "doorbuster-test-reader")
+                .set("enable.partition.eof", "true")
+                .set("fetch.wait.max.ms", "20")
+                .create()
+                .unwrap();
+            let metadata = consumer.fetch_metadata(Some(&topic), WAIT).unwrap();
+            let ids: Vec<i32> = metadata.topics()[0]
+                .partitions()
+                .iter()
+                .map(|p| p.id())
+                .collect();
+            let mut tpl = TopicPartitionList::new();
+            for &id in &ids {
+                tpl.add_partition_offset(&topic, id, Offset::Beginning)
+                    .unwrap();
+            }
+            consumer.assign(&tpl).unwrap();
+            let mut waiting: HashSet<i32> = ids.into_iter().collect();
+            let mut out = Vec::new();
+            // At most 100 polls of 100 ms.
+            for _ in 0..100 {
+                if waiting.is_empty() {
+                    break;
+                }
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => out.push((
+                        m.partition(),
+                        m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        m.headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| {
+                                        let v = h.value.unwrap_or_default();
+                                        (h.key.to_owned(), String::from_utf8_lossy(v).into())
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+                    )),
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                        waiting.remove(&p);
+                    }
+                    _ => {}
+                }
+            }
+            assert!(
+                waiting.is_empty(),
+                "partitions {waiting:?} not read to the end"
+            );
+            out
+        })
+        .await
+        .unwrap()
+    }
+
+    fn keys(events: &[Tapped]) -> Vec<String> {
+        let mut keys: Vec<String> = events
+            .iter()
+            .map(|t| String::from_utf8_lossy(t.key.as_deref().unwrap_or_default()).into())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn sorted(mut orders: Vec<u64>) -> Vec<u64> {
+        orders.sort_unstable();
+        orders
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kafka_a_tap_sees_what_comes_after_it_and_leaves_the_users_group_alone() {
+        let Some(server) = broker(BrokerKind::Kafka).await else {
+            return;
+        };
+        let ns = fresh_namespace();
+        let (paid, other) = (format!("{ns}.paid"), format!("{ns}.other"));
+        user_topic(&paid, 3).await;
+        user_topic(&other, 1).await;
+        let p = producer();
+        // Before the tap: three events on partition 0, and a burst on partition 1 that the
+        // producer sends as one batch.
+        for order in 0..3 {
+            produce(&p, &paid, 0, order).await;
+        }
+        let burst: Vec<_> = (100..120).map(|o| produce(&p, &paid, 1, o)).collect();
+        let offsets = futures_util::future::join_all(burst).await;
+        let end = offsets.iter().max().unwrap() + 1;
+        // What the broker answers for the partition's end (ListOffsets): Tansu 0.6 answers
+        // the first offset of the last batch plus one.
+        let probe: BaseConsumer = config().create().unwrap();
+        let t = paid.clone();
+        let (_, high) = tokio::task::spawn_blocking(move || probe.fetch_watermarks(&t, 1, WAIT))
+            .await
+            .unwrap()
+            .unwrap();
+        eprintln!("partition 1: {end} events, the broker's end offset (ListOffsets) is {high}");
+        assert!(high <= end);
+
+        // The user's payment service: its group has read and committed two of partition 0.
+        let group = format!("{ns}-payment");
+        read_one_and_commit(&group, &paid, 0, 1).await;
+        let before = committed(&group, &paid, 3).await;
+        assert_eq!(before[&0], Offset::Offset(2), "{before:?}");
+
+        let mut tap = server.t.tap(&paid).await.expect("tap");
+        for order in 10..16 {
+            produce(&p, &paid, (order % 3) as i32, order).await;
+        }
+        // Another topic is not the tap's.
+        produce(&p, &other, 0, 99).await;
+        let got = tapped(&mut tap, 7, Duration::from_secs(3)).await;
+        assert_eq!(
+            sorted(orders_of(&got)),
+            vec![10, 11, 12, 13, 14, 15],
+            "{got:?}"
+        );
+        assert_eq!(keys(&got), ["k10", "k11", "k12", "k13", "k14", "k15"]);
+        let ten = got
+            .iter()
+            .find(|t| t.key.as_deref() == Some(b"k10"))
+            .unwrap();
+        assert_eq!(ten.body, Bytes::from("order 10"));
+        assert!(got.windows(2).all(|w| w[0].at <= w[1].at));
+
+        // The user's group: its committed offsets are where they were.
+        let after = committed(&group, &paid, 3).await;
+        assert_eq!(after, before);
+        // The negative control: a consumer inside the user's group (what a tap must not be)
+        // that reads and commits moves them.
+        read_one_and_commit(&group, &paid, 1, 0).await;
+        let moved = committed(&group, &paid, 3).await;
+        assert_ne!(moved, after, "a commit in the user's group shows");
+
+        // A tap made now sees none of what came before it, and both see what comes next.
+        let mut late = server.t.tap(&paid).await.expect("second tap");
+        assert!(
+            tapped(&mut late, 1, Duration::from_millis(1000))
+                .await
+                .is_empty()
+        );
+        produce(&p, &paid, 2, 20).await;
+        assert_eq!(
+            orders_of(&tapped(&mut late, 1, Duration::from_secs(3)).await),
+            vec![20]
+        );
+        assert_eq!(
+            orders_of(&tapped(&mut tap, 1, Duration::from_secs(3)).await),
+            vec![20]
+        );
+
+        // A topic that does not exist is an error naming it, and is not created.
+        let nowhere = format!("{ns}-nowhere");
+        let e = server.t.tap(&nowhere).await.err().expect("no topic");
+        assert!(e.to_string().contains(&nowhere), "{e}");
+        assert!(!listed().await.contains(&nowhere));
+
+        // Cleanup waits for the taps' consumers to close: a topic deleted under a consumer
+        // that still fetches from it crashes librdkafka against Tansu (see the member module).
+        drop((tap, late));
+        server.t.cleanup().await.expect("cleanup");
+        delete_topics(&[&paid, &other]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kafka_orders_reach_the_users_topic_and_cleanup_keeps_it() {
+        let ns = fresh_namespace();
+        let orders = format!("{ns}-shop.orders");
+        user_topic(&orders, 2).await;
+        let Some(server) = broker_observing(BrokerKind::Kafka, &ns, &orders).await else {
+            delete_topics(&[&orders]).await;
+            return;
+        };
+        let t = &server.t;
+        // The run made its own topics, and not one for the orders under its namespace.
+        let topics = listed().await;
+        assert!(
+            topics.contains(&format!("{ns}.order.fulfilled")),
+            "{topics:?}"
+        );
+        assert!(
+            !topics.contains(&format!("{ns}.order.created")),
+            "{topics:?}"
+        );
+
+        t.publish(user_order(7))
+            .await
+            .expect("acked by the user's topic");
+        // Without a rendered key, the order id is the key.
+        t.publish(event(9, 0)).await.expect("acked");
+        // doorbuster's own events still go to the run's topic, not the user's.
+        t.publish(own_event(8)).await.expect("own event");
+        let got = records(&orders).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        let by_key = |k: &str| got.iter().find(|r| r.1.as_deref() == Some(k));
+        let (_, _, headers, body) = by_key("cart-7").expect("the rendered key");
+        assert_eq!(body, &event(7, 0).payload);
+        let h = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(h("x-tenant"), Some("acme"));
+        assert_eq!(h("db-order-id"), Some("7"));
+        assert!(by_key("9").is_some(), "{got:?}");
+        assert_eq!(records(&format!("{ns}.order.fulfilled")).await.len(), 1);
+
+        t.cleanup().await.expect("cleanup");
+        let topics = listed().await;
+        assert!(
+            !topics.contains(&format!("{ns}.order.fulfilled")),
+            "the run's topics are gone"
+        );
+        assert!(topics.contains(&orders), "the user's topic is kept");
+        assert_eq!(records(&orders).await.len(), 2, "with its events");
+        delete_topics(&[&orders]).await;
+
+        // A topic that does not exist: the publish is refused at once, and nothing creates it.
+        let nowhere = format!("{ns}-nowhere.orders");
+        let mut cfg = broker_config(BrokerKind::Kafka, broker_url(BrokerKind::Kafka));
+        cfg.orders_to = Some(nowhere.clone());
+        let lost = doorbuster::transport::connect_broker(&cfg, Clock::start())
+            .await
+            .unwrap();
+        let clock = Clock::start();
+        match lost.publish(user_order(1)).await {
+            Err(e @ TransportError::Publish { .. }) => {
+                assert!(e.to_string().contains(&nowhere), "{e}")
+            }
+            other => panic!("expected a refused publish, got {other:?}"),
+        }
+        let took = Duration::from_nanos(clock.now());
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert!(!listed().await.contains(&nowhere), "not created");
+        lost.cleanup().await.unwrap();
+    }
+}

@@ -37,9 +37,19 @@
 //!   group's committed offsets, summed over partitions. A broker that loses its log (Tansu's
 //!   memory storage across a restart) makes that figure an overstatement until the log
 //!   catches up again.
+//! - observe mode: the orders go to the user's own topic (`observe.orders_to`), which the run
+//!   never creates, re-creates or deletes. The key is the template's rendered key (else the
+//!   order id) and its rendered headers travel beside the `db-*` ones. No client of
+//!   doorbuster's asks the broker to create a topic (`allow.auto.create.topics=false`; Tansu
+//!   0.6 creates none on a metadata request either way), and librdkafka would hold a record
+//!   for a topic the broker does not list until `message.timeout.ms`, so the first order
+//!   asks the broker whether the topic exists and, while it does not, every order is
+//!   refused at once ([`TransportError::Publish`]). A tap (`tap.rs`) is a consumer without a
+//!   group that assigns every partition of the user's topic at its end and commits nothing.
 
 pub mod config;
 mod member;
+mod tap;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +67,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
 
 use super::{
-    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Transport, TransportError,
+    Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Tap, Transport, TransportError,
     TransportInfo, target_url,
 };
 use crate::clock::Clock;
@@ -124,6 +134,7 @@ pub async fn connect(
         high: Mutex::new(HashMap::new()),
         groups: Groups::default(),
         ensuring_topics: AtomicBool::new(false),
+        user_topic: tokio::sync::OnceCell::new(),
         members_running: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     });
     inner
@@ -157,7 +168,10 @@ fn base_config(servers: &str) -> ClientConfig {
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
         .set("socket.connection.setup.timeout.ms", "5000")
-        .set("topic.metadata.refresh.interval.ms", "5000");
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        // doorbuster creates its own topics and never the user's: no client of it asks the
+        // broker to create a topic it names (librdkafka's producer does by default).
+        .set("allow.auto.create.topics", "false");
     config
 }
 
@@ -231,7 +245,9 @@ pub(crate) struct Inner {
     high: Mutex<HashMap<Tp, i64>>,
     groups: Groups<GroupShared>,
     ensuring_topics: AtomicBool,
-    /// Member threads still running (their consumers not yet closed).
+    /// Set once the broker listed the user's topic (observe mode).
+    user_topic: tokio::sync::OnceCell<()>,
+    /// Member and tap threads still running (their consumers not yet closed).
     pub(crate) members_running: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -256,22 +272,33 @@ impl GroupTopics for GroupShared {
 }
 
 impl Inner {
+    /// `{namespace}.{topic}`, or the user's own topic for the orders in observe mode.
     pub(crate) fn topic_name(&self, topic: Topic) -> String {
-        format!("{}.{}", self.cfg.namespace, topic.name())
+        self.cfg.topic_name(topic, ".")
     }
 
     pub(crate) fn topic_of(&self, name: &str) -> Option<Topic> {
-        let rest = name.strip_prefix(self.cfg.namespace.as_str())?;
-        Topic::from_name(rest.strip_prefix('.')?)
+        Topic::ALL
+            .into_iter()
+            .find(|&t| self.topic_name(t) == name)
+    }
+
+    /// The run's own topics: every one but the user's (observe mode).
+    fn owned_topic_names(&self) -> Vec<String> {
+        Topic::ALL
+            .into_iter()
+            .filter(|&t| self.cfg.owns(t))
+            .map(|t| self.topic_name(t))
+            .collect()
     }
 
     fn partitions(&self) -> i32 {
         i32::try_from(self.options.partitions.max(1)).unwrap_or(1)
     }
 
-    /// Creates the run's topics; ones that exist already are fine.
+    /// Creates the run's topics; ones that exist already are fine. Never the user's.
     async fn ensure_topics(&self) -> Result<(), Cause> {
-        let names: Vec<String> = Topic::ALL.iter().map(|&t| self.topic_name(t)).collect();
+        let names = self.owned_topic_names();
         let new: Vec<NewTopic<'_>> = names
             .iter()
             .map(|n| NewTopic::new(n, self.partitions(), TopicReplication::Fixed(1)))
@@ -378,12 +405,64 @@ impl Inner {
         }
     }
 
+    /// Observe mode: whether the user's topic exists, asked of the broker until it once did.
+    /// librdkafka holds a record for a topic the broker does not list until
+    /// `message.timeout.ms` and then calls it timed out; this refuses it at once instead, and
+    /// nothing asks the broker to create the topic.
+    async fn user_topic_exists(&self, topic: Topic, name: &str) -> Result<(), TransportError> {
+        if self.cfg.owns(topic) {
+            return Ok(());
+        }
+        let refused = |source: Cause| TransportError::Publish { topic, source };
+        self.user_topic
+            .get_or_try_init(|| async {
+                let admin = self.admin.clone();
+                let wanted = name.to_owned();
+                let partitions = tokio::task::spawn_blocking(move || {
+                    let metadata = admin
+                        .inner()
+                        .fetch_metadata(Some(&wanted), REQUEST_TIMEOUT)?;
+                    Ok::<_, KafkaError>(
+                        metadata
+                            .topics()
+                            .iter()
+                            .find(|t| t.name() == wanted && t.error().is_none())
+                            .map_or(0, |t| t.partitions().len()),
+                    )
+                })
+                .await
+                .map_err(|e| refused(e.into()))?
+                .map_err(|e| refused(Cause::from(e).context(format!("metadata of {name}"))))?;
+                if partitions == 0 {
+                    return Err(refused(Cause::from(format!(
+                        "the topic {name} (observe.orders_to) does not exist on the broker; \
+                         doorbuster never creates it"
+                    ))));
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
     async fn publish(self: &Arc<Self>, envelope: Envelope) -> Result<Ack, TransportError> {
         let topic = envelope.topic;
         let name = self.topic_name(topic);
-        let key = envelope.key().to_string();
+        self.user_topic_exists(topic, &name).await?;
+        // The template's rendered key (observe mode), else the order id.
+        let key = match envelope.user.as_ref().and_then(|u| u.key.as_ref()) {
+            Some(key) => key.clone(),
+            None => envelope.key().to_string(),
+        };
         let mut headers = OwnedHeaders::new();
         for (header, value) in envelope.meta.to_headers() {
+            headers = headers.insert(Header {
+                key: header,
+                value: Some(value.as_str()),
+            });
+        }
+        // The user's rendered headers, beside doorbuster's own.
+        for (header, value) in envelope.user.iter().flat_map(|u| &u.headers) {
             headers = headers.insert(Header {
                 key: header,
                 value: Some(value.as_str()),
@@ -613,14 +692,17 @@ impl Inner {
 
     async fn cleanup(&self) -> Result<(), TransportError> {
         // Deleting topics under a consumer that is still closing can crash librdkafka 2.12
-        // (see the member module), so let stopped members finish closing first.
+        // (see the member module), so let stopped members and taps finish closing first: a
+        // user who deletes the tapped topics after the run then deletes them under no
+        // consumer of doorbuster's.
         for _ in 0..100 {
             if self.members_running.load(Ordering::Acquire) == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let names: Vec<String> = Topic::ALL.iter().map(|&t| self.topic_name(t)).collect();
+        // The run's own topics; never the user's.
+        let names = self.owned_topic_names();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
         let failed = |source: Cause| TransportError::Unreachable {
@@ -786,6 +868,14 @@ impl Transport for KafkaTransport {
         Box::pin(self.inner.lag(group))
     }
 
+    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
+        Box::pin(async move {
+            let tap = tap::open(&self.inner, name).await?;
+            Ok(Box::new(tap) as Box<dyn Tap>)
+        })
+    }
+
+    /// Deletes the run's own topics and groups; never the user's topic.
     fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(self.inner.cleanup())
     }
