@@ -149,7 +149,8 @@ pub(crate) fn from_raw_error(raw: &RawError, text: &str) -> Problem {
             if segments.last() == Some(&PathSegment::Key(field.clone())) {
                 segments.pop();
             }
-            unknown_key(field, expected, &segments)
+            let services = segments.last() == Some(&PathSegment::Key("services".to_owned()));
+            unknown_key(field, expected, services)
         }
         E::DuplicateMappingKey { key, .. } => {
             let key = key
@@ -232,15 +233,14 @@ fn clamp(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn unknown_key(
+/// "unknown key ...; valid keys here are ..." with a did-you-mean, or the hint for a comma
+/// inside `{ }`; `services` names the mapping of services.
+pub(super) fn unknown_key(
     field: &str,
-    expected: &[&'static str],
-    segments: &[PathSegment],
+    expected: &[&str],
+    services: bool,
 ) -> (String, Option<String>) {
-    let what = match segments.last() {
-        Some(PathSegment::Key(k)) if k == "services" => "service",
-        _ => "key",
-    };
+    let what = if services { "service" } else { "key" };
     let message = format!(
         "unknown {what} {field:?}; valid {what}s here are {}",
         expected.join(", ")

@@ -34,7 +34,7 @@ pub fn unknown(text: &str) -> Vec<Unknown> {
     let Ok(root) = serde_saphyr::from_str::<Spanned<Node>>(text) else {
         return Vec::new();
     };
-    let schema = schemars::schema_for!(super::raw::RawScenario).to_value();
+    let schema = super::schema::value();
     let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
     let mut walk = Walk {
         defs: &defs,
@@ -123,32 +123,19 @@ impl<'a> Walk<'a> {
 
     fn report(&mut self, path: &str, key: &crate::config::tree::Text, known: &[&str]) {
         let (line, column) = pos(&key.defined);
-        let meant = did_you_mean(&key.value, known);
-        let what = if path == "services" { "service" } else { "key" };
         let mut valid = known.to_vec();
         valid.sort_unstable();
+        let (message, hint) = super::error::unknown_key(&key.value, &valid, path == "services");
         self.found.push(Unknown {
             problem: Problem {
                 line,
                 column,
                 path: path.to_owned(),
-                message: format!(
-                    "unknown {what} {:?}; valid {what}s here are {}",
-                    key.value,
-                    valid.join(", ")
-                ),
-                hint: meant.map(|m| format!("did you mean {m:?}?")).or_else(|| {
-                    // `{ add: lognormal(400ms, 0.3) }`: the comma ended the value.
-                    let k = &key.value;
-                    (k.ends_with(')') || k.starts_with(|c: char| c.is_ascii_digit())).then(|| {
-                        "inside `{ }` a comma separates keys: quote a value that contains \
-                         one, e.g. add: \"lognormal(400ms, 0.3)\""
-                            .to_owned()
-                    })
-                }),
+                message,
+                hint,
                 file: None,
             },
-            meant: meant.map(|m| join(path, m)),
+            meant: did_you_mean(&key.value, known).map(|m| join(path, m)),
             lines: self.block_lines(line as usize, column as usize),
         });
     }

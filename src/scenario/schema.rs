@@ -9,7 +9,11 @@
 
 /// The scenario-file schema as pretty JSON.
 pub fn json() -> String {
-    let schema = schemars::schema_for!(super::raw::RawScenario);
     // A generated schema always serialises.
-    serde_json::to_string_pretty(&schema).unwrap_or_default()
+    serde_json::to_string_pretty(&value()).unwrap_or_default()
+}
+
+/// The scenario-file schema as a JSON value (also what `keys.rs` walks for unknown keys).
+pub fn value() -> serde_json::Value {
+    schemars::schema_for!(super::raw::RawScenario).to_value()
 }

@@ -95,8 +95,14 @@ impl Shop {
         let stop = CancellationToken::new();
         let restarts: Arc<[AtomicU32; 3]> = Arc::default();
         let mut supervisors = Vec::new();
-        for (i, service) in ["payment", "inventory", "email"].into_iter().enumerate() {
-            let mut child = spawn(service, url, &place.prefix, &provider, bugs).await;
+        let services = ["payment", "inventory", "email"];
+        // All three at once: each waits for its broker (the run's link may not be up yet),
+        // and all must be reading before the first order, wherever the link's start falls.
+        let children = futures_util::future::join_all(
+            services.map(|service| spawn(service, url, &place.prefix, &provider, bugs)),
+        )
+        .await;
+        for (i, (service, mut child)) in services.into_iter().zip(children).enumerate() {
             let pidfile = place.dir.path().join(format!("{service}.pid"));
             std::fs::write(&pidfile, child.id().unwrap().to_string()).unwrap();
             let (stop, url, prefix, provider) = (
