@@ -69,7 +69,7 @@ impl Topic {
 }
 
 /// What the harness needs to know about every event, carried alongside the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventMeta {
     /// Unique per run.
     pub event_id: u64,

@@ -172,6 +172,7 @@ fn sabotage(s: &Scenario, fault: Fault) -> Arc<dyn Transport> {
     })
 }
 
+#[async_trait::async_trait]
 impl Transport for Sabotage {
     fn info(&self) -> TransportInfo {
         self.inner.info()
@@ -237,38 +238,32 @@ impl Transport for Sabotage {
         })
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        Box::pin(async move {
-            match self.fault {
-                Fault::SlowJoin { delay } => tokio::time::sleep(delay).await,
-                Fault::LostAck { group: g, order } if g == group => {
-                    let inner = self.inner.subscribe(group, topics).await?;
-                    return Ok(Box::new(LoseAck {
-                        inner,
-                        order,
-                        group: g,
-                    }) as Box<dyn Subscription>);
-                }
-                _ => {}
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        match self.fault {
+            Fault::SlowJoin { delay } => tokio::time::sleep(delay).await,
+            Fault::LostAck { group: g, order } if g == group => {
+                let inner = self.inner.subscribe(group, topics).await?;
+                return Ok(Box::new(LoseAck {
+                    inner,
+                    order,
+                    group: g,
+                }) as Box<dyn Subscription>);
             }
-            self.inner.subscribe(group, topics).await
-        })
+            _ => {}
+        }
+        self.inner.subscribe(group, topics).await
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        self.inner.rewind(group, to)
+    async fn rewind(&self, group: &str, to: RewindTo) -> Result<(), TransportError> {
+        self.inner.rewind(group, to).await
     }
 
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        self.inner.lag(group)
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        self.inner.lag(group).await
     }
 }
 

@@ -291,6 +291,7 @@ struct DropOne {
     dropped: Mutex<Option<u64>>,
 }
 
+#[async_trait::async_trait]
 impl Transport for DropOne {
     fn info(&self) -> TransportInfo {
         self.inner.info()
@@ -309,24 +310,20 @@ impl Transport for DropOne {
         })
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        self.inner.subscribe(group, topics)
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        self.inner.subscribe(group, topics).await
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        self.inner.rewind(group, to)
+    async fn rewind(&self, group: &str, to: RewindTo) -> Result<(), TransportError> {
+        self.inner.rewind(group, to).await
     }
 
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        self.inner.lag(group)
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        self.inner.lag(group).await
     }
 }
 

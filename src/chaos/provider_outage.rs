@@ -25,6 +25,19 @@ pub struct Outage {
     pub lost_answers: f64,
 }
 
+impl Outage {
+    /// Every call fails with `status` (and its `Retry-After`), at the usual latency.
+    pub fn down(status: u16, retry_after: Option<Duration>) -> Outage {
+        Outage {
+            error_share: 1.0,
+            status,
+            latency: None,
+            retry_after,
+            lost_answers: 0.0,
+        }
+    }
+}
+
 /// What a provider offers the outage fault.
 pub trait OutageSwitch: Send + Sync {
     fn set_outage(&self, outage: Outage);

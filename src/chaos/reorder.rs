@@ -66,6 +66,7 @@ impl ReorderTransport {
     }
 }
 
+#[async_trait::async_trait]
 impl Transport for ReorderTransport {
     fn info(&self) -> TransportInfo {
         self.inner.info()
@@ -107,27 +108,23 @@ impl Transport for ReorderTransport {
         })
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        self.inner.subscribe(group, topics)
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        self.inner.subscribe(group, topics).await
     }
 
-    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        self.inner.cleanup()
+    async fn cleanup(&self) -> Result<(), TransportError> {
+        self.inner.cleanup().await
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        self.inner.rewind(group, to)
+    async fn rewind(&self, group: &str, to: RewindTo) -> Result<(), TransportError> {
+        self.inner.rewind(group, to).await
     }
 
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        self.inner.lag(group)
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        self.inner.lag(group).await
     }
 }

@@ -27,17 +27,12 @@ pub fn applies(seed: u64, index: usize, scope: FaultScope, meta: &EventMeta, att
 mod tests {
     use super::*;
     use crate::config::units::Share;
-    use bytes::Bytes;
 
     fn meta(order: u64, event: u64) -> EventMeta {
         EventMeta {
             event_id: event,
             order_id: order,
-            seq: 0,
-            intended_at: 0,
-            intended_wall_ns: 0,
-            sent_at: 0,
-            idempotency_key: Bytes::new(),
+            ..Default::default()
         }
     }
 

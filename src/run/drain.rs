@@ -134,15 +134,21 @@ impl Run<'_> {
     }
 }
 
+/// The longest the groups' lags may take to come in, all asked at once: a broker behind a
+/// broken link (a blackhole leaves its connection open and silent) answers nothing, and
+/// the second's sample, the live view and the drain must not wait on it. A lag without an
+/// answer in time is unknown (`None`), as it is when the broker says no.
+const LAGS_BOUND: Duration = Duration::from_secs(2);
+
 pub(super) async fn lags(
     transport: &Arc<dyn Transport>,
     groups: &[ServiceKind],
 ) -> Vec<(ServiceKind, Option<u64>)> {
-    let mut out = Vec::with_capacity(groups.len());
-    for &g in groups {
-        out.push((g, transport.lag(g.name()).await.ok()));
-    }
-    out
+    let asked = groups.iter().map(|&g| async move {
+        let lag = tokio::time::timeout(LAGS_BOUND, transport.lag(g.name())).await;
+        (g, lag.ok().and_then(Result::ok))
+    });
+    futures_util::future::join_all(asked).await
 }
 
 /// When a drain ends at the latest: `limit` from now (never before `not_before`), or an

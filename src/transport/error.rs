@@ -48,6 +48,36 @@ pub enum TransportError {
     },
 }
 
+impl TransportError {
+    /// Why a publish failed, short enough to count failures by: the HTTP status of a
+    /// checkout endpoint's answer ("HTTP 503 Service Unavailable"), else the whole message.
+    pub fn reason(&self) -> String {
+        let mut cause = match self {
+            TransportError::Publish { source, .. }
+            | TransportError::Indeterminate { source, .. } => source,
+            other => return other.to_string(),
+        };
+        loop {
+            match cause {
+                Cause::HttpStatus { status, .. } => return format!("HTTP {status}"),
+                Cause::Context { source, .. } => cause = source,
+                _ => return self.to_string(),
+            }
+        }
+    }
+
+    /// A failed publish: `Publish` when the broker provably refused it (or it never left),
+    /// `Indeterminate` when it may have arrived.
+    pub fn failed_publish(topic: Topic, source: impl Into<Cause>, refused: bool) -> Self {
+        let source = source.into();
+        if refused {
+            TransportError::Publish { topic, source }
+        } else {
+            TransportError::Indeterminate { topic, source }
+        }
+    }
+}
+
 /// Why a transport call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Cause {
@@ -77,6 +107,12 @@ pub enum Cause {
     /// message may quote it); its own message is generic, so its causes are shown too.
     #[error("{}", chain_text(.0))]
     Http(#[source] reqwest::Error),
+    /// A checkout endpoint's answer that was not a success, with the start of its body.
+    #[error("HTTP {status}{}", if .excerpt.is_empty() { String::new() } else { format!(": {}", .excerpt) })]
+    HttpStatus {
+        status: reqwest::StatusCode,
+        excerpt: String,
+    },
     /// A task the transport (or the harness around it) waited on panicked.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),

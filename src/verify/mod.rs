@@ -418,8 +418,6 @@ impl Examples {
 pub(crate) mod testkit {
     use std::collections::HashMap;
 
-    use bytes::Bytes;
-
     use super::{CheckInput, CheckResult};
     use crate::events::{EventMeta, Topic};
     use crate::observe::{Checkout, Effect, Observer, Settlement, Terminal};
@@ -438,13 +436,8 @@ pub(crate) mod testkit {
 
     fn meta(order: u64) -> EventMeta {
         EventMeta {
-            event_id: 0,
             order_id: order,
-            seq: 0,
-            intended_at: 0,
-            intended_wall_ns: 0,
-            sent_at: 0,
-            idempotency_key: Bytes::new(),
+            ..Default::default()
         }
     }
 

@@ -108,6 +108,7 @@ async fn too_many_dead_letters_fail_the_run() {
 /// Acks dead letters without storing them: a broker that loses what was parked.
 struct LosesDeadLetters(std::sync::Arc<dyn doorbuster::transport::Transport>);
 
+#[async_trait::async_trait]
 impl doorbuster::transport::Transport for LosesDeadLetters {
     fn info(&self) -> doorbuster::transport::TransportInfo {
         self.0.info()
@@ -131,32 +132,25 @@ impl doorbuster::transport::Transport for LosesDeadLetters {
         self.0.publish(envelope)
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [doorbuster::events::Topic],
-    ) -> doorbuster::transport::BoxFuture<
-        'a,
-        Result<Box<dyn doorbuster::transport::Subscription>, doorbuster::transport::TransportError>,
-    > {
-        self.0.subscribe(group, topics)
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[doorbuster::events::Topic],
+    ) -> Result<Box<dyn doorbuster::transport::Subscription>, doorbuster::transport::TransportError>
+    {
+        self.0.subscribe(group, topics).await
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
+    async fn rewind(
+        &self,
+        group: &str,
         to: doorbuster::transport::RewindTo,
-    ) -> doorbuster::transport::BoxFuture<'a, Result<(), doorbuster::transport::TransportError>>
-    {
-        self.0.rewind(group, to)
+    ) -> Result<(), doorbuster::transport::TransportError> {
+        self.0.rewind(group, to).await
     }
 
-    fn lag<'a>(
-        &'a self,
-        group: &'a str,
-    ) -> doorbuster::transport::BoxFuture<'a, Result<u64, doorbuster::transport::TransportError>>
-    {
-        self.0.lag(group)
+    async fn lag(&self, group: &str) -> Result<u64, doorbuster::transport::TransportError> {
+        self.0.lag(group).await
     }
 }
 

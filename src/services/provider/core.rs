@@ -516,13 +516,7 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_outage_fails_calls_without_capture_until_cleared() {
         let core = core(ms(5));
-        core.set_outage(Outage {
-            lost_answers: 0.0,
-            error_share: 1.0,
-            status: 503,
-            latency: None,
-            retry_after: Some(Duration::from_secs(3)),
-        });
+        core.set_outage(Outage::down(503, Some(Duration::from_secs(3))));
         for i in 0..20 {
             let r = core
                 .charge(&format!("k{i}"), &req(i, 100, "tok_visa"))

@@ -296,26 +296,16 @@ mod tests {
     async fn an_outage_maps_429_and_retry_after() {
         let server = start(FAST).await;
         let client = server.client(Duration::from_secs(5));
-        server.core.set_outage(Outage {
-            lost_answers: 0.0,
-            error_share: 1.0,
-            status: 429,
-            latency: None,
-            retry_after: Some(Duration::from_millis(1_500)),
-        });
+        server
+            .core
+            .set_outage(Outage::down(429, Some(Duration::from_millis(1_500))));
         let r = client.charge("k", &req(1, 100, "tok_visa")).await;
         let expected = ChargeResponse::Error {
             status: 429,
             retry_after: Some(Duration::from_secs(2)),
         };
         assert_eq!(r.expect("answered"), expected);
-        server.core.set_outage(Outage {
-            lost_answers: 0.0,
-            error_share: 1.0,
-            status: 503,
-            latency: None,
-            retry_after: None,
-        });
+        server.core.set_outage(Outage::down(503, None));
         let r = client.charge("k", &req(1, 100, "tok_visa")).await;
         let expected = ChargeResponse::Error {
             status: 503,

@@ -839,13 +839,8 @@ mod tests {
     #[tokio::test]
     async fn an_outage_stores_nothing_so_the_key_runs_again_after_it() {
         let p = start(LatencyDist::ZERO).await;
-        p.core.set_outage(Outage {
-            lost_answers: 0.0,
-            error_share: 1.0,
-            status: 503,
-            latency: None,
-            retry_after: Some(Duration::from_secs(2)),
-        });
+        p.core
+            .set_outage(Outage::down(503, Some(Duration::from_secs(2))));
         let (status, error, _) = p.post("/v1/payment_intents", Some("o1"), PAY_17).await;
         assert_eq!(status, 503);
         assert_eq!(error["error"]["type"], "api_error");

@@ -120,6 +120,7 @@ impl Inner {
     }
 }
 
+#[async_trait::async_trait]
 impl Transport for EmbeddedBroker {
     fn info(&self) -> TransportInfo {
         TransportInfo {
@@ -148,59 +149,49 @@ impl Transport for EmbeddedBroker {
         Box::pin(async move { Ok(ack) })
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        Box::pin(async move {
-            let group = self.inner.group(group, topics)?;
-            let (member, wake) = group.join();
-            Ok(Box::new(EmbeddedSubscription {
-                broker: self.inner.clone(),
-                group,
-                member,
-                wake,
-                generation: 0,
-                owned: Vec::new(),
-                cursor: 0,
-                buffer: VecDeque::new(),
-            }) as Box<dyn Subscription>)
-        })
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        let group = self.inner.group(group, topics)?;
+        let (member, wake) = group.join();
+        Ok(Box::new(EmbeddedSubscription {
+            broker: self.inner.clone(),
+            group,
+            member,
+            wake,
+            generation: 0,
+            owned: Vec::new(),
+            cursor: 0,
+            buffer: VecDeque::new(),
+        }) as Box<dyn Subscription>)
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            let group = self.inner.existing_group(group)?;
-            group.rewind(|tp| {
-                let log = lock(self.inner.log(tp));
-                match to {
-                    RewindTo::Earliest => log.base(),
-                    RewindTo::Time(at) => log.offset_at(at),
-                }
-            });
-            Ok(())
-        })
+    async fn rewind(&self, group: &str, to: RewindTo) -> Result<(), TransportError> {
+        let group = self.inner.existing_group(group)?;
+        group.rewind(|tp| {
+            let log = lock(self.inner.log(tp));
+            match to {
+                RewindTo::Earliest => log.base(),
+                RewindTo::Time(at) => log.offset_at(at),
+            }
+        });
+        Ok(())
     }
 
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        Box::pin(async move {
-            let group = self.inner.existing_group(group)?;
-            let lag = group
-                .tps
-                .iter()
-                .map(|state| {
-                    let state = lock(state);
-                    let end = lock(self.inner.log(state.tp)).end();
-                    end.saturating_sub(state.committed)
-                })
-                .sum();
-            Ok(lag)
-        })
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        let group = self.inner.existing_group(group)?;
+        let lag = group
+            .tps
+            .iter()
+            .map(|state| {
+                let state = lock(state);
+                let end = lock(self.inner.log(state.tp)).end();
+                end.saturating_sub(state.committed)
+            })
+            .sum();
+        Ok(lag)
     }
 }
 

@@ -183,20 +183,23 @@ impl HttpCheckout {
         let body = response.bytes().await.unwrap_or_default();
         if status.is_redirection() || GATEWAY_ERRORS.contains(&status.as_u16()) {
             // The shop (or the gateway's upstream) may have taken the order: unknown.
+            let answer = Cause::HttpStatus {
+                status,
+                excerpt: String::new(),
+            };
             return Err(TransportError::Indeterminate {
                 topic,
-                source: format!("HTTP {status}: the order may have been taken").into(),
+                source: answer.context("the order may have been taken"),
             });
         }
         if !status.is_success() {
             let excerpt = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT)])
                 .trim()
                 .to_owned();
-            return Err(refused(if excerpt.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                format!("HTTP {status}: {excerpt}")
-            }));
+            return Err(TransportError::Publish {
+                topic,
+                source: Cause::HttpStatus { status, excerpt },
+            });
         }
         Ok(Ack {
             partition: 0,
@@ -211,14 +214,12 @@ impl HttpCheckout {
         // Without the URL: reqwest's message may quote it, and it may hold a secret. Its
         // own message is generic ("error sending request"): the causes say what happened.
         let source = Cause::Http(e.without_url());
-        if not_sent {
-            TransportError::Publish {
-                topic,
-                source: source.context(format!("not sent to {}", self.redacted)),
-            }
+        let source = if not_sent {
+            source.context(format!("not sent to {}", self.redacted))
         } else {
-            TransportError::Indeterminate { topic, source }
-        }
+            source
+        };
+        TransportError::failed_publish(topic, source, not_sent)
     }
 
     fn no_groups(group: &str) -> TransportError {
@@ -231,6 +232,7 @@ impl HttpCheckout {
     }
 }
 
+#[async_trait::async_trait]
 impl Transport for HttpCheckout {
     fn info(&self) -> TransportInfo {
         let mut names: Vec<String> = self.headers.keys().map(|n| n.to_string()).collect();
@@ -278,23 +280,19 @@ impl Transport for HttpCheckout {
         Box::pin(self.post(envelope))
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        _topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        Box::pin(async move { Err(Self::no_groups(group)) })
+    async fn subscribe(
+        &self,
+        group: &str,
+        _topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        Err(Self::no_groups(group))
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        _to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move { Err(Self::no_groups(group)) })
+    async fn rewind(&self, group: &str, _to: RewindTo) -> Result<(), TransportError> {
+        Err(Self::no_groups(group))
     }
 
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        Box::pin(async move { Err(Self::no_groups(group)) })
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        Err(Self::no_groups(group))
     }
 }

@@ -278,9 +278,7 @@ impl Inner {
     }
 
     pub(crate) fn topic_of(&self, name: &str) -> Option<Topic> {
-        Topic::ALL
-            .into_iter()
-            .find(|&t| self.topic_name(t) == name)
+        Topic::ALL.into_iter().find(|&t| self.topic_name(t) == name)
     }
 
     /// The run's own topics: every one but the user's (observe mode).
@@ -525,7 +523,8 @@ impl Inner {
     }
 
     fn group(&self, name: &str, topics: &[Topic]) -> Result<Arc<GroupShared>, TransportError> {
-        self.groups.join(name, topics, || self.new_group(name, topics))
+        self.groups
+            .join(name, topics, || self.new_group(name, topics))
     }
 
     fn new_group(&self, name: &str, topics: &[Topic]) -> Result<GroupShared, TransportError> {
@@ -780,14 +779,10 @@ fn publish_error(topic: Topic, error: KafkaError) -> TransportError {
                 | RDKafkaErrorCode::PurgeInflight
         )
     );
-    let source = error.into();
-    if unanswered {
-        TransportError::Indeterminate { topic, source }
-    } else {
-        TransportError::Publish { topic, source }
-    }
+    TransportError::failed_publish(topic, error, !unanswered)
 }
 
+#[async_trait::async_trait]
 impl Transport for KafkaTransport {
     fn info(&self) -> TransportInfo {
         let cfg = &self.inner.cfg;
@@ -845,39 +840,31 @@ impl Transport for KafkaTransport {
         Box::pin(self.inner.publish(envelope))
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        Box::pin(async move {
-            let shared = self.inner.group(group, topics)?;
-            member::join(self.inner.clone(), group, shared).await
-        })
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        let shared = self.inner.group(group, topics)?;
+        member::join(self.inner.clone(), group, shared).await
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(self.inner.rewind(group, to))
+    async fn rewind(&self, group: &str, to: RewindTo) -> Result<(), TransportError> {
+        self.inner.rewind(group, to).await
     }
 
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        Box::pin(self.inner.lag(group))
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        self.inner.lag(group).await
     }
 
-    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
-        Box::pin(async move {
-            let tap = tap::open(&self.inner, name).await?;
-            Ok(Box::new(tap) as Box<dyn Tap>)
-        })
+    async fn tap(&self, name: &str) -> Result<Box<dyn Tap>, TransportError> {
+        let tap = tap::open(&self.inner, name).await?;
+        Ok(Box::new(tap) as Box<dyn Tap>)
     }
 
     /// Deletes the run's own topics and groups; never the user's topic.
-    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(self.inner.cleanup())
+    async fn cleanup(&self) -> Result<(), TransportError> {
+        self.inner.cleanup().await
     }
 }
 

@@ -24,9 +24,6 @@ use crate::transport::{AckHandle, BoxFuture, Delivery, Subscription, TransportEr
 
 /// Messages one pull request asks for; small, so several members of a group share the work.
 const PULL_BATCH: usize = 64;
-/// A pull request's lifetime and the server's idle heartbeat inside it.
-const PULL_EXPIRES: Duration = Duration::from_secs(10);
-const PULL_HEARTBEAT: Duration = Duration::from_secs(3);
 /// Pulled messages waiting for `next()`, per member.
 const QUEUE_MAX: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -220,18 +217,7 @@ impl Pull {
         .await
         .map_err(|_| Cause::from(format!("consumer {name}: no answer")))?
         .map_err(|e| Cause::nats(e).context(format!("consumer {name}")))?;
-        let messages = tokio::time::timeout(
-            super::ADMIN_TIMEOUT,
-            consumer
-                .stream()
-                .max_messages_per_batch(PULL_BATCH)
-                .expires(PULL_EXPIRES)
-                .heartbeat(PULL_HEARTBEAT)
-                .messages(),
-        )
-        .await
-        .map_err(|_| Cause::from(format!("pull on {name}: no answer")))?
-        .map_err(|e| Cause::nats(e).context(format!("pull on {name}")))?;
+        let messages = super::pull(&consumer, PULL_BATCH).await?;
         Ok((generation, messages))
     }
 

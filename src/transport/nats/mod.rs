@@ -419,6 +419,41 @@ impl Inner {
     }
 }
 
+/// A pull request's lifetime and the server's idle heartbeat inside it.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(3);
+
+/// Bounds one administrative request.
+async fn bounded<T, E>(what: &str, request: impl Future<Output = Result<T, E>>) -> Result<T, Cause>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(ADMIN_TIMEOUT, request).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Cause::nats(e).context(what.to_owned())),
+        Err(_) => Err(Cause::from(format!("{what}: no answer"))),
+    }
+}
+
+/// Opens a stream of pull requests of `batch` messages on `consumer` (a member's or a tap's).
+async fn pull(
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    batch: usize,
+) -> Result<async_nats::jetstream::consumer::pull::Stream, Cause> {
+    let name = &consumer.cached_info().name;
+    bounded(
+        &format!("pull on {name}"),
+        consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages(),
+    )
+    .await
+}
+
+#[async_trait::async_trait]
 impl Transport for NatsTransport {
     fn info(&self) -> TransportInfo {
         let o = &self.inner.options;
@@ -464,55 +499,45 @@ impl Transport for NatsTransport {
         Box::pin(self.inner.publish(envelope))
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        Box::pin(async move {
-            let state = self.inner.join(group, topics).await?;
-            Ok(
-                Box::new(member::NatsSubscription::start(self.inner.clone(), state).await)
-                    as Box<dyn Subscription>,
-            )
-        })
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        let state = self.inner.join(group, topics).await?;
+        Ok(
+            Box::new(member::NatsSubscription::start(self.inner.clone(), state).await)
+                as Box<dyn Subscription>,
+        )
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(self.inner.rewind(group, to))
+    async fn rewind(&self, group: &str, to: RewindTo) -> Result<(), TransportError> {
+        self.inner.rewind(group, to).await
     }
 
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        Box::pin(self.inner.lag(group))
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        self.inner.lag(group).await
     }
 
-    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
-        Box::pin(async move {
-            let tap = tap::open(&self.inner, name).await?;
-            Ok(Box::new(tap) as Box<dyn Tap>)
-        })
+    async fn tap(&self, name: &str) -> Result<Box<dyn Tap>, TransportError> {
+        let tap = tap::open(&self.inner, name).await?;
+        Ok(Box::new(tap) as Box<dyn Tap>)
     }
 
     /// Deletes the run's stream; the user's subject lives in the user's stream, never this one.
-    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            let stream = &self.inner.stream;
-            match tokio::time::timeout(ADMIN_TIMEOUT, self.inner.js.delete_stream(stream)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(TransportError::Group {
-                    group: stream.clone(),
-                    source: Cause::nats(e).context("delete stream"),
-                }),
-                Err(_) => Err(TransportError::Group {
-                    group: stream.clone(),
-                    source: "delete stream: no answer".into(),
-                }),
-            }
-        })
+    async fn cleanup(&self) -> Result<(), TransportError> {
+        let stream = &self.inner.stream;
+        match tokio::time::timeout(ADMIN_TIMEOUT, self.inner.js.delete_stream(stream)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(TransportError::Group {
+                group: stream.clone(),
+                source: Cause::nats(e).context("delete stream"),
+            }),
+            Err(_) => Err(TransportError::Group {
+                group: stream.clone(),
+                source: "delete stream: no answer".into(),
+            }),
+        }
     }
 }
 

@@ -21,16 +21,13 @@ use async_nats::jetstream::{self, Message};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{ADMIN_TIMEOUT, Inner};
+use super::{ADMIN_TIMEOUT, Inner, bounded};
 use crate::clock::Clock;
 use crate::transport::backoff::Backoff;
 use crate::transport::{BoxFuture, Cause, Tap, Tapped, TransportError};
 
 /// Messages one pull request asks for.
 const PULL_BATCH: usize = 256;
-/// A pull request's lifetime and the server's idle heartbeat inside it.
-const PULL_EXPIRES: Duration = Duration::from_secs(10);
-const PULL_HEARTBEAT: Duration = Duration::from_secs(3);
 /// The server removes the tap's consumer this long after the tap stopped pulling (a run
 /// that was killed leaves nothing behind for long).
 const INACTIVE_THRESHOLD: Duration = Duration::from_secs(60);
@@ -62,21 +59,6 @@ fn tap_error(subject: &str, source: impl Into<Cause>) -> TransportError {
     TransportError::Group {
         group: format!("tap {subject}"),
         source: source.into(),
-    }
-}
-
-/// Bounds one administrative request of the tap.
-async fn bounded<T, E>(
-    what: &str,
-    request: impl Future<Output = Result<T, E>>,
-) -> Result<T, Cause>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    match tokio::time::timeout(ADMIN_TIMEOUT, request).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(Cause::nats(e).context(what.to_owned())),
-        Err(_) => Err(Cause::from(format!("{what}: no answer"))),
     }
 }
 
@@ -133,16 +115,7 @@ impl NatsTap {
         )
         .await?;
         let name = consumer.cached_info().name.clone();
-        let messages = bounded(
-            &format!("pull on tap consumer {name}"),
-            consumer
-                .stream()
-                .max_messages_per_batch(PULL_BATCH)
-                .expires(PULL_EXPIRES)
-                .heartbeat(PULL_HEARTBEAT)
-                .messages(),
-        )
-        .await?;
+        let messages = super::pull(&consumer, PULL_BATCH).await?;
         Ok(Open {
             consumer: name,
             messages,
@@ -174,7 +147,9 @@ impl NatsTap {
             Some(Err(e)) => return Err(Cause::nats(e).context("pull")),
             None => return Err("the pull ended".into()),
         };
-        let info = message.info().map_err(|e| Cause::nats(e).context("metadata"))?;
+        let info = message
+            .info()
+            .map_err(|e| Cause::nats(e).context("metadata"))?;
         let (consumer_sequence, stream_sequence) = (info.consumer_sequence, info.stream_sequence);
         if consumer_sequence != open.consumer_sequence + 1 {
             // Without acks nothing is sent again: a gap is a lost message, so start over

@@ -101,9 +101,7 @@ impl Address {
             return Err(format!("{name:?} names no exchange before the `:`"));
         }
         if key == Some("") {
-            return Err(format!(
-                "{name:?} has a `:` and no routing key after it"
-            ));
+            return Err(format!("{name:?} has a `:` and no routing key after it"));
         }
         for (what, text) in [("exchange name", Some(exchange)), ("routing key", key)] {
             if let Some(text) = text
@@ -135,13 +133,24 @@ mod tests {
     #[test]
     fn an_address_is_an_exchange_and_maybe_a_routing_key() {
         let plain = Address::parse("shop.events").unwrap();
-        assert_eq!((plain.exchange.as_str(), plain.key.as_deref()), ("shop.events", None));
+        assert_eq!(
+            (plain.exchange.as_str(), plain.key.as_deref()),
+            ("shop.events", None)
+        );
         assert_eq!(plain.binding_key(), "#");
         let keyed = Address::parse("shop:order.paid:eu").unwrap();
         assert_eq!(keyed.exchange, "shop");
         assert_eq!(keyed.binding_key(), "order.paid:eu");
-        assert!(Address::parse(":orders").unwrap_err().contains("names no exchange"));
-        assert!(Address::parse("shop:").unwrap_err().contains("no routing key"));
+        assert!(
+            Address::parse(":orders")
+                .unwrap_err()
+                .contains("names no exchange")
+        );
+        assert!(
+            Address::parse("shop:")
+                .unwrap_err()
+                .contains("no routing key")
+        );
         let long = "x".repeat(256);
         assert!(Address::parse(&long).unwrap_err().contains("256 bytes"));
         assert!(Address::parse(&format!("shop:{long}")).is_err());

@@ -64,8 +64,8 @@ use std::time::Duration;
 
 use lapin::Channel;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Confirmation, Queue};
@@ -253,10 +253,12 @@ pub async fn connect(
     clock: Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     let orders_to = match &cfg.orders_to {
-        Some(name) => Some(config::Address::parse(name).map_err(|e| TransportError::Config {
-            target: cfg.redacted_url(),
-            source: format!("orders_to: {e}").into(),
-        })?),
+        Some(name) => Some(
+            config::Address::parse(name).map_err(|e| TransportError::Config {
+                target: cfg.redacted_url(),
+                source: format!("orders_to: {e}").into(),
+            })?,
+        ),
         None => None,
     };
     let ctx = Arc::new(Ctx {
@@ -305,7 +307,11 @@ impl RabbitmqTransport {
         let clock = &self.ctx.clock;
         let props = codec::properties(envelope, clock.wall_ns(clock.now()));
         let order_id = envelope.key().to_string();
-        let Some(to) = self.ctx.orders_to.as_ref().filter(|_| !self.ctx.owns(envelope.topic))
+        let Some(to) = self
+            .ctx
+            .orders_to
+            .as_ref()
+            .filter(|_| !self.ctx.owns(envelope.topic))
         else {
             return Ok(Route {
                 exchange: exchange_name(&self.ctx.namespace, envelope.topic),
@@ -342,7 +348,9 @@ impl RabbitmqTransport {
             let live = self.ctx.link.live().await.map_err(refused)?;
             let channel = if route.user {
                 self.ctx.user_channel(&live).await.map_err(|e| {
-                    refused(Cause::from(e).context(format!("channel to exchange {}", route.exchange)))
+                    refused(
+                        Cause::from(e).context(format!("channel to exchange {}", route.exchange)),
+                    )
                 })?
             } else {
                 live.publish.clone()
@@ -487,6 +495,7 @@ impl RabbitmqTransport {
     }
 }
 
+#[async_trait::async_trait]
 impl Transport for RabbitmqTransport {
     fn info(&self) -> TransportInfo {
         let o = &self.ctx.options;
@@ -544,66 +553,56 @@ impl Transport for RabbitmqTransport {
         Box::pin(self.publish_one(envelope))
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        Box::pin(self.subscribe_one(group, topics))
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        self.subscribe_one(group, topics).await
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            match self.group(group)? {
-                Group::Classic(_) => Err(TransportError::Group {
-                    group: group.to_owned(),
-                    source: "replay needs queue_type: stream".into(),
-                }),
-                Group::Stream(g) => {
-                    g.rewind(&self.ctx, to);
-                    Ok(())
-                }
-            }
-        })
-    }
-
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        Box::pin(async move {
-            let fail = |source: Cause| TransportError::Group {
+    async fn rewind(&self, group: &str, to: RewindTo) -> Result<(), TransportError> {
+        match self.group(group)? {
+            Group::Classic(_) => Err(TransportError::Group {
                 group: group.to_owned(),
-                source,
-            };
-            match self.group(group)? {
-                Group::Classic(g) => {
-                    let ready = self
-                        .ctx
-                        .message_count(&g.queue)
-                        .await
-                        .map_err(fail)?
-                        .ok_or_else(|| fail("its queue is gone".into()))?;
-                    Ok(ready + g.held(self.ctx.prefetch).await)
-                }
-                Group::Stream(g) => g.lag(&self.ctx).await.map_err(fail),
+                source: "replay needs queue_type: stream".into(),
+            }),
+            Group::Stream(g) => {
+                g.rewind(&self.ctx, to);
+                Ok(())
             }
-        })
+        }
     }
 
-    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(self.cleanup_all())
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        let fail = |source: Cause| TransportError::Group {
+            group: group.to_owned(),
+            source,
+        };
+        match self.group(group)? {
+            Group::Classic(g) => {
+                let ready = self
+                    .ctx
+                    .message_count(&g.queue)
+                    .await
+                    .map_err(fail)?
+                    .ok_or_else(|| fail("its queue is gone".into()))?;
+                Ok(ready + g.held(self.ctx.prefetch).await)
+            }
+            Group::Stream(g) => g.lag(&self.ctx).await.map_err(fail),
+        }
     }
 
-    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
-        Box::pin(async move {
-            let n = self.ctx.next_id.fetch_add(1, Ordering::Relaxed);
-            let queue = format!("{}.tap.{n}", self.ctx.namespace);
-            // Registered first: a tap that fails half-way leaves nothing cleanup misses.
-            lock(&self.taps).push(queue.clone());
-            let tap = tap::open(self.ctx.clone(), name, queue).await?;
-            Ok(Box::new(tap) as Box<dyn Tap>)
-        })
+    async fn cleanup(&self) -> Result<(), TransportError> {
+        self.cleanup_all().await
+    }
+
+    async fn tap(&self, name: &str) -> Result<Box<dyn Tap>, TransportError> {
+        let n = self.ctx.next_id.fetch_add(1, Ordering::Relaxed);
+        let queue = format!("{}.tap.{n}", self.ctx.namespace);
+        // Registered first: a tap that fails half-way leaves nothing cleanup misses.
+        lock(&self.taps).push(queue.clone());
+        let tap = tap::open(self.ctx.clone(), name, queue).await?;
+        Ok(Box::new(tap) as Box<dyn Tap>)
     }
 }

@@ -50,6 +50,7 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, RedisError, Value};
 
+use super::groups::{GroupTopics, Groups};
 use super::{
     Ack, BoxFuture, BrokerConfig, Cause, RewindTo, Subscription, Tap, Transport, TransportError,
     TransportInfo,
@@ -57,7 +58,6 @@ use super::{
 use crate::clock::Clock;
 use crate::events::{Envelope, Topic};
 use reply::StreamId;
-use super::groups::{GroupTopics, Groups};
 
 /// The longest a publish may take before it counts as `Indeterminate`.
 pub const PUBLISH_BOUND: Duration = Duration::from_secs(10);
@@ -131,12 +131,12 @@ impl Inner {
     fn group_for(&self, label: &str, topics: &[Topic]) -> Result<Arc<GroupState>, TransportError> {
         self.groups.join(label, topics, || {
             Ok(GroupState {
-            label: label.to_owned(),
-            name: format!("{}-{label}", self.cfg.namespace),
-            topics: topics.to_vec(),
-            streams: topics.iter().map(|t| self.stream(*t)).collect(),
-            next_member: AtomicU32::new(0),
-            marks: Mutex::new(vec![Marks::default(); topics.len()]),
+                label: label.to_owned(),
+                name: format!("{}-{label}", self.cfg.namespace),
+                topics: topics.to_vec(),
+                streams: topics.iter().map(|t| self.stream(*t)).collect(),
+                next_member: AtomicU32::new(0),
+                marks: Mutex::new(vec![Marks::default(); topics.len()]),
             })
         })
     }
@@ -287,14 +287,10 @@ async fn server_settings(conn: &mut MultiplexedConnection) -> Vec<(String, Strin
 fn publish_error(topic: Topic, e: RedisError) -> TransportError {
     let refused = matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
         || e.is_connection_refusal();
-    let source = e.into();
-    if refused {
-        TransportError::Publish { topic, source }
-    } else {
-        TransportError::Indeterminate { topic, source }
-    }
+    TransportError::failed_publish(topic, e, refused)
 }
 
+#[async_trait::async_trait]
 impl Transport for RedisBroker {
     fn info(&self) -> TransportInfo {
         let cfg = &self.inner.cfg;
@@ -377,147 +373,132 @@ impl Transport for RedisBroker {
         })
     }
 
-    fn subscribe<'a>(
-        &'a self,
-        group: &'a str,
-        topics: &'a [Topic],
-    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
-        Box::pin(async move {
-            let g = self.inner.group_for(group, topics)?;
-            let group_err = |e: RedisError| TransportError::Group {
-                group: group.to_owned(),
-                source: e.into(),
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+    ) -> Result<Box<dyn Subscription>, TransportError> {
+        let g = self.inner.group_for(group, topics)?;
+        let group_err = |e: RedisError| TransportError::Group {
+            group: group.to_owned(),
+            source: e.into(),
+        };
+        let mut conn = self.inner.conn.clone();
+        for stream in &g.streams {
+            tokio::time::timeout(COMMAND_BOUND, create_group(&mut conn, stream, &g.name))
+                .await
+                .map_err(|_| TransportError::Group {
+                    group: group.to_owned(),
+                    source: "no answer to XGROUP CREATE".into(),
+                })?
+                .map_err(group_err)?;
+        }
+        let conn = self.inner.member_connection().await.map_err(group_err)?;
+        let n = g.next_member.fetch_add(1, Ordering::Relaxed);
+        let consumer = format!("{}-{group}-{n}", self.inner.cfg.namespace);
+        member::spawn(self.inner.clone(), g, consumer, conn).await
+    }
+
+    async fn rewind(&self, group: &str, to: RewindTo) -> Result<(), TransportError> {
+        let g = self.inner.group(group)?;
+        let group_err = |e: RedisError| TransportError::Group {
+            group: group.to_owned(),
+            source: e.into(),
+        };
+        let setid = |stream: &str| {
+            let mut cmd = ::redis::cmd("XGROUP");
+            cmd.arg("SETID").arg(stream).arg(&g.name);
+            match to {
+                // ENTRIESREAD 0 keeps XINFO's `lag` exact after a full replay.
+                RewindTo::Earliest => cmd.arg("0").arg("ENTRIESREAD").arg(0),
+                RewindTo::Time(t) => {
+                    // Ids are Unix ms; the group resumes after the last id before `t`.
+                    let ms = self.inner.clock.wall_ns(t) / 1_000_000;
+                    match ms.checked_sub(1) {
+                        Some(before) => cmd.arg(format!("{before}-{}", u64::MAX)),
+                        None => cmd.arg("0"),
+                    }
+                }
             };
-            let mut conn = self.inner.conn.clone();
-            for stream in &g.streams {
-                tokio::time::timeout(COMMAND_BOUND, create_group(&mut conn, stream, &g.name))
+            cmd
+        };
+        for stream in &g.streams {
+            let cmd = setid(stream);
+            if let Err(e) = query(&self.inner, &cmd).await {
+                if !group_missing(&e) {
+                    return Err(group_err(e));
+                }
+                let mut conn = self.inner.conn.clone();
+                create_group(&mut conn, stream, &g.name)
                     .await
-                    .map_err(|_| TransportError::Group {
-                        group: group.to_owned(),
-                        source: "no answer to XGROUP CREATE".into(),
-                    })?
                     .map_err(group_err)?;
+                query(&self.inner, &cmd).await.map_err(group_err)?;
             }
-            let conn = self.inner.member_connection().await.map_err(group_err)?;
-            let n = g.next_member.fetch_add(1, Ordering::Relaxed);
-            let consumer = format!("{}-{group}-{n}", self.inner.cfg.namespace);
-            member::spawn(self.inner.clone(), g, consumer, conn).await
-        })
+        }
+        for m in lock(&g.marks).iter_mut() {
+            m.rewound_below = m.highest;
+        }
+        Ok(())
     }
 
-    fn rewind<'a>(
-        &'a self,
-        group: &'a str,
-        to: RewindTo,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            let g = self.inner.group(group)?;
-            let group_err = |e: RedisError| TransportError::Group {
-                group: group.to_owned(),
-                source: e.into(),
+    async fn lag(&self, group: &str) -> Result<u64, TransportError> {
+        let g = self.inner.group(group)?;
+        let mut total = 0u64;
+        for stream in &g.streams {
+            total = total.saturating_add(stream_lag(&self.inner, stream, &g.name).await.map_err(
+                |e| TransportError::Group {
+                    group: group.to_owned(),
+                    source: e.into(),
+                },
+            )?);
+        }
+        Ok(total)
+    }
+
+    async fn tap(&self, name: &str) -> Result<Box<dyn Tap>, TransportError> {
+        let tap = tap::open(&self.inner, name).await?;
+        Ok(Box::new(tap) as Box<dyn Tap>)
+    }
+
+    async fn cleanup(&self) -> Result<(), TransportError> {
+        self.inner.shut.store(true, Ordering::SeqCst);
+        let cleanup_err = |e: RedisError| TransportError::Group {
+            group: "*".to_owned(),
+            source: Cause::from(e).context("cleanup"),
+        };
+        // The run's own streams; never the user's.
+        let mut del = ::redis::cmd("DEL");
+        for t in Topic::ALL.into_iter().filter(|t| self.inner.cfg.owns(*t)) {
+            del.arg(self.inner.stream(t));
+        }
+        query(&self.inner, &del).await.map_err(cleanup_err)?;
+        // Heartbeat keys expire by themselves; delete them anyway so nothing is left.
+        let pattern = format!("{}:member:*", self.inner.cfg.namespace);
+        let mut cursor = "0".to_owned();
+        for _ in 0..10_000 {
+            let mut scan = ::redis::cmd("SCAN");
+            scan.arg(&cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let v = query(&self.inner, &scan).await.map_err(cleanup_err)?;
+            let parts = reply::pairs(&v);
+            let Some((next, keys)) = parts.first() else {
+                break;
             };
-            let setid = |stream: &str| {
-                let mut cmd = ::redis::cmd("XGROUP");
-                cmd.arg("SETID").arg(stream).arg(&g.name);
-                match to {
-                    // ENTRIESREAD 0 keeps XINFO's `lag` exact after a full replay.
-                    RewindTo::Earliest => cmd.arg("0").arg("ENTRIESREAD").arg(0),
-                    RewindTo::Time(t) => {
-                        // Ids are Unix ms; the group resumes after the last id before `t`.
-                        let ms = self.inner.clock.wall_ns(t) / 1_000_000;
-                        match ms.checked_sub(1) {
-                            Some(before) => cmd.arg(format!("{before}-{}", u64::MAX)),
-                            None => cmd.arg("0"),
-                        }
-                    }
-                };
-                cmd
-            };
-            for stream in &g.streams {
-                let cmd = setid(stream);
-                if let Err(e) = query(&self.inner, &cmd).await {
-                    if !group_missing(&e) {
-                        return Err(group_err(e));
-                    }
-                    let mut conn = self.inner.conn.clone();
-                    create_group(&mut conn, stream, &g.name)
-                        .await
-                        .map_err(group_err)?;
-                    query(&self.inner, &cmd).await.map_err(group_err)?;
-                }
+            let keys = reply::texts(keys);
+            if !keys.is_empty() {
+                let mut del = ::redis::cmd("DEL");
+                del.arg(&keys);
+                query(&self.inner, &del).await.map_err(cleanup_err)?;
             }
-            for m in lock(&g.marks).iter_mut() {
-                m.rewound_below = m.highest;
+            match reply::text(next) {
+                Some("0") | None => break,
+                Some(c) => cursor = c.to_owned(),
             }
-            Ok(())
-        })
-    }
-
-    fn lag<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        Box::pin(async move {
-            let g = self.inner.group(group)?;
-            let mut total = 0u64;
-            for stream in &g.streams {
-                total =
-                    total.saturating_add(stream_lag(&self.inner, stream, &g.name).await.map_err(
-                        |e| TransportError::Group {
-                            group: group.to_owned(),
-                            source: e.into(),
-                        },
-                    )?);
-            }
-            Ok(total)
-        })
-    }
-
-    fn tap<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn Tap>, TransportError>> {
-        Box::pin(async move {
-            let tap = tap::open(&self.inner, name).await?;
-            Ok(Box::new(tap) as Box<dyn Tap>)
-        })
-    }
-
-    fn cleanup(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            self.inner.shut.store(true, Ordering::SeqCst);
-            let cleanup_err = |e: RedisError| TransportError::Group {
-                group: "*".to_owned(),
-                source: Cause::from(e).context("cleanup"),
-            };
-            // The run's own streams; never the user's.
-            let mut del = ::redis::cmd("DEL");
-            for t in Topic::ALL.into_iter().filter(|t| self.inner.cfg.owns(*t)) {
-                del.arg(self.inner.stream(t));
-            }
-            query(&self.inner, &del).await.map_err(cleanup_err)?;
-            // Heartbeat keys expire by themselves; delete them anyway so nothing is left.
-            let pattern = format!("{}:member:*", self.inner.cfg.namespace);
-            let mut cursor = "0".to_owned();
-            for _ in 0..10_000 {
-                let mut scan = ::redis::cmd("SCAN");
-                scan.arg(&cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000);
-                let v = query(&self.inner, &scan).await.map_err(cleanup_err)?;
-                let parts = reply::pairs(&v);
-                let Some((next, keys)) = parts.first() else {
-                    break;
-                };
-                let keys = reply::texts(keys);
-                if !keys.is_empty() {
-                    let mut del = ::redis::cmd("DEL");
-                    del.arg(&keys);
-                    query(&self.inner, &del).await.map_err(cleanup_err)?;
-                }
-                match reply::text(next) {
-                    Some("0") | None => break,
-                    Some(c) => cursor = c.to_owned(),
-                }
-            }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 }
 
