@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use doorbuster::bench::BenchOptions;
 use doorbuster::exit::Exit;
 use doorbuster::scenario;
@@ -62,6 +62,33 @@ struct Cli {
     command: Command,
 }
 
+/// What `run` and `validate` may change in the scenario from the command line.
+#[derive(clap::Args)]
+struct Overrides {
+    /// Run against this broker instead of the scenario's target: kafka://host:port,
+    /// nats://host:port, amqp://user:pass@host:port/vhost or redis://host:port; or POST
+    /// the orders to a checkout endpoint: http(s)://host:port/path (checkout checks only).
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// Allow a target outside loopback (load goes only where it is told to).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Multiplies every phase's rate (0.5 halves the load), for brokers slower than the
+    /// scenario was written for.
+    #[arg(long, value_name = "FACTOR")]
+    rate_scale: Option<f64>,
+}
+
+impl From<Overrides> for scenario::Overrides {
+    fn from(o: Overrides) -> Self {
+        scenario::Overrides {
+            target: o.target,
+            allow_remote: o.allow_remote,
+            rate_scale: o.rate_scale,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario (a file, or the name of a bundled one) and judge it.
@@ -78,18 +105,8 @@ enum Command {
         /// No live progress view.
         #[arg(long, short)]
         quiet: bool,
-        /// Run against this broker instead of the scenario's target: kafka://host:port,
-        /// nats://host:port, amqp://user:pass@host:port/vhost or redis://host:port; or POST
-        /// the orders to a checkout endpoint: http(s)://host:port/path (checkout checks only).
-        #[arg(long, value_name = "URL")]
-        target: Option<String>,
-        /// Allow a target outside loopback (load goes only where it is told to).
-        #[arg(long)]
-        allow_remote: bool,
-        /// Multiplies every phase's rate (0.5 halves the load), for brokers slower than the
-        /// scenario was written for.
-        #[arg(long, value_name = "FACTOR")]
-        rate_scale: Option<f64>,
+        #[command(flatten)]
+        overrides: Overrides,
     },
     /// Check scenario files without running them; every error at once. With `run`'s flags,
     /// checks what `run` with them would refuse. An unset ${ENV} is a warning here (CI may set
@@ -97,16 +114,14 @@ enum Command {
     Validate {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
-        /// As for `run`: check against this target instead of the scenario's.
-        #[arg(long, value_name = "URL")]
-        target: Option<String>,
-        /// As for `run`: allow a target outside loopback.
-        #[arg(long)]
-        allow_remote: bool,
-        /// As for `run`: check the phases' rates multiplied by this factor.
-        #[arg(long, value_name = "FACTOR")]
-        rate_scale: Option<f64>,
+        #[command(flatten)]
+        overrides: Overrides,
     },
+    /// Print a shell completion script: `doorbuster completions bash > /etc/bash_completion.d/doorbuster`,
+    /// or for zsh, fish, elvish, powershell.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `doorbuster man > doorbuster.1 && man ./doorbuster.1`.
+    Man,
     /// List the bundled scenarios.
     Scenarios,
     /// Find the highest order rate the embedded pipeline sustains here, every check on.
@@ -164,6 +179,10 @@ enum Command {
         /// Percentiles that gate (p50, p90, p99, p99.9, max).
         #[arg(long, value_delimiter = ',', default_value = "p50,p90,p99")]
         gate: Vec<String>,
+        /// Compare runs of different scenarios or targets anyway (refused otherwise: their
+        /// differences are not regressions).
+        #[arg(long)]
+        force: bool,
     },
     /// Print orders as the scenario sends them: through its `orders.payload` template, or as
     /// doorbuster's own order.created. The same seed gives the same orders as `run`.
@@ -188,42 +207,9 @@ enum Command {
     Provider(cli::provider::ProviderArgs),
     /// Run the TCP fault proxy alone between a client and a loopback server, until Ctrl-C.
     #[command(
-        after_help = "Example:\n  doorbuster proxy --listen 127.0.0.1:16379 --upstream 127.0.0.1:6379 --latency 100ms --jitter 20ms"
+        after_help = "Examples:\n  doorbuster proxy --listen 127.0.0.1:16379 --upstream 127.0.0.1:6379 --latency 100ms --jitter 20ms\n  doorbuster proxy --listen 127.0.0.1:16379 --upstream 127.0.0.1:6379 \\\n    --toxic latency=200ms,direction=upstream --toxic bandwidth=65536,share=50%"
     )]
-    Proxy {
-        /// Where clients connect (loopback only).
-        #[arg(long)]
-        listen: std::net::SocketAddr,
-        /// The server to forward to (loopback unless --allow-remote).
-        #[arg(long)]
-        upstream: std::net::SocketAddr,
-        /// Added delay per chunk.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        latency: Option<std::time::Duration>,
-        /// Uniform jitter around --latency.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        jitter: Option<std::time::Duration>,
-        /// Bytes per second, per connection and direction.
-        #[arg(long, value_name = "BYTES_PER_SEC")]
-        bandwidth: Option<u64>,
-        /// Swallow traffic (a partition).
-        #[arg(long)]
-        blackhole: bool,
-        /// Reset connections.
-        #[arg(long)]
-        reset: bool,
-        /// Which way the toxics act.
-        #[arg(long, value_enum, default_value_t = Way::Both)]
-        direction: Way,
-        /// Share of connections the toxics apply to, e.g. 50%.
-        #[arg(long, default_value = "100%", value_parser = cli::parse_share)]
-        share: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Allow an upstream outside loopback.
-        #[arg(long)]
-        allow_remote: bool,
-    },
+    Proxy(cli::proxy::ProxyArgs),
     /// Write a commented scenario template to NAME.yaml.
     Init {
         name: String,
@@ -269,86 +255,18 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             out,
             seed,
             quiet,
-            target,
-            allow_remote,
-            rate_scale,
-        } => {
-            let overrides = scenario::Overrides {
-                target,
-                allow_remote,
-                rate_scale,
-            };
-            cli::run::run(&runtime()?, &scenario, out, seed, quiet, overrides)
+            overrides,
+        } => cli::run::run(&runtime()?, &scenario, out, seed, quiet, overrides.into()),
+        Command::Validate { files, overrides } => {
+            Ok(cli::validate::validate(&files, &overrides.into()))
         }
-        Command::Validate {
-            files,
-            target,
-            allow_remote,
-            rate_scale,
-        } => Ok(cli::validate::validate(
-            &files,
-            &scenario::Overrides {
-                target,
-                allow_remote,
-                rate_scale,
-            },
-        )),
+        Command::Completions { shell } => Ok(cli::shell::completions(shell, &mut Cli::command())),
+        Command::Man => Ok(cli::shell::man(Cli::command())),
         Command::Scenarios => Ok(cli::scenarios::scenarios()),
         Command::Init { name, force } => cli::init::init(&name, force),
         Command::Report { run_dir } => cli::report::report(&run_dir),
         Command::Provider(args) => Ok(cli::provider::provider(&runtime()?, &args)),
-        Command::Proxy {
-            listen,
-            upstream,
-            latency,
-            jitter,
-            bandwidth,
-            blackhole,
-            reset,
-            direction,
-            share,
-            seed,
-            allow_remote,
-        } => {
-            use doorbuster::chaos::proxy::{Direction, LinkToxic, ToxicSpec};
-            let mut toxics = Vec::new();
-            if latency.is_some() || jitter.is_some() {
-                toxics.push(LinkToxic::Latency {
-                    latency: latency.unwrap_or_default(),
-                    jitter: jitter.unwrap_or_default(),
-                });
-            }
-            if let Some(bytes_per_sec) = bandwidth {
-                toxics.push(LinkToxic::Bandwidth { bytes_per_sec });
-            }
-            if blackhole {
-                toxics.push(LinkToxic::Blackhole);
-            }
-            if reset {
-                toxics.push(LinkToxic::Reset);
-            }
-            let direction = match direction {
-                Way::Upstream => Direction::Upstream,
-                Way::Downstream => Direction::Downstream,
-                Way::Both => Direction::Both,
-            };
-            let specs = toxics
-                .into_iter()
-                .map(|t| {
-                    ToxicSpec::new(t)
-                        .direction(direction)
-                        .share(doorbuster::scenario::model::Share(share.min(1.0)))
-                })
-                .collect();
-            Ok(cli::proxy::proxy(
-                &runtime()?,
-                listen,
-                upstream,
-                specs,
-                seed,
-                allow_remote,
-            ))
-        }
+        Command::Proxy(args) => Ok(cli::proxy::proxy(&runtime()?, args)),
         Command::Compare {
             baseline,
             candidate,
@@ -356,6 +274,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             latency_floor,
             rate_drop,
             gate,
+            force,
         } => Ok(cli::compare::compare(
             &baseline,
             &candidate,
@@ -365,6 +284,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
                 rate_drop,
                 gate,
             },
+            force,
         )),
         Command::Preview(args) => Ok(cli::preview::preview(&args)),
         Command::Schema { summary } => Ok(cli::schema::schema(summary)),
@@ -404,13 +324,6 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             Ok(cli::bench::bench(&runtime()?, options))
         }
     }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Way {
-    Upstream,
-    Downstream,
-    Both,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -103,6 +103,179 @@ fn scenarios_lists_the_bundled_ones() {
 }
 
 #[test]
+fn a_bundled_name_is_not_hidden_by_a_folder_of_that_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("smoke")).unwrap();
+    let validate = |arg: &str| {
+        doorbuster()
+            .current_dir(dir.path())
+            .args(["validate", arg])
+            .output()
+            .unwrap()
+    };
+    let bundled = validate("smoke");
+    assert_eq!(bundled.status.code(), Some(0), "{}", text(&bundled.stderr));
+    // With a path separator it is the folder, which is no scenario file.
+    let folder = validate("./smoke");
+    assert_eq!(folder.status.code(), Some(2));
+    assert!(
+        text(&folder.stderr).contains("./smoke"),
+        "{}",
+        text(&folder.stderr)
+    );
+}
+
+#[test]
+fn out_takes_a_folder_and_says_so_to_a_k6_habit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = doorbuster()
+        .current_dir(dir.path())
+        .args(["run", "smoke", "--out", "json=x.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--out takes the run's folder"), "{err}");
+    assert!(
+        !dir.path().join("json=x.json").exists(),
+        "no folder of that name"
+    );
+}
+
+#[test]
+fn the_proxy_refuses_before_it_says_it_proxies() {
+    for (listen, upstream, says) in [
+        ("0.0.0.0:0", "127.0.0.1:9", "only listens on loopback"),
+        ("127.0.0.1:0", "10.0.0.1:9", "only dials loopback"),
+    ] {
+        let out = run(&["proxy", "--listen", listen, "--upstream", upstream]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("proxying"), "{err}");
+    }
+    let out = run(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+        "--toxic",
+        "latncy=1s",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown toxic"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_proxy_sums_up_in_words_when_stopped() {
+    use std::io::{BufRead, Read};
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = server.local_addr().unwrap().to_string();
+    let mut child = doorbuster()
+        .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", &upstream])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("proxying 127.0.0.1:"), "{first}");
+    send("INT", &child);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(
+        out.starts_with("proxy stopped: 0 connections (0 open), 0 B to the upstream"),
+        "{out}"
+    );
+    assert!(!out.contains("ProxyStats"), "{out}");
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_itself() {
+    let bash = run(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0));
+    let script = text(&bash.stdout);
+    assert!(script.contains("_doorbuster()"), "{script}");
+    for word in ["validate", "--rate-scale", "--toxic", "compare"] {
+        assert!(script.contains(word), "{word} is completed");
+    }
+    // bash reads it without a syntax error.
+    let check = Command::new("bash")
+        .args(["-n", "-c", &script])
+        .status()
+        .unwrap();
+    assert!(check.success());
+    let man = run(&["man"]);
+    assert_eq!(man.status.code(), Some(0));
+    let page = text(&man.stdout);
+    let title = page
+        .lines()
+        .find(|l| l.starts_with(".TH "))
+        .unwrap_or_default();
+    assert!(
+        title.to_lowercase().starts_with(".th doorbuster 1"),
+        "{page}"
+    );
+    assert!(page.contains("completions"), "subcommands are listed");
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_ci_log_gets_a_plain_progress_line_every_10_s_and_at_each_change() {
+    // stderr is a pipe here, as in every CI job: no terminal, so plain lines.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ci.yaml");
+    std::fs::write(
+        &file,
+        "name: ci\nload:\n  phases:\n    - { hold: 12s, rate: 20/s }\n  drain: 5s\n\
+         faults:\n  - { at: 4s, for: 2s, provider_outage: { errors: 100% } }\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("ci ")).collect();
+    // The first second, the fault on, the fault off, the 10th second, the drain.
+    let at = |s: &str| lines.iter().any(|l| l.starts_with(&format!("ci {s} ")));
+    assert!(at("1s") && at("10s"), "{err}");
+    let fault_on: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("fault provider_outage"))
+        .collect();
+    assert_eq!(fault_on.len(), 1, "once when it starts: {err}");
+    assert!(lines.iter().any(|l| l.starts_with("ci draining")), "{err}");
+    assert!(lines.len() <= 8, "no line every second: {err}");
+    let ten = lines.iter().find(|l| l.starts_with("ci 10s ")).unwrap();
+    for field in [
+        "1/1 hold 20/s",
+        "20/s planned",
+        "/s acked",
+        "failed ",
+        "p99 10s: checkout",
+        "in flight",
+    ] {
+        assert!(ten.contains(field), "{field} in {ten}");
+    }
+}
+
+#[test]
 fn init_writes_a_template_that_validates_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let init = |extra: &[&str]| {

@@ -220,6 +220,19 @@ fn compare_passes_a_run_against_itself_and_catches_a_regression() {
         doorbuster(&["compare", PASS, "no/such/run"]).status.code(),
         Some(2)
     );
+    // Two different scenarios: a warning and exit 2, unless --force, whose differences are
+    // then reported as they are.
+    let out = doorbuster(&["compare", PASS, FAIL]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the runs differ (scenario \"smoke\" vs \"double-charge\")"),
+        "{err}"
+    );
+    assert!(err.contains("--force"), "{err}");
+    let forced = doorbuster(&["compare", PASS, FAIL, "--force"]);
+    assert_eq!(forced.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&forced.stderr).contains("the runs differ"));
 }
 
 #[test]

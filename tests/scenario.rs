@@ -108,6 +108,22 @@ fn template_parses_to_the_defaults() {
 }
 
 #[test]
+fn the_templates_faults_example_is_valid_once_uncommented() {
+    let text = scenario::template("my-shop");
+    assert!(!text.contains("the values below are the defaults"));
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if l.starts_with("# faults:") || l.starts_with("#   - ") => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let s = scenario::parse("my-shop.yaml", &uncommented).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.faults.len(), 3);
+}
+
+#[test]
 fn minimal_scenario_gets_the_standard_defaults() {
     // A ten-line file describes a whole run; everything else is the standard topology.
     let s = scenario::parse("minimal.yaml", MINIMAL).unwrap();

@@ -14,7 +14,7 @@ pub struct ToleranceFlags {
     pub gate: Vec<String>,
 }
 
-pub fn compare(baseline: &Path, candidate: &Path, flags: ToleranceFlags) -> Exit {
+pub fn compare(baseline: &Path, candidate: &Path, flags: ToleranceFlags, force: bool) -> Exit {
     let load = |p: &Path| doorbuster::report::load_summary(p);
     let (base, cand) = match (load(baseline), load(candidate)) {
         (Ok(b), Ok(c)) => (b, c),
@@ -23,6 +23,31 @@ pub fn compare(baseline: &Path, candidate: &Path, flags: ToleranceFlags) -> Exit
             return Exit::BadInput;
         }
     };
+    // Two different runs' differences are not regressions: say so, and stop unless forced.
+    let mut differ = Vec::new();
+    if base.scenario != cand.scenario {
+        differ.push(format!(
+            "scenario {:?} vs {:?}",
+            base.scenario, cand.scenario
+        ));
+    }
+    if base.target.kind != cand.target.kind {
+        differ.push(format!(
+            "target {} vs {}",
+            base.target.kind, cand.target.kind
+        ));
+    }
+    if !differ.is_empty() {
+        errln!(
+            "compare: warning: the runs differ ({}): what differs between them is not a \
+             regression",
+            differ.join(", ")
+        );
+        if !force {
+            errln!("compare: refused; --force compares them anyway");
+            return Exit::BadInput;
+        }
+    }
     let mut tolerances = Tolerances::from_scenario(&cand.tolerances);
     tolerances.gated = flags.gate;
     if let Some(v) = flags.latency_increase {

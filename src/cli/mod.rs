@@ -13,6 +13,7 @@ pub mod report;
 pub mod run;
 pub mod scenarios;
 pub mod schema;
+pub mod shell;
 pub mod validate;
 
 use doorbuster::scenario;

@@ -21,6 +21,17 @@ pub fn run(
     quiet: bool,
     overrides: scenario::Overrides,
 ) -> anyhow::Result<Exit> {
+    if let Some(out) = &out
+        && let Some((format, file)) = out.to_str().and_then(|o| o.split_once('='))
+        && !out.exists()
+    {
+        errln!(
+            "error: --out takes the run's folder, not {format}={file}: doorbuster writes \
+             summary.json, summary.md, report.html, junit.xml and the interval logs into it \
+             (e.g. --out reports/{format}-run)"
+        );
+        return Ok(Exit::BadInput);
+    }
     let run_arg = reproduce_args(&overrides);
     // The same validation as `validate`, with the flags applied and every ${ENV} required:
     // everything `run` refuses about the scenario is refused here, with its position, before

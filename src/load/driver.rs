@@ -24,6 +24,7 @@ use crate::events::UserFields;
 use crate::load::Schedule;
 use crate::load::model::{CheckoutMode, Load};
 use crate::load::sync_checkout::pay_inline;
+use crate::observe::failures::CheckoutFailure;
 use crate::observe::{Checkout, Observer};
 use crate::orders::OrderFactory;
 use crate::orders::template::Renderer;
@@ -138,6 +139,15 @@ impl Driver {
             .fetch_sub(1, Relaxed);
     }
 
+    /// Why an order found no free checkout slot in time.
+    fn no_slot(&self) -> String {
+        format!(
+            "all {} checkout slots busy for the checkout timeout ({})",
+            self.load.max_in_flight,
+            humantime::format_duration(self.load.checkout_timeout)
+        )
+    }
+
     async fn submit(&self, id: u64, due: RunTime, slots: Arc<Semaphore>) {
         let o = self.observer();
         let deadline = o
@@ -151,6 +161,7 @@ impl Driver {
                 o.ledger.set_checkout(id, Checkout::Failed);
                 o.counters.failed.fetch_add(1, Relaxed);
                 o.counters.checkout_not_sent.fetch_add(1, Relaxed);
+                o.checkout_failed(id, CheckoutFailure::NotSent, self.no_slot());
                 return;
             }
         };
@@ -177,6 +188,8 @@ impl Driver {
                     o.counters.failed.fetch_add(1, Relaxed);
                     o.counters.checkout_not_sent.fetch_add(1, Relaxed);
                     o.counters.not_rendered.fetch_add(1, Relaxed);
+                    let reason = "the payload template failed".to_owned();
+                    o.checkout_failed(id, CheckoutFailure::NotSent, reason);
                     return;
                 }
             },
@@ -192,12 +205,23 @@ impl Driver {
                 true
             }
             // Sent, and no answer: the broker may or may not hold the order.
-            Ok(Err(TransportError::Indeterminate { .. })) | Err(_) => {
+            Ok(Err(e @ TransportError::Indeterminate { .. })) => {
                 o.counters.checkout_unknown.fetch_add(1, Relaxed);
+                o.checkout_failed(id, CheckoutFailure::Unknown, e.reason());
                 false
             }
-            Ok(Err(_)) => {
+            Err(_) => {
+                o.counters.checkout_unknown.fetch_add(1, Relaxed);
+                let reason = format!(
+                    "no answer within the checkout timeout ({})",
+                    humantime::format_duration(self.load.checkout_timeout)
+                );
+                o.checkout_failed(id, CheckoutFailure::Unknown, reason);
+                false
+            }
+            Ok(Err(e)) => {
                 o.counters.checkout_refused.fetch_add(1, Relaxed);
+                o.checkout_failed(id, CheckoutFailure::Refused, e.reason());
                 false
             }
         };
@@ -210,6 +234,7 @@ impl Driver {
                     o.finding(format!("sync checkout of order {id}: {error}"));
                 }
                 tracing::debug!(order = id, %error, "sync checkout failed");
+                o.checkout_failed(id, CheckoutFailure::Payment, error.to_string());
                 accepted = false;
             }
         }

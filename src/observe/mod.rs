@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod dead_letters;
+pub mod failures;
 pub mod hlog;
 pub mod ledger;
 pub mod outputs;
@@ -251,6 +252,8 @@ pub struct Observer {
     pub dead_letters: Mutex<dead_letters::DeadLetters>,
     /// What the taps saw of the user's shop (observe mode).
     pub outputs: Option<outputs::Outputs>,
+    /// Failed checkouts by reason.
+    failures: Mutex<failures::Failures>,
 }
 
 impl Observer {
@@ -271,7 +274,18 @@ impl Observer {
             splits: Mutex::new(Vec::new()),
             dead_letters: Mutex::new(dead_letters::DeadLetters::default()),
             outputs: None,
+            failures: Mutex::default(),
         }
+    }
+
+    /// Records why checkout `order` failed.
+    pub fn checkout_failed(&self, order: u64, outcome: failures::CheckoutFailure, reason: String) {
+        lock(&self.failures).add(outcome, reason, order);
+    }
+
+    /// The failed checkouts by reason, the most frequent first.
+    pub fn checkout_failures(&self) -> Vec<failures::FailedCheckouts> {
+        lock(&self.failures).list()
     }
 
     /// Observe mode: the tallies the taps record into.
@@ -351,6 +365,16 @@ impl Observer {
         if let Some(Some(w)) = lock(&self.faults).get_mut(index) {
             w.notes.push(note);
         }
+    }
+
+    /// The faults on now, as "kind target" (a live view's marker).
+    pub fn active_faults(&self) -> Vec<String> {
+        lock(&self.faults)
+            .iter()
+            .flatten()
+            .filter(|w| w.end_ms.is_none())
+            .map(|w| format!("{} {}", w.kind, w.target))
+            .collect()
     }
 
     /// The windows as they happened, each with its latency split.

@@ -5,6 +5,7 @@
 //! HdrHistogram's interval logs do). Values are microseconds, 1 µs .. 1 h, 3 significant
 //! digits, as DESIGN.md §5 fixes.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
@@ -53,10 +54,16 @@ pub struct SeriesPoint {
     pub percentiles: Percentiles,
 }
 
+/// The seconds the live views' percentiles cover (the terminal line, CI progress lines).
+pub const RECENT_S: usize = 10;
+
 pub struct Recorder {
     interval: Mutex<Histogram<u64>>,
     total: Mutex<Histogram<u64>>,
     series: Mutex<Vec<SeriesPoint>>,
+    /// The last [`RECENT_S`] closed seconds at 2 significant digits (a live view's 1 %
+    /// needs no more, and each is an eighth of the size); `None` for a second with nothing.
+    recent: Mutex<VecDeque<Option<Histogram<u64>>>>,
 }
 
 impl Default for Recorder {
@@ -65,8 +72,14 @@ impl Default for Recorder {
             interval: Mutex::new(new_histogram()),
             total: Mutex::new(new_histogram()),
             series: Mutex::new(Vec::new()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_S + 1)),
         }
     }
+}
+
+fn coarse_histogram() -> Histogram<u64> {
+    // Constant bounds within hdrhistogram's limits, so this cannot fail.
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, 2).expect("valid histogram bounds")
 }
 
 impl Recorder {
@@ -88,7 +101,29 @@ impl Recorder {
                 percentiles: Percentiles::of(&interval),
             });
         }
+        let coarse = (!interval.is_empty()).then(|| {
+            let mut h = coarse_histogram();
+            for v in interval.iter_recorded() {
+                h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+            h
+        });
+        let mut recent = lock(&self.recent);
+        recent.push_back(coarse);
+        if recent.len() > RECENT_S {
+            recent.pop_front();
+        }
         interval
+    }
+
+    /// Percentiles of the last [`RECENT_S`] closed seconds (to 2 significant digits).
+    pub fn recent(&self) -> Percentiles {
+        let mut sum = coarse_histogram();
+        for h in lock(&self.recent).iter().flatten() {
+            // Same bounds on both sides, so `add` cannot fail.
+            let _ = sum.add(h);
+        }
+        Percentiles::of(&sum)
     }
 
     /// The whole run so far (call after the last tick).
@@ -119,6 +154,16 @@ mod tests {
         assert_eq!(total.len(), 101);
         let series = r.series();
         assert_eq!(series.len(), 2);
+        // The recent window holds both seconds until they age out of it.
+        assert_eq!(r.recent().count, 101);
+        for second in 3..(3 + RECENT_S as u32 - 2) {
+            r.tick(second);
+        }
+        assert_eq!(r.recent().count, 1, "only second 1 is left in the window");
+        let p = r.recent();
+        assert!(p.p99_us.abs_diff(500_000) <= 5_000, "{p:?}");
+        r.tick(99);
+        assert_eq!(r.recent().count, 0);
         assert_eq!(series[0].percentiles.count, 100);
         // 3 significant digits: p50 of 1..=100 ms is 50 ms within 0.1 %.
         assert!((49_950..=50_050).contains(&series[0].percentiles.p50_us));

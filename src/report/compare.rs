@@ -70,7 +70,8 @@ fn rate(part: u64, whole: u64) -> Option<f64> {
 }
 
 fn rate_delta(what: &str, base: Option<f64>, cand: Option<f64>, tol: &Tolerances) -> Delta {
-    let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}%"));
+    // The same rounding as the checks' own figures (down, so a miss never shows as 100 %).
+    let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| crate::verify::percent(v / 100.0));
     let (change, regressed) = match (base, cand) {
         (Some(b), Some(c)) => (format!("{:+.2} pp", c - b), b - c > tol.rate_drop_pp),
         _ => ("-".to_owned(), false),

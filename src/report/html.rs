@@ -65,8 +65,11 @@ struct View {
     deliveries_chart: String,
     stages: Vec<StageView>,
     stages_without_data: Vec<String>,
+    latency_not_judged: Vec<String>,
     send_lag: LatencyRow,
     orders: Vec<(&'static str, u64)>,
+    /// Failed checkouts by reason: how, why, how many, the first orders.
+    failed_by_reason: Vec<(&'static str, String, u64, String)>,
     target_kind: String,
     target_settings: Vec<(String, String)>,
     deliveries: Vec<(&'static str, u64)>,
@@ -189,6 +192,7 @@ impl View {
                 .filter(|_| s.outputs.is_empty())
                 .map(|l| l.stage.clone())
                 .collect(),
+            latency_not_judged: s.latency_not_judged.clone(),
             send_lag: LatencyRow::of(&s.send_lag),
             orders: if s.incomplete.is_some() {
                 // A rebuilt report knows only what the interval logs counted.
@@ -227,6 +231,19 @@ impl View {
                     ("backordered", o.backordered),
                 ]
             },
+            failed_by_reason: o
+                .failed_by_reason
+                .iter()
+                .map(|f| {
+                    let orders: Vec<String> = f.orders.iter().map(u64::to_string).collect();
+                    (
+                        f.outcome.words(),
+                        f.reason.clone(),
+                        f.count,
+                        orders.join(", "),
+                    )
+                })
+                .collect(),
             target_kind: s.target.kind.clone(),
             target_settings: s.target.settings.clone(),
             deliveries: vec![
@@ -434,13 +451,13 @@ mod tests {
                 failed: 0,
                 completed: 3,
                 fulfilled: 3,
-                declined: 0,
-                payment_failed: 0,
-                resubmits: 0,
-                backordered: 0,
-                publish_refused: 0,
-                publish_unknown: 0,
-                not_sent: 0,
+                failed_by_reason: vec![crate::observe::failures::FailedCheckouts {
+                    outcome: crate::observe::failures::CheckoutFailure::Refused,
+                    reason: "HTTP 503 <Service Unavailable>".into(),
+                    count: 20,
+                    orders: vec![0, 20],
+                }],
+                ..Default::default()
             },
             checks: vec![CheckResult {
                 name: "no_loss".into(),
@@ -473,6 +490,7 @@ mod tests {
                     percentiles: percentiles(1000),
                 }],
             }],
+            latency_not_judged: vec!["<order.created>".into()],
             send_lag: percentiles(10),
             deliveries: Deliveries::default(),
             provider: ProviderStats::default(),
@@ -523,6 +541,14 @@ mod tests {
         assert!(!html.contains("<email>"));
         assert!(!html.contains("<no>"));
         assert!(html.contains("&lt;note&gt;"), "notes are shown, escaped");
+        assert!(
+            html.contains("HTTP 503 &lt;Service Unavailable&gt;"),
+            "a failed checkout's reason is shown, escaped"
+        );
+        assert!(
+            html.contains("Measured, not judged") && html.contains("&lt;order.created&gt;"),
+            "a stage without an SLO is said to be unjudged"
+        );
         assert!(
             html.contains("&lt;img src=x&gt; failed"),
             "an exec command's output is shown, escaped"

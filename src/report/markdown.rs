@@ -67,6 +67,24 @@ pub fn render(s: &Summary) -> String {
         "\n**Orders:** {}.\n",
         s.orders.line(s.checkout_only() || observed)
     );
+    if !s.orders.failed_by_reason.is_empty() {
+        let _ = writeln!(
+            md,
+            "| failed checkouts | reason | count | first orders |\n|---|---|---|---|"
+        );
+        for f in &s.orders.failed_by_reason {
+            let orders: Vec<String> = f.orders.iter().map(u64::to_string).collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                f.outcome.words(),
+                cell(&f.reason),
+                f.count,
+                orders.join(", ")
+            );
+        }
+        md.push('\n');
+    }
     let _ = writeln!(
         md,
         "| stage | samples | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|---|"
@@ -87,6 +105,18 @@ pub fn render(s: &Summary) -> String {
             fmt_us(p.p99_us),
             fmt_us(p.p999_us),
             fmt_us(p.max_us)
+        );
+    }
+    if !s.latency_not_judged.is_empty() {
+        let stages: Vec<String> = s
+            .latency_not_judged
+            .iter()
+            .map(|l| format!("`{}`", cell(l)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nMeasured, not judged (no SLO in `checks.latency`): {}.",
+            stages.join(", ")
         );
     }
     if !s.outputs.is_empty() {
@@ -126,15 +156,15 @@ pub fn render(s: &Summary) -> String {
             let recovery = f.recovery.as_ref();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} ms | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 cell(&f.kind),
                 cell(&f.target),
-                f.start_ms,
-                f.end_ms.map_or("-".to_owned(), |e| format!("{e} ms")),
+                super::fmt_ms(f.start_ms),
+                f.end_ms.map_or("-".to_owned(), super::fmt_ms),
                 recovery.map_or("-".to_owned(), |r| r.backlog_peak.to_string()),
                 recovery
                     .and_then(|r| r.lag_recovered_after_ms)
-                    .map_or("-".to_owned(), |ms| format!("{ms} ms")),
+                    .map_or("-".to_owned(), super::fmt_ms),
             );
         }
         md.push('\n');

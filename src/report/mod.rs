@@ -19,6 +19,15 @@ use std::path::{Path, PathBuf};
 
 use summary::Summary;
 
+/// A run time in milliseconds as people read it: `25.0 s` (`850 ms` under a second).
+pub fn fmt_ms(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 /// `reports/<scenario>-<UTC date-time>-seed<N>`.
 pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(crate::clock::wall_now()).to_string();

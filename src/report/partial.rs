@@ -224,16 +224,9 @@ pub fn rebuild(dir: &Path) -> Result<Summary, RebuildError> {
             planned: record.planned_orders,
             attempted: accepted,
             accepted,
-            failed: 0,
-            completed: 0,
             fulfilled: count_of(Stage::Fulfilled),
-            declined: 0,
-            payment_failed: 0,
-            resubmits: 0,
-            backordered: 0,
-            publish_refused: 0,
-            publish_unknown: 0,
-            not_sent: 0,
+            // Nothing else can be rebuilt from the interval log: listed as unknown.
+            ..Default::default()
         },
         checks,
         rates: Rates {
@@ -242,6 +235,8 @@ pub fn rebuild(dir: &Path) -> Result<Summary, RebuildError> {
             phases: record.phases,
         },
         latency,
+        // The scenario's SLOs are not in the record: nothing is said about them.
+        latency_not_judged: Vec::new(),
         send_lag: Percentiles::of(&new_histogram()),
         deliveries: Deliveries::default(),
         provider: ProviderStats::default(),

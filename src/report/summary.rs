@@ -32,7 +32,7 @@ pub struct Incomplete {
     pub unknown: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct OrderCounts {
     pub planned: u64,
@@ -56,9 +56,14 @@ pub struct OrderCounts {
     #[serde(default)]
     pub publish_unknown: u64,
     /// Checkouts never sent: no in-flight slot (`load.max_in_flight`) before
-    /// `checkout_timeout`. failed = publish_refused + publish_unknown + not_sent.
+    /// `checkout_timeout`. failed = publish_refused + publish_unknown + not_sent, plus the
+    /// inline card payments that failed with `checkout: sync`.
     #[serde(default)]
     pub not_sent: u64,
+    /// The failed checkouts by reason (an HTTP status, a broker's refusal, no answer in
+    /// time), the most frequent first, each with its first orders.
+    #[serde(default)]
+    pub failed_by_reason: Vec<crate::observe::failures::FailedCheckouts>,
 }
 
 impl OrderCounts {
@@ -214,6 +219,9 @@ pub struct Summary {
     pub checks: Vec<CheckResult>,
     pub rates: Rates,
     pub latency: Vec<StageLatency>,
+    /// Stages with latency samples and no SLO in `checks.latency`: measured, not judged.
+    #[serde(default)]
+    pub latency_not_judged: Vec<String>,
     /// How late the generator dispatched arrivals: the run's own validity.
     pub send_lag: Percentiles,
     pub deliveries: Deliveries,
@@ -315,6 +323,19 @@ impl Summary {
                     }
                 })
                 .collect(),
+            latency_not_judged: Stage::ALL
+                .iter()
+                .filter(|&&stage| {
+                    !o.stage(stage).total().is_empty()
+                        && !i
+                            .scenario
+                            .checks
+                            .latency
+                            .iter()
+                            .any(|slo| slo.stage == stage)
+                })
+                .map(|stage| stage.label().to_owned())
+                .collect(),
             send_lag: Percentiles::of(&o.send_lag.total()),
             deliveries: deliveries(o, i.attempted),
             provider: i.provider.stats(),
@@ -365,6 +386,7 @@ fn order_counts(i: &SummaryInput<'_>, o: &Observer) -> OrderCounts {
         publish_refused: o.counters.checkout_refused.load(Relaxed),
         publish_unknown: o.counters.checkout_unknown.load(Relaxed),
         not_sent: o.counters.checkout_not_sent.load(Relaxed),
+        failed_by_reason: o.checkout_failures(),
     };
     for order in 0..i.attempted {
         match o.ledger.checkout(order) {

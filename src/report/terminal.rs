@@ -109,20 +109,29 @@ orders: {}
             d.describe(),
         )
     };
-    for f in &summary.faults {
-        let end = f.end_ms.map_or("the end".to_owned(), |e| format!("{e} ms"));
+    if !summary.latency_not_judged.is_empty() {
         out.push_str(&format!(
-            "fault: {} on {} from {} ms to {end}{}\n",
+            "latency not judged (no SLO in checks.latency): {}\n",
+            summary.latency_not_judged.join(", ")
+        ));
+    }
+    for f in &summary.orders.failed_by_reason {
+        out.push_str(&format!("failed checkouts: {}\n", f.describe()));
+    }
+    for f in &summary.faults {
+        let end = f.end_ms.map_or("the end".to_owned(), super::fmt_ms);
+        out.push_str(&format!(
+            "fault: {} on {} from {} to {end}{}\n",
             f.kind,
             f.target,
-            f.start_ms,
+            super::fmt_ms(f.start_ms),
             f.recovery
                 .as_ref()
                 .map(|r| format!(
                     ", backlog peak {}, lag recovered after {}",
                     r.backlog_peak,
                     r.lag_recovered_after_ms
-                        .map_or("never".to_owned(), |ms| format!("{ms} ms"))
+                        .map_or("never".to_owned(), super::fmt_ms)
                 ))
                 .unwrap_or_default()
         ));

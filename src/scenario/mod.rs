@@ -60,8 +60,9 @@ pub struct Loaded {
 }
 
 /// Loads a scenario from the file alone: no overrides, no environment (see [`load_with`]).
-/// `arg` is a path if it exists or ends with `.yaml`/`.yml`, else the name of a bundled
-/// scenario.
+/// `arg` is a path if it has a path separator or ends with `.yaml`/`.yml`; else the name of
+/// a bundled scenario when there is one by that name (a folder `black-friday` does not hide
+/// the bundled scenario: `./black-friday` names the folder); else a path.
 pub fn load(arg: &str) -> Result<(Scenario, Source), ScenarioError> {
     load_with(arg, &Context::file_only()).map(|l| (l.scenario, l.source))
 }
@@ -70,8 +71,12 @@ pub fn load(arg: &str) -> Result<(Scenario, Source), ScenarioError> {
 /// environment: how `validate` and `run` check a file, with the same code.
 pub fn load_with(arg: &str, context: &Context) -> Result<Loaded, ScenarioError> {
     let path = Path::new(arg);
-    let looks_like_file = arg.ends_with(".yaml") || arg.ends_with(".yml");
-    if path.exists() || looks_like_file {
+    let looks_like_file = arg.ends_with(".yaml")
+        || arg.ends_with(".yml")
+        || arg.contains('/')
+        || arg.contains(std::path::MAIN_SEPARATOR);
+    let is_bundled = bundled().iter().any(|(name, _)| *name == arg);
+    if looks_like_file || (path.exists() && !is_bundled) {
         let text = std::fs::read_to_string(path).map_err(|e| {
             let hint = (e.kind() == std::io::ErrorKind::NotFound)
                 .then(|| format!("check the path; bundled scenarios are {}", bundled_names()));

@@ -7,13 +7,18 @@
 //! (ranges, rules across keys); the tests hold the schema to it: every bundled scenario and
 //! the full `init` template validate, and misspelt keys and malformed units are rejected.
 
-/// The scenario-file schema as pretty JSON.
+/// The scenario-file schema as pretty JSON, its keys in the order schemars writes them
+/// (`$schema` and `title` first, as editors show them).
 pub fn json() -> String {
     // A generated schema always serialises.
-    serde_json::to_string_pretty(&value()).unwrap_or_default()
+    serde_json::to_string_pretty(&schema()).unwrap_or_default()
 }
 
-/// The scenario-file schema as a JSON value (also what `keys.rs` walks for unknown keys).
+/// The scenario-file schema as a JSON value (what `keys.rs` walks for unknown keys).
 pub fn value() -> serde_json::Value {
-    schemars::schema_for!(super::raw::RawScenario).to_value()
+    schema().to_value()
+}
+
+fn schema() -> schemars::Schema {
+    schemars::schema_for!(super::raw::RawScenario)
 }

@@ -319,6 +319,7 @@ async fn standalone_runs_until_shutdown_and_reports_stats() {
         async {
             let _ = stopped.await;
         },
+        |_| {},
     ));
     let mut stream = None;
     for _ in 0..100 {

@@ -436,6 +436,23 @@ async fn refusals_fail_the_checkout_success_rate_order_for_order() {
     let c = super::support::check(&r, "checkout_success_rate");
     assert_eq!(c.verdict, Verdict::Fail, "{c:?}");
     assert!(c.observed.contains("380 of 400"), "{c:?}");
+    // The status travels: counted by reason in summary.json, and first in the evidence.
+    let [by_reason] = o.failed_by_reason.as_slice() else {
+        panic!("one reason: {o:?}")
+    };
+    assert_eq!(by_reason.reason, "HTTP 503 Service Unavailable");
+    assert_eq!(by_reason.count, refused_by_shop);
+    assert_eq!(by_reason.orders, [0, 20, 40, 60, 80], "every 20th order");
+    assert_eq!(
+        c.evidence[0],
+        "20 refused: HTTP 503 Service Unavailable (orders 0, 20, 40, 60, 80, ...)"
+    );
+    // ...and into the reports people read.
+    let md = doorbuster::report::markdown::render(&r.summary);
+    assert!(
+        md.contains("| refused | HTTP 503 Service Unavailable | 20 |"),
+        "{md}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,6 +473,12 @@ async fn answers_after_the_checkout_timeout_are_unknown_not_lost() {
     // Every unknown checkout reached the shop.
     assert_eq!(shop.orders_taken() as u64, o.attempted);
     assert_eq!(verdict(&r, "checkout_success_rate"), Verdict::Fail);
+    let timeouts = o
+        .failed_by_reason
+        .iter()
+        .find(|f| f.reason == "no answer within the checkout timeout (1s)")
+        .unwrap_or_else(|| panic!("{o:?}"));
+    assert_eq!(timeouts.count, o.publish_unknown);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@
 //! ProxyHandle::add_toxic(name, ToxicSpec) -> Result<(), ProxyError>   // replaces a same-named one
 //! ProxyHandle::remove_toxic(name) -> bool
 //! ProxyHandle::stats() -> ProxyStats
-//! run_standalone(listen, upstream, toxics, seed, allow_remote, shutdown) -> Result<ProxyStats, ProxyError>
+//! run_standalone(listen, upstream, toxics, seed, allow_remote, shutdown, ready) -> Result<ProxyStats, ProxyError>
 //! ```
 //!
 //! Adding a toxic, as toxiproxy's CREATING_TOXICS.md has it: one file here implementing
@@ -221,6 +221,7 @@ pub async fn run_standalone(
     seed: u64,
     allow_remote: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr),
 ) -> Result<ProxyStats, ProxyError> {
     // Refuse a bad toxic before listening, so the command fails without ever proxying.
     for (index, spec) in toxics.iter().enumerate() {
@@ -237,6 +238,8 @@ pub async fn run_standalone(
         handle.add_toxic(&format!("{}-{index}", spec.toxic.kind()), spec)?;
     }
     tracing::info!(listen = %handle.local_addr(), %upstream, "fault proxy running");
+    // Only now, with the listener bound and every toxic in place (a refusal came first).
+    ready(handle.local_addr());
     handle.stopped().await;
     Ok(handle.stats())
 }

@@ -26,6 +26,40 @@ pub struct ProxyStats {
     pub upstream_failures: u64,
 }
 
+impl std::fmt::Display for ProxyStats {
+    /// "3 connections (0 open), 1.2 kB to the upstream, 48.0 kB back, 0 B dropped, 0 resets,
+    /// 0 upstream failures": what a person reads when the proxy stops.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "{} ({} open), {} to the upstream, {} back, {} dropped, {}, {}",
+            plural(self.connections_accepted, "connection", "connections"),
+            self.connections_active,
+            bytes(self.bytes_upstream),
+            bytes(self.bytes_downstream),
+            bytes(self.bytes_dropped),
+            plural(self.resets, "reset", "resets"),
+            plural(
+                self.upstream_failures,
+                "upstream failure",
+                "upstream failures"
+            ),
+        )
+    }
+}
+
+/// `512 B`, `1.2 kB`, `3.4 MB` (decimal units, as `ls -h --si`).
+fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     pub connections_accepted: AtomicU64,
@@ -68,5 +102,28 @@ impl Counters {
             resets: read(&self.resets),
             upstream_failures: read(&self.upstream_failures),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_reads_as_words() {
+        let stats = ProxyStats {
+            connections_accepted: 3,
+            connections_active: 0,
+            bytes_upstream: 1_234,
+            bytes_downstream: 48_000,
+            bytes_dropped: 0,
+            resets: 1,
+            upstream_failures: 0,
+        };
+        assert_eq!(
+            stats.to_string(),
+            "3 connections (0 open), 1.2 kB to the upstream, 48.0 kB back, 0 B dropped, \
+             1 reset, 0 upstream failures"
+        );
     }
 }
