@@ -318,6 +318,17 @@ async fn real_summary() -> Summary {
     summary
 }
 
+fn percentiles(count: u64, us: u64) -> doorbuster::observe::Percentiles {
+    doorbuster::observe::Percentiles {
+        count,
+        p50_us: us,
+        p90_us: us,
+        p99_us: us * 2,
+        p999_us: us * 2,
+        max_us: us * 3,
+    }
+}
+
 /// The real summary with a fault window, and its duplicate-effects check turned into a
 /// failure with a long evidence list.
 fn faulted(mut s: Summary) -> Summary {
@@ -327,8 +338,18 @@ fn faulted(mut s: Summary) -> Summary {
         start_ms: 1_000,
         end_ms: Some(2_000),
         notes: Vec::new(),
-        latency: Vec::new(),
-        recovery: None,
+        latency: vec![doorbuster::observe::StageSplit {
+            stage: doorbuster::topology::Stage::Checkout,
+            before: percentiles(10, 1_000),
+            during: percentiles(10, 50_000),
+            after: percentiles(10, 1_200),
+        }],
+        recovery: Some(doorbuster::observe::Recovery {
+            lag_before: 0,
+            backlog_peak: 420,
+            lag_recovered_after_ms: Some(3_500),
+            latency_recovered_after_ms: None,
+        }),
         exec: None,
     }];
     let check = s
@@ -582,6 +603,17 @@ async fn a_faulted_failing_run_shades_every_time_chart() {
     let Some(browser) = chromium() else { return };
     let dom = check_in_browser(browser, &summary, "faulted");
     assert!(dom.contains("class=\"badge run-verdict fail\""));
+    // The fault section tells what the window did; the charts name the fault on its band.
+    assert!(
+        dom.contains("Backlog peak 420; lag back to its level before the fault after 3.5 s."),
+        "{dom}"
+    );
+    assert!(dom.contains("class=\"fault-split\""), "{dom}");
+    assert!(
+        dom.contains("<td class=\"num\">50.0 ms / 100 ms</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("class=\"fault-label\""), "{dom}");
     // Twelve evidence lines fold into a <details>.
     assert!(dom.contains("<details><summary>12 items</summary>"));
 }

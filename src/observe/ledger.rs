@@ -47,6 +47,18 @@ pub enum Terminal {
     Failed = 3,
 }
 
+impl Terminal {
+    /// How an order ended, in plain words.
+    pub fn words(self) -> &'static str {
+        match self {
+            Terminal::None => "not settled",
+            Terminal::Fulfilled => "fulfilled",
+            Terminal::Declined => "declined (its card was refused)",
+            Terminal::Failed => "failed (the payment provider failed after the last retry)",
+        }
+    }
+}
+
 /// What a service did about an order, recorded when it did it (captures are the payment
 /// provider's own records, not the ledger's). Each is applied at most once per order by an
 /// idempotent service.

@@ -150,7 +150,7 @@ pub fn rate(summary: &Summary) -> String {
         Series::new(
             "achieved (acked)",
             BLUE_,
-            per_second(&summary.rates.achieved_per_second),
+            per_second(whole_seconds(summary)),
         ),
     ];
     time_chart(
@@ -159,6 +159,16 @@ pub fn rate(summary: &Summary) -> String {
         &series,
         &TimeAxis::of(summary),
     )
+}
+
+/// The achieved rate of each whole second: the run's last, partial second is left out, as
+/// its few orders would read as a collapse of the rate.
+fn whole_seconds(summary: &Summary) -> &[u64] {
+    let achieved = &summary.rates.achieved_per_second;
+    match achieved.split_last() {
+        Some((_, whole)) if achieved.len() as f64 > summary.duration_s + 1e-6 => whole,
+        _ => achieved,
+    }
 }
 
 /// p50, p90, p99 and max of one stage, per second, in milliseconds.
@@ -585,7 +595,8 @@ enum Mark {
     Swatch,
 }
 
-/// One `<rect class="fault-window">` per fault, in pixels of the plot, with a tooltip.
+/// One `<rect class="fault-window">` per fault, in pixels of the plot, with a tooltip, and
+/// the fault's kind written at the top of its band (read on paper or a screenshot too).
 /// Written by hand rather than through plotters so it carries a class the page (and the
 /// browser test) can find, and goes under the data lines.
 fn fault_shading(chart: &Chart<'_, '_>, faults: &[FaultWindow], x_max: f64) -> String {
@@ -617,6 +628,14 @@ fn fault_shading(chart: &Chart<'_, '_>, faults: &[FaultWindow], x_max: f64) -> S
                 f.end_ms
                     .map_or("end".to_owned(), |end| number(end as f64 / 1000.0))
             )),
+        );
+        let _ = writeln!(
+            out,
+            "<text class=\"fault-label\" x=\"{x}\" y=\"{y}\" font-size=\"11\" \
+             font-family=\"sans-serif\" fill=\"#444\">{label}</text>",
+            x = x0 + 3,
+            y = y_pixels.start + 12,
+            label = escape(&f.kind),
         );
     }
     out
@@ -746,6 +765,21 @@ mod tests {
             "order-created-order-fulfilled"
         );
         assert_eq!(slug("order.created"), "order-created");
+    }
+
+    /// The last second of a run that ended inside it is not drawn as a fall of the rate;
+    /// a run that ended on a whole second keeps every point.
+    #[test]
+    fn a_partial_last_second_is_left_out_of_the_rate() {
+        let mut s: Summary = serde_json::from_str(include_str!(
+            "../../tests/fixtures/summaries/smoke-pass.json"
+        ))
+        .unwrap();
+        s.rates.achieved_per_second = vec![40, 40, 3];
+        s.duration_s = 2.1;
+        assert_eq!(whole_seconds(&s), [40, 40]);
+        s.duration_s = 3.0;
+        assert_eq!(whole_seconds(&s), [40, 40, 3]);
     }
 
     /// A gap (`None`) splits a line instead of bridging it.

@@ -144,6 +144,39 @@ struct FaultRow {
     notes: Vec<String>,
     /// An `exec` command's last lines of output.
     output_tail: Vec<String>,
+    /// Per stage with samples: p50 / p99 before, during and after the window.
+    latency: Vec<SplitRow>,
+    /// The largest lag in the window, and how long after the window it took to return to its
+    /// level before ("never" within the run); `None` when lag was not measured.
+    backlog_peak: Option<u64>,
+    recovered_after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SplitRow {
+    stage: String,
+    before: String,
+    during: String,
+    after: String,
+}
+
+impl SplitRow {
+    /// `p50 / p99`, or a dash for a part without samples.
+    fn of(split: &crate::observe::StageSplit) -> SplitRow {
+        let part = |p: &Percentiles| {
+            if p.count == 0 {
+                "-".to_owned()
+            } else {
+                format!("{} / {}", ms(p.p50_us), ms(p.p99_us))
+            }
+        };
+        SplitRow {
+            stage: split.stage.label().to_owned(),
+            before: part(&split.before),
+            during: part(&split.during),
+            after: part(&split.after),
+        }
+    }
 }
 
 impl View {
@@ -226,9 +259,15 @@ impl View {
                     ("completed", o.completed),
                     ("fulfilled", o.fulfilled),
                     ("declined (business outcome)", o.declined),
-                    ("payment failed", o.payment_failed),
+                    (
+                        "payment failed (the provider failed after the last retry)",
+                        o.payment_failed,
+                    ),
                     ("resubmits", o.resubmits),
-                    ("backordered", o.backordered),
+                    (
+                        "backordered (items out of stock: recorded, stock untouched)",
+                        o.backordered,
+                    ),
                 ]
             },
             failed_by_reason: o
@@ -274,7 +313,10 @@ impl View {
                 vec![
                     ("orders created", a.orders_created.to_string()),
                     ("payments succeeded", a.payments_succeeded.to_string()),
-                    ("payments failed", a.payments_failed.to_string()),
+                    (
+                        "payments failed (declined cards and provider failures)",
+                        a.payments_failed.to_string(),
+                    ),
                     ("fulfilled", a.fulfilled.to_string()),
                     ("revenue", crate::orders::decimal(a.revenue_cents)),
                 ]
@@ -295,6 +337,17 @@ impl View {
                         .as_ref()
                         .map(|e| e.output_tail.clone())
                         .unwrap_or_default(),
+                    latency: f
+                        .latency
+                        .iter()
+                        .filter(|l| l.before.count + l.during.count + l.after.count > 0)
+                        .map(SplitRow::of)
+                        .collect(),
+                    backlog_peak: f.recovery.as_ref().map(|r| r.backlog_peak),
+                    recovered_after: f.recovery.as_ref().map(|r| {
+                        r.lag_recovered_after_ms
+                            .map_or("never".to_owned(), super::fmt_ms)
+                    }),
                 })
                 .collect(),
             outputs: s

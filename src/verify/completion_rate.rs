@@ -40,11 +40,21 @@ impl Check for CompletionRate {
             };
             match ledger.terminal(order) {
                 (t, Some(ms)) if t == expected && ms <= limit_ms => completed += 1,
-                (t, Some(ms)) if t == expected => {
-                    misses.push(|| format!("order {order}: {t:?} after {ms} ms"));
-                }
+                (t, Some(ms)) if t == expected => misses.push(|| {
+                    format!(
+                        "order {order}: {} only after {:.1} s, beyond settle_within",
+                        t.words(),
+                        f64::from(ms) / 1000.0
+                    )
+                }),
                 (Terminal::None, _) => misses.push(|| format!("order {order}: never settled")),
-                (t, _) => misses.push(|| format!("order {order}: {t:?}, expected {expected:?}")),
+                (t, _) => misses.push(|| {
+                    format!(
+                        "order {order}: {} where it should have been {}",
+                        t.words(),
+                        expected.words()
+                    )
+                }),
             }
         }
         ratio_result(&self.name(), self.threshold, completed, accepted, misses)
