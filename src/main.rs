@@ -105,6 +105,10 @@ enum Command {
         /// No live progress view.
         #[arg(long, short)]
         quiet: bool,
+        /// Serve live metrics for Prometheus at http://ADDR/metrics while the run goes
+        /// (loopback only), e.g. 127.0.0.1:9464; deploy/grafana/doorbuster.json charts them.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -255,8 +259,19 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             out,
             seed,
             quiet,
+            metrics_listen,
             overrides,
-        } => cli::run::run(&runtime()?, &scenario, out, seed, quiet, overrides.into()),
+        } => cli::run::run(
+            &runtime()?,
+            &scenario,
+            cli::run::RunFlags {
+                out,
+                seed,
+                quiet,
+                metrics_listen,
+            },
+            overrides.into(),
+        ),
         Command::Validate { files, overrides } => {
             Ok(cli::validate::validate(&files, &overrides.into()))
         }

@@ -126,6 +126,13 @@ fn a_bundled_name_is_not_hidden_by_a_folder_of_that_name() {
 }
 
 #[test]
+fn metrics_are_served_on_loopback_only() {
+    let out = run(&["run", "smoke", "--metrics-listen", "0.0.0.0:9464"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("loopback"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn out_takes_a_folder_and_says_so_to_a_k6_habit() {
     let dir = tempfile::tempdir().unwrap();
     let out = doorbuster()

@@ -601,3 +601,164 @@ async fn per_key_order_catches_a_reordered_key() {
     }));
     assert_eq!(c.evidence, expected);
 }
+
+/// A sample's value in OpenMetrics text: the line `name{labels} value` (or `name value`).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_metrics_are_scraped_while_the_run_goes_and_end_as_the_summary_says() {
+    // Real time: a scraper polls /metrics over loopback as Prometheus would. The email
+    // service takes 3 s an order, so the drain lasts that long after the load: the last
+    // scrapes see the final checkout counts, which must be the summary's.
+    let s = doorbuster::scenario::parse(
+        "metrics.yaml",
+        "name: metrics\nseed: 3\nload:\n  arrivals: uniform\n  phases:\n    - { hold: 3s, rate: 40/s }\n  drain: 10s\nservices:\n  email: { latency: 3s }\nprovider: { via: in_process, latency: 1ms }\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let run = tokio::spawn(async move {
+        let options = doorbuster::run::RunOptions {
+            no_files: true,
+            metrics_listen: Some(addr),
+            ..Default::default()
+        };
+        doorbuster::run::execute(&s, options).await
+    });
+    let client = doorbuster::http_client::builder().build().unwrap();
+    let (mut scrapes, mut last, mut content_type) = (0, String::new(), String::new());
+    while !run.is_finished() {
+        if let Ok(r) = client.get(format!("http://{addr}/metrics")).send().await {
+            content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+            last = r.text().await.unwrap();
+            scrapes += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = run.await.unwrap().expect("the run completes");
+    assert!(scrapes >= 10, "{scrapes} scrapes");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(last.ends_with("# EOF\n"), "{last}");
+    let o = &r.summary.orders;
+    let value = |series: &str| sample(&last, series).unwrap_or_else(|| panic!("{series}\n{last}"));
+    assert_eq!(value("doorbuster_orders_planned"), o.planned as f64);
+    assert_eq!(
+        value("doorbuster_orders_attempted_total"),
+        o.attempted as f64
+    );
+    assert_eq!(value("doorbuster_orders_accepted_total"), o.accepted as f64);
+    assert_eq!(
+        value("doorbuster_orders_failed_total{outcome=\"refused\"}"),
+        o.publish_refused as f64
+    );
+    let checkout = &r.summary.latency[0];
+    assert_eq!(checkout.stage, "order.created");
+    assert_eq!(
+        value("doorbuster_latency_seconds_count{stage=\"order.created\"}"),
+        checkout.percentiles.count as f64
+    );
+    assert_eq!(
+        value("doorbuster_latency_seconds_bucket{le=\"+Inf\",stage=\"order.created\"}"),
+        checkout.percentiles.count as f64
+    );
+    // Buckets are cumulative: never fewer below a higher bound.
+    let bucket = |le: &str| {
+        value(&format!(
+            "doorbuster_latency_seconds_bucket{{le=\"{le}\",stage=\"order.created\"}}"
+        ))
+    };
+    assert!(bucket("0.001") <= bucket("0.01") && bucket("0.01") <= bucket("+Inf"));
+    assert_eq!(
+        value("doorbuster_provider_calls_total{answer=\"captured\"}"),
+        r.summary.provider.captures as f64
+    );
+    assert!(value("doorbuster_elapsed_seconds") >= 5.0);
+    // The mails were still on their way while the load had ended: not settled then, all
+    // settled in the end.
+    assert_eq!(o.completed, o.accepted);
+    assert!(
+        last.contains("# TYPE doorbuster_consumer_lag gauge"),
+        "{last}"
+    );
+    // A non-loopback address is refused before the run starts.
+    let remote = doorbuster::run::RunOptions {
+        no_files: true,
+        metrics_listen: Some("10.0.0.1:9464".parse().unwrap()),
+        ..Default::default()
+    };
+    let s = doorbuster::scenario::parse(
+        "m.yaml",
+        "name: m\nload:\n  phases:\n    - { hold: 1s, rate: 1/s }\n",
+    )
+    .unwrap();
+    let refused = doorbuster::run::execute(&s, remote).await;
+    assert!(
+        matches!(&refused, Err(doorbuster::run::RunError::Metrics(why)) if why.contains("loopback")),
+        "{:?}",
+        refused.err()
+    );
+}
+
+/// Every metric the Grafana dashboard queries is one doorbuster serves: the dashboard cannot
+/// drift into charting names that do not exist.
+#[test]
+fn the_grafana_dashboard_queries_only_served_metrics() {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/doorbuster.json"
+    )))
+    .expect("the dashboard is JSON");
+    let s = doorbuster::scenario::parse(
+        "m.yaml",
+        "name: m\nload:\n  phases:\n    - { hold: 1s, rate: 1/s }\n",
+    )
+    .unwrap();
+    let schedule = Arc::new(Schedule::plan(&s.load, s.seed));
+    let clock = doorbuster::clock::Clock::start();
+    let live = doorbuster::report::metrics::Live {
+        observer: Arc::new(doorbuster::observe::Observer::new(clock.clone(), 1)),
+        provider: Arc::new(doorbuster::services::provider::ProviderCore::new(
+            1,
+            &s.provider,
+            clock,
+        )),
+        schedule,
+    };
+    let served = doorbuster::report::metrics::render(&live);
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("doorbuster_"))
+            {
+                queried += 1;
+                let family = ["_bucket", "_total"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
+                assert!(
+                    served.contains(&format!("# TYPE {family} ")),
+                    "{name} is not served:\n{served}"
+                );
+            }
+        }
+    }
+    assert!(queried >= 15, "{queried}");
+}

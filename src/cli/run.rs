@@ -13,14 +13,34 @@ use tokio::runtime::Runtime;
 
 use super::print_warnings;
 
+/// `run`'s own flags (beside the scenario overrides `validate` shares).
+pub struct RunFlags {
+    pub out: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub quiet: bool,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
 pub fn run(
     runtime: &Runtime,
     arg: &str,
-    out: Option<PathBuf>,
-    seed: Option<u64>,
-    quiet: bool,
+    flags: RunFlags,
     overrides: scenario::Overrides,
 ) -> anyhow::Result<Exit> {
+    let RunFlags {
+        out,
+        seed,
+        quiet,
+        metrics_listen,
+    } = flags;
+    if let Some(addr) = metrics_listen
+        && !addr.ip().is_loopback()
+    {
+        errln!(
+            "error: --metrics-listen {addr}: serve metrics on a loopback address (127.0.0.1 or ::1)"
+        );
+        return Ok(Exit::BadInput);
+    }
     if let Some(out) = &out
         && let Some((format, file)) = out.to_str().and_then(|o| o.split_once('='))
         && !out.exists()
@@ -64,6 +84,7 @@ pub fn run(
             progress: !quiet,
             run_arg: format!("{}{run_arg}", source.run_arg()),
             interrupt: Some(interrupt_rx),
+            metrics_listen,
             ..RunOptions::default()
         };
         match execute(&scenario, options).await {

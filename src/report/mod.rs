@@ -10,6 +10,7 @@ pub mod compare;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod metrics;
 pub mod partial;
 pub mod progress;
 pub mod summary;

@@ -43,6 +43,9 @@ pub enum RunError {
     /// `orders.payload` validated but does not compile now (a bug of doorbuster's).
     #[error("the payload template: {0}")]
     Template(#[from] crate::orders::template::TemplateError),
+    /// `--metrics-listen` could not listen (a remote address, a port taken).
+    #[error("cannot serve the metrics: {0}")]
+    Metrics(String),
     #[error("cannot write the report to {path}: {source}")]
     Report {
         path: PathBuf,
@@ -58,9 +61,10 @@ impl From<&RunError> for Exit {
         match error {
             RunError::Transport(e) => Exit::from(e),
             RunError::Template(_) => Exit::BadInput,
-            RunError::Provider(_) | RunError::Webhook(_) | RunError::Report { .. } => {
-                Exit::CannotRun
-            }
+            RunError::Provider(_)
+            | RunError::Webhook(_)
+            | RunError::Metrics(_)
+            | RunError::Report { .. } => Exit::CannotRun,
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct RunOptions {
     pub transport: Option<Arc<dyn Transport>>,
     /// Names the signal (Ctrl-C, SIGTERM, SIGHUP) that asks the run to stop early.
     pub interrupt: Option<watch::Receiver<Option<StopSignal>>>,
+    /// Serve live metrics (OpenMetrics text at `/metrics`) here while the run goes.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Everything a run leaves behind, for the binary and for tests.

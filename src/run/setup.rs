@@ -259,6 +259,17 @@ impl<'s> Run<'s> {
             stop.clone(),
         ));
 
+        if let Some(addr) = opts.metrics_listen {
+            let listener = crate::report::metrics::bind(addr)
+                .await
+                .map_err(super::RunError::Metrics)?;
+            let live = crate::report::metrics::Live {
+                observer: observer.clone(),
+                schedule: schedule.clone(),
+                provider: provider.clone(),
+            };
+            tokio::spawn(crate::report::metrics::serve(listener, live, stop.clone()));
+        }
         let progress = Progress::new(opts.progress, scenario, &schedule);
         let ticker = tokio::spawn(super::drive::tick(
             observer.clone(),
