@@ -129,7 +129,11 @@ fn a_bundled_name_is_not_hidden_by_a_folder_of_that_name() {
 fn metrics_are_served_on_loopback_only() {
     let out = run(&["run", "smoke", "--metrics-listen", "0.0.0.0:9464"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("loopback"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("loopback"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

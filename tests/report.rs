@@ -44,6 +44,33 @@ fn doorbuster(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+fn tables_fit_the_width_they_are_given() {
+    let fail = fixture(FAIL);
+    let comparison = compare(&fixture(PASS), &fail, &Tolerances::default());
+    for width in [80u16, 120] {
+        for (what, table) in [
+            (
+                "verdict",
+                doorbuster::report::terminal::verdict_table_in(&fail, width),
+            ),
+            (
+                "compare",
+                doorbuster::report::compare::render_in(&comparison, width),
+            ),
+        ] {
+            let widest = table.lines().map(|l| l.chars().count()).max().unwrap();
+            assert!(
+                widest <= usize::from(width),
+                "{what} at {width}: {widest}\n{table}"
+            );
+        }
+    }
+    // Wrapped, not cut: the long evidence of the failed check is all there.
+    let narrow = doorbuster::report::terminal::verdict_table_in(&fail, 80);
+    assert!(narrow.contains("no_duplicate_effects"), "{narrow}");
+}
+
+#[test]
 fn committed_schemas_match_the_code() {
     // Regenerate with `doorbuster schema > schemas/scenario.schema.json` and
     // `doorbuster schema --summary > schemas/summary.schema.json`.

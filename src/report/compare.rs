@@ -150,15 +150,19 @@ pub fn compare(base: &Summary, cand: &Summary, tol: &Tolerances) -> Comparison {
     Comparison { deltas }
 }
 
+/// The comparison table, wrapped to the terminal's width (see [`super::table_width`]).
 pub fn render(comparison: &Comparison) -> String {
+    render_in(comparison, super::table_width())
+}
+
+/// The comparison table in at most `width` columns.
+pub fn render_in(comparison: &Comparison, width: u16) -> String {
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "",
-        "baseline",
-        "candidate",
-        "change",
-        "regressed",
-    ]);
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(width)
+        .set_header(vec!["", "baseline", "candidate", "change", "regressed"]);
     for d in &comparison.deltas {
         table.add_row(vec![
             d.what.as_str(),

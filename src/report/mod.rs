@@ -20,6 +20,12 @@ use std::path::{Path, PathBuf};
 
 use summary::Summary;
 
+/// The columns a table printed on stdout may take: the terminal's width, or 120 when stdout
+/// is a file or a CI log.
+pub fn table_width() -> u16 {
+    terminal_size::terminal_size_of(std::io::stdout()).map_or(120, |(w, _)| w.0.max(40))
+}
+
 /// A run time in milliseconds as people read it: `25.0 s` (`850 ms` under a second).
 pub fn fmt_ms(ms: u64) -> String {
     if ms < 1_000 {

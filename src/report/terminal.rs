@@ -10,12 +10,18 @@ use crate::verify::Verdict;
 /// Evidence lines shown per failed check; summary.json keeps them all.
 const TERMINAL_EXAMPLES: usize = 10;
 
+/// The verdict table, wrapped to the terminal's width (see [`super::table_width`]).
 pub fn verdict_table(summary: &Summary) -> String {
+    verdict_table_in(summary, super::table_width())
+}
+
+/// The verdict table in at most `width` columns.
+pub fn verdict_table_in(summary: &Summary, width: u16) -> String {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(120)
+        .set_width(width)
         .set_header(vec!["check", "verdict", "observed", "threshold"]);
     for check in &summary.checks {
         let verdict = match check.verdict {
