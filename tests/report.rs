@@ -305,7 +305,12 @@ fn compare_uses_the_candidate_scenarios_tolerances_unless_a_flag_overrides_them(
 /// Seconds Chromium may take per page before the test gives up on it.
 const BROWSER_TIMEOUT_S: &str = "120";
 /// The time charts of every page; latency charts are added per stage.
-const TIME_CHARTS: [&str; 3] = ["chart-rate", "chart-lag", "chart-deliveries"];
+const TIME_CHARTS: [&str; 4] = [
+    "chart-rate",
+    "chart-failures",
+    "chart-lag",
+    "chart-deliveries",
+];
 
 /// Three seconds of load at 50 orders/s, a fast in-process provider.
 fn small() -> Scenario {

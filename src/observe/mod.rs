@@ -85,6 +85,10 @@ pub struct Sample {
     /// Events moved to the dead-letter topic so far (absent in summaries before 0.1 poison).
     #[serde(default)]
     pub dead_lettered: u64,
+    /// Checkouts waiting for their answer at the end of the second (absent before 0.1's
+    /// live views).
+    #[serde(default)]
+    pub in_flight: i64,
     /// Consumer lag per service at the end of the second (`None` if the broker did not say).
     pub lag: Vec<(ServiceKind, Option<u64>)>,
 }
@@ -504,6 +508,7 @@ impl Observer {
             deliveries: c.deliveries.load(Relaxed),
             duplicate_deliveries: c.duplicate_deliveries.load(Relaxed),
             dead_lettered: c.dead_lettered.load(Relaxed),
+            in_flight: c.open_checkouts.load(Relaxed),
             lag: Vec::new(),
         }
     }

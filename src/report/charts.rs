@@ -246,6 +246,35 @@ pub fn lag(summary: &Summary) -> String {
     )
 }
 
+/// Failed checkouts per second and checkouts in flight at each second's end: where an
+/// outage turns into failures, and how far the checkout path backs up before it does.
+pub fn failures(summary: &Summary) -> String {
+    let mut previous = 0;
+    let mut failed = Vec::with_capacity(summary.samples.len());
+    for s in &summary.samples {
+        failed.push((
+            f64::from(s.second) + 0.5,
+            Some(s.failed.saturating_sub(previous) as f64),
+        ));
+        previous = s.failed;
+    }
+    let in_flight = summary
+        .samples
+        .iter()
+        .map(|s| (f64::from(s.second) + 0.5, Some(s.in_flight.max(0) as f64)))
+        .collect();
+    let series = vec![
+        Series::new("failed checkouts per second", ORANGE, failed),
+        Series::new("checkouts in flight", BLUE_, in_flight),
+    ];
+    time_chart(
+        "chart-failures",
+        Y::Count("checkouts"),
+        &series,
+        &TimeAxis::of(summary),
+    )
+}
+
 /// The series of the deliveries chart; a new per-second counter is one more entry here; the
 /// chart draws whatever this returns.
 pub fn delivery_series(summary: &Summary) -> Vec<Series> {

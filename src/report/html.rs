@@ -62,6 +62,7 @@ struct View {
     checks: Vec<CheckView>,
     rate_chart: String,
     lag_chart: String,
+    failures_chart: String,
     deliveries_chart: String,
     stages: Vec<StageView>,
     stages_without_data: Vec<String>,
@@ -209,6 +210,7 @@ impl View {
             checks: s.checks.iter().map(CheckView::of).collect(),
             rate_chart: charts::rate(s),
             lag_chart: charts::lag(s),
+            failures_chart: charts::failures(s),
             deliveries_chart: charts::deliveries(s),
             stages: with_data
                 .into_iter()
@@ -623,6 +625,7 @@ mod tests {
         let html = render(&simulated).expect("renders");
         for id in [
             "chart-rate",
+            "chart-failures",
             "chart-lag",
             "chart-deliveries",
             "chart-latency-order-created-order-fulfilled",
@@ -631,8 +634,8 @@ mod tests {
             assert!(html.contains(&format!("<svg id=\"{id}\"")), "{id} missing");
         }
         assert!(html.contains("class=\"fault-window\""));
-        // The hand-made summary has no samples: lag and deliveries say so.
-        assert_eq!(html.matches("no data for this chart").count(), 2);
+        // The hand-made summary has no samples: failures, lag and deliveries say so.
+        assert_eq!(html.matches("no data for this chart").count(), 3);
         assert!(!html.contains("http://") && !html.contains("https://"));
         // In observe mode the shop's outputs stand where doorbuster's consumers would.
         let observed = render(&hostile_summary()).expect("renders");
@@ -672,6 +675,7 @@ mod tests {
                 deliveries,
                 duplicate_deliveries: 0,
                 dead_lettered: 0,
+                in_flight: 0,
                 lag: vec![(ServiceKind::Email, None), (ServiceKind::Payment, Some(3))],
             })
             .collect();

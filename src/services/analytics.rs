@@ -23,6 +23,31 @@ pub struct AnalyticsState {
     pub revenue_cents: u64,
 }
 
+impl AnalyticsState {
+    /// Where this state differs from `truth`, in words: "revenue 2469.12 where the ground
+    /// truth is 1234.56, orders created 240 where the ground truth is 120".
+    pub fn differences(&self, truth: &AnalyticsState) -> String {
+        let figures = |s: &AnalyticsState| {
+            [
+                ("orders created", s.orders_created.to_string()),
+                ("payments succeeded", s.payments_succeeded.to_string()),
+                ("payments failed", s.payments_failed.to_string()),
+                ("fulfilled", s.fulfilled.to_string()),
+                ("revenue", crate::orders::decimal(s.revenue_cents)),
+            ]
+        };
+        figures(self)
+            .into_iter()
+            .zip(figures(truth))
+            .filter(|((_, held), (_, true_value))| held != true_value)
+            .map(|((name, held), (_, true_value))| {
+                format!("{name} {held} where the ground truth is {true_value}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 pub struct Analytics {
     pub env: ServiceEnv,
     pub idempotency: Idempotency,

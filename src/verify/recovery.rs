@@ -123,13 +123,15 @@ impl Check for RecoveryCheck {
         let mut worst: Option<u64> = Some(0);
         for w in &windows {
             let r = measure(w, &samples, slos, |stage| o.stage(stage).series());
-            let after = r
-                .lag_recovered_after_ms
-                .map_or("never".to_owned(), |ms| format!("{ms} ms"));
+            let after = r.lag_recovered_after_ms.map_or("never".to_owned(), seconds);
             evidence.push(|| {
                 format!(
-                    "{} on {} at {} ms: lag {} before, peak {}, back after {after}",
-                    w.kind, w.target, w.start_ms, r.lag_before, r.backlog_peak
+                    "{} on {} at {}: lag {} before, peak {}, back after {after}",
+                    w.kind,
+                    w.target,
+                    seconds(w.start_ms),
+                    r.lag_before,
+                    r.backlog_peak
                 )
             });
             worst = match (worst, r.lag_recovered_after_ms) {
@@ -142,10 +144,18 @@ impl Check for RecoveryCheck {
             &self.name(),
             Verdict::holds(pass),
             worst.map_or("lag never recovered".to_owned(), |ms| {
-                format!("slowest recovery {ms} ms over {} windows", windows.len())
+                format!(
+                    "slowest recovery {} over {} windows",
+                    seconds(ms),
+                    windows.len()
+                )
             }),
             threshold,
         )
         .with_examples(evidence)
     }
+}
+/// `25.0 s`: run times in evidence as people read them.
+fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
 }

@@ -72,7 +72,7 @@ impl Check for ReplayCheck {
                         if *state != truth {
                             problems += 1;
                             evidence.push(|| {
-                                format!("analytics holds {state:?}, the ground truth is {truth:?}")
+                                format!("analytics after the replay: {}", state.differences(&truth))
                             });
                         }
                     }
@@ -85,7 +85,10 @@ impl Check for ReplayCheck {
             let lag = last.and_then(|s| s.lag.iter().find(|(k, _)| *k == service)?.1);
             if lag != Some(0) {
                 problems += 1;
-                evidence.push(|| format!("{service}: {lag:?} events left unread at the end"));
+                evidence.push(|| match lag {
+                    Some(n) => format!("{service}: {n} events left unread at the end"),
+                    None => format!("{service}: its lag at the end is not known (no answer)"),
+                });
             }
             if let Some(effect) = effect_of(service) {
                 let twice: Vec<u64> = (0..input.attempted)
@@ -93,12 +96,13 @@ impl Check for ReplayCheck {
                     .collect();
                 if !twice.is_empty() {
                     problems += 1;
-                    let examples: Vec<u64> = twice.iter().take(10).copied().collect();
+                    let examples: Vec<String> = twice.iter().take(10).map(u64::to_string).collect();
                     evidence.push(|| {
                         format!(
-                            "{} orders with {} more than once, e.g. {examples:?}",
+                            "{} orders with {} more than once, e.g. orders {}",
                             twice.len(),
-                            effect.name()
+                            effect.name(),
+                            examples.join(", ")
                         )
                     });
                 }

@@ -32,7 +32,9 @@ async fn a_replay_rebuilds_analytics_and_is_caught_reapplying_effects_without_id
         replay_check
             .evidence
             .iter()
-            .any(|e| e.starts_with("analytics holds")),
+            .any(|e| e.starts_with("analytics after the replay: ")
+                && e.contains("revenue ")
+                && e.contains(" where the ground truth is ")),
         "{:?}",
         replay_check.evidence
     );
