@@ -110,7 +110,7 @@ pub fn trial_scenario(
     let mut provider = defaults(|c, p| crate::services::provider::config::validate(None, c, p));
     provider.via = via;
     provider.latency = LatencyDist::ZERO;
-    let mut checks = defaults(|c, p| crate::verify::config::validate(None, c, p));
+    let mut checks = defaults(|c, p| crate::checks::config::validate(None, c, p));
     checks.settle_within = Duration::from_secs(5);
     checks.latency = vec![LatencySlo {
         stage: Stage::Fulfilled,

@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod checks;
 pub mod clock;
 pub mod config;
 pub mod events;

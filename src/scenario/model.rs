@@ -10,12 +10,12 @@ pub use crate::config::units::{Comparison, LatencyDist, Rate, Share, ShareThresh
 
 // Re-exported under one name for the scenario's readers.
 pub use crate::chaos::model::{Fault, FaultKind, FaultKindName, FaultScope, ReplayTo};
+pub use crate::checks::model::{Checks, CompareTolerances, LatencySlo};
 pub use crate::load::model::{Arrivals, CheckoutMode, Load, Phase, PhaseKind};
 pub use crate::orders::model::{Catalog, Orders, Payload, SourceFile};
 pub use crate::services::model::{CommitPolicy, Service, Services};
 pub use crate::services::provider::model::{Provider, ProviderVia};
 pub use crate::topology::Stage;
-pub use crate::verify::model::{Checks, CompareTolerances, LatencySlo};
 
 pub use crate::transport::target::{BrokerTarget, EmbeddedTarget, HttpTarget, Target};
 

@@ -40,8 +40,8 @@ pub struct RawScenario {
     pub services: Option<Spanned<crate::services::config::RawServices>>,
     #[schemars(with = "Option<crate::services::provider::config::RawProvider>")]
     pub provider: Option<Spanned<crate::services::provider::config::RawProvider>>,
-    #[schemars(with = "Option<crate::verify::config::RawChecks>")]
-    pub checks: Option<Spanned<crate::verify::config::RawChecks>>,
+    #[schemars(with = "Option<crate::checks::config::RawChecks>")]
+    pub checks: Option<Spanned<crate::checks::config::RawChecks>>,
     /// Faults on the scenario's clock, e.g. `{ at: 80s, crash: email, restart_after: 10s }`.
     #[schemars(with = "Option<Vec<crate::chaos::config::RawFault>>")]
     pub faults: Option<Spanned<Vec<Spanned<crate::chaos::config::RawFault>>>>,

@@ -177,7 +177,7 @@ impl Validator<'_> {
             &root.key("provider"),
         );
         let checks =
-            crate::verify::config::validate(raw.checks.as_ref(), self, &root.key("checks"));
+            crate::checks::config::validate(raw.checks.as_ref(), self, &root.key("checks"));
         let run_end = load.phases.iter().map(|p| p.duration).sum::<Duration>() + load.drain;
         let faults = match &raw.faults {
             Some(raw) => {

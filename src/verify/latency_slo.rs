@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Check, CheckInput, CheckResult, Verdict, compare, comparison_symbol};
-use crate::verify::model::LatencySlo;
+use crate::checks::model::LatencySlo;
 
 pub struct LatencySloCheck {
     pub slo: LatencySlo,

@@ -7,11 +7,9 @@
 
 pub mod checkout_success_rate;
 pub mod completion_rate;
-pub mod config;
 pub mod dead_letters;
 pub mod expected;
 pub mod latency_slo;
-pub mod model;
 pub mod money_matches_state;
 pub mod no_duplicate_effects;
 pub mod no_loss;

@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use super::{Check, CheckInput, CheckResult, Verdict};
+use crate::checks::model::LatencySlo;
 use crate::observe::{FaultWindow, Recovery, Sample, SeriesPoint};
 use crate::topology::Stage;
-use crate::verify::model::LatencySlo;
 
 fn total_lag(sample: &Sample) -> u64 {
     sample.lag.iter().filter_map(|(_, lag)| *lag).sum()

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::checks::model::{Checks, CompareTolerances, LatencySlo};
 use crate::config::check::{Checker, Path};
 use crate::config::schema;
 use crate::config::tree::{Entries, Node, Scalar, Text};
@@ -14,7 +15,6 @@ use crate::config::units::{
     quoted, threshold_or_off,
 };
 use crate::topology::Stage;
-use crate::verify::model::{Checks, CompareTolerances, LatencySlo};
 
 /// What the run is judged on.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
