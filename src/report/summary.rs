@@ -46,7 +46,11 @@ pub struct OrderCounts {
     pub declined: u64,
     /// Payment failed after the provider's last retry.
     pub payment_failed: u64,
+    /// Shoppers who clicked "buy" again (same order, same idempotency key).
     pub resubmits: u64,
+    /// Orders the inventory service could not reserve in full (an item out of stock in the
+    /// finite catalog): recorded as a backorder, stock untouched; payment and fulfilment go
+    /// on. A large share means `orders.catalog.stock` is small for the load, not a failure.
     pub backordered: u64,
     /// Checkouts whose `order.created` publish the broker refused.
     #[serde(default)]
@@ -102,7 +106,14 @@ impl OrderCounts {
             self.declined,
             self.payment_failed,
             self.resubmits
-        ) + &if self.publish_refused + self.publish_unknown + self.not_sent > 0 {
+        ) + &if self.backordered > 0 {
+            format!(
+                "; {} backordered (out of stock: recorded, payment and fulfilment go on)",
+                self.backordered
+            )
+        } else {
+            String::new()
+        } + &if self.publish_refused + self.publish_unknown + self.not_sent > 0 {
             format!(
                 "; publishes: {} refused, {} unknown (sent, no answer), {} not sent (no slot in \
                  time)",
