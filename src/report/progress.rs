@@ -99,11 +99,11 @@ impl Progress {
                     *phase != status.phase || *faults != status.faults
                 });
                 if changed || (second + 1).is_multiple_of(LINE_EVERY_S) {
-                    eprintln!(
+                    line(format_args!(
                         "{name} {}s {}",
                         status.elapsed_s,
                         status.fields().join(" | ")
-                    );
+                    ));
                     *last = Some((status.phase, status.faults));
                 }
             }
@@ -115,7 +115,9 @@ impl Progress {
             View::Off => {}
             View::Terminal(bar) => bar.set_message("draining: waiting for the pipeline to settle"),
             View::Lines { name, .. } => {
-                eprintln!("{name} draining: waiting for the pipeline to settle");
+                line(format_args!(
+                    "{name} draining: waiting for the pipeline to settle"
+                ));
             }
         }
     }
@@ -207,6 +209,12 @@ impl Status {
         }
         line
     }
+}
+
+/// One plain line on stderr; a closed stderr (`2>&-`) loses it instead of failing the run.
+fn line(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 /// A stage's name in scenario files (`latency:` keys).

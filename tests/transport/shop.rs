@@ -32,10 +32,20 @@ fn shop_binary() -> PathBuf {
     shop
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, below Linux's ephemeral range (32768 and
+/// up): the run binds it a moment later, and a port the kernel handed out (as port 0 does)
+/// can meanwhile become the local end of some other test's outgoing connection, which made
+/// the run's link unable to listen and the shop wait for it in vain.
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let spread = std::process::id().wrapping_mul(7_919);
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (spread.wrapping_add(n.wrapping_mul(101)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Where one test's shop lives: its streams' prefix and a folder for its pid files and the
