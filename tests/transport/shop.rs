@@ -357,6 +357,22 @@ async fn a_slow_link_to_the_shops_broker_slows_the_orders_it_carries() {
         "  - { at: 3s, for: 2s, link: latency, delay: 1s, on: shop-redis }\n",
     );
     let run = tokio::spawn(async move { execute(&scenario, quietly()).await });
+    // The shop starts once the run's link listens; a run that ended first says why.
+    for _ in 0..300 {
+        if run.is_finished()
+            || tokio::net::TcpStream::connect(("127.0.0.1", link))
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !run.is_finished(),
+        "the run ended before its link listened: {:?}",
+        run.await.unwrap().err()
+    );
     let shop = Shop::start(&place, &format!("redis://127.0.0.1:{link}"), port, &[]).await;
     let r = run.await.unwrap().expect("the run completes");
     let restarts = shop.stop(&place).await;
