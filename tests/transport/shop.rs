@@ -346,16 +346,21 @@ async fn a_slow_link_to_the_shops_broker_slows_the_orders_it_carries() {
         port,
         |s| {
             // The shop connects through the run's proxy, up once setup is done: the first
-            // phase sends nothing while it does, as services wait for their broker.
+            // phase sends nothing while it does, as services wait for their broker. Long
+            // enough for a loaded CI machine: a connection the shop opens while the latency
+            // window is on hangs (a known defect of the link proxy, see the check below).
             s.replace(
                 "    - { hold: 6s, rate: 40/s }",
-                "    - { pause: 2s }\n    - { hold: 5s, rate: 40/s }",
+                "    - { pause: 8s }\n    - { hold: 5s, rate: 40/s }",
             ) + &format!(
                 "  links:\n    shop-redis: {{ listen: \"127.0.0.1:{link}\", to: \"{upstream}\" }}\n"
             )
         },
-        "  - { at: 3s, for: 2s, link: latency, delay: 1s, on: shop-redis }\n",
+        "  - { at: 9s, for: 2s, link: latency, delay: 1s, on: shop-redis }\n",
     );
+    // Real time: the run's clock starts inside it; this one starts just before it.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
     let run = tokio::spawn(async move { execute(&scenario, quietly()).await });
     // The shop starts once the run's link listens; a run that ended first says why.
     for _ in 0..300 {
@@ -374,6 +379,13 @@ async fn a_slow_link_to_the_shops_broker_slows_the_orders_it_carries() {
         run.await.unwrap().err()
     );
     let shop = Shop::start(&place, &format!("redis://127.0.0.1:{link}"), port, &[]).await;
+    // Connections opened inside a latency window never complete (found 2026-12-06, not yet
+    // fixed): the shop must be reading before the window, or this test says so plainly.
+    let ready_after = started.elapsed();
+    assert!(
+        ready_after < Duration::from_secs(8),
+        "the shop took {ready_after:?} to start, into the fault window"
+    );
     let r = run.await.unwrap().expect("the run completes");
     let restarts = shop.stop(&place).await;
     let paid = &r.summary.outputs[0];
