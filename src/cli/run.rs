@@ -33,12 +33,8 @@ pub fn run(
         quiet,
         metrics_listen,
     } = flags;
-    if let Some(addr) = metrics_listen
-        && !addr.ip().is_loopback()
-    {
-        errln!(
-            "error: --metrics-listen {addr}: serve metrics on a loopback address (127.0.0.1 or ::1)"
-        );
+    if let Some(Err(why)) = metrics_listen.map(doorbuster::report::metrics::loopback_only) {
+        errln!("error: {why}");
         return Ok(Exit::BadInput);
     }
     if let Some(out) = &out

@@ -77,13 +77,20 @@ pub async fn serve(listener: tokio::net::TcpListener, live: Live, stop: Cancella
         .await;
 }
 
+/// Refuses an address off loopback (also checked by `run` before it loads anything).
+pub fn loopback_only(addr: SocketAddr) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "--metrics-listen {addr}: serve metrics on a loopback address (127.0.0.1 or ::1)"
+        ))
+    }
+}
+
 /// Binds `addr` for the metrics, on loopback only (load and its figures stay on this host).
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "--metrics-listen {addr}: serve metrics on a loopback address (127.0.0.1 or ::1)"
-        ));
-    }
+    loopback_only(addr)?;
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("--metrics-listen {addr}: {e}"))
