@@ -54,8 +54,9 @@ pub struct NatsBus {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Like any service started beside its broker, it waits for it (half a minute at most).
-async fn patiently<T, E, F: Future<Output = Result<T, E>>>(
+/// Like any service started beside its broker, it waits for it (half a minute at most), and
+/// says why each try failed.
+async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     mut connect: impl FnMut() -> F,
 ) -> Result<T, E> {
     let mut tries = 0;
@@ -63,7 +64,8 @@ async fn patiently<T, E, F: Future<Output = Result<T, E>>>(
         match connect().await {
             Ok(c) => return Ok(c),
             Err(e) if tries >= 60 => return Err(e),
-            Err(_) => {
+            Err(e) => {
+                eprintln!("waiting for the broker (try {}): {e}", tries + 1);
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

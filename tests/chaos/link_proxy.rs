@@ -127,6 +127,57 @@ async fn latency_delays_a_round_trip_by_at_least_the_latency() {
     );
 }
 
+/// A connection opened while a latency toxic is on both ways (as a service connecting in the
+/// middle of a fault window does) completes its exchanges, slowed by the latency each way;
+/// once the toxic is off, even with a reply still held, it goes back to loopback speed. A
+/// client giving up mid-exchange (a handshake timeout) and dialling again is served too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_during_latency_is_slowed_not_stalled() {
+    let (proxy, _stop) = proxied(SEED).await;
+    let clock = Clock::start();
+    let lag = ToxicSpec::new(LinkToxic::Latency {
+        latency: ms(300),
+        jitter: Duration::ZERO,
+    });
+    proxy
+        .add_toxic("lag", lag.direction(Direction::Both))
+        .expect("valid toxic");
+
+    // Gives up after 100 ms, the way a client's connection timeout drops a slow handshake.
+    let mut impatient = connect(&proxy).await;
+    assert_eq!(round_trip(&mut impatient, b"hello", ms(100)).await, None);
+    drop(impatient);
+
+    let mut stream = connect(&proxy).await;
+    let start = clock.now();
+    let reply = round_trip(&mut stream, b"hello", PATIENCE).await;
+    let took = since(&clock, start);
+    assert_eq!(reply.as_deref(), Some(&b"hello"[..]));
+    assert!(
+        took >= ms(600) && took < ms(3000),
+        "latency each way: {took:?}"
+    );
+
+    // A request in flight when the toxic goes off still gets its answer...
+    stream.write_all(b"held").await.expect("write");
+    tokio::time::sleep(ms(50)).await;
+    assert!(proxy.remove_toxic("lag"));
+    let mut held = [0u8; 4];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut held))
+        .await
+        .expect("the held request is answered")
+        .expect("read");
+    assert_eq!(&held, b"held");
+    // ...and the next one goes at loopback speed, on this connection and on a new one.
+    let start = clock.now();
+    let reply = round_trip(&mut stream, b"fast", PATIENCE).await;
+    assert_eq!(reply.as_deref(), Some(&b"fast"[..]));
+    assert!(since(&clock, start) < ms(300), "no latency left");
+    let mut fresh = connect(&proxy).await;
+    let reply = round_trip(&mut fresh, b"fresh", ms(300)).await;
+    assert_eq!(reply.as_deref(), Some(&b"fresh"[..]));
+}
+
 #[tokio::test]
 async fn bandwidth_caps_the_rate() {
     // 100 KB at 50 KB/s is 2 s of transmission; 1.5 s leaves room for the first chunk.
