@@ -1,17 +1,17 @@
 //! `doorbuster bench`: the highest order rate the whole pipeline sustains on this machine.
 //!
-//! A step-up search over real runs (not a timed test): hold a rate for a few seconds on the
-//! embedded broker with every check on, double it while the run passes, then bisect between
-//! the last pass and the first failure. A rate is *sustained* when the run's verdict is pass:
+//! The capacity search (`crate::capacity`, real runs, not a timed test) over one built-in
+//! scenario: hold a rate for a few seconds on the embedded broker with every check on, double
+//! it while the run passes, then bisect between the last pass and the first failure. A rate is *sustained* when the run's verdict is pass:
 //! every order accepted within its checkout timeout, completed within `settle_within`,
 //! fulfilment p99 under a second, nothing lost or applied twice, and the generator's own
 //! send-lag p99 under `max_send_lag` (otherwise the run is invalid, not a pass).
 
 use std::time::Duration;
 
+use crate::capacity::{Capacity, Plan, Step, StepError};
 use crate::config::{Checker, Path, Unset};
-use crate::report::summary::{RunVerdict, Summary};
-use crate::run::{RunError, RunOptions, execute};
+use crate::run::{RunOptions, execute};
 use crate::scenario::model::{
     Arrivals, Comparison, EmbeddedTarget, LatencyDist, LatencySlo, Phase, PhaseKind, ProviderVia,
     Rate, Scenario, Stage, Target,
@@ -31,26 +31,10 @@ pub struct BenchOptions {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Trial {
-    pub rate: f64,
-    pub verdict: RunVerdict,
-    pub orders: u64,
-    pub accepted: u64,
-    /// Mean acked checkouts per second over the hold.
-    pub achieved_rate: f64,
-    pub send_lag_p99_us: u64,
-    pub checkout_p99_us: u64,
-    pub fulfilled_p99_us: u64,
-    pub wall_s: f64,
-    /// The first failed check, or why the run was invalid.
-    pub why: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
     pub via: ProviderVia,
-    pub trials: Vec<Trial>,
-    pub sustained: Option<Trial>,
+    /// The capacity search over the trial scenario: each step one trial.
+    pub search: Capacity,
     pub ledger_bytes_per_order: usize,
 }
 
@@ -133,107 +117,63 @@ pub fn trial_scenario(
     }
 }
 
-async fn trial(rate: f64, opts: &BenchOptions) -> Result<Trial, RunError> {
-    let scenario = trial_scenario(rate.round(), opts.seconds, opts.via, opts.target.clone());
-    let result = execute(
-        &scenario,
-        RunOptions {
+/// Runs the search: `doorbuster capacity` over the trial scenario, its hold rate doubled
+/// from `start_rate` while every check passes, then bisected. `on_trial` sees each trial as it
+/// finishes.
+pub async fn search(
+    opts: &BenchOptions,
+    on_trial: impl FnMut(&Step),
+) -> Result<BenchReport, StepError> {
+    let plan = Plan {
+        start: 1.0,
+        max: (opts.max_rate / opts.start_rate).max(1.0),
+        refine: opts.refine,
+        // Let the previous run's tasks and memory go before the next one.
+        settle: Duration::from_millis(200),
+        forecast: None,
+    };
+    let make = |scale: f64| {
+        Ok(trial_scenario(
+            (opts.start_rate * scale).round(),
+            opts.seconds,
+            opts.via,
+            opts.target.clone(),
+        ))
+    };
+    let step = |scenario: Scenario, _scale: f64| async move {
+        let options = RunOptions {
             no_files: true,
             run_arg: "bench".into(),
             ..RunOptions::default()
-        },
-    )
-    .await?;
-    Ok(summarise(rate.round(), opts.seconds, &result.summary))
-}
-
-fn summarise(rate: f64, seconds: u64, s: &Summary) -> Trial {
-    let p99 = |stage: Stage| {
-        s.latency
-            .iter()
-            .find(|l| l.stage == stage.label())
-            .map_or(0, |l| l.percentiles.p99_us)
+        };
+        let result = execute(&scenario, options).await?;
+        Ok::<_, StepError>(Some((result.summary, None)))
     };
-    let why = s.invalid_reason.clone().unwrap_or_else(|| {
-        s.checks
-            .iter()
-            .find(|c| c.verdict != crate::verify::Verdict::Pass)
-            .map(|c| format!("{}: {}", c.name, c.observed))
-            .unwrap_or_default()
-    });
-    Trial {
-        rate,
-        verdict: s.verdict,
-        orders: s.orders.attempted,
-        accepted: s.orders.accepted,
-        achieved_rate: s.orders.accepted as f64 / seconds as f64,
-        send_lag_p99_us: s.send_lag.p99_us,
-        checkout_p99_us: p99(Stage::Checkout),
-        fulfilled_p99_us: p99(Stage::Fulfilled),
-        wall_s: s.duration_s,
-        why,
-    }
-}
-
-/// Runs the search; `on_trial` sees each trial as it finishes.
-pub async fn search(
-    opts: &BenchOptions,
-    mut on_trial: impl FnMut(&Trial),
-) -> Result<BenchReport, RunError> {
-    let mut trials = Vec::new();
-    let mut best: Option<Trial> = None;
-    let mut failed_at: Option<f64> = None;
-    let mut rate = opts.start_rate;
-    while rate <= opts.max_rate {
-        let t = trial(rate, opts).await?;
-        on_trial(&t);
-        let pass = t.verdict == RunVerdict::Pass;
-        trials.push(t.clone());
-        if pass {
-            best = Some(t);
-            rate *= 2.0;
-        } else {
-            failed_at = Some(rate);
-            break;
-        }
-        // Let the previous run's tasks and memory go before the next one.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    if let (Some(mut high), Some(low)) = (failed_at, best.as_ref().map(|b| b.rate)) {
-        let mut low = low;
-        for _ in 0..opts.refine {
-            let mid = (low + high) / 2.0;
-            let t = trial(mid, opts).await?;
-            on_trial(&t);
-            trials.push(t.clone());
-            if t.verdict == RunVerdict::Pass {
-                low = mid;
-                best = Some(t);
-            } else {
-                high = mid;
-            }
-        }
-    }
     Ok(BenchReport {
         via: opts.via,
-        trials,
-        sustained: best,
+        search: crate::capacity::search(&plan, make, step, on_trial).await?,
         ledger_bytes_per_order: crate::observe::Ledger::BYTES_PER_ORDER,
     })
 }
 
 /// One Markdown table row per trial.
-pub fn markdown_row(t: &Trial) -> String {
+pub fn markdown_row(t: &Step) -> String {
     use crate::verify::latency_slo::fmt_us;
+    let p99 = |stage: Stage| {
+        t.p99_us
+            .iter()
+            .find(|(s, _)| s == stage.label())
+            .map_or(0, |(_, v)| *v)
+    };
     format!(
         "| {:.0} | {:?} | {} | {:.0} | {} | {} | {} | {:.1} | {} |",
-        t.rate,
+        t.planned_peak,
         t.verdict,
         t.orders,
-        t.achieved_rate,
+        t.achieved_peak,
         fmt_us(t.send_lag_p99_us),
-        fmt_us(t.checkout_p99_us),
-        fmt_us(t.fulfilled_p99_us),
+        fmt_us(p99(Stage::Checkout)),
+        fmt_us(p99(Stage::Fulfilled)),
         t.wall_s,
         t.why
     )

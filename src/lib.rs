@@ -9,6 +9,7 @@
 //! ```
 
 pub mod bench;
+pub mod capacity;
 pub mod chaos;
 pub mod checks;
 pub mod clock;

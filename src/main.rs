@@ -128,6 +128,41 @@ enum Command {
     Man,
     /// List the bundled scenarios.
     Scenarios,
+    /// Find the highest rate a scenario's shape sustains: scale its phases step by step
+    /// (doubling, then bisecting), judge each step by every check, and say what fails first
+    /// and whether the headroom against --forecast holds (exit 0) or not (exit 1).
+    #[command(
+        after_help = "Examples:\n  doorbuster capacity black-friday --forecast 3x\n  doorbuster capacity shop.yaml --target redis://127.0.0.1:6379 --forecast 4500/s --max 16"
+    )]
+    Capacity {
+        /// A scenario file, or a bundled scenario's name.
+        scenario: String,
+        /// The peak the system must hold: a multiple of the scenario's own peak (3x) or a
+        /// rate (4500/s). Without it, the scenario as written must pass.
+        #[arg(long, value_parser = doorbuster::capacity::Forecast::parse)]
+        forecast: Option<doorbuster::capacity::Forecast>,
+        /// The folder for the capacity report and one run folder per step
+        /// (default: reports/capacity-<scenario>-<time>-seed<N>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The first factor tried on the scenario's rates.
+        #[arg(long, default_value_t = 1.0)]
+        start: f64,
+        /// The largest factor tried.
+        #[arg(long, default_value_t = 64.0)]
+        max: f64,
+        /// Bisection steps between the last pass and the first failure.
+        #[arg(long, default_value_t = 3)]
+        refine: u32,
+        /// The pause between steps, for the target to drain and settle.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        settle: std::time::Duration,
+        /// No live progress view.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Find the highest order rate the embedded pipeline sustains here, every check on.
     Bench {
         /// How the payment service reaches the provider mock.
@@ -303,6 +338,30 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         )),
         Command::Preview(args) => Ok(cli::preview::preview(&args)),
         Command::Schema { summary } => Ok(cli::schema::schema(summary)),
+        Command::Capacity {
+            scenario,
+            forecast,
+            out,
+            start,
+            max,
+            refine,
+            settle,
+            quiet,
+            overrides,
+        } => Ok(cli::capacity::capacity(
+            &runtime()?,
+            &scenario,
+            cli::capacity::CapacityFlags {
+                forecast,
+                out,
+                start,
+                max,
+                refine,
+                settle,
+                quiet,
+            },
+            overrides.into(),
+        )),
         Command::Bench {
             provider,
             seconds,

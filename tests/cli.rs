@@ -1114,3 +1114,99 @@ fn a_lost_answer_charges_and_a_retry_with_a_fresh_key_charges_again() {
         "{rest}"
     );
 }
+
+/// A shop that bends at a known rate: one payment worker taking 20 ms per order serves 50
+/// orders/s, so a 2 s hold above that builds a backlog and fulfilment p99 passes 600 ms.
+const BENDING_SHOP: &str = "\
+name: bending
+description: One payment worker at 20 ms per order bends above 50 orders/s.
+seed: 5
+load:
+  arrivals: uniform
+  phases:
+    - { hold: 2s, rate: 10/s }
+  drain: 10s
+services:
+  payment: { replicas: 1, concurrency: 1, latency: 20ms }
+provider: { via: in_process, latency: 0ms }
+checks:
+  settle_within: 5s
+  latency:
+    order.created -> order.fulfilled: { p99: \"< 600ms\" }
+";
+
+/// The capacity search: doubling from the scenario as written (10/s) then bisecting, it finds
+/// the knee between 40/s (x4 passes) and 80/s (x8 fails on the fulfilment SLO), writes the
+/// report and a run folder per step, and gates on the forecast: 2x (20/s) holds and exits 0;
+/// the negative control, 10x (100/s), does not hold and exits 1.
+#[test]
+fn capacity_finds_the_knee_and_gates_on_the_forecast() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bending.yaml");
+    std::fs::write(&file, BENDING_SHOP).unwrap();
+    let out = dir.path().join("capacity");
+    let search = |forecast: &str, start: &str, out: &Path| {
+        run(&[
+            "capacity",
+            file.to_str().unwrap(),
+            "--forecast",
+            forecast,
+            "--start",
+            start,
+            "--refine",
+            "1",
+            "--settle",
+            "100ms",
+            "--max",
+            "8",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let holds = search("2x", "1", &out);
+    let said = text(&holds.stdout);
+    assert_eq!(
+        holds.status.code(),
+        Some(0),
+        "{said}{}",
+        text(&holds.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("capacity.json")).unwrap()).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    let peak = |i: &serde_json::Value| {
+        steps[i.as_u64().unwrap() as usize]["planned_peak"]
+            .as_f64()
+            .unwrap()
+    };
+    let (sustained, knee) = (peak(&report["sustained"]), peak(&report["first_failure"]));
+    assert!((40.0..80.0).contains(&sustained), "{said}");
+    assert!(knee > sustained && knee <= 80.0, "{said}");
+    let failure = &steps[report["first_failure"].as_u64().unwrap() as usize];
+    assert!(
+        failure["why"].as_str().unwrap().contains("p99"),
+        "{failure}"
+    );
+    assert_eq!(report["forecast"]["holds"], true);
+    assert!(
+        said.contains("headroom") && said.contains("holds"),
+        "{said}"
+    );
+    // Every step is a normal run folder, judged and written like any run.
+    for step in steps {
+        let folder = step["dir"].as_str().unwrap();
+        summary(Path::new(folder));
+    }
+    let page = std::fs::read_to_string(out.join("capacity.html")).unwrap();
+    assert!(page.contains("class=\"knee\"") && page.contains("chart-capacity-latency"));
+    assert!(
+        std::fs::read_to_string(out.join("capacity.md"))
+            .unwrap()
+            .contains("| x4 |")
+    );
+
+    let short = search("10x", "4", &dir.path().join("short"));
+    assert_eq!(short.status.code(), Some(1), "{}", text(&short.stdout));
+    assert!(text(&short.stdout).contains("does NOT hold"));
+}

@@ -34,21 +34,23 @@ pub fn bench(runtime: &Runtime, options: BenchOptions) -> Exit {
     let report = runtime.block_on(search(&options, |t| outln!("{}", markdown_row(t))));
     match report {
         Ok(report) => {
-            match &report.sustained {
+            match report.search.sustained() {
                 Some(t) => outln!(
-                    "highest sustained: {:.0} orders/s (send lag p99 {} us, fulfilled p99 {} us); ledger {} bytes per order",
-                    t.rate,
+                    "highest sustained: {:.0} orders/s (send lag p99 {} us); ledger {} bytes per order",
+                    t.planned_peak,
                     t.send_lag_p99_us,
-                    t.fulfilled_p99_us,
                     report.ledger_bytes_per_order
                 ),
                 None => outln!("no rate was sustained; lower --start"),
+            }
+            if let Some(f) = report.search.first_failure() {
+                outln!("fails first at {:.0} orders/s: {}", f.planned_peak, f.why);
             }
             Exit::Success
         }
         Err(e) => {
             errln!("error: {e}");
-            Exit::from(&e)
+            e.exit()
         }
     }
 }

@@ -4,6 +4,7 @@
 //! and hands it to the subcommands that need it.
 
 pub mod bench;
+pub mod capacity;
 pub mod compare;
 pub mod init;
 pub mod preview;

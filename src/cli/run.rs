@@ -126,14 +126,14 @@ fn reproduce_args(overrides: &scenario::Overrides) -> String {
 /// The signals that stop a run the way Ctrl-C does: CI timeouts, cancelled jobs and `docker
 /// stop` send SIGTERM, a closed terminal or SSH session SIGHUP. Once listened for, a signal
 /// no longer kills the process, so the run can write its partial report.
-struct StopSignals {
+pub struct StopSignals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
 }
 
 impl StopSignals {
-    fn listen() -> std::io::Result<StopSignals> {
+    pub fn listen() -> std::io::Result<StopSignals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(StopSignals {
             interrupt: signal(SignalKind::interrupt())?,
@@ -143,7 +143,7 @@ impl StopSignals {
     }
 
     /// The first of them to arrive.
-    async fn next(mut self) -> StopSignal {
+    pub async fn next(mut self) -> StopSignal {
         tokio::select! {
             _ = self.interrupt.recv() => StopSignal::Sigint,
             _ = self.terminate.recv() => StopSignal::Sigterm,

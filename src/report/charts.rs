@@ -511,6 +511,108 @@ fn time_chart(id: &str, y: Y, series: &[Series], axis: &TimeAxis<'_>) -> String 
     })
 }
 
+/// What a chart over the planned rate (a capacity search's steps) draws on its y axis.
+#[derive(Debug, Clone, Copy)]
+pub enum RateY {
+    /// Orders per second: achieved against planned.
+    OrdersPerSecond,
+    /// A stage's p99 latency.
+    Milliseconds,
+}
+
+/// One named line over the planned rate: (planned rate, value) points, `None` a gap.
+pub type RatePoints = (String, Vec<(f64, Option<f64>)>);
+
+/// A chart whose x axis is the planned peak rate (orders/s), one point per capacity step,
+/// with the knee (the lowest failing rate above the highest pass) marked as a band from the
+/// sustained rate to it. Series are given in the palette's order.
+pub fn over_planned_rate(
+    id: &str,
+    y: RateY,
+    series: Vec<RatePoints>,
+    knee: Option<(f64, f64)>,
+) -> String {
+    let mut drawn: Vec<Series> = Vec::new();
+    if let RateY::OrdersPerSecond = y {
+        // The diagonal a target keeping up lies on, wide and light like a time chart's plan.
+        let top = series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|(x, _)| *x))
+            .fold(0.0f64, f64::max);
+        drawn.push(Series {
+            line: Line::Solid { width: 7 },
+            ..Series::new("planned", PLANNED, vec![(0.0, Some(0.0)), (top, Some(top))])
+        });
+    }
+    for (i, (name, points)) in series.into_iter().enumerate() {
+        drawn.push(Series::new(&name, PALETTE[i % PALETTE.len()], points));
+    }
+    let (desc, floor) = match y {
+        RateY::OrdersPerSecond => ("orders/s", COUNT_FLOOR),
+        RateY::Milliseconds => ("p99 latency (ms)", MS_FLOOR),
+    };
+    draw_or_placeholder(id, &drawn, |root| {
+        let x_max = drawn
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .filter(|x| x.is_finite())
+            .fold(1.0f64, f64::max)
+            * 1.05;
+        let (legend, plot) = root.split_vertically(LEGEND_HEIGHT);
+        let mut chart = build(&plot, 0.0..x_max, 0.0..y_max(&drawn, floor))?;
+        chart
+            .configure_mesh()
+            .x_desc("planned peak rate (orders/s)")
+            .y_desc(desc)
+            .x_labels(10)
+            .y_labels(8)
+            .x_label_formatter(&|v| number(*v))
+            .y_label_formatter(&|v| number(*v))
+            .label_style((FONT, FONT_SIZE))
+            .axis_desc_style((FONT, FONT_SIZE))
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(GRID)
+            .draw()?;
+        let under = knee.map_or_else(String::new, |(from, to)| knee_band(&chart, from, to));
+        draw_lines(&mut chart, &drawn)?;
+        let mut entries = legend_entries(&drawn, false);
+        if knee.is_some() {
+            entries.push(Legend {
+                name: "knee".into(),
+                colour: FAULT_SWATCH,
+                mark: Mark::Swatch,
+            });
+        }
+        draw_legend(&legend, &entries)?;
+        Ok(under)
+    })
+}
+
+/// The band between the highest sustained rate and the lowest failing one, labelled.
+fn knee_band(chart: &Chart<'_, '_>, from: f64, to: f64) -> String {
+    let (x_pixels, y_pixels) = chart.plotting_area().get_pixel_range();
+    let (x0, _) = chart.backend_coord(&(from, 0.0));
+    let (x1, _) = chart.backend_coord(&(to, 0.0));
+    let x0 = x0.clamp(x_pixels.start, x_pixels.end);
+    let x1 = x1.clamp(x0 + 2, x_pixels.end.max(x0 + 2));
+    format!(
+        "<rect class=\"knee\" x=\"{x0}\" y=\"{y0}\" width=\"{w}\" height=\"{h}\" \
+         fill=\"{FAULT_FILL}\" opacity=\"{FAULT_OPACITY}\"><title>{title}</title></rect>\n\
+         <text class=\"knee-label\" x=\"{lx}\" y=\"{ly}\" font-size=\"11\" \
+         font-family=\"sans-serif\" fill=\"#444\">knee</text>\n",
+        y0 = y_pixels.start,
+        w = x1 - x0,
+        h = y_pixels.end - y_pixels.start,
+        title = escape(&format!(
+            "passes at {} orders/s, fails at {} orders/s",
+            number(from),
+            number(to)
+        )),
+        lx = x0 + 3,
+        ly = y_pixels.start + 12,
+    )
+}
+
 fn draw_distribution(root: &Area<'_>, series: &[Series], nines: f64) -> Result<String, DrawError> {
     let (legend, plot) = root.split_vertically(LEGEND_HEIGHT);
     let mut chart = build(&plot, 0.0..nines, 0.0..y_max(series, MS_FLOOR))?;
