@@ -53,6 +53,7 @@ fn trial_target() -> Target {
     Target::Embedded(EmbeddedTarget {
         partitions: 12,
         retention: 1_000_000,
+        free_committed: false,
     })
 }
 
@@ -61,6 +62,7 @@ pub fn publish_target() -> Target {
     Target::Embedded(EmbeddedTarget {
         partitions: 12,
         retention: 100_000_000,
+        free_committed: false,
     })
 }
 

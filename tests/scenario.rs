@@ -133,7 +133,8 @@ fn minimal_scenario_gets_the_standard_defaults() {
         s.target,
         Target::Embedded(EmbeddedTarget {
             partitions: 12,
-            retention: 1_000_000
+            retention: 1_000_000,
+            free_committed: false,
         })
     );
     assert_eq!(s.load.arrivals, Arrivals::Poisson);

@@ -801,6 +801,44 @@ async fn retention_drops_the_oldest_events_and_lag_skips_them() {
     assert_eq!(got.len(), 10);
 }
 
+/// What is left of a partition after `group` read and acked 2047 events and one more was
+/// published (the 2048th append frees the committed), seen as the group's lag once rewound
+/// to the earliest event it could still read; `idle` also reads the topic and acks nothing.
+async fn retained_after_commit(t: Arc<dyn Transport>, idle: bool) -> u64 {
+    let mut g = t.subscribe("g", &[Topic::OrderCreated]).await.unwrap();
+    let _idle = if idle {
+        Some(t.subscribe("idle", &[Topic::OrderCreated]).await.unwrap())
+    } else {
+        None
+    };
+    publish_all(&t, (0..2047).map(|o| event(o, 0))).await;
+    for d in take(&mut g, 2047).await {
+        d.ack.ack().await.unwrap();
+    }
+    publish_all(&t, std::iter::once(event(2047, 0))).await;
+    drop(g);
+    t.rewind("g", RewindTo::Earliest).await.unwrap();
+    t.lag("g").await.unwrap()
+}
+
+#[tokio::test]
+async fn a_freeing_broker_drops_what_every_group_committed_and_keeps_the_rest() {
+    // Freed: only the event published after the commit is left to re-read.
+    let freeing = || {
+        Arc::new(EmbeddedBroker::freeing_committed(
+            1,
+            1_000_000,
+            Clock::start(),
+        ))
+    };
+    assert_eq!(retained_after_commit(freeing(), false).await, 1);
+    // Kept while another group has not committed them...
+    assert_eq!(retained_after_commit(freeing(), true).await, 2048);
+    // ...and always by a broker that keeps them (a scenario that replays).
+    let keeping = Arc::new(EmbeddedBroker::new(1, 1_000_000, Clock::start()));
+    assert_eq!(retained_after_commit(keeping, false).await, 2048);
+}
+
 /// The loopback guard stands before every client: a target that names a host outside
 /// loopback, however it is spelled, is refused as a configuration error before anything
 /// connects. A listener on loopback takes the place of the broker in each URL and must see

@@ -310,6 +310,23 @@ impl<'s> Run<'s> {
 
 /// Connects to the scenario's target, or takes the transport the options give; through the
 /// fault proxy when the scenario has link faults.
+///
+/// The embedded broker frees what every group committed unless the timeline replays (a
+/// rewind must find the events again), so a long run's memory follows its backlog.
+fn memory_bounded(scenario: &Scenario) -> Target {
+    let replays = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f.kind, crate::scenario::model::FaultKind::Replay { .. }));
+    match &scenario.target {
+        Target::Embedded(e) => Target::Embedded(crate::transport::target::EmbeddedTarget {
+            free_committed: !replays,
+            ..e.clone()
+        }),
+        other => other.clone(),
+    }
+}
+
 async fn connect(
     scenario: &Scenario,
     seed: u64,
@@ -334,7 +351,7 @@ async fn connect(
             )
         }
         None => (
-            crate::transport::connect(&scenario.target, clock.clone()).await?,
+            crate::transport::connect(&memory_bounded(scenario), clock.clone()).await?,
             None,
         ),
     })

@@ -380,6 +380,9 @@ pub async fn connect(
     clock: crate::clock::Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
     match target {
+        Target::Embedded(cfg) if cfg.free_committed => Ok(Arc::new(
+            embedded::EmbeddedBroker::freeing_committed(cfg.partitions, cfg.retention, clock),
+        )),
         Target::Embedded(cfg) => Ok(Arc::new(embedded::EmbeddedBroker::new(
             cfg.partitions,
             cfg.retention,

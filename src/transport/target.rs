@@ -72,6 +72,10 @@ pub struct EmbeddedTarget {
     pub partitions: u32,
     /// Events kept per partition before the oldest are dropped (default 1_000_000).
     pub retention: u64,
+    /// Free events every group has committed (set by the run unless its timeline replays,
+    /// which must re-read them).
+    #[serde(default)]
+    pub free_committed: bool,
 }
 
 impl Default for EmbeddedTarget {
@@ -79,6 +83,7 @@ impl Default for EmbeddedTarget {
         Self {
             partitions: super::settings::PARTITIONS_DEFAULT,
             retention: 1_000_000,
+            free_committed: false,
         }
     }
 }

@@ -28,5 +28,6 @@ pub fn validate(check: &mut Checker, keys: &mut OptionKeys, path: &Path) -> Embe
             defaults.retention,
             |t| int_in(t, 1000, u64::MAX),
         ),
+        free_committed: defaults.free_committed,
     }
 }

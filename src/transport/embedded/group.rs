@@ -137,6 +137,13 @@ impl Group {
         }
     }
 
+    /// The group's state of one topic-partition, if it reads that topic.
+    pub fn state(&self, tp: Tp) -> Option<&Mutex<TpState>> {
+        let topic = self.topics.iter().position(|t| *t == tp.topic)?;
+        self.tps
+            .get(topic * self.partitions as usize + tp.partition as usize)
+    }
+
     /// Joins a new member; returns its id and its wake-up.
     pub fn join(&self) -> (u64, Arc<Notify>) {
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);

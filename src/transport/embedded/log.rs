@@ -41,6 +41,13 @@ impl PartitionLog {
         offset
     }
 
+    /// Drops every entry below `offset` (what every group has committed), keeping the rest.
+    pub fn drop_before(&mut self, offset: u64) {
+        while self.base < offset && self.entries.pop_front().is_some() {
+            self.base += 1;
+        }
+    }
+
     /// The oldest retained offset.
     pub fn base(&self) -> u64 {
         self.base

@@ -7,7 +7,9 @@
 //!   events are redelivered to the remaining members, flagged `redelivered`;
 //! - a nacked delivery is handed out again by its partition's owner;
 //! - rewind moves a group's committed offsets back (to the earliest retained event or to a
-//!   time); lag = published and not committed; retention keeps the newest N per partition.
+//!   time); lag = published and not committed; retention keeps the newest N per partition;
+//! - unless told to keep them (a scenario that replays), events every group reading their
+//!   topic has committed are freed, so memory follows the backlog, not the run's length.
 //!
 //! It exists so the main job runs with nothing installed and so tests are deterministic. It
 //! is not a product broker: nothing is persisted and there is one process.
@@ -34,6 +36,9 @@ use crate::events::{Envelope, Topic};
 const WINDOW_MAX: usize = 2048;
 /// Events taken from one partition per fetch, so members rotate over their partitions.
 const FETCH_BATCH: usize = 64;
+/// A partition frees what every group committed once per this many appends: often enough
+/// that the committed tail stays small, rarely enough to cost nothing per event.
+const FREE_EVERY: u64 = 1024;
 
 pub struct EmbeddedBroker {
     inner: Arc<Inner>,
@@ -42,6 +47,8 @@ pub struct EmbeddedBroker {
 struct Inner {
     partitions: u32,
     retention: u64,
+    /// Free events every reading group has committed (off when the run replays them).
+    free_committed: bool,
     clock: Clock,
     logs: Vec<Vec<Mutex<PartitionLog>>>,
     groups: Groups<Group>,
@@ -50,7 +57,24 @@ struct Inner {
 }
 
 impl EmbeddedBroker {
+    /// A broker that keeps every event up to its retention.
     pub fn new(partitions: u32, retention: u64, clock: Clock) -> EmbeddedBroker {
+        EmbeddedBroker::build(partitions, retention, false, clock)
+    }
+
+    /// A broker that frees events once every group reading their topic has committed them (a
+    /// topic nobody reads keeps its retention). A group that rewinds could not re-read them,
+    /// so a scenario that replays uses [`EmbeddedBroker::new`].
+    pub fn freeing_committed(partitions: u32, retention: u64, clock: Clock) -> EmbeddedBroker {
+        EmbeddedBroker::build(partitions, retention, true, clock)
+    }
+
+    fn build(
+        partitions: u32,
+        retention: u64,
+        free_committed: bool,
+        clock: Clock,
+    ) -> EmbeddedBroker {
         let partitions = partitions.max(1);
         let logs = Topic::ALL
             .iter()
@@ -64,6 +88,7 @@ impl EmbeddedBroker {
             inner: Arc::new(Inner {
                 partitions,
                 retention,
+                free_committed,
                 clock,
                 logs,
                 groups: Groups::default(),
@@ -96,7 +121,26 @@ impl Inner {
         {
             group.wake_owner(topic, partition);
         }
+        if self.free_committed && offset % FREE_EVERY == FREE_EVERY - 1 {
+            self.free_committed_of(Tp { topic, partition });
+        }
         Ack { partition, offset }
+    }
+
+    /// Drops what every group reading `tp`'s topic has committed.
+    fn free_committed_of(&self, tp: Tp) {
+        let committed = {
+            let readers = self.readers[tp.topic.index()]
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            readers
+                .iter()
+                .filter_map(|g| g.state(tp).map(|s| lock(s).committed))
+                .min()
+        };
+        if let Some(committed) = committed {
+            lock(self.log(tp)).drop_before(committed);
+        }
     }
 
     fn group(&self, name: &str, topics: &[Topic]) -> Result<Arc<Group>, TransportError> {
@@ -130,7 +174,14 @@ impl Transport for EmbeddedBroker {
                 ("partitions".into(), self.inner.partitions.to_string()),
                 (
                     "retention".into(),
-                    format!("{} events per partition", self.inner.retention),
+                    if self.inner.free_committed {
+                        format!(
+                            "{} events per partition; freed once every group committed them",
+                            self.inner.retention
+                        )
+                    } else {
+                        format!("{} events per partition", self.inner.retention)
+                    },
                 ),
                 (
                     "commit".into(),
