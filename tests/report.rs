@@ -674,3 +674,94 @@ fn the_console_check_catches_a_throwing_page() {
         );
     }
 }
+
+/// A capacity search's step at `rate` orders/s (scale `rate / 100`).
+fn capacity_step(rate: f64, pass: bool, p99_ms: u64) -> doorbuster::capacity::Step {
+    doorbuster::capacity::Step {
+        scale: rate / 100.0,
+        planned_peak: rate,
+        achieved_peak: if pass { rate } else { rate * 0.8 },
+        verdict: if pass {
+            RunVerdict::Pass
+        } else {
+            RunVerdict::Fail
+        },
+        orders: rate as u64 * 10,
+        accepted: rate as u64 * 10,
+        send_lag_p99_us: 900,
+        p99_us: vec![
+            ("order.created".into(), 2_000),
+            ("order.created -> order.fulfilled".into(), p99_ms * 1000),
+        ],
+        why: if pass {
+            String::new()
+        } else {
+            "latency order.created -> order.fulfilled p99: 1.9s over 4000 samples".into()
+        },
+        wall_s: 12.0,
+        dir: None,
+    }
+}
+
+/// capacity.html in Chromium: both charts plot their lines, the knee is shaded between the
+/// last pass (200/s) and the first failure (400/s) and the page says what failed there; the
+/// twin whose steps all passed shades no knee.
+#[test]
+fn a_capacity_report_reads_in_chromium() {
+    use doorbuster::capacity::{Capacity, Ceiling, Headroom};
+    let bent = Capacity {
+        scenario: "bending".into(),
+        base_peak: 100.0,
+        steps: vec![
+            capacity_step(100.0, true, 80),
+            capacity_step(200.0, true, 120),
+            capacity_step(400.0, false, 1900),
+            capacity_step(300.0, true, 400),
+        ],
+        sustained: Some(3),
+        first_failure: Some(2),
+        ceiling: None,
+        forecast: Some(Headroom {
+            rate: 300.0,
+            ratio: 1.0,
+            holds: true,
+        }),
+    };
+    let unbent = Capacity {
+        steps: bent.steps[..2].to_vec(),
+        sustained: Some(1),
+        first_failure: None,
+        ceiling: Some(Ceiling::MaxScale { scale: 2.0 }),
+        ..bent.clone()
+    };
+    let Some(browser) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, capacity) in [("bent", &bent), ("unbent", &unbent)] {
+        let folder = dir.path().join(name);
+        doorbuster::capacity::report::write(capacity, &folder).expect("written");
+        let page = folder.join("capacity.html");
+        let (dom, errors) = dump_dom(browser, &page);
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        // Achieved (the planned diagonal is light grey, a data colour too), and one p99
+        // line per stage.
+        assert_eq!(plotted_lines(svg(&dom, "chart-capacity-rate")), 2, "{name}");
+        assert_eq!(
+            plotted_lines(svg(&dom, "chart-capacity-latency")),
+            2,
+            "{name}"
+        );
+        let knees = dom.matches("class=\"knee\"").count();
+        if name == "bent" {
+            assert_eq!(knees, 2, "both charts mark the knee");
+            assert!(dom.contains("passes at 300 orders/s, fails at 400 orders/s"));
+            assert!(dom.contains("fails first at 400 orders/s (x4)"), "{dom}");
+            assert!(dom.contains("HEADROOM HOLDS"));
+        } else {
+            assert_eq!(knees, 0, "no failure, no knee");
+            assert!(dom.contains("no failure up to the largest factor tried (x2)"));
+        }
+        let png = folder.join("capacity.png");
+        screenshot(browser, &page, &png);
+        keep(&format!("capacity-{name}.png"), &png);
+    }
+}

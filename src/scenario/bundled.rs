@@ -4,7 +4,7 @@
 
 /// (name, YAML) of every bundled scenario; the name is what `doorbuster run` accepts.
 pub fn bundled() -> &'static [(&'static str, &'static str)] {
-    const BUNDLED: [(&str, &str); 9] = [
+    const BUNDLED: [(&str, &str); 10] = [
         (
             "black-friday",
             include_str!(concat!(
@@ -64,6 +64,10 @@ pub fn bundled() -> &'static [(&'static str, &'static str)] {
                 env!("CARGO_MANIFEST_DIR"),
                 "/scenarios/replay-analytics.yaml"
             )),
+        ),
+        (
+            "soak",
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/soak.yaml")),
         ),
     ];
     &BUNDLED
