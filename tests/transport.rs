@@ -837,6 +837,19 @@ async fn a_freeing_broker_drops_what_every_group_committed_and_keeps_the_rest() 
     // ...and always by a broker that keeps them (a scenario that replays).
     let keeping = Arc::new(EmbeddedBroker::new(1, 1_000_000, Clock::start()));
     assert_eq!(retained_after_commit(keeping, false).await, 2048);
+    // A topic nobody reads keeps nothing: a group that comes later finds only what follows.
+    for (t, kept) in [
+        (freeing() as Arc<dyn Transport>, 0),
+        (
+            Arc::new(EmbeddedBroker::new(1, 1_000_000, Clock::start())),
+            2048,
+        ),
+    ] {
+        publish_all(&t, (0..2048).map(|o| event(o, 0))).await;
+        let _late = t.subscribe("late", &[Topic::OrderCreated]).await.unwrap();
+        t.rewind("late", RewindTo::Earliest).await.unwrap();
+        assert_eq!(t.lag("late").await.unwrap(), kept);
+    }
 }
 
 /// The loopback guard stands before every client: a target that names a host outside
