@@ -37,8 +37,9 @@ status=0
 wait "$wrapper" || status=$?
 
 peak_kib=$(awk -F: '/Maximum resident set size/ {gsub(/ /, "", $2); print $2}' "$out/time.txt")
-orders=$(grep -o '"attempted": *[0-9]*' "$out/run/summary.json" | grep -o '[0-9]*$' || echo 0)
-verdict=$(grep -o '"verdict": *"[a-z]*"' "$out/run/summary.json" | head -1 | grep -o '"[a-z]*"$' || echo "?")
+# The first of each key is the run's own (per-second samples come later in the file).
+orders=$(grep -m1 -o '"attempted": *[0-9]*' "$out/run/summary.json" | grep -o '[0-9]*$' || echo 0)
+verdict=$(grep -m1 -o '"verdict": *"[a-z]*"' "$out/run/summary.json" | grep -o '"[a-z]*"$' || echo "?")
 echo "exit $status, verdict $verdict, $orders orders, peak RSS $(( peak_kib / 1024 )) MiB" \
      "($(( peak_kib * 1024 / (orders > 0 ? orders : 1) )) B per order); samples in $out/rss.csv"
 grep -E "Elapsed|User time|System time" "$out/time.txt"
