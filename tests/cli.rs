@@ -1210,3 +1210,30 @@ fn capacity_finds_the_knee_and_gates_on_the_forecast() {
     assert_eq!(short.status.code(), Some(1), "{}", text(&short.stdout));
     assert!(text(&short.stdout).contains("does NOT hold"));
 }
+
+/// A step that cannot run at all (nothing listens at the target) ends the search with a
+/// report that says so, and exit 3, like `run` against that target.
+#[test]
+fn capacity_against_an_unreachable_target_reports_why_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("capacity");
+    let searched = run(&[
+        "capacity",
+        "smoke",
+        "--target",
+        "redis://127.0.0.1:1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let said = text(&searched.stdout);
+    assert_eq!(
+        searched.status.code(),
+        Some(3),
+        "{said}{}",
+        text(&searched.stderr)
+    );
+    assert!(said.contains("could not run"), "{said}");
+    let md = std::fs::read_to_string(out.join("capacity.md")).unwrap();
+    assert!(md.contains("sustained: unknown, no step ran"), "{md}");
+}

@@ -257,8 +257,21 @@ async fn main() {
         let entries = match shop.bus.next().await {
             Ok(entries) => entries,
             Err(e) => {
-                eprintln!("shop {:?}: {e}", shop.args.service);
-                std::process::exit(1);
+                // Like a real service, it reconnects when it loses its broker (its group, and
+                // what it held unacked, wait there), and gives up only when it cannot.
+                eprintln!(
+                    "shop {:?}: lost the broker ({e}); reconnecting",
+                    shop.args.service
+                );
+                let a = &shop.args;
+                match Bus::connect(&a.broker, &a.prefix, &input, group, &a.consumer).await {
+                    Ok(bus) => shop.bus = bus,
+                    Err(e) => {
+                        eprintln!("shop: cannot reach {}: {e}", a.broker);
+                        std::process::exit(3);
+                    }
+                }
+                continue;
             }
         };
         let work = entries.into_iter().map(|e| shop.process(e));

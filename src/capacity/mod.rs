@@ -181,6 +181,8 @@ pub enum Ceiling {
     Limit { scale: f64, message: String },
     /// A signal stopped the search.
     Interrupted,
+    /// A step could not be run at all (the target went away, say): what it said.
+    Error { scale: f64, message: String },
 }
 
 /// What the search found.
@@ -212,18 +214,22 @@ pub struct Headroom {
 
 impl Capacity {
     pub fn sustained(&self) -> Option<&Step> {
-        self.sustained.map(|i| &self.steps[i])
+        self.sustained.and_then(|i| self.steps.get(i))
     }
 
     pub fn first_failure(&self) -> Option<&Step> {
-        self.first_failure.map(|i| &self.steps[i])
+        self.first_failure.and_then(|i| self.steps.get(i))
     }
 
     /// 0 when the headroom holds (without a forecast: the scenario as written passes), 1
-    /// when it does not; a search a signal stopped exits as that signal would.
+    /// when it does not; a search a signal stopped exits as that signal would, one a step
+    /// could not run exits 3.
     pub fn exit(&self, stopped: Option<crate::exit::StopSignal>) -> Exit {
         if let Some(signal) = stopped {
             return Exit::Stopped(signal);
+        }
+        if let Some(Ceiling::Error { .. }) = self.ceiling {
+            return Exit::CannotRun;
         }
         let holds = match self.forecast {
             Some(h) => h.holds,
@@ -290,8 +296,14 @@ where
             Err(e) => return Err(e),
         };
         let peak = peak_rate(&scenario);
-        let Some((summary, dir)) = step(scenario, scale).await? else {
-            return Ok(Outcome::End(Ceiling::Interrupted));
+        let (summary, dir) = match step(scenario, scale).await {
+            Ok(Some(ran)) => ran,
+            Ok(None) => return Ok(Outcome::End(Ceiling::Interrupted)),
+            // The steps so far still make a report; the search ends here.
+            Err(e) => {
+                let message = e.to_string();
+                return Ok(Outcome::End(Ceiling::Error { scale, message }));
+            }
         };
         let s = Step::of(scale, peak, &summary, dir);
         on_step(&s);

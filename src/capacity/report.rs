@@ -46,12 +46,13 @@ pub fn answer(c: &Capacity) -> Vec<String> {
             scale(s.scale),
             rate(c.base_peak)
         )),
-        None => lines.push(format!(
-            "sustained: nothing; the first step ({}/s planned) already failed",
-            c.steps
-                .first()
-                .map_or_else(|| "-".to_owned(), |s| rate(s.planned_peak))
-        )),
+        None => match c.steps.first() {
+            Some(first) => lines.push(format!(
+                "sustained: nothing; the first step ({}/s planned) already failed",
+                rate(first.planned_peak)
+            )),
+            None => lines.push("sustained: unknown, no step ran".to_owned()),
+        },
     }
     if let Some(f) = c.first_failure() {
         let what = if f.verdict == RunVerdict::Invalid {
@@ -76,6 +77,10 @@ pub fn answer(c: &Capacity) -> Vec<String> {
         )),
         Some(Ceiling::Limit { scale: s, message }) => lines.push(format!(
             "the scenario cannot be scaled to {}: {message}",
+            scale(*s)
+        )),
+        Some(Ceiling::Error { scale: s, message }) => lines.push(format!(
+            "the step at {} could not run: {message}",
             scale(*s)
         )),
         Some(Ceiling::Interrupted) => {
