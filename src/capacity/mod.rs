@@ -181,8 +181,14 @@ pub enum Ceiling {
     Limit { scale: f64, message: String },
     /// A signal stopped the search.
     Interrupted,
-    /// A step could not be run at all (the target went away, say): what it said.
-    Error { scale: f64, message: String },
+    /// A step could not be run at all (the target went away, say): what it said, and how
+    /// `run` would have exited for it.
+    Error {
+        scale: f64,
+        message: String,
+        #[serde(skip)]
+        exit: Exit,
+    },
 }
 
 /// What the search found.
@@ -223,13 +229,13 @@ impl Capacity {
 
     /// 0 when the headroom holds (without a forecast: the scenario as written passes), 1
     /// when it does not; a search a signal stopped exits as that signal would, one a step
-    /// could not run exits 3.
+    /// could not run as `run` would have (3 unreachable, 2 a refused target).
     pub fn exit(&self, stopped: Option<crate::exit::StopSignal>) -> Exit {
         if let Some(signal) = stopped {
             return Exit::Stopped(signal);
         }
-        if let Some(Ceiling::Error { .. }) = self.ceiling {
-            return Exit::CannotRun;
+        if let Some(Ceiling::Error { exit, .. }) = self.ceiling {
+            return exit;
         }
         let holds = match self.forecast {
             Some(h) => h.holds,
@@ -301,8 +307,12 @@ where
             Ok(None) => return Ok(Outcome::End(Ceiling::Interrupted)),
             // The steps so far still make a report; the search ends here.
             Err(e) => {
-                let message = e.to_string();
-                return Ok(Outcome::End(Ceiling::Error { scale, message }));
+                let (message, exit) = (e.to_string(), e.exit());
+                return Ok(Outcome::End(Ceiling::Error {
+                    scale,
+                    message,
+                    exit,
+                }));
             }
         };
         let s = Step::of(scale, peak, &summary, dir);

@@ -79,7 +79,9 @@ pub fn answer(c: &Capacity) -> Vec<String> {
             "the scenario cannot be scaled to {}: {message}",
             scale(*s)
         )),
-        Some(Ceiling::Error { scale: s, message }) => lines.push(format!(
+        Some(Ceiling::Error {
+            scale: s, message, ..
+        }) => lines.push(format!(
             "the step at {} could not run: {message}",
             scale(*s)
         )),

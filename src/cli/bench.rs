@@ -34,6 +34,12 @@ pub fn bench(runtime: &Runtime, options: BenchOptions) -> Exit {
     let report = runtime.block_on(search(&options, |t| outln!("{}", markdown_row(t))));
     match report {
         Ok(report) => {
+            if let Some(doorbuster::capacity::Ceiling::Error { message, exit, .. }) =
+                &report.search.ceiling
+            {
+                errln!("error: {message}");
+                return *exit;
+            }
             match report.search.sustained() {
                 Some(t) => outln!(
                     "highest sustained: {:.0} orders/s (send lag p99 {} us); ledger {} bytes per order",
