@@ -135,31 +135,8 @@ enum Command {
         after_help = "Examples:\n  doorbuster capacity black-friday --forecast 3x\n  doorbuster capacity shop.yaml --target redis://127.0.0.1:6379 --forecast 4500/s --max 16"
     )]
     Capacity {
-        /// A scenario file, or a bundled scenario's name.
-        scenario: String,
-        /// The peak the system must hold: a multiple of the scenario's own peak (3x) or a
-        /// rate (4500/s). Without it, the scenario as written must pass.
-        #[arg(long, value_parser = doorbuster::capacity::Forecast::parse)]
-        forecast: Option<doorbuster::capacity::Forecast>,
-        /// The folder for the capacity report and one run folder per step
-        /// (default: reports/capacity-<scenario>-<time>-seed<N>).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// The first factor tried on the scenario's rates.
-        #[arg(long, default_value_t = 1.0)]
-        start: f64,
-        /// The largest factor tried.
-        #[arg(long, default_value_t = 64.0)]
-        max: f64,
-        /// Bisection steps between the last pass and the first failure.
-        #[arg(long, default_value_t = 3)]
-        refine: u32,
-        /// The pause between steps, for the target to drain and settle.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        settle: std::time::Duration,
-        /// No live progress view.
-        #[arg(long, short)]
-        quiet: bool,
+        #[command(flatten)]
+        args: cli::capacity::CapacityArgs,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -338,30 +315,9 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         )),
         Command::Preview(args) => Ok(cli::preview::preview(&args)),
         Command::Schema { summary } => Ok(cli::schema::schema(summary)),
-        Command::Capacity {
-            scenario,
-            forecast,
-            out,
-            start,
-            max,
-            refine,
-            settle,
-            quiet,
-            overrides,
-        } => Ok(cli::capacity::capacity(
-            &runtime()?,
-            &scenario,
-            cli::capacity::CapacityFlags {
-                forecast,
-                out,
-                start,
-                max,
-                refine,
-                settle,
-                quiet,
-            },
-            overrides.into(),
-        )),
+        Command::Capacity { args, overrides } => {
+            Ok(cli::capacity::capacity(&runtime()?, args, overrides.into()))
+        }
         Command::Bench {
             provider,
             seconds,

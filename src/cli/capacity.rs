@@ -11,25 +11,40 @@ use doorbuster::run::{RunOptions, execute};
 use doorbuster::scenario;
 use tokio::runtime::Runtime;
 
-use super::run::StopSignals;
+use super::run::{StopSignals, reproduce_args};
 
-/// `capacity`'s own flags.
-pub struct CapacityFlags {
-    pub forecast: Option<Forecast>,
-    pub out: Option<PathBuf>,
-    pub start: f64,
-    pub max: f64,
-    pub refine: u32,
-    pub settle: Duration,
-    pub quiet: bool,
+/// `capacity`'s own arguments (beside the scenario overrides `run` shares).
+#[derive(clap::Args)]
+pub struct CapacityArgs {
+    /// A scenario file, or a bundled scenario's name.
+    scenario: String,
+    /// The peak the system must hold: a multiple of the scenario's own peak (3x) or a
+    /// rate (4500/s). Without it, the scenario as written must pass.
+    #[arg(long, value_parser = Forecast::parse)]
+    forecast: Option<Forecast>,
+    /// The folder for the capacity report and one run folder per step
+    /// (default: reports/capacity-<scenario>-<time>-seed<N>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The first factor tried on the scenario's rates.
+    #[arg(long, default_value_t = 1.0)]
+    start: f64,
+    /// The largest factor tried.
+    #[arg(long, default_value_t = 64.0)]
+    max: f64,
+    /// Bisection steps between the last pass and the first failure.
+    #[arg(long, default_value_t = 3)]
+    refine: u32,
+    /// The pause between steps, for the target to drain and settle.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    settle: Duration,
+    /// No live progress view.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
-pub fn capacity(
-    runtime: &Runtime,
-    arg: &str,
-    flags: CapacityFlags,
-    overrides: scenario::Overrides,
-) -> Exit {
+pub fn capacity(runtime: &Runtime, flags: CapacityArgs, overrides: scenario::Overrides) -> Exit {
+    let arg = flags.scenario.as_str();
     if overrides.rate_scale.is_some() {
         errln!("error: capacity chooses the rate scale itself; use --start and --max instead");
         return Exit::BadInput;
@@ -63,7 +78,8 @@ pub fn capacity(
         settle: flags.settle,
         forecast: flags.forecast,
     };
-    let run_arg = loaded.source.run_arg();
+    // What to type after `doorbuster run` to repeat a step: its target too.
+    let run_arg = format!("{}{}", loaded.source.run_arg(), reproduce_args(&overrides));
     outln!(
         "capacity of {} ({}/s at its peak as written), steps into {}",
         loaded.scenario.name,

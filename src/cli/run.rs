@@ -106,7 +106,7 @@ pub fn run(
 }
 
 /// The flags to repeat in the reproduce command (passwords masked).
-fn reproduce_args(overrides: &scenario::Overrides) -> String {
+pub fn reproduce_args(overrides: &scenario::Overrides) -> String {
     let mut args = String::new();
     if let Some(url) = &overrides.target {
         args.push_str(&format!(

@@ -486,16 +486,35 @@ impl Y {
 /// A chart over run time: `series` as lines, faults shaded, a legend strip on top.
 /// `Y::Count` charts label only whole numbers: half an order per second is no tick.
 fn time_chart(id: &str, y: Y, series: &[Series], axis: &TimeAxis<'_>) -> String {
+    let x_max = x_max(series, axis);
+    let faults = (!axis.faults.is_empty()).then_some("fault window");
+    line_chart(id, "run time (s)", y, series, x_max, 12, faults, |chart| {
+        fault_shading(chart, axis.faults, x_max)
+    })
+}
+
+/// Lines over `0..x_max` with a legend strip on top; `under` draws markup beneath the lines
+/// (fault windows, the knee), named in the legend as `band` when there is one.
+#[allow(clippy::too_many_arguments)]
+fn line_chart(
+    id: &str,
+    x_desc: &str,
+    y: Y,
+    series: &[Series],
+    x_max: f64,
+    x_labels: usize,
+    band: Option<&str>,
+    under: impl FnOnce(&Chart<'_, '_>) -> String,
+) -> String {
     draw_or_placeholder(id, series, |root| {
-        let x_max = x_max(series, axis);
         let y_max = y_max(series, y.floor());
         let (legend, plot) = root.split_vertically(LEGEND_HEIGHT);
         let mut chart = build(&plot, 0.0..x_max, 0.0..y_max)?;
         chart
             .configure_mesh()
-            .x_desc("run time (s)")
+            .x_desc(x_desc)
             .y_desc(y.desc())
-            .x_labels(12)
+            .x_labels(x_labels)
             .y_labels(8)
             .x_label_formatter(&|v| number(*v))
             .y_label_formatter(&|v| y.label(*v))
@@ -504,9 +523,9 @@ fn time_chart(id: &str, y: Y, series: &[Series], axis: &TimeAxis<'_>) -> String 
             .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .draw()?;
-        let under = fault_shading(&chart, axis.faults, x_max);
+        let under = under(&chart);
         draw_lines(&mut chart, series)?;
-        draw_legend(&legend, &legend_entries(series, !axis.faults.is_empty()))?;
+        draw_legend(&legend, &legend_entries(series, band))?;
         Ok(under)
     })
 }
@@ -547,45 +566,27 @@ pub fn over_planned_rate(
     for (i, (name, points)) in series.into_iter().enumerate() {
         drawn.push(Series::new(&name, PALETTE[i % PALETTE.len()], points));
     }
-    let (desc, floor) = match y {
-        RateY::OrdersPerSecond => ("orders/s", COUNT_FLOOR),
-        RateY::Milliseconds => ("p99 latency (ms)", MS_FLOOR),
+    let y = match y {
+        RateY::OrdersPerSecond => Y::Count("orders/s"),
+        RateY::Milliseconds => Y::Milliseconds,
     };
-    draw_or_placeholder(id, &drawn, |root| {
-        let x_max = drawn
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.0))
-            .filter(|x| x.is_finite())
-            .fold(1.0f64, f64::max)
-            * 1.05;
-        let (legend, plot) = root.split_vertically(LEGEND_HEIGHT);
-        let mut chart = build(&plot, 0.0..x_max, 0.0..y_max(&drawn, floor))?;
-        chart
-            .configure_mesh()
-            .x_desc("planned peak rate (orders/s)")
-            .y_desc(desc)
-            .x_labels(10)
-            .y_labels(8)
-            .x_label_formatter(&|v| number(*v))
-            .y_label_formatter(&|v| number(*v))
-            .label_style((FONT, FONT_SIZE))
-            .axis_desc_style((FONT, FONT_SIZE))
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(GRID)
-            .draw()?;
-        let under = knee.map_or_else(String::new, |(from, to)| knee_band(&chart, from, to));
-        draw_lines(&mut chart, &drawn)?;
-        let mut entries = legend_entries(&drawn, false);
-        if knee.is_some() {
-            entries.push(Legend {
-                name: "knee".into(),
-                colour: FAULT_SWATCH,
-                mark: Mark::Swatch,
-            });
-        }
-        draw_legend(&legend, &entries)?;
-        Ok(under)
-    })
+    let x_max = drawn
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .filter(|x| x.is_finite())
+        .fold(1.0f64, f64::max)
+        * 1.05;
+    let band = knee.map(|_| "knee");
+    line_chart(
+        id,
+        "planned peak rate (orders/s)",
+        y,
+        &drawn,
+        x_max,
+        10,
+        band,
+        |chart| knee.map_or_else(String::new, |(from, to)| knee_band(chart, from, to)),
+    )
 }
 
 /// The band between the highest sustained rate and the lowest failing one, labelled.
@@ -649,7 +650,7 @@ fn draw_distribution(root: &Area<'_>, series: &[Series], nines: f64) -> Result<S
         root.draw(&Text::new(percentile_label(x), (px, py + 8), label.clone()))?;
     }
     draw_lines(&mut chart, series)?;
-    draw_legend(&legend, &legend_entries(series, false))?;
+    draw_legend(&legend, &legend_entries(series, None))?;
     Ok(String::new())
 }
 
@@ -696,7 +697,7 @@ fn draw_lines(chart: &mut Chart<'_, '_>, series: &[Series]) -> Result<(), DrawEr
 }
 
 /// What the legend strip shows for `series`, plus the fault swatch when faults are shaded.
-fn legend_entries(series: &[Series], faults: bool) -> Vec<Legend> {
+fn legend_entries(series: &[Series], band: Option<&str>) -> Vec<Legend> {
     let mut entries: Vec<Legend> = series
         .iter()
         .map(|s| Legend {
@@ -705,9 +706,9 @@ fn legend_entries(series: &[Series], faults: bool) -> Vec<Legend> {
             mark: Mark::Line(s.line),
         })
         .collect();
-    if faults {
+    if let Some(band) = band {
         entries.push(Legend {
-            name: "fault window".into(),
+            name: band.into(),
             colour: FAULT_SWATCH,
             mark: Mark::Swatch,
         });
