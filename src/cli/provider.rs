@@ -97,10 +97,7 @@ pub fn provider(runtime: &Runtime, args: &ProviderArgs) -> Exit {
         );
         let _ = task.await;
         let s = core.stats();
-        let charged_twice: Vec<u64> = core
-            .captures_per_order()
-            .into_iter()
-            .filter(|&(_, n)| n > 1)
+        let charged_twice: Vec<u64> = (core.captures_per_order().doubled().into_iter())
             .map(|(order, _)| order)
             .collect();
         outln!(
@@ -117,8 +114,7 @@ pub fn provider(runtime: &Runtime, args: &ProviderArgs) -> Exit {
         if charged_twice.is_empty() {
             outln!("no order was charged more than once");
         } else {
-            let mut orders = charged_twice;
-            orders.sort_unstable();
+            let orders = charged_twice;
             let shown: Vec<String> = orders.iter().take(20).map(u64::to_string).collect();
             outln!(
                 "{} orders charged more than once: {}{}",

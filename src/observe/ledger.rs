@@ -6,12 +6,14 @@
 //! and an effect is what a service did about it. Loss is judged on effects (DESIGN.md §5): a
 //! consumer that acks and then crashes shows as consumed without its effect. Every slot is a
 //! handful of atomics so recording from many tasks needs no lock: 56 bytes per order for all
-//! five services together (about 11 per service).
+//! five services together (about 11 per service), allocated a chunk at a time as orders are
+//! made, so a run holds slots for the orders it made, not for every order it planned.
 //!
 //! Events of one order on one topic are told apart by their `seq` (0 for the first
 //! `order.created`, 1 for a resubmit, ...); up to 8 per (order, topic) are tracked exactly,
 //! later ones share the last bit.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, Ordering::Relaxed};
 
 use crate::events::{EventMeta, Topic};
@@ -162,8 +164,12 @@ pub struct DeliveryNote {
     pub out_of_order: bool,
 }
 
+/// Orders per chunk of slots: 65,536 x 56 B = 3.5 MiB, allocated on its first write.
+const CHUNK: usize = 1 << 16;
+
 pub struct Ledger {
-    slots: Box<[Slot]>,
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    orders: usize,
 }
 
 // The budget: at most 32 bytes per order per service, for the five services.
@@ -178,23 +184,49 @@ impl Ledger {
     /// A ledger for order ids `0..orders`.
     pub fn new(orders: usize) -> Ledger {
         Ledger {
-            slots: (0..orders).map(|_| Slot::default()).collect(),
+            chunks: (0..orders.div_ceil(CHUNK))
+                .map(|_| OnceLock::new())
+                .collect(),
+            orders,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.orders
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.orders == 0
     }
 
     /// Bytes of ledger per order (all services).
     pub const BYTES_PER_ORDER: usize = std::mem::size_of::<Slot>();
 
+    /// Bytes of slots allocated so far (chunks that were written to).
+    #[cfg(test)]
+    fn allocated_bytes(&self) -> usize {
+        let slots: usize = (self.chunks.iter())
+            .filter_map(|chunk| chunk.get().map(|slots| slots.len()))
+            .sum();
+        slots * Self::BYTES_PER_ORDER
+    }
+
+    /// The slot to record into: its chunk is allocated on the first write.
     fn slot(&self, order: u64) -> Option<&Slot> {
-        self.slots.get(usize::try_from(order).ok()?)
+        let i = usize::try_from(order).ok().filter(|&i| i < self.orders)?;
+        let first = i / CHUNK * CHUNK;
+        let chunk = self.chunks[i / CHUNK].get_or_init(|| {
+            let n = CHUNK.min(self.orders - first);
+            (0..n).map(|_| Slot::default()).collect()
+        });
+        chunk.get(i - first)
+    }
+
+    /// The slot to read: `None` for an order whose chunk nothing was written to, which
+    /// reads as a fresh slot does (all zero).
+    fn read(&self, order: u64) -> Option<&Slot> {
+        let i = usize::try_from(order).ok()?;
+        self.chunks.get(i / CHUNK)?.get()?.get(i % CHUNK)
     }
 
     pub fn set_checkout(&self, order: u64, outcome: Checkout) {
@@ -204,7 +236,7 @@ impl Ledger {
     }
 
     pub fn checkout(&self, order: u64) -> Checkout {
-        match self.slot(order).map(|s| s.checkout.load(Relaxed)) {
+        match self.read(order).map(|s| s.checkout.load(Relaxed)) {
             Some(1) => Checkout::Accepted,
             Some(2) => Checkout::Failed,
             _ => Checkout::Pending,
@@ -230,7 +262,7 @@ impl Ledger {
     }
 
     pub fn acked_mask(&self, order: u64, topic: Topic) -> u8 {
-        self.slot(order)
+        self.read(order)
             .and_then(|s| s.acked.get(topic.index()))
             .map_or(0, |a| a.load(Relaxed))
     }
@@ -256,7 +288,7 @@ impl Ledger {
     }
 
     pub fn delivered_mask(&self, order: u64, sub: usize) -> u8 {
-        self.slot(order)
+        self.read(order)
             .map_or(0, |s| s.delivered[sub].load(Relaxed))
     }
 
@@ -268,12 +300,12 @@ impl Ledger {
     }
 
     pub fn consumed_mask(&self, order: u64, sub: usize) -> u8 {
-        self.slot(order)
+        self.read(order)
             .map_or(0, |s| s.consumed[sub].load(Relaxed))
     }
 
     pub fn deliveries(&self, order: u64, sub: usize) -> u16 {
-        self.slot(order)
+        self.read(order)
             .map_or(0, |s| s.deliveries[sub].load(Relaxed))
     }
 
@@ -287,7 +319,7 @@ impl Ledger {
     }
 
     pub fn effects(&self, order: u64, effect: Effect) -> u8 {
-        self.slot(order)
+        self.read(order)
             .map_or(0, |s| s.effects[effect as usize].load(Relaxed))
     }
 
@@ -303,7 +335,7 @@ impl Ledger {
     }
 
     pub fn terminal(&self, order: u64) -> (Terminal, Option<u32>) {
-        let Some(s) = self.slot(order) else {
+        let Some(s) = self.read(order) else {
             return (Terminal::None, None);
         };
         let t = match s.terminal.load(Relaxed) {
@@ -371,6 +403,35 @@ mod tests {
         assert_eq!(ledger.terminal(0), (Terminal::Declined, Some(5)));
         ledger.set_terminal(99, Terminal::Fulfilled, 1);
         assert_eq!(ledger.effect(99, Effect::EmailSent), 0);
+    }
+
+    #[test]
+    fn chunks_are_allocated_by_the_first_write_not_by_reads() {
+        let ledger = Ledger::new(3 * CHUNK + 10);
+        assert_eq!(ledger.allocated_bytes(), 0);
+        assert_eq!(
+            ledger.effects(5, Effect::Shipped),
+            0,
+            "an unwritten order reads as fresh"
+        );
+        assert_eq!(ledger.terminal(2 * CHUNK as u64), (Terminal::None, None));
+        assert_eq!(ledger.allocated_bytes(), 0, "reading allocates nothing");
+        ledger.effect(CHUNK as u64 + 1, Effect::Shipped);
+        assert_eq!(ledger.effects(CHUNK as u64 + 1, Effect::Shipped), 1);
+        assert_eq!(ledger.allocated_bytes(), CHUNK * Ledger::BYTES_PER_ORDER);
+        // The last chunk holds only the orders that exist.
+        ledger.set_checkout(3 * CHUNK as u64 + 9, Checkout::Accepted);
+        assert_eq!(ledger.checkout(3 * CHUNK as u64 + 9), Checkout::Accepted);
+        assert_eq!(
+            ledger.allocated_bytes(),
+            (CHUNK + 10) * Ledger::BYTES_PER_ORDER
+        );
+        ledger.set_checkout(3 * CHUNK as u64 + 10, Checkout::Accepted);
+        assert_eq!(
+            ledger.checkout(3 * CHUNK as u64 + 10),
+            Checkout::Pending,
+            "beyond the plan"
+        );
     }
 
     #[test]

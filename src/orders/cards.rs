@@ -132,6 +132,23 @@ pub const DECLINING: &[TestCard] = &[
 /// The decline code for a token or number the provider does not know.
 pub const INVALID_CARD: &str = "invalid_card";
 
+/// A decline code as a small number (the provider keeps one per idempotency key, so it
+/// packs them): the table's codes by position, then [`INVALID_CARD`] for anything else.
+pub fn decline_number(code: &str) -> u8 {
+    let found = DECLINING
+        .iter()
+        .position(|card| matches!(card.outcome, CardOutcome::Decline(c) if c == code));
+    found.map_or(DECLINING.len() as u8, |i| i as u8)
+}
+
+/// The code [`decline_number`] numbered `n`.
+pub fn decline_code(n: u8) -> &'static str {
+    match DECLINING.get(usize::from(n)).map(|card| card.outcome) {
+        Some(CardOutcome::Decline(code)) => code,
+        _ => INVALID_CARD,
+    }
+}
+
 /// The card a token names. Also accepts a bare test number or `tok_<number>`, because a
 /// user's payment service in observe mode may send either.
 pub fn lookup(token: &str) -> Option<&'static TestCard> {
@@ -208,6 +225,18 @@ mod tests {
             Some(CardOutcome::Decline("insufficient_funds"))
         );
         assert!(lookup("tok_nope").is_none());
+    }
+
+    #[test]
+    fn decline_codes_round_trip_through_their_numbers() {
+        for card in DECLINING {
+            let CardOutcome::Decline(code) = card.outcome else {
+                panic!("{} declines", card.token);
+            };
+            assert_eq!(decline_code(decline_number(code)), code);
+        }
+        assert_eq!(decline_code(decline_number(INVALID_CARD)), INVALID_CARD);
+        assert_eq!(decline_code(decline_number("no_such_code")), INVALID_CARD);
     }
 
     #[test]

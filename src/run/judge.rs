@@ -2,7 +2,6 @@
 //! invalid and each fault window's recovery are decided here, and nowhere else. The report
 //! is built from what was decided and written to the run folder.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::drain::Drained;
@@ -31,7 +30,7 @@ impl Run<'_> {
             pipeline,
             ..
         } = self;
-        let captures: HashMap<u64, u32> = provider.captures_per_order();
+        let captures = provider.captures_per_order();
         let analytics_state = pipeline.analytics.as_ref().map(|a| a.state());
         let attempted = drained.outcome.dispatched as u64;
         let input = CheckInput {

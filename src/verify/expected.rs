@@ -118,7 +118,7 @@ pub fn owed(course: Course) -> &'static [Expected] {
 pub fn happened(input: &CheckInput<'_>, order: u64, proof: Proof) -> u32 {
     let ledger = &input.observer.ledger;
     match proof {
-        Capture => input.captures_per_order.get(&order).copied().unwrap_or(0),
+        Capture => input.captures_per_order.get(order),
         Published(topic) => ledger.acked_mask(order, topic).count_ones(),
         Applied(effect) => u32::from(ledger.effects(order, effect)),
         StockDecision => {

@@ -18,13 +18,13 @@ pub mod per_key_order;
 pub mod recovery;
 pub mod replay;
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 
 use crate::config::units::{Comparison, ShareThreshold};
 use crate::observe::{Observer, Settlement};
 use crate::orders::OrderFactory;
 use crate::scenario::model::{Scenario, Target};
+use crate::services::provider::ChargesPerOrder;
 use crate::topology::ServiceKind;
 use crate::topology::Stage;
 
@@ -118,7 +118,7 @@ pub struct CheckInput<'a> {
     /// Orders actually attempted: ids `0..attempted` (fewer than planned if interrupted).
     pub attempted: u64,
     /// Captures per order from the payment provider's own records.
-    pub captures_per_order: &'a HashMap<u64, u32>,
+    pub captures_per_order: &'a ChargesPerOrder,
     pub enabled: &'a [ServiceKind],
     /// The analytics service's state at the end, when it ran.
     pub analytics: Option<&'a crate::services::analytics::AnalyticsState>,
@@ -414,20 +414,19 @@ impl Examples {
 /// check's pathological histories and clean twins are exact.
 #[cfg(test)]
 pub(crate) mod testkit {
-    use std::collections::HashMap;
-
     use super::{CheckInput, CheckResult};
     use crate::events::{EventMeta, Topic};
     use crate::observe::{Checkout, Effect, Observer, Settlement, Terminal};
     use crate::orders::OrderFactory;
     use crate::scenario::model::Scenario;
+    use crate::services::provider::ChargesPerOrder;
     use crate::topology::{SUBSCRIPTIONS, ServiceKind};
 
     pub struct World {
         pub scenario: Scenario,
         pub factory: OrderFactory,
         pub observer: Observer,
-        pub captures: HashMap<u64, u32>,
+        pub captures: ChargesPerOrder,
         pub settlement: Settlement,
         pub orders: u64,
     }
@@ -452,7 +451,7 @@ pub(crate) mod testkit {
                 factory: OrderFactory::new(scenario.seed, &scenario.orders),
                 scenario,
                 observer: Observer::new(crate::clock::Clock::start(), orders as usize),
-                captures: HashMap::new(),
+                captures: ChargesPerOrder::default(),
                 settlement: Settlement {
                     lags: ServiceKind::ALL.iter().map(|s| (*s, Some(0))).collect(),
                     handling: [0; ServiceKind::ALL.len()],
@@ -499,7 +498,7 @@ pub(crate) mod testkit {
                 l.effect(order, Effect::FailureCounted);
                 l.set_terminal(order, Terminal::Declined, 10);
             } else {
-                *self.captures.entry(order).or_default() += 1;
+                self.captures.add(order);
                 self.flow(order, Topic::PaymentSucceeded);
                 l.effect(order, Effect::EmailSent);
                 l.effect(order, Effect::Shipped);

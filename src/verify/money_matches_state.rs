@@ -34,7 +34,7 @@ impl Check for MoneyMatchesState {
         let mut examples = Examples::default();
         let parked = super::parked_orders(input);
         for order in (0..input.attempted).filter(|o| !parked.contains(o)) {
-            let captures = input.captures_per_order.get(&order).copied().unwrap_or(0);
+            let captures = input.captures_per_order.get(order);
             // Shipped is what the warehouse did, whatever the order's first-reported end says.
             let shipped = ledger.effects(order, Effect::Shipped) > 0
                 || ledger.acked_mask(order, Topic::Fulfilled) != 0;
@@ -131,15 +131,15 @@ mod tests {
         }
         let l = &w.observer.ledger;
         // Charged, then announced failed.
-        *w.captures.entry(failed).or_default() += 1;
+        w.captures.add(failed);
         l.set_terminal(failed, Terminal::Failed, 10);
         // Charged and never fulfilled.
-        *w.captures.entry(unfulfilled).or_default() += 1;
+        w.captures.add(unfulfilled);
         // Shipped, never charged.
         l.effect(unpaid, Effect::Shipped);
         l.set_terminal(unpaid, Terminal::Fulfilled, 10);
         // A declined card charged anyway.
-        *w.captures.entry(declining).or_default() += 1;
+        w.captures.add(declining);
         l.set_terminal(declining, Terminal::Declined, 10);
 
         let r = w.judge(&MoneyMatchesState);

@@ -15,15 +15,8 @@ impl Check for NoDuplicateEffects {
 
     fn evaluate(&self, input: &CheckInput<'_>) -> CheckResult {
         let mut examples = Examples::default();
-        let mut double_charged: Vec<u64> = input
-            .captures_per_order
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(order, _)| *order)
-            .collect();
-        double_charged.sort_unstable();
-        for order in &double_charged {
-            let n = input.captures_per_order[order];
+        let double_charged = input.captures_per_order.doubled();
+        for (order, n) in &double_charged {
             examples.push(|| format!("order {order}: payment: charged {n} times"));
         }
         let mut counts = [0u64; Effect::ALL.len()];

@@ -163,13 +163,7 @@ impl OutputCheck for NoDuplicateOutputs {
 
     fn find(&self, input: &CheckInput<'_>, outputs: &Outputs) -> Found {
         let mut examples = Examples::default();
-        let mut double_charged: Vec<(u64, u32)> = input
-            .captures_per_order
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(order, n)| (*order, *n))
-            .collect();
-        double_charged.sort_unstable();
+        let double_charged = input.captures_per_order.doubled();
         for (order, n) in &double_charged {
             examples.push(|| format!("{}: charged {n} times", order_name(input, *order)));
         }

@@ -179,6 +179,6 @@ mod tests {
         let client = ProviderClient::in_process(Arc::clone(&core));
         let r = client.charge("k", &req(1, 100, "tok_visa")).await;
         assert!(matches!(r, Err(ProviderError::Timeout)), "{r:?}");
-        assert_eq!(core.captures().len(), 1);
+        assert_eq!(core.captures_per_order().get(1), 1);
     }
 }

@@ -1,9 +1,12 @@
 //! The payment provider's behaviour: a card API with Stripe's idempotency rules.
 //!
 //! The payment service charges orders here (in process, or through `http.rs` when a real
-//! payment service points at the mock). Every capture is recorded, so a double charge is
-//! provable from the records alone, and the outage seam lets the chaos timeline make calls
-//! fail. It may not read time except through the run's `Clock`, make generators except
+//! payment service points at the mock). Every capture is counted per order, so a double charge
+//! is provable from the provider's own books, and the outage seam lets the chaos timeline make
+//! calls fail. The books stay compact for runs of any length: 24 bytes per idempotency key
+//! (its hash, a hash of its parameters, what it decided; the charge id is derived, not kept)
+//! and a byte per order; the full record of each capture is kept only while the mock is
+//! served, for `GET /v1/captures`. It may not read time except through the run's `Clock`, make generators except
 //! through `rng.rs`, or know about events and brokers.
 
 use std::collections::HashMap;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
+use super::charges::ChargesPerOrder;
 use super::model;
 pub use crate::chaos::provider_outage::Outage;
 use crate::clock::{Clock, RunTime};
@@ -73,27 +77,49 @@ pub struct ProviderStats {
 }
 
 /// What a key's first call decided, kept to answer the key's later calls. Small on purpose:
-/// one entry lives per idempotency key for the whole run.
+/// one entry lives per idempotency key for the whole run (16 bytes, 24 with the key's hash).
 #[derive(Debug)]
 struct Stored {
-    order_id: u64,
-    amount_cents: u64,
-    /// Hash of currency and card token, to detect a reused key with other parameters.
-    details: u64,
+    /// Hash of order id, amount, currency and card token, to detect a reused key with other
+    /// parameters.
+    params: u64,
     outcome: Outcome,
 }
 
+/// A capture's call number (its charge id is derived from the key's hash and the call), or a
+/// decline's code number (`cards::decline_number`) with the top bit set: 8 bytes.
 #[derive(Debug, Clone, Copy)]
-enum Outcome {
-    /// Index into `State::captures`.
-    Captured(usize),
-    Declined(&'static str),
+struct Outcome(u64);
+
+const DECLINED: u64 = 1 << 63;
+
+impl Outcome {
+    fn captured(call: u64) -> Outcome {
+        Outcome(call & !DECLINED)
+    }
+
+    fn declined(code: &str) -> Outcome {
+        Outcome(DECLINED | u64::from(cards::decline_number(code)))
+    }
+
+    /// `Ok(call)` of a capture, `Err(code)` of a decline.
+    fn read(self) -> Result<u64, &'static str> {
+        if self.0 & DECLINED == 0 {
+            Ok(self.0)
+        } else {
+            Err(cards::decline_code((self.0 & 0xff) as u8))
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    keys: HashMap<String, Stored>,
-    captures: Vec<Capture>,
+    /// By the key's 64-bit hash: two keys of a run colliding is a chance of about n² / 2⁶⁵
+    /// (3 in a million for ten million keys); the parameters' hash catches most of those.
+    keys: HashMap<u64, Stored>,
+    charges: ChargesPerOrder,
+    /// Every capture in full, kept once the mock is served ([`ProviderCore::keep_captures`]).
+    listing: Option<Vec<Capture>>,
     stats: ProviderStats,
 }
 
@@ -174,21 +200,18 @@ impl ProviderCore {
             }
         }
 
-        let details = fnv1a(fnv1a(FNV_OFFSET, &req.currency), &req.card_token);
-        if let Some(stored) = state.keys.get(key) {
-            let same = stored.order_id == req.order_id
-                && stored.amount_cents == req.amount_cents
-                && stored.details == details;
-            if !same {
+        let params = params_hash(req);
+        if let Some(stored) = state.keys.get(&key_hash) {
+            if stored.params != params {
                 state.stats.conflicts += 1;
                 return (ChargeResponse::IdempotencyConflict, call);
             }
             state.stats.replays += 1;
-            let response = match stored.outcome {
-                Outcome::Captured(index) => ChargeResponse::Captured {
-                    charge_id: state.captures[index].charge_id.clone(),
+            let response = match stored.outcome.read() {
+                Ok(captured) => ChargeResponse::Captured {
+                    charge_id: self.charge_id(key_hash, captured),
                 },
-                Outcome::Declined(code) => ChargeResponse::Declined { code: code.into() },
+                Err(code) => ChargeResponse::Declined { code: code.into() },
             };
             return (response, call);
         }
@@ -199,37 +222,21 @@ impl ProviderCore {
             });
         let (outcome, response) = match card_outcome {
             CardOutcome::Approve => {
-                let charge_id = self.charge_id(key_hash, call);
-                state.captures.push(Capture {
-                    charge_id: charge_id.clone(),
-                    order_id: req.order_id,
-                    idempotency_key: key.to_owned(),
-                    amount_cents: req.amount_cents,
-                    at: self.clock.now(),
-                });
-                state.stats.captures += 1;
+                let charge_id = self.record(state, req.order_id, key, req.amount_cents, call);
                 (
-                    Outcome::Captured(state.captures.len() - 1),
+                    Outcome::captured(call),
                     ChargeResponse::Captured { charge_id },
                 )
             }
             CardOutcome::Decline(code) => {
                 state.stats.declines += 1;
                 (
-                    Outcome::Declined(code),
+                    Outcome::declined(code),
                     ChargeResponse::Declined { code: code.into() },
                 )
             }
         };
-        state.keys.insert(
-            key.to_owned(),
-            Stored {
-                order_id: req.order_id,
-                amount_cents: req.amount_cents,
-                details,
-                outcome,
-            },
-        );
+        state.keys.insert(key_hash, Stored { params, outcome });
         (response, call)
     }
 
@@ -289,15 +296,31 @@ impl ProviderCore {
     /// returns the new charge's id.
     pub fn capture(&self, order_id: u64, key: &str, amount_cents: u64) -> String {
         let mut state = self.lock();
-        let charge_id = self.charge_id(fnv1a(FNV_OFFSET, key), state.stats.calls);
-        state.captures.push(Capture {
-            charge_id: charge_id.clone(),
-            order_id,
-            idempotency_key: key.to_owned(),
-            amount_cents,
-            at: self.clock.now(),
-        });
+        let call = state.stats.calls;
+        self.record(&mut state, order_id, key, amount_cents, call)
+    }
+
+    /// Books a capture: counted per order, listed in full when the mock is served.
+    fn record(
+        &self,
+        state: &mut State,
+        order_id: u64,
+        key: &str,
+        amount_cents: u64,
+        call: u64,
+    ) -> String {
+        let charge_id = self.charge_id(fnv1a(FNV_OFFSET, key), call);
+        state.charges.add(order_id);
         state.stats.captures += 1;
+        if let Some(listing) = &mut state.listing {
+            listing.push(Capture {
+                charge_id: charge_id.clone(),
+                order_id,
+                idempotency_key: key.to_owned(),
+                amount_cents,
+                at: self.clock.now(),
+            });
+        }
         charge_id
     }
 
@@ -329,18 +352,21 @@ impl ProviderCore {
         format!("ch_{:024x}", rng.random::<u128>() >> 32)
     }
 
-    /// Every capture so far, in the order they happened.
-    pub fn captures(&self) -> Vec<Capture> {
-        self.lock().captures.clone()
+    /// Keeps every capture in full from now on, for `GET /v1/captures` (serving the mock
+    /// turns it on before the first call). A run's in-process provider only counts them.
+    pub fn keep_captures(&self) {
+        self.lock().listing.get_or_insert_with(Vec::new);
+    }
+
+    /// Every capture since [`Self::keep_captures`], in the order they happened; `None` when
+    /// they are only counted.
+    pub fn captures(&self) -> Option<Vec<Capture>> {
+        self.lock().listing.clone()
     }
 
     /// Captures per order id: more than one is a double charge.
-    pub fn captures_per_order(&self) -> HashMap<u64, u32> {
-        let mut per_order = HashMap::new();
-        for capture in &self.lock().captures {
-            *per_order.entry(capture.order_id).or_insert(0) += 1;
-        }
-        per_order
+    pub fn captures_per_order(&self) -> ChargesPerOrder {
+        self.lock().charges.clone()
     }
 
     pub fn stats(&self) -> ProviderStats {
@@ -368,15 +394,22 @@ impl ProviderCore {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// What a reused key must repeat: order, amount, currency and card.
+fn params_hash(req: &ChargeRequest) -> u64 {
+    let start = fnv1a(FNV_OFFSET, req.order_id.to_le_bytes());
+    let start = fnv1a(start, req.amount_cents.to_le_bytes());
+    fnv1a(fnv1a(start, &req.currency), &req.card_token)
+}
+
 /// How long past the client's timeout a lost answer is withheld.
 const LOST_ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
-/// FNV-1a over a string, continuing from `start` (`FNV_OFFSET` for a fresh hash): stable,
+/// FNV-1a over bytes, continuing from `start` (`FNV_OFFSET` for a fresh hash): stable,
 /// unlike std's hasher, which is not promised to stay the same across Rust releases, and
 /// seeds must reproduce runs.
-fn fnv1a(start: u64, s: &str) -> u64 {
+fn fnv1a(start: u64, bytes: impl AsRef<[u8]>) -> u64 {
     let mut hash = start;
-    for b in s.bytes() {
+    for &b in bytes.as_ref() {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -435,7 +468,7 @@ pub(crate) mod tests {
         let again = core.charge("ik_1", &req(1, 4_999, "tok_visa")).await;
         assert!(matches!(first, ChargeResponse::Captured { .. }));
         assert_eq!(first, again, "the replay returns the same charge id");
-        assert_eq!(core.captures().len(), 1);
+        assert_eq!(core.captures_per_order().get(1), 1);
         let stats = core.stats();
         assert_eq!((stats.calls, stats.captures, stats.replays), (2, 1, 1));
     }
@@ -446,7 +479,7 @@ pub(crate) mod tests {
         let a = core.charge("ik_a", &req(9, 100, "tok_mastercard")).await;
         let b = core.charge("ik_b", &req(9, 100, "tok_mastercard")).await;
         assert_ne!(a, b, "a new key is a new charge");
-        assert_eq!(core.captures_per_order().get(&9), Some(&2));
+        assert_eq!(core.captures_per_order().get(9), 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -464,7 +497,7 @@ pub(crate) mod tests {
         // A declined key replays its decline.
         let again = core.charge("k1", &req(1, 100, "tok_chargeDeclined")).await;
         assert_eq!(again, code("generic_decline"));
-        assert!(core.captures().is_empty());
+        assert!(core.captures_per_order().is_empty());
         assert_eq!(core.stats().declines, 3);
     }
 
@@ -476,7 +509,7 @@ pub(crate) mod tests {
         let other_card = core.charge("k", &req(1, 100, "tok_amex")).await;
         assert_eq!(other_amount, ChargeResponse::IdempotencyConflict);
         assert_eq!(other_card, ChargeResponse::IdempotencyConflict);
-        assert_eq!(core.captures().len(), 1);
+        assert_eq!(core.captures_per_order().get(1), 1);
         assert_eq!(core.stats().conflicts, 2);
     }
 
@@ -498,7 +531,7 @@ pub(crate) mod tests {
         }
         assert!(responses.iter().all(|r| *r == responses[0]));
         assert!(matches!(responses[0], ChargeResponse::Captured { .. }));
-        assert_eq!(core.captures().len(), 1);
+        assert_eq!(core.captures_per_order().get(5), 1);
         assert_eq!(core.stats().replays, 49);
     }
 
@@ -506,11 +539,36 @@ pub(crate) mod tests {
     async fn the_call_takes_the_sampled_latency() {
         let clock = Clock::start();
         let core = ProviderCore::new(1, &cfg(ms(250), Duration::from_secs(1)), clock.clone());
+        core.keep_captures();
         let before = clock.now();
-        core.charge("k", &req(1, 1, "tok_visa")).await;
+        let response = core.charge("k", &req(1, 1, "tok_visa")).await;
         let took = clock.now() - before;
         assert!((250_000_000..252_000_000).contains(&took), "{took}");
-        assert_eq!(core.captures()[0].at, before, "captured on arrival");
+        let listed = core.captures().expect("kept once asked");
+        assert_eq!(listed[0].at, before, "captured on arrival");
+        let ChargeResponse::Captured { charge_id } = response else {
+            panic!("a visa card captures: {response:?}");
+        };
+        assert_eq!(
+            listed[0].charge_id, charge_id,
+            "the listing names the answered charge"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn captures_are_only_counted_until_the_listing_is_kept() {
+        let core = core(ms(1));
+        core.charge("a", &req(1, 100, "tok_visa")).await;
+        assert_eq!(
+            core.captures(),
+            None,
+            "a run's provider keeps no record per capture"
+        );
+        core.keep_captures();
+        core.charge("b", &req(2, 100, "tok_visa")).await;
+        let listed = core.captures().expect("kept");
+        assert_eq!(listed.iter().map(|c| c.order_id).collect::<Vec<_>>(), [2]);
+        assert_eq!(core.captures_per_order().len(), 2, "both are counted");
     }
 
     #[tokio::test(start_paused = true)]
@@ -527,7 +585,7 @@ pub(crate) mod tests {
             };
             assert_eq!(r, expected);
         }
-        assert!(core.captures().is_empty());
+        assert!(core.captures_per_order().is_empty());
         core.clear_outage();
         // The same key that failed is charged now: errors store no result.
         let r = core.charge("k0", &req(0, 100, "tok_visa")).await;

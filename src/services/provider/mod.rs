@@ -2,10 +2,11 @@
 //!
 //! The payment service charges orders through a `ProviderClient`, either in process or over
 //! HTTP to the mock `serve` runs on loopback (which is also what a user's own payment service
-//! points at in observe mode). `ProviderCore` decides every call and records every capture,
+//! points at in observe mode). `ProviderCore` decides every call and counts every capture per order,
 //! so the checks can prove a double charge from the records alone; `set_outage` is the seam
 //! the chaos timeline drives. Nothing here consumes or publishes events.
 
+pub mod charges;
 pub mod client;
 pub mod config;
 pub mod core;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod stripe;
 pub mod wire;
 
+pub use self::charges::ChargesPerOrder;
 pub use self::client::{ProviderClient, ProviderError};
 pub use self::core::{Capture, ChargeRequest, ChargeResponse, Outage, ProviderCore, ProviderStats};
 pub use self::http::{router, serve, serve_on};

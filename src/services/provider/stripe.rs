@@ -694,11 +694,7 @@ mod tests {
         }
 
         fn captures_of(&self, order: u64) -> u32 {
-            self.core
-                .captures_per_order()
-                .get(&order)
-                .copied()
-                .unwrap_or(0)
+            self.core.captures_per_order().get(order)
         }
     }
 
