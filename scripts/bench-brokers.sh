@@ -4,9 +4,10 @@
 #   scripts/bench-brokers.sh [SECONDS] [CLIENTS]      (defaults 10 s, 50 in flight)
 #
 # Redis: `doorbuster bench --publish-only` (one multiplexed connection, CLIENTS publishes in
-# flight, each awaited until XADD answered) against redis-benchmark running XADD with a
-# ~1 KB field, both as CLIENTS connections with one command in flight (-c CLIENTS -P 1) and
-# as one connection pipelining CLIENTS commands (-c 1 -P CLIENTS).
+# flight, each awaited until XADD answered) against redis-benchmark running XADD with the
+# same fields doorbuster writes (its 7 metadata fields, values of the same length, and the
+# 1,017-byte payload), both as CLIENTS connections with one command in flight
+# (-c CLIENTS -P 1) and as one connection pipelining CLIENTS commands (-c 1 -P CLIENTS).
 # Kafka (Tansu): doorbuster's acks=all idempotent producer (one producer, CLIENTS publishes in
 # flight) against `tansu perf produce` with CLIENTS producers (a connection each, one
 # single-record request in flight, ~1 KB records, one partition). Needs a release build and
@@ -15,17 +16,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
 clients=${2:-50}
-db=./target/release/doorbuster
+db=${DOORBUSTER:-${CARGO_TARGET_DIR:-target}/release/doorbuster}
 
 echo "== redis: doorbuster"
 $db bench --publish-only --target redis://127.0.0.1:6379 --seconds "$seconds" --clients "$clients"
 value=$(head -c 1017 /dev/zero | tr '\0' 'x')
+# What `EventMeta::to_headers` writes for an order a few minutes into a run.
+fields=(db-event-id 1234567 db-order-id 1234567 db-seq 0 db-intended-at 123456789012
+        db-intended-wall-ns 1796610000123456789 db-sent-at 123456889012
+        idempotency-key ik_5f0e3c2a9b1d4e67 payload "$value")
 n=$((clients * 4000))
 for mode in "-c $clients -P 1" "-c 1 -P $clients"; do
-    echo "== redis: redis-benchmark $mode -n $n XADD (1017 B field)"
+    echo "== redis: redis-benchmark $mode -n $n XADD (doorbuster's 8 fields)"
     # shellcheck disable=SC2086
     redis-benchmark -h 127.0.0.1 -p 6379 $mode -n "$n" -q \
-        XADD doorbuster-bench-stream '*' payload "$value" | tr '\r' '\n' | tail -1 | sed 's/.*: //'
+        XADD doorbuster-bench-stream '*' "${fields[@]}" | tr '\r' '\n' | tail -1 | sed 's/.*: //'
 done
 redis-cli -h 127.0.0.1 -p 6379 del doorbuster-bench-stream >/dev/null
 

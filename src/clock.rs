@@ -86,6 +86,50 @@ impl Clock {
     pub async fn sleep_until(&self, at: RunTime) {
         tokio::time::sleep_until(self.instant_at(at)).await;
     }
+
+    /// Blocks this thread until `at`, to within tens of microseconds, unless `stopped` turns
+    /// true first (asked at least every 10 ms); returns false when stopped.
+    ///
+    /// For a thread of its own (the load driver's): tokio's timers tick in whole
+    /// milliseconds, which makes every arrival up to a millisecond late and an endpoint
+    /// answering in 150 µs unmeasurable. The thread sleeps (with its timer slack cut by
+    /// [`precise_sleeps`], so the kernel does not defer the wake-up to batch it) to just
+    /// before `at`, then yields until it. Under tokio's paused clock use
+    /// [`Clock::sleep_until`]: this reads the real clock.
+    pub fn block_until(&self, at: RunTime, stopped: impl Fn() -> bool) -> bool {
+        let deadline = self.instant_at(at).into_std();
+        loop {
+            if stopped() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            if left > LAST_YIELDS {
+                std::thread::sleep((left - LAST_YIELDS).min(STOP_POLL));
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// How long before a deadline [`Clock::block_until`] stops sleeping and yields instead: about
+/// a wake-up's latency with the slack cut.
+const LAST_YIELDS: Duration = Duration::from_micros(0);
+
+/// How often [`Clock::block_until`] asks whether to stop during a long wait.
+const STOP_POLL: Duration = Duration::from_millis(10);
+
+/// Cuts this thread's timer slack to a microsecond (Linux defaults to 50 µs: a sleep may wake
+/// that much late so the kernel can batch wake-ups). For the thread that paces arrivals; a
+/// failure leaves the default, which costs precision, not correctness.
+pub fn precise_sleeps() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000)) {
+        tracing::debug!(%error, "could not cut the driver thread's timer slack");
+    }
 }
 
 /// A duration as saturating nanoseconds.
@@ -119,5 +163,26 @@ mod tests {
 
         clone.sleep_until(1_000_000_000).await;
         assert_eq!(clock.now(), 1_000_000_000);
+    }
+
+    /// A blocking wait never returns before its instant (a send lag is never negative), and
+    /// a stop ends it early with `false`.
+    #[test]
+    fn block_until_is_never_early_and_stops_when_asked() {
+        precise_sleeps();
+        let clock = Clock::start();
+        for step_us in [0, 30, 700, 3_000, 15_000] {
+            let at = clock.now() + step_us * 1_000;
+            assert!(clock.block_until(at, || false));
+            assert!(clock.now() >= at, "woke before {at}");
+        }
+        let far = clock.now() + 60_000_000_000;
+        assert!(!clock.block_until(far, || true));
+        let asked = std::sync::atomic::AtomicU32::new(0);
+        let stop_on_third = || asked.fetch_add(1, Ordering::Relaxed) >= 2;
+        assert!(
+            !clock.block_until(far, stop_on_third),
+            "asked again within its poll"
+        );
     }
 }

@@ -49,6 +49,24 @@ pub struct Driver {
     pub renderer: Option<Arc<Renderer>>,
 }
 
+/// The shortest mean time between arrivals (over the last 8) for which the driver's own
+/// thread sleeps precisely until each. Each precise wait is a wake-up, and each arrival then
+/// wakes a checkout worker on its own; arrivals closer than this (above 5,000/s) wait on
+/// tokio's millisecond timer instead and leave in bursts, one wake-up for many. Measured (release, embedded, one sitting): at 2,000 orders/s precise waits cut the
+/// send lag p50 from 706 to 33 us for +25 % CPU; at 20,000/s waking per arrival cost +44 %
+/// CPU for a lag that then matters less than the pipeline's own.
+const PRECISE_FROM_NS: u64 = 200_000;
+
+/// How the dispatch loop waits for the next arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Blocking its own thread, to within tens of microseconds (`Clock::block_until`), for
+    /// waits of at least `PRECISE_FROM_NS`; tokio's timers for shorter ones.
+    Thread,
+    /// On tokio's timers (whole milliseconds; the only way under the paused test clock).
+    Timers,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriverOutcome {
     /// Arrivals dispatched (orders attempted).
@@ -72,7 +90,7 @@ impl Driver {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) -> DriverOutcome {
         let handle = tokio::runtime::Handle::current();
         if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return self.dispatch(stop, handle).await;
+            return self.dispatch(stop, handle, Pace::Timers).await;
         }
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let driver = self.clone();
@@ -80,20 +98,23 @@ impl Driver {
         let spawned = std::thread::Builder::new()
             .name("doorbuster-driver".into())
             .spawn(move || {
+                crate::clock::precise_sleeps();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_time()
                     .build();
                 if let Ok(runtime) = runtime {
-                    let _ = done_tx.send(runtime.block_on(driver.dispatch(dispatch_stop, handle)));
+                    let dispatch = driver.dispatch(dispatch_stop, handle, Pace::Thread);
+                    let _ = done_tx.send(runtime.block_on(dispatch));
                 }
             });
+        let here = tokio::runtime::Handle::current();
         match spawned {
             Ok(_) => match done_rx.await {
                 Ok(outcome) => outcome,
                 // The thread could not build its runtime: dispatch here instead.
-                Err(_) => self.dispatch(stop, tokio::runtime::Handle::current()).await,
+                Err(_) => self.dispatch(stop, here, Pace::Timers).await,
             },
-            Err(_) => self.dispatch(stop, tokio::runtime::Handle::current()).await,
+            Err(_) => self.dispatch(stop, here, Pace::Timers).await,
         }
     }
 
@@ -101,6 +122,7 @@ impl Driver {
         self: Arc<Self>,
         stop: CancellationToken,
         checkouts: tokio::runtime::Handle,
+        pace: Pace,
     ) -> DriverOutcome {
         let slots = Arc::new(Semaphore::new(self.load.max_in_flight));
         let clock = &self.observer().clock;
@@ -112,11 +134,19 @@ impl Driver {
                 };
             }
             if due > clock.now() {
-                tokio::select! {
-                    _ = clock.sleep_until(due) => {}
-                    _ = stop.cancelled() => {
-                        return DriverOutcome { dispatched: id, stopped_early: true };
-                    }
+                let precise = pace == Pace::Thread && self.mean_gap_before(id) >= PRECISE_FROM_NS;
+                let on_time = match precise {
+                    true => clock.block_until(due, || stop.is_cancelled()),
+                    false => tokio::select! {
+                        _ = clock.sleep_until(due) => true,
+                        _ = stop.cancelled() => false,
+                    },
+                };
+                if !on_time {
+                    return DriverOutcome {
+                        dispatched: id,
+                        stopped_early: true,
+                    };
                 }
             }
             let o = self.observer();
@@ -128,6 +158,17 @@ impl Driver {
         DriverOutcome {
             dispatched: self.schedule.due.len(),
             stopped_early: false,
+        }
+    }
+
+    /// The mean time between the arrivals just before arrival `id` (the rate the schedule is
+    /// keeping now; `u64::MAX` for the first).
+    fn mean_gap_before(&self, id: usize) -> u64 {
+        let due = &self.schedule.due;
+        let back = id.min(8);
+        match back {
+            0 => u64::MAX,
+            _ => due[id].saturating_sub(due[id - back]) / back as u64,
         }
     }
 
