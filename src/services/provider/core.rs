@@ -3,11 +3,11 @@
 //! The payment service charges orders here (in process, or through `http.rs` when a real
 //! payment service points at the mock). Every capture is counted per order, so a double charge
 //! is provable from the provider's own books, and the outage seam lets the chaos timeline make
-//! calls fail. The books stay compact for runs of any length: 24 bytes per idempotency key
+//! calls fail. The books stay compact for runs of any length: 16 bytes per idempotency key
 //! (its hash, a hash of its parameters, what it decided; the charge id is derived, not kept)
 //! and a byte per order; the full record of each capture is kept only while the mock is
-//! served, for `GET /v1/captures`. It may not read time except through the run's `Clock`, make generators except
-//! through `rng.rs`, or know about events and brokers.
+//! served, for `GET /v1/captures`. It may not read time except through the run's `Clock`,
+//! make generators except through `rng.rs`, or know about events and brokers.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
@@ -77,39 +77,45 @@ pub struct ProviderStats {
 }
 
 /// What a key's first call decided, kept to answer the key's later calls. Small on purpose:
-/// one entry lives per idempotency key for the whole run (16 bytes, 24 with the key's hash).
+/// one entry lives per idempotency key for the whole run (8 bytes, 16 with the key's hash:
+/// ten million keys fill a 270 MiB table).
 #[derive(Debug)]
 struct Stored {
-    /// Hash of order id, amount, currency and card token, to detect a reused key with other
-    /// parameters.
-    params: u64,
+    /// 32 bits of the hash of order id, amount, currency and card token, to detect a reused
+    /// key with other parameters (one such misuse in 4 billion would pass as a replay).
+    params: u32,
     outcome: Outcome,
 }
 
-/// A capture's call number (its charge id is derived from the key's hash and the call), or a
-/// decline's code number (`cards::decline_number`) with the top bit set: 8 bytes.
+/// A capture's call number modulo 2³¹ (its charge id is derived from the key's hash and that
+/// number), or a decline's code number (`cards::decline_number`) with the top bit set.
 #[derive(Debug, Clone, Copy)]
-struct Outcome(u64);
+struct Outcome(u32);
 
-const DECLINED: u64 = 1 << 63;
+const DECLINED: u32 = 1 << 31;
 
 impl Outcome {
     fn captured(call: u64) -> Outcome {
-        Outcome(call & !DECLINED)
+        Outcome(call_number(call))
     }
 
     fn declined(code: &str) -> Outcome {
-        Outcome(DECLINED | u64::from(cards::decline_number(code)))
+        Outcome(DECLINED | u32::from(cards::decline_number(code)))
     }
 
-    /// `Ok(call)` of a capture, `Err(code)` of a decline.
+    /// `Ok(call number)` of a capture, `Err(code)` of a decline.
     fn read(self) -> Result<u64, &'static str> {
         if self.0 & DECLINED == 0 {
-            Ok(self.0)
+            Ok(u64::from(self.0))
         } else {
             Err(cards::decline_code((self.0 & 0xff) as u8))
         }
     }
+}
+
+/// The part of a call's number a capture keeps (and names its charge by).
+fn call_number(call: u64) -> u32 {
+    (call & u64::from(!DECLINED)) as u32
 }
 
 #[derive(Debug, Default)]
@@ -348,6 +354,7 @@ impl ProviderCore {
 
     /// `ch_` and 24 hex digits, like a provider's opaque charge id.
     fn charge_id(&self, key_hash: u64, call: u64) -> String {
+        let call = u64::from(call_number(call));
         let mut rng = rng::for_item(self.seed, "provider.charge_id", key_hash ^ call);
         format!("ch_{:024x}", rng.random::<u128>() >> 32)
     }
@@ -394,11 +401,12 @@ impl ProviderCore {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// What a reused key must repeat: order, amount, currency and card.
-fn params_hash(req: &ChargeRequest) -> u64 {
+/// What a reused key must repeat: order, amount, currency and card (32 bits of their hash).
+fn params_hash(req: &ChargeRequest) -> u32 {
     let start = fnv1a(FNV_OFFSET, req.order_id.to_le_bytes());
     let start = fnv1a(start, req.amount_cents.to_le_bytes());
-    fnv1a(fnv1a(start, &req.currency), &req.card_token)
+    let hash = fnv1a(fnv1a(start, &req.currency), &req.card_token);
+    (hash ^ (hash >> 32)) as u32
 }
 
 /// How long past the client's timeout a lost answer is withheld.
@@ -471,6 +479,25 @@ pub(crate) mod tests {
         assert_eq!(core.captures_per_order().get(1), 1);
         let stats = core.stats();
         assert_eq!((stats.calls, stats.captures, stats.replays), (2, 1, 1));
+    }
+
+    #[test]
+    fn a_kept_outcome_names_the_charge_its_capture_named() {
+        let core = core(ms(1));
+        for call in [1, (1 << 31) - 1, 1 << 31, (1 << 40) + 5] {
+            let kept = Outcome::captured(call).read().expect("a capture");
+            assert_eq!(
+                core.charge_id(99, kept),
+                core.charge_id(99, call),
+                "call {call}"
+            );
+        }
+        assert_ne!(core.charge_id(99, 1), core.charge_id(98, 1));
+        assert_eq!(Outcome::declined("lost_card").read(), Err("lost_card"));
+        assert_eq!(
+            Outcome::declined("no_such").read(),
+            Err(cards::INVALID_CARD)
+        );
     }
 
     #[tokio::test(start_paused = true)]
