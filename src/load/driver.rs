@@ -52,9 +52,10 @@ pub struct Driver {
 /// The shortest mean time between arrivals (over the last 8) for which the driver's own
 /// thread sleeps precisely until each. Each precise wait is a wake-up, and each arrival then
 /// wakes a checkout worker on its own; arrivals closer than this (above 5,000/s) wait on
-/// tokio's millisecond timer instead and leave in bursts, one wake-up for many. Measured (release, embedded, one sitting): at 2,000 orders/s precise waits cut the
-/// send lag p50 from 706 to 33 us for +25 % CPU; at 20,000/s waking per arrival cost +44 %
-/// CPU for a lag that then matters less than the pipeline's own.
+/// tokio's millisecond timer instead and leave in bursts, one wake-up for many. Measured
+/// (release, embedded, reports/BENCHMARKS.md "Send lag"): at 2,000 orders/s precise waits cut
+/// the send lag p50 from 701 to 33 us for +25 to +45 % CPU; at 20,000/s waking per arrival
+/// cost +44 % CPU, for a lag that then matters less than the pipeline's own.
 const PRECISE_FROM_NS: u64 = 200_000;
 
 /// How the dispatch loop waits for the next arrival.

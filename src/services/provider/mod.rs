@@ -2,9 +2,9 @@
 //!
 //! The payment service charges orders through a `ProviderClient`, either in process or over
 //! HTTP to the mock `serve` runs on loopback (which is also what a user's own payment service
-//! points at in observe mode). `ProviderCore` decides every call and counts every capture per order,
-//! so the checks can prove a double charge from the records alone; `set_outage` is the seam
-//! the chaos timeline drives. Nothing here consumes or publishes events.
+//! points at in observe mode). `ProviderCore` decides every call and counts every capture per
+//! order, so the checks can prove a double charge from its books alone; `set_outage` is the
+//! seam the chaos timeline drives. Nothing here consumes or publishes events.
 
 pub mod charges;
 pub mod client;
