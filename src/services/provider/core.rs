@@ -228,7 +228,8 @@ impl ProviderCore {
             });
         let (outcome, response) = match card_outcome {
             CardOutcome::Approve => {
-                let charge_id = self.record(state, req.order_id, key, req.amount_cents, call);
+                let charge_id =
+                    self.record(state, req.order_id, (key, key_hash), req.amount_cents, call);
                 (
                     Outcome::captured(call),
                     ChargeResponse::Captured { charge_id },
@@ -303,19 +304,21 @@ impl ProviderCore {
     pub fn capture(&self, order_id: u64, key: &str, amount_cents: u64) -> String {
         let mut state = self.lock();
         let call = state.stats.calls;
-        self.record(&mut state, order_id, key, amount_cents, call)
+        let key_hash = fnv1a(FNV_OFFSET, key);
+        self.record(&mut state, order_id, (key, key_hash), amount_cents, call)
     }
 
-    /// Books a capture: counted per order, listed in full when the mock is served.
+    /// Books a capture: counted per order, listed in full when the mock is served. `key`
+    /// comes with its hash, which the caller has already made.
     fn record(
         &self,
         state: &mut State,
         order_id: u64,
-        key: &str,
+        (key, key_hash): (&str, u64),
         amount_cents: u64,
         call: u64,
     ) -> String {
-        let charge_id = self.charge_id(fnv1a(FNV_OFFSET, key), call);
+        let charge_id = self.charge_id(key_hash, call);
         state.charges.add(order_id);
         state.stats.captures += 1;
         if let Some(listing) = &mut state.listing {
