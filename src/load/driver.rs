@@ -58,6 +58,21 @@ pub struct Driver {
 /// cost +44 % CPU, for a lag that then matters less than the pipeline's own.
 const PRECISE_FROM_NS: u64 = 200_000;
 
+/// Arrivals over which the driver measures the rate the schedule is keeping.
+const GAP_WINDOW: usize = 8;
+
+/// The mean time between the arrivals before arrival `id` (due at `due`), from the ring of
+/// the last `GAP_WINDOW` due times; `u64::MAX` for the first.
+fn mean_gap(recent: &[RunTime; GAP_WINDOW], id: usize, due: RunTime) -> u64 {
+    let back = id.min(GAP_WINDOW);
+    // Arrival `id - back` sits at `(id - back) % GAP_WINDOW`: slot 0 until the ring is full,
+    // then the slot arrival `id` is about to take.
+    match back {
+        0 => u64::MAX,
+        _ => due.saturating_sub(recent[(id - back) % GAP_WINDOW]) / back as u64,
+    }
+}
+
 /// How the dispatch loop waits for the next arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pace {
@@ -127,7 +142,11 @@ impl Driver {
     ) -> DriverOutcome {
         let slots = Arc::new(Semaphore::new(self.load.max_in_flight));
         let clock = &self.observer().clock;
-        for (id, &due) in self.schedule.due.iter().enumerate() {
+        // The last 8 due times, for the rate the schedule is keeping now.
+        let mut recent = [0; GAP_WINDOW];
+        for (id, due) in self.schedule.due_times().enumerate() {
+            let gap = mean_gap(&recent, id, due);
+            recent[id % GAP_WINDOW] = due;
             if stop.is_cancelled() {
                 return DriverOutcome {
                     dispatched: id,
@@ -135,13 +154,14 @@ impl Driver {
                 };
             }
             if due > clock.now() {
-                let precise = pace == Pace::Thread && self.mean_gap_before(id) >= PRECISE_FROM_NS;
-                let on_time = match precise {
-                    true => clock.block_until(due, || stop.is_cancelled()),
-                    false => tokio::select! {
+                let precise = pace == Pace::Thread && gap >= PRECISE_FROM_NS;
+                let on_time = if precise {
+                    clock.block_until(due, || stop.is_cancelled())
+                } else {
+                    tokio::select! {
                         _ = clock.sleep_until(due) => true,
                         _ = stop.cancelled() => false,
-                    },
+                    }
                 };
                 if !on_time {
                     return DriverOutcome {
@@ -157,19 +177,8 @@ impl Driver {
             checkouts.spawn(self.clone().checkout(id as u64, due, slots.clone()));
         }
         DriverOutcome {
-            dispatched: self.schedule.due.len(),
+            dispatched: self.schedule.orders(),
             stopped_early: false,
-        }
-    }
-
-    /// The mean time between the arrivals just before arrival `id` (the rate the schedule is
-    /// keeping now; `u64::MAX` for the first).
-    fn mean_gap_before(&self, id: usize) -> u64 {
-        let due = &self.schedule.due;
-        let back = id.min(8);
-        match back {
-            0 => u64::MAX,
-            _ => due[id].saturating_sub(due[id - back]) / back as u64,
         }
     }
 
@@ -306,6 +315,26 @@ impl Driver {
             ) {
                 o.finding(format!("resubmit of order {id} was not acked"));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mean_gap_is_over_the_last_eight_arrivals() {
+        let due: Vec<RunTime> = (0..20).map(|i| i * i * 1_000).collect();
+        let mut recent = [0; GAP_WINDOW];
+        for (id, &at) in due.iter().enumerate() {
+            let back = id.min(GAP_WINDOW);
+            let expected = match back {
+                0 => u64::MAX,
+                _ => (at - due[id - back]) / back as u64,
+            };
+            assert_eq!(mean_gap(&recent, id, at), expected, "arrival {id}");
+            recent[id % GAP_WINDOW] = at;
         }
     }
 }

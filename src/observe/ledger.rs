@@ -5,8 +5,8 @@
 //! consumed delivery is one the service acked back to the broker (it will not come again),
 //! and an effect is what a service did about it. Loss is judged on effects (DESIGN.md §5): a
 //! consumer that acks and then crashes shows as consumed without its effect. Every slot is a
-//! handful of atomics so recording from many tasks needs no lock: 56 bytes per order for all
-//! five services together (about 11 per service), allocated a chunk at a time as orders are
+//! handful of atomics so recording from many tasks needs no lock: 48 bytes per order for all
+//! five services together (about 10 per service), allocated a chunk at a time as orders are
 //! made, so a run holds slots for the orders it made, not for every order it planned.
 //!
 //! Events of one order on one topic are told apart by their `seq` (0 for the first
@@ -14,7 +14,7 @@
 //! later ones share the last bit.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::events::{EventMeta, Topic};
 use crate::topology::SUBSCRIPTIONS;
@@ -151,8 +151,9 @@ struct Slot {
     effects: [AtomicU8; Effect::ALL.len()],
     /// Milliseconds from intended time to the terminal state; `u32::MAX` = none yet.
     terminal_ms: AtomicU32,
-    /// Deliveries per subscription, counting redeliveries (saturating).
-    deliveries: [AtomicU16; SUBS],
+    /// Deliveries per subscription, counting redeliveries (saturating at 255: the exact
+    /// total per subscription is the ledger's `delivery_totals`).
+    deliveries: [AtomicU8; SUBS],
 }
 
 /// The outcome of recording a delivery.
@@ -164,17 +165,19 @@ pub struct DeliveryNote {
     pub out_of_order: bool,
 }
 
-/// Orders per chunk of slots: 65,536 x 56 B = 3.5 MiB, allocated on its first write.
+/// Orders per chunk of slots: 65,536 x 48 B = 3 MiB, allocated on its first write.
 const CHUNK: usize = 1 << 16;
 
 pub struct Ledger {
     chunks: Box<[OnceLock<Box<[Slot]>>]>,
     orders: usize,
+    /// Deliveries per subscription over all orders, counting redeliveries (exact).
+    delivery_totals: [AtomicU64; SUBS],
 }
 
 // The budget: at most 32 bytes per order per service, for the five services.
 const _: () = assert!(std::mem::size_of::<Slot>() <= 32 * crate::topology::ServiceKind::ALL.len());
-const _: () = assert!(std::mem::size_of::<Slot>() == 56);
+const _: () = assert!(std::mem::size_of::<Slot>() == 48);
 
 fn bit(seq: u8) -> u8 {
     1 << seq.min(7)
@@ -188,6 +191,7 @@ impl Ledger {
                 .map(|_| OnceLock::new())
                 .collect(),
             orders,
+            delivery_totals: Default::default(),
         }
     }
 
@@ -276,6 +280,7 @@ impl Ledger {
             };
         };
         let _ = s.deliveries[sub].fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(1)));
+        self.delivery_totals[sub].fetch_add(1, Relaxed);
         let b = bit(meta.seq);
         let before = s.delivered[sub].fetch_or(b, Relaxed);
         let first = before & b == 0;
@@ -304,9 +309,15 @@ impl Ledger {
             .map_or(0, |s| s.consumed[sub].load(Relaxed))
     }
 
-    pub fn deliveries(&self, order: u64, sub: usize) -> u16 {
+    /// Deliveries of `order` to `sub` so far, counting redeliveries; saturates at 255.
+    pub fn deliveries(&self, order: u64, sub: usize) -> u8 {
         self.read(order)
             .map_or(0, |s| s.deliveries[sub].load(Relaxed))
+    }
+
+    /// Deliveries to `sub` over all orders, counting redeliveries.
+    pub fn delivery_total(&self, sub: usize) -> u64 {
+        self.delivery_totals[sub].load(Relaxed)
     }
 
     /// Records an applied effect; returns how many times it was applied before.
@@ -393,6 +404,22 @@ mod tests {
         );
         assert_eq!(ledger.deliveries(1, 0), 3);
         assert_eq!(ledger.delivered_mask(1, 0), 0b11);
+        assert_eq!(ledger.delivery_total(0), 3);
+        assert_eq!(ledger.delivery_total(1), 0);
+    }
+
+    #[test]
+    fn an_orders_count_saturates_but_the_total_stays_exact() {
+        let ledger = Ledger::new(2);
+        for _ in 0..300 {
+            ledger.delivered(2, &meta(0, 0));
+        }
+        ledger.delivered(2, &meta(1, 0));
+        // A delivery of an order outside the ledger is not counted anywhere.
+        ledger.delivered(2, &meta(7, 0));
+        assert_eq!(ledger.deliveries(0, 2), 255);
+        assert_eq!(ledger.deliveries(1, 2), 1);
+        assert_eq!(ledger.delivery_total(2), 301);
     }
 
     #[test]

@@ -445,11 +445,10 @@ fn deliveries(o: &Observer, attempted: u64) -> Deliveries {
         .iter()
         .enumerate()
         .map(|(sub, s)| {
-            let (mut total, mut firsts) = (0u64, 0u64);
-            for order in 0..attempted {
-                total += u64::from(o.ledger.deliveries(order, sub));
-                firsts += u64::from(o.ledger.delivered_mask(order, sub).count_ones());
-            }
+            let total = o.ledger.delivery_total(sub);
+            let firsts: u64 = (0..attempted)
+                .map(|order| u64::from(o.ledger.delivered_mask(order, sub).count_ones()))
+                .sum();
             SubscriptionStats {
                 subscription: s.label(),
                 deliveries: total,

@@ -247,7 +247,7 @@ impl Runner {
     /// draw the fault scope again.
     fn attempt(&self, envelope: &Envelope) -> u16 {
         subscription_index(self.service.kind(), envelope.topic).map_or(0, |sub| {
-            self.observer.ledger.deliveries(envelope.meta.order_id, sub)
+            u16::from(self.observer.ledger.deliveries(envelope.meta.order_id, sub))
         })
     }
 

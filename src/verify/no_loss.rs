@@ -93,7 +93,12 @@ fn classify(input: &CheckInput<'_>, order: u64, e: &Expected) -> Missing {
     }
 }
 
-fn why(m: &Missing, topic: crate::events::Topic, deliveries: u16) -> String {
+fn why(m: &Missing, topic: crate::events::Topic, deliveries: u8) -> String {
+    // The ledger counts an order's deliveries in a byte.
+    let deliveries = match deliveries {
+        u8::MAX => "255+".to_string(),
+        n => n.to_string(),
+    };
     match m {
         Missing::WithDelivery => format!("its {topic} was acked by the broker, never delivered"),
         Missing::NeverActedOn { acked_first: true } => {

@@ -278,10 +278,10 @@ mod tests {
             }],
             links: Vec::new(),
         };
-        let orders = Arc::new(crate::load::PlannedOrders {
-            schedule: Arc::new(crate::load::Schedule::plan(&w.scenario.load, 1)),
-            factory: Arc::new(w.factory.clone()),
-        });
+        let orders = Arc::new(crate::load::PlannedOrders::new(
+            &crate::load::Schedule::plan(&w.scenario.load, 1),
+            Arc::new(w.factory.clone()),
+        ));
         let outputs = Outputs::new(&observe, orders, Vec::new());
         w.observer = Observer::new(crate::clock::Clock::start(), 10).with_outputs(outputs);
         w

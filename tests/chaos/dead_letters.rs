@@ -6,12 +6,14 @@ use super::*;
 /// Orders a keys-scoped poison fault (the scenario's first fault) picks among those intended
 /// inside `[from, until]`, and that reach `service`'s topic (warehouse: approved orders).
 fn poisoned_orders(s: &Scenario, r: &RunResult, from_ms: u64, until_ms: u64) -> Vec<u64> {
-    let schedule = doorbuster::load::schedule::Schedule::plan(&s.load, s.seed);
+    let due: Vec<u64> = doorbuster::load::schedule::Schedule::plan(&s.load, s.seed)
+        .due_times()
+        .collect();
     let factory = doorbuster::orders::OrderFactory::new(s.seed, &s.orders);
     let fault = &s.faults[0];
     (0..r.summary.orders.attempted)
         .filter(|&o| {
-            let due = schedule.due[o as usize];
+            let due = due[o as usize];
             let meta = doorbuster::events::EventMeta {
                 event_id: 0,
                 order_id: o,
