@@ -1211,6 +1211,143 @@ fn capacity_finds_the_knee_and_gates_on_the_forecast() {
     assert!(text(&short.stdout).contains("does NOT hold"));
 }
 
+/// A checkout endpoint that bends at a known rate: one worker taking 10 ms per order serves
+/// at most 100 orders/s; above that its queue grows and every later answer waits longer.
+/// Returns its URL and the idempotency keys of the orders it took; it serves until the test
+/// ends.
+fn bounded_checkout() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let taken = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let keys = taken.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let worker = Arc::new(tokio::sync::Semaphore::new(1));
+            let app = axum::Router::new().route(
+                "/checkout",
+                axum::routing::post(move |headers: axum::http::HeaderMap| {
+                    let (worker, keys) = (worker.clone(), keys.clone());
+                    async move {
+                        let _busy = worker.acquire().await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let key = headers.get("idempotency-key").map(|k| k.as_bytes());
+                        let key = String::from_utf8_lossy(key.unwrap_or_default()).into_owned();
+                        keys.lock().unwrap().insert(key);
+                        (axum::http::StatusCode::CREATED, "{}")
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv().expect("the checkout endpoint is up");
+    (format!("http://{addr}/checkout"), taken)
+}
+
+const BOUNDED_CHECKOUT: &str = "\
+name: bounded-checkout
+description: A checkout endpoint with one worker at 10 ms per order.
+seed: 3
+load:
+  arrivals: uniform
+  checkout_timeout: 2s
+  phases:
+    - { hold: 3s, rate: 15/s }
+  drain: 5s
+checks:
+  checkout_success_rate: \">= 99%\"
+  latency:
+    order.created: { p99: \"< 100ms\" }
+";
+
+/// The capacity search against a checkout endpoint (`--target http://...`): the endpoint
+/// serves at most 100 orders/s, so x4 (60/s) passes, x8 (120/s) builds a queue and fails the
+/// checkout latency SLO, and the knee lies between. The endpoint's own count of orders taken
+/// matches what the steps' run folders say was accepted. 3x (45/s) holds and exits 0; the
+/// negative control, 10x (150/s), does not and exits 1.
+#[test]
+fn capacity_finds_the_knee_of_a_checkout_endpoint() {
+    let (url, taken) = bounded_checkout();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bounded.yaml");
+    std::fs::write(&file, BOUNDED_CHECKOUT).unwrap();
+    let search = |forecast: &str, start: &str, out: &Path| {
+        run(&[
+            "capacity",
+            file.to_str().unwrap(),
+            "--target",
+            &url,
+            "--forecast",
+            forecast,
+            "--start",
+            start,
+            "--max",
+            "8",
+            "--refine",
+            "1",
+            "--settle",
+            "200ms",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let out = dir.path().join("capacity");
+    let holds = search("3x", "1", &out);
+    let said = text(&holds.stdout);
+    assert_eq!(
+        holds.status.code(),
+        Some(0),
+        "{said}{}",
+        text(&holds.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("capacity.json")).unwrap()).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    let peak = |i: &serde_json::Value| {
+        steps[i.as_u64().unwrap() as usize]["planned_peak"]
+            .as_f64()
+            .unwrap()
+    };
+    let (sustained, knee) = (peak(&report["sustained"]), peak(&report["first_failure"]));
+    assert!((60.0..120.0).contains(&sustained), "{said}");
+    assert!(knee > sustained && knee <= 120.0, "{said}");
+    let failure = &steps[report["first_failure"].as_u64().unwrap() as usize];
+    assert!(
+        failure["why"].as_str().unwrap().contains("p99"),
+        "{failure}"
+    );
+    assert_eq!(report["forecast"]["holds"], true);
+    // What the steps counted as accepted is what the endpoint took (an order answered after
+    // the checkout timeout was taken but counted as failed).
+    let count = |field: &str| -> u64 {
+        (steps.iter())
+            .map(|step| summary(Path::new(step["dir"].as_str().unwrap())))
+            .map(|s| s["orders"][field].as_u64().unwrap())
+            .sum()
+    };
+    let (accepted, failed) = (count("accepted"), count("failed"));
+    let taken = taken.lock().unwrap().len() as u64;
+    assert!(accepted > 0);
+    assert!(
+        (accepted..=accepted + failed).contains(&taken),
+        "{accepted} + {failed} vs {taken}"
+    );
+
+    let short = search("10x", "4", &dir.path().join("short"));
+    assert_eq!(short.status.code(), Some(1), "{}", text(&short.stdout));
+    assert!(text(&short.stdout).contains("does NOT hold"));
+}
+
 /// A step that cannot run at all (nothing listens at the target) ends the search with a
 /// report that says so, and exit 3, like `run` against that target.
 #[test]

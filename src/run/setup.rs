@@ -137,9 +137,11 @@ impl<'s> Run<'s> {
                 .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed))
         });
         let mut factory = OrderFactory::new(seed, &scenario.orders);
-        if scenario.observe.is_some() {
+        if scenario.observe.is_some() || matches!(scenario.target, Target::Http(_)) {
             // The user's shop outlives the run: this run's orders get keys and uids of their
-            // own, so that neither side takes them for an earlier run's with the same seed.
+            // own, so that neither side takes them for an earlier run's with the same seed
+            // (a checkout endpoint would answer them as replays: a capacity search's second
+            // step would find its orders already taken).
             factory = factory.with_key_salt(crate::rng::run_nonce());
         }
         let factory = Arc::new(factory);
@@ -159,10 +161,7 @@ impl<'s> Run<'s> {
                     )
                 })
                 .collect();
-            let orders = Arc::new(crate::load::PlannedOrders {
-                schedule: schedule.clone(),
-                factory: factory.clone(),
-            });
+            let orders = Arc::new(crate::load::PlannedOrders::new(&schedule, factory.clone()));
             observer = observer.with_outputs(Outputs::new(observe, orders, windows));
         }
         let observer = Arc::new(observer);

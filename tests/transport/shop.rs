@@ -494,3 +494,66 @@ async fn on_nats_the_clean_shop_passes_and_fresh_keys_charge_twice() {
         "{dups:?}"
     );
 }
+
+/// Capacity in black-box mode: the example shop's payment service pays a batch of at most 64
+/// orders at a time and every payment takes 300 ms at the provider, so it pays at most about
+/// 210 orders/s. Below that every step passes; far above it, 2 s of load leave a backlog that
+/// does not drain within `settle_within: 2s`, and `no_loss` fails on the outputs the shop had
+/// not written yet. The search over normal observe-mode runs finds the knee between, and the
+/// failing step names what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_finds_where_the_example_shop_falls_behind() {
+    use doorbuster::capacity::{Plan, StepError, search};
+    let kind = BrokerKind::Redis;
+    let Some(_server) = super::broker(kind).await else {
+        return;
+    };
+    let (place, port) = (Place::new(kind), free_port());
+    let shop = Shop::start(&place, &super::broker_url(kind), port, &[]).await;
+    // Written to `shop.yaml` in the place's folder; each step loads it again, scaled.
+    scenario(
+        &place,
+        port,
+        |s| {
+            s.replace("latency: 100ms..200ms", "latency: 300ms")
+                .replace("{ hold: 6s, rate: 40/s }", "{ hold: 2s, rate: 40/s }")
+                .replace("settle_within: 20s", "settle_within: 2s")
+        },
+        "",
+    );
+    let path = place.dir.path().join("shop.yaml");
+    let make = |scale: f64| {
+        let context = doorbuster::scenario::Context::run(doorbuster::scenario::Overrides {
+            rate_scale: Some(scale),
+            ..Default::default()
+        });
+        doorbuster::scenario::load_with(path.to_str().unwrap(), &context)
+            .map(|l| l.scenario)
+            .map_err(|e| StepError::Limit(e.to_string()))
+    };
+    let step = |s: doorbuster::scenario::Scenario, _scale: f64| async move {
+        let r = execute(&s, quietly()).await?;
+        Ok::<_, StepError>(Some((r.summary, None)))
+    };
+    let plan = Plan {
+        start: 1.0,
+        max: 16.0,
+        refine: 1,
+        settle: Duration::from_millis(500),
+        forecast: None,
+    };
+    let found = search(&plan, make, step, |_| {})
+        .await
+        .expect("the search runs");
+    shop.stop(&place).await;
+    let said = format!("{:#?}", found.steps);
+    let sustained = found.sustained().expect("the shop sustains its own 40/s");
+    let failure = found.first_failure().expect("the shop falls behind at 16x");
+    assert!(sustained.planned_peak >= 80.0, "{said}");
+    assert!(failure.planned_peak > sustained.planned_peak, "{said}");
+    assert!(failure.why.starts_with("no_loss"), "{said}");
+    // Below the knee every output came; at the failure, orders were accepted and their
+    // outputs had not all come.
+    assert_eq!(sustained.accepted, sustained.orders, "{said}");
+    assert!(failure.accepted > 0, "{said}");
+}
