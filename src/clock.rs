@@ -83,6 +83,32 @@ impl Clock {
         self.epoch.made_wall_unix_ns.saturating_add(self.zero_ns())
     }
 
+    /// Waits until the wall clock reads `agreed`, then moves t=0 there ([`Clock::begin`]):
+    /// how runs on several machines start together (`run --start-at`). Returns the setup
+    /// time and how the start kept the appointment. A run whose setup ended after `agreed`
+    /// starts at once, late by that much.
+    pub async fn begin_at(&self, agreed: SystemTime) -> (Duration, StartSync) {
+        if let Ok(left) = agreed.duration_since(SystemTime::now()) {
+            // tokio's timer wakes up to a millisecond late: sleep to just before, then yield.
+            tokio::time::sleep(left.saturating_sub(Duration::from_millis(2))).await;
+            while SystemTime::now() < agreed {
+                tokio::task::yield_now().await;
+            }
+        }
+        let setup = self.begin();
+        let began = SystemTime::now();
+        let offset_ns = match began.duration_since(agreed) {
+            Ok(late) => i64::try_from(late.as_nanos()).unwrap_or(i64::MAX),
+            Err(early) => -i64::try_from(early.duration().as_nanos()).unwrap_or(i64::MAX),
+        };
+        let start = StartSync {
+            agreed: humantime::format_rfc3339_micros(agreed).to_string(),
+            offset_ms: offset_ns as f64 / 1e6,
+            clock_source: clock_source(),
+        };
+        (setup, start)
+    }
+
     pub async fn sleep_until(&self, at: RunTime) {
         tokio::time::sleep_until(self.instant_at(at)).await;
     }
@@ -115,6 +141,47 @@ impl Clock {
     }
 }
 
+/// How a run's start kept an agreed wall-clock instant (`run --start-at`): what shards of one
+/// run on several machines report, so that a merge can tell a late start from a slow target.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema
+)]
+pub struct StartSync {
+    /// The agreed instant, RFC 3339 in UTC.
+    pub agreed: String,
+    /// Milliseconds from the agreed instant to the load's t=0 by this machine's wall clock
+    /// (positive: late). Only as true as that clock's synchronisation (NTP, PTP).
+    pub offset_ms: f64,
+    /// Where this machine's wall clock comes from: the system clock (`CLOCK_REALTIME`) and,
+    /// on Linux, the kernel's clock source.
+    pub clock_source: String,
+}
+
+impl StartSync {
+    /// Milliseconds late (0 when early or on time).
+    pub fn late(&self) -> Duration {
+        Duration::from_secs_f64(self.offset_ms.max(0.0) / 1e3)
+    }
+}
+
+/// `CLOCK_REALTIME`, with the kernel's clock source when Linux says which (`tsc`,
+/// `kvm-clock`).
+fn clock_source() -> String {
+    let kernel =
+        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+    match kernel {
+        Ok(name) if !name.trim().is_empty() => {
+            format!("CLOCK_REALTIME (kernel clock source {})", name.trim())
+        }
+        _ => "CLOCK_REALTIME".to_owned(),
+    }
+}
+
 /// How long before a deadline [`Clock::block_until`] stops sleeping and yields instead: about
 /// a wake-up's latency with the slack cut.
 const LAST_YIELDS: Duration = Duration::from_micros(0);
@@ -137,7 +204,8 @@ pub fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Wall-clock time of day, for naming run folders. Not used for any measurement.
+/// Wall-clock time of day: for naming run folders and keeping `--start-at`'s appointment;
+/// never for a latency.
 pub fn wall_now() -> SystemTime {
     SystemTime::now()
 }

@@ -109,6 +109,11 @@ enum Command {
         /// (loopback only), e.g. 127.0.0.1:9464; deploy/grafana/doorbuster.json charts them.
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Start the load at this instant (RFC 3339 UTC, e.g. 2026-12-07T06:00:00Z) instead
+        /// of when setup ends, so that runs on several machines start together; a start
+        /// later than the scenario's max_send_lag makes the run INVALID.
+        #[arg(long, value_name = "TIME", value_parser = cli::run::parse_start_at)]
+        start_at: Option<std::time::SystemTime>,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -272,6 +277,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             seed,
             quiet,
             metrics_listen,
+            start_at,
             overrides,
         } => cli::run::run(
             &runtime()?,
@@ -281,6 +287,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
                 seed,
                 quiet,
                 metrics_listen,
+                start_at,
             },
             overrides.into(),
         ),

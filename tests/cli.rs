@@ -1374,3 +1374,94 @@ fn capacity_against_an_unreachable_target_reports_why_and_exits_3() {
     let md = std::fs::read_to_string(out.join("capacity.md")).unwrap();
     assert!(md.contains("sustained: unknown, no step ran"), "{md}");
 }
+
+/// A second of load on the embedded broker, for the flags around `run`.
+const BRIEF: &str = "\
+name: brief
+seed: 2
+load:
+  arrivals: uniform
+  max_send_lag: 100ms
+  phases:
+    - { hold: 1s, rate: 20/s }
+  drain: 5s
+";
+
+/// `--start-at`: the load waits for the agreed wall-clock instant and the run reports how it
+/// kept it (summary.json, the terminal); an instant already 5 s past when setup ends is a
+/// start later than `max_send_lag`, which makes the run INVALID (exit 3) and says why; text
+/// that is no instant is refused with exit 2.
+#[test]
+fn a_run_starts_at_the_agreed_instant_and_a_late_start_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("brief.yaml");
+    std::fs::write(&file, BRIEF).unwrap();
+    let instant = |from_now: i64| {
+        let now = doorbuster::clock::wall_now();
+        let at = match from_now {
+            n if n >= 0 => now + Duration::from_secs(n as u64),
+            n => now - Duration::from_secs(n.unsigned_abs()),
+        };
+        humantime::format_rfc3339_millis(at).to_string()
+    };
+    let run_at = |at: &str, out: &Path| {
+        run(&[
+            "run",
+            file.to_str().unwrap(),
+            "--start-at",
+            at,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+
+    let agreed = instant(3);
+    let on_time = run_at(&agreed, &dir.path().join("on-time"));
+    let said = text(&on_time.stdout);
+    assert_eq!(
+        on_time.status.code(),
+        Some(0),
+        "{said}{}",
+        text(&on_time.stderr)
+    );
+    let s = summary(&dir.path().join("on-time"));
+    let start = &s["start"];
+    let agreed_ms = humantime::parse_rfc3339_weak(&agreed)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // The load's t=0 is the agreed instant, not the end of setup (a few ms after launch).
+    let started = s["started_unix_ms"].as_u64().unwrap();
+    assert!(started + 5 >= agreed_ms && started < agreed_ms + 100, "{s}");
+    let offset = start["offset_ms"].as_f64().unwrap();
+    assert!((0.0..100.0).contains(&offset), "{start}");
+    assert!(
+        start["clock_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("CLOCK_REALTIME")
+    );
+    assert!(said.contains("from the agreed instant"), "{said}");
+
+    // The negative control: the instant passed before the run was started.
+    let late = run_at(&instant(-5), &dir.path().join("late"));
+    let said = text(&late.stdout);
+    assert_eq!(late.status.code(), Some(3), "{said}{}", text(&late.stderr));
+    let s = summary(&dir.path().join("late"));
+    assert_eq!(s["verdict"], "invalid", "{s}");
+    assert!(s["start"]["offset_ms"].as_f64().unwrap() >= 5_000.0);
+    let reason = s["invalid_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("after the agreed --start-at instant"),
+        "{reason}"
+    );
+    assert!(said.contains("INVALID"), "{said}");
+
+    for bad in ["tomorrow", "2026-13-01T00:00:00Z", &instant(3 * 24 * 3600)] {
+        let refused = run_at(bad, &dir.path().join("bad"));
+        assert_eq!(refused.status.code(), Some(2), "{bad}");
+        assert!(text(&refused.stderr).contains("--start-at"), "{bad}");
+    }
+}

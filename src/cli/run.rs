@@ -19,6 +19,25 @@ pub struct RunFlags {
     pub seed: Option<u64>,
     pub quiet: bool,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub start_at: Option<std::time::SystemTime>,
+}
+
+/// `--start-at`: an RFC 3339 instant in UTC (`2026-12-07T06:00:00Z`, fractions allowed), at
+/// most a day ahead. One in the past is taken: the run starts at once and says how late.
+pub fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
+    let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
+        format!("{e}: expected an RFC 3339 instant in UTC, like 2026-12-07T06:00:00Z")
+    })?;
+    let ahead = at
+        .duration_since(doorbuster::clock::wall_now())
+        .unwrap_or_default();
+    if ahead > std::time::Duration::from_secs(24 * 3600) {
+        return Err(format!(
+            "{text} is {} away; a run waits at most a day for its start",
+            humantime::format_duration(std::time::Duration::from_secs(ahead.as_secs()))
+        ));
+    }
+    Ok(at)
 }
 
 pub fn run(
@@ -32,6 +51,7 @@ pub fn run(
         seed,
         quiet,
         metrics_listen,
+        start_at,
     } = flags;
     if let Some(Err(why)) = metrics_listen.map(doorbuster::report::metrics::loopback_only) {
         errln!("error: {why}");
@@ -81,8 +101,15 @@ pub fn run(
             run_arg: format!("{}{run_arg}", source.run_arg()),
             interrupt: Some(interrupt_rx),
             metrics_listen,
+            start_at,
             ..RunOptions::default()
         };
+        if let Some(at) = start_at {
+            outln!(
+                "the load starts at {} (after setup), the instant agreed with --start-at",
+                humantime::format_rfc3339_millis(at)
+            );
+        }
         match execute(&scenario, options).await {
             Ok(result) => {
                 outln!("{}", verdict_table(&result.summary));

@@ -493,6 +493,7 @@ mod tests {
             interrupted_by: None,
             incomplete: None,
             started_unix_ms: 1_700_000_000_000,
+            start: None,
             duration_s: 3.0,
             target: TransportInfo {
                 kind: "embedded".into(),

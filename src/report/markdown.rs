@@ -24,6 +24,15 @@ pub fn render(s: &Summary) -> String {
     if let Some(note) = s.ended_early() {
         let _ = writeln!(md, "**Partial run:** {}\n", cell(&note));
     }
+    if let Some(start) = &s.start {
+        let _ = writeln!(
+            md,
+            "Started {:+.3} ms from the agreed instant {} ({}).\n",
+            start.offset_ms,
+            start.agreed,
+            cell(&start.clock_source)
+        );
+    }
     let _ = writeln!(
         md,
         "| check | verdict | observed | threshold |\n|---|---|---|---|"

@@ -217,6 +217,7 @@ pub fn rebuild(dir: &Path) -> Result<Summary, RebuildError> {
             unknown: UNKNOWN.iter().map(|&u| u.to_owned()).collect(),
         }),
         started_unix_ms: record.started_unix_ms,
+        start: None,
         duration_s: f64::from(logged_seconds),
         target: record.target,
         checkout_mode: record.checkout_mode,

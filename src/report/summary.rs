@@ -220,6 +220,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<Incomplete>,
     pub started_unix_ms: u64,
+    /// Present only when the run was told when to start (`--start-at`): how it kept that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<crate::clock::StartSync>,
     pub duration_s: f64,
     pub target: TransportInfo,
     /// `async` (the checkout ends at the `order.created` ack) or `sync` (it also waits for
@@ -268,6 +271,7 @@ pub struct SummaryInput<'a> {
     pub invalid_reason: Option<String>,
     /// The signal that stopped the run early, if one did.
     pub interrupted_by: Option<StopSignal>,
+    pub start: Option<crate::clock::StartSync>,
     pub analytics: Option<AnalyticsState>,
     /// The fault windows, each with its recovery measured (by the run's judge step: the
     /// report renders what was measured and measures nothing itself).
@@ -312,6 +316,7 @@ impl Summary {
                 .filter(|_| i.verdict == RunVerdict::Interrupted),
             incomplete: None,
             started_unix_ms: o.clock.wall_start_unix_ns() / 1_000_000,
+            start: i.start,
             duration_s: o.now() as f64 / 1e9,
             target: i.transport,
             checkout_mode: i.scenario.load.checkout_mode,

@@ -151,6 +151,12 @@ orders: {}
             }
         }
     }
+    if let Some(start) = &summary.start {
+        out.push_str(&format!(
+            "start: {:+.3} ms from the agreed instant {} ({})\n",
+            start.offset_ms, start.agreed, start.clock_source
+        ));
+    }
     if let Some(reason) = &summary.invalid_reason {
         out.push_str(&format!("INVALID: {reason}\n"));
     }

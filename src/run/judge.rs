@@ -28,6 +28,7 @@ impl Run<'_> {
             factory,
             provider,
             pipeline,
+            start,
             ..
         } = self;
         let captures = provider.captures_per_order();
@@ -44,7 +45,7 @@ impl Run<'_> {
             settlement: &drained.settlement,
         };
         let checks = evaluate_all(&checks_for(scenario), &input);
-        let invalid = invalid_reason(scenario, &observer);
+        let invalid = invalid_reason(scenario, &observer, start.as_ref());
         let verdict = decide(drained.interrupted, invalid.is_some(), &checks);
         let summary = Summary::build(SummaryInput {
             scenario,
@@ -60,6 +61,7 @@ impl Run<'_> {
             verdict,
             invalid_reason: invalid,
             interrupted_by: drained.interrupted_by,
+            start,
             analytics: pipeline.analytics.as_ref().map(|a| a.state()),
             // Recovery is measured on doorbuster's own consumer groups, which observe mode
             // does not run.
@@ -85,9 +87,25 @@ impl Run<'_> {
     }
 }
 
-/// Why the run is not valid, if it is not: the generator fell behind its own schedule, so
-/// its latencies do not describe the system under test.
-fn invalid_reason(scenario: &Scenario, observer: &Observer) -> Option<String> {
+/// Why the run is not valid, if it is not: the generator fell behind its own schedule (or
+/// started late against the instant it agreed with other machines), so its latencies do not
+/// describe the system under test.
+fn invalid_reason(
+    scenario: &Scenario,
+    observer: &Observer,
+    start: Option<&crate::clock::StartSync>,
+) -> Option<String> {
+    let max_lag = scenario.load.max_send_lag;
+    if let Some(start) = start.filter(|s| s.late() > max_lag) {
+        return Some(format!(
+            "the load started {:.1} ms after the agreed --start-at instant {}, more than \
+             max_send_lag {}: its orders left later than the other machines' (clock {})",
+            start.offset_ms,
+            start.agreed,
+            humantime::format_duration(max_lag),
+            start.clock_source
+        ));
+    }
     let not_rendered = observer.counters.not_rendered.load(Relaxed);
     if not_rendered > 0 {
         return Some(format!(

@@ -88,6 +88,8 @@ pub struct RunOptions {
     pub interrupt: Option<watch::Receiver<Option<StopSignal>>>,
     /// Serve live metrics (OpenMetrics text at `/metrics`) here while the run goes.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Start the load at this wall-clock instant (after setup), not as soon as setup ends.
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 /// Everything a run leaves behind, for the binary and for tests.

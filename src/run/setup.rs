@@ -66,6 +66,8 @@ pub struct Run<'s> {
     pub(super) ticker: Option<JoinHandle<()>>,
     /// Observe mode: the broker the taps read, when it is not the target's.
     pub(super) tapped_broker: Option<Arc<dyn Transport>>,
+    /// How the start kept `--start-at`'s instant, when there was one.
+    pub(super) start: Option<crate::clock::StartSync>,
     _stop_on_drop: DropGuard,
     _proxy_stop_on_drop: DropGuard,
 }
@@ -221,7 +223,14 @@ impl<'s> Run<'s> {
         // Setup is over: the provider answers and every service's consumers have joined their
         // groups (on Kafka, each member holds its partitions, which takes seconds). The load's
         // t=0 is now, so that no arrival is due before the system under test could take it.
-        let setup = clock.begin();
+        // With `--start-at`, t=0 is the agreed instant, which several machines share.
+        let (setup, start) = match opts.start_at {
+            Some(agreed) => {
+                let (setup, start) = clock.begin_at(agreed).await;
+                (setup, Some(start))
+            }
+            None => (clock.begin(), None),
+        };
         tracing::info!(
             setup_ms = setup.as_millis() as u64,
             "setup done; the load starts"
@@ -301,6 +310,7 @@ impl<'s> Run<'s> {
             timeline: Some(timeline),
             ticker: Some(ticker),
             tapped_broker,
+            start,
             _stop_on_drop: stop_on_drop,
             _proxy_stop_on_drop: proxy_stop_on_drop,
         })
