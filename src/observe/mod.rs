@@ -520,4 +520,29 @@ impl Observer {
     pub fn samples(&self) -> Vec<Sample> {
         lock(&self.samples).clone()
     }
+
+    /// The last `n` samples (fewer early in the run), for the live views that ask every
+    /// second: copying all of them each time would cost a long run time in its length.
+    pub fn last_samples(&self, n: usize) -> Vec<Sample> {
+        let samples = lock(&self.samples);
+        samples[samples.len().saturating_sub(n)..].to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_samples_are_the_newest_few() {
+        let o = Observer::new(crate::clock::Clock::start(), 0);
+        assert!(o.last_samples(2).is_empty());
+        for second in 0..5 {
+            o.record_sample(o.close_second(second));
+        }
+        let seconds = |v: Vec<Sample>| v.iter().map(|s| s.second).collect::<Vec<_>>();
+        assert_eq!(seconds(o.last_samples(2)), [3, 4]);
+        assert_eq!(seconds(o.last_samples(9)), [0, 1, 2, 3, 4]);
+        assert_eq!(seconds(o.samples()), [0, 1, 2, 3, 4]);
+    }
 }

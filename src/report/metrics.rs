@@ -301,7 +301,7 @@ impl Collector for Live {
         {
             // As of the last closed second; a group whose broker did not answer is left out.
             let lags = o
-                .samples()
+                .last_samples(1)
                 .last()
                 .map(|s| s.lag.clone())
                 .unwrap_or_default();

@@ -139,7 +139,7 @@ impl Status {
             ),
             None => ("drain".to_owned(), 0.0),
         };
-        let samples = o.samples();
+        let samples = o.last_samples(2);
         let achieved = match samples.as_slice() {
             [.., a, b] => b.accepted - a.accepted,
             [b] => b.accepted,
