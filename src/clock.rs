@@ -86,7 +86,7 @@ impl Clock {
     /// Waits until the wall clock reads `agreed`, then moves t=0 there ([`Clock::begin`]):
     /// how runs on several machines start together (`run --start-at`). Returns the setup
     /// time and how the start kept the appointment. A run whose setup ended after `agreed`
-    /// starts at once, late by that much.
+    /// starts at once, late by that much. Dropped while it waits, it has moved nothing.
     pub async fn begin_at(&self, agreed: SystemTime) -> (Duration, StartSync) {
         if let Ok(left) = agreed.duration_since(SystemTime::now()) {
             // tokio's timer wakes up to a millisecond late: sleep to just before, then yield.

@@ -1464,4 +1464,22 @@ fn a_run_starts_at_the_agreed_instant_and_a_late_start_is_invalid() {
         assert_eq!(refused.status.code(), Some(2), "{bad}");
         assert!(text(&refused.stderr).contains("--start-at"), "{bad}");
     }
+
+    // SIGTERM while the run waits an hour for its instant: it stops now, with its report.
+    let waiting = dir.path().join("waiting");
+    let child = doorbuster()
+        .args(["run", file.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&waiting)
+        .args(["--start-at", &instant(3600)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    send("TERM", &child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    let s = summary(&waiting);
+    assert_eq!(s["verdict"], "interrupted", "{s}");
+    assert!(s["duration_s"].as_f64().unwrap() < 60.0, "{s}");
 }

@@ -224,11 +224,18 @@ impl<'s> Run<'s> {
         // groups (on Kafka, each member holds its partitions, which takes seconds). The load's
         // t=0 is now, so that no arrival is due before the system under test could take it.
         // With `--start-at`, t=0 is the agreed instant, which several machines share.
+        let signal = opts
+            .interrupt
+            .clone()
+            .unwrap_or_else(|| watch::channel(None).1);
+        let interrupt = interrupted(signal.clone(), stop.clone());
         let (setup, start) = match opts.start_at {
-            Some(agreed) => {
-                let (setup, start) = clock.begin_at(agreed).await;
-                (setup, Some(start))
-            }
+            Some(agreed) => tokio::select! {
+                (setup, start) = clock.begin_at(agreed) => (setup, Some(start)),
+                // A signal during the wait: the load starts now and stops at once, so the
+                // run ends interrupted, with its report.
+                _ = interrupt.cancelled() => (clock.begin(), None),
+            },
             None => (clock.begin(), None),
         };
         tracing::info!(
@@ -246,11 +253,6 @@ impl<'s> Run<'s> {
                 &transport,
             )?;
         }
-        let signal = opts
-            .interrupt
-            .clone()
-            .unwrap_or_else(|| watch::channel(None).1);
-        let interrupt = interrupted(signal.clone(), stop.clone());
         let timeline = tokio::spawn(run_timeline(
             scenario.faults.clone(),
             ChaosCtx {
