@@ -1467,7 +1467,7 @@ fn a_run_starts_at_the_agreed_instant_and_a_late_start_is_invalid() {
 
     // SIGTERM while the run waits an hour for its instant: it stops now, with its report.
     let waiting = dir.path().join("waiting");
-    let child = doorbuster()
+    let mut child = doorbuster()
         .args(["run", file.to_str().unwrap(), "--quiet", "--out"])
         .arg(&waiting)
         .args(["--start-at", &instant(3600)])
@@ -1475,7 +1475,14 @@ fn a_run_starts_at_the_agreed_instant_and_a_late_start_is_invalid() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // It says when the load starts once it listens for signals.
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert!(said.contains("the load starts at"), "{said}");
     send("TERM", &child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
