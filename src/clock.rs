@@ -163,7 +163,7 @@ pub struct StartSync {
 }
 
 impl StartSync {
-    /// Milliseconds late (0 when early or on time).
+    /// How late the start was (zero when it was early or on time).
     pub fn late(&self) -> Duration {
         Duration::from_secs_f64(self.offset_ms.max(0.0) / 1e3)
     }
