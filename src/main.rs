@@ -77,6 +77,10 @@ struct Overrides {
     /// scenario was written for.
     #[arg(long, value_name = "FACTOR")]
     rate_scale: Option<f64>,
+    /// Replaces the phases with one hold at their peak rate (after --rate-scale) for this
+    /// long, e.g. 60s: the scenario's peak as a constant load.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    hold: Option<std::time::Duration>,
 }
 
 impl From<Overrides> for scenario::Overrides {
@@ -85,6 +89,7 @@ impl From<Overrides> for scenario::Overrides {
             target: o.target,
             allow_remote: o.allow_remote,
             rate_scale: o.rate_scale,
+            hold: o.hold,
         }
     }
 }

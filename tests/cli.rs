@@ -1280,8 +1280,8 @@ fn capacity_finds_the_knee_of_a_checkout_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bounded.yaml");
     std::fs::write(&file, BOUNDED_CHECKOUT).unwrap();
-    let search = |forecast: &str, start: &str, out: &Path| {
-        run(&[
+    let search = |forecast: &str, start: &str, out: &Path, more: &[&str]| {
+        let mut args = vec![
             "capacity",
             file.to_str().unwrap(),
             "--target",
@@ -1299,10 +1299,12 @@ fn capacity_finds_the_knee_of_a_checkout_endpoint() {
             "--quiet",
             "--out",
             out.to_str().unwrap(),
-        ])
+        ];
+        args.extend_from_slice(more);
+        run(&args)
     };
     let out = dir.path().join("capacity");
-    let holds = search("3x", "1", &out);
+    let holds = search("3x", "1", &out, &[]);
     let said = text(&holds.stdout);
     assert_eq!(
         holds.status.code(),
@@ -1343,9 +1345,22 @@ fn capacity_finds_the_knee_of_a_checkout_endpoint() {
         "{accepted} + {failed} vs {taken}"
     );
 
-    let short = search("10x", "4", &dir.path().join("short"));
+    // The negative control, each step a 2 s hold at its peak (`--hold`) instead of the
+    // scenario's 3 s: what each step planned and how to repeat it say so.
+    let short_out = dir.path().join("short");
+    let short = search("10x", "4", &short_out, &["--hold", "2s"]);
     assert_eq!(short.status.code(), Some(1), "{}", text(&short.stdout));
     assert!(text(&short.stdout).contains("does NOT hold"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(short_out.join("capacity.json")).unwrap()).unwrap();
+    let first = &report["steps"][0];
+    let s = summary(Path::new(first["dir"].as_str().unwrap()));
+    assert_eq!(s["orders"]["planned"], 120, "60/s for 2 s");
+    let reproduce = s["reproduce"].as_str().unwrap();
+    assert!(
+        reproduce.contains("--hold 2s") && reproduce.contains("--rate-scale 4"),
+        "{reproduce}"
+    );
 }
 
 /// A step that cannot run at all (nothing listens at the target) ends the search with a

@@ -481,6 +481,31 @@ fn command_line_overrides_meet_the_files_limits() {
             rate: Rate(900_000.0)
         }
     );
+    // `--hold`: the phases become one hold at their peak (after the scale) for that long.
+    let hold = |seconds: u64, factor: Option<f64>| Overrides {
+        hold: Some(std::time::Duration::from_secs(seconds)),
+        rate_scale: factor,
+        ..Overrides::default()
+    };
+    let (held, _) = check(ENDPOINT, hold(3, Some(2.0)), &set, Unset::Error).unwrap();
+    assert_eq!(
+        held.load.phases,
+        [doorbuster::load::model::Phase {
+            kind: PhaseKind::Hold {
+                rate: Rate(3_000.0)
+            },
+            duration: std::time::Duration::from_secs(3),
+        }]
+    );
+    // Its negative controls: a hold that plans more orders than any run may, one longer
+    // than a run may last, one that plans none.
+    let too_many = refused(hold(23 * 3600, Some(600.0)));
+    assert!(
+        too_many.contains("with --rate-scale 600 as a 23h --hold at the peak"),
+        "{too_many}"
+    );
+    assert!(refused(hold(25 * 3600, None)).contains("--hold 1day 1h is above the limit of 24h"));
+    assert!(refused(hold(0, None)).contains("plan no orders"));
     let remote_allowed = Overrides {
         target: Some("http://10.0.0.5:8080/checkout".to_owned()),
         allow_remote: true,

@@ -147,6 +147,9 @@ pub fn reproduce_args(overrides: &scenario::Overrides) -> String {
     if let Some(factor) = overrides.rate_scale {
         args.push_str(&format!(" --rate-scale {factor}"));
     }
+    if let Some(hold) = overrides.hold {
+        args.push_str(&format!(" --hold {}", humantime::format_duration(hold)));
+    }
     args
 }
 

@@ -68,18 +68,21 @@ pub struct RawPhase {
     pub rate: Option<Scalar<schema::Rate>>,
 }
 
-/// Checks `load:`. `rate_scale` is `--rate-scale`, once it is known to be a valid factor.
-/// Returns the load and where `checkout.mode` was written, if it was.
+/// Checks `load:`. `rate_scale` is `--rate-scale`, once it is known to be a valid factor;
+/// `hold` is `--hold`, which replaces the phases with one hold at their peak rate for that
+/// long. Returns the load and where `checkout.mode` was written, if it was.
 pub fn validate(
     raw: &Spanned<RawLoad>,
     check: &mut Checker,
     path: &Path,
     rate_scale: Option<f64>,
+    hold: Option<Duration>,
 ) -> (Load, Option<Spot>) {
     let mut v = LoadValidator {
         check,
         state: LoadState {
             rate_scale,
+            hold,
             mode_spot: None,
         },
     };
@@ -91,6 +94,7 @@ type LoadValidator<'c, 'a> = Section<'c, 'a, LoadState>;
 
 struct LoadState {
     rate_scale: Option<f64>,
+    hold: Option<Duration>,
     mode_spot: Option<Spot>,
 }
 
@@ -206,9 +210,29 @@ impl LoadValidator<'_, '_> {
             );
             self.report(&raw.referenced, path, message, None);
         }
+        // `--hold`: the same peak, held: one phase at the highest (scaled) rate.
+        let phases = match self.state.hold {
+            Some(duration) if phases.len() == raw.value.len() => {
+                if duration > DURATION_MAX {
+                    let message = format!(
+                        "--hold {} is above the limit of 24h",
+                        humantime::format_duration(duration)
+                    );
+                    self.report(&raw.referenced, path, message, None);
+                }
+                let peak = (phases.iter())
+                    .map(|p| p.kind.rates().0.max(p.kind.rates().1))
+                    .fold(0.0, f64::max);
+                vec![Phase {
+                    kind: PhaseKind::Hold { rate: Rate(peak) },
+                    duration,
+                }]
+            }
+            _ => phases,
+        };
         // Orders are counted only when every phase is valid: a phase left out would
         // make the count wrong.
-        if phases.len() == raw.value.len() {
+        if phases.len() == raw.value.len() || self.state.hold.is_some() {
             self.orders_planned(&phases, &raw.referenced, path);
         }
         phases
@@ -218,11 +242,17 @@ impl LoadValidator<'_, '_> {
     /// falls due, has nothing to judge) and at most [`ORDERS_MAX`].
     fn orders_planned(&mut self, phases: &[Phase], at: &Location, path: &Path) {
         let expected: f64 = phases.iter().map(Phase::expected_orders).sum();
-        let scaled = self
+        let mut scaled = self
             .state
             .rate_scale
             .map(|f| format!(" with --rate-scale {f}"))
             .unwrap_or_default();
+        if let Some(hold) = self.state.hold {
+            scaled.push_str(&format!(
+                " as a {} --hold at the peak",
+                humantime::format_duration(hold)
+            ));
+        }
         if expected < 1.0 {
             let message = if phases.iter().all(|p| p.kind == PhaseKind::Pause) {
                 "the phases plan no orders: every phase is a pause".to_owned()

@@ -18,6 +18,8 @@ pub struct Overrides {
     pub allow_remote: bool,
     /// `--rate-scale F`: every phase's rate times F.
     pub rate_scale: Option<f64>,
+    /// `--hold D`: the phases replaced by one hold at their peak rate (after the scale) for D.
+    pub hold: Option<std::time::Duration>,
 }
 
 /// The largest `--rate-scale`; far beyond any real use, so a typo (`--rate-scale 5000`) is

@@ -147,8 +147,9 @@ impl Validator<'_> {
         let load = match &raw.load {
             Some(load) => {
                 let rate_scale = self.rate_scale;
+                let hold = self.context.overrides.hold;
                 let (load, mode) =
-                    crate::load::config::validate(load, self, &root.key("load"), rate_scale);
+                    crate::load::config::validate(load, self, &root.key("load"), rate_scale, hold);
                 self.spots.checkout_mode = mode;
                 load
             }
