@@ -36,7 +36,9 @@ if [[ ! -x $oha ]]; then
 fi
 
 work=$(mktemp -d)
-trap 'kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
+# A worker left stopped (the script interrupted mid-stall) is continued so that it can exit.
+trap 'pkill -CONT -P "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true
+      kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
 cat >"$work/nginx.conf" <<EOF
 worker_processes 1;
 pid $work/nginx.pid;
