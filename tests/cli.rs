@@ -1135,6 +1135,40 @@ checks:
     order.created -> order.fulfilled: { p99: \"< 600ms\" }
 ";
 
+/// `doorbuster capacity FILE --forecast F --start S`, doubling up to x8 and bisecting once,
+/// quietly, into `out`; `more` adds flags (the target, the settle time, `--hold`).
+fn capacity(file: &Path, forecast: &str, start: &str, out: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "capacity",
+        file.to_str().unwrap(),
+        "--forecast",
+        forecast,
+        "--start",
+        start,
+        "--max",
+        "8",
+        "--refine",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    run(&args)
+}
+
+/// A capacity report (`capacity.json` in `out`), the sustained step's and the first
+/// failure's planned peaks, and the first failure.
+fn knee(out: &Path) -> (serde_json::Value, f64, f64, serde_json::Value) {
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("capacity.json")).unwrap()).unwrap();
+    let step = |i: &serde_json::Value| report["steps"][i.as_u64().unwrap() as usize].clone();
+    let (sustained, failure) = (step(&report["sustained"]), step(&report["first_failure"]));
+    let peak = |s: &serde_json::Value| s["planned_peak"].as_f64().unwrap();
+    let (sustained, knee) = (peak(&sustained), peak(&failure));
+    (report, sustained, knee, failure)
+}
+
 /// The capacity search: doubling from the scenario as written (10/s) then bisecting, it finds
 /// the knee between 40/s (x4 passes) and 80/s (x8 fails on the fulfilment SLO), writes the
 /// report and a run folder per step, and gates on the forecast: 2x (20/s) holds and exits 0;
@@ -1146,23 +1180,7 @@ fn capacity_finds_the_knee_and_gates_on_the_forecast() {
     std::fs::write(&file, BENDING_SHOP).unwrap();
     let out = dir.path().join("capacity");
     let search = |forecast: &str, start: &str, out: &Path| {
-        run(&[
-            "capacity",
-            file.to_str().unwrap(),
-            "--forecast",
-            forecast,
-            "--start",
-            start,
-            "--refine",
-            "1",
-            "--settle",
-            "100ms",
-            "--max",
-            "8",
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        capacity(&file, forecast, start, out, &["--settle", "100ms"])
     };
     let holds = search("2x", "1", &out);
     let said = text(&holds.stdout);
@@ -1172,18 +1190,10 @@ fn capacity_finds_the_knee_and_gates_on_the_forecast() {
         "{said}{}",
         text(&holds.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("capacity.json")).unwrap()).unwrap();
+    let (report, sustained, knee, failure) = knee(&out);
     let steps = report["steps"].as_array().unwrap();
-    let peak = |i: &serde_json::Value| {
-        steps[i.as_u64().unwrap() as usize]["planned_peak"]
-            .as_f64()
-            .unwrap()
-    };
-    let (sustained, knee) = (peak(&report["sustained"]), peak(&report["first_failure"]));
     assert!((40.0..80.0).contains(&sustained), "{said}");
     assert!(knee > sustained && knee <= 80.0, "{said}");
-    let failure = &steps[report["first_failure"].as_u64().unwrap() as usize];
     assert!(
         failure["why"].as_str().unwrap().contains("p99"),
         "{failure}"
@@ -1281,27 +1291,8 @@ fn capacity_finds_the_knee_of_a_checkout_endpoint() {
     let file = dir.path().join("bounded.yaml");
     std::fs::write(&file, BOUNDED_CHECKOUT).unwrap();
     let search = |forecast: &str, start: &str, out: &Path, more: &[&str]| {
-        let mut args = vec![
-            "capacity",
-            file.to_str().unwrap(),
-            "--target",
-            &url,
-            "--forecast",
-            forecast,
-            "--start",
-            start,
-            "--max",
-            "8",
-            "--refine",
-            "1",
-            "--settle",
-            "200ms",
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(more);
-        run(&args)
+        let flags = [&["--target", url.as_str(), "--settle", "200ms"], more].concat();
+        capacity(&file, forecast, start, out, &flags)
     };
     let out = dir.path().join("capacity");
     let holds = search("3x", "1", &out, &[]);
@@ -1312,18 +1303,10 @@ fn capacity_finds_the_knee_of_a_checkout_endpoint() {
         "{said}{}",
         text(&holds.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("capacity.json")).unwrap()).unwrap();
+    let (report, sustained, knee, failure) = knee(&out);
     let steps = report["steps"].as_array().unwrap();
-    let peak = |i: &serde_json::Value| {
-        steps[i.as_u64().unwrap() as usize]["planned_peak"]
-            .as_f64()
-            .unwrap()
-    };
-    let (sustained, knee) = (peak(&report["sustained"]), peak(&report["first_failure"]));
     assert!((60.0..120.0).contains(&sustained), "{said}");
     assert!(knee > sustained && knee <= 120.0, "{said}");
-    let failure = &steps[report["first_failure"].as_u64().unwrap() as usize];
     assert!(
         failure["why"].as_str().unwrap().contains("p99"),
         "{failure}"
