@@ -18,27 +18,7 @@ rounds=${3:-5}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-cat >"$work/ab.yaml" <<'YAML'
-name: bench-ab
-seed: 1
-load:
-  arrivals: uniform
-  max_in_flight: 200000
-  drain: 10s
-  phases:
-    - { hold: 5s, rate: 20000/s }
-services:
-  payment: { latency: 0ms }
-  inventory: { latency: 0ms }
-  email: { latency: 0ms }
-  warehouse: { latency: 0ms }
-  analytics: { latency: 0ms }
-provider: { via: in_process, latency: 0ms }
-checks:
-  settle_within: 5s
-  latency:
-    order.created -> order.fulfilled: { p99: "< 1s" }
-YAML
+cp "$(dirname "$0")/pipeline.yaml" "$work/ab.yaml"
 
 run_one() { # LABEL BINARY WORKLOAD
     local label=$1 bin=$2 workload=$3 scale=1

@@ -20,38 +20,17 @@ connections=${3:-50}
 db=${DOORBUSTER:-${CARGO_TARGET_DIR:-target}/release/doorbuster}
 port=18080
 
-sudo_if_needed() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/checkout-endpoint.sh
+source scripts/checkout-endpoint.sh
 missing=()
 [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v /usr/bin/time >/dev/null || missing+=(time)
-if ((${#missing[@]})); then
-    echo "installing ${missing[*]} from Debian's packages" >&2
-    sudo_if_needed apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${missing[@]}" >&2
-    # Debian starts the packaged nginx on port 80; only ours is wanted.
-    sudo_if_needed service nginx stop >/dev/null 2>&1 || true
-fi
+install_missing "${missing[@]}"
 
 work=$(mktemp -d)
-trap 'kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/body;
-    server {
-        listen 127.0.0.1:$port reuseport backlog=4096;
-        keepalive_requests 1000000;
-        location = /checkout { return 201 '{}'; }
-    }
-}
-EOF
-/usr/sbin/nginx -p "$work" -c "$work/nginx.conf"
-for _ in $(seq 50); do curl -s -o /dev/null -X POST "http://127.0.0.1:$port/checkout" && break; sleep 0.1; done
+trap 'endpoint_down "$work"; rm -rf "$work"' EXIT
+endpoint_up "$work" "$port"
 
 body=$(printf '{"order_id":1234567,"lines":"%s"}' "$(head -c 990 /dev/zero | tr '\0' 'x')")
 cat >"$work/post.lua" <<EOF

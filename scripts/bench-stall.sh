@@ -21,13 +21,9 @@ port=18080
 cache="${DOORBUSTER_CACHE:-$HOME/.cache/doorbuster}"
 oha="$cache/oha-1.16.0/bin/oha"
 
-sudo_if_needed() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
-if [[ ! -x /usr/sbin/nginx ]]; then
-    echo "installing nginx-light from Debian's packages" >&2
-    sudo_if_needed apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq nginx-light >&2
-    sudo_if_needed service nginx stop >/dev/null 2>&1 || true
-fi
+# shellcheck source=scripts/checkout-endpoint.sh
+source scripts/checkout-endpoint.sh
+[[ -x /usr/sbin/nginx ]] || install_missing nginx-light
 if [[ ! -x $oha ]]; then
     echo "installing oha 1.16.0 into $cache/oha-1.16.0 (a few minutes the first time)" >&2
     CARGO_TARGET_DIR="$cache/oha-build" cargo install oha --locked --version 1.16.0 \
@@ -36,28 +32,9 @@ if [[ ! -x $oha ]]; then
 fi
 
 work=$(mktemp -d)
-# A worker left stopped (the script interrupted mid-stall) is continued so that it can exit.
-trap 'pkill -CONT -P "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true
-      kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 8192; }
-worker_rlimit_nofile 16384;
-http {
-    access_log off;
-    client_body_temp_path $work/body;
-    server {
-        listen 127.0.0.1:$port reuseport backlog=8192;
-        keepalive_requests 1000000;
-        location = /checkout { return 201 '{}'; }
-    }
-}
-EOF
+trap 'endpoint_down "$work"; rm -rf "$work"' EXIT
 ulimit -n 16384
-/usr/sbin/nginx -p "$work" -c "$work/nginx.conf"
-for _ in $(seq 50); do curl -s -o /dev/null -X POST "http://127.0.0.1:$port/checkout" && break; sleep 0.1; done
+endpoint_up "$work" "$port"
 worker=$(pgrep -P "$(cat "$work/nginx.pid")")
 
 cat >"$work/stall.yaml" <<YAML
