@@ -66,6 +66,8 @@ pub struct Schedule {
     arrivals: Arrivals,
     seed: u64,
     orders: usize,
+    /// Arrivals due in each second of run time, counted when the schedule was planned.
+    per_second: Vec<u64>,
 }
 
 impl Schedule {
@@ -89,8 +91,19 @@ impl Schedule {
             arrivals: load.arrivals,
             seed,
             orders: 0,
+            per_second: Vec::new(),
         };
-        schedule.orders = schedule.due_times().count();
+        // One pass over the due times counts the orders and fills the seconds.
+        let (mut orders, mut per_second) =
+            (0, vec![0u64; schedule.end.div_ceil(1_000_000_000) as usize]);
+        for at in schedule.due_times() {
+            orders += 1;
+            if let Some(slot) = per_second.get_mut((at / 1_000_000_000) as usize) {
+                *slot += 1;
+            }
+        }
+        schedule.orders = orders;
+        schedule.per_second = per_second;
         schedule
     }
 
@@ -125,14 +138,7 @@ impl Schedule {
 
     /// Planned arrivals per second of run time (from the due times).
     pub fn planned_per_second(&self) -> Vec<u64> {
-        let seconds = self.end.div_ceil(1_000_000_000) as usize;
-        let mut v = vec![0u64; seconds];
-        for at in self.due_times() {
-            if let Some(slot) = v.get_mut((at / 1_000_000_000) as usize) {
-                *slot += 1;
-            }
-        }
-        v
+        self.per_second.clone()
     }
 }
 
