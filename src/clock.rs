@@ -51,6 +51,20 @@ impl Clock {
         }
     }
 
+    /// A clock of a run that is over (`doorbuster merge`): t=0 at `wall_start_unix_ns`,
+    /// reading `at` now (and on from there).
+    pub fn ended(wall_start_unix_ns: u64, at: RunTime) -> Self {
+        let now = Instant::now();
+        let made = now.checked_sub(Duration::from_nanos(at)).unwrap_or(now);
+        Clock {
+            epoch: Arc::new(Epoch {
+                made,
+                made_wall_unix_ns: wall_start_unix_ns,
+                zero_ns: AtomicU64::new(0),
+            }),
+        }
+    }
+
     /// Moves t=0 to now, for every clone, and returns how long it was since the old t=0
     /// (the setup time). Called once, by the run, before anything is recorded on this clock:
     /// readings taken before it are on the old t=0.

@@ -101,27 +101,18 @@ enum Command {
     Run {
         /// A scenario file, or a bundled scenario's name (see `doorbuster scenarios`).
         scenario: String,
-        /// The run folder (default: reports/<scenario>-<time>-seed<N>).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Overrides the scenario's seed.
-        #[arg(long, value_name = "N")]
-        seed: Option<u64>,
-        /// No live progress view.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Serve live metrics for Prometheus at http://ADDR/metrics while the run goes
-        /// (loopback only), e.g. 127.0.0.1:9464; deploy/grafana/doorbuster.json charts them.
-        #[arg(long, value_name = "ADDR")]
-        metrics_listen: Option<std::net::SocketAddr>,
-        /// Start the load at this instant (RFC 3339 UTC, e.g. 2026-12-07T06:00:00Z) instead
-        /// of when setup ends, so that runs on several machines start together; a start
-        /// later than the scenario's max_send_lag makes the run INVALID.
-        #[arg(long, value_name = "TIME", value_parser = cli::run::parse_start_at)]
-        start_at: Option<std::time::SystemTime>,
+        #[command(flatten)]
+        flags: cli::run::RunFlags,
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Join the shards of one run (`run --shard i/n --run-id ID`) and judge it once: the
+    /// histograms added exactly, the ledgers unioned, every check over the whole run; exit
+    /// as `run` does, or 3 when a shard is missing, interrupted or from another run.
+    #[command(
+        after_help = "Example:\n  doorbuster merge runs/shard-0 runs/shard-1 runs/shard-2 --out runs/merged"
+    )]
+    Merge(cli::merge::MergeArgs),
     /// Check scenario files without running them; every error at once. With `run`'s flags,
     /// checks what `run` with them would refuse. An unset ${ENV} is a warning here (CI may set
     /// it later) and an error in `run`.
@@ -278,24 +269,10 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Run {
             scenario,
-            out,
-            seed,
-            quiet,
-            metrics_listen,
-            start_at,
+            flags,
             overrides,
-        } => cli::run::run(
-            &runtime()?,
-            &scenario,
-            cli::run::RunFlags {
-                out,
-                seed,
-                quiet,
-                metrics_listen,
-                start_at,
-            },
-            overrides.into(),
-        ),
+        } => cli::run::run(&runtime()?, &scenario, flags, overrides.into()),
+        Command::Merge(args) => Ok(cli::merge::merge(&args)),
         Command::Validate { files, overrides } => {
             Ok(cli::validate::validate(&files, &overrides.into()))
         }

@@ -23,6 +23,12 @@ pub fn run_nonce() -> u64 {
     mix(nanos, u64::from(std::process::id()))
 }
 
+/// A value all the processes of one `--run-id` agree on, and another run id does not
+/// share: their key salt.
+pub fn for_run_id(run_id: &str) -> u64 {
+    mix(fnv1a(run_id.as_bytes()), fnv1a(b"run-id"))
+}
+
 /// A generator for one item (an order, a call) of a named component.
 pub fn for_item(seed: u64, component: &str, item: u64) -> Rng {
     ChaCha8Rng::seed_from_u64(mix(mix(seed, fnv1a(component.as_bytes())), item))

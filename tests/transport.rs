@@ -35,6 +35,10 @@ mod taps;
 #[path = "transport/shop.rs"]
 mod shop;
 
+// One run as three shard processes on Redis, merged, against one process's run.
+#[path = "transport/shards.rs"]
+mod shards;
+
 async fn embedded() -> Option<Server> {
     Some(Server {
         t: Arc::new(EmbeddedBroker::new(4, 100_000, Clock::start())),

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod capacity;
 pub mod compare;
 pub mod init;
+pub mod merge;
 pub mod preview;
 pub mod provider;
 pub mod proxy;

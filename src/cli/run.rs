@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use doorbuster::exit::{Exit, StopSignal};
 use doorbuster::report::terminal::{closing_lines, verdict_table};
+use doorbuster::run::shard::{Shard, Sharding, parse_run_id};
 use doorbuster::run::{RunOptions, execute};
 use doorbuster::scenario;
 use tokio::runtime::Runtime;
@@ -14,12 +15,36 @@ use tokio::runtime::Runtime;
 use super::print_warnings;
 
 /// `run`'s own flags (beside the scenario overrides `validate` shares).
+#[derive(clap::Args)]
 pub struct RunFlags {
+    /// The run folder (default: reports/<scenario>-<time>-seed<N>).
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Overrides the scenario's seed.
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// No live progress view.
+    #[arg(long, short)]
     pub quiet: bool,
+    /// Serve live metrics for Prometheus at http://ADDR/metrics while the run goes
+    /// (loopback only), e.g. 127.0.0.1:9464; deploy/grafana/doorbuster.json charts them.
+    #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Start the load at this instant (RFC 3339 UTC, e.g. 2026-12-07T06:00:00Z) instead
+    /// of when setup ends, so that runs on several machines start together; a start
+    /// later than the scenario's max_send_lag makes the run INVALID.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
     pub start_at: Option<std::time::SystemTime>,
+    /// Make only shard i of n (from 0): the orders whose id is i modulo n, each at its
+    /// planned time (1/n of every phase's rate); the shard judges nothing and leaves its
+    /// state for `doorbuster merge`. Needs --run-id.
+    #[arg(long, value_name = "i/n", value_parser = Shard::parse, requires = "run_id")]
+    pub shard: Option<Shard>,
+    /// The run's name, shared by its shards: their streams and consumer groups on the
+    /// broker are doorbuster-<ID>'s, so the shards' services join the same groups. Use a
+    /// run id once.
+    #[arg(long, value_name = "ID", value_parser = parse_run_id)]
+    pub run_id: Option<String>,
 }
 
 /// `--start-at`: an RFC 3339 instant in UTC (`2026-12-07T06:00:00Z`, fractions allowed), at
@@ -52,7 +77,13 @@ pub fn run(
         quiet,
         metrics_listen,
         start_at,
+        shard,
+        run_id,
     } = flags;
+    let sharding = run_id.map(|run_id| Sharding {
+        run_id,
+        shard: shard.unwrap_or(Shard { index: 0, count: 1 }),
+    });
     if let Some(Err(why)) = metrics_listen.map(doorbuster::report::metrics::loopback_only) {
         errln!("error: {why}");
         return Ok(Exit::BadInput);
@@ -83,6 +114,24 @@ pub fn run(
             return Ok(Exit::BadInput);
         }
     };
+    if scenario.observe.is_some() && sharding.as_ref().is_some_and(Sharding::is_part) {
+        errln!(
+            "error: --shard cannot split an observe-mode scenario yet: what the taps see of \
+             the shop's outputs is not merged across shards; run it as one process"
+        );
+        return Ok(Exit::BadInput);
+    }
+    if sharding.as_ref().is_some_and(Sharding::is_part)
+        && scenario.orders.resubmits.fraction() > 0.0
+    {
+        errln!(
+            "warning: orders.resubmits is {}%: a resubmitted checkout's second order.created may \
+             be handled by another shard's services, whose idempotency stores are their own, \
+             so the merged run counts its effects twice (set orders.resubmits: 0% for exact \
+             duplicate checks across shards; docs/distributed.md)",
+            scenario.orders.resubmits.fraction() * 100.0
+        );
+    }
     runtime.block_on(async move {
         let (interrupt_tx, interrupt_rx) = tokio::sync::watch::channel(None);
         let signals = StopSignals::listen().context("cannot listen for signals")?;
@@ -102,6 +151,7 @@ pub fn run(
             interrupt: Some(interrupt_rx),
             metrics_listen,
             start_at,
+            sharding: sharding.clone(),
             ..RunOptions::default()
         };
         if let Some(at) = start_at {
@@ -119,6 +169,21 @@ pub fn run(
                     outln!("summary: {}", dir.join("summary.json").display());
                 }
                 step_summary(&result.summary);
+                if let (Some(sharding), Some(dir)) = (&sharding, &result.dir)
+                    && sharding.is_part()
+                    && result.summary.interrupted_by.is_none()
+                {
+                    // A shard judges nothing: it did its part when its state is written.
+                    outln!(
+                        "shard {} of run {}: not judged here; its state: {}\njudge the run: \
+                         doorbuster merge <the {} shards' folders> --out <folder>",
+                        sharding.shard,
+                        sharding.run_id,
+                        dir.join(doorbuster::run::shard::STATE_FILE).display(),
+                        sharding.shard.count
+                    );
+                    return Ok(Exit::Success);
+                }
                 Ok(Exit::of_run(
                     result.summary.verdict,
                     result.summary.interrupted_by,

@@ -47,6 +47,8 @@ pub struct Driver {
     /// The user's payload template (`orders.payload`); `None` sends doorbuster's own
     /// `order.created`.
     pub renderer: Option<Arc<Renderer>>,
+    /// Dispatch only this shard's orders (each still at its planned time).
+    pub shard: Option<crate::run::shard::Shard>,
 }
 
 /// The shortest mean time between arrivals (over the last 8) for which the driver's own
@@ -85,7 +87,8 @@ enum Pace {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DriverOutcome {
-    /// Arrivals dispatched (orders attempted).
+    /// Arrivals dispatched (orders attempted): ids `0..dispatched` were due (a shard's
+    /// own among them).
     pub dispatched: usize,
     /// The driver was stopped before the schedule ended.
     pub stopped_early: bool,
@@ -144,9 +147,15 @@ impl Driver {
         let clock = &self.observer().clock;
         // The last 8 due times, for the rate the schedule is keeping now.
         let mut recent = [0; GAP_WINDOW];
+        // Arrivals this driver dispatched (all of them, unless it is a shard).
+        let mut own = 0;
         for (id, due) in self.schedule.due_times().enumerate() {
-            let gap = mean_gap(&recent, id, due);
-            recent[id % GAP_WINDOW] = due;
+            if self.shard.is_some_and(|s| !s.owns(id as u64)) {
+                continue;
+            }
+            let gap = mean_gap(&recent, own, due);
+            recent[own % GAP_WINDOW] = due;
+            own += 1;
             if stop.is_cancelled() {
                 return DriverOutcome {
                     dispatched: id,

@@ -16,6 +16,21 @@ pub struct DeadLetters {
     arrived: BTreeSet<(ServiceKind, u64)>,
 }
 
+/// [`DeadLetters`] as lists, for a shard's state file.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize
+)]
+pub struct DeadLetterParts {
+    pub sent: Vec<(ServiceKind, u64, u64)>,
+    pub arrived: Vec<(ServiceKind, u64)>,
+}
+
 /// The body of an `order.dead_letter` event: the original event and why it was parked.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {
@@ -39,6 +54,23 @@ impl DeadLetters {
     /// Records an arrival; false if this dead letter arrived before (a redelivery).
     pub fn arrived(&mut self, service: ServiceKind, event_id: u64) -> bool {
         self.arrived.insert((service, event_id))
+    }
+
+    /// Sent as `(service, event, order)` and arrived as `(service, event)`: a shard's part,
+    /// for `doorbuster merge` (event ids are distinct across the shards of a run).
+    pub fn parts(&self) -> DeadLetterParts {
+        DeadLetterParts {
+            sent: self.sent.iter().map(|(&(s, e), &o)| (s, e, o)).collect(),
+            arrived: self.arrived.iter().copied().collect(),
+        }
+    }
+
+    /// Adds another part's dead letters.
+    pub fn absorb(&mut self, parts: &DeadLetterParts) {
+        for &(service, event, order) in &parts.sent {
+            self.sent(service, event, order);
+        }
+        self.arrived.extend(parts.arrived.iter().copied());
     }
 
     /// Orders with at least one dead-lettered event.

@@ -92,6 +92,17 @@ impl Failures {
         }
     }
 
+    /// Adds another part's failures of one reason (`doorbuster merge`).
+    pub fn absorb(&mut self, f: &FailedCheckouts) {
+        let (count, orders) = self.by.entry((f.outcome, f.reason.clone())).or_default();
+        *count += f.count;
+        orders.extend(
+            f.orders
+                .iter()
+                .take(ORDERS_KEPT.saturating_sub(orders.len())),
+        );
+    }
+
     /// Every reason, the most frequent first.
     pub fn list(&self) -> Vec<FailedCheckouts> {
         let mut list: Vec<FailedCheckouts> = self

@@ -345,6 +345,89 @@ impl Ledger {
         }
     }
 
+    /// Orders `0..orders` as bytes, [`Ledger::BYTES_PER_ORDER`] each (a shard's part of a
+    /// run, for `doorbuster merge`).
+    pub fn export(&self, orders: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(orders as usize * Self::BYTES_PER_ORDER);
+        let fresh = Slot::default();
+        for order in 0..orders {
+            let s = self.read(order).unwrap_or(&fresh);
+            let bytes = |a: &[AtomicU8]| a.iter().map(|b| b.load(Relaxed)).collect::<Vec<_>>();
+            out.push(s.checkout.load(Relaxed));
+            out.push(s.terminal.load(Relaxed));
+            out.extend(bytes(&s.published));
+            out.extend(bytes(&s.acked));
+            out.extend(bytes(&s.delivered));
+            out.extend(bytes(&s.consumed));
+            out.extend(bytes(&s.effects));
+            out.extend(s.terminal_ms.load(Relaxed).to_le_bytes());
+            out.extend(bytes(&s.deliveries));
+        }
+        out
+    }
+
+    /// Adds another part's [`Ledger::export`] (orders from 0) and its delivery totals to
+    /// this ledger, as if one process had seen both: bits are or-ed, counts added, and an
+    /// order's checkout and end are the part's that saw them (the earlier end, if both did).
+    pub fn absorb(&self, bytes: &[u8], delivery_totals: &[u64]) {
+        for (order, b) in bytes.chunks_exact(Self::BYTES_PER_ORDER).enumerate() {
+            if b.iter().all(|&x| x == 0) {
+                continue;
+            }
+            let Some(s) = self.slot(order as u64) else {
+                break;
+            };
+            let (head, rest) = b.split_at(2);
+            let (published, rest) = rest.split_at(TOPICS);
+            let (acked, rest) = rest.split_at(TOPICS);
+            let (delivered, rest) = rest.split_at(SUBS);
+            let (consumed, rest) = rest.split_at(SUBS);
+            let (effects, rest) = rest.split_at(Effect::ALL.len());
+            let (terminal_ms, deliveries) = rest.split_at(4);
+            let add = |to: &[AtomicU8], from: &[u8]| {
+                for (t, f) in to.iter().zip(from) {
+                    let _ = t.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_add(*f)));
+                }
+            };
+            let or = |to: &[AtomicU8], from: &[u8]| {
+                for (t, f) in to.iter().zip(from) {
+                    t.fetch_or(*f, Relaxed);
+                }
+            };
+            if head[0] != 0 {
+                s.checkout.store(head[0], Relaxed);
+            }
+            let ms = u32::from_le_bytes([
+                terminal_ms[0],
+                terminal_ms[1],
+                terminal_ms[2],
+                terminal_ms[3],
+            ]);
+            let theirs_first = s.terminal.load(Relaxed) == 0 || ms < s.terminal_ms.load(Relaxed);
+            if head[1] != 0 && theirs_first {
+                s.terminal.store(head[1], Relaxed);
+                s.terminal_ms.store(ms, Relaxed);
+            }
+            add(&s.published, published);
+            or(&s.acked, acked);
+            or(&s.delivered, delivered);
+            or(&s.consumed, consumed);
+            add(&s.effects, effects);
+            add(&s.deliveries, deliveries);
+        }
+        for (total, more) in self.delivery_totals.iter().zip(delivery_totals) {
+            total.fetch_add(*more, Relaxed);
+        }
+    }
+
+    /// Deliveries per subscription over all orders (exact).
+    pub fn delivery_totals(&self) -> Vec<u64> {
+        self.delivery_totals
+            .iter()
+            .map(|t| t.load(Relaxed))
+            .collect()
+    }
+
     pub fn terminal(&self, order: u64) -> (Terminal, Option<u32>) {
         let Some(s) = self.read(order) else {
             return (Terminal::None, None);

@@ -11,6 +11,7 @@ pub mod hlog;
 pub mod ledger;
 pub mod outputs;
 pub mod recorder;
+pub mod state;
 pub mod webhook;
 
 use std::sync::Mutex;
@@ -24,7 +25,7 @@ pub use ledger::{Checkout, DeliveryNote, Effect, Ledger, Terminal};
 pub use recorder::{Percentiles, Recorder, SeriesPoint};
 
 /// Running totals; a per-second view is their difference between two ticks.
-#[derive(Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Checkouts the driver started (orders attempted).
     pub attempted: AtomicU64,
@@ -179,7 +180,7 @@ struct Split {
 /// The pipeline as the drain left it: what was still queued or being handled when the run
 /// stopped waiting. An effect whose event is still queued is *not settled*: not lost, not
 /// done, and never a silent pass.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Settlement {
     /// Consumer lag per service group when the drain ended (`None`: the broker did not say).
     pub lags: Vec<(ServiceKind, Option<u64>)>,
@@ -415,6 +416,13 @@ impl Observer {
 
     pub fn now(&self) -> RunTime {
         self.clock.now()
+    }
+
+    /// Event ids from `first` on: a shard's own range, so that the shards of one run never
+    /// give two events one id.
+    pub fn with_event_ids_from(self, first: u64) -> Observer {
+        self.next_event_id.store(first, Relaxed);
+        self
     }
 
     pub fn next_event_id(&self) -> u64 {

@@ -131,6 +131,22 @@ impl Recorder {
         lock(&self.total).clone()
     }
 
+    /// Adds a part's latencies to the current interval (`doorbuster merge`).
+    pub fn add_interval(&self, h: &Histogram<u64>) {
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = lock(&self.interval).add(h);
+    }
+
+    /// Adds a part's whole-run histogram to the total, with no per-second point
+    /// (`doorbuster merge`; [`Recorder::set_series`] gives the points).
+    pub fn absorb(&self, h: &Histogram<u64>) {
+        let _ = lock(&self.total).add(h);
+    }
+
+    pub fn set_series(&self, series: Vec<SeriesPoint>) {
+        *lock(&self.series) = series;
+    }
+
     pub fn series(&self) -> Vec<SeriesPoint> {
         lock(&self.series).clone()
     }

@@ -9,7 +9,7 @@ use crate::observe::{Checkout, Finding, Observer, Percentiles, Sample, SeriesPoi
 use crate::orders::OrderFactory;
 use crate::scenario::model::{CheckoutMode, Scenario, Stage};
 use crate::services::analytics::AnalyticsState;
-use crate::services::provider::{ProviderCore, ProviderStats};
+use crate::services::provider::ProviderStats;
 use crate::topology::SUBSCRIPTIONS;
 use crate::transport::TransportInfo;
 use crate::verify::CheckResult;
@@ -263,7 +263,7 @@ pub struct SummaryInput<'a> {
     pub schedule: &'a Schedule,
     pub observer: &'a Observer,
     pub transport: TransportInfo,
-    pub provider: &'a ProviderCore,
+    pub provider: ProviderStats,
     pub factory: &'a OrderFactory,
     pub attempted: u64,
     pub checks: Vec<CheckResult>,
@@ -296,7 +296,7 @@ impl Summary {
         let mut achieved = Vec::with_capacity(samples.len());
         let mut previous = 0;
         for s in &samples {
-            achieved.push(s.accepted - previous);
+            achieved.push(s.accepted.saturating_sub(previous));
             previous = s.accepted;
         }
         Summary {
@@ -354,7 +354,7 @@ impl Summary {
                 .collect(),
             send_lag: Percentiles::of(&o.send_lag.total()),
             deliveries: deliveries(o, i.attempted),
-            provider: i.provider.stats(),
+            provider: i.provider,
             analytics: i.analytics,
             samples,
             tolerances: i.scenario.checks.compare,
@@ -390,7 +390,8 @@ impl Summary {
 fn order_counts(i: &SummaryInput<'_>, o: &Observer) -> OrderCounts {
     let mut c = OrderCounts {
         planned: i.schedule.orders() as u64,
-        attempted: i.attempted,
+        // The orders this process dispatched: all of `0..attempted`, unless it was a shard.
+        attempted: o.counters.attempted.load(Relaxed),
         accepted: 0,
         failed: 0,
         completed: 0,

@@ -121,8 +121,16 @@ impl Run<'_> {
         while self.pipeline.tasks.join_next().await.is_some() {}
         self.progress.finish();
         // What the run created on a networked broker goes; a failure to tidy up is not the
-        // run's verdict, but it is said.
-        if let Err(e) = self.transport.cleanup().await {
+        // run's verdict, but it is said. A shard's namespace is its run's: the other shards
+        // may still be using it.
+        if let Some(sharding) = self.sharding.as_ref().filter(|s| s.is_part()) {
+            tracing::info!(
+                "the streams of run {} stay on the broker (namespace {}): its other shards \
+                 share them",
+                sharding.run_id,
+                sharding.namespace()
+            );
+        } else if let Err(e) = self.transport.cleanup().await {
             tracing::warn!("could not remove the run's streams from the broker: {e}");
         }
         if let Some(tapped) = &self.tapped_broker

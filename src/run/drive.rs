@@ -25,6 +25,7 @@ impl Run<'_> {
             seed: self.seed,
             provider: self.client.clone(),
             renderer: self.renderer.clone(),
+            shard: self.sharding.as_ref().map(|s| s.shard),
         });
         driver.run(self.interrupt.clone()).await
     }

@@ -6,16 +6,114 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::drain::Drained;
 use super::setup::target_info;
+use super::shard::{ShardState, Sharding};
 use super::{Run, RunError, RunResult};
-use crate::exit::RunVerdict;
-use crate::observe::{FaultWindow, Observer};
+use crate::exit::{RunVerdict, StopSignal};
+use crate::load::Schedule;
+use crate::observe::{FaultWindow, Observer, Settlement};
+use crate::orders::OrderFactory;
 use crate::report::summary::{Summary, SummaryInput};
 use crate::scenario::model::Scenario;
+use crate::services::analytics::AnalyticsState;
+use crate::services::provider::{ChargesPerOrder, ProviderStats};
+use crate::topology::ServiceKind;
+use crate::transport::TransportInfo;
 use crate::verify::{CheckInput, CheckResult, Verdict, checks_for, evaluate_all};
+
+/// Everything the checks and the summary read: what was observed, and the ground truth. A
+/// run gathers it from its parts; `doorbuster merge` from its shards' states.
+pub struct Evidence<'a> {
+    pub scenario: &'a Scenario,
+    pub seed: u64,
+    pub run_arg: &'a str,
+    pub schedule: &'a Schedule,
+    pub observer: &'a Observer,
+    pub factory: &'a OrderFactory,
+    pub transport: TransportInfo,
+    pub provider: ProviderStats,
+    pub captures: &'a ChargesPerOrder,
+    pub analytics: Option<AnalyticsState>,
+    pub enabled: &'a [ServiceKind],
+    pub settlement: &'a Settlement,
+    /// Ids `0..attempted` were due (fewer than planned if interrupted).
+    pub attempted: u64,
+    pub interrupted: bool,
+    pub interrupted_by: Option<StopSignal>,
+    pub start: Option<crate::clock::StartSync>,
+}
+
+impl Evidence<'_> {
+    /// Checks, verdict, recovery: the summary. A shard of a split run judges nothing (it
+    /// saw part of the run): its checks say so, and the merge judges.
+    pub fn judge(self, shard: Option<&Sharding>) -> Summary {
+        let Evidence {
+            scenario, observer, ..
+        } = self;
+        let checks = match shard.filter(|s| s.is_part()) {
+            Some(s) => not_judged(scenario, s),
+            None => evaluate_all(
+                &checks_for(scenario),
+                &CheckInput {
+                    analytics: self.analytics.as_ref(),
+                    scenario,
+                    observer,
+                    factory: self.factory,
+                    attempted: self.attempted,
+                    captures_per_order: self.captures,
+                    enabled: self.enabled,
+                    settlement: self.settlement,
+                },
+            ),
+        };
+        let invalid = invalid_reason(scenario, observer, self.start.as_ref());
+        let verdict = decide(self.interrupted, invalid.is_some(), &checks);
+        Summary::build(SummaryInput {
+            scenario,
+            seed: self.seed,
+            run_arg: self.run_arg,
+            schedule: self.schedule,
+            observer,
+            transport: self.transport,
+            provider: self.provider,
+            factory: self.factory,
+            attempted: self.attempted,
+            checks,
+            verdict,
+            invalid_reason: invalid,
+            interrupted_by: self.interrupted_by,
+            start: self.start,
+            analytics: self.analytics,
+            // Recovery is measured on doorbuster's own consumer groups, which observe mode
+            // does not run.
+            faults: match scenario.observe {
+                Some(_) => observer.fault_windows(),
+                None => recoveries(scenario, observer),
+            },
+        })
+    }
+}
+
+/// A shard's checks: each one named, none judged.
+fn not_judged(scenario: &Scenario, s: &Sharding) -> Vec<CheckResult> {
+    checks_for(scenario)
+        .iter()
+        .map(|planned| {
+            CheckResult::new(
+                &planned.name(),
+                Verdict::Unknown,
+                format!("not judged in shard {} (it saw part of the run)", s.shard),
+                format!(
+                    "judged by `doorbuster merge` over the {} shards of run {}",
+                    s.shard.count, s.run_id
+                ),
+            )
+        })
+        .collect()
+}
 
 impl Run<'_> {
     /// Checks, verdict, recovery; the summary, written with every report format unless the
-    /// run writes no files.
+    /// run writes no files. A shard writes its state for the merge too.
     pub fn judge(self, drained: Drained) -> Result<RunResult, RunError> {
         let Run {
             scenario,
@@ -29,52 +127,60 @@ impl Run<'_> {
             provider,
             pipeline,
             start,
+            sharding,
             ..
         } = self;
         let captures = provider.captures_per_order();
-        let analytics_state = pipeline.analytics.as_ref().map(|a| a.state());
         let attempted = drained.outcome.dispatched as u64;
-        let input = CheckInput {
-            analytics: analytics_state.as_ref(),
-            scenario,
-            observer: &observer,
-            factory: &factory,
-            attempted,
-            captures_per_order: &captures,
-            enabled: &pipeline.enabled,
-            settlement: &drained.settlement,
-        };
-        let checks = evaluate_all(&checks_for(scenario), &input);
-        let invalid = invalid_reason(scenario, &observer, start.as_ref());
-        let verdict = decide(drained.interrupted, invalid.is_some(), &checks);
-        let summary = Summary::build(SummaryInput {
+        let evidence = Evidence {
             scenario,
             seed,
             run_arg: &run_arg,
             schedule: &schedule,
             observer: &observer,
-            transport: target_info(transport.as_ref(), scenario),
-            provider: &provider,
             factory: &factory,
-            attempted,
-            checks,
-            verdict,
-            invalid_reason: invalid,
-            interrupted_by: drained.interrupted_by,
-            start,
+            transport: target_info(transport.as_ref(), scenario),
+            provider: provider.stats(),
+            captures: &captures,
             analytics: pipeline.analytics.as_ref().map(|a| a.state()),
-            // Recovery is measured on doorbuster's own consumer groups, which observe mode
-            // does not run.
-            faults: match scenario.observe {
-                Some(_) => observer.fault_windows(),
-                None => recoveries(scenario, &observer),
-            },
-        });
+            enabled: &pipeline.enabled,
+            settlement: &drained.settlement,
+            attempted,
+            interrupted: drained.interrupted,
+            interrupted_by: drained.interrupted_by,
+            start: start.clone(),
+        };
+        let summary = evidence.judge(sharding.as_ref());
         if let Some(dir) = &dir {
-            crate::report::write_all(dir, &summary).map_err(|source| RunError::Report {
+            let report_error = |source| RunError::Report {
                 path: dir.clone(),
                 source,
-            })?;
+            };
+            if let Some(sharding) = &sharding {
+                let state = ShardState {
+                    version: super::shard::STATE_VERSION,
+                    sharding: sharding.clone(),
+                    seed,
+                    run_arg: run_arg.clone(),
+                    scenario: scenario.clone(),
+                    attempted,
+                    interrupted_by: drained
+                        .interrupted
+                        .then_some(drained.interrupted_by)
+                        .flatten(),
+                    interrupted: drained.interrupted,
+                    start,
+                    transport: summary.target.clone(),
+                    enabled: pipeline.enabled.clone(),
+                    provider: provider.stats(),
+                    captures: captures.iter().collect(),
+                    analytics: pipeline.analytics.as_ref().map(|a| a.state()),
+                    settlement: drained.settlement.clone(),
+                    observed: observer.state(attempted),
+                };
+                state.write(dir).map_err(report_error)?;
+            }
+            crate::report::write_all(dir, &summary).map_err(report_error)?;
         }
         Ok(RunResult {
             summary,

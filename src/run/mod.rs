@@ -15,7 +15,9 @@
 mod drain;
 mod drive;
 mod judge;
+pub mod merge;
 mod setup;
+pub mod shard;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -90,6 +92,8 @@ pub struct RunOptions {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Start the load at this wall-clock instant (after setup), not as soon as setup ends.
     pub start_at: Option<std::time::SystemTime>,
+    /// One of several processes of one run (`--run-id`, `--shard`).
+    pub sharding: Option<shard::Sharding>,
 }
 
 /// Everything a run leaves behind, for the binary and for tests.

@@ -68,6 +68,8 @@ pub struct Run<'s> {
     pub(super) tapped_broker: Option<Arc<dyn Transport>>,
     /// How the start kept `--start-at`'s instant, when there was one.
     pub(super) start: Option<crate::clock::StartSync>,
+    /// One of several processes of one run, when it is.
+    pub(super) sharding: Option<super::shard::Sharding>,
     _stop_on_drop: DropGuard,
     _proxy_stop_on_drop: DropGuard,
 }
@@ -138,21 +140,11 @@ impl<'s> Run<'s> {
                 .clone()
                 .unwrap_or_else(|| crate::report::default_run_dir(&scenario.name, seed))
         });
-        let mut factory = OrderFactory::new(seed, &scenario.orders);
-        if scenario.observe.is_some() || matches!(scenario.target, Target::Http(_)) {
-            // The user's shop outlives the run: this run's orders get keys and uids of their
-            // own, so that neither side takes them for an earlier run's with the same seed
-            // (a checkout endpoint would answer them as replays: a capacity search's second
-            // step would find its orders already taken).
-            factory = factory.with_key_salt(crate::rng::run_nonce());
+        let factory = Arc::new(factory_for(scenario, seed, opts.sharding.as_ref()));
+        let mut observer = planned_observer(scenario, clock.clone(), &schedule);
+        if let Some(sharding) = &opts.sharding {
+            observer = observer.with_event_ids_from(u64::from(sharding.shard.index) << 40);
         }
-        let factory = Arc::new(factory);
-        let mut observer = Observer::new(clock.clone(), schedule.orders()).with_fault_plan(
-            scenario
-                .faults
-                .iter()
-                .map(|f| (f.at, f.duration.map(|d| f.at + d))),
-        );
         if let Some(observe) = &scenario.observe {
             let windows = (scenario.faults.iter())
                 .map(|f| {
@@ -313,10 +305,39 @@ impl<'s> Run<'s> {
             ticker: Some(ticker),
             tapped_broker,
             start,
+            sharding: opts.sharding,
             _stop_on_drop: stop_on_drop,
             _proxy_stop_on_drop: proxy_stop_on_drop,
         })
     }
+}
+
+/// The run's order factory. The user's shop outlives the run: in observe mode and behind a
+/// checkout endpoint this run's orders get keys and uids of their own, so that neither side
+/// takes them for an earlier run's with the same seed (a checkout endpoint would answer them
+/// as replays: a capacity search's second step would find its orders already taken). The
+/// shards of one run id share theirs.
+pub(super) fn factory_for(
+    scenario: &Scenario,
+    seed: u64,
+    sharding: Option<&super::shard::Sharding>,
+) -> OrderFactory {
+    let factory = OrderFactory::new(seed, &scenario.orders);
+    if scenario.observe.is_some() || matches!(scenario.target, Target::Http(_)) {
+        factory.with_key_salt(sharding.map_or_else(crate::rng::run_nonce, |s| s.key_salt()))
+    } else {
+        factory
+    }
+}
+
+/// An observer for the schedule's orders with the scenario's fault windows planned.
+pub(super) fn planned_observer(scenario: &Scenario, clock: Clock, schedule: &Schedule) -> Observer {
+    Observer::new(clock, schedule.orders()).with_fault_plan(
+        scenario
+            .faults
+            .iter()
+            .map(|f| (f.at, f.duration.map(|d| f.at + d))),
+    )
 }
 
 /// Connects to the scenario's target, or takes the transport the options give; through the
@@ -352,17 +373,20 @@ async fn connect(
             crate::scenario::model::FaultKind::Link { on: None, .. }
         )
     });
+    // The shards of one run id share their namespace on the broker.
+    let namespace = opts.sharding.as_ref().map(|s| s.namespace());
     Ok(match &opts.transport {
         Some(t) => (t.clone(), None),
         None if links => {
             let (target, proxy) = through_fault_proxy(scenario, seed, proxy_stop.clone()).await?;
             (
-                crate::transport::connect(&target, clock.clone()).await?,
+                crate::transport::connect_in(&target, clock.clone(), namespace).await?,
                 Some(proxy),
             )
         }
         None => (
-            crate::transport::connect(&memory_bounded(scenario), clock.clone()).await?,
+            crate::transport::connect_in(&memory_bounded(scenario), clock.clone(), namespace)
+                .await?,
             None,
         ),
     })

@@ -379,6 +379,16 @@ pub async fn connect(
     target: &Target,
     clock: crate::clock::Clock,
 ) -> Result<Arc<dyn Transport>, TransportError> {
+    connect_in(target, clock, None).await
+}
+
+/// [`connect`], in `namespace` on a networked broker instead of one new to the run: the
+/// namespace the shards of one `--run-id` share.
+pub async fn connect_in(
+    target: &Target,
+    clock: crate::clock::Clock,
+    namespace: Option<String>,
+) -> Result<Arc<dyn Transport>, TransportError> {
     match target {
         Target::Embedded(cfg) if cfg.free_committed => Ok(Arc::new(
             embedded::EmbeddedBroker::freeing_committed(cfg.partitions, cfg.retention, clock),
@@ -388,7 +398,13 @@ pub async fn connect(
             cfg.retention,
             clock,
         ))),
-        Target::Broker(b) => connect_broker(&broker_config(b)?, clock).await,
+        Target::Broker(b) => {
+            let mut config = broker_config(b)?;
+            if let Some(namespace) = namespace {
+                config.namespace = namespace;
+            }
+            connect_broker(&config, clock).await
+        }
         Target::Http(h) => http::connect(h).await,
     }
 }

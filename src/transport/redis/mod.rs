@@ -9,7 +9,7 @@
 //!   error, a connection refused before sending) is `Publish`, no answer is `Indeterminate`.
 //! - consumer group = a Redis consumer group `{namespace}-{group}` created at id `0` with
 //!   `MKSTREAM` on each of its topics' streams (so events published before the first member
-//!   joined are delivered too); a member = consumer `{namespace}-{group}-{n}` reading
+//!   joined are delivered too); a member = consumer `{namespace}-{group}-{process}-{n}` reading
 //!   `XREADGROUP >` with `BLOCK` on its own connection; ack = `XACK`.
 //! - redelivery: each member keeps a heartbeat key `{namespace}:member:{consumer}` alive
 //!   (TTL `ack_wait`). A member whose heartbeat expired (a dropped [`Subscription`], a
@@ -82,6 +82,9 @@ struct Inner {
     shut: AtomicBool,
     /// What the server said about itself at connect (version, persistence).
     server: Vec<(String, String)>,
+    /// This process among those sharing the namespace (the shards of one run id): its
+    /// members' consumer names are its own, as two replicas' would be.
+    process: u32,
 }
 
 /// What this process knows about one consumer group.
@@ -245,6 +248,7 @@ pub async fn connect(
             groups: Groups::default(),
             shut: AtomicBool::new(false),
             server,
+            process: crate::rng::run_nonce() as u32,
         }),
     }))
 }
@@ -395,7 +399,10 @@ impl Transport for RedisBroker {
         }
         let conn = self.inner.member_connection().await.map_err(group_err)?;
         let n = g.next_member.fetch_add(1, Ordering::Relaxed);
-        let consumer = format!("{}-{group}-{n}", self.inner.cfg.namespace);
+        let consumer = format!(
+            "{}-{group}-{:08x}-{n}",
+            self.inner.cfg.namespace, self.inner.process
+        );
         member::spawn(self.inner.clone(), g, consumer, conn).await
     }
 

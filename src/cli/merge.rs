@@ -1,0 +1,38 @@
+//! `doorbuster merge DIR... --out DIR`: the shards of one run joined and judged once; the
+//! verdict table and the exit code as `run` gives them.
+
+use std::path::PathBuf;
+
+use doorbuster::exit::Exit;
+use doorbuster::report::terminal::{closing_lines, verdict_table};
+use doorbuster::run::merge::{MergeError, merge as merge_shards};
+
+#[derive(clap::Args)]
+pub struct MergeArgs {
+    /// The shards' run folders (each holds shard.json and the interval logs).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// The merged run's folder: every report format and the merged interval logs.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+pub fn merge(args: &MergeArgs) -> Exit {
+    match merge_shards(&args.dirs, &args.out) {
+        Ok(summary) => {
+            outln!("{}", verdict_table(&summary));
+            out!("{}", closing_lines(&summary));
+            outln!("report: {}", args.out.join("report.html").display());
+            outln!("summary: {}", args.out.join("summary.json").display());
+            Exit::of_run(summary.verdict, None)
+        }
+        Err(e @ MergeError::NotWhole(_)) => {
+            errln!("error: cannot merge: {e}");
+            Exit::CannotRun
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            Exit::CannotRun
+        }
+    }
+}

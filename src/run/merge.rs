@@ -1,0 +1,262 @@
+//! `doorbuster merge`: the shards of one run, joined and judged once. The stages' latency
+//! histograms are added second by second from the shards' interval logs (exactly, as the
+//! OpenMessaging Benchmark adds its workers' HdrHistograms), the ledgers are unioned order by
+//! order, the counters and the provider's captures added; then every check runs over the
+//! whole run, with the ground truth the scenario and seed give, and the usual reports are
+//! written. A run with a shard missing, interrupted or from another run is not merged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+
+use super::judge::Evidence;
+use super::setup::{factory_for, planned_observer};
+use super::shard::{ShardState, Sharding};
+use crate::clock::Clock;
+use crate::load::Schedule;
+use crate::observe::Settlement;
+use crate::observe::hlog::{self, IntervalLogs};
+use crate::report::summary::Summary;
+use crate::services::provider::ChargesPerOrder;
+use crate::topology::Stage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The shards do not make one whole run: one is missing, was interrupted, or belongs
+    /// to another run; or a state or log cannot be read.
+    #[error("{0}")]
+    NotWhole(String),
+    #[error("cannot write the merged report to {path}: {source}")]
+    Report {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Joins the shards in `dirs` and judges the run; writes the reports (and the merged
+/// interval logs) to `out`.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
+    let mut shards = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let state = ShardState::read(dir).map_err(MergeError::NotWhole)?;
+        shards.push((dir.clone(), state));
+    }
+    whole(&shards)?;
+    shards.sort_by_key(|(_, s)| s.sharding.shard.index);
+    let first = &shards[0].1;
+    let scenario = &first.scenario;
+    let schedule = Schedule::plan(&scenario.load, first.seed);
+    let factory = factory_for(scenario, first.seed, Some(&first.sharding));
+    let attempted = shards.iter().map(|(_, s)| s.attempted).max().unwrap_or(0);
+    let wall_start = (shards.iter().map(|(_, s)| s.observed.wall_start_unix_ns))
+        .min()
+        .unwrap_or(0);
+    let duration_ns = (shards.iter().map(|(_, s)| s.observed.duration_ns))
+        .max()
+        .unwrap_or(0);
+    let report = |source| MergeError::Report {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut observer = planned_observer(scenario, Clock::ended(wall_start, duration_ns), &schedule);
+    observer.write_interval_logs(IntervalLogs::create(out, wall_start).map_err(report)?);
+    let stage_seconds = stage_seconds(&shards)?;
+    let parts: Vec<(String, crate::observe::state::ObserverState)> = shards
+        .iter()
+        .map(|(_, s)| (format!("shard {}", s.sharding.shard), s.observed.clone()))
+        .collect();
+    observer
+        .absorb(&parts, &stage_seconds)
+        .map_err(MergeError::NotWhole)?;
+    observer.finding(format!(
+        "merged from the {} shards of run {} ({})",
+        first.sharding.shard.count,
+        first.sharding.run_id,
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    let mut captures = ChargesPerOrder::default();
+    for (_, s) in &shards {
+        for &(order, n) in &s.captures {
+            for _ in 0..n {
+                captures.add(order);
+            }
+        }
+    }
+    let sum = |values: Vec<serde_json::Value>| {
+        values.into_iter().reduce(|mut a, b| {
+            crate::observe::state::add_json(&mut a, &b);
+            a
+        })
+    };
+    let provider = sum(shards
+        .iter()
+        .filter_map(|(_, s)| serde_json::to_value(s.provider).ok())
+        .collect())
+    .and_then(|v| serde_json::from_value(v).ok())
+    .unwrap_or_default();
+    let analytics = sum(shards
+        .iter()
+        .filter_map(|(_, s)| {
+            s.analytics
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok())
+        })
+        .collect())
+    .and_then(|v| serde_json::from_value(v).ok());
+    let settlement = settled(shards.iter().map(|(_, s)| &s.settlement));
+    // The latest start decides whether the run kept its appointment.
+    let start = (shards.iter().filter_map(|(_, s)| s.start.clone()))
+        .max_by(|a, b| a.offset_ms.total_cmp(&b.offset_ms));
+    let mut summary = Evidence {
+        scenario,
+        seed: first.seed,
+        run_arg: &first.run_arg,
+        schedule: &schedule,
+        observer: &observer,
+        factory: &factory,
+        transport: first.transport.clone(),
+        provider,
+        captures: &captures,
+        analytics,
+        enabled: &first.enabled,
+        settlement: &settlement,
+        attempted,
+        interrupted: false,
+        interrupted_by: None,
+        start,
+    }
+    .judge(None);
+    summary.duration_s = duration_ns as f64 / 1e9;
+    crate::report::write_all(out, &summary).map_err(report)?;
+    Ok(summary)
+}
+
+/// Refuses shards that do not make one whole run, naming what is wrong.
+fn whole(shards: &[(PathBuf, ShardState)]) -> Result<(), MergeError> {
+    let not_whole = |why: String| Err(MergeError::NotWhole(why));
+    let Some((first_dir, first)) = shards.first() else {
+        return not_whole("no shard folders given".into());
+    };
+    let Sharding { run_id, shard } = &first.sharding;
+    for (dir, s) in shards {
+        let d = dir.display();
+        if s.sharding.run_id != *run_id {
+            return not_whole(format!(
+                "{d} is shard {} of run {}, not of run {run_id} ({})",
+                s.sharding.shard,
+                s.sharding.run_id,
+                first_dir.display()
+            ));
+        }
+        if s.sharding.shard.count != shard.count {
+            return not_whole(format!(
+                "{d} is shard {}, {} is shard {}: one run has one shard count",
+                s.sharding.shard,
+                first_dir.display(),
+                shard
+            ));
+        }
+        if s.seed != first.seed || s.scenario != first.scenario {
+            return not_whole(format!(
+                "{d} ran another scenario or seed than {} (seed {} vs {}): the shards of a \
+                 run share both",
+                first_dir.display(),
+                s.seed,
+                first.seed
+            ));
+        }
+        if s.interrupted {
+            return not_whole(format!(
+                "{d}: shard {} was interrupted{}: its orders after the stop were never \
+                 sent, so the merged run would judge a run that did not happen",
+                s.sharding.shard,
+                s.interrupted_by
+                    .map(|sig| format!(" by {}", sig.name()))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let mut seen: BTreeMap<u32, &Path> = BTreeMap::new();
+    for (dir, s) in shards {
+        if let Some(other) = seen.insert(s.sharding.shard.index, dir) {
+            return not_whole(format!(
+                "shard {} is given twice: {} and {}",
+                s.sharding.shard,
+                other.display(),
+                dir.display()
+            ));
+        }
+    }
+    let missing: Vec<String> = (0..shard.count)
+        .filter(|i| !seen.contains_key(i))
+        .map(|i| format!("{i}/{}", shard.count))
+        .collect();
+    if !missing.is_empty() {
+        return not_whole(format!(
+            "run {run_id} has {} shards; missing: {}",
+            shard.count,
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Every stage's latency per second over the shards: each shard's interval logs, added.
+fn stage_seconds(
+    shards: &[(PathBuf, ShardState)],
+) -> Result<BTreeMap<u32, Vec<Histogram<u64>>>, MergeError> {
+    let mut seconds: BTreeMap<u32, Vec<Histogram<u64>>> = BTreeMap::new();
+    for (dir, _) in shards {
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            let read = hlog::read_back(dir, *stage).map_err(|e| {
+                MergeError::NotWhole(format!(
+                    "{}: {e}",
+                    dir.join(hlog::file_name(*stage)).display()
+                ))
+            })?;
+            if let Some(damaged) = read.damaged {
+                return Err(MergeError::NotWhole(damaged));
+            }
+            for (second, h) in read.intervals {
+                let row = seconds.entry(second).or_insert_with(|| {
+                    Stage::ALL
+                        .iter()
+                        .map(|_| crate::observe::recorder::new_histogram())
+                        .collect()
+                });
+                // Same bounds on both sides, so `add` cannot fail.
+                let _ = row[i].add(&h);
+            }
+        }
+    }
+    Ok(seconds)
+}
+
+/// The pipeline at the end over the shards: handlers still running add up; a group's lag
+/// is the largest any shard was told (they share their groups).
+fn settled<'a>(parts: impl Iterator<Item = &'a Settlement>) -> Settlement {
+    let mut all = Settlement::default();
+    for p in parts {
+        for (mine, theirs) in all.handling.iter_mut().zip(p.handling) {
+            *mine += theirs;
+        }
+        for &(service, lag) in &p.lags {
+            match all.lags.iter_mut().find(|(s, _)| *s == service) {
+                Some((_, l)) => *l = worst_lag(*l, lag),
+                None => all.lags.push((service, lag)),
+            }
+        }
+    }
+    all
+}
+
+/// A lag the broker would not tell is the worst.
+fn worst_lag(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    a.zip(b).map(|(a, b)| a.max(b))
+}

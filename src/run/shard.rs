@@ -1,0 +1,202 @@
+//! Shards: one run split over `n` processes (or machines, as a Kubernetes Indexed Job's
+//! pods). Shard `i` makes the orders whose id is `i` modulo `n`, each at the instant the
+//! whole run's schedule gives it, so the `n` shards together make exactly the orders, at
+//! exactly the times, one process would; every shard's rate is 1/n of every phase's. On a
+//! real broker they share one namespace, named by the run id, so the simulated services of
+//! all shards join the same consumer groups as replicas of one service would. A shard
+//! judges nothing: it leaves its state in its run folder (`shard.json` beside the interval
+//! logs), and `doorbuster merge` joins the states and judges the run once.
+
+use std::fmt;
+use std::path::Path;
+
+use crate::exit::StopSignal;
+use crate::observe::Settlement;
+use crate::observe::state::ObserverState;
+use crate::scenario::model::Scenario;
+use crate::services::analytics::AnalyticsState;
+use crate::services::provider::ProviderStats;
+use crate::topology::ServiceKind;
+use crate::transport::TransportInfo;
+
+/// The file a shard leaves its state in, inside its run folder.
+pub const STATE_FILE: &str = "shard.json";
+/// [`ShardState::version`] this build writes and reads.
+pub const STATE_VERSION: u32 = 1;
+
+/// What a shard leaves for `doorbuster merge`: its part of the run's observations and the
+/// ground truth to judge them by (the scenario and seed give every order).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ShardState {
+    pub version: u32,
+    pub sharding: Sharding,
+    pub seed: u64,
+    pub run_arg: String,
+    pub scenario: Scenario,
+    /// Ids `0..attempted` were due (this shard's among them).
+    pub attempted: u64,
+    pub interrupted: bool,
+    pub interrupted_by: Option<StopSignal>,
+    pub start: Option<crate::clock::StartSync>,
+    pub transport: TransportInfo,
+    pub enabled: Vec<ServiceKind>,
+    pub provider: ProviderStats,
+    /// Captures per order from this shard's provider: `(order, captures)`.
+    pub captures: Vec<(u64, u32)>,
+    pub analytics: Option<AnalyticsState>,
+    pub settlement: Settlement,
+    pub observed: ObserverState,
+}
+
+impl ShardState {
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let file = std::io::BufWriter::new(std::fs::File::create(dir.join(STATE_FILE))?);
+        serde_json::to_writer(file, self).map_err(std::io::Error::other)
+    }
+
+    /// The state in run folder `dir`; why not, in words, when it is not there or not one.
+    pub fn read(dir: &Path) -> Result<ShardState, String> {
+        let path = dir.join(STATE_FILE);
+        let file = std::fs::File::open(&path).map_err(|e| {
+            format!(
+                "{}: {e}: not the run folder of a shard, or the shard did not finish (killed \
+                 before it could write its state)",
+                path.display()
+            )
+        })?;
+        let state: ShardState = serde_json::from_reader(std::io::BufReader::new(file))
+            .map_err(|e| format!("{}: not a shard's state: {e}", path.display()))?;
+        if state.version != STATE_VERSION {
+            return Err(format!(
+                "{}: state version {}, this doorbuster reads version {STATE_VERSION}",
+                path.display(),
+                state.version
+            ));
+        }
+        Ok(state)
+    }
+}
+
+/// Shard `index` of `count` (0-based, as `JOB_COMPLETION_INDEX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// A run that is one of several processes: the run id they share and this one's shard
+/// (`0/1` for `--run-id` alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Sharding {
+    pub run_id: String,
+    pub shard: Shard,
+}
+
+impl Sharding {
+    /// The broker namespace all the run's shards share.
+    pub fn namespace(&self) -> String {
+        format!("doorbuster-{}", self.run_id)
+    }
+
+    /// A key salt all the shards agree on (where a run's orders need keys of their own).
+    pub fn key_salt(&self) -> u64 {
+        crate::rng::for_run_id(&self.run_id)
+    }
+
+    /// The run is split: this process sees part of it and judges nothing.
+    pub fn is_part(&self) -> bool {
+        self.shard.count > 1
+    }
+}
+
+/// The most shards one run splits into.
+pub const SHARDS_MAX: u32 = 4096;
+
+impl Shard {
+    /// `i/n`, with `0 <= i < n <= 4096`.
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let expected = "expected i/n: this process's shard i of n, counted from 0 (e.g. 0/3)";
+        let (i, n) = text
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?}: {expected}"))?;
+        let number = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|e| format!("{text:?}: {e}; {expected}"))
+        };
+        let (index, count) = (number(i)?, number(n)?);
+        if count == 0 || count > SHARDS_MAX {
+            return Err(format!(
+                "{text:?}: a run splits into 1 to {SHARDS_MAX} shards, not {count}"
+            ));
+        }
+        if index >= count {
+            return Err(format!(
+                "{text:?}: shards of {count} are numbered 0 to {}",
+                count - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether this shard makes order `order`.
+    pub fn owns(self, order: u64) -> bool {
+        order % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// `--run-id`: 1 to 48 letters, digits, `-` or `_`, starting with a letter or digit: it
+/// names the broker namespace (`doorbuster-<id>`), which every broker must accept.
+pub fn parse_run_id(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 48
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?}: a run id is 1 to 48 letters, digits, '-' or '_', starting with a letter \
+             or digit (it names the run's streams on the broker), e.g. bf-2026-12-07"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_the_ids_disjointly_and_completely() {
+        let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
+        for order in 0..1_000u64 {
+            assert_eq!(shards.iter().filter(|s| s.owns(order)).count(), 1);
+        }
+        assert_eq!(Shard::parse("2/3"), Ok(shards[2]));
+        assert_eq!(shards[2].to_string(), "2/3");
+    }
+
+    #[test]
+    fn bad_shards_and_run_ids_say_what_was_expected() {
+        for bad in ["3/3", "1", "a/3", "0/0", "-1/2", "0/5000"] {
+            let e = Shard::parse(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+        assert_eq!(parse_run_id("bf-2026_1"), Ok("bf-2026_1".to_owned()));
+        for bad in ["", "-x", "a b", "a.b", &"x".repeat(49)] {
+            assert!(parse_run_id(bad).unwrap_err().contains("run id"));
+        }
+    }
+}

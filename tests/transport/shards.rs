@@ -1,0 +1,298 @@
+//! One run split over three processes against a real Redis, merged, and held to a single
+//! process's run of the same seed: the same orders, the same ground truth, the same verdicts,
+//! and latency percentiles equal to those of one histogram holding every shard's samples.
+//! The merge refuses a run with a shard missing, interrupted or from another run (exit 3).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+use super::brokers_required;
+
+/// Smoke's checks at 200 orders/s for 4 s, on Redis, without resubmitted checkouts: each
+/// shard's services keep their own idempotency stores (docs/distributed.md), so a resubmit's
+/// two events handled by two shards would count twice.
+const SCENARIO: &str = "\
+name: shards
+description: three shards against one process
+seed: 1
+target: redis://127.0.0.1:6379
+load:
+  max_send_lag: 500ms
+  phases:
+    - { hold: 4s, rate: 200/s }
+  drain: 15s
+orders:
+  resubmits: 0%
+provider:
+  via: http
+  latency: 5ms..20ms
+checks:
+  checkout_success_rate: \">= 99.5%\"
+  completion_rate: \">= 99%\"
+  latency:
+    order.created -> order.fulfilled: { p99: \"< 3s\" }
+    order.created:                    { p99: \"< 1s\" }
+  no_loss: true
+  no_duplicate_effects: true
+  per_key_order: true
+";
+
+fn doorbuster(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_doorbuster"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(args);
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    let raw = std::fs::read(dir.join("summary.json")).expect("summary.json written");
+    serde_json::from_slice(&raw).expect("summary.json is JSON")
+}
+
+fn redis_up() -> bool {
+    std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
+}
+
+/// Every interval of every shard's log of `stage`, in one histogram.
+fn all_samples(dirs: &[PathBuf], stage: &str) -> Histogram<u64> {
+    use base64::Engine as _;
+    let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+    for dir in dirs {
+        let log = std::fs::read(dir.join(format!("latency-{stage}.hlog"))).unwrap();
+        for entry in IntervalLogIterator::new(&log) {
+            if let Ok(LogEntry::Interval(i)) = entry {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(i.encoded_histogram())
+                    .unwrap();
+                let h: Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut std::io::Cursor::new(raw))
+                    .unwrap();
+                all.add(&h).unwrap();
+            }
+        }
+    }
+    all
+}
+
+fn verdicts(s: &serde_json::Value) -> Vec<(String, String)> {
+    s["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].to_string(), c["verdict"].to_string()))
+        .collect()
+}
+
+/// A copy of shard folder `from` with one field of its state changed.
+fn altered(from: &Path, to: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    let path = to.join("shard.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut state);
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+}
+
+#[test]
+fn three_shards_merge_into_the_run_one_process_makes() {
+    if !redis_up() {
+        assert!(
+            !brokers_required(),
+            "Redis is not running on 127.0.0.1:6379"
+        );
+        eprintln!(
+            "SKIP: shards: Redis is not running (DOORBUSTER_REQUIRE_BROKERS=1 fails instead)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("shards.yaml");
+    std::fs::write(&file, SCENARIO).unwrap();
+    let run = |out: &Path| {
+        let mut cmd = doorbuster(&["run", file.to_str().unwrap(), "--quiet", "--seed", "7"]);
+        cmd.args(["--out", out.to_str().unwrap()]);
+        cmd
+    };
+    let single = tmp.path().join("single");
+    let out = run(&single).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The three shards start together, a few seconds from now, as pods of one Job would.
+    let run_id = format!("shards-{}", std::process::id());
+    let start_at = humantime::format_rfc3339(
+        doorbuster::clock::wall_now() + std::time::Duration::from_secs(5),
+    )
+    .to_string();
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| tmp.path().join(format!("shard-{i}")))
+        .collect();
+    let shards: Vec<_> = (0..3)
+        .map(|i| {
+            run(&dirs[i])
+                .args(["--shard", &format!("{i}/3"), "--run-id", &run_id])
+                .args(["--start-at", &start_at])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for shard in shards {
+        let out = shard.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "a shard exits 0 once its state is written"
+        );
+    }
+    // Each shard made its third of the orders and judged nothing.
+    let (one, mut attempted) = (summary(&single), 0);
+    let whole = one["orders"]["attempted"].as_u64().unwrap();
+    assert!(whole > 700, "{whole}");
+    for dir in &dirs {
+        let s = summary(dir);
+        let mine = s["orders"]["attempted"].as_u64().unwrap();
+        assert!(mine.abs_diff(whole / 3) <= 1, "{mine} of {whole}");
+        attempted += mine;
+        assert!(verdicts(&s).iter().all(|(_, v)| v == "\"unknown\""), "{s}");
+        assert!(s["start"]["offset_ms"].as_f64().unwrap().abs() < 500.0);
+    }
+
+    let merged = tmp.path().join("merged");
+    let out = doorbuster(&["merge"])
+        .args(&dirs)
+        .args(["--out", merged.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = summary(&merged);
+    assert_eq!(attempted, whole);
+    for count in [
+        "planned",
+        "attempted",
+        "accepted",
+        "failed",
+        "completed",
+        "fulfilled",
+        "declined",
+        "payment_failed",
+        "resubmits",
+    ] {
+        assert_eq!(all["orders"][count], one["orders"][count], "orders.{count}");
+    }
+    assert_eq!(verdicts(&all), verdicts(&one));
+    assert_eq!(all["verdict"], one["verdict"]);
+    assert_eq!(all["provider"]["captures"], one["provider"]["captures"]);
+    assert_eq!(all["provider"]["declines"], one["provider"]["declines"]);
+    assert_eq!(
+        all["rates"]["planned_per_second"],
+        one["rates"]["planned_per_second"]
+    );
+    // The merged percentiles are those of one histogram holding every shard's samples.
+    for stage in ["order-created", "order-created-to-order-fulfilled"] {
+        let h = all_samples(&dirs, stage);
+        let label = if stage == "order-created" {
+            "order.created"
+        } else {
+            "order.created -> order.fulfilled"
+        };
+        let p = all["latency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["stage"] == label)
+            .unwrap_or_else(|| panic!("{label} in {all}"))
+            .clone();
+        assert_eq!(p["count"].as_u64(), Some(h.len()), "{label}");
+        assert!(h.len() > 700, "{label}: {}", h.len());
+        for (key, q) in [
+            ("p50_us", 0.5),
+            ("p90_us", 0.9),
+            ("p99_us", 0.99),
+            ("p999_us", 0.999),
+        ] {
+            assert_eq!(
+                p[key].as_u64(),
+                Some(h.value_at_quantile(q)),
+                "{label} {key}"
+            );
+        }
+        assert_eq!(p["max_us"].as_u64(), Some(h.max()), "{label} max");
+    }
+
+    // The merge judges what the shards saw: a shard whose provider kept no captures leaves
+    // fulfilled orders that were never charged, and the merged run fails on them.
+    let uncharged = tmp.path().join("uncharged");
+    altered(&dirs[1], &uncharged, |s| {
+        s["captures"] = serde_json::json!([])
+    });
+    let out = doorbuster(&["merge"])
+        .args([&dirs[0], &uncharged, &dirs[2]])
+        .args([
+            "--out",
+            tmp.path().join("merged-uncharged").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("fulfilled without a capture"),
+        "{}",
+        text(&out)
+    );
+
+    // Negative controls: a shard missing, one from another run, one interrupted.
+    let refused = |dirs: &[PathBuf], why: &str| {
+        let out = doorbuster(&["merge"])
+            .args(dirs)
+            .args(["--out", tmp.path().join("refused").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(text(&out).contains(why), "{why}: {}", text(&out));
+    };
+    refused(&dirs[..2], "missing: 2/3");
+    let other = tmp.path().join("other-run");
+    altered(&dirs[2], &other, |s| {
+        s["sharding"]["run_id"] = "another".into()
+    });
+    refused(&[dirs[0].clone(), dirs[1].clone(), other], "not of run");
+    let stopped = tmp.path().join("stopped");
+    altered(&dirs[2], &stopped, |s| {
+        s["interrupted"] = true.into();
+        s["interrupted_by"] = "SIGTERM".into();
+    });
+    refused(
+        &[dirs[0].clone(), dirs[1].clone(), stopped],
+        "interrupted by SIGTERM",
+    );
+
+    // A shard that started later than max_send_lag (500 ms) after the agreed instant makes
+    // the merged run invalid.
+    let late = tmp.path().join("late");
+    altered(&dirs[0], &late, |s| s["start"]["offset_ms"] = 900.0.into());
+    let out = doorbuster(&["merge"])
+        .args([&late, &dirs[1], &dirs[2]])
+        .args(["--out", tmp.path().join("merged-late").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("after the agreed --start-at instant"),
+        "{}",
+        text(&out)
+    );
+}
