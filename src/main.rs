@@ -272,7 +272,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             flags,
             overrides,
         } => cli::run::run(&runtime()?, &scenario, flags, overrides.into()),
-        Command::Merge(args) => Ok(cli::merge::merge(&args)),
+        Command::Merge(args) => Ok(cli::merge::merge(&runtime()?, &args)),
         Command::Validate { files, overrides } => {
             Ok(cli::validate::validate(&files, &overrides.into()))
         }

@@ -48,7 +48,7 @@ pub struct Driver {
     /// `order.created`.
     pub renderer: Option<Arc<Renderer>>,
     /// Dispatch only this shard's orders (each still at its planned time).
-    pub shard: Option<crate::run::shard::Shard>,
+    pub shard: Option<crate::load::shard::Shard>,
 }
 
 /// The shortest mean time between arrivals (over the last 8) for which the driver's own

@@ -3,6 +3,7 @@ pub mod config;
 pub mod driver;
 pub mod model;
 pub mod schedule;
+pub mod shard;
 pub mod sync_checkout;
 
 pub use schedule::{PlannedPhase, Schedule};

@@ -1,5 +1,6 @@
-//! HdrHistogram interval logs (the V2 log format), one file per stage, one interval per
-//! second, flushed as they are written so a killed run still leaves them.
+//! HdrHistogram interval logs (the V2 log format), one file per stage (and, for a shard,
+//! per subscription and for the send lag), one interval per second, flushed as they are
+//! written so a killed run still leaves them.
 //!
 //! The files read back with HdrHistogram's own tools (Java's `HistogramLogProcessor`, the
 //! Rust crate's `IntervalLogIterator`): the header is the one Java's `HistogramLogWriter`
@@ -19,13 +20,52 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
 use crate::sync::lock;
-use crate::topology::Stage;
+use crate::topology::{SUBSCRIPTIONS, Stage};
 
-/// The file a stage's log goes to, inside the run folder.
-pub fn file_name(stage: Stage) -> String {
-    let slug: String = stage
+/// A latency the interval logs may hold: every run logs its stages; a shard also logs each
+/// subscription's and the generator's send lag, so that `doorbuster merge` adds every
+/// histogram exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logged {
+    Stage(Stage),
+    /// Publish -> delivery of `topology::SUBSCRIPTIONS[i]`.
+    Subscription(usize),
+    SendLag,
+}
+
+impl From<Stage> for Logged {
+    fn from(stage: Stage) -> Logged {
+        Logged::Stage(stage)
+    }
+}
+
+impl Logged {
+    /// The stages, then (`all`) the subscriptions and the send lag.
+    pub fn every(all: bool) -> Vec<Logged> {
+        let mut every: Vec<Logged> = Stage::ALL.iter().map(|&s| Logged::Stage(s)).collect();
+        if all {
+            every.extend((0..SUBSCRIPTIONS.len()).map(Logged::Subscription));
+            every.push(Logged::SendLag);
+        }
+        every
+    }
+
+    fn label(self) -> String {
+        match self {
+            Logged::Stage(stage) => stage.label().to_owned(),
+            Logged::Subscription(i) => SUBSCRIPTIONS.get(i).map_or_else(String::new, |s| s.label()),
+            Logged::SendLag => "send lag".to_owned(),
+        }
+    }
+}
+
+/// The file a latency's log goes to, inside the run folder.
+pub fn file_name(logged: impl Into<Logged>) -> String {
+    let logged = logged.into();
+    let slug: String = logged
         .label()
         .replace(" -> ", "-to-")
+        .replace(" <- ", "-from-")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -35,30 +75,40 @@ pub fn file_name(stage: Stage) -> String {
             }
         })
         .collect();
-    format!("latency-{slug}.hlog")
+    match logged {
+        Logged::Stage(_) => format!("latency-{slug}.hlog"),
+        Logged::Subscription(_) => format!("delivery-{slug}.hlog"),
+        Logged::SendLag => "send-lag.hlog".to_owned(),
+    }
 }
 
 pub struct IntervalLogs {
-    files: Vec<(Stage, PathBuf, Mutex<BufWriter<File>>)>,
+    files: Vec<(Logged, PathBuf, Mutex<BufWriter<File>>)>,
     serializer: Mutex<V2DeflateSerializer>,
 }
 
 impl IntervalLogs {
     /// Creates one log per stage in `dir` and writes the headers.
     pub fn create(dir: &Path, wall_start_unix_ns: u64) -> io::Result<IntervalLogs> {
+        Self::create_for(dir, wall_start_unix_ns, &Logged::every(false))
+    }
+
+    /// Creates a log for each of `logged` in `dir` and writes the headers.
+    pub fn create_for(
+        dir: &Path,
+        wall_start_unix_ns: u64,
+        logged: &[Logged],
+    ) -> io::Result<IntervalLogs> {
         std::fs::create_dir_all(dir)?;
         let start = UNIX_EPOCH + Duration::from_nanos(wall_start_unix_ns);
         let mut serializer = V2DeflateSerializer::new();
         let mut files = Vec::new();
-        for stage in Stage::ALL {
-            let path = dir.join(file_name(stage));
+        for &l in logged {
+            let path = dir.join(file_name(l));
             let mut out = BufWriter::new(File::create(&path)?);
             writeln!(out, "#[Histogram log format version 1.3]")?;
             IntervalLogWriterBuilder::new()
-                .add_comment(&format!(
-                    "doorbuster latency, {}, microseconds",
-                    stage.label()
-                ))
+                .add_comment(&format!("doorbuster latency, {}, microseconds", l.label()))
                 .with_start_time(start)
                 .with_base_time(start)
                 .begin_log_with(&mut out, &mut serializer)?;
@@ -67,7 +117,7 @@ impl IntervalLogs {
                 "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
             )?;
             out.flush()?;
-            files.push((stage, path, Mutex::new(out)));
+            files.push((l, path, Mutex::new(out)));
         }
         Ok(IntervalLogs {
             files,
@@ -75,9 +125,16 @@ impl IntervalLogs {
         })
     }
 
-    /// Appends the interval `[second, second + 1)` of `stage` and flushes it.
-    pub fn write(&self, stage: Stage, second: u32, interval: &Histogram<u64>) -> io::Result<()> {
-        let Some((_, _, file)) = self.files.iter().find(|(s, _, _)| *s == stage) else {
+    /// Appends the interval `[second, second + 1)` of `logged` and flushes it; nothing when
+    /// these logs do not hold it.
+    pub fn write(
+        &self,
+        logged: impl Into<Logged>,
+        second: u32,
+        interval: &Histogram<u64>,
+    ) -> io::Result<()> {
+        let logged = logged.into();
+        let Some((_, _, file)) = self.files.iter().find(|(l, _, _)| *l == logged) else {
             return Ok(());
         };
         let mut out = lock(file);
@@ -110,11 +167,11 @@ pub struct ReadBack {
     pub damaged: Option<String>,
 }
 
-/// Reads `stage`'s log in `dir` back with HdrHistogram's own interval-log reader. A missing
+/// Reads `logged`'s log in `dir` back with HdrHistogram's own interval-log reader. A missing
 /// file is an error; a damaged one gives the intervals before the damage.
-pub fn read_back(dir: &Path, stage: Stage) -> io::Result<ReadBack> {
+pub fn read_back(dir: &Path, logged: impl Into<Logged>) -> io::Result<ReadBack> {
     use base64::Engine as _;
-    let path = dir.join(file_name(stage));
+    let path = dir.join(file_name(logged));
     let bytes = std::fs::read(&path)?;
     let mut out = ReadBack::default();
     let mut deserializer = Deserializer::new();

@@ -500,12 +500,16 @@ impl Observer {
             }
         }
         drop(splits);
-        for r in self
-            .subscriptions
-            .iter()
-            .chain(std::iter::once(&self.send_lag))
-        {
-            r.tick(second);
+        let others = (self.subscriptions.iter().enumerate())
+            .map(|(i, r)| (hlog::Logged::Subscription(i), r))
+            .chain(std::iter::once((hlog::Logged::SendLag, &self.send_lag)));
+        for (logged, r) in others {
+            let interval = r.tick(second);
+            if let Some(logs) = self.logs.get()
+                && let Err(e) = logs.write(logged, second, &interval)
+            {
+                self.finding(format!("cannot write {}: {e}", hlog::file_name(logged)));
+            }
         }
         let c = &self.counters;
         Sample {

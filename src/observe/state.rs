@@ -1,17 +1,16 @@
 //! What an [`Observer`] saw, as data: a shard writes it to its run folder, and
 //! `doorbuster merge` adds the shards' parts into one observer, as if one process had seen
-//! them all. Counts add, ledger bits are or-ed, histograms add exactly; the stages' latency
-//! comes from the shards' interval logs (one histogram per second), not from here.
+//! them all. Counts add, ledger bits are or-ed, histograms add exactly: every latency comes
+//! from the shards' interval logs (one histogram per second), not from here.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 
 use super::dead_letters::DeadLetterParts;
 use super::failures::FailedCheckouts;
-use super::recorder::{Percentiles, SeriesPoint};
+use super::hlog::Logged;
 use super::{Counters, FaultWindow, Finding, Observer, Recorder, Sample};
 use crate::sync::lock;
 
@@ -26,46 +25,12 @@ pub struct ObserverState {
     pub delivery_totals: Vec<u64>,
     /// [`Counters`], as numbers.
     pub counters: serde_json::Value,
-    pub subscriptions: Vec<RecorderState>,
-    pub send_lag: RecorderState,
     pub samples: Vec<Sample>,
     pub findings: Vec<Finding>,
     pub failures: Vec<FailedCheckouts>,
     pub out_of_order: Vec<(usize, u64)>,
     pub faults: Vec<Option<FaultWindow>>,
     pub dead_letters: DeadLetterParts,
-}
-
-/// A recorder's whole-run histogram (V2, base64) and its per-second points.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RecorderState {
-    pub total: String,
-    pub series: Vec<SeriesPoint>,
-}
-
-fn encode(h: &Histogram<u64>) -> String {
-    let mut raw = Vec::new();
-    // Writing to a Vec cannot fail.
-    let _ = V2Serializer::new().serialize(h, &mut raw);
-    base64::engine::general_purpose::STANDARD.encode(raw)
-}
-
-fn decode(text: &str) -> Result<Histogram<u64>, String> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| e.to_string())?;
-    Deserializer::new()
-        .deserialize(&mut std::io::Cursor::new(raw))
-        .map_err(|e| format!("{e:?}"))
-}
-
-impl RecorderState {
-    fn of(r: &Recorder) -> RecorderState {
-        RecorderState {
-            total: encode(&r.total()),
-            series: r.series(),
-        }
-    }
 }
 
 impl Observer {
@@ -78,8 +43,6 @@ impl Observer {
             delivery_totals: self.ledger.delivery_totals(),
             // Atomics as plain numbers: cannot fail.
             counters: serde_json::to_value(&self.counters).unwrap_or_default(),
-            subscriptions: self.subscriptions.iter().map(RecorderState::of).collect(),
-            send_lag: RecorderState::of(&self.send_lag),
             samples: self.samples(),
             findings: self.findings(),
             failures: self.checkout_failures(),
@@ -89,14 +52,15 @@ impl Observer {
         }
     }
 
-    /// Adds the parts (`(name, state)`, in shard order) and the stages' per-second
-    /// histograms (already added over the parts) into this fresh observer: its fault plan
+    /// Adds the parts (`(name, state)`, in shard order) and every latency's per-second
+    /// histograms (`Logged::every(true)`'s, already added over the parts) into this fresh
+    /// observer: its fault plan
     /// set, nothing recorded yet. The fault windows are the first part's: every shard ran
     /// the same timeline.
     pub fn absorb(
         &mut self,
         parts: &[(String, ObserverState)],
-        stage_seconds: &BTreeMap<u32, Vec<Histogram<u64>>>,
+        seconds: &BTreeMap<u32, Vec<Histogram<u64>>>,
     ) -> Result<(), String> {
         let engine = base64::engine::general_purpose::STANDARD;
         // Counters add through their JSON form (each part's gauges are its own too).
@@ -111,11 +75,6 @@ impl Observer {
                 .decode(&part.ledger)
                 .map_err(|e| format!("{name}: the ledger does not decode: {e}"))?;
             self.ledger.absorb(&bytes, &part.delivery_totals);
-            for (mine, theirs) in self.subscriptions.iter().zip(&part.subscriptions) {
-                mine.absorb(&decode(&theirs.total).map_err(|e| format!("{name}: {e}"))?);
-            }
-            self.send_lag
-                .absorb(&decode(&part.send_lag.total).map_err(|e| format!("{name}: {e}"))?);
             let mut failures = lock(&self.failures);
             for f in &part.failures {
                 failures.absorb(f);
@@ -132,26 +91,28 @@ impl Observer {
         if let Some((_, first)) = parts.first() {
             self.restore_faults(&first.faults);
         }
-        // The stages, second by second, through the same close as a live run's (fault
-        // splits, interval logs); then the other recorders' per-second points.
-        for (&second, intervals) in stage_seconds {
-            for (recorder, h) in self.stages.iter().zip(intervals) {
-                recorder.add_interval(h);
+        // Every latency, second by second, through the same close as a live run's (its
+        // fault splits, its interval logs).
+        let logged = Logged::every(true);
+        for (&second, intervals) in seconds {
+            for (l, h) in logged.iter().zip(intervals) {
+                self.recorder(*l).add_interval(h);
             }
             let _ = self.close_second(second);
         }
-        for (i, recorder) in self.subscriptions.iter().enumerate() {
-            recorder.set_series(merge_series(
-                parts.iter().filter_map(|(_, p)| p.subscriptions.get(i)),
-            ));
-        }
-        self.send_lag
-            .set_series(merge_series(parts.iter().map(|(_, p)| &p.send_lag)));
         let samples: Vec<&[Sample]> = parts.iter().map(|(_, p)| p.samples.as_slice()).collect();
         for sample in merge_samples(&samples) {
             self.record_sample(sample);
         }
         Ok(())
+    }
+
+    fn recorder(&self, logged: Logged) -> &Recorder {
+        match logged {
+            Logged::Stage(stage) => self.stage(stage),
+            Logged::Subscription(i) => &self.subscriptions[i.min(self.subscriptions.len() - 1)],
+            Logged::SendLag => &self.send_lag,
+        }
     }
 
     /// The fault windows as they happened, with the latency splits bounded by them.
@@ -197,31 +158,6 @@ pub(crate) fn add_json(to: &mut serde_json::Value, more: &serde_json::Value) {
         }
         _ => {}
     }
-}
-
-/// Per-second points of one recorder over the parts: counts add; each percentile is the
-/// highest of the parts' (an upper bound: these points are charted, not judged).
-fn merge_series<'a>(parts: impl Iterator<Item = &'a RecorderState>) -> Vec<SeriesPoint> {
-    let mut by: BTreeMap<u32, Percentiles> = BTreeMap::new();
-    for p in parts.flat_map(|p| &p.series) {
-        let q = &p.percentiles;
-        by.entry(p.second)
-            .and_modify(|m| {
-                m.count += q.count;
-                m.p50_us = m.p50_us.max(q.p50_us);
-                m.p90_us = m.p90_us.max(q.p90_us);
-                m.p99_us = m.p99_us.max(q.p99_us);
-                m.p999_us = m.p999_us.max(q.p999_us);
-                m.max_us = m.max_us.max(q.max_us);
-            })
-            .or_insert(*q);
-    }
-    by.into_iter()
-        .map(|(second, percentiles)| SeriesPoint {
-            second,
-            percentiles,
-        })
-        .collect()
 }
 
 /// The parts' samples second by second: totals add, each part's carried from its latest

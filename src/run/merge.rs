@@ -1,4 +1,4 @@
-//! `doorbuster merge`: the shards of one run, joined and judged once. The stages' latency
+//! `doorbuster merge`: the shards of one run, joined and judged once. Every latency's
 //! histograms are added second by second from the shards' interval logs (exactly, as the
 //! OpenMessaging Benchmark adds its workers' HdrHistograms), the ledgers are unioned order by
 //! order, the counters and the provider's captures added; then every check runs over the
@@ -16,10 +16,10 @@ use super::shard::{ShardState, Sharding};
 use crate::clock::Clock;
 use crate::load::Schedule;
 use crate::observe::Settlement;
-use crate::observe::hlog::{self, IntervalLogs};
+use crate::observe::hlog::{self, IntervalLogs, Logged};
 use crate::report::summary::Summary;
+use crate::scenario::model::Target;
 use crate::services::provider::ChargesPerOrder;
-use crate::topology::Stage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -35,9 +35,32 @@ pub enum MergeError {
     },
 }
 
+/// A merged run: its summary, and where its shards ran.
+pub struct Merged {
+    pub summary: Summary,
+    pub sharding: Sharding,
+    pub target: Target,
+}
+
+impl Merged {
+    /// Removes what the shards made on their broker (the namespace of their run id), which
+    /// no shard could while the others might still use it. Nothing to do on the embedded
+    /// broker or behind a checkout endpoint.
+    pub async fn delete_streams(&self) -> Result<(), crate::transport::TransportError> {
+        if !matches!(self.target, Target::Broker(_)) {
+            return Ok(());
+        }
+        let namespace = Some(self.sharding.namespace());
+        crate::transport::connect_in(&self.target, Clock::start(), namespace)
+            .await?
+            .cleanup()
+            .await
+    }
+}
+
 /// Joins the shards in `dirs` and judges the run; writes the reports (and the merged
 /// interval logs) to `out`.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     let mut shards = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let state = ShardState::read(dir).map_err(MergeError::NotWhole)?;
@@ -61,14 +84,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
         source,
     };
     let mut observer = planned_observer(scenario, Clock::ended(wall_start, duration_ns), &schedule);
-    observer.write_interval_logs(IntervalLogs::create(out, wall_start).map_err(report)?);
-    let stage_seconds = stage_seconds(&shards)?;
+    let logs = IntervalLogs::create_for(out, wall_start, &Logged::every(true));
+    observer.write_interval_logs(logs.map_err(report)?);
+    let seconds = logged_seconds(&shards)?;
     let parts: Vec<(String, crate::observe::state::ObserverState)> = shards
         .iter()
         .map(|(_, s)| (format!("shard {}", s.sharding.shard), s.observed.clone()))
         .collect();
     observer
-        .absorb(&parts, &stage_seconds)
+        .absorb(&parts, &seconds)
         .map_err(MergeError::NotWhole)?;
     observer.finding(format!(
         "merged from the {} shards of run {} ({})",
@@ -134,7 +158,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, MergeError> {
     .judge(None);
     summary.duration_s = duration_ns as f64 / 1e9;
     crate::report::write_all(out, &summary).map_err(report)?;
-    Ok(summary)
+    Ok(Merged {
+        summary,
+        sharding: first.sharding.clone(),
+        target: scenario.target.clone(),
+    })
 }
 
 /// Refuses shards that do not make one whole run, naming what is wrong.
@@ -207,25 +235,24 @@ fn whole(shards: &[(PathBuf, ShardState)]) -> Result<(), MergeError> {
     Ok(())
 }
 
-/// Every stage's latency per second over the shards: each shard's interval logs, added.
-fn stage_seconds(
+/// Every latency per second over the shards (`Logged::every(true)`, in that order): each
+/// shard's interval logs, added.
+fn logged_seconds(
     shards: &[(PathBuf, ShardState)],
 ) -> Result<BTreeMap<u32, Vec<Histogram<u64>>>, MergeError> {
+    let logged = Logged::every(true);
     let mut seconds: BTreeMap<u32, Vec<Histogram<u64>>> = BTreeMap::new();
     for (dir, _) in shards {
-        for (i, stage) in Stage::ALL.iter().enumerate() {
-            let read = hlog::read_back(dir, *stage).map_err(|e| {
-                MergeError::NotWhole(format!(
-                    "{}: {e}",
-                    dir.join(hlog::file_name(*stage)).display()
-                ))
+        for (i, l) in logged.iter().enumerate() {
+            let read = hlog::read_back(dir, *l).map_err(|e| {
+                MergeError::NotWhole(format!("{}: {e}", dir.join(hlog::file_name(*l)).display()))
             })?;
             if let Some(damaged) = read.damaged {
                 return Err(MergeError::NotWhole(damaged));
             }
             for (second, h) in read.intervals {
                 let row = seconds.entry(second).or_insert_with(|| {
-                    Stage::ALL
+                    logged
                         .iter()
                         .map(|_| crate::observe::recorder::new_histogram())
                         .collect()

@@ -235,15 +235,7 @@ impl<'s> Run<'s> {
             "setup done; the load starts"
         );
         if let Some(dir) = &dir {
-            record(
-                dir,
-                scenario,
-                seed,
-                &opts.run_arg,
-                &schedule,
-                &observer,
-                &transport,
-            )?;
+            record(dir, scenario, seed, &opts, &schedule, &observer, &transport)?;
         }
         let timeline = tokio::spawn(run_timeline(
             scenario.faults.clone(),
@@ -398,7 +390,7 @@ fn record(
     dir: &Path,
     scenario: &Scenario,
     seed: u64,
-    run_arg: &str,
+    opts: &RunOptions,
     schedule: &Schedule,
     observer: &Observer,
     transport: &Arc<dyn Transport>,
@@ -408,12 +400,14 @@ fn record(
         source,
     };
     let started = observer.clock.wall_start_unix_ns();
-    let logs = IntervalLogs::create(dir, started).map_err(report_error)?;
+    // A shard logs every latency, for the merge to add exactly.
+    let logged = crate::observe::hlog::Logged::every(opts.sharding.is_some());
+    let logs = IntervalLogs::create_for(dir, started, &logged).map_err(report_error)?;
     observer.write_interval_logs(logs);
     RunRecord::of(
         scenario,
         seed,
-        run_arg,
+        &opts.run_arg,
         schedule,
         target_info(transport.as_ref(), scenario),
         started,

@@ -1,16 +1,16 @@
 //! Shards: one run split over `n` processes (or machines, as a Kubernetes Indexed Job's
-//! pods). Shard `i` makes the orders whose id is `i` modulo `n`, each at the instant the
-//! whole run's schedule gives it, so the `n` shards together make exactly the orders, at
+//! pods). Shard `i` makes the orders whose id is `i` modulo `n` ([`Shard`]), each at the
+//! instant the whole run's schedule gives it, so the `n` shards together make exactly the orders, at
 //! exactly the times, one process would; every shard's rate is 1/n of every phase's. On a
 //! real broker they share one namespace, named by the run id, so the simulated services of
 //! all shards join the same consumer groups as replicas of one service would. A shard
 //! judges nothing: it leaves its state in its run folder (`shard.json` beside the interval
 //! logs), and `doorbuster merge` joins the states and judges the run once.
 
-use std::fmt;
 use std::path::Path;
 
 use crate::exit::StopSignal;
+pub use crate::load::shard::Shard;
 use crate::observe::Settlement;
 use crate::observe::state::ObserverState;
 use crate::scenario::model::Scenario;
@@ -78,14 +78,6 @@ impl ShardState {
     }
 }
 
-/// Shard `index` of `count` (0-based, as `JOB_COMPLETION_INDEX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
-}
-
 /// A run that is one of several processes: the run id they share and this one's shard
 /// (`0/1` for `--run-id` alone).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,49 +101,6 @@ impl Sharding {
     /// The run is split: this process sees part of it and judges nothing.
     pub fn is_part(&self) -> bool {
         self.shard.count > 1
-    }
-}
-
-/// The most shards one run splits into.
-pub const SHARDS_MAX: u32 = 4096;
-
-impl Shard {
-    /// `i/n`, with `0 <= i < n <= 4096`.
-    pub fn parse(text: &str) -> Result<Shard, String> {
-        let expected = "expected i/n: this process's shard i of n, counted from 0 (e.g. 0/3)";
-        let (i, n) = text
-            .trim()
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?}: {expected}"))?;
-        let number = |s: &str| {
-            s.trim()
-                .parse::<u32>()
-                .map_err(|e| format!("{text:?}: {e}; {expected}"))
-        };
-        let (index, count) = (number(i)?, number(n)?);
-        if count == 0 || count > SHARDS_MAX {
-            return Err(format!(
-                "{text:?}: a run splits into 1 to {SHARDS_MAX} shards, not {count}"
-            ));
-        }
-        if index >= count {
-            return Err(format!(
-                "{text:?}: shards of {count} are numbered 0 to {}",
-                count - 1
-            ));
-        }
-        Ok(Shard { index, count })
-    }
-
-    /// Whether this shard makes order `order`.
-    pub fn owns(self, order: u64) -> bool {
-        order % u64::from(self.count) == u64::from(self.index)
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
     }
 }
 
@@ -179,21 +128,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shards_split_the_ids_disjointly_and_completely() {
-        let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
-        for order in 0..1_000u64 {
-            assert_eq!(shards.iter().filter(|s| s.owns(order)).count(), 1);
-        }
-        assert_eq!(Shard::parse("2/3"), Ok(shards[2]));
-        assert_eq!(shards[2].to_string(), "2/3");
-    }
-
-    #[test]
-    fn bad_shards_and_run_ids_say_what_was_expected() {
-        for bad in ["3/3", "1", "a/3", "0/0", "-1/2", "0/5000"] {
-            let e = Shard::parse(bad).unwrap_err();
-            assert!(e.contains(bad), "{e}");
-        }
+    fn bad_run_ids_say_what_was_expected() {
         assert_eq!(parse_run_id("bf-2026_1"), Ok("bf-2026_1".to_owned()));
         for bad in ["", "-x", "a b", "a.b", &"x".repeat(49)] {
             assert!(parse_run_id(bad).unwrap_err().contains("run id"));

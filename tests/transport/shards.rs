@@ -60,16 +60,27 @@ fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&raw).expect("summary.json is JSON")
 }
 
+/// Keys on the Redis server matching `pattern` (an inline `KEYS`: test data only).
+fn redis_keys(pattern: &str) -> usize {
+    use std::io::{BufRead, Write};
+    let mut conn = std::net::TcpStream::connect("127.0.0.1:6379").unwrap();
+    conn.write_all(format!("KEYS {pattern}\r\n").as_bytes())
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(conn).read_line(&mut line).unwrap();
+    line.trim().trim_start_matches('*').parse().unwrap()
+}
+
 fn redis_up() -> bool {
     std::net::TcpStream::connect("127.0.0.1:6379").is_ok()
 }
 
-/// Every interval of every shard's log of `stage`, in one histogram.
-fn all_samples(dirs: &[PathBuf], stage: &str) -> Histogram<u64> {
+/// Every interval of every shard's log `file`, in one histogram.
+fn all_samples(dirs: &[PathBuf], file: &str) -> Histogram<u64> {
     use base64::Engine as _;
     let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
     for dir in dirs {
-        let log = std::fs::read(dir.join(format!("latency-{stage}.hlog"))).unwrap();
+        let log = std::fs::read(dir.join(file)).unwrap();
         for entry in IntervalLogIterator::new(&log) {
             if let Ok(LogEntry::Interval(i)) = entry {
                 let raw = base64::engine::general_purpose::STANDARD
@@ -171,13 +182,25 @@ fn three_shards_merge_into_the_run_one_process_makes() {
         assert!(s["start"]["offset_ms"].as_f64().unwrap().abs() < 500.0);
     }
 
+    // The shards leave their run's streams for each other; the merge deletes them.
+    let streams = format!("doorbuster-{run_id}*");
+    assert!(
+        redis_keys(&streams) > 0,
+        "the shards' streams are on the broker"
+    );
     let merged = tmp.path().join("merged");
-    let out = doorbuster(&["merge"])
+    let out = doorbuster(&["merge", "--delete-streams"])
         .args(&dirs)
         .args(["--out", merged.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("deleted the streams of run"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(redis_keys(&streams), 0, "deleted by merge --delete-streams");
     let all = summary(&merged);
     assert_eq!(attempted, whole);
     for count in [
@@ -201,23 +224,36 @@ fn three_shards_merge_into_the_run_one_process_makes() {
         all["rates"]["planned_per_second"],
         one["rates"]["planned_per_second"]
     );
-    // The merged percentiles are those of one histogram holding every shard's samples.
-    for stage in ["order-created", "order-created-to-order-fulfilled"] {
-        let h = all_samples(&dirs, stage);
-        let label = if stage == "order-created" {
-            "order.created"
-        } else {
-            "order.created -> order.fulfilled"
-        };
-        let p = all["latency"]
+    // The merged percentiles are those of one histogram holding every shard's samples: two
+    // stages, a subscription's delivery, the generator's send lag.
+    let stage = |label: &str| {
+        all["latency"]
             .as_array()
             .unwrap()
             .iter()
             .find(|l| l["stage"] == label)
             .unwrap_or_else(|| panic!("{label} in {all}"))
-            .clone();
-        assert_eq!(p["count"].as_u64(), Some(h.len()), "{label}");
-        assert!(h.len() > 700, "{label}: {}", h.len());
+            .clone()
+    };
+    let subscription = all["deliveries"]["per_subscription"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["subscription"] == "payment <- order.created")
+        .expect("payment's subscription")["latency"]
+        .clone();
+    for (file, p) in [
+        ("latency-order-created.hlog", stage("order.created")),
+        (
+            "latency-order-created-to-order-fulfilled.hlog",
+            stage("order.created -> order.fulfilled"),
+        ),
+        ("delivery-payment-from-order-created.hlog", subscription),
+        ("send-lag.hlog", all["send_lag"].clone()),
+    ] {
+        let h = all_samples(&dirs, file);
+        assert_eq!(p["count"].as_u64(), Some(h.len()), "{file}");
+        assert!(h.len() > 700, "{file}: {}", h.len());
         for (key, q) in [
             ("p50_us", 0.5),
             ("p90_us", 0.9),
@@ -227,10 +263,10 @@ fn three_shards_merge_into_the_run_one_process_makes() {
             assert_eq!(
                 p[key].as_u64(),
                 Some(h.value_at_quantile(q)),
-                "{label} {key}"
+                "{file} {key}"
             );
         }
-        assert_eq!(p["max_us"].as_u64(), Some(h.max()), "{label} max");
+        assert_eq!(p["max_us"].as_u64(), Some(h.max()), "{file} max");
     }
 
     // The merge judges what the shards saw: a shard whose provider kept no captures leaves
