@@ -11,6 +11,7 @@ pub mod hlog;
 pub mod ledger;
 pub mod outputs;
 pub mod recorder;
+pub mod series;
 pub mod state;
 pub mod webhook;
 
@@ -232,6 +233,20 @@ pub struct Finding {
 
 const EXAMPLES_MAX: usize = 20;
 
+/// Samples the live views may ask for ([`Observer::last_samples`]).
+pub const RECENT_SAMPLES: usize = 16;
+
+impl series::Point for Sample {
+    fn second(&self) -> u32 {
+        self.second
+    }
+
+    /// The later sample stands for the span: its totals include the earlier one's.
+    fn absorb(&mut self, later: Sample) {
+        *self = later;
+    }
+}
+
 pub struct Observer {
     pub clock: Clock,
     pub ledger: Ledger,
@@ -242,7 +257,11 @@ pub struct Observer {
     pub subscriptions: [Recorder; SUBSCRIPTIONS.len()],
     /// How late the generator dispatched each arrival (its own health).
     pub send_lag: Recorder,
-    samples: Mutex<Vec<Sample>>,
+    /// One per second, one per span of seconds past `series::POINTS_MAX` (each the last of
+    /// its span: the totals are running ones).
+    samples: Mutex<series::Bounded<Sample>>,
+    /// The last [`RECENT_SAMPLES`] seconds' samples, for the live views.
+    recent_samples: Mutex<std::collections::VecDeque<Sample>>,
     findings: Mutex<Vec<Finding>>,
     /// Example order ids of out-of-order deliveries, per subscription.
     out_of_order_examples: Mutex<Vec<(usize, u64)>>,
@@ -270,7 +289,8 @@ impl Observer {
             stages: Default::default(),
             subscriptions: Default::default(),
             send_lag: Recorder::default(),
-            samples: Mutex::new(Vec::new()),
+            samples: Mutex::new(series::Bounded::default()),
+            recent_samples: Mutex::new(std::collections::VecDeque::new()),
             findings: Mutex::new(Vec::new()),
             out_of_order_examples: Mutex::new(Vec::new()),
             next_event_id: AtomicU64::new(0),
@@ -526,18 +546,28 @@ impl Observer {
     }
 
     pub fn record_sample(&self, sample: Sample) {
+        let mut recent = lock(&self.recent_samples);
+        if recent.len() >= RECENT_SAMPLES {
+            recent.pop_front();
+        }
+        recent.push_back(sample.clone());
+        drop(recent);
         lock(&self.samples).push(sample);
     }
 
     pub fn samples(&self) -> Vec<Sample> {
-        lock(&self.samples).clone()
+        lock(&self.samples).points().to_vec()
     }
 
     /// The last `n` samples (fewer early in the run), for the live views that ask every
     /// second: copying all of them each time would cost a long run time in its length.
     pub fn last_samples(&self, n: usize) -> Vec<Sample> {
-        let samples = lock(&self.samples);
-        samples[samples.len().saturating_sub(n)..].to_vec()
+        let recent = lock(&self.recent_samples);
+        recent
+            .iter()
+            .skip(recent.len().saturating_sub(n))
+            .cloned()
+            .collect()
     }
 }
 

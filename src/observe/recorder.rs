@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
+use super::series::{Bounded, Point};
 use crate::sync::lock;
 
 pub const LOWEST_US: u64 = 1;
@@ -54,13 +55,32 @@ pub struct SeriesPoint {
     pub percentiles: Percentiles,
 }
 
+impl Point for SeriesPoint {
+    fn second(&self) -> u32 {
+        self.second
+    }
+
+    /// Counts add; each percentile becomes the higher of the two (an upper bound for the
+    /// span: the points of a long run are charted, not judged).
+    fn absorb(&mut self, later: SeriesPoint) {
+        let (p, q) = (&mut self.percentiles, later.percentiles);
+        p.count += q.count;
+        p.p50_us = p.p50_us.max(q.p50_us);
+        p.p90_us = p.p90_us.max(q.p90_us);
+        p.p99_us = p.p99_us.max(q.p99_us);
+        p.p999_us = p.p999_us.max(q.p999_us);
+        p.max_us = p.max_us.max(q.max_us);
+    }
+}
+
 /// The seconds the live views' percentiles cover (the terminal line, CI progress lines).
 pub const RECENT_S: usize = 10;
 
 pub struct Recorder {
     interval: Mutex<Histogram<u64>>,
     total: Mutex<Histogram<u64>>,
-    series: Mutex<Vec<SeriesPoint>>,
+    /// One point per second, coarser past `series::POINTS_MAX` (bounded).
+    series: Mutex<Bounded<SeriesPoint>>,
     /// The last [`RECENT_S`] closed seconds at 2 significant digits (a live view's 1 %
     /// needs no more, and each is an eighth of the size); `None` for a second with nothing.
     recent: Mutex<VecDeque<Option<Histogram<u64>>>>,
@@ -71,7 +91,7 @@ impl Default for Recorder {
         Recorder {
             interval: Mutex::new(new_histogram()),
             total: Mutex::new(new_histogram()),
-            series: Mutex::new(Vec::new()),
+            series: Mutex::new(Bounded::default()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_S + 1)),
         }
     }
@@ -143,18 +163,35 @@ impl Recorder {
         let _ = lock(&self.total).add(h);
     }
 
-    pub fn set_series(&self, series: Vec<SeriesPoint>) {
-        *lock(&self.series) = series;
-    }
-
+    /// The points: one per second, or per span of seconds in a long run (each starting its
+    /// span, its percentiles the highest of its seconds').
     pub fn series(&self) -> Vec<SeriesPoint> {
-        lock(&self.series).clone()
+        lock(&self.series).points().to_vec()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two seconds joined into one span: counts add, every percentile is the higher one.
+    #[test]
+    fn a_joined_point_counts_both_and_bounds_their_percentiles() {
+        let point = |second, count, p99_us| SeriesPoint {
+            second,
+            percentiles: Percentiles {
+                count,
+                p50_us: 10,
+                p90_us: 20,
+                p99_us,
+                p999_us: p99_us,
+                max_us: p99_us,
+            },
+        };
+        let mut a = point(4, 3, 100);
+        a.absorb(point(5, 2, 900));
+        assert_eq!(a, point(4, 5, 900));
+    }
 
     #[test]
     fn ticks_fold_intervals_into_the_total() {

@@ -293,12 +293,7 @@ impl Summary {
         let orders = order_counts(&i, o);
 
         let samples = o.samples();
-        let mut achieved = Vec::with_capacity(samples.len());
-        let mut previous = 0;
-        for s in &samples {
-            achieved.push(s.accepted.saturating_sub(previous));
-            previous = s.accepted;
-        }
+        let achieved = achieved_per_second(&samples);
         Summary {
             schema_version: SCHEMA_VERSION,
             doorbuster_version: env!("CARGO_PKG_VERSION").into(),
@@ -385,6 +380,25 @@ impl Summary {
     pub fn check(&self, name: &str) -> Option<&CheckResult> {
         self.checks.iter().find(|c| c.name == name)
     }
+}
+
+/// Orders accepted in each second, from the running totals of the samples. A long run's
+/// samples stand for spans of seconds (`observe::series`): each span's orders are spread
+/// evenly over its seconds.
+fn achieved_per_second(samples: &[crate::observe::Sample]) -> Vec<u64> {
+    let mut achieved = Vec::with_capacity(samples.last().map_or(0, |s| s.second as usize + 1));
+    let (mut previous, mut next_second) = (0, 0);
+    for s in samples {
+        let seconds = u64::from((s.second + 1).saturating_sub(next_second).max(1));
+        let orders = s.accepted.saturating_sub(previous);
+        for k in 0..seconds {
+            // The remainder goes to the span's first seconds.
+            achieved.push(orders / seconds + u64::from(k < orders % seconds));
+        }
+        previous = s.accepted;
+        next_second = s.second + 1;
+    }
+    achieved
 }
 
 fn order_counts(i: &SummaryInput<'_>, o: &Observer) -> OrderCounts {
@@ -474,5 +488,52 @@ fn deliveries(o: &Observer, attempted: u64) -> Deliveries {
         dead_letters_arrived: c.dead_letters_arrived.load(Relaxed),
         poison_failures: c.poison_failures.load(Relaxed),
         per_subscription,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Sample;
+
+    fn sample(second: u32, accepted: u64) -> Sample {
+        Sample {
+            second,
+            attempted: accepted,
+            accepted,
+            failed: 0,
+            deliveries: 0,
+            duplicate_deliveries: 0,
+            dead_lettered: 0,
+            in_flight: 0,
+            lag: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn achieved_is_per_second_and_spreads_a_span_over_its_seconds() {
+        let each = [sample(0, 5), sample(1, 12), sample(2, 12)];
+        assert_eq!(achieved_per_second(&each), [5, 7, 0]);
+        // Samples standing for spans of 2 s end at seconds 1 and 3.
+        let spans = [sample(1, 10), sample(3, 17)];
+        assert_eq!(achieved_per_second(&spans), [5, 5, 4, 3]);
+    }
+
+    /// A run longer than a series holds: its samples stay bounded, and the achieved rate
+    /// still has every second and every order.
+    #[test]
+    fn a_long_runs_samples_stay_bounded_and_account_for_every_order() {
+        let o = Observer::new(crate::clock::Clock::start(), 0);
+        let seconds = crate::observe::series::POINTS_MAX as u32 * 3 + 17;
+        for second in 0..seconds {
+            o.record_sample(sample(second, u64::from(second + 1) * 10));
+        }
+        let samples = o.samples();
+        assert!(samples.len() <= crate::observe::series::POINTS_MAX);
+        assert_eq!(samples.last().map(|s| s.second), Some(seconds - 1));
+        let achieved = achieved_per_second(&samples);
+        assert_eq!(achieved.len(), seconds as usize);
+        assert!(achieved.iter().all(|&a| a == 10), "an even rate stays even");
+        assert_eq!(o.last_samples(2).len(), 2);
     }
 }

@@ -2,7 +2,8 @@
 //! pipeline took to come back: consumer lag back to its pre-fault level, latency back under
 //! its SLOs. Gated by `checks.recovery.drain_within` on the lag.
 //!
-//! Everything is read from the per-second samples, so a figure is good to the second.
+//! Everything is read from the per-second samples, so a figure is good to the second (to
+//! a span's width in a run longer than `observe::series::POINTS_MAX` seconds).
 //! "Back to its pre-fault level" allows 10 % or 10 events above it, whichever is more: lag
 //! at steady state is the work in flight, which never sits still.
 
