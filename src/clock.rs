@@ -97,8 +97,9 @@ impl Clock {
         self.epoch.made_wall_unix_ns.saturating_add(self.zero_ns())
     }
 
-    /// Waits until the wall clock reads `agreed`, then moves t=0 there ([`Clock::begin`]):
-    /// how runs on several machines start together (`run --start-at`). Returns the setup
+    /// Waits until the wall clock reads `agreed`, then moves t=0 there (to `agreed` itself,
+    /// even when setup ended after it): how runs on several machines start together
+    /// (`run --start-at`). Returns the setup
     /// time and how the start kept the appointment. A run whose setup ended after `agreed`
     /// starts at once, late by that much. Dropped while it waits, it has moved nothing.
     pub async fn begin_at(&self, agreed: SystemTime) -> (Duration, StartSync) {
@@ -115,6 +116,17 @@ impl Clock {
             Ok(late) => i64::try_from(late.as_nanos()).unwrap_or(i64::MAX),
             Err(early) => -i64::try_from(early.duration().as_nanos()).unwrap_or(i64::MAX),
         };
+        // t=0 is the agreed instant itself, on every machine that agreed on it: a run that
+        // began late finds its first orders already due and sends them at once (its send
+        // lag says how late), and run times stay comparable across the machines.
+        if let Ok(late) = u64::try_from(offset_ns) {
+            let _ = self
+                .epoch
+                .zero_ns
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |zero| {
+                    Some(zero.saturating_sub(late))
+                });
+        }
         let start = StartSync {
             agreed: humantime::format_rfc3339_micros(agreed).to_string(),
             offset_ms: offset_ns as f64 / 1e6,

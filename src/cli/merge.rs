@@ -46,6 +46,10 @@ pub fn merge(runtime: &tokio::runtime::Runtime, args: &MergeArgs) -> Exit {
             }
             Exit::of_run(summary.verdict, None)
         }
+        Err(MergeError::BadInput(why)) => {
+            errln!("error: {why}");
+            Exit::BadInput
+        }
         Err(e @ MergeError::NotWhole(_)) => {
             errln!("error: cannot merge: {e}");
             Exit::CannotRun

@@ -37,7 +37,7 @@ pub struct RunFlags {
     pub start_at: Option<std::time::SystemTime>,
     /// Make only shard i of n (from 0): the orders whose id is i modulo n, each at its
     /// planned time (1/n of every phase's rate); the shard judges nothing and leaves its
-    /// state for `doorbuster merge`. Needs --run-id.
+    /// state for `doorbuster merge`. Needs --run-id and --start-at.
     #[arg(long, value_name = "i/n", value_parser = Shard::parse, requires = "run_id")]
     pub shard: Option<Shard>,
     /// The run's name, shared by its shards: their streams and consumer groups on the
@@ -114,6 +114,25 @@ pub fn run(
             return Ok(Exit::BadInput);
         }
     };
+    if start_at.is_none() && sharding.as_ref().is_some_and(Sharding::is_part) {
+        errln!(
+            "error: --shard needs --start-at: the shards of a run start their load at one \
+             agreed instant, or their orders would not leave at the times one process's would"
+        );
+        return Ok(Exit::BadInput);
+    }
+    if let scenario::model::Target::Broker(b) = &scenario.target
+        && let doorbuster::transport::BrokerOptions::Rabbitmq(o) = &b.options
+        && o.queue_type == doorbuster::transport::QueueType::Stream
+        && sharding.as_ref().is_some_and(Sharding::is_part)
+    {
+        errln!(
+            "error: --shard cannot split a run on RabbitMQ stream queues: their groups' \
+             offsets live in each process, so every shard would handle every event; use \
+             classic or quorum queues (target option queue_type)"
+        );
+        return Ok(Exit::BadInput);
+    }
     if scenario.observe.is_some() && sharding.as_ref().is_some_and(Sharding::is_part) {
         errln!(
             "error: --shard cannot split an observe-mode scenario yet: what the taps see of \

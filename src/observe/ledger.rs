@@ -178,6 +178,8 @@ pub struct Ledger {
 // The budget: at most 32 bytes per order per service, for the five services.
 const _: () = assert!(std::mem::size_of::<Slot>() <= 32 * crate::topology::ServiceKind::ALL.len());
 const _: () = assert!(std::mem::size_of::<Slot>() == 48);
+// `Ledger::export` writes every field of a slot, byte for byte: the same 48.
+const _: () = assert!(2 + 2 * TOPICS + 3 * SUBS + Effect::ALL.len() + 4 == 48);
 
 fn bit(seq: u8) -> u8 {
     1 << seq.min(7)

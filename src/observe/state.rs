@@ -20,8 +20,12 @@ pub struct ObserverState {
     pub wall_start_unix_ns: u64,
     /// Run time at the end (nanoseconds).
     pub duration_ns: u64,
-    /// [`crate::observe::Ledger::export`] of the orders `0..attempted`, base64.
+    /// [`crate::observe::Ledger::export`] of the orders `0..orders`, base64.
     pub ledger: String,
+    pub orders: u64,
+    /// Samples recorded per latency, as `Logged::every(true)` lists them: what the
+    /// interval logs must hold.
+    pub logged_counts: Vec<u64>,
     pub delivery_totals: Vec<u64>,
     /// [`Counters`], as numbers.
     pub counters: serde_json::Value,
@@ -40,6 +44,10 @@ impl Observer {
             wall_start_unix_ns: self.clock.wall_start_unix_ns(),
             duration_ns: self.now(),
             ledger: base64::engine::general_purpose::STANDARD.encode(self.ledger.export(attempted)),
+            orders: attempted,
+            logged_counts: (Logged::every(true).into_iter())
+                .map(|l| self.recorder(l).total().len())
+                .collect(),
             delivery_totals: self.ledger.delivery_totals(),
             // Atomics as plain numbers: cannot fail.
             counters: serde_json::to_value(&self.counters).unwrap_or_default(),
@@ -74,6 +82,14 @@ impl Observer {
             let bytes = engine
                 .decode(&part.ledger)
                 .map_err(|e| format!("{name}: the ledger does not decode: {e}"))?;
+            let expected = part.orders as usize * crate::observe::Ledger::BYTES_PER_ORDER;
+            if bytes.len() != expected {
+                return Err(format!(
+                    "{name}: the ledger holds {} bytes where {} orders take {expected}: not whole",
+                    bytes.len(),
+                    part.orders
+                ));
+            }
             self.ledger.absorb(&bytes, &part.delivery_totals);
             let mut failures = lock(&self.failures);
             for f in &part.failures {
@@ -124,7 +140,7 @@ impl Observer {
                 split.end_s = w.end_ms.map(|end| {
                     u32::try_from(end / 1000)
                         .unwrap_or(u32::MAX)
-                        .max(split.start_s + 1)
+                        .max(split.start_s.saturating_add(1))
                 });
             }
         }

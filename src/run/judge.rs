@@ -40,6 +40,8 @@ pub struct Evidence<'a> {
     pub interrupted: bool,
     pub interrupted_by: Option<StopSignal>,
     pub start: Option<crate::clock::StartSync>,
+    /// Processes whose observations these are (1 unless merged from shards).
+    pub shards: u32,
 }
 
 impl Evidence<'_> {
@@ -65,6 +67,21 @@ impl Evidence<'_> {
                 },
             ),
         };
+        let mut checks = checks;
+        if self.shards > 1 && !one_process_per_key(scenario) {
+            for check in checks.iter_mut().filter(|c| c.name == "per_key_order") {
+                *check = CheckResult::new(
+                    "per_key_order",
+                    Verdict::Unknown,
+                    format!(
+                        "not seen: {} shards' members shared the groups, and an order's events \
+                         may have reached different shards, which cannot see each other's order",
+                        self.shards
+                    ),
+                    check.threshold.clone(),
+                );
+            }
+        }
         let invalid = invalid_reason(scenario, observer, self.start.as_ref());
         let verdict = decide(self.interrupted, invalid.is_some(), &checks);
         Summary::build(SummaryInput {
@@ -90,6 +107,18 @@ impl Evidence<'_> {
                 None => recoveries(scenario, observer),
             },
         })
+    }
+}
+
+/// Whether all of an order's events reach one process, as per-key order needs to be seen:
+/// on Kafka (an order's key picks its partition, a partition one member), and on the
+/// embedded broker (each shard has its own).
+fn one_process_per_key(scenario: &Scenario) -> bool {
+    match &scenario.target {
+        crate::scenario::model::Target::Broker(b) => {
+            b.kind() == crate::transport::BrokerKind::Kafka
+        }
+        _ => true,
     }
 }
 
@@ -149,6 +178,7 @@ impl Run<'_> {
             interrupted: drained.interrupted,
             interrupted_by: drained.interrupted_by,
             start: start.clone(),
+            shards: 1,
         };
         let summary = evidence.judge(sharding.as_ref());
         if let Some(dir) = &dir {

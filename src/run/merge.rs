@@ -27,6 +27,9 @@ pub enum MergeError {
     /// to another run; or a state or log cannot be read.
     #[error("{0}")]
     NotWhole(String),
+    /// The command line asks for something the merge cannot do.
+    #[error("{0}")]
+    BadInput(String),
     #[error("cannot write the merged report to {path}: {source}")]
     Report {
         path: PathBuf,
@@ -67,6 +70,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         shards.push((dir.clone(), state));
     }
     whole(&shards)?;
+    not_a_shard(dirs, out)?;
     shards.sort_by_key(|(_, s)| s.sharding.shard.index);
     let first = &shards[0].1;
     let scenario = &first.scenario;
@@ -83,10 +87,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         path: out.to_path_buf(),
         source,
     };
+    // The shards' logs are read before the merged ones are written.
+    let seconds = logged_seconds(&shards)?;
     let mut observer = planned_observer(scenario, Clock::ended(wall_start, duration_ns), &schedule);
     let logs = IntervalLogs::create_for(out, wall_start, &Logged::every(true));
     observer.write_interval_logs(logs.map_err(report)?);
-    let seconds = logged_seconds(&shards)?;
     let parts: Vec<(String, crate::observe::state::ObserverState)> = shards
         .iter()
         .map(|(_, s)| (format!("shard {}", s.sharding.shard), s.observed.clone()))
@@ -154,6 +159,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         interrupted: false,
         interrupted_by: None,
         start,
+        shards: first.sharding.shard.count,
     }
     .judge(None);
     summary.duration_s = duration_ns as f64 / 1e9;
@@ -163,6 +169,25 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         sharding: first.sharding.clone(),
         target: scenario.target.clone(),
     })
+}
+
+/// Refuses an `--out` that is one of the shards' folders: the merged reports and logs would
+/// overwrite the shard's.
+fn not_a_shard(dirs: &[PathBuf], out: &Path) -> Result<(), MergeError> {
+    let Ok(out_real) = out.canonicalize() else {
+        return Ok(()); // Not there yet: not a shard's folder.
+    };
+    match dirs
+        .iter()
+        .find(|d| d.canonicalize().is_ok_and(|d| d == out_real))
+    {
+        Some(dir) => Err(MergeError::BadInput(format!(
+            "--out {} is the shard folder {}: the merged run needs a folder of its own",
+            out.display(),
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Refuses shards that do not make one whole run, naming what is wrong.
@@ -197,6 +222,18 @@ fn whole(shards: &[(PathBuf, ShardState)]) -> Result<(), MergeError> {
                 first_dir.display(),
                 s.seed,
                 first.seed
+            ));
+        }
+        if s.sharding.shard.index >= s.sharding.shard.count {
+            return not_whole(format!("{d}: shard {} is not a shard", s.sharding.shard));
+        }
+        let agreed = |s: &ShardState| s.start.as_ref().map(|start| start.agreed.clone());
+        if shard.count > 1 && (agreed(s).is_none() || agreed(s) != agreed(first)) {
+            return not_whole(format!(
+                "{d} started {}, {} {}: the shards of a run start at one --start-at instant",
+                agreed(s).map_or("without --start-at".to_owned(), |a| format!("at {a}")),
+                first_dir.display(),
+                agreed(first).map_or("without --start-at".to_owned(), |a| format!("at {a}")),
             ));
         }
         if s.interrupted {
@@ -242,8 +279,9 @@ fn logged_seconds(
 ) -> Result<BTreeMap<u32, Vec<Histogram<u64>>>, MergeError> {
     let logged = Logged::every(true);
     let mut seconds: BTreeMap<u32, Vec<Histogram<u64>>> = BTreeMap::new();
-    for (dir, _) in shards {
+    for (dir, state) in shards {
         for (i, l) in logged.iter().enumerate() {
+            let mut count = 0;
             let read = hlog::read_back(dir, *l).map_err(|e| {
                 MergeError::NotWhole(format!("{}: {e}", dir.join(hlog::file_name(*l)).display()))
             })?;
@@ -251,6 +289,7 @@ fn logged_seconds(
                 return Err(MergeError::NotWhole(damaged));
             }
             for (second, h) in read.intervals {
+                count += h.len();
                 let row = seconds.entry(second).or_insert_with(|| {
                     logged
                         .iter()
@@ -259,6 +298,15 @@ fn logged_seconds(
                 });
                 // Same bounds on both sides, so `add` cannot fail.
                 let _ = row[i].add(&h);
+            }
+            // A log cut at a line's end reads as whole: its samples must be the shard's.
+            let recorded = state.observed.logged_counts.get(i).copied().unwrap_or(0);
+            if count != recorded {
+                return Err(MergeError::NotWhole(format!(
+                    "{} holds {count} samples where the shard recorded {recorded}: the log is \
+                     not whole",
+                    dir.join(hlog::file_name(*l)).display()
+                )));
             }
         }
     }
