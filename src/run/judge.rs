@@ -68,7 +68,7 @@ impl Evidence<'_> {
             ),
         };
         let mut checks = checks;
-        if self.shards > 1 && !one_process_per_key(scenario) {
+        if self.shards > 1 && !super::shard::one_process_per_key(scenario) {
             for check in checks.iter_mut().filter(|c| c.name == "per_key_order") {
                 *check = CheckResult::new(
                     "per_key_order",
@@ -107,18 +107,6 @@ impl Evidence<'_> {
                 None => recoveries(scenario, observer),
             },
         })
-    }
-}
-
-/// Whether all of an order's events reach one process, as per-key order needs to be seen:
-/// on Kafka (an order's key picks its partition, a partition one member), and on the
-/// embedded broker (each shard has its own).
-fn one_process_per_key(scenario: &Scenario) -> bool {
-    match &scenario.target {
-        crate::scenario::model::Target::Broker(b) => {
-            b.kind() == crate::transport::BrokerKind::Kafka
-        }
-        _ => true,
     }
 }
 
