@@ -678,3 +678,102 @@ async fn an_order_the_template_cannot_render_makes_the_run_invalid_not_green() {
         r.summary.findings
     );
 }
+
+/// One run split over two shard processes against the endpoint, merged, and held to one
+/// process's run of the same seed: the same orders taken and refused, the same verdict
+/// (a failing one here: every tenth order is refused), and no idempotency key sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_post_each_order_once_and_merge_into_one_processs_verdict() {
+    let (url, shop) = start_shop(Behaviour::Refuse {
+        every: 10,
+        status: 503,
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("web.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: web-shards\ndescription: a checkout endpoint, sharded\nseed: 3\n\
+             target: {url}\nload:\n  max_send_lag: 500ms\n  phases:\n    \
+             - {{ hold: 3s, rate: 100/s }}\n  drain: 3s\nchecks:\n  \
+             checkout_success_rate: \">= 95%\"\n"
+        ),
+    )
+    .unwrap();
+    let doorbuster = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_doorbuster"));
+        cmd.args(args);
+        cmd
+    };
+    let dir = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let run = |out: &str| {
+        let file = file.to_str().unwrap().to_owned();
+        vec![
+            "run".into(),
+            file,
+            "--quiet".into(),
+            "--out".into(),
+            dir(out),
+        ]
+    };
+    let single = doorbuster(run("single")).output().await.unwrap();
+    assert_eq!(
+        single.status.code(),
+        Some(1),
+        "every tenth order refused: a fail"
+    );
+    let before = shop.seen().len();
+
+    let start_at =
+        humantime::format_rfc3339(doorbuster::clock::wall_now() + Duration::from_secs(3))
+            .to_string();
+    let shards = (0..2).map(|i| {
+        let mut args = run(&format!("shard-{i}"));
+        args.extend(["--shard".into(), format!("{i}/2"), "--run-id".into()]);
+        args.extend(["web-shards".into(), "--start-at".into(), start_at.clone()]);
+        doorbuster(args).output()
+    });
+    for out in futures_util::future::join_all(shards).await {
+        assert_eq!(out.unwrap().status.code(), Some(0));
+    }
+    let mut merge: Vec<String> = vec!["merge".into(), dir("shard-0"), dir("shard-1")];
+    merge.extend(["--out".into(), dir("merged")]);
+    let merged = doorbuster(merge).output().await.unwrap();
+    assert_eq!(
+        merged.status.code(),
+        Some(1),
+        "the same verdict as one process"
+    );
+
+    let summary = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(tmp.path().join(name).join("summary.json")).unwrap())
+            .unwrap()
+    };
+    let (one, all) = (summary("single"), summary("merged"));
+    for count in [
+        "planned",
+        "attempted",
+        "accepted",
+        "failed",
+        "publish_refused",
+    ] {
+        assert_eq!(all["orders"][count], one["orders"][count], "orders.{count}");
+    }
+    assert_eq!(all["checks"][0]["verdict"], one["checks"][0]["verdict"]);
+    assert_eq!(all["checks"][0]["observed"], one["checks"][0]["observed"]);
+    // The shards' requests: every order once, under a key of its own.
+    let sharded = &shop.seen()[before..];
+    assert_eq!(
+        sharded.len() as u64,
+        one["orders"]["attempted"].as_u64().unwrap()
+    );
+    assert!(
+        sharded.iter().all(|s| !s.replay),
+        "a key sent twice across shards"
+    );
+    let mut ids: Vec<u64> = sharded.iter().map(|s| s.order_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), sharded.len(), "an order posted by two shards");
+}
