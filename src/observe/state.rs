@@ -15,7 +15,7 @@ use super::{Counters, FaultWindow, Finding, Observer, Recorder, Sample};
 use crate::sync::lock;
 
 /// One part of a run's observations.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ObserverState {
     pub wall_start_unix_ns: u64,
     /// Run time at the end (nanoseconds).

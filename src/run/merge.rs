@@ -72,30 +72,36 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     whole(&shards)?;
     not_a_shard(dirs, out)?;
     shards.sort_by_key(|(_, s)| s.sharding.shard.index);
-    let first = &shards[0].1;
-    let scenario = &first.scenario;
-    let schedule = Schedule::plan(&scenario.load, first.seed);
-    let factory = factory_for(scenario, first.seed, Some(&first.sharding));
-    let attempted = shards.iter().map(|(_, s)| s.attempted).max().unwrap_or(0);
     let wall_start = (shards.iter().map(|(_, s)| s.observed.wall_start_unix_ns))
         .min()
         .unwrap_or(0);
     let duration_ns = (shards.iter().map(|(_, s)| s.observed.duration_ns))
         .max()
         .unwrap_or(0);
+    // The shards' logs are read before the merged ones are written.
+    let seconds = logged_seconds(&shards)?;
+    // Each shard's observations move into the merge (a long run's ledger is large).
+    let parts: Vec<(String, crate::observe::state::ObserverState)> = shards
+        .iter_mut()
+        .map(|(_, s)| {
+            (
+                format!("shard {}", s.sharding.shard),
+                std::mem::take(&mut s.observed),
+            )
+        })
+        .collect();
+    let first = &shards[0].1;
+    let scenario = &first.scenario;
+    let schedule = Schedule::plan(&scenario.load, first.seed);
+    let factory = factory_for(scenario, first.seed, Some(&first.sharding));
+    let attempted = shards.iter().map(|(_, s)| s.attempted).max().unwrap_or(0);
     let report = |source| MergeError::Report {
         path: out.to_path_buf(),
         source,
     };
-    // The shards' logs are read before the merged ones are written.
-    let seconds = logged_seconds(&shards)?;
     let mut observer = planned_observer(scenario, Clock::ended(wall_start, duration_ns), &schedule);
     let logs = IntervalLogs::create_for(out, wall_start, &Logged::every(true));
     observer.write_interval_logs(logs.map_err(report)?);
-    let parts: Vec<(String, crate::observe::state::ObserverState)> = shards
-        .iter()
-        .map(|(_, s)| (format!("shard {}", s.sharding.shard), s.observed.clone()))
-        .collect();
     observer
         .absorb(&parts, &seconds)
         .map_err(MergeError::NotWhole)?;
