@@ -236,6 +236,23 @@ const EXAMPLES_MAX: usize = 20;
 /// Samples the live views may ask for ([`Observer::last_samples`]).
 pub const RECENT_SAMPLES: usize = 16;
 
+impl Sample {
+    /// Second `second` with nothing counted yet.
+    pub fn empty(second: u32) -> Sample {
+        Sample {
+            second,
+            attempted: 0,
+            accepted: 0,
+            failed: 0,
+            deliveries: 0,
+            duplicate_deliveries: 0,
+            dead_lettered: 0,
+            in_flight: 0,
+            lag: Vec::new(),
+        }
+    }
+}
+
 impl series::Point for Sample {
     fn second(&self) -> u32 {
         self.second

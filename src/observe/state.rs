@@ -188,17 +188,7 @@ fn merge_samples(parts: &[&[Sample]]) -> Vec<Sample> {
     seconds
         .into_iter()
         .map(|second| {
-            let mut m = Sample {
-                second,
-                attempted: 0,
-                accepted: 0,
-                failed: 0,
-                deliveries: 0,
-                duplicate_deliveries: 0,
-                dead_lettered: 0,
-                in_flight: 0,
-                lag: Vec::new(),
-            };
+            let mut m = Sample::empty(second);
             for part in parts {
                 let upto = part.partition_point(|s| s.second <= second);
                 let Some(s) = upto.checked_sub(1).map(|i| &part[i]) else {
@@ -232,15 +222,10 @@ mod tests {
 
     fn sample(second: u32, accepted: u64) -> Sample {
         Sample {
-            second,
             attempted: accepted,
             accepted,
-            failed: 0,
-            deliveries: 0,
-            duplicate_deliveries: 0,
-            dead_lettered: 0,
             in_flight: 1,
-            lag: Vec::new(),
+            ..Sample::empty(second)
         }
     }
 

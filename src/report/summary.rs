@@ -498,15 +498,9 @@ mod tests {
 
     fn sample(second: u32, accepted: u64) -> Sample {
         Sample {
-            second,
             attempted: accepted,
             accepted,
-            failed: 0,
-            deliveries: 0,
-            duplicate_deliveries: 0,
-            dead_lettered: 0,
-            in_flight: 0,
-            lag: Vec::new(),
+            ..Sample::empty(second)
         }
     }
 
