@@ -144,7 +144,7 @@ pub fn run(
     // an order's events stay in one shard: there a resubmit is judged as in one process.
     if sharding.as_ref().is_some_and(Sharding::is_part)
         && scenario.orders.resubmits.fraction() > 0.0
-        && !doorbuster::run::shard::one_process_per_key(&scenario)
+        && !doorbuster::load::shard::one_process_per_key(&scenario.target)
     {
         errln!(
             "warning: orders.resubmits is {}%: a resubmitted checkout's second order.created may \

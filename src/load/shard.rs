@@ -55,6 +55,19 @@ impl fmt::Display for Shard {
     }
 }
 
+/// Whether all of an order's events reach one process of a split run, as per-key order and
+/// the simulated services' own idempotency need: on Kafka (an order's key picks its
+/// partition, a partition one member) and on the embedded broker (each shard has its own);
+/// behind a checkout endpoint no event reaches doorbuster at all.
+pub fn one_process_per_key(target: &crate::transport::target::Target) -> bool {
+    match target {
+        crate::transport::target::Target::Broker(b) => {
+            b.kind() == crate::transport::BrokerKind::Kafka
+        }
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,24 +64,10 @@ impl Evidence<'_> {
                     captures_per_order: self.captures,
                     enabled: self.enabled,
                     settlement: self.settlement,
+                    shards: self.shards,
                 },
             ),
         };
-        let mut checks = checks;
-        if self.shards > 1 && !super::shard::one_process_per_key(scenario) {
-            for check in checks.iter_mut().filter(|c| c.name == "per_key_order") {
-                *check = CheckResult::new(
-                    "per_key_order",
-                    Verdict::Unknown,
-                    format!(
-                        "not seen: {} shards' members shared the groups, and an order's events \
-                         may have reached different shards, which cannot see each other's order",
-                        self.shards
-                    ),
-                    check.threshold.clone(),
-                );
-            }
-        }
         let invalid = invalid_reason(scenario, observer, self.start.as_ref());
         let verdict = decide(self.interrupted, invalid.is_some(), &checks);
         Summary::build(SummaryInput {

@@ -104,19 +104,6 @@ impl Sharding {
     }
 }
 
-/// Whether all of an order's events reach one process of a split run, as per-key order and
-/// the simulated services' own idempotency need: on Kafka (an order's key picks its
-/// partition, a partition one member) and on the embedded broker (each shard has its own);
-/// behind a checkout endpoint no event reaches doorbuster at all.
-pub fn one_process_per_key(scenario: &Scenario) -> bool {
-    match &scenario.target {
-        crate::scenario::model::Target::Broker(b) => {
-            b.kind() == crate::transport::BrokerKind::Kafka
-        }
-        _ => true,
-    }
-}
-
 /// `--run-id`: 1 to 48 letters, digits, `-` or `_`, starting with a letter or digit: it
 /// names the broker namespace (`doorbuster-<id>`), which every broker must accept.
 pub fn parse_run_id(text: &str) -> Result<String, String> {

@@ -124,6 +124,8 @@ pub struct CheckInput<'a> {
     pub analytics: Option<&'a crate::services::analytics::AnalyticsState>,
     /// What was still queued or being handled when the drain ended.
     pub settlement: &'a Settlement,
+    /// Processes whose observations these are (1 unless merged from shards).
+    pub shards: u32,
 }
 
 pub trait Check {
@@ -519,6 +521,7 @@ pub(crate) mod testkit {
                 enabled: &ServiceKind::ALL,
                 analytics: None,
                 settlement: &self.settlement,
+                shards: 1,
             })
         }
     }
