@@ -48,6 +48,13 @@ fn doorbuster(args: &[&str]) -> Command {
     cmd
 }
 
+/// `doorbuster merge` of `dirs` into `out`, with `flags`.
+fn merge(dirs: &[PathBuf], out: &Path, flags: &[&str]) -> Output {
+    let mut cmd = doorbuster(&["merge"]);
+    cmd.args(flags).args(dirs).arg("--out").arg(out);
+    cmd.output().unwrap()
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -190,11 +197,7 @@ fn three_shards_merge_into_the_run_one_process_makes() {
         "the shards' streams are on the broker"
     );
     let merged = tmp.path().join("merged");
-    let out = doorbuster(&["merge", "--delete-streams"])
-        .args(&dirs)
-        .args(["--out", merged.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = merge(&dirs, &merged, &["--delete-streams"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         text(&out).contains("deleted the streams of run"),
@@ -276,14 +279,12 @@ fn three_shards_merge_into_the_run_one_process_makes() {
     altered(&dirs[1], &uncharged, |s| {
         s["captures"] = serde_json::json!([])
     });
-    let out = doorbuster(&["merge"])
-        .args([&dirs[0], &uncharged, &dirs[2]])
-        .args([
-            "--out",
-            tmp.path().join("merged-uncharged").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let merged_uncharged = tmp.path().join("merged-uncharged");
+    let out = merge(
+        &[dirs[0].clone(), uncharged, dirs[2].clone()],
+        &merged_uncharged,
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("fulfilled without a capture"),
@@ -292,11 +293,7 @@ fn three_shards_merge_into_the_run_one_process_makes() {
     );
 
     let refused = |dirs: &[PathBuf], why: &str| {
-        let out = doorbuster(&["merge"])
-            .args(dirs)
-            .args(["--out", tmp.path().join("refused").to_str().unwrap()])
-            .output()
-            .unwrap();
+        let out = merge(dirs, &tmp.path().join("refused"), &[]);
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
         assert!(text(&out).contains(why), "{why}: {}", text(&out));
     };
@@ -312,11 +309,7 @@ fn three_shards_merge_into_the_run_one_process_makes() {
             to
         })
         .collect();
-    let out = doorbuster(&["merge"])
-        .args(&ordered)
-        .args(["--out", tmp.path().join("merged-ordered").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = merge(&ordered, &tmp.path().join("merged-ordered"), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let ordered = summary(&tmp.path().join("merged-ordered"));
     let per_key = verdicts(&ordered);
@@ -347,11 +340,7 @@ fn three_shards_merge_into_the_run_one_process_makes() {
     );
 
     // The merged folder is not a shard's.
-    let out = doorbuster(&["merge"])
-        .args(&dirs)
-        .args(["--out", dirs[0].to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = merge(&dirs, &dirs[0], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("is the shard folder"), "{}", text(&out));
 
@@ -376,11 +365,11 @@ fn three_shards_merge_into_the_run_one_process_makes() {
     // the merged run invalid.
     let late = tmp.path().join("late");
     altered(&dirs[0], &late, |s| s["start"]["offset_ms"] = 900.0.into());
-    let out = doorbuster(&["merge"])
-        .args([&late, &dirs[1], &dirs[2]])
-        .args(["--out", tmp.path().join("merged-late").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = merge(
+        &[late, dirs[1].clone(), dirs[2].clone()],
+        &tmp.path().join("merged-late"),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         text(&out).contains("after the agreed --start-at instant"),
