@@ -434,6 +434,106 @@ macro_rules! broker_conformance {
 
 broker_conformance!(redis, BrokerKind::Redis, "redis://127.0.0.1:1");
 
+/// The state the shards of one run share (`Transport::shared_store`): two connections in one
+/// namespace, as two shard processes of one run id, decide every claim and every first value
+/// once between them, even when both ask at the same moment; another namespace (another run)
+/// sees none of it, and the run's cleanup removes it.
+async fn shared_state_decides_once(kind: BrokerKind) {
+    let namespace = format!("doorbuster-store-{}", std::process::id());
+    let in_namespace = |ns: String| move |cfg: &mut BrokerConfig| cfg.namespace = ns;
+    let turn = || async { Turn::Shared(server_lock(kind).read().await) };
+    let Some(a) = connect_with(kind, in_namespace(namespace.clone()), turn().await).await else {
+        return;
+    };
+    let Some(b) = connect_with(kind, in_namespace(namespace.clone()), turn().await).await else {
+        return;
+    };
+    let other = connect_with(
+        kind,
+        in_namespace(format!("{namespace}-other")),
+        turn().await,
+    )
+    .await
+    .expect("reached twice already");
+    let (sa, sb, elsewhere) = (store(&a).await, store(&b).await, store(&other).await);
+
+    // Dense order ids and one far beyond 2^32 (an analytics fact key of a long run).
+    for key in (0..100).chain([(1 << 40) | 3]) {
+        let (x, y) = tokio::join!(sa.claim("email", key), sb.claim("email", key));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(
+            x != y,
+            "key {key} claimed by {} of two",
+            u8::from(x) + u8::from(y)
+        );
+        assert!(
+            !sa.claim("email", key).await.unwrap(),
+            "key {key} claimed again"
+        );
+        assert!(sb.claimed("email", key).await.unwrap());
+    }
+    assert!(!sa.claimed("email", 100).await.unwrap(), "never claimed");
+    assert!(sb.claim("warehouse", 7).await.unwrap(), "spaces are apart");
+    assert!(
+        !elsewhere.claimed("email", 7).await.unwrap(),
+        "runs are apart"
+    );
+    assert!(elsewhere.claim("email", 7).await.unwrap());
+
+    let (x, y) = tokio::join!(
+        sa.put_first("provider.keys", 42, b"from-a"),
+        sb.put_first("provider.keys", 42, b"from-b")
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    match (&x, &y) {
+        (None, Some(won)) => assert_eq!(won, b"from-a"),
+        (Some(won), None) => assert_eq!(won, b"from-b"),
+        _ => panic!("one first value of two: {x:?} {y:?}"),
+    }
+    let again = sa.put_first("provider.keys", 42, b"later").await.unwrap();
+    assert!(
+        matches!(again.as_deref(), Some(b"from-a" | b"from-b")),
+        "{again:?}"
+    );
+
+    a.t.cleanup().await.expect("cleanup");
+    other.t.cleanup().await.expect("cleanup");
+    let Some(fresh) = connect_with(kind, in_namespace(namespace), turn().await).await else {
+        return;
+    };
+    let fresh_store = store(&fresh).await;
+    assert!(
+        !fresh_store.claimed("email", 7).await.unwrap(),
+        "cleanup removed the claims"
+    );
+    fresh.t.cleanup().await.expect("cleanup");
+}
+
+async fn store(server: &Server) -> Arc<dyn doorbuster::transport::SharedStore> {
+    let store = server.t.shared_store().await.expect("the store opens");
+    store.expect("a broker with a shared store")
+}
+
+mod shared_state {
+    use super::*;
+
+    #[tokio::test]
+    async fn redis_decides_once() {
+        shared_state_decides_once(BrokerKind::Redis).await;
+    }
+
+    #[tokio::test]
+    async fn nats_decides_once() {
+        shared_state_decides_once(BrokerKind::Nats).await;
+    }
+
+    #[tokio::test]
+    async fn the_embedded_broker_has_none() {
+        let server = embedded().await.expect("always there");
+        assert!(server.t.shared_store().await.unwrap().is_none());
+    }
+}
+
 /// A Redis server of this test's own that speaks only TLS, on a free loopback port, with a
 /// self-signed certificate made by `openssl`; stopped when dropped.
 struct TlsRedis {

@@ -72,6 +72,12 @@ impl Transport for ReorderTransport {
         self.inner.info()
     }
 
+    async fn shared_store(
+        &self,
+    ) -> Result<Option<Arc<dyn crate::transport::SharedStore>>, TransportError> {
+        self.inner.shared_store().await
+    }
+
     fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<Ack, TransportError>> {
         Box::pin(async move {
             let key = (envelope.topic, envelope.key());

@@ -140,17 +140,20 @@ pub fn run(
         );
         return Ok(Exit::BadInput);
     }
-    // Behind a checkout endpoint the shop is the user's, and on Kafka or the embedded broker
-    // an order's events stay in one shard: there a resubmit is judged as in one process.
+    // Behind a checkout endpoint the shop is the user's, on Kafka or the embedded broker an
+    // order's events stay in one shard, and on Redis and NATS the shards' services share their
+    // state: there a resubmit is judged as in one process. On RabbitMQ it is not.
     if sharding.as_ref().is_some_and(Sharding::is_part)
         && scenario.orders.resubmits.fraction() > 0.0
         && !doorbuster::load::shard::one_process_per_key(&scenario.target)
+        && !doorbuster::load::shard::shares_state(&scenario.target)
     {
         errln!(
             "warning: orders.resubmits is {}%: a resubmitted checkout's second order.created may \
-             be handled by another shard's services, whose idempotency stores are their own, \
-             so the merged run counts its effects twice (set orders.resubmits: 0% for exact \
-             duplicate checks across shards; docs/distributed.md)",
+             be handled by another shard's services, and on this broker each shard's \
+             idempotency stores are its own, so the merged run counts its effects twice (set \
+             orders.resubmits: 0% for exact duplicate checks across shards; \
+             docs/distributed.md)",
             scenario.orders.resubmits.fraction() * 100.0
         );
     }

@@ -68,6 +68,21 @@ pub fn one_process_per_key(target: &crate::transport::target::Target) -> bool {
     }
 }
 
+/// Whether the shards' simulated services share their state (idempotency claims, the
+/// provider's key records) through the broker, as a real service's replicas share a database:
+/// on Redis and NATS, which keep it for them (`Transport::shared_store`). Elsewhere each
+/// shard's state is its own, which matters only where an order's events can reach two shards
+/// (see [`one_process_per_key`]).
+pub fn shares_state(target: &crate::transport::target::Target) -> bool {
+    use crate::transport::BrokerKind;
+    match target {
+        crate::transport::target::Target::Broker(b) => {
+            matches!(b.kind(), BrokerKind::Redis | BrokerKind::Nats)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ use crate::services::payment::Payment;
 use crate::services::provider::{ProviderClient, ProviderCore};
 use crate::services::runner::Runner;
 use crate::services::warehouse::Warehouse;
-use crate::services::{Idempotency, Processed, Service, ServiceEnv};
+use crate::services::{Service, ServiceEnv};
 use crate::topology::ServiceKind;
 use crate::transport::{Transport, TransportError};
 
@@ -178,7 +178,17 @@ impl<'s> Run<'s> {
         // the run, or on any early return.
         let stop = CancellationToken::new();
         let stop_on_drop = stop.clone().drop_guard();
-        let provider = Arc::new(ProviderCore::new(seed, &scenario.provider, clock.clone()));
+        // The shards of one run id share their services' state on the broker, as a real
+        // service's replicas share one database; one process keeps it in memory.
+        let shared = match &opts.sharding {
+            Some(_) => transport.shared_store().await?,
+            None => None,
+        };
+        let mut provider = ProviderCore::new(seed, &scenario.provider, clock.clone());
+        if let Some(store) = &shared {
+            provider = provider.share(store.clone());
+        }
+        let provider = Arc::new(provider);
         let client = Arc::new(provider_client(scenario, &provider, stop.clone()).await?);
         // Behind a checkout endpoint the pipeline is the shop's own: no services run here.
         // In observe mode the shop is the user's too, and the taps read its outputs.
@@ -201,10 +211,15 @@ impl<'s> Run<'s> {
         } else if checkout_only {
             Pipeline::none()
         } else {
+            let env = ServiceEnv {
+                publisher: publisher.clone(),
+                seed,
+                shared: shared.clone(),
+                process: opts.sharding.as_ref().map_or(0, |s| s.shard.index),
+            };
             start_services(
                 scenario,
-                seed,
-                &publisher,
+                env,
                 &factory,
                 client.clone(),
                 &chaos,
@@ -554,17 +569,13 @@ async fn provider_client(
 
 async fn start_services(
     scenario: &Scenario,
-    seed: u64,
-    publisher: &Publisher,
+    env: ServiceEnv,
     factory: &OrderFactory,
     client: Arc<ProviderClient>,
     chaos: &Arc<Chaos>,
     stop: CancellationToken,
 ) -> Result<Pipeline, RunError> {
-    let env = ServiceEnv {
-        publisher: publisher.clone(),
-        seed,
-    };
+    let (publisher, seed) = (&env.publisher.clone(), env.seed);
     let s = &scenario.services;
     let analytics = Arc::new(Analytics::new(env.clone(), s.analytics.idempotent));
     let inventory = Arc::new(Inventory::new(
@@ -587,15 +598,15 @@ async fn start_services(
             &s.email,
             Arc::new(Email {
                 env: env.clone(),
-                idempotency: Idempotency::new(s.email.idempotent),
+                idempotency: env.idempotency(ServiceKind::Email, s.email.idempotent),
             }),
         ),
         (
             &s.warehouse,
             Arc::new(Warehouse {
                 env: env.clone(),
-                idempotency: Idempotency::new(s.warehouse.idempotent),
-                announced: Processed::default(),
+                idempotency: env.idempotency(ServiceKind::Warehouse, s.warehouse.idempotent),
+                announced: env.processed(ServiceKind::Warehouse, "warehouse.announced"),
             }),
         ),
         (&s.analytics, analytics.clone()),

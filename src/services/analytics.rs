@@ -57,8 +57,8 @@ pub struct Analytics {
 impl Analytics {
     pub fn new(env: ServiceEnv, idempotent: bool) -> Analytics {
         Analytics {
+            idempotency: env.idempotency(ServiceKind::Analytics, idempotent),
             env,
-            idempotency: Idempotency::new(idempotent),
             state: Mutex::new(AnalyticsState::default()),
         }
     }
@@ -67,10 +67,10 @@ impl Analytics {
         lock(&self.state).clone()
     }
 
-    fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
+    async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
         let order = event.meta.order_id;
         let fact_key = (order << 3) | event.topic.index() as u64;
-        if !self.idempotency.first_time(fact_key) {
+        if !self.idempotency.first_time(fact_key).await? {
             return Ok(());
         }
         let mut state = lock(&self.state);
@@ -114,6 +114,6 @@ impl Service for Analytics {
     }
 
     fn handle<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), ServiceError>> {
-        Box::pin(async move { self.process(event) })
+        Box::pin(self.process(event))
     }
 }

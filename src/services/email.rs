@@ -21,7 +21,7 @@ impl Service for Email {
     fn handle<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), ServiceError>> {
         Box::pin(async move {
             let order = event.meta.order_id;
-            if self.idempotency.first_time(order) {
+            if self.idempotency.first_time(order).await? {
                 let o = &self.env.publisher.observer;
                 if o.ledger.effect(order, Effect::EmailSent) == 0 {
                     o.reached(Stage::EmailSent, event.meta.intended_at);

@@ -23,8 +23,8 @@ pub struct Inventory {
 impl Inventory {
     pub fn new(env: ServiceEnv, idempotent: bool, initial: Vec<u32>) -> Inventory {
         Inventory {
+            idempotency: env.idempotency(ServiceKind::Inventory, idempotent),
             env,
-            idempotency: Idempotency::new(idempotent),
             stock: Mutex::new(initial),
         }
     }
@@ -34,10 +34,10 @@ impl Inventory {
         lock(&self.stock).clone()
     }
 
-    fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
+    async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
         let order = event.meta.order_id;
         let view = super::order_view(ServiceKind::Inventory, event)?;
-        if !self.idempotency.first_time(order) {
+        if !self.idempotency.first_time(order).await? {
             return Ok(());
         }
         let o = &self.env.publisher.observer;
@@ -68,6 +68,6 @@ impl Service for Inventory {
     }
 
     fn handle<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), ServiceError>> {
-        Box::pin(async move { self.process(event) })
+        Box::pin(self.process(event))
     }
 }

@@ -16,7 +16,7 @@ pub mod provider;
 pub mod runner;
 pub mod warehouse;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use roaring::RoaringTreemap;
 
@@ -24,7 +24,7 @@ use crate::events::Envelope;
 use crate::publisher::Publisher;
 use crate::sync::lock;
 use crate::topology::ServiceKind;
-use crate::transport::{BoxFuture, TransportError};
+use crate::transport::{BoxFuture, SharedStore, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -36,9 +36,9 @@ pub enum ServiceError {
         order: u64,
         reason: String,
     },
-    /// A publish failed; the delivery is nacked and comes back.
+    /// A publish or a call on the shared state failed; the delivery is nacked and comes back.
     #[error("{service}: {source}")]
-    Publish {
+    Broker {
         service: ServiceKind,
         #[source]
         source: TransportError,
@@ -72,24 +72,87 @@ pub struct ServiceEnv {
     pub publisher: Publisher,
     /// The run's seed: a service's random choices (its retry jitter) are drawn from it.
     pub seed: u64,
+    /// The state replicas in other processes share (the shards of one run id), or `None`:
+    /// every replica is in this process and state stays in memory.
+    pub shared: Option<Arc<dyn SharedStore>>,
+    /// This process among the shards of the run (0 without shards): what a service makes up
+    /// (a non-idempotent payment's fresh keys) is its own.
+    pub process: u32,
+}
+
+impl ServiceEnv {
+    /// `service`'s set of handled keys named `space`: in the store the shards share, when
+    /// there is one, else in memory.
+    pub fn processed(&self, service: ServiceKind, space: &'static str) -> Processed {
+        Processed {
+            service,
+            keys: match &self.shared {
+                Some(store) => Keys::Shared {
+                    store: store.clone(),
+                    space,
+                },
+                None => Keys::Local(Mutex::default()),
+            },
+        }
+    }
+
+    /// `service`'s idempotency store, decided by its configuration.
+    pub fn idempotency(&self, service: ServiceKind, enabled: bool) -> Idempotency {
+        Idempotency {
+            enabled,
+            processed: self.processed(service, service.name()),
+        }
+    }
 }
 
 /// The set of keys a service has already handled: its idempotency store. `claim` is the
 /// unique-constraint insert a real service does before applying an effect. Keys are order
 /// ids (dense), so a compressed bitmap holds a million in about 130 KB.
-#[derive(Default)]
 pub struct Processed {
-    keys: Mutex<RoaringTreemap>,
+    service: ServiceKind,
+    keys: Keys,
+}
+
+enum Keys {
+    Local(Mutex<RoaringTreemap>),
+    /// Run-wide: a second shard's replica finds what the first one claimed.
+    Shared {
+        store: Arc<dyn SharedStore>,
+        space: &'static str,
+    },
 }
 
 impl Processed {
-    /// True the first time `key` is claimed.
-    pub fn claim(&self, key: u64) -> bool {
-        lock(&self.keys).insert(key)
+    /// True the first time `key` is claimed. A shared store that cannot be reached is an
+    /// error: the delivery comes back, as when a real service's database is down.
+    pub async fn claim(&self, key: u64) -> Result<bool, ServiceError> {
+        match &self.keys {
+            Keys::Local(keys) => Ok(lock(keys).insert(key)),
+            Keys::Shared { store, space } => {
+                store
+                    .claim(space, key)
+                    .await
+                    .map_err(|source| ServiceError::Broker {
+                        service: self.service,
+                        source,
+                    })
+            }
+        }
     }
 
-    pub fn contains(&self, key: u64) -> bool {
-        lock(&self.keys).contains(key)
+    pub async fn contains(&self, key: u64) -> Result<bool, ServiceError> {
+        match &self.keys {
+            Keys::Local(keys) => Ok(lock(keys).contains(key)),
+            Keys::Shared { store, space } => {
+                store
+                    .claimed(space, key)
+                    .await
+                    .map_err(|source| ServiceError::Broker {
+                        service: self.service,
+                        source,
+                    })
+            }
+        }
     }
 }
 
@@ -100,16 +163,12 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
-    pub fn new(enabled: bool) -> Idempotency {
-        Idempotency {
-            enabled,
-            processed: Processed::default(),
-        }
-    }
-
     /// Should the effect for `key` be applied now? Always yes when idempotency is off.
-    pub fn first_time(&self, key: u64) -> bool {
-        !self.enabled || self.processed.claim(key)
+    pub async fn first_time(&self, key: u64) -> Result<bool, ServiceError> {
+        if !self.enabled {
+            return Ok(true);
+        }
+        self.processed.claim(key).await
     }
 
     pub fn enabled(&self) -> bool {

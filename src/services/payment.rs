@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::provider::{ChargeRequest, ChargeResponse, ProviderClient};
-use super::{Idempotency, Service, ServiceEnv, ServiceError};
+use super::{Idempotency, Processed, Service, ServiceEnv, ServiceError};
 use crate::events::{Envelope, Topic};
 use crate::observe::Terminal;
 use crate::orders::OrderView;
@@ -62,6 +62,10 @@ pub struct Payment {
     pub retries: u32,
     /// Numbers the fresh keys of a non-idempotent payment service.
     attempts: AtomicU64,
+    /// With shards, the orders whose success some shard has timed: a resubmitted order's
+    /// replayed success is timed once across the run, as it is in one process (where the
+    /// ledger's first-publish bit decides).
+    timed: Option<Processed>,
 }
 
 impl Payment {
@@ -72,11 +76,14 @@ impl Payment {
         retries: u32,
     ) -> Payment {
         Payment {
-            env,
+            idempotency: env.idempotency(ServiceKind::Payment, idempotent),
             provider,
-            idempotency: Idempotency::new(idempotent),
             retries,
-            attempts: AtomicU64::new(0),
+            // Shards number apart, so their fresh keys never meet in the shared books.
+            attempts: AtomicU64::new(u64::from(env.process) << 40),
+            timed: (env.shared.is_some())
+                .then(|| env.processed(ServiceKind::Payment, "payment.timed")),
+            env,
         }
     }
 
@@ -91,10 +98,18 @@ impl Payment {
         p.publish(envelope)
             .await
             .map(|published| published.first)
-            .map_err(|source| ServiceError::Publish {
+            .map_err(|source| ServiceError::Broker {
                 service: ServiceKind::Payment,
                 source,
             })
+    }
+
+    /// Whether no other shard has timed `order`'s success (always, without shards).
+    async fn first_success(&self, order: u64) -> Result<bool, ServiceError> {
+        match &self.timed {
+            Some(timed) => timed.claim(order).await,
+            None => Ok(true),
+        }
     }
 
     async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
@@ -122,7 +137,9 @@ impl Payment {
             let wait = match self.provider.charge(&key, &request).await {
                 Ok(ChargeResponse::Captured { charge_id }) => {
                     fact.charge_id = Some(charge_id);
-                    if self.publish(Topic::PaymentSucceeded, &cause, &fact).await? {
+                    if self.publish(Topic::PaymentSucceeded, &cause, &fact).await?
+                        && self.first_success(order).await?
+                    {
                         o.reached(Stage::PaymentSucceeded, cause.intended_at);
                     }
                     return Ok(());

@@ -311,7 +311,7 @@ impl Runner {
                 o.finding(e.to_string());
                 ack.ack().await
             }
-            Err(e @ ServiceError::Publish { .. }) => {
+            Err(e @ ServiceError::Broker { .. }) => {
                 o.finding(e.to_string());
                 self.failed(&envelope, ack, &e.to_string()).await;
                 return;

@@ -24,9 +24,9 @@ impl Warehouse {
     async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
         let order = event.meta.order_id;
         let o = &self.env.publisher.observer;
-        if self.idempotency.first_time(order) {
+        if self.idempotency.first_time(order).await? {
             o.ledger.effect(order, Effect::Shipped);
-        } else if self.announced.contains(order) {
+        } else if self.announced.contains(order).await? {
             return Ok(());
         }
         let body = format!(r#"{{"order_id":{order},"shipment":"shp_{order:012}"}}"#);
@@ -35,12 +35,12 @@ impl Warehouse {
         let published = p
             .publish(envelope)
             .await
-            .map_err(|source| ServiceError::Publish {
+            .map_err(|source| ServiceError::Broker {
                 service: ServiceKind::Warehouse,
                 source,
             })?;
         if self.idempotency.enabled() {
-            self.announced.claim(order);
+            self.announced.claim(order).await?;
         }
         if published.first {
             o.reached(Stage::Fulfilled, event.meta.intended_at);

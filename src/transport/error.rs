@@ -46,6 +46,13 @@ pub enum TransportError {
         #[source]
         source: Cause,
     },
+    /// A call on the run's shared state (see `Transport::shared_store`) failed.
+    #[error("shared state {space}: {source}")]
+    Store {
+        space: String,
+        #[source]
+        source: Cause,
+    },
 }
 
 impl TransportError {

@@ -115,6 +115,37 @@ pub trait Transport: Send + Sync + 'static {
             source: Cause::Observed(format!("{} has no taps", self.info().kind)),
         })
     }
+
+    /// The store the simulated services' replicas in several processes share for one run
+    /// (the shards of one `--run-id`), on the broker itself, in the run's namespace: where
+    /// their idempotency claims and the payment provider's key records live, as a real
+    /// service's replicas share one database. `None` on a broker without one; services then
+    /// keep their state in the process.
+    async fn shared_store(&self) -> Result<Option<Arc<dyn SharedStore>>, TransportError> {
+        Ok(None)
+    }
+}
+
+/// Run-wide state the shards of one run id share (see [`Transport::shared_store`]). Keys
+/// are numbers (order ids, key hashes) within a named space; every call is one atomic
+/// operation on the broker, so replicas in different processes decide as one.
+#[async_trait::async_trait]
+pub trait SharedStore: Send + Sync + 'static {
+    /// Marks `key` in `space`: true when this call marked it first (the unique-constraint
+    /// insert a service makes before applying an effect).
+    async fn claim(&self, space: &str, key: u64) -> Result<bool, TransportError>;
+
+    /// Whether `key` in `space` is marked.
+    async fn claimed(&self, space: &str, key: u64) -> Result<bool, TransportError>;
+
+    /// Stores `value` under `key` in `space` unless a value is there already: `None` when
+    /// this call stored it, else the value that was there (and stays).
+    async fn put_first(
+        &self,
+        space: &str,
+        key: u64,
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, TransportError>;
 }
 
 /// A reader of one of the user's topics (see [`Transport::tap`]).

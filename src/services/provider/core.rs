@@ -10,7 +10,7 @@
 //! make generators except through `rng.rs`, or know about events and brokers.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use rand::RngExt;
@@ -24,6 +24,7 @@ use crate::config::units::LatencyDist;
 use crate::latency;
 use crate::orders::cards::{self, CardOutcome};
 use crate::rng;
+use crate::transport::{Cause, SharedStore, TransportError};
 
 /// The body of `POST /v1/charges`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +93,44 @@ struct Stored {
 #[derive(Debug, Clone, Copy)]
 struct Outcome(u32);
 
+impl Stored {
+    /// The record other processes read from the shared books: params, then outcome, both
+    /// little-endian.
+    fn to_bytes(&self) -> [u8; 8] {
+        let mut b = [0; 8];
+        b[..4].copy_from_slice(&self.params.to_le_bytes());
+        b[4..].copy_from_slice(&self.outcome.0.to_le_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Stored> {
+        let b: &[u8; 8] = b.try_into().ok()?;
+        let [p0, p1, p2, p3, o0, o1, o2, o3] = *b;
+        Some(Stored {
+            params: u32::from_le_bytes([p0, p1, p2, p3]),
+            outcome: Outcome(u32::from_le_bytes([o0, o1, o2, o3])),
+        })
+    }
+}
+
+/// A key's first decision, made run-wide (see [`ProviderCore::share`]).
+enum RunWide {
+    /// This call decided it: book it.
+    Mine(Stored),
+    /// Another process decided it first: answer as a replay.
+    Theirs(Stored),
+}
+
+/// The space of the shared store holding the provider's key records.
+const SHARED_SPACE: &str = "provider.keys";
+
+/// What the card says, by its token; an unknown token is an invalid card.
+fn card_outcome(req: &ChargeRequest) -> CardOutcome {
+    cards::lookup(&req.card_token).map_or(CardOutcome::Decline(cards::INVALID_CARD), |card| {
+        card.outcome
+    })
+}
+
 const DECLINED: u32 = 1 << 31;
 
 impl Outcome {
@@ -129,7 +168,6 @@ struct State {
     stats: ProviderStats,
 }
 
-#[derive(Debug)]
 pub struct ProviderCore {
     seed: u64,
     latency: LatencyDist,
@@ -140,6 +178,19 @@ pub struct ProviderCore {
     state: Mutex<State>,
     /// The fault seam: `None` is a healthy provider.
     outage: RwLock<Option<Outage>>,
+    /// Key records shared with the providers of the run's other shards, if any.
+    shared: Option<Arc<dyn SharedStore>>,
+}
+
+impl std::fmt::Debug for ProviderCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderCore")
+            .field("seed", &self.seed)
+            .field("latency", &self.latency)
+            .field("timeout", &self.timeout)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProviderCore {
@@ -151,7 +202,17 @@ impl ProviderCore {
             clock,
             state: Mutex::new(State::default()),
             outage: RwLock::new(None),
+            shared: None,
         }
+    }
+
+    /// Keeps the idempotency-key records in `store` too, shared with the providers of the
+    /// run's other shards: a key first used in one shard is answered as a replay in another,
+    /// as one real provider behind many payment replicas would. Captures stay in the books
+    /// of the shard that made them (the merge adds them up).
+    pub fn share(mut self, store: Arc<dyn SharedStore>) -> ProviderCore {
+        self.shared = Some(store);
+        self
     }
 
     /// The payment service's per-call timeout from the scenario; the in-process client
@@ -169,7 +230,22 @@ impl ProviderCore {
     pub async fn charge(&self, idempotency_key: &str, req: &ChargeRequest) -> ChargeResponse {
         let key_hash = fnv1a(FNV_OFFSET, idempotency_key);
         let outage = self.outage();
-        let (response, call) = self.decide(idempotency_key, key_hash, req, outage.as_ref());
+        let (call, struck) = self.strike(key_hash, outage.as_ref());
+        let response = match struck {
+            Some(error) => error,
+            None => match self.run_wide(key_hash, req, call).await {
+                Ok(first) => self.decide(idempotency_key, key_hash, req, call, first),
+                Err(e) => {
+                    // The books cannot be read: nothing is charged, a retry may succeed.
+                    tracing::warn!(error = %e, "provider: shared key records unreachable");
+                    self.lock().stats.errors += 1;
+                    ChargeResponse::Error {
+                        status: 503,
+                        retry_after: None,
+                    }
+                }
+            },
+        };
         if !matches!(response, ChargeResponse::Error { .. }) {
             self.lose_answer(key_hash, call).await;
         }
@@ -179,72 +255,126 @@ impl ProviderCore {
         response
     }
 
+    /// Counts a call and numbers it; an outage fails a share of calls here, before anything
+    /// is decided (failed calls store nothing, like a provider that never started the work).
+    fn strike(&self, key_hash: u64, outage: Option<&Outage>) -> (u64, Option<ChargeResponse>) {
+        let mut state = self.lock();
+        state.stats.calls += 1;
+        let call = state.stats.calls;
+        let outage = outage.filter(|o| {
+            rng::unit_for_item(self.seed, "provider.outage", key_hash ^ call) < o.error_share
+        });
+        let Some(outage) = outage else {
+            return (call, None);
+        };
+        state.stats.errors += 1;
+        let response = ChargeResponse::Error {
+            status: outage.status,
+            retry_after: outage.retry_after,
+        };
+        (call, Some(response))
+    }
+
+    /// With books shared across processes (the shards of one run id), a key new to this
+    /// process is decided run-wide first: this call's decision is stored unless another
+    /// process stored one, which is then answered instead. `None`: the local books decide.
+    async fn run_wide(
+        &self,
+        key_hash: u64,
+        req: &ChargeRequest,
+        call: u64,
+    ) -> Result<Option<RunWide>, TransportError> {
+        let Some(store) = &self.shared else {
+            return Ok(None);
+        };
+        if self.lock().keys.contains_key(&key_hash) {
+            return Ok(None);
+        }
+        let mine = Stored {
+            params: params_hash(req),
+            outcome: match card_outcome(req) {
+                CardOutcome::Approve => Outcome::captured(call),
+                CardOutcome::Decline(code) => Outcome::declined(code),
+            },
+        };
+        let there = store
+            .put_first(SHARED_SPACE, key_hash, &mine.to_bytes())
+            .await?;
+        Ok(Some(match there {
+            None => RunWide::Mine(mine),
+            Some(bytes) => RunWide::Theirs(Stored::from_bytes(&bytes).ok_or_else(|| {
+                TransportError::Store {
+                    space: SHARED_SPACE.into(),
+                    source: Cause::Observed(format!("a key record of {} bytes", bytes.len())),
+                }
+            })?),
+        }))
+    }
+
     /// The synchronous part of a call, under the lock: concurrent first calls with one key
-    /// cannot both capture, because the second finds the first one's entry.
+    /// cannot both capture, because the second finds the first one's entry (or, run-wide,
+    /// the other process's decision).
     fn decide(
         &self,
         key: &str,
         key_hash: u64,
         req: &ChargeRequest,
-        outage: Option<&Outage>,
-    ) -> (ChargeResponse, u64) {
+        call: u64,
+        run_wide: Option<RunWide>,
+    ) -> ChargeResponse {
         let mut guard = self.lock();
         let state = &mut *guard;
-        state.stats.calls += 1;
-        let call = state.stats.calls;
-
-        if let Some(outage) = outage {
-            let draw = rng::unit_for_item(self.seed, "provider.outage", key_hash ^ call);
-            if draw < outage.error_share {
-                // Failed calls store nothing, like a provider that never started the work.
-                state.stats.errors += 1;
-                let response = ChargeResponse::Error {
-                    status: outage.status,
-                    retry_after: outage.retry_after,
-                };
-                return (response, call);
-            }
-        }
-
         let params = params_hash(req);
-        if let Some(stored) = state.keys.get(&key_hash) {
-            if stored.params != params {
-                state.stats.conflicts += 1;
-                return (ChargeResponse::IdempotencyConflict, call);
+        let stored = match run_wide {
+            Some(RunWide::Mine(mine)) => {
+                return self.first_call(state, (key, key_hash), req, mine);
             }
-            state.stats.replays += 1;
-            let response = match stored.outcome.read() {
-                Ok(captured) => ChargeResponse::Captured {
-                    charge_id: self.charge_id(key_hash, captured),
-                },
-                Err(code) => ChargeResponse::Declined { code: code.into() },
-            };
-            return (response, call);
+            Some(RunWide::Theirs(theirs)) => state.keys.entry(key_hash).or_insert(theirs),
+            None => match state.keys.get(&key_hash) {
+                Some(stored) => stored,
+                None => {
+                    let outcome = match card_outcome(req) {
+                        CardOutcome::Approve => Outcome::captured(call),
+                        CardOutcome::Decline(code) => Outcome::declined(code),
+                    };
+                    let mine = Stored { params, outcome };
+                    return self.first_call(state, (key, key_hash), req, mine);
+                }
+            },
+        };
+        if stored.params != params {
+            state.stats.conflicts += 1;
+            return ChargeResponse::IdempotencyConflict;
         }
+        let response = match stored.outcome.read() {
+            Ok(captured) => ChargeResponse::Captured {
+                charge_id: self.charge_id(key_hash, captured),
+            },
+            Err(code) => ChargeResponse::Declined { code: code.into() },
+        };
+        state.stats.replays += 1;
+        response
+    }
 
-        let card_outcome = cards::lookup(&req.card_token)
-            .map_or(CardOutcome::Decline(cards::INVALID_CARD), |card| {
-                card.outcome
-            });
-        let (outcome, response) = match card_outcome {
-            CardOutcome::Approve => {
-                let charge_id =
-                    self.record(state, req.order_id, (key, key_hash), req.amount_cents, call);
-                (
-                    Outcome::captured(call),
-                    ChargeResponse::Captured { charge_id },
-                )
-            }
-            CardOutcome::Decline(code) => {
+    /// Carries out a key's first decision: a capture is booked, a decline counted.
+    fn first_call(
+        &self,
+        state: &mut State,
+        key: (&str, u64),
+        req: &ChargeRequest,
+        stored: Stored,
+    ) -> ChargeResponse {
+        let response = match stored.outcome.read() {
+            Ok(captured) => ChargeResponse::Captured {
+                charge_id: self.record(state, req.order_id, key, req.amount_cents, captured),
+            },
+            Err(code) => {
                 state.stats.declines += 1;
-                (
-                    Outcome::declined(code),
-                    ChargeResponse::Declined { code: code.into() },
-                )
+                ChargeResponse::Declined { code: code.into() }
             }
         };
-        state.keys.insert(key_hash, Stored { params, outcome });
-        (response, call)
+        state.keys.insert(key.1, stored);
+        response
     }
 
     /// During an outage that loses answers, a share of decided calls (drawn per key and

@@ -41,6 +41,7 @@
 
 pub mod config;
 mod member;
+mod store;
 mod tap;
 
 use std::collections::HashMap;
@@ -525,8 +526,13 @@ impl Transport for NatsTransport {
     }
 
     /// Deletes the run's stream; the user's subject lives in the user's stream, never this one.
+    async fn shared_store(&self) -> Result<Option<Arc<dyn super::SharedStore>>, TransportError> {
+        Ok(Some(Arc::new(store::NatsStore::open(&self.inner).await?)))
+    }
+
     async fn cleanup(&self) -> Result<(), TransportError> {
         let stream = &self.inner.stream;
+        store::delete(&self.inner).await?;
         match tokio::time::timeout(ADMIN_TIMEOUT, self.inner.js.delete_stream(stream)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(TransportError::Group {

@@ -41,6 +41,7 @@
 pub mod config;
 mod member;
 mod reply;
+mod store;
 mod tap;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -479,34 +480,51 @@ impl Transport for RedisBroker {
             del.arg(self.inner.stream(t));
         }
         query(&self.inner, &del).await.map_err(cleanup_err)?;
-        // Heartbeat keys expire by themselves; delete them anyway so nothing is left.
-        let pattern = format!("{}:member:*", self.inner.cfg.namespace);
-        let mut cursor = "0".to_owned();
-        for _ in 0..10_000 {
-            let mut scan = ::redis::cmd("SCAN");
-            scan.arg(&cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let v = query(&self.inner, &scan).await.map_err(cleanup_err)?;
-            let parts = reply::pairs(&v);
-            let Some((next, keys)) = parts.first() else {
-                break;
-            };
-            let keys = reply::texts(keys);
-            if !keys.is_empty() {
-                let mut del = ::redis::cmd("DEL");
-                del.arg(&keys);
-                query(&self.inner, &del).await.map_err(cleanup_err)?;
-            }
-            match reply::text(next) {
-                Some("0") | None => break,
-                Some(c) => cursor = c.to_owned(),
-            }
+        // Heartbeat keys expire by themselves; delete them anyway so nothing is left. The
+        // shared state of a sharded run goes too.
+        for kind in ["member", "state"] {
+            let pattern = format!("{}:{kind}:*", self.inner.cfg.namespace);
+            delete_matching(&self.inner, &pattern)
+                .await
+                .map_err(cleanup_err)?;
         }
         Ok(())
     }
+
+    async fn shared_store(&self) -> Result<Option<Arc<dyn super::SharedStore>>, TransportError> {
+        Ok(Some(Arc::new(store::RedisStore {
+            inner: self.inner.clone(),
+        })))
+    }
+}
+
+/// Deletes every key matching `pattern`, a thousand per `SCAN` step.
+async fn delete_matching(inner: &Inner, pattern: &str) -> Result<(), RedisError> {
+    let mut cursor = "0".to_owned();
+    for _ in 0..10_000 {
+        let mut scan = ::redis::cmd("SCAN");
+        scan.arg(&cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let v = query(inner, &scan).await?;
+        let parts = reply::pairs(&v);
+        let Some((next, keys)) = parts.first() else {
+            break;
+        };
+        let keys = reply::texts(keys);
+        if !keys.is_empty() {
+            let mut del = ::redis::cmd("DEL");
+            del.arg(&keys);
+            query(inner, &del).await?;
+        }
+        match reply::text(next) {
+            Some("0") | None => break,
+            Some(c) => cursor = c.to_owned(),
+        }
+    }
+    Ok(())
 }
 
 /// One stream's share of a group's lag: not yet delivered + delivered and not acked.
