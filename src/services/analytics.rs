@@ -3,7 +3,7 @@
 //! Idempotent per (order, topic) by default: a fact counts once however often it arrives.
 //! Its state is what a replay must rebuild (the replay check compares it with ground truth).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::payment::PaymentFact;
 use super::{Idempotency, Service, ServiceEnv, ServiceError};
@@ -51,7 +51,7 @@ impl AnalyticsState {
 pub struct Analytics {
     pub env: ServiceEnv,
     pub idempotency: Idempotency,
-    state: Mutex<AnalyticsState>,
+    state: Arc<Mutex<AnalyticsState>>,
 }
 
 impl Analytics {
@@ -59,7 +59,7 @@ impl Analytics {
         Analytics {
             idempotency: env.idempotency(ServiceKind::Analytics, idempotent),
             env,
-            state: Mutex::new(AnalyticsState::default()),
+            state: Arc::default(),
         }
     }
 
@@ -69,24 +69,12 @@ impl Analytics {
 
     async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
         let order = event.meta.order_id;
-        let fact_key = (order << 3) | event.topic.index() as u64;
-        if !self.idempotency.first_time(fact_key).await? {
-            return Ok(());
-        }
-        let mut state = lock(&self.state);
-        let effect = match event.topic {
-            Topic::OrderCreated => {
-                state.orders_created += 1;
-                Effect::OrderCounted
-            }
-            Topic::PaymentFailed => {
-                state.payments_failed += 1;
-                Effect::FailureCounted
-            }
-            Topic::Fulfilled => {
-                state.fulfilled += 1;
-                Effect::FulfilmentCounted
-            }
+        // What the fact adds, read before it is claimed: a fact that cannot be read claims
+        // nothing (it is acked and reported).
+        let (effect, revenue_cents) = match event.topic {
+            Topic::OrderCreated => (Effect::OrderCounted, 0),
+            Topic::PaymentFailed => (Effect::FailureCounted, 0),
+            Topic::Fulfilled => (Effect::FulfilmentCounted, 0),
             Topic::PaymentSucceeded => {
                 let fact: PaymentFact = serde_json::from_slice(&event.payload).map_err(|e| {
                     ServiceError::Malformed {
@@ -96,14 +84,27 @@ impl Analytics {
                         reason: e.to_string(),
                     }
                 })?;
-                state.payments_succeeded += 1;
-                state.revenue_cents += fact.amount_cents;
-                Effect::RevenueBooked
+                (Effect::RevenueBooked, fact.amount_cents)
             }
             Topic::PaymentAttempted | Topic::DeadLetter => return Ok(()),
         };
-        drop(state);
-        self.env.publisher.observer.ledger.effect(order, effect);
+        let fact_key = (order << 3) | event.topic.index() as u64;
+        let (state, o) = (self.state.clone(), self.env.publisher.observer.clone());
+        let count = move || {
+            let mut state = lock(&state);
+            match effect {
+                Effect::OrderCounted => state.orders_created += 1,
+                Effect::FailureCounted => state.payments_failed += 1,
+                Effect::FulfilmentCounted => state.fulfilled += 1,
+                _ => {
+                    state.payments_succeeded += 1;
+                    state.revenue_cents += revenue_cents;
+                }
+            }
+            drop(state);
+            o.ledger.effect(order, effect);
+        };
+        self.idempotency.first_time_then(fact_key, count).await?;
         Ok(())
     }
 }

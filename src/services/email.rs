@@ -20,13 +20,14 @@ impl Service for Email {
 
     fn handle<'a>(&'a self, event: &'a Envelope) -> BoxFuture<'a, Result<(), ServiceError>> {
         Box::pin(async move {
-            let order = event.meta.order_id;
-            if self.idempotency.first_time(order).await? {
-                let o = &self.env.publisher.observer;
+            let (order, intended_at) = (event.meta.order_id, event.meta.intended_at);
+            let o = self.env.publisher.observer.clone();
+            let send = move || {
                 if o.ledger.effect(order, Effect::EmailSent) == 0 {
-                    o.reached(Stage::EmailSent, event.meta.intended_at);
+                    o.reached(Stage::EmailSent, intended_at);
                 }
-            }
+            };
+            self.idempotency.first_time_then(order, send).await?;
             Ok(())
         })
     }

@@ -3,8 +3,8 @@
 //! backordered: recorded (the decision the order gets instead), stock untouched. Idempotent per order by default; with
 //! `idempotent: false` a redelivered or resubmitted order decrements stock again.
 
-use std::sync::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 
 use super::{Idempotency, Service, ServiceEnv, ServiceError};
 use crate::events::Envelope;
@@ -17,7 +17,7 @@ pub struct Inventory {
     pub env: ServiceEnv,
     pub idempotency: Idempotency,
     /// Units left per product id.
-    stock: Mutex<Vec<u32>>,
+    stock: Arc<Mutex<Vec<u32>>>,
 }
 
 impl Inventory {
@@ -25,7 +25,7 @@ impl Inventory {
         Inventory {
             idempotency: env.idempotency(ServiceKind::Inventory, idempotent),
             env,
-            stock: Mutex::new(initial),
+            stock: Arc::new(Mutex::new(initial)),
         }
     }
 
@@ -37,27 +37,28 @@ impl Inventory {
     async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
         let order = event.meta.order_id;
         let view = super::order_view(ServiceKind::Inventory, event)?;
-        if !self.idempotency.first_time(order).await? {
-            return Ok(());
-        }
-        let o = &self.env.publisher.observer;
-        let mut stock = lock(&self.stock);
-        let available = view.items.iter().all(|item| {
-            stock
-                .get(item.product_id as usize)
-                .is_some_and(|&left| left >= item.quantity)
-        });
-        if !available {
+        let items: Vec<(usize, u32)> = (view.items.iter())
+            .map(|item| (item.product_id as usize, item.quantity))
+            .collect();
+        let (o, stock) = (self.env.publisher.observer.clone(), self.stock.clone());
+        let reserve = move || {
+            let mut stock = lock(&stock);
+            let available = (items.iter()).all(|&(product, quantity)| {
+                stock.get(product).is_some_and(|&left| left >= quantity)
+            });
+            if !available {
+                drop(stock);
+                o.counters.backorders.fetch_add(1, Relaxed);
+                o.ledger.effect(order, Effect::Backordered);
+                return;
+            }
+            for (product, quantity) in items {
+                stock[product] -= quantity;
+            }
             drop(stock);
-            o.counters.backorders.fetch_add(1, Relaxed);
-            o.ledger.effect(order, Effect::Backordered);
-            return Ok(());
-        }
-        for item in &view.items {
-            stock[item.product_id as usize] -= item.quantity;
-        }
-        drop(stock);
-        o.ledger.effect(order, Effect::StockReserved);
+            o.ledger.effect(order, Effect::StockReserved);
+        };
+        self.idempotency.first_time_then(order, reserve).await?;
         Ok(())
     }
 }

@@ -123,8 +123,48 @@ enum Keys {
 }
 
 impl Processed {
-    /// True the first time `key` is claimed. A shared store that cannot be reached is an
-    /// error: the delivery comes back, as when a real service's database is down.
+    /// Claims `key` and, the first time, applies `effect`, as one step: a real service's
+    /// unique-constraint insert and its effect commit in one transaction. In memory they
+    /// are one synchronous step; with the state shared across shards the pair runs as a task
+    /// of its own, so that a consumer crash dropping this call between the broker's answer
+    /// and the effect cannot leave a key claimed whose effect never happened. A shared store
+    /// that cannot be reached is an error: the delivery comes back, as when a real
+    /// service's database is down.
+    pub async fn claim_then(
+        &self,
+        key: u64,
+        effect: impl FnOnce() + Send + 'static,
+    ) -> Result<bool, ServiceError> {
+        let (store, space) = match &self.keys {
+            Keys::Local(keys) => {
+                let first = lock(keys).insert(key);
+                if first {
+                    effect();
+                }
+                return Ok(first);
+            }
+            Keys::Shared { store, space } => (store.clone(), *space),
+        };
+        let step = tokio::spawn(async move {
+            let first = store.claim(space, key).await?;
+            if first {
+                effect();
+            }
+            Ok(first)
+        });
+        let done = step.await.unwrap_or_else(|e| {
+            Err(TransportError::Store {
+                space: space.to_owned(),
+                source: crate::transport::Cause::Observed(format!("claim task: {e}")),
+            })
+        });
+        done.map_err(|source| ServiceError::Broker {
+            service: self.service,
+            source,
+        })
+    }
+
+    /// True the first time `key` is claimed (see [`Self::claim_then`]).
     pub async fn claim(&self, key: u64) -> Result<bool, ServiceError> {
         match &self.keys {
             Keys::Local(keys) => Ok(lock(keys).insert(key)),
@@ -163,15 +203,59 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
-    /// Should the effect for `key` be applied now? Always yes when idempotency is off.
-    pub async fn first_time(&self, key: u64) -> Result<bool, ServiceError> {
+    /// Applies `effect` unless `key` was handled before (always when idempotency is off),
+    /// claim and effect as one step ([`Processed::claim_then`]); true when it applied it.
+    pub async fn first_time_then(
+        &self,
+        key: u64,
+        effect: impl FnOnce() + Send + 'static,
+    ) -> Result<bool, ServiceError> {
         if !self.enabled {
+            effect();
             return Ok(true);
         }
-        self.processed.claim(key).await
+        self.processed.claim_then(key, effect).await
     }
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    use super::*;
+    use crate::services::provider::core::tests::Books;
+
+    /// A service whose shared claim reached the store applies its effect even when the
+    /// delivery's handling is dropped before reading the answer (a consumer crash): claim
+    /// and effect are one step, as in one process.
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_claim_dropped_mid_way_still_applies_its_effect() {
+        let processed = Processed {
+            service: ServiceKind::Email,
+            keys: Keys::Shared {
+                store: Arc::new(Books::default()),
+                space: "email",
+            },
+        };
+        let applied = Arc::new(AtomicBool::new(false));
+        let effect = {
+            let applied = applied.clone();
+            move || applied.store(true, SeqCst)
+        };
+        let mut call = Box::pin(processed.claim_then(7, effect));
+        tokio::select! {
+            biased;
+            _ = &mut call => panic!("claimed within one poll"),
+            () = std::future::ready(()) => {}
+        }
+        drop(call);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        assert!(applied.load(SeqCst), "the claim's effect was applied");
+        let again = processed.claim_then(7, || panic!("applied twice"));
+        assert!(!again.await.expect("claimed"));
     }
 }

@@ -104,12 +104,25 @@ impl Payment {
             })
     }
 
-    /// Whether no other shard has timed `order`'s success (always, without shards).
-    async fn first_success(&self, order: u64) -> Result<bool, ServiceError> {
+    /// Times `order`'s success once across the run: in one process its first acked
+    /// publish decides; across shards a claim does, so a success replayed in another shard
+    /// (a resubmitted order) is not timed twice.
+    async fn time_success(
+        &self,
+        order: u64,
+        first_publish: bool,
+        intended_at: u64,
+    ) -> Result<(), ServiceError> {
+        let o = self.env.publisher.observer.clone();
+        let time = move || o.reached(Stage::PaymentSucceeded, intended_at);
         match &self.timed {
-            Some(timed) => timed.claim(order).await,
-            None => Ok(true),
+            Some(timed) => {
+                timed.claim_then(order, time).await?;
+            }
+            None if first_publish => time(),
+            None => {}
         }
+        Ok(())
     }
 
     async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
@@ -137,11 +150,8 @@ impl Payment {
             let wait = match self.provider.charge(&key, &request).await {
                 Ok(ChargeResponse::Captured { charge_id }) => {
                     fact.charge_id = Some(charge_id);
-                    if self.publish(Topic::PaymentSucceeded, &cause, &fact).await?
-                        && self.first_success(order).await?
-                    {
-                        o.reached(Stage::PaymentSucceeded, cause.intended_at);
-                    }
+                    let first = self.publish(Topic::PaymentSucceeded, &cause, &fact).await?;
+                    self.time_success(order, first, cause.intended_at).await?;
                     return Ok(());
                 }
                 Ok(ChargeResponse::Declined { code }) => {

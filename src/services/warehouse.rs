@@ -24,9 +24,13 @@ impl Warehouse {
     async fn process(&self, event: &Envelope) -> Result<(), ServiceError> {
         let order = event.meta.order_id;
         let o = &self.env.publisher.observer;
-        if self.idempotency.first_time(order).await? {
-            o.ledger.effect(order, Effect::Shipped);
-        } else if self.announced.contains(order).await? {
+        let observer = o.clone();
+        let ship = move || {
+            observer.ledger.effect(order, Effect::Shipped);
+        };
+        if !self.idempotency.first_time_then(order, ship).await?
+            && self.announced.contains(order).await?
+        {
             return Ok(());
         }
         let body = format!(r#"{{"order_id":{order},"shipment":"shp_{order:012}"}}"#);

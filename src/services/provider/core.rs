@@ -227,15 +227,36 @@ impl ProviderCore {
     /// response takes the sampled latency. A caller that gives up during that time has still
     /// been charged, as with a real provider: that ambiguity is what retries with the same
     /// key exist for.
-    pub async fn charge(&self, idempotency_key: &str, req: &ChargeRequest) -> ChargeResponse {
+    pub async fn charge(
+        self: &Arc<Self>,
+        idempotency_key: &str,
+        req: &ChargeRequest,
+    ) -> ChargeResponse {
         let key_hash = fnv1a(FNV_OFFSET, idempotency_key);
         let outage = self.outage();
         let (call, struck) = self.strike(key_hash, outage.as_ref());
         let response = match struck {
             Some(error) => error,
-            None => match self.run_wide(key_hash, req, call).await {
-                Ok(first) => self.decide(idempotency_key, key_hash, req, call, first),
-                Err(e) => {
+            None if self.shared.is_none() => {
+                self.decide(idempotency_key, key_hash, req, call, None)
+            }
+            None => {
+                // Run-wide, the decision and its booking are one step, as in one process:
+                // a task of its own, so a caller that gives up (a timeout, a consumer crash)
+                // between the shared books' answer and the booking cannot leave a key
+                // decided with no capture booked anywhere.
+                let (me, key, req) = (Arc::clone(self), idempotency_key.to_owned(), req.clone());
+                let step = tokio::spawn(async move {
+                    let first = me.run_wide(key_hash, &req, call).await?;
+                    Ok(me.decide(&key, key_hash, &req, call, first))
+                });
+                let decided = step.await.unwrap_or_else(|e| {
+                    Err(TransportError::Store {
+                        space: SHARED_SPACE.into(),
+                        source: Cause::Observed(format!("decision task: {e}")),
+                    })
+                });
+                decided.unwrap_or_else(|e: TransportError| {
                     // The books cannot be read: nothing is charged, a retry may succeed.
                     tracing::warn!(error = %e, "provider: shared key records unreachable");
                     self.lock().stats.errors += 1;
@@ -243,8 +264,8 @@ impl ProviderCore {
                         status: 503,
                         retry_after: None,
                     }
-                }
-            },
+                })
+            }
         };
         if !matches!(response, ChargeResponse::Error { .. }) {
             self.lose_answer(key_hash, call).await;
@@ -594,8 +615,12 @@ pub(crate) mod tests {
         }
     }
 
-    fn core(latency: LatencyDist) -> ProviderCore {
-        ProviderCore::new(7, &cfg(latency, Duration::from_secs(2)), Clock::start())
+    fn core(latency: LatencyDist) -> Arc<ProviderCore> {
+        Arc::new(ProviderCore::new(
+            7,
+            &cfg(latency, Duration::from_secs(2)),
+            Clock::start(),
+        ))
     }
 
     fn ms(n: u64) -> LatencyDist {
@@ -675,10 +700,10 @@ pub(crate) mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_first_calls_with_one_key_capture_once() {
-        let core = Arc::new(core(LatencyDist::Uniform {
+        let core = core(LatencyDist::Uniform {
             low: Duration::from_millis(1),
             high: Duration::from_millis(50),
-        }));
+        });
         let calls: Vec<_> = (0..50)
             .map(|_| {
                 let core = Arc::clone(&core);
@@ -698,7 +723,11 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_call_takes_the_sampled_latency() {
         let clock = Clock::start();
-        let core = ProviderCore::new(1, &cfg(ms(250), Duration::from_secs(1)), clock.clone());
+        let core = Arc::new(ProviderCore::new(
+            1,
+            &cfg(ms(250), Duration::from_secs(1)),
+            clock.clone(),
+        ));
         core.keep_captures();
         let before = clock.now();
         let response = core.charge("k", &req(1, 1, "tok_visa")).await;
@@ -775,7 +804,11 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_outage_latency_replaces_the_usual_one() {
         let clock = Clock::start();
-        let core = ProviderCore::new(1, &cfg(ms(10), Duration::from_secs(1)), clock.clone());
+        let core = Arc::new(ProviderCore::new(
+            1,
+            &cfg(ms(10), Duration::from_secs(1)),
+            clock.clone(),
+        ));
         core.set_outage(Outage {
             lost_answers: 0.0,
             error_share: 0.0,
@@ -786,5 +819,113 @@ pub(crate) mod tests {
         let before = clock.now();
         core.charge("k", &req(1, 1, "tok_visa")).await;
         assert!(clock.now() - before >= 4_000_000_000);
+    }
+
+    /// The shared books of a sharded run, in memory: every answer comes a scheduling turn
+    /// after the write it answers, as a broker's reply travels after the broker applied it.
+    #[derive(Default)]
+    pub(crate) struct Books {
+        claims: Mutex<std::collections::HashSet<(String, u64)>>,
+        values: Mutex<HashMap<(String, u64), Vec<u8>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl SharedStore for Books {
+        async fn claim(&self, space: &str, key: u64) -> Result<bool, TransportError> {
+            let first = crate::sync::lock(&self.claims).insert((space.into(), key));
+            tokio::task::yield_now().await;
+            Ok(first)
+        }
+
+        async fn claimed(&self, space: &str, key: u64) -> Result<bool, TransportError> {
+            Ok(crate::sync::lock(&self.claims).contains(&(space.into(), key)))
+        }
+
+        async fn put_first(
+            &self,
+            space: &str,
+            key: u64,
+            value: &[u8],
+        ) -> Result<Option<Vec<u8>>, TransportError> {
+            let there = {
+                let mut values = crate::sync::lock(&self.values);
+                let entry = values.entry((space.into(), key));
+                match entry {
+                    std::collections::hash_map::Entry::Occupied(e) => Some(e.get().clone()),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(value.to_vec());
+                        None
+                    }
+                }
+            };
+            tokio::task::yield_now().await;
+            Ok(there)
+        }
+    }
+
+    /// Two shards' providers over one shared store.
+    fn shards() -> (Arc<ProviderCore>, Arc<ProviderCore>) {
+        let books: Arc<dyn SharedStore> = Arc::new(Books::default());
+        let shard = || {
+            let cfg = cfg(ms(5), Duration::from_secs(2));
+            Arc::new(ProviderCore::new(7, &cfg, Clock::start()).share(books.clone()))
+        };
+        (shard(), shard())
+    }
+
+    fn captures(of: &[&Arc<ProviderCore>], order: u64) -> u32 {
+        of.iter().map(|c| c.captures_per_order().get(order)).sum()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shards_sharing_their_books_decide_a_key_once() {
+        let (a, b) = shards();
+        // A key first used in one shard is a replay in the other: one capture, one id.
+        let first = a.charge("ik_1", &req(1, 4_999, "tok_visa")).await;
+        let again = b.charge("ik_1", &req(1, 4_999, "tok_visa")).await;
+        assert!(matches!(first, ChargeResponse::Captured { .. }));
+        assert_eq!(first, again, "the other shard replays the same charge");
+        assert_eq!(captures(&[&a, &b], 1), 1);
+        assert_eq!((b.stats().replays, b.stats().captures), (1, 0));
+        // So is a decline, and another shard's parameters under the key conflict.
+        let declining = req(2, 100, "tok_chargeDeclined");
+        let declined = a.charge("ik_2", &declining).await;
+        assert_eq!(declined, b.charge("ik_2", &declining).await);
+        let other = b.charge("ik_1", &req(1, 5_000, "tok_visa")).await;
+        assert_eq!(other, ChargeResponse::IdempotencyConflict);
+        // Both shards' first calls at once: one capture between them.
+        let third = req(3, 700, "tok_visa");
+        let (x, y) = tokio::join!(a.charge("ik_3", &third), b.charge("ik_3", &third));
+        assert_eq!(x, y);
+        assert_eq!(captures(&[&a, &b], 3), 1);
+        // The negative twin: separate books (one process each, no sharing) capture twice.
+        let (c, d) = (core(ms(5)), core(ms(5)));
+        c.charge("ik_4", &req(4, 700, "tok_visa")).await;
+        d.charge("ik_4", &req(4, 700, "tok_visa")).await;
+        assert_eq!(captures(&[&c, &d], 4), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_giving_up_mid_decision_leaves_the_capture_booked() {
+        let (a, b) = shards();
+        // b's caller is polled once (the key is stored run-wide, its answer not yet read)
+        // and then drops the call, as a timeout or a consumer crash does.
+        let ninth = req(9, 1_200, "tok_visa");
+        let mut call = Box::pin(b.charge("ik_9", &ninth));
+        tokio::select! {
+            biased;
+            _ = &mut call => panic!("decided within one poll"),
+            () = std::future::ready(()) => {}
+        }
+        drop(call);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // The other shard replays the decision; the capture it names was booked by b.
+        let replayed = a.charge("ik_9", &ninth).await;
+        assert!(matches!(replayed, ChargeResponse::Captured { .. }));
+        assert_eq!(
+            captures(&[&a, &b], 9),
+            1,
+            "the capture is booked in b's books"
+        );
     }
 }

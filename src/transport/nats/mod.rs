@@ -532,9 +532,9 @@ impl Transport for NatsTransport {
 
     async fn cleanup(&self) -> Result<(), TransportError> {
         let stream = &self.inner.stream;
-        store::delete(&self.inner).await?;
         match tokio::time::timeout(ADMIN_TIMEOUT, self.inner.js.delete_stream(stream)).await {
-            Ok(Ok(_)) => Ok(()),
+            // Then a sharded run's shared state, if it made any.
+            Ok(Ok(_)) => store::delete(&self.inner).await,
             Ok(Err(e)) => Err(TransportError::Group {
                 group: stream.clone(),
                 source: Cause::nats(e).context("delete stream"),

@@ -492,6 +492,21 @@ impl Transport for RedisBroker {
     }
 
     async fn shared_store(&self) -> Result<Option<Arc<dyn super::SharedStore>>, TransportError> {
+        // `SET NX GET` (the provider's key records) is Redis 7's; an older server would fail
+        // every charge, so the run is refused at setup instead. A version the server does not
+        // tell is tried.
+        let version = (self.inner.server.iter())
+            .find(|(k, _)| k == "server version")
+            .and_then(|(_, v)| v.split('.').next()?.parse::<u32>().ok());
+        if let Some(major @ ..7) = version {
+            return Err(TransportError::Store {
+                space: format!("{}:state", self.inner.cfg.namespace),
+                source: Cause::Observed(format!(
+                    "a sharded run keeps its services' shared state with SET NX GET, which \
+                     needs Redis 7 or later; this server is Redis {major}"
+                )),
+            });
+        }
         Ok(Some(Arc::new(store::RedisStore {
             inner: self.inner.clone(),
         })))
