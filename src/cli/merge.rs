@@ -9,7 +9,7 @@ use doorbuster::run::merge::{MergeError, merge as merge_shards};
 
 #[derive(clap::Args)]
 pub struct MergeArgs {
-    /// The shards' run folders (each holds shard.json and the interval logs).
+    /// The shards' run folders (each holds shard.json, ledger.bin and the interval logs).
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
     /// The merged run's folder: every report format and the merged interval logs.

@@ -347,36 +347,73 @@ impl Ledger {
         }
     }
 
-    /// Orders `0..orders` as bytes, [`Ledger::BYTES_PER_ORDER`] each (a shard's part of a
-    /// run, for `doorbuster merge`).
-    pub fn export(&self, orders: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(orders as usize * Self::BYTES_PER_ORDER);
+    /// Writes the slots of orders `0..orders`, 48 bytes each, every field in turn (the
+    /// layout [`Ledger::absorb_from`] reads), through `w`: a shard's part of the run for
+    /// `doorbuster merge`, streamed, so a long run's ledger is never held twice.
+    pub fn export_to(&self, orders: u64, w: &mut impl std::io::Write) -> std::io::Result<()> {
         let fresh = Slot::default();
+        let mut out = [0u8; Self::BYTES_PER_ORDER];
         for order in 0..orders {
             let s = self.read(order).unwrap_or(&fresh);
-            let bytes = |a: &[AtomicU8]| a.iter().map(|b| b.load(Relaxed)).collect::<Vec<_>>();
-            out.push(s.checkout.load(Relaxed));
-            out.push(s.terminal.load(Relaxed));
-            out.extend(bytes(&s.published));
-            out.extend(bytes(&s.acked));
-            out.extend(bytes(&s.delivered));
-            out.extend(bytes(&s.consumed));
-            out.extend(bytes(&s.effects));
-            out.extend(s.terminal_ms.load(Relaxed).to_le_bytes());
-            out.extend(bytes(&s.deliveries));
+            let head: [&[AtomicU8]; 7] = [
+                std::slice::from_ref(&s.checkout),
+                std::slice::from_ref(&s.terminal),
+                &s.published,
+                &s.acked,
+                &s.delivered,
+                &s.consumed,
+                &s.effects,
+            ];
+            let mut at = 0;
+            for b in head.into_iter().flatten() {
+                out[at] = b.load(Relaxed);
+                at += 1;
+            }
+            out[at..at + 4].copy_from_slice(&s.terminal_ms.load(Relaxed).to_le_bytes());
+            at += 4;
+            for b in &s.deliveries {
+                out[at] = b.load(Relaxed);
+                at += 1;
+            }
+            debug_assert_eq!(at, Self::BYTES_PER_ORDER);
+            w.write_all(&out)?;
         }
-        out
+        Ok(())
     }
 
-    /// Adds another part's [`Ledger::export`] (orders from 0) and its delivery totals to
-    /// this ledger, as if one process had seen both: bits are or-ed, counts added, and an
-    /// order's checkout and end are the part's that saw them (the earlier end, if both did).
-    pub fn absorb(&self, bytes: &[u8], delivery_totals: &[u64]) {
-        for (order, b) in bytes.chunks_exact(Self::BYTES_PER_ORDER).enumerate() {
+    /// Adds another part's [`Ledger::export_to`] of orders `0..orders`, read from `r` a
+    /// chunk at a time, and its delivery totals to this ledger, as if one process had seen
+    /// both: bits are or-ed, counts added, and an order's checkout and end are the part's
+    /// that saw them (the earlier end, if both did). A part shorter than `orders` is an
+    /// error (`UnexpectedEof`).
+    pub fn absorb_from(
+        &self,
+        r: &mut impl std::io::Read,
+        orders: u64,
+        delivery_totals: &[u64],
+    ) -> std::io::Result<()> {
+        let mut buf = vec![0u8; CHUNK * Self::BYTES_PER_ORDER];
+        let mut first = 0u64;
+        while first < orders {
+            let n = (orders - first).min(CHUNK as u64) as usize;
+            let bytes = &mut buf[..n * Self::BYTES_PER_ORDER];
+            r.read_exact(bytes)?;
+            self.absorb_at(first, bytes);
+            first += n as u64;
+        }
+        for (total, more) in self.delivery_totals.iter().zip(delivery_totals) {
+            total.fetch_add(*more, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// [`Ledger::absorb_from`]'s step: the slots in `bytes`, of orders from `first`.
+    fn absorb_at(&self, first: u64, bytes: &[u8]) {
+        for (i, b) in bytes.chunks_exact(Self::BYTES_PER_ORDER).enumerate() {
             if b.iter().all(|&x| x == 0) {
                 continue;
             }
-            let Some(s) = self.slot(order as u64) else {
+            let Some(s) = self.slot(first + i as u64) else {
                 break;
             };
             let (head, rest) = b.split_at(2);
@@ -416,9 +453,6 @@ impl Ledger {
             or(&s.consumed, consumed);
             add(&s.effects, effects);
             add(&s.deliveries, deliveries);
-        }
-        for (total, more) in self.delivery_totals.iter().zip(delivery_totals) {
-            total.fetch_add(*more, Relaxed);
         }
     }
 
@@ -554,5 +588,42 @@ mod tests {
         assert!(ledger.acked(Topic::OrderCreated, &meta(0, 1)));
         assert!(!ledger.acked(Topic::OrderCreated, &meta(0, 0)));
         assert_eq!(ledger.acked_mask(0, Topic::OrderCreated), 0b11);
+    }
+
+    /// A shard's ledger written out and absorbed into a fresh one is the same ledger, chunk
+    /// boundaries included; absorbed twice, its counts add and its bits stay; a part cut
+    /// short is an error, never a silently smaller run.
+    #[test]
+    fn a_part_exported_and_absorbed_is_the_same_ledger() {
+        let n = CHUNK as u64 * 2 + 10;
+        let part = Ledger::new(n as usize);
+        part.set_checkout(3, Checkout::Accepted);
+        part.acked(Topic::OrderCreated, &meta(3, 0));
+        part.effect(CHUNK as u64 + 5, Effect::EmailSent);
+        part.set_terminal(n - 1, Terminal::Fulfilled, 250);
+        part.delivered(0, &meta(n - 1, 0));
+        let mut bytes = Vec::new();
+        part.export_to(n, &mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, n * Ledger::BYTES_PER_ORDER as u64);
+
+        let whole = Ledger::new(n as usize);
+        let totals = part.delivery_totals();
+        whole
+            .absorb_from(&mut bytes.as_slice(), n, &totals)
+            .unwrap();
+        let mut again = Vec::new();
+        whole.export_to(n, &mut again).unwrap();
+        assert!(again == bytes, "the absorbed ledger exports the same bytes");
+        assert_eq!(whole.terminal(n - 1), (Terminal::Fulfilled, Some(250)));
+
+        whole
+            .absorb_from(&mut bytes.as_slice(), n, &totals)
+            .unwrap();
+        assert_eq!(whole.effects(CHUNK as u64 + 5, Effect::EmailSent), 2);
+        assert_eq!(whole.acked_mask(3, Topic::OrderCreated), 1);
+
+        let short = &bytes[..bytes.len() - 1];
+        let cut = Ledger::new(n as usize).absorb_from(&mut &short[..], n, &totals);
+        assert_eq!(cut.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

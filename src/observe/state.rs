@@ -4,8 +4,8 @@
 //! from the shards' interval logs (one histogram per second), not from here.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use base64::Engine as _;
 use hdrhistogram::Histogram;
 
 use super::dead_letters::DeadLetterParts;
@@ -20,8 +20,8 @@ pub struct ObserverState {
     pub wall_start_unix_ns: u64,
     /// Run time at the end (nanoseconds).
     pub duration_ns: u64,
-    /// [`crate::observe::Ledger::export`] of the orders `0..orders`, base64.
-    pub ledger: String,
+    /// Orders `0..orders` are in the part's ledger, which travels beside this state (a
+    /// file of its own: [`crate::observe::Ledger::export_to`]).
     pub orders: u64,
     /// Samples recorded per latency, as `Logged::every(true)` lists them: what the
     /// interval logs must hold.
@@ -43,7 +43,6 @@ impl Observer {
         ObserverState {
             wall_start_unix_ns: self.clock.wall_start_unix_ns(),
             duration_ns: self.now(),
-            ledger: base64::engine::general_purpose::STANDARD.encode(self.ledger.export(attempted)),
             orders: attempted,
             logged_counts: (Logged::every(true).into_iter())
                 .map(|l| self.recorder(l).total().len())
@@ -60,37 +59,38 @@ impl Observer {
         }
     }
 
-    /// Adds the parts (`(name, state)`, in shard order) and every latency's per-second
-    /// histograms (`Logged::every(true)`'s, already added over the parts) into this fresh
-    /// observer: its fault plan
-    /// set, nothing recorded yet. The fault windows are the first part's: every shard ran
-    /// the same timeline.
+    /// Adds the parts (`(name, state, ledger file)`, in shard order) and every latency's
+    /// per-second histograms (`Logged::every(true)`'s, already added over the parts) into
+    /// this fresh observer: its fault plan set, nothing recorded yet. The fault windows are
+    /// the first part's: every shard ran the same timeline.
     pub fn absorb(
         &mut self,
-        parts: &[(String, ObserverState)],
+        parts: &[(String, ObserverState, PathBuf)],
         seconds: &BTreeMap<u32, Vec<Histogram<u64>>>,
     ) -> Result<(), String> {
-        let engine = base64::engine::general_purpose::STANDARD;
         // Counters add through their JSON form (each part's gauges are its own too).
         let json = |c: &Counters| serde_json::to_value(c).map_err(|e| e.to_string());
         let mut counters = json(&Counters::default())?;
-        for (_, part) in parts {
+        for (_, part, _) in parts {
             add_json(&mut counters, &part.counters);
         }
         self.counters = serde_json::from_value(counters).map_err(|e| e.to_string())?;
-        for (name, part) in parts {
-            let bytes = engine
-                .decode(&part.ledger)
-                .map_err(|e| format!("{name}: the ledger does not decode: {e}"))?;
-            let expected = part.orders as usize * crate::observe::Ledger::BYTES_PER_ORDER;
-            if bytes.len() != expected {
+        for (name, part, ledger) in parts {
+            let file = std::fs::File::open(ledger)
+                .map_err(|e| format!("{name}: {}: {e}", ledger.display()))?;
+            let held = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let expected = part.orders * crate::observe::Ledger::BYTES_PER_ORDER as u64;
+            if held != expected {
                 return Err(format!(
-                    "{name}: the ledger holds {} bytes where {} orders take {expected}: not whole",
-                    bytes.len(),
+                    "{name}: {} holds {held} bytes where {} orders take {expected}: not whole",
+                    ledger.display(),
                     part.orders
                 ));
             }
-            self.ledger.absorb(&bytes, &part.delivery_totals);
+            let mut read = std::io::BufReader::new(file);
+            (self.ledger)
+                .absorb_from(&mut read, part.orders, &part.delivery_totals)
+                .map_err(|e| format!("{name}: {}: {e}", ledger.display()))?;
             let mut failures = lock(&self.failures);
             for f in &part.failures {
                 failures.absorb(f);
@@ -104,7 +104,7 @@ impl Observer {
                 what: format!("{name}: {}", f.what),
             }));
         }
-        if let Some((_, first)) = parts.first() {
+        if let Some((_, first, _)) = parts.first() {
             self.restore_faults(&first.faults);
         }
         // Every latency, second by second, through the same close as a live run's (its
@@ -116,7 +116,7 @@ impl Observer {
             }
             let _ = self.close_second(second);
         }
-        let samples: Vec<&[Sample]> = parts.iter().map(|(_, p)| p.samples.as_slice()).collect();
+        let samples: Vec<&[Sample]> = parts.iter().map(|(_, p, _)| p.samples.as_slice()).collect();
         for sample in merge_samples(&samples) {
             self.record_sample(sample);
         }

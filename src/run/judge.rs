@@ -182,7 +182,7 @@ impl Run<'_> {
                     settlement: drained.settlement.clone(),
                     observed: observer.state(attempted),
                 };
-                state.write(dir).map_err(report_error)?;
+                (state.write(dir, &observer.ledger)).map_err(report_error)?;
             }
             crate::report::write_all(dir, &summary).map_err(report_error)?;
         }

@@ -81,12 +81,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     // The shards' logs are read before the merged ones are written.
     let seconds = logged_seconds(&shards)?;
     // Each shard's observations move into the merge (a long run's ledger is large).
-    let parts: Vec<(String, crate::observe::state::ObserverState)> = shards
+    let parts: Vec<(String, crate::observe::state::ObserverState, PathBuf)> = shards
         .iter_mut()
-        .map(|(_, s)| {
+        .map(|(dir, s)| {
             (
                 format!("shard {}", s.sharding.shard),
                 std::mem::take(&mut s.observed),
+                dir.join(super::shard::LEDGER_FILE),
             )
         })
         .collect();

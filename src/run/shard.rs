@@ -4,7 +4,7 @@
 //! exactly the times, one process would; every shard's rate is 1/n of every phase's. On a
 //! real broker they share one namespace, named by the run id, so the simulated services of
 //! all shards join the same consumer groups as replicas of one service would. A shard
-//! judges nothing: it leaves its state in its run folder (`shard.json` beside the interval
+//! judges nothing: it leaves its state in its run folder (`shard.json` and `ledger.bin` beside the interval
 //! logs), and `doorbuster merge` joins the states and judges the run once.
 
 use std::path::Path;
@@ -21,8 +21,11 @@ use crate::transport::TransportInfo;
 
 /// The file a shard leaves its state in, inside its run folder.
 pub const STATE_FILE: &str = "shard.json";
+/// The file beside it holding the shard's ledger: 48 bytes per order, raw
+/// ([`crate::observe::Ledger::export_to`]).
+pub const LEDGER_FILE: &str = "ledger.bin";
 /// [`ShardState::version`] this build writes and reads.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// What a shard leaves for `doorbuster merge`: its part of the run's observations and the
 /// ground truth to judge them by (the scenario and seed give every order).
@@ -49,8 +52,13 @@ pub struct ShardState {
 }
 
 impl ShardState {
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+    /// Writes the ledger, then the state: a folder with `shard.json` has its ledger whole.
+    pub fn write(&self, dir: &Path, ledger: &crate::observe::Ledger) -> std::io::Result<()> {
+        use std::io::Write as _;
         std::fs::create_dir_all(dir)?;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join(LEDGER_FILE))?);
+        ledger.export_to(self.observed.orders, &mut file)?;
+        file.flush()?;
         let file = std::io::BufWriter::new(std::fs::File::create(dir.join(STATE_FILE))?);
         serde_json::to_writer(file, self).map_err(std::io::Error::other)
     }

@@ -379,8 +379,19 @@ fn three_shards_merge_into_the_run_one_process_makes() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("is the shard folder"), "{}", text(&out));
 
-    // Negative controls: a shard missing, one from another run, one interrupted.
+    // Negative controls: a shard missing, one from another run, one interrupted, one whose
+    // ledger was copied half-way.
     refused(&dirs[..2], "missing: 2/3");
+    let cut = tmp.path().join("cut-ledger");
+    altered(&dirs[2], &cut, |_| {});
+    let ledger = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cut.join("ledger.bin"))
+        .unwrap();
+    let len = ledger.metadata().unwrap().len();
+    assert!(len > 48 * 100, "a ledger of {len} bytes");
+    ledger.set_len(len - 48).unwrap();
+    refused(&[dirs[0].clone(), dirs[1].clone(), cut], "not whole");
     let other = tmp.path().join("other-run");
     altered(&dirs[2], &other, |s| {
         s["sharding"]["run_id"] = "another".into()
