@@ -140,21 +140,15 @@ pub fn run(
         );
         return Ok(Exit::BadInput);
     }
-    // Behind a checkout endpoint the shop is the user's, on Kafka or the embedded broker an
-    // order's events stay in one shard, and on Redis and NATS the shards' services share their
-    // state: there a resubmit is judged as in one process. On RabbitMQ it is not.
-    if sharding.as_ref().is_some_and(Sharding::is_part)
-        && scenario.orders.resubmits.fraction() > 0.0
-        && !doorbuster::load::shard::one_process_per_key(&scenario.target)
-        && !doorbuster::load::shard::shares_state(&scenario.target)
+    if let Some(why) = sharding
+        .as_ref()
+        .filter(|s| s.is_part())
+        .and_then(|_| state_apart(&scenario))
     {
         errln!(
-            "warning: orders.resubmits is {}%: a resubmitted checkout's second order.created may \
-             be handled by another shard's services, and on this broker each shard's \
-             idempotency stores are its own, so the merged run counts its effects twice (set \
-             orders.resubmits: 0% for exact duplicate checks across shards; \
-             docs/distributed.md)",
-            scenario.orders.resubmits.fraction() * 100.0
+            "warning: {why}, and on this broker each shard's services keep their own \
+             idempotency stores and provider, so the merged run may count such an order's \
+             effects twice where one process would not (docs/distributed.md)"
         );
     }
     runtime.block_on(async move {
@@ -280,4 +274,36 @@ fn step_summary(summary: &doorbuster::report::summary::Summary) {
             errln!("warning: cannot append to $GITHUB_STEP_SUMMARY: {e}");
         }
     }
+}
+
+/// Why a sharded run of `scenario` may see an order's events handled in two shards whose
+/// services' state is apart, if it may: behind a checkout endpoint the shop is the user's,
+/// the embedded broker keeps an order in its shard, and on Redis and NATS the shards share
+/// their services' state. On RabbitMQ any member takes any event; on Kafka an order's
+/// partition moves only when a consumer crashes or stalls.
+fn state_apart(scenario: &doorbuster::scenario::model::Scenario) -> Option<String> {
+    use doorbuster::chaos::model::FaultKind;
+    use doorbuster::load::shard::{one_process_per_key, shares_state};
+    let target = &scenario.target;
+    let on_a_broker = matches!(target, doorbuster::transport::Target::Broker(_));
+    if !on_a_broker || shares_state(target) {
+        return None;
+    }
+    let resubmits = scenario.orders.resubmits.fraction();
+    if resubmits > 0.0 && !one_process_per_key(target) {
+        return Some(format!(
+            "orders.resubmits is {}%: a resubmitted checkout's second order.created may be \
+             handled by another shard",
+            resubmits * 100.0
+        ));
+    }
+    let moves = (scenario.faults.iter())
+        .find(|f| matches!(f.kind, FaultKind::Crash { .. } | FaultKind::Pause { .. }));
+    moves.map(|f| {
+        format!(
+            "the fault at {} stops a consumer: what it held is handed to a member that may be \
+             in another shard",
+            humantime::format_duration(f.at)
+        )
+    })
 }

@@ -4,8 +4,8 @@
 //! exactly the times, one process would; every shard's rate is 1/n of every phase's. On a
 //! real broker they share one namespace, named by the run id, so the simulated services of
 //! all shards join the same consumer groups as replicas of one service would. A shard
-//! judges nothing: it leaves its state in its run folder (`shard.json` and `ledger.bin` beside the interval
-//! logs), and `doorbuster merge` joins the states and judges the run once.
+//! judges nothing: it leaves its state in its run folder (`shard.json` and `ledger.bin`
+//! beside the interval logs), and `doorbuster merge` joins the states and judges the run once.
 
 use std::path::Path;
 
