@@ -860,6 +860,39 @@ mod rabbitmq_stream {
     );
 }
 
+/// A clean run on RabbitMQ, as a user runs it, says nothing alarming: the client library
+/// logs every channel the server closes as an ERROR, including the throwaway channels of the
+/// passive declares that ask whether a group's queue exists yet, and a passing run's stderr
+/// must not carry those (a CI log reader takes them for failures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_rabbitmq_run_logs_no_errors() {
+    let _turn = server_lock(BrokerKind::Rabbitmq).read().await;
+    if std::net::TcpStream::connect("127.0.0.1:5672").is_err() {
+        assert!(
+            !brokers_required(),
+            "RabbitMQ is not running on 127.0.0.1:5672"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("quiet.yaml");
+    let scenario = "name: quiet\ndescription: a short clean run\nseed: 1\n\
+                    target: amqp://guest:guest@127.0.0.1:5672/%2f\n\
+                    load:\n  phases:\n    - { hold: 2s, rate: 50/s }\n  drain: 15s\n\
+                    provider:\n  via: in_process\n  latency: 1ms\n";
+    std::fs::write(&file, scenario).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_doorbuster"))
+        .args(["run", file.to_str().unwrap(), "--quiet", "--out"])
+        .arg(tmp.path().join("run"))
+        .env_remove("DOORBUSTER_LOG")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_restart_keeps_publish_accounting_exact() {
     // The restart drops every RabbitMQ connection on the machine: `broker_alone` waits for
