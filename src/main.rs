@@ -240,16 +240,7 @@ mod cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // lapin logs every channel the server closes as an ERROR, including the expected ones
-    // (a passive declare asking whether a group's queue exists yet closes its throwaway
-    // channel on "no"); what fails for real reaches doorbuster as an error it reports.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DOORBUSTER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin::channel=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::init_logging();
     match dispatch(cli.command) {
         Ok(exit) => exit.into(),
         Err(e) => {

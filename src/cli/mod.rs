@@ -41,3 +41,17 @@ pub fn parse_share(text: &str) -> Result<f64, String> {
         .map(|v| v / 100.0)
         .ok_or_else(|| format!("{text:?} is not a share like 10%"))
 }
+
+/// Diagnostics to stderr, filtered by `DOORBUSTER_LOG` (default: warnings). lapin logs every
+/// channel the server closes as an ERROR, including the expected ones (a passive declare
+/// asking whether a group's queue exists yet closes its throwaway channel on "no"); what
+/// fails for real reaches doorbuster as an error it reports, so those are off by default.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DOORBUSTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin::channel=off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
