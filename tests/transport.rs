@@ -860,6 +860,67 @@ mod rabbitmq_stream {
     );
 }
 
+/// Whether RabbitMQ has queue `name`, by a passive declare on a connection of its own.
+async fn rabbitmq_has_queue(name: &str) -> bool {
+    let props = lapin::ConnectionProperties::default();
+    let conn = lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", props)
+        .await
+        .expect("RabbitMQ reachable");
+    let ch = conn.create_channel().await.expect("a channel");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let found = ch
+        .queue_declare(name.into(), passive, lapin::types::FieldTable::default())
+        .await
+        .is_ok();
+    let _ = conn.close(200, "checked".into()).await;
+    found
+}
+
+/// The merge of a sharded run removes the groups its shards joined, which it never joined
+/// itself: on RabbitMQ each is a queue that `cleanup` alone, knowing no groups, would leave.
+#[tokio::test]
+async fn rabbitmq_forgets_groups_another_process_joined() {
+    let kind = BrokerKind::Rabbitmq;
+    let namespace = format!("doorbuster-forget-{}", std::process::id());
+    let in_namespace = |ns: String| move |cfg: &mut BrokerConfig| cfg.namespace = ns;
+    let turn = || async { Turn::Shared(server_lock(kind).read().await) };
+    let Some(shard) = connect_with(kind, in_namespace(namespace.clone()), turn().await).await
+    else {
+        return;
+    };
+    let member = shard
+        .t
+        .subscribe("payment", &[Topic::OrderCreated])
+        .await
+        .expect("joined");
+    drop(member);
+    let queue = format!("{namespace}.payment");
+    assert!(rabbitmq_has_queue(&queue).await, "the shard's group queue");
+
+    let merge = connect_with(kind, in_namespace(namespace.clone()), turn().await)
+        .await
+        .expect("reached once already");
+    merge.t.cleanup().await.expect("cleanup");
+    assert!(
+        rabbitmq_has_queue(&queue).await,
+        "cleanup alone leaves a group it did not join"
+    );
+    let merge = connect_with(kind, in_namespace(namespace), turn().await)
+        .await
+        .expect("reached once already");
+    let groups = ["payment".to_owned(), "never-joined".to_owned()];
+    merge.t.forget_groups(&groups).await.expect("forgotten");
+    merge.t.cleanup().await.expect("cleanup");
+    assert!(
+        !rabbitmq_has_queue(&queue).await,
+        "the group's queue is gone"
+    );
+    shard.t.cleanup().await.expect("cleanup");
+}
+
 /// A clean run on RabbitMQ, as a user runs it, says nothing alarming: the client library
 /// logs every channel the server closes as an ERROR, including the throwaway channels of the
 /// passive declares that ask whether a group's queue exists yet, and a passing run's stderr

@@ -43,6 +43,8 @@ pub struct Merged {
     pub summary: Summary,
     pub sharding: Sharding,
     pub target: Target,
+    /// The consumer groups the shards' services joined.
+    pub groups: Vec<String>,
 }
 
 impl Merged {
@@ -54,10 +56,9 @@ impl Merged {
             return Ok(());
         }
         let namespace = Some(self.sharding.namespace());
-        crate::transport::connect_in(&self.target, Clock::start(), namespace)
-            .await?
-            .cleanup()
-            .await
+        let broker = crate::transport::connect_in(&self.target, Clock::start(), namespace).await?;
+        broker.forget_groups(&self.groups).await?;
+        broker.cleanup().await
     }
 }
 
@@ -171,10 +172,17 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     .judge(None);
     summary.duration_s = duration_ns as f64 / 1e9;
     crate::report::write_all(out, &summary).map_err(report)?;
+    let mut groups: Vec<String> = (first.enabled.iter())
+        .map(|k| k.name().to_owned())
+        .collect();
+    if scenario.services.park_dead_letters() {
+        groups.push(crate::services::runner::DEAD_LETTER_AUDIT.to_owned());
+    }
     Ok(Merged {
         summary,
         sharding: first.sharding.clone(),
         target: scenario.target.clone(),
+        groups,
     })
 }
 

@@ -116,6 +116,15 @@ pub trait Transport: Send + Sync + 'static {
         })
     }
 
+    /// Removes the named groups of the run's namespace that this process never joined,
+    /// with what they hold: the merge of a sharded run, whose shards joined them, calls it
+    /// before [`Transport::cleanup`]. On RabbitMQ a group is a queue of its own; on Redis and
+    /// NATS groups go with the streams `cleanup` deletes, and Kafka's consumer groups expire
+    /// by the broker's offsets retention: nothing to do there.
+    async fn forget_groups(&self, _groups: &[String]) -> Result<(), TransportError> {
+        Ok(())
+    }
+
     /// The store the simulated services' replicas in several processes share for one run
     /// (the shards of one `--run-id`), on the broker itself, in the run's namespace: where
     /// their idempotency claims and the payment provider's key records live, as a real

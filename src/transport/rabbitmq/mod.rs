@@ -597,6 +597,24 @@ impl Transport for RabbitmqTransport {
         self.cleanup_all().await
     }
 
+    async fn forget_groups(&self, groups: &[String]) -> Result<(), TransportError> {
+        let fail = |source: Cause| TransportError::Group {
+            group: self.ctx.namespace.clone(),
+            source: source.context("forget groups"),
+        };
+        let live = self.ctx.link.live().await.map_err(fail)?;
+        let ch = (live.conn.create_channel().await).map_err(|e| fail(e.into()))?;
+        for g in groups {
+            // The queue `subscribe_one` names; deleting one that is not there is no error.
+            let q = format!("{}.{g}", self.ctx.namespace);
+            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(|e| fail(Cause::from(e).context(format!("delete queue {q}"))))?;
+        }
+        let _ = ch.close(200, "groups forgotten".into()).await;
+        Ok(())
+    }
+
     async fn tap(&self, name: &str) -> Result<Box<dyn Tap>, TransportError> {
         let n = self.ctx.next_id.fetch_add(1, Ordering::Relaxed);
         let queue = format!("{}.tap.{n}", self.ctx.namespace);
