@@ -158,10 +158,15 @@ impl Processed {
                 source: crate::transport::Cause::Observed(format!("claim task: {e}")),
             })
         });
-        done.map_err(|source| ServiceError::Broker {
+        done.map_err(|e| self.failed(e))
+    }
+
+    /// A shared store's failure, as this service's: the delivery is nacked and comes back.
+    fn failed(&self, source: TransportError) -> ServiceError {
+        ServiceError::Broker {
             service: self.service,
             source,
-        })
+        }
     }
 
     /// True the first time `key` is claimed (see [`Self::claim_then`]).
@@ -169,13 +174,7 @@ impl Processed {
         match &self.keys {
             Keys::Local(keys) => Ok(lock(keys).insert(key)),
             Keys::Shared { store, space } => {
-                store
-                    .claim(space, key)
-                    .await
-                    .map_err(|source| ServiceError::Broker {
-                        service: self.service,
-                        source,
-                    })
+                store.claim(space, key).await.map_err(|e| self.failed(e))
             }
         }
     }
@@ -184,13 +183,7 @@ impl Processed {
         match &self.keys {
             Keys::Local(keys) => Ok(lock(keys).contains(key)),
             Keys::Shared { store, space } => {
-                store
-                    .claimed(space, key)
-                    .await
-                    .map_err(|source| ServiceError::Broker {
-                        service: self.service,
-                        source,
-                    })
+                store.claimed(space, key).await.map_err(|e| self.failed(e))
             }
         }
     }
