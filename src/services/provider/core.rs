@@ -94,6 +94,20 @@ struct Stored {
 struct Outcome(u32);
 
 impl Stored {
+    /// What call number `call`, the first with its key, decides for `req`: the card's answer.
+    fn first(req: &ChargeRequest, call: u64) -> Stored {
+        // An unknown token is an invalid card.
+        let card = cards::lookup(&req.card_token).map(|card| card.outcome);
+        let outcome = match card.unwrap_or(CardOutcome::Decline(cards::INVALID_CARD)) {
+            CardOutcome::Approve => Outcome::captured(call),
+            CardOutcome::Decline(code) => Outcome::declined(code),
+        };
+        Stored {
+            params: params_hash(req),
+            outcome,
+        }
+    }
+
     /// The record other processes read from the shared books: params, then outcome, both
     /// little-endian.
     fn to_bytes(&self) -> [u8; 8] {
@@ -123,13 +137,6 @@ enum RunWide {
 
 /// The space of the shared store holding the provider's key records.
 const SHARED_SPACE: &str = "provider.keys";
-
-/// What the card says, by its token; an unknown token is an invalid card.
-fn card_outcome(req: &ChargeRequest) -> CardOutcome {
-    cards::lookup(&req.card_token).map_or(CardOutcome::Decline(cards::INVALID_CARD), |card| {
-        card.outcome
-    })
-}
 
 const DECLINED: u32 = 1 << 31;
 
@@ -311,13 +318,7 @@ impl ProviderCore {
         if self.lock().keys.contains_key(&key_hash) {
             return Ok(None);
         }
-        let mine = Stored {
-            params: params_hash(req),
-            outcome: match card_outcome(req) {
-                CardOutcome::Approve => Outcome::captured(call),
-                CardOutcome::Decline(code) => Outcome::declined(code),
-            },
-        };
+        let mine = Stored::first(req, call);
         let there = store
             .put_first(SHARED_SPACE, key_hash, &mine.to_bytes())
             .await?;
@@ -354,11 +355,7 @@ impl ProviderCore {
             None => match state.keys.get(&key_hash) {
                 Some(stored) => stored,
                 None => {
-                    let outcome = match card_outcome(req) {
-                        CardOutcome::Approve => Outcome::captured(call),
-                        CardOutcome::Decline(code) => Outcome::declined(code),
-                    };
-                    let mine = Stored { params, outcome };
+                    let mine = Stored::first(req, call);
                     return self.first_call(state, (key, key_hash), req, mine);
                 }
             },
