@@ -64,6 +64,7 @@ pub fn provider(runtime: &Runtime, args: &ProviderArgs) -> Exit {
         // (and a second more).
         timeout: lost_answer_delay.saturating_sub(Duration::from_secs(1)),
         retries: 0,
+        idempotency_retention: doorbuster::services::provider::config::RETENTION_DEFAULT,
     };
     let core = Arc::new(ProviderCore::new(seed, &cfg, Clock::start()));
     if *errors > 0.0 || *lost_answers > 0.0 {

@@ -31,7 +31,10 @@ impl Run<'_> {
     }
 }
 
-/// Closes each second of the run until `stop`.
+/// Seconds between two looks for quiet ledger chunks to page out.
+const TEND_EVERY_S: u32 = 5;
+
+/// Closes each second of the run until `stop`, and pages quiet chunks of the ledger out.
 pub(super) async fn tick(
     observer: Arc<Observer>,
     transport: Arc<dyn Transport>,
@@ -50,6 +53,11 @@ pub(super) async fn tick(
         }
         close(&observer, &transport, &groups, second).await;
         progress.update(&observer, &schedule, second);
+        if second.is_multiple_of(TEND_EVERY_S) {
+            let observer = Arc::clone(&observer);
+            let now_ms = observer.clock.now() / 1_000_000;
+            let _ = tokio::task::spawn_blocking(move || observer.ledger.tend(now_ms)).await;
+        }
         second += 1;
     }
     // The last, partial second.

@@ -216,6 +216,11 @@ fn invalid_reason(
             start.clock_source
         ));
     }
+    if let Some(lost) = observer.ledger.lost() {
+        return Some(format!(
+            "{lost}: what the checks would say about those orders is not what happened"
+        ));
+    }
     let not_rendered = observer.counters.not_rendered.load(Relaxed);
     if not_rendered > 0 {
         return Some(format!(

@@ -399,7 +399,11 @@ async fn connect(
     })
 }
 
-/// Starts the interval logs and writes `run.json`: what a report rebuilt after a kill needs
+/// How long a chunk of the ledger stays unchanged before it is paged out to the run's
+/// folder: its orders settled well before (a redelivery after it only pages it back in).
+const LEDGER_QUIET: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Starts the interval logs and the ledger's page file, and writes `run.json`: what a report rebuilt after a kill needs
 /// and the interval logs do not hold.
 fn record(
     dir: &Path,
@@ -419,6 +423,8 @@ fn record(
     let logged = crate::observe::hlog::Logged::every(opts.sharding.is_some());
     let logs = IntervalLogs::create_for(dir, started, &logged).map_err(report_error)?;
     observer.write_interval_logs(logs);
+    let pages = tempfile::tempfile_in(dir).map_err(report_error)?;
+    observer.ledger.page_to(pages, LEDGER_QUIET);
     RunRecord::of(
         scenario,
         seed,

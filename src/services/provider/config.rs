@@ -24,7 +24,14 @@ pub struct RawProvider {
     pub latency: Option<Scalar<schema::Latency>>,
     pub timeout: Option<Scalar<schema::Duration>>,
     pub retries: Option<Scalar<schema::Int<0, 20>>>,
+    /// How long a key's first answer is kept, at least (default `24h`, as Stripe): a key
+    /// reused after it is a new request, charged again.
+    pub idempotency_retention: Option<Scalar<schema::Duration>>,
 }
+
+/// Stripe prunes keys at least 24 hours old.
+pub const RETENTION_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+const RETENTION_MAX: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Checks `provider:`; every key has a default.
 pub fn validate(raw: Option<&Spanned<RawProvider>>, check: &mut Checker, path: &Path) -> Provider {
@@ -34,6 +41,7 @@ pub fn validate(raw: Option<&Spanned<RawProvider>>, check: &mut Checker, path: &
         latency: None,
         timeout: None,
         retries: None,
+        idempotency_retention: None,
     };
     let raw = raw.map_or(&empty, |r| &r.value);
     Provider {
@@ -69,5 +77,11 @@ pub fn validate(raw: Option<&Spanned<RawProvider>>, check: &mut Checker, path: &
         retries: check.or_default(&raw.retries, &path.key("retries"), 3, |t| {
             int_in(t, 0, 20).map(|n| n as u32)
         }),
+        idempotency_retention: check.or_default(
+            &raw.idempotency_retention,
+            &path.key("idempotency_retention"),
+            RETENTION_DEFAULT,
+            |t| duration_in(t, true, RETENTION_MAX),
+        ),
     }
 }

@@ -80,7 +80,7 @@ pub struct ProviderStats {
 /// What a key's first call decided, kept to answer the key's later calls. Small on purpose:
 /// one entry lives per idempotency key for the whole run (8 bytes, 16 with the key's hash:
 /// ten million keys fill a 270 MiB table).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Stored {
     /// 32 bits of the hash of order id, amount, currency and card token, to detect a reused
     /// key with other parameters (one such misuse in 4 billion would pass as a replay).
@@ -110,7 +110,7 @@ impl Stored {
 
     /// The record other processes read from the shared books: params, then outcome, both
     /// little-endian.
-    fn to_bytes(&self) -> [u8; 8] {
+    fn to_bytes(self) -> [u8; 8] {
         let mut b = [0; 8];
         b[..4].copy_from_slice(&self.params.to_le_bytes());
         b[4..].copy_from_slice(&self.outcome.0.to_le_bytes());
@@ -164,11 +164,42 @@ fn call_number(call: u64) -> u32 {
     (call & u64::from(!DECLINED)) as u32
 }
 
+/// The key records, by the key's 64-bit hash (two keys of a run colliding is a chance of
+/// about n² / 2⁶⁵, 3 in a million for ten million keys; the parameters' hash catches most of
+/// those), in two generations: a record is kept at least the retention after it was made and
+/// at most twice that, so a run of any length holds the keys of its last retention or two, as
+/// Stripe holds a key at least 24 hours.
+#[derive(Debug, Default)]
+struct Keys {
+    current: HashMap<u64, Stored>,
+    previous: HashMap<u64, Stored>,
+    /// When `current` was started (run time).
+    since: RunTime,
+}
+
+impl Keys {
+    fn get(&self, key: u64) -> Option<Stored> {
+        self.current
+            .get(&key)
+            .or_else(|| self.previous.get(&key))
+            .copied()
+    }
+
+    /// Keeps `stored` as `key`'s record; at `now`, a generation older than `retention`
+    /// becomes the previous one, and the one before is forgotten.
+    fn insert(&mut self, key: u64, stored: Stored, now: RunTime, retention: Duration) {
+        if now.saturating_sub(self.since) >= retention.as_nanos().min(u128::from(u64::MAX)) as u64 {
+            let next = HashMap::with_capacity(self.current.len());
+            self.previous = std::mem::replace(&mut self.current, next);
+            self.since = now;
+        }
+        self.current.insert(key, stored);
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// By the key's 64-bit hash: two keys of a run colliding is a chance of about n² / 2⁶⁵
-    /// (3 in a million for ten million keys); the parameters' hash catches most of those.
-    keys: HashMap<u64, Stored>,
+    keys: Keys,
     charges: ChargesPerOrder,
     /// Every capture in full, kept once the mock is served ([`ProviderCore::keep_captures`]).
     listing: Option<Vec<Capture>>,
@@ -179,6 +210,8 @@ pub struct ProviderCore {
     seed: u64,
     latency: LatencyDist,
     timeout: Duration,
+    /// How long a key's record is kept at least ([`Keys`]).
+    retention: Duration,
     clock: Clock,
     /// One lock for keys, captures and counters: the decision per call is a few map
     /// operations, never held across an await, so a finer scheme would buy nothing.
@@ -206,6 +239,7 @@ impl ProviderCore {
             seed,
             latency: cfg.latency,
             timeout: cfg.timeout,
+            retention: cfg.idempotency_retention,
             clock,
             state: Mutex::new(State::default()),
             outage: RwLock::new(None),
@@ -315,7 +349,7 @@ impl ProviderCore {
         let Some(store) = &self.shared else {
             return Ok(None);
         };
-        if self.lock().keys.contains_key(&key_hash) {
+        if self.lock().keys.get(key_hash).is_some() {
             return Ok(None);
         }
         let mine = Stored::first(req, call);
@@ -351,8 +385,16 @@ impl ProviderCore {
             Some(RunWide::Mine(mine)) => {
                 return self.first_call(state, (key, key_hash), req, mine);
             }
-            Some(RunWide::Theirs(theirs)) => state.keys.entry(key_hash).or_insert(theirs),
-            None => match state.keys.get(&key_hash) {
+            Some(RunWide::Theirs(theirs)) => match state.keys.get(key_hash) {
+                Some(stored) => stored,
+                None => {
+                    state
+                        .keys
+                        .insert(key_hash, theirs, self.clock.now(), self.retention);
+                    theirs
+                }
+            },
+            None => match state.keys.get(key_hash) {
                 Some(stored) => stored,
                 None => {
                     let mine = Stored::first(req, call);
@@ -391,7 +433,9 @@ impl ProviderCore {
                 ChargeResponse::Declined { code: code.into() }
             }
         };
-        state.keys.insert(key.1, stored);
+        state
+            .keys
+            .insert(key.1, stored, self.clock.now(), self.retention);
         response
     }
 
@@ -600,6 +644,7 @@ pub(crate) mod tests {
             latency,
             timeout,
             retries: 0,
+            idempotency_retention: super::super::config::RETENTION_DEFAULT,
         }
     }
 
@@ -634,6 +679,35 @@ pub(crate) mod tests {
         assert_eq!(core.captures_per_order().get(1), 1);
         let stats = core.stats();
         assert_eq!((stats.calls, stats.captures, stats.replays), (2, 1, 1));
+    }
+
+    /// A key is answered as a replay for its retention at least; reused after twice that
+    /// it is a new request (Stripe's pruning), charged again: the books forget old keys
+    /// instead of growing with every order of a long run.
+    #[tokio::test(start_paused = true)]
+    async fn a_key_reused_past_its_retention_is_charged_again() {
+        let mut cfg = cfg(ms(1), Duration::from_secs(2));
+        cfg.idempotency_retention = Duration::from_secs(60);
+        let core = Arc::new(ProviderCore::new(7, &cfg, Clock::start()));
+        let visa = |order| req(order, 4_999, "tok_visa");
+        let first = core.charge("ik_old", &visa(1)).await;
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        core.charge("ik_2", &visa(2)).await;
+        let kept = core.charge("ik_old", &visa(1)).await;
+        assert_eq!(first, kept, "kept for its retention: a replay");
+        assert_eq!(core.captures_per_order().get(1), 1);
+
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        core.charge("ik_3", &visa(3)).await;
+        let pruned = core.charge("ik_old", &visa(1)).await;
+        assert!(matches!(pruned, ChargeResponse::Captured { .. }));
+        assert_ne!(first, pruned, "a new charge");
+        assert_eq!(core.captures_per_order().get(1), 2, "charged again");
+        let again = core.charge("ik_2", &visa(2)).await;
+        assert!(matches!(again, ChargeResponse::Captured { .. }));
+        assert_eq!(core.stats().replays, 2, "ik_old once, ik_2 still kept");
+        let state = core.lock();
+        assert_eq!(state.keys.previous.len() + state.keys.current.len(), 3);
     }
 
     #[test]

@@ -25,4 +25,7 @@ pub struct Provider {
     pub timeout: Duration,
     /// Retries after a provider error (not after a decline), with exponential backoff.
     pub retries: u32,
+    /// How long a key's first answer is kept at least (at most twice that), as Stripe
+    /// prunes keys at least 24 hours old: a key reused later is a new request.
+    pub idempotency_retention: Duration,
 }
