@@ -208,6 +208,8 @@ struct Paging {
     back_in: Mutex<VecDeque<usize>>,
     /// A page-out failed (a full disk): the ledger stays in memory from then on.
     stopped: AtomicBool,
+    /// A [`Ledger::tend`] is under way.
+    tending: AtomicBool,
 }
 
 pub struct Ledger {
@@ -362,6 +364,7 @@ impl Ledger {
             quiet_ms: u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX),
             back_in: Mutex::new(VecDeque::new()),
             stopped: AtomicBool::new(false),
+            tending: AtomicBool::new(false),
         });
     }
 
@@ -458,9 +461,16 @@ impl Ledger {
             let mut back_in = lock(&paging.back_in);
             back_in.retain(|&other| other != c);
             back_in.push_back(c);
-            (back_in.len() > PAGED_IN_MAX).then(|| back_in.pop_front())
+            // The oldest that nothing wrote to since (a read's, leaving costs nothing), else
+            // the oldest: a pass over the whole ledger does not push out the late writes.
+            let clean = back_in
+                .iter()
+                .position(|&other| !self.chunks[other].dirty.load(Relaxed));
+            (back_in.len() > PAGED_IN_MAX)
+                .then(|| back_in.remove(clean.unwrap_or(0)))
+                .flatten()
         };
-        if let Some(Some(oldest)) = out {
+        if let Some(oldest) = out {
             self.page_out(paging, oldest);
         }
     }
@@ -471,11 +481,7 @@ impl Ledger {
         let mut bytes = vec![0u8; n * Self::BYTES_PER_ORDER];
         let at = (c * CHUNK * Self::BYTES_PER_ORDER) as u64;
         if let Err(e) = paging.file.read_exact_at(&mut bytes, at) {
-            let _ = self.lost.set(format!(
-                "orders {}..{} of the ledger could not be read back from its page file: {e}",
-                c * CHUNK,
-                c * CHUNK + n
-            ));
+            self.lose(c, &e);
         }
         (bytes.chunks_exact(Self::BYTES_PER_ORDER))
             .map(|b| Slot::from_bytes(b.try_into().expect("48 bytes")))
@@ -491,6 +497,9 @@ impl Ledger {
             return;
         };
         if !chunk.paged.load(Relaxed) || chunk.dirty.load(Relaxed) {
+            if paging.stopped.load(Relaxed) {
+                return;
+            }
             let bytes: Vec<u8> = s.iter().flat_map(Slot::to_bytes).collect();
             let at = (c * CHUNK * Self::BYTES_PER_ORDER) as u64;
             if let Err(e) = paging.file.write_all_at(&bytes, at) {
@@ -506,12 +515,49 @@ impl Ledger {
     }
 
     /// Pages out the chunks nothing was recorded into for the quiet time, `now_ms` being
-    /// run time: called every few seconds while the run goes. Without a page file it does
-    /// nothing.
+    /// run time: called every few seconds while the run goes. Without a page file, or while
+    /// an earlier call still runs, it does nothing.
     pub fn tend(&self, now_ms: u64) {
         let Some(paging) = self.paging.get() else {
             return;
         };
+        if paging.tending.swap(true, Relaxed) {
+            return;
+        }
+        self.tend_chunks(paging, now_ms);
+        paging.tending.store(false, Relaxed);
+    }
+
+    /// Reads back every chunk paged out and not in memory, to find now, before anything
+    /// is judged, a page file that lost one ([`Ledger::lost`]).
+    pub fn check_pages(&self) {
+        let Some(paging) = self.paging.get() else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let slots = read(&chunk.slots);
+            if slots.is_some() || !chunk.paged.load(Relaxed) {
+                continue;
+            }
+            bytes.resize(self.chunk_len(c) * Self::BYTES_PER_ORDER, 0);
+            let at = (c * CHUNK * Self::BYTES_PER_ORDER) as u64;
+            if let Err(e) = paging.file.read_exact_at(&mut bytes, at) {
+                self.lose(c, &e);
+                return;
+            }
+        }
+    }
+
+    fn lose(&self, c: usize, e: &std::io::Error) {
+        let _ = self.lost.set(format!(
+            "orders {}..{} of the ledger could not be read back from its page file: {e}",
+            c * CHUNK,
+            c * CHUNK + self.chunk_len(c)
+        ));
+    }
+
+    fn tend_chunks(&self, paging: &Paging, now_ms: u64) {
         for (c, chunk) in self.chunks.iter().enumerate() {
             if paging.stopped.load(Relaxed) {
                 return;
@@ -994,12 +1040,19 @@ mod tests {
         ledger.tend(0);
         ledger.tend(1);
         assert_eq!(ledger.resident_bytes(), 0);
+        ledger.check_pages();
+        assert!(ledger.lost().is_none(), "the page reads back");
         std::fs::File::options()
             .write(true)
             .open(&path)
             .unwrap()
             .set_len(0)
             .unwrap();
+        ledger.check_pages();
+        assert!(
+            ledger.lost().is_some(),
+            "found before anything reads the order"
+        );
         assert_eq!(ledger.checkout(3), Checkout::Pending);
         let lost = ledger.lost().expect("the loss is known");
         assert!(lost.contains("orders 0..10"), "{lost}");

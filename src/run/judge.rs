@@ -68,6 +68,7 @@ impl Evidence<'_> {
                 },
             ),
         };
+        observer.ledger.check_pages();
         let invalid = invalid_reason(scenario, observer, self.start.as_ref());
         let verdict = decide(self.interrupted, invalid.is_some(), &checks);
         Summary::build(SummaryInput {

@@ -253,6 +253,10 @@ impl ProviderCore {
     /// of the shard that made them (the merge adds them up).
     pub fn share(mut self, store: Arc<dyn SharedStore>) -> ProviderCore {
         self.shared = Some(store);
+        // The shared books keep every key for the run: a key this process forgot would
+        // still be answered from them, so it keeps them too (one answer per key, whichever
+        // shard is asked).
+        self.retention = Duration::MAX;
         self
     }
 
