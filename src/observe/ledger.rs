@@ -197,6 +197,37 @@ struct Chunk {
     /// [`Ledger::tend`]'s last look: the slots' fingerprint and since when (run ms) it is
     /// unchanged.
     seen: Mutex<Option<(u64, u64)>>,
+    /// The slots' [`Tally`] when last paged out: while out, they are unchanged.
+    tally: Mutex<Option<Tally>>,
+}
+
+/// What the live views count over the whole ledger (`/metrics`): effects applied, orders with
+/// an effect applied more than once, and accepted orders not settled yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub applied: [u64; Effect::ALL.len()],
+    pub twice: [u64; Effect::ALL.len()],
+    pub unsettled: u64,
+}
+
+impl Tally {
+    fn count(&mut self, s: &Slot) {
+        for (i, n) in s.effects.iter().enumerate() {
+            let n = u64::from(n.load(Relaxed));
+            self.applied[i] += n;
+            self.twice[i] += u64::from(n > 1);
+        }
+        let accepted = s.checkout.load(Relaxed) == Checkout::Accepted as u8;
+        self.unsettled += u64::from(accepted && s.terminal.load(Relaxed) == Terminal::None as u8);
+    }
+
+    fn add(&mut self, other: &Tally) {
+        for i in 0..Effect::ALL.len() {
+            self.applied[i] += other.applied[i];
+            self.twice[i] += other.twice[i];
+        }
+        self.unsettled += other.unsettled;
+    }
 }
 
 /// Where quiet chunks go (see [`Ledger::page_to`]).
@@ -510,8 +541,29 @@ impl Ledger {
             }
             chunk.paged.store(true, Relaxed);
         }
+        let mut tally = Tally::default();
+        s.iter().for_each(|slot| tally.count(slot));
+        *lock(&chunk.tally) = Some(tally);
         *slots = None;
         chunk.dirty.store(false, Relaxed);
+    }
+
+    /// The [`Tally`] of every order, without paging anything in: a chunk paged out counts
+    /// as it was when it went.
+    pub fn tally(&self) -> Tally {
+        let mut tally = Tally::default();
+        for chunk in self.chunks.iter() {
+            let slots = read(&chunk.slots);
+            match slots.as_deref() {
+                Some(slots) => slots.iter().for_each(|s| tally.count(s)),
+                None => {
+                    if let Some(out) = *lock(&chunk.tally) {
+                        tally.add(&out);
+                    }
+                }
+            }
+        }
+        tally
     }
 
     /// Pages out the chunks nothing was recorded into for the quiet time, `now_ms` being
@@ -952,6 +1004,10 @@ mod tests {
         );
         paging.tend(1);
         assert_eq!(paging.resident_bytes(), 0, "every chunk was quiet");
+        assert_eq!(paging.tally(), kept.tally(), "counted while out");
+        assert_eq!(paging.resident_bytes(), 0, "counting paged nothing in");
+        assert_eq!(kept.tally().applied[Effect::EmailSent as usize], 4);
+        assert_eq!(kept.tally().unsettled, 0);
         assert!(
             exported(&paging) == exported(&kept),
             "read back as recorded"
@@ -967,6 +1023,12 @@ mod tests {
             assert!(!again.first, "a redelivery, not a first delivery");
         }
         assert!(exported(&paging) == exported(&kept));
+        assert_eq!(paging.tally(), kept.tally());
+        assert_eq!(
+            paging.tally().twice[Effect::EmailSent as usize],
+            1,
+            "the second email"
+        );
         assert_eq!(paging.effects(7, Effect::EmailSent), 2);
         assert_eq!(paging.delivery_totals(), kept.delivery_totals());
         assert!(paging.lost().is_none());
@@ -975,6 +1037,11 @@ mod tests {
         paging.tend(2);
         paging.tend(3);
         assert_eq!(paging.resident_bytes(), 0);
+        assert_eq!(
+            paging.tally(),
+            kept.tally(),
+            "the late records counted once out again"
+        );
         assert!(exported(&paging) == exported(&kept));
     }
 

@@ -22,7 +22,7 @@ use crate::clock::{Clock, RunTime};
 use crate::sync::lock;
 use crate::topology::Stage;
 use crate::topology::{SUBSCRIPTIONS, ServiceKind};
-pub use ledger::{Checkout, DeliveryNote, Effect, Ledger, Terminal};
+pub use ledger::{Checkout, DeliveryNote, Effect, Ledger, Tally, Terminal};
 pub use recorder::{Percentiles, Recorder, SeriesPoint};
 
 /// Running totals; a per-second view is their difference between two ticks.

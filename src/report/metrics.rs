@@ -22,7 +22,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio_util::sync::CancellationToken;
 
 use crate::load::Schedule;
-use crate::observe::{Checkout, Effect, Observer, Terminal};
+use crate::observe::{Effect, Observer, Tally};
 use crate::services::provider::ProviderCore;
 use crate::topology::Stage;
 
@@ -212,24 +212,12 @@ impl Collector for Live {
             None,
             c.open_checkouts.load(Relaxed) as f64,
         )?;
-        // One pass over the ledger: effects applied, orders with an effect applied twice, and
-        // accepted orders not settled yet.
-        let mut applied = [0u64; Effect::ALL.len()];
-        let mut twice = [0u64; Effect::ALL.len()];
-        let mut unsettled = 0u64;
-        let attempted = c.attempted.load(Relaxed).min(o.ledger.len() as u64);
-        for order in 0..attempted {
-            for (i, &effect) in Effect::ALL.iter().enumerate() {
-                let n = u64::from(o.ledger.effects(order, effect));
-                applied[i] += n;
-                twice[i] += u64::from(n > 1);
-            }
-            if o.ledger.checkout(order) == Checkout::Accepted
-                && o.ledger.terminal(order).0 == Terminal::None
-            {
-                unsettled += 1;
-            }
-        }
+        // One pass over the ledger (the chunks paged out count as they went).
+        let Tally {
+            applied,
+            twice,
+            unsettled,
+        } = o.ledger.tally();
         {
             let mut family = encoder.encode_descriptor(
                 "effects",
