@@ -241,6 +241,8 @@ struct Paging {
     stopped: AtomicBool,
     /// A [`Ledger::tend`] is under way.
     tending: AtomicBool,
+    /// Chunks paged out so far.
+    page_outs: AtomicU64,
 }
 
 pub struct Ledger {
@@ -396,6 +398,7 @@ impl Ledger {
             back_in: Mutex::new(VecDeque::new()),
             stopped: AtomicBool::new(false),
             tending: AtomicBool::new(false),
+            page_outs: AtomicU64::new(0),
         });
     }
 
@@ -417,6 +420,11 @@ impl Ledger {
             .filter_map(|c| read(&c.slots).as_ref().map(|slots| slots.len()))
             .sum();
         slots * Self::BYTES_PER_ORDER
+    }
+
+    /// Chunks paged out so far (0 without a page file).
+    pub fn page_outs(&self) -> u64 {
+        (self.paging.get()).map_or(0, |p| p.page_outs.load(Relaxed))
     }
 
     /// Why the ledger does not hold what happened, if it does not (a page could not be read
@@ -545,6 +553,7 @@ impl Ledger {
         s.iter().for_each(|slot| tally.count(slot));
         *lock(&chunk.tally) = Some(tally);
         *slots = None;
+        paging.page_outs.fetch_add(1, Relaxed);
         chunk.dirty.store(false, Relaxed);
     }
 

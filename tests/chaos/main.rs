@@ -11,6 +11,7 @@ mod exec;
 mod interrupt;
 mod link;
 mod link_proxy;
+mod paging;
 mod provider;
 mod replay_reorder;
 mod restart;
