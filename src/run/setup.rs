@@ -403,8 +403,8 @@ async fn connect(
 /// folder: its orders settled well before (a redelivery after it only pages it back in).
 const LEDGER_QUIET: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Starts the interval logs and the ledger's page file, and writes `run.json`: what a report rebuilt after a kill needs
-/// and the interval logs do not hold.
+/// Starts the interval logs and the ledger's page file, and writes `run.json`: what a report
+/// rebuilt after a kill needs and the interval logs do not hold.
 fn record(
     dir: &Path,
     scenario: &Scenario,
