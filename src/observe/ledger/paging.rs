@@ -76,6 +76,11 @@ pub(super) struct Paging {
     page_outs: AtomicU64,
 }
 
+/// Where chunk `c` lies in the page file.
+fn page_at(c: usize) -> u64 {
+    (c * CHUNK * Ledger::BYTES_PER_ORDER) as u64
+}
+
 /// A fingerprint of the slots' contents: equal twice over a while means nothing was recorded
 /// in between (every field only grows, so a change cannot be undone).
 fn fingerprint(slots: &[Slot]) -> u64 {
@@ -122,15 +127,14 @@ impl Ledger {
         if slots.is_some() {
             return;
         }
-        let n = self.chunk_len(c);
-        let paged = chunk.paged.load(Relaxed);
-        *slots = Some(match self.paging.get().filter(|_| paged) {
-            Some(paging) => self.read_page(paging, c, n),
-            None => (0..n).map(|_| Slot::default()).collect(),
+        let from_file = self.paging.get().filter(|_| chunk.paged.load(Relaxed));
+        *slots = Some(match from_file {
+            Some(paging) => self.read_page(paging, c),
+            None => (0..self.chunk_len(c)).map(|_| Slot::default()).collect(),
         });
         chunk.dirty.store(false, Relaxed);
         drop(slots);
-        let Some(paging) = self.paging.get().filter(|_| paged) else {
+        let Some(paging) = from_file else {
             return;
         };
         let out = {
@@ -151,14 +155,11 @@ impl Ledger {
         }
     }
 
-    /// Chunk `c`'s `n` slots as last paged out. A page that cannot be read back leaves its
+    /// Chunk `c`'s slots as last paged out. A page that cannot be read back leaves its
     /// orders fresh and the ledger [`lost`](Ledger::lost).
-    fn read_page(&self, paging: &Paging, c: usize, n: usize) -> Box<[Slot]> {
-        let mut bytes = vec![0u8; n * Self::BYTES_PER_ORDER];
-        let at = (c * CHUNK * Self::BYTES_PER_ORDER) as u64;
-        if let Err(e) = paging.file.read_exact_at(&mut bytes, at) {
-            self.lose(c, &e);
-        }
+    fn read_page(&self, paging: &Paging, c: usize) -> Box<[Slot]> {
+        let mut bytes = Vec::new();
+        self.read_bytes(paging, c, &mut bytes);
         (bytes.chunks_exact(Self::BYTES_PER_ORDER))
             .map(|b| Slot::from_bytes(b.try_into().expect("48 bytes")))
             .collect()
@@ -177,18 +178,18 @@ impl Ledger {
                 return;
             }
             let bytes: Vec<u8> = s.iter().flat_map(Slot::to_bytes).collect();
-            let at = (c * CHUNK * Self::BYTES_PER_ORDER) as u64;
-            if let Err(e) = paging.file.write_all_at(&bytes, at) {
+            if let Err(e) = paging.file.write_all_at(&bytes, page_at(c)) {
                 if !paging.stopped.swap(true, Relaxed) {
                     tracing::warn!(error = %e, "the ledger cannot page out: it stays in memory");
                 }
                 return;
             }
             chunk.paged.store(true, Relaxed);
+            // A clean chunk's tally is still the one it last went out with.
+            let mut tally = Tally::default();
+            s.iter().for_each(|slot| tally.count(slot));
+            *lock(&chunk.tally) = Some(tally);
         }
-        let mut tally = Tally::default();
-        s.iter().for_each(|slot| tally.count(slot));
-        *lock(&chunk.tally) = Some(tally);
         *slots = None;
         paging.page_outs.fetch_add(1, Relaxed);
         chunk.dirty.store(false, Relaxed);
@@ -235,24 +236,29 @@ impl Ledger {
         let mut bytes = Vec::new();
         for (c, chunk) in self.chunks.iter().enumerate() {
             let slots = read(&chunk.slots);
-            if slots.is_some() || !chunk.paged.load(Relaxed) {
-                continue;
-            }
-            bytes.resize(self.chunk_len(c) * Self::BYTES_PER_ORDER, 0);
-            let at = (c * CHUNK * Self::BYTES_PER_ORDER) as u64;
-            if let Err(e) = paging.file.read_exact_at(&mut bytes, at) {
-                self.lose(c, &e);
+            if slots.is_none()
+                && chunk.paged.load(Relaxed)
+                && !self.read_bytes(paging, c, &mut bytes)
+            {
                 return;
             }
         }
     }
 
-    fn lose(&self, c: usize, e: &std::io::Error) {
+    /// Reads chunk `c` as last paged out into `bytes`; false, with the ledger
+    /// [`lost`](Ledger::lost), when the page file cannot give it back.
+    fn read_bytes(&self, paging: &Paging, c: usize, bytes: &mut Vec<u8>) -> bool {
+        bytes.resize(self.chunk_len(c) * Self::BYTES_PER_ORDER, 0);
+        let Err(e) = paging.file.read_exact_at(bytes, page_at(c)) else {
+            return true;
+        };
+        bytes.fill(0);
         let _ = self.lost.set(format!(
             "orders {}..{} of the ledger could not be read back from its page file: {e}",
             c * CHUNK,
             c * CHUNK + self.chunk_len(c)
         ));
+        false
     }
 
     fn tend_chunks(&self, paging: &Paging, now_ms: u64) {

@@ -175,6 +175,8 @@ struct Keys {
     previous: HashMap<u64, Stored>,
     /// When `current` was started (run time).
     since: RunTime,
+    /// How long a record is kept at least, in nanoseconds.
+    retention_ns: u64,
 }
 
 impl Keys {
@@ -185,10 +187,17 @@ impl Keys {
             .copied()
     }
 
-    /// Keeps `stored` as `key`'s record; at `now`, a generation older than `retention`
+    fn keeping_for(retention: Duration) -> Keys {
+        Keys {
+            retention_ns: u64::try_from(retention.as_nanos()).unwrap_or(u64::MAX),
+            ..Keys::default()
+        }
+    }
+
+    /// Keeps `stored` as `key`'s record; at `now`, a generation older than the retention
     /// becomes the previous one, and the one before is forgotten.
-    fn insert(&mut self, key: u64, stored: Stored, now: RunTime, retention: Duration) {
-        if now.saturating_sub(self.since) >= retention.as_nanos().min(u128::from(u64::MAX)) as u64 {
+    fn insert(&mut self, key: u64, stored: Stored, now: RunTime) {
+        if now.saturating_sub(self.since) >= self.retention_ns {
             let next = HashMap::with_capacity(self.current.len());
             self.previous = std::mem::replace(&mut self.current, next);
             self.since = now;
@@ -210,8 +219,6 @@ pub struct ProviderCore {
     seed: u64,
     latency: LatencyDist,
     timeout: Duration,
-    /// How long a key's record is kept at least ([`Keys`]).
-    retention: Duration,
     clock: Clock,
     /// One lock for keys, captures and counters: the decision per call is a few map
     /// operations, never held across an await, so a finer scheme would buy nothing.
@@ -239,9 +246,11 @@ impl ProviderCore {
             seed,
             latency: cfg.latency,
             timeout: cfg.timeout,
-            retention: cfg.idempotency_retention,
             clock,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                keys: Keys::keeping_for(cfg.idempotency_retention),
+                ..State::default()
+            }),
             outage: RwLock::new(None),
             shared: None,
         }
@@ -256,7 +265,8 @@ impl ProviderCore {
         // The shared books keep every key for the run: a key this process forgot would
         // still be answered from them, so it keeps them too (one answer per key, whichever
         // shard is asked).
-        self.retention = Duration::MAX;
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        state.keys.retention_ns = u64::MAX;
         self
     }
 
@@ -392,9 +402,7 @@ impl ProviderCore {
             Some(RunWide::Theirs(theirs)) => match state.keys.get(key_hash) {
                 Some(stored) => stored,
                 None => {
-                    state
-                        .keys
-                        .insert(key_hash, theirs, self.clock.now(), self.retention);
+                    state.keys.insert(key_hash, theirs, self.clock.now());
                     theirs
                 }
             },
@@ -437,9 +445,7 @@ impl ProviderCore {
                 ChargeResponse::Declined { code: code.into() }
             }
         };
-        state
-            .keys
-            .insert(key.1, stored, self.clock.now(), self.retention);
+        state.keys.insert(key.1, stored, self.clock.now());
         response
     }
 
