@@ -1,6 +1,7 @@
 //! Sampling the latency distributions scenarios describe (`5ms..20ms`, `lognormal(120ms, 0.4)`).
 //!
 //! Pure functions of a distribution and a generator; callers own the generator (see `rng.rs`).
+//! [`wait`] sleeps a sample.
 
 use std::time::Duration;
 
@@ -8,6 +9,15 @@ use rand::RngExt;
 use rand_distr::{Distribution, LogNormal, Normal};
 
 use crate::config::units::LatencyDist;
+
+/// Sleeps `d`; a zero `d` returns at once. tokio's timer rounds every deadline up to its
+/// next millisecond tick, so `sleep(ZERO)` waits up to a millisecond, and parks and wakes the
+/// worker for it: a simulated hop set to `0ms` would cost a wake-up and up to 1 ms.
+pub async fn wait(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
 
 /// One sample. Never negative; invalid parameters (caught by validation) yield the median.
 pub fn sample(dist: &LatencyDist, rng: &mut impl rand::Rng) -> Duration {
@@ -40,6 +50,25 @@ pub fn sample(dist: &LatencyDist, rng: &mut impl rand::Rng) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A zero wait takes no time; tokio's own zero sleep waits for a millisecond tick
+    /// (the control: what `wait` saves a `0ms` hop), and a non-zero wait takes its length.
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_wait_takes_no_time() {
+        let clock = crate::clock::Clock::start();
+        // Between two ticks, as a run almost always is.
+        tokio::time::advance(Duration::from_micros(300)).await;
+        wait(Duration::ZERO).await;
+        assert_eq!(clock.now(), 300_000);
+        tokio::time::sleep(Duration::ZERO).await;
+        let tick = clock.now();
+        assert!(
+            tick > 300_000 && tick <= 1_300_000,
+            "sleep(0) waits for a millisecond tick: {tick} ns"
+        );
+        wait(Duration::from_millis(5)).await;
+        assert!(clock.now() >= tick + 5_000_000);
+    }
 
     #[test]
     fn lognormal_median_is_the_median() {

@@ -286,10 +286,7 @@ impl Runner {
             self.acked(&envelope, a.ack().await);
         }
         let running = Running::new(o, kind);
-        let pause = service_latency + plan.delay;
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
+        crate::latency::wait(service_latency + plan.delay).await;
         let mut result = self.service.handle(&envelope).await;
         if plan.twice && result.is_ok() {
             // The same event arrives again: the service sees a second delivery.

@@ -327,7 +327,7 @@ impl ProviderCore {
         }
         let dist = outage.and_then(|o| o.latency).unwrap_or(self.latency);
         let mut rng = rng::for_item(self.seed, "provider.latency", key_hash ^ call);
-        tokio::time::sleep(latency::sample(&dist, &mut rng)).await;
+        latency::wait(latency::sample(&dist, &mut rng)).await;
         response
     }
 
@@ -498,7 +498,7 @@ impl ProviderCore {
             .and_then(|o| o.latency)
             .unwrap_or(self.latency);
         let mut rng = rng::for_item(self.seed, "provider.latency", key_hash ^ call);
-        tokio::time::sleep(latency::sample(&dist, &mut rng)).await;
+        latency::wait(latency::sample(&dist, &mut rng)).await;
     }
 
     /// Records money taken for `order_id` under idempotency key `key` (empty for none) and
