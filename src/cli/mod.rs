@@ -98,6 +98,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Runs one subcommand and names how the process exits; an `Err` is a subcommand that could
+/// not start (no runtime), which `main` prints and exits 3 on.
 pub fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Run {
