@@ -204,6 +204,14 @@ impl Keys {
         }
         self.current.insert(key, stored);
     }
+
+    /// `key`'s record, after keeping `stored` as it when it had none.
+    fn get_or_insert(&mut self, key: u64, stored: Stored, now: RunTime) -> Stored {
+        self.get(key).unwrap_or_else(|| {
+            self.insert(key, stored, now);
+            stored
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -399,13 +407,9 @@ impl ProviderCore {
             Some(RunWide::Mine(mine)) => {
                 return self.first_call(state, (key, key_hash), req, mine);
             }
-            Some(RunWide::Theirs(theirs)) => match state.keys.get(key_hash) {
-                Some(stored) => stored,
-                None => {
-                    state.keys.insert(key_hash, theirs, self.clock.now());
-                    theirs
-                }
-            },
+            Some(RunWide::Theirs(theirs)) => {
+                state.keys.get_or_insert(key_hash, theirs, self.clock.now())
+            }
             None => match state.keys.get(key_hash) {
                 Some(stored) => stored,
                 None => {
