@@ -2,9 +2,10 @@
 //! the faults the chaos timeline switches on.
 //!
 //! Each replica is one group member. It takes deliveries as fast as its concurrency allows
-//! and handles them in tasks, but never two events of the same order at once: a key's later
-//! events queue behind its earlier one (the Confluent parallel-consumer model), so per-key
-//! order survives concurrency. With `commit: after_effect` a delivery is acked after it was
+//! and handles each as far as it goes without waiting, in a task of its own once it has to
+//! wait, but never two events of the same order at once: a key's later events queue behind
+//! its earlier one (the Confluent parallel-consumer model), so per-key order survives
+//! concurrency. With `commit: after_effect` a delivery is acked after it was
 //! handled (at-least-once); with `on_receive` it is acked on arrival (at-most-once: work in
 //! flight is lost if the replica stops).
 //!
@@ -24,6 +25,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -198,7 +200,11 @@ impl Runner {
                 }
                 busy.insert(key, VecDeque::new());
             }
-            work.spawn(self.clone().work_key(key, delivery, busy.clone(), slot));
+            start(
+                &mut work,
+                self.clone().work_key(key, delivery, busy.clone(), slot),
+            )
+            .await;
         }
     }
 
@@ -407,6 +413,21 @@ const RETRY_BACKOFF: backon::ExponentialBuilder = backon::ExponentialBuilder::ne
 /// The group that reads `order.dead_letter` back, so a dead letter the broker lost shows.
 pub const DEAD_LETTER_AUDIT: &str = "dead-letter-audit";
 
+/// Runs `job` here as far as it goes without waiting; only a job that has to wait becomes a
+/// task in `tasks`. With an immediate broker most deliveries are handled in this first poll,
+/// and a task per delivery (spawned, scheduled, joined) was a large share of the runtime's
+/// cost. The task's own first poll registers its waker in place of the caller's.
+async fn start<F>(tasks: &mut JoinSet<()>, job: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut job = Box::pin(job);
+    let waiting = std::future::poll_fn(|cx| Poll::Ready(job.as_mut().poll(cx).is_pending())).await;
+    if waiting {
+        tasks.spawn(job);
+    }
+}
+
 /// Reads the dead-letter topic until `stop`, recording each arrival.
 pub async fn audit_dead_letters(
     mut sub: Box<dyn Subscription>,
@@ -449,5 +470,38 @@ pub async fn audit_dead_letters(
 fn settle(o: &Observer, kind: ServiceKind, result: Result<(), TransportError>) {
     if let Err(e) = result {
         o.finding(format!("{kind}: ack failed: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_that_does_not_wait_runs_here_and_one_that_waits_becomes_a_task() {
+        let mut tasks = JoinSet::new();
+        let done = Arc::new(std::sync::atomic::AtomicU32::new(0));
+
+        let d = done.clone();
+        start(&mut tasks, async move {
+            d.fetch_add(1, Relaxed);
+        })
+        .await;
+        assert_eq!(done.load(Relaxed), 1, "finished in the first poll");
+        assert!(tasks.is_empty(), "no task for a job that did not wait");
+
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let d = done.clone();
+        start(&mut tasks, async move {
+            let _ = rx.await;
+            d.fetch_add(1, Relaxed);
+        })
+        .await;
+        assert_eq!(tasks.len(), 1, "the waiting job became a task");
+        assert_eq!(done.load(Relaxed), 1);
+        // Woken through the task's own waker, not the caller's: the task finishes.
+        let _ = tx.send(());
+        assert!(tasks.join_next().await.is_some_and(|r| r.is_ok()));
+        assert_eq!(done.load(Relaxed), 2);
     }
 }
