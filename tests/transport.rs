@@ -534,6 +534,25 @@ mod shared_state {
     }
 }
 
+/// A member looks only at partitions marked ready: one that stopped at the fetch batch with
+/// more behind it must be looked at again without another publish to wake it.
+#[tokio::test]
+async fn the_embedded_broker_hands_out_a_backlog_longer_than_one_fetch() {
+    let t: Arc<dyn Transport> = Arc::new(EmbeddedBroker::new(1, 100_000, Clock::start()));
+    let mut sub = t
+        .subscribe("backlog", &[Topic::OrderCreated])
+        .await
+        .unwrap();
+    publish_all(&t, (0..500).map(|o| event(o, 0))).await;
+    let got = take(&mut sub, 500).await;
+    assert_eq!(got.len(), 500, "the whole backlog, in batches");
+    assert_eq!(
+        ids(&got),
+        (0..500).map(|o| (o, 0)).collect::<Vec<_>>(),
+        "in partition order"
+    );
+}
+
 /// A Redis server of this test's own that speaks only TLS, on a free loopback port, with a
 /// self-signed certificate made by `openssl`; stopped when dropped.
 struct TlsRedis {

@@ -7,7 +7,7 @@
 //! redeliveries elsewhere.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -98,6 +98,10 @@ pub(crate) struct Group {
     pub topics: Vec<Topic>,
     partitions: u32,
     pub tps: Vec<Mutex<TpState>>,
+    /// Per partition in `tps`: something happened that its owner has not looked at yet (a
+    /// publish, a nack, an ack that freed a full window, a rebalance). A member looks only at
+    /// these, so a fetch costs the partitions that changed, not every partition it owns.
+    ready: Vec<AtomicBool>,
     pub generation: AtomicU64,
     members: Mutex<Vec<Member>>,
     next_member: AtomicU64,
@@ -130,6 +134,7 @@ impl Group {
         Group {
             topics: topics.to_vec(),
             partitions,
+            ready: tps.iter().map(|_| AtomicBool::new(true)).collect(),
             tps,
             generation: AtomicU64::new(0),
             members: Mutex::new(Vec::new()),
@@ -170,8 +175,9 @@ impl Group {
         }
     }
 
-    /// Wakes the member that owns the partition at `index` in `tps`.
+    /// Marks the partition at `index` in `tps` ready and wakes the member that owns it.
     pub fn wake_index(&self, index: usize) {
+        self.mark_ready(index);
         let wake = self.tps.get(index).and_then(|s| lock(s).owner_wake.clone());
         if let Some(wake) = wake {
             wake.notify_one();
@@ -182,6 +188,20 @@ impl Group {
     pub fn rewind(&self, position: impl Fn(Tp) -> u64) {
         let members = lock(&self.members);
         self.rebalance(&members, Some(&position));
+    }
+
+    /// Marks the partition at `index` in `tps` as having something for its owner to look at.
+    pub fn mark_ready(&self, index: usize) {
+        if let Some(ready) = self.ready.get(index) {
+            ready.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether the partition at `index` had something to look at, clearing the mark.
+    pub fn take_ready(&self, index: usize) -> bool {
+        self.ready
+            .get(index)
+            .is_some_and(|ready| ready.swap(false, Ordering::AcqRel))
     }
 
     /// Round-robin assignment under a new generation; every partition restarts from its
@@ -195,6 +215,10 @@ impl Group {
             }
             let owner = (!members.is_empty()).then(|| &members[i % members.len()]);
             state.reset_to_committed(owner, generation);
+        }
+        // Every partition restarts from its commit: each new owner looks at all of them.
+        for index in 0..self.tps.len() {
+            self.mark_ready(index);
         }
         for member in members {
             member.wake.notify_one();
@@ -218,6 +242,25 @@ mod tests {
         assert_eq!(s.committed, 2);
         s.ack(2);
         assert_eq!((s.committed, s.window.len()), (3, 0));
+    }
+
+    #[test]
+    fn a_partition_is_marked_ready_by_what_happens_to_it_and_by_a_rebalance() {
+        let group = Group::new(&[Topic::OrderCreated], 2);
+        let _ = group.join();
+        assert!(
+            group.take_ready(0) && group.take_ready(1),
+            "a join rebalances"
+        );
+        assert!(!group.take_ready(0), "taking clears the mark");
+        group.wake_owner(Topic::OrderCreated, 1);
+        assert!(!group.take_ready(0), "only the partition published to");
+        assert!(group.take_ready(1));
+        let _ = group.join();
+        assert!(
+            group.take_ready(0) && group.take_ready(1),
+            "a second join rebalances"
+        );
     }
 
     #[test]

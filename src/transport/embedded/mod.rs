@@ -263,9 +263,10 @@ struct EmbeddedSubscription {
 }
 
 impl EmbeddedSubscription {
-    fn refresh_ownership(&mut self, generation: u64) {
+    /// Recomputes the partitions this member owns after a rebalance; `true` when it did.
+    fn refresh_ownership(&mut self, generation: u64) -> bool {
         if generation == self.generation {
-            return;
+            return false;
         }
         self.generation = generation;
         self.owned = (0..self.group.tps.len())
@@ -273,20 +274,26 @@ impl EmbeddedSubscription {
             .collect();
         // Fetched under the old generation: the new owner re-reads them from the commit.
         self.buffer.clear();
+        true
     }
 
     /// Takes a batch from every owned partition that has something to hand out, starting at
-    /// a rotating partition so none is favoured. One pass serves many deliveries.
+    /// a rotating partition so none is favoured. One pass serves many deliveries. Only the
+    /// partitions marked ready are looked at (all of them after a rebalance): with a few
+    /// events at a time, locking every owned partition per pass cost more than the deliveries.
     fn fill(&mut self) {
         let generation = self
             .group
             .generation
             .load(std::sync::atomic::Ordering::Acquire);
-        self.refresh_ownership(generation);
+        let moved = self.refresh_ownership(generation);
         let n = self.owned.len();
         for i in 0..n {
             let index = self.owned[(self.cursor + i) % n];
-            self.fetch_from(index);
+            let ready = self.group.take_ready(index);
+            if ready || moved {
+                self.fetch_from(index);
+            }
         }
         self.cursor = self.cursor.wrapping_add(1);
     }
@@ -294,6 +301,10 @@ impl EmbeddedSubscription {
     fn fetch_from(&mut self, index: usize) {
         let mut state = lock(&self.group.tps[index]);
         if state.owner != Some(self.member) {
+            // Moved to another member since this one looked: the mark it took is the new
+            // owner's.
+            drop(state);
+            self.group.wake_index(index);
             return;
         }
         let generation = state.generation;
@@ -310,6 +321,12 @@ impl EmbeddedSubscription {
             } else {
                 break;
             }
+        }
+        // Stopped at the batch size with more to hand out: look again on the next pass.
+        if !state.retry.is_empty()
+            || (state.next_fetch < log.end() && state.window.len() < WINDOW_MAX)
+        {
+            self.group.mark_ready(index);
         }
         for offset in offsets {
             let Some(stored) = log.get(offset) else {
