@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::groups::Groups;
-use group::{Group, Tp, lock};
+use group::{Group, Tp, TpState, lock};
 use log::PartitionLog;
 
 use super::{
@@ -262,19 +262,25 @@ struct EmbeddedSubscription {
     buffer: VecDeque<(u64, Delivery)>,
 }
 
+/// Whether a partition has something to hand out: a nacked offset, or a published one the
+/// window has room for.
+fn has_more(state: &TpState, end: u64) -> bool {
+    !state.retry.is_empty() || (state.next_fetch < end && state.window.len() < WINDOW_MAX)
+}
+
 impl EmbeddedSubscription {
-    /// Recomputes the partitions this member owns after a rebalance; `true` when it did.
-    fn refresh_ownership(&mut self, generation: u64) -> bool {
+    /// Recomputes the partitions this member owns after a rebalance.
+    fn refresh_ownership(&mut self, generation: u64) {
         if generation == self.generation {
-            return false;
+            return;
         }
         self.generation = generation;
         self.owned = (0..self.group.tps.len())
             .filter(|&i| lock(&self.group.tps[i]).owner == Some(self.member))
             .collect();
-        // Fetched under the old generation: the new owner re-reads them from the commit.
-        self.buffer.clear();
-        true
+        // Fetched under an old generation: the new owner re-reads them from the commit. What
+        // was fetched under this one (a fetch that raced the rebalance) is still this member's.
+        self.buffer.retain(|(fetched, _)| *fetched == generation);
     }
 
     /// Takes a batch from every owned partition that has something to hand out, starting at
@@ -286,12 +292,11 @@ impl EmbeddedSubscription {
             .group
             .generation
             .load(std::sync::atomic::Ordering::Acquire);
-        let moved = self.refresh_ownership(generation);
+        self.refresh_ownership(generation);
         let n = self.owned.len();
         for i in 0..n {
             let index = self.owned[(self.cursor + i) % n];
-            let ready = self.group.take_ready(index);
-            if ready || moved {
+            if self.group.take_ready(index) {
                 self.fetch_from(index);
             }
         }
@@ -311,21 +316,17 @@ impl EmbeddedSubscription {
         let log = lock(self.broker.log(state.tp));
         state.skip_to(log.base());
         let mut offsets = Vec::new();
-        while offsets.len() < FETCH_BATCH {
+        while offsets.len() < FETCH_BATCH && has_more(&state, log.end()) {
             if let Some(offset) = state.retry.pop_front() {
                 offsets.push(offset);
-            } else if state.next_fetch < log.end() && state.window.len() < WINDOW_MAX {
+            } else {
                 offsets.push(state.next_fetch);
                 state.window.push_back(false);
                 state.next_fetch += 1;
-            } else {
-                break;
             }
         }
         // Stopped at the batch size with more to hand out: look again on the next pass.
-        if !state.retry.is_empty()
-            || (state.next_fetch < log.end() && state.window.len() < WINDOW_MAX)
-        {
+        if has_more(&state, log.end()) {
             self.group.mark_ready(index);
         }
         for offset in offsets {
