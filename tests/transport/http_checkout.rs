@@ -331,6 +331,116 @@ async fn refused_unanswered_and_unreachable_are_told_apart() {
     }
 }
 
+/// Credentials written in the URL reach the shop as HTTP Basic authentication (percent-decoded,
+/// as curl and browsers send them) and are masked wherever doorbuster shows the URL.
+#[tokio::test]
+async fn credentials_in_the_url_are_sent_as_basic_auth_and_never_shown() {
+    let (url, shop) = start_shop(Behaviour::Accept).await;
+    let with_user = url.replace("http://", "http://shop:p%40ss@");
+    let t = connect(&with_user, &[]).await;
+    let mut e = event(1, 0);
+    e.payload = bytes::Bytes::from_static(b"{\"order_id\":1}");
+    t.publish(e).await.expect("a 201 is an ack");
+    let seen = shop.seen();
+    assert_eq!(seen.len(), 1);
+    // base64("shop:p@ss")
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some("Basic c2hvcDpwQHNz"),
+        "{seen:?}"
+    );
+    let shown = format!("{:?}", t.info());
+    assert!(
+        !shown.contains("p%40ss") && !shown.contains("p@ss"),
+        "{shown}"
+    );
+}
+
+/// An `https://` endpoint goes through the TLS client (reqwest, rustls): a server that does
+/// not speak TLS fails the handshake, so the order provably never left: refused, not unknown.
+#[tokio::test]
+async fn an_https_endpoint_whose_handshake_fails_never_got_the_order() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/checkout", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let t = connect(&url, &[]).await;
+    match t.publish(event(1, 0)).await {
+        Err(TransportError::Publish { source, .. }) => {
+            assert!(source.to_string().contains("not sent"), "{source}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A server that closes each keep-alive connection shortly after answering on it (as nginx
+/// and most servers do after their idle timeout): the next order finds its pooled connection
+/// closed, and goes on a new one. Every order is answered and each reaches the server once.
+#[tokio::test]
+async fn an_endpoint_that_closes_idle_connections_loses_no_order() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/checkout", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (r, c) = (requests.clone(), connections.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = r.clone();
+            tokio::spawn(async move {
+                // One whole request: the head, then as many body bytes as it announces.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                r.fetch_add(1, Ordering::SeqCst);
+                let answer = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}";
+                let _ = socket.write_all(answer).await;
+                // Idle for a moment, then closed: keep-alive's idle timeout.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    let t = connect(&url, &[]).await;
+    for order in 0..5 {
+        t.publish(event(order, 0))
+            .await
+            .unwrap_or_else(|e| panic!("order {order}: {e}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 5, "each order sent once");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        5 + 1,
+        "a new connection per order (and the reachability probe's)"
+    );
+}
+
 fn scenario(url: &str, checkout_timeout: &str, faults: &str) -> doorbuster::scenario::Scenario {
     let text = format!(
         r#"

@@ -1,4 +1,4 @@
-//! The HTTP checkout target: orders POSTed to the shop's own checkout endpoint (reqwest).
+//! The HTTP checkout target: orders POSTed to the shop's own checkout endpoint.
 //!
 //! Guarantees (DESIGN.md §6) and how doorbuster maps them:
 //! - publish ack = a 2xx answer to `POST <url>` with the order as its JSON body
@@ -16,14 +16,19 @@
 //! - consumer groups, redelivery, replay, lag: none. The pipeline behind the endpoint is the
 //!   shop's; doorbuster runs no services against it and judges only what a shopper sees:
 //!   the checkout success rate and the checkout latency (see `verify::checks_for`).
-//! - connections: one pooled client (keep-alive, HTTP/2 where the server offers it over
-//!   TLS, TCP_NODELAY); TLS through rustls with the ring provider and the platform's roots.
+//! - connections: keep-alive and TCP_NODELAY. `http://` goes over HTTP/1.1 on hyper's
+//!   connection API, each connection driven by the checkout using it (`plain`: no task per
+//!   connection, no hand-off per request); `https://` through reqwest (HTTP/2 where the
+//!   server offers it, rustls with the ring provider and the platform's roots).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue,
+    USER_AGENT as USER_AGENT_HEADER,
+};
 
 use super::target::HttpTarget;
 use super::{
@@ -32,12 +37,15 @@ use super::{
 use crate::events::{Envelope, Topic};
 
 pub mod headers;
+mod plain;
 
 /// Connecting (TCP, and TLS for https) gives up after this.
 const CONNECT_BOUND: Duration = Duration::from_secs(3);
 /// No request outlives this, whoever is waiting for it (the driver's own deadline, the
 /// checkout timeout, is normally much shorter).
 pub const REQUEST_BOUND: Duration = Duration::from_secs(30);
+/// What doorbuster calls itself in requests.
+const USER_AGENT: &str = concat!("doorbuster/", env!("CARGO_PKG_VERSION"));
 /// How much of a refusal's body goes into its reason.
 const BODY_EXCERPT: usize = 200;
 
@@ -49,13 +57,31 @@ const ORDER_ID: &str = "x-doorbuster-order-id";
 const EVENT_ID: &str = "x-doorbuster-event-id";
 
 pub struct HttpCheckout {
-    client: reqwest::Client,
-    url: reqwest::Url,
+    client: Client,
     /// The URL for reports and errors: password masked.
     redacted: String,
     /// The scenario's own headers, `${ENV}` expanded.
     headers: HeaderMap,
     accepted: AtomicU64,
+}
+
+/// How requests reach the endpoint.
+enum Client {
+    /// `http://`: hyper's HTTP/1.1 connections, each driven by the checkout using it
+    /// (`plain`). `path` is the request target (`/checkout?...`); `head` holds what every
+    /// request carries: Host, User-Agent, Content-Type, Authorization when the URL has
+    /// credentials (as reqwest sends them), and the scenario's headers.
+    Plain {
+        pool: plain::Pool,
+        path: hyper::Uri,
+        head: HeaderMap,
+    },
+    /// `https://`: reqwest (rustls, HTTP/2 where the server offers it), redirects not
+    /// followed.
+    Tls {
+        client: reqwest::Client,
+        url: reqwest::Url,
+    },
 }
 
 /// Connects to the checkout endpoint named by `target`: `${ENV}` expanded in the URL and the
@@ -89,26 +115,95 @@ pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, Transpor
         value.set_sensitive(true);
         headers.insert(name, value);
     }
-    let client = crate::http_client::builder()
-        .connect_timeout(CONNECT_BOUND)
-        // A redirect is not followed: the POST already reached the shop (which may have
-        // taken the order), and the new address could be off loopback and would get the
-        // scenario's headers.
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(REQUEST_BOUND)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("doorbuster/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))?;
+    let client = if parsed.scheme() == "http" {
+        plain_client(&parsed, &headers).map_err(config_error)?
+    } else {
+        let client = crate::http_client::builder()
+            .connect_timeout(CONNECT_BOUND)
+            // A redirect is not followed: the POST already reached the shop (which may have
+            // taken the order), and the new address could be off loopback and would get the
+            // scenario's headers.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_BOUND)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| config_error(format!("cannot build the HTTP client: {e}")))?;
+        Client::Tls {
+            client,
+            url: parsed,
+        }
+    };
     probe(&url, &redacted).await?;
     Ok(Arc::new(HttpCheckout {
         client,
-        url: parsed,
         redacted,
         headers,
         accepted: AtomicU64::new(0),
     }))
+}
+
+/// The client for an `http://` URL: its address, request target, and the headers every
+/// request carries (the scenario's own win over doorbuster's defaults).
+fn plain_client(url: &reqwest::Url, scenario: &HeaderMap) -> Result<Client, String> {
+    let host = match url.host() {
+        Some(url::Host::Domain(name)) => name.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err("the URL names no host".into()),
+    };
+    let port = url.port_or_known_default().unwrap_or(80);
+    let path = url[url::Position::BeforePath..url::Position::AfterQuery]
+        .parse::<hyper::Uri>()
+        .map_err(|e| format!("not a valid request target: {e}"))?;
+    // `host_str` keeps an IPv6 address's brackets, as the Host header wants it.
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let invalid = |what: &str| format!("the URL's {what} is not valid in an HTTP header");
+    let mut head = HeaderMap::new();
+    head.insert(
+        HOST,
+        HeaderValue::from_str(&authority).map_err(|_| invalid("host"))?,
+    );
+    head.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+    head.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(credentials) = basic_auth(url) {
+        let mut value = HeaderValue::from_str(&credentials).map_err(|_| invalid("user"))?;
+        value.set_sensitive(true);
+        head.insert(AUTHORIZATION, value);
+    }
+    head.extend(scenario.clone());
+    Ok(Client::Plain {
+        pool: plain::Pool::new(host, port),
+        path,
+        head,
+    })
+}
+
+/// `Basic ...` for a URL with a user (and password), percent-decoded, as reqwest and curl
+/// send it; `None` without one.
+fn basic_auth(url: &reqwest::Url) -> Option<String> {
+    use base64::Engine;
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let pair = format!(
+        "{}:{}",
+        decode(url.username()),
+        url.password().map(decode).unwrap_or_default()
+    );
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
 }
 
 /// A TCP connection to the endpoint's host and port: an absent server is a clear error before
@@ -153,14 +248,13 @@ impl HttpCheckout {
         let meta = &envelope.meta;
         let key = HeaderValue::from_bytes(&meta.idempotency_key)
             .map_err(|_| refused("the order's idempotency key is not a header value".into()))?;
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(IDEMPOTENCY_KEY, key)
-            .header(ORDER_ID, meta.order_id)
-            .header(EVENT_ID, meta.event_id);
+        let mut headers = match &self.client {
+            Client::Plain { head, .. } => head.clone(),
+            Client::Tls { .. } => self.headers.clone(),
+        };
+        headers.insert(IDEMPOTENCY_KEY, key);
+        headers.insert(ORDER_ID, HeaderValue::from(meta.order_id));
+        headers.insert(EVENT_ID, HeaderValue::from(meta.event_id));
         // The headers the user's payload template rendered (`orders.payload.headers`).
         for (name, value) in envelope.user.iter().flat_map(|u| &u.headers) {
             let header = HeaderName::from_bytes(name.as_bytes())
@@ -170,17 +264,50 @@ impl HttpCheckout {
                     "the rendered value of header {name} is not valid in HTTP"
                 ))
             })?;
-            request = request.header(header, value);
+            headers.append(header, value);
         }
-        let response = request
-            .body(envelope.payload)
-            .send()
-            .await
-            .map_err(|e| self.send_error(topic, e))?;
-        let status = response.status();
-        // Read the body to the end either way: an unread body keeps the connection out of
-        // the pool. A 2xx whose body then breaks was still an answer.
-        let body = response.bytes().await.unwrap_or_default();
+        let (status, body) = match &self.client {
+            Client::Plain { pool, path, .. } => {
+                let mut request = hyper::Request::new(plain::Body::new(envelope.payload));
+                *request.method_mut() = hyper::Method::POST;
+                *request.uri_mut() = path.clone();
+                *request.headers_mut() = headers;
+                match tokio::time::timeout(REQUEST_BOUND, pool.send(request)).await {
+                    Ok(Ok(answer)) => (answer.status, answer.body),
+                    Ok(Err(plain::Failure::NotSent(cause))) => {
+                        let source = cause.context(format!("not sent to {}", self.redacted));
+                        return Err(TransportError::failed_publish(topic, source, true));
+                    }
+                    Ok(Err(plain::Failure::Unanswered(e))) => {
+                        return Err(TransportError::failed_publish(
+                            topic,
+                            Cause::Hyper(e),
+                            false,
+                        ));
+                    }
+                    Err(_) => {
+                        let source = Cause::Observed(format!("no answer within {REQUEST_BOUND:?}"));
+                        return Err(TransportError::failed_publish(topic, source, false));
+                    }
+                }
+            }
+            Client::Tls { client, url } => {
+                headers
+                    .entry(CONTENT_TYPE)
+                    .or_insert(HeaderValue::from_static("application/json"));
+                let response = client
+                    .post(url.clone())
+                    .headers(headers)
+                    .body(envelope.payload)
+                    .send()
+                    .await
+                    .map_err(|e| self.send_error(topic, e))?;
+                let status = response.status();
+                // Read the body to the end either way: an unread body keeps the connection out
+                // of the pool. A 2xx whose body then breaks was still an answer.
+                (status, response.bytes().await.unwrap_or_default())
+            }
+        };
         if status.is_redirection() || GATEWAY_ERRORS.contains(&status.as_u16()) {
             // The shop (or the gateway's upstream) may have taken the order: unknown.
             let answer = Cause::HttpStatus {
