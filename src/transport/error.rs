@@ -114,9 +114,9 @@ pub enum Cause {
     /// message may quote it); its own message is generic, so its causes are shown too.
     #[error("{}", chain_text(.0))]
     Http(#[source] reqwest::Error),
-    /// The same for a plain `http://` endpoint, whose requests go through hyper directly.
+    /// The same for a plain `http://` endpoint (`http_client::plain`).
     #[error("{}", chain_text(.0))]
-    Hyper(#[source] hyper::Error),
+    Plain(#[source] crate::http_client::plain::Failure),
     /// A checkout endpoint's answer that was not a success, with the start of its body.
     #[error("HTTP {status}{}", if .excerpt.is_empty() { String::new() } else { format!(": {}", .excerpt) })]
     HttpStatus {

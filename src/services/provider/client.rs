@@ -9,16 +9,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::RETRY_AFTER;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::core::{ChargeRequest, ChargeResponse, ProviderCore};
 use super::model;
 use super::wire::IDEMPOTENCY_KEY;
+use crate::http_client::plain;
 
-/// Idle keep-alive connections kept per host. Bounded: unbounded pools caused connection
-/// storms at 20-30k calls/s in the driver measurements (DESIGN §12).
-const POOL_IDLE_PER_HOST_MAX: usize = 64;
+/// Idle keep-alive connections kept. Bounded: unbounded pools caused connection storms at
+/// 20-30k calls/s in the driver measurements (DESIGN §12).
+const POOL_IDLE_MAX: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -35,10 +36,27 @@ pub enum ProviderError {
 #[derive(Debug, Clone)]
 pub enum ProviderClient {
     InProcess(Arc<ProviderCore>),
-    Http {
-        client: reqwest::Client,
-        base: String,
-    },
+    /// The mock over `http://` on loopback (`http_client::plain`).
+    Http(Arc<HttpProvider>),
+}
+
+/// Where charges go over HTTP, and what every call carries.
+pub struct HttpProvider {
+    pool: plain::Pool,
+    /// `<base path>/v1/charges`.
+    charges: hyper::Uri,
+    /// Host and Content-Type.
+    head: HeaderMap,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProvider")
+            .field("head", &self.head)
+            .field("charges", &self.charges)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProviderClient {
@@ -46,22 +64,38 @@ impl ProviderClient {
         ProviderClient::InProcess(core)
     }
 
-    /// One pooled client for all calls to `base` (e.g. `http://127.0.0.1:4242`).
+    /// One pool of keep-alive connections for all calls to `base` (e.g.
+    /// `http://127.0.0.1:4242`), each call (connecting included) bounded by the provider's
+    /// client timeout.
     pub fn http(
         base: impl Into<String>,
         cfg: &model::Provider,
     ) -> Result<ProviderClient, ProviderError> {
-        let client = crate::http_client::builder()
-            .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .tcp_nodelay(true)
-            // The mock is on loopback; a proxy from the environment would only distort it.
-            .no_proxy()
-            .build()
-            .map_err(|e| ProviderError::Setup(e.to_string()))?;
-        let base = base.into().trim_end_matches('/').to_owned();
-        Ok(ProviderClient::Http { client, base })
+        let base = base.into();
+        let setup = |what: String| ProviderError::Setup(format!("{base}: {what}"));
+        let url = url::Url::parse(&base).map_err(|e| setup(e.to_string()))?;
+        if url.scheme() != "http" {
+            return Err(setup(
+                "the provider mock is reached over http:// only".into(),
+            ));
+        }
+        let charges = format!("{}/v1/charges", url.path().trim_end_matches('/'))
+            .parse::<hyper::Uri>()
+            .map_err(|e| setup(e.to_string()))?;
+        let mut head = HeaderMap::new();
+        let host = plain::host_header(&url);
+        head.insert(
+            HOST,
+            HeaderValue::from_str(host).map_err(|e| setup(e.to_string()))?,
+        );
+        head.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(ProviderClient::Http(Arc::new(HttpProvider {
+            pool: plain::Pool::for_url(&url, cfg.timeout, POOL_IDLE_MAX)
+                .ok_or_else(|| setup("no host".into()))?,
+            charges,
+            head,
+            timeout: cfg.timeout,
+        })))
     }
 
     pub async fn charge(
@@ -75,34 +109,48 @@ impl ProviderClient {
                     .await
                     .map_err(|_| ProviderError::Timeout)
             }
-            ProviderClient::Http { client, base } => {
-                charge_http(client, base, idempotency_key, req).await
-            }
+            ProviderClient::Http(provider) => provider.charge(idempotency_key, req).await,
         }
     }
 }
 
-async fn charge_http(
-    client: &reqwest::Client,
-    base: &str,
-    idempotency_key: &str,
-    req: &ChargeRequest,
-) -> Result<ChargeResponse, ProviderError> {
-    let response = client
-        .post(format!("{base}/v1/charges"))
-        .header(IDEMPOTENCY_KEY, idempotency_key)
-        .json(req)
-        .send()
-        .await
-        .map_err(transport_error)?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
+impl HttpProvider {
+    async fn charge(
+        &self,
+        idempotency_key: &str,
+        req: &ChargeRequest,
+    ) -> Result<ChargeResponse, ProviderError> {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| ProviderError::Protocol(format!("cannot encode the request: {e}")))?;
+        let key = HeaderValue::from_str(idempotency_key).map_err(|_| {
+            ProviderError::Protocol(format!("{idempotency_key:?} is not a header value"))
+        })?;
+        let mut request = hyper::Request::new(plain::Body::from(body));
+        *request.method_mut() = hyper::Method::POST;
+        *request.uri_mut() = self.charges.clone();
+        *request.headers_mut() = self.head.clone();
+        request.headers_mut().insert(IDEMPOTENCY_KEY, key);
+        let answer = match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
+            Ok(Ok(answer)) => answer,
+            // Not sent, or sent and unanswered: either way the provider was not reached
+            // with an answer (the payment service retries both alike).
+            Ok(Err(failure)) => return Err(ProviderError::Connect(failure.to_string())),
+            Err(_) => return Err(ProviderError::Timeout),
+        };
+        read_answer(answer)
+    }
+}
+
+/// The provider's answer as the payment service acts on it.
+fn read_answer(answer: plain::Answer) -> Result<ChargeResponse, ProviderError> {
+    let status = answer.status.as_u16();
+    let retry_after = answer
+        .headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = response.bytes().await.map_err(transport_error)?;
+    let body = answer.body;
     match status {
         200 => {
             let charge: ChargeBody = parse(status, &body)?;
@@ -151,16 +199,6 @@ fn parse<'a, T: Deserialize<'a>>(status: u16, body: &'a [u8]) -> Result<T, Provi
     serde_json::from_slice(body).map_err(|e| {
         ProviderError::Protocol(format!("status {status} with an unreadable body: {e}"))
     })
-}
-
-fn transport_error(error: reqwest::Error) -> ProviderError {
-    if error.is_timeout() {
-        ProviderError::Timeout
-    } else if error.is_connect() || error.is_request() {
-        ProviderError::Connect(error.to_string())
-    } else {
-        ProviderError::Protocol(error.to_string())
-    }
 }
 
 #[cfg(test)]

@@ -35,9 +35,9 @@ use super::{
     Ack, BoxFuture, Cause, RewindTo, Subscription, Transport, TransportError, TransportInfo,
 };
 use crate::events::{Envelope, Topic};
+use crate::http_client::plain;
 
 pub mod headers;
-mod plain;
 
 /// Connecting (TCP, and TLS for https) gives up after this.
 const CONNECT_BOUND: Duration = Duration::from_secs(3);
@@ -147,26 +147,14 @@ pub async fn connect(target: &HttpTarget) -> Result<Arc<dyn Transport>, Transpor
 /// The client for an `http://` URL: its address, request target, and the headers every
 /// request carries (the scenario's own win over doorbuster's defaults).
 fn plain_client(url: &reqwest::Url, scenario: &HeaderMap) -> Result<Client, String> {
-    let host = match url.host() {
-        Some(url::Host::Domain(name)) => name.to_owned(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        None => return Err("the URL names no host".into()),
-    };
-    let port = url.port_or_known_default().unwrap_or(80);
     let path = url[url::Position::BeforePath..url::Position::AfterQuery]
         .parse::<hyper::Uri>()
         .map_err(|e| format!("not a valid request target: {e}"))?;
-    // `host_str` keeps an IPv6 address's brackets, as the Host header wants it.
-    let authority = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_owned(),
-    };
     let invalid = |what: &str| format!("the URL's {what} is not valid in an HTTP header");
     let mut head = HeaderMap::new();
     head.insert(
         HOST,
-        HeaderValue::from_str(&authority).map_err(|_| invalid("host"))?,
+        HeaderValue::from_str(plain::host_header(url)).map_err(|_| invalid("host"))?,
     );
     head.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
     head.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -177,7 +165,8 @@ fn plain_client(url: &reqwest::Url, scenario: &HeaderMap) -> Result<Client, Stri
     }
     head.extend(scenario.clone());
     Ok(Client::Plain {
-        pool: plain::Pool::new(host, port),
+        pool: plain::Pool::for_url(url, CONNECT_BOUND, usize::MAX)
+            .ok_or("the URL names no host")?,
         path,
         head,
     })
@@ -274,16 +263,17 @@ impl HttpCheckout {
                 *request.headers_mut() = headers;
                 match tokio::time::timeout(REQUEST_BOUND, pool.send(request)).await {
                     Ok(Ok(answer)) => (answer.status, answer.body),
-                    Ok(Err(plain::Failure::NotSent(cause))) => {
-                        let source = cause.context(format!("not sent to {}", self.redacted));
-                        return Err(TransportError::failed_publish(topic, source, true));
-                    }
-                    Ok(Err(plain::Failure::Unanswered(e))) => {
+                    Ok(Err(failure)) if failure.sent() => {
                         return Err(TransportError::failed_publish(
                             topic,
-                            Cause::Hyper(e),
+                            Cause::Plain(failure),
                             false,
                         ));
+                    }
+                    Ok(Err(failure)) => {
+                        let source =
+                            Cause::Plain(failure).context(format!("not sent to {}", self.redacted));
+                        return Err(TransportError::failed_publish(topic, source, true));
                     }
                     Err(_) => {
                         let source = Cause::Observed(format!("no answer within {REQUEST_BOUND:?}"));

@@ -1,60 +1,99 @@
-//! Plain `http://` checkout endpoints: HTTP/1.1 keep-alive connections on hyper's connection
-//! API, each one driven by the checkout that is using it.
+//! Plain `http://`: HTTP/1.1 keep-alive connections on hyper's connection API, each one
+//! driven by the request that is using it.
 //!
 //! reqwest (kept for `https://`, where TLS and HTTP/2 are its job) runs every connection as a
 //! task of its own and hands each request and each answer across to it, and per request
-//! turns the URL around, arms a timer and consults its redirect policy. A load generator
-//! sending tens of thousands of checkouts a second pays all of that on every order. Here a
-//! checkout takes an idle connection, polls it itself while its request is written and its
-//! answer read, and puts it back: one task and no hand-off, the way wrk drives its
-//! connections.
+//! turns the URL around, checks its pool out and in and consults its redirect policy. A load
+//! generator sending tens of thousands of checkouts (and provider calls) a second pays all of
+//! that on every order. Here a request takes an idle connection, polls it itself while it is
+//! written and its answer read, and puts it back: one task and no hand-off, the way wrk
+//! drives its connections. Used for the checkout endpoint (`transport::http`) and the
+//! provider mock (`services::provider::client`).
 
 use std::pin::pin;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
-use hyper::{Request, StatusCode};
+use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::CONNECT_BOUND;
-use crate::transport::Cause;
+pub type Body = Full<Bytes>;
 
-pub(super) type Body = Full<Bytes>;
-
-/// An endpoint's answer: its status and its whole body (empty when the body broke off after
-/// the status line: that was still an answer).
-pub(super) struct Answer {
+/// An endpoint's answer: its status, headers and whole body (empty when the body broke off
+/// after the head: that was still an answer).
+pub struct Answer {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 /// Why a request got no answer.
-#[derive(Debug)]
-pub(super) enum Failure {
-    /// It never left: no connection to the endpoint, or a new connection that closed before
-    /// the request was written.
-    NotSent(Cause),
-    /// It was written, and no complete answer came: the endpoint may have the order.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// It never left: no connection to the endpoint.
+    #[error("connect to {address}: {error}")]
+    Connect {
+        address: String,
+        error: std::io::Error,
+    },
+    /// It never left: a new connection closed before it was written.
+    #[error(transparent)]
+    Closed(hyper::Error),
+    /// It was written, and no complete answer came: the endpoint may have acted on it.
+    #[error(transparent)]
     Unanswered(hyper::Error),
 }
 
+impl Failure {
+    /// Whether the request may have reached the endpoint.
+    pub fn sent(&self) -> bool {
+        matches!(self, Failure::Unanswered(_))
+    }
+}
+
 /// The endpoint's address and the connections to it that are open and idle.
-pub(super) struct Pool {
+pub struct Pool {
     host: String,
     port: u16,
+    connect_bound: Duration,
+    /// Idle connections kept beyond this are closed.
+    max_idle: usize,
     idle: Mutex<Vec<Connection>>,
 }
 
+/// The Host header for requests to `url`: its host (an IPv6 address in brackets) and its
+/// port when one is written.
+pub fn host_header(url: &url::Url) -> &str {
+    &url[url::Position::BeforeHost..url::Position::AfterPort]
+}
+
 impl Pool {
-    pub fn new(host: String, port: u16) -> Self {
+    /// Connections to `host:port`, each connect given up after `connect_bound`, at most
+    /// `max_idle` of them kept open while idle.
+    pub fn new(host: String, port: u16, connect_bound: Duration, max_idle: usize) -> Self {
         Pool {
             host,
             port,
+            connect_bound,
+            max_idle,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A pool for the host and port `url` names (the scheme's default port when none is
+    /// written); `None` when it names no host.
+    pub fn for_url(url: &url::Url, connect_bound: Duration, max_idle: usize) -> Option<Self> {
+        let host = match url.host()? {
+            url::Host::Domain(name) => name.to_owned(),
+            url::Host::Ipv4(ip) => ip.to_string(),
+            url::Host::Ipv6(ip) => ip.to_string(),
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        Some(Pool::new(host, port, connect_bound, max_idle))
     }
 
     /// Sends `request` on an idle connection, or on a new one when none is idle, and reads
@@ -65,11 +104,13 @@ impl Pool {
             let reused = idle.is_some();
             let connection = match idle.take() {
                 Some(connection) => connection,
-                None => self.open().await.map_err(Failure::NotSent)?,
+                None => self.open().await?,
             };
             match connection.exchange(request).await {
                 Ok((answer, kept)) => {
-                    if let (Some(connection), Ok(mut idle)) = (kept, self.idle.lock()) {
+                    if let (Some(connection), Ok(mut idle)) = (kept, self.idle.lock())
+                        && idle.len() < self.max_idle
+                    {
                         idle.push(connection);
                     }
                     return Ok(answer);
@@ -79,29 +120,34 @@ impl Pool {
                 // as hyper's own pooled client does. Once: a new connection that does the
                 // same is the endpoint turning it away.
                 Err(Lost::NotSent(again, _)) if reused => request = *again,
-                Err(Lost::NotSent(_, e)) => return Err(Failure::NotSent(Cause::Hyper(e))),
+                Err(Lost::NotSent(_, e)) => return Err(Failure::Closed(e)),
                 Err(Lost::Unanswered(e)) => return Err(Failure::Unanswered(e)),
             }
         }
     }
 
-    async fn open(&self) -> Result<Connection, Cause> {
-        let address = || format!("{}:{}", self.host, self.port);
+    async fn open(&self) -> Result<Connection, Failure> {
+        let failed = |error| Failure::Connect {
+            address: format!("{}:{}", self.host, self.port),
+            error,
+        };
         let connect = TcpStream::connect((self.host.as_str(), self.port));
-        let stream = match tokio::time::timeout(CONNECT_BOUND, connect).await {
+        let stream = match tokio::time::timeout(self.connect_bound, connect).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(Cause::from(e).context(format!("connect to {}", address()))),
+            Ok(Err(e)) => return Err(failed(e)),
             Err(_) => {
-                return Err(Cause::Observed(format!(
-                    "connect to {}: no answer within {CONNECT_BOUND:?}",
-                    address()
-                )));
+                let bound = self.connect_bound;
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {bound:?}"),
+                );
+                return Err(failed(e));
             }
         };
-        stream.set_nodelay(true)?;
+        stream.set_nodelay(true).map_err(failed)?;
         let (sender, driver) = http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(Cause::Hyper)?;
+            .map_err(Failure::Closed)?;
         Ok(Connection { sender, driver })
     }
 }
@@ -143,9 +189,9 @@ impl Connection {
                         None => Lost::Unanswered(e.into_error()),
                     }
                 })?;
-                let status = response.status();
-                let body = response.into_body().collect().await.map(|b| b.to_bytes());
-                Ok((status, body))
+                let (head, body) = response.into_parts();
+                let body = body.collect().await.map(|b| b.to_bytes());
+                Ok((head.status, head.headers, body))
             });
             loop {
                 let Some(running) = driver.as_mut() else {
@@ -161,10 +207,11 @@ impl Connection {
                 driver = None;
             }
         };
-        let (status, body) = outcome?;
+        let (status, headers, body) = outcome?;
         let kept = driver.filter(|_| body.is_ok() && !sender.is_closed());
         let answer = Answer {
             status,
+            headers,
             body: body.unwrap_or_default(),
         };
         Ok((answer, kept.map(|driver| Connection { sender, driver })))
