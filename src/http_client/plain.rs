@@ -72,20 +72,9 @@ pub fn host_header(url: &url::Url) -> &str {
 }
 
 impl Pool {
-    /// Connections to `host:port`, each connect given up after `connect_bound`, at most
-    /// `max_idle` of them kept open while idle.
-    pub fn new(host: String, port: u16, connect_bound: Duration, max_idle: usize) -> Self {
-        Pool {
-            host,
-            port,
-            connect_bound,
-            max_idle,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// A pool for the host and port `url` names (the scheme's default port when none is
-    /// written); `None` when it names no host.
+    /// Connections to the host and port `url` names (the scheme's default port when none is
+    /// written), each connect given up after `connect_bound`, at most `max_idle` of them kept
+    /// open while idle; `None` when it names no host.
     pub fn for_url(url: &url::Url, connect_bound: Duration, max_idle: usize) -> Option<Self> {
         let host = match url.host()? {
             url::Host::Domain(name) => name.to_owned(),
@@ -93,7 +82,13 @@ impl Pool {
             url::Host::Ipv6(ip) => ip.to_string(),
         };
         let port = url.port_or_known_default().unwrap_or(80);
-        Some(Pool::new(host, port, connect_bound, max_idle))
+        Some(Pool {
+            host,
+            port,
+            connect_bound,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        })
     }
 
     /// Sends `request` on an idle connection, or on a new one when none is idle, and reads
